@@ -1,0 +1,67 @@
+//! Command-line definitions (clap derive). Parsing only: `app` does the work.
+use std::path::PathBuf;
+
+use clap::{Parser, Subcommand, ValueEnum};
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "labhost",
+    version,
+    about = "Host Rhai scripts for ML experiment automation",
+    long_about = "labhost runs Rhai scripts that drive experiments: files, GPUs, containers, jobs and sweeps.\n\nExit codes: 0 ok, 1 script error, 2 usage error, 130 interrupted."
+)]
+pub struct Cli {
+    /// More log output (-v debug, -vv trace)
+    #[arg(short, long, action = clap::ArgAction::Count, global = true)]
+    pub verbose: u8,
+    /// Only warnings and errors in the log output
+    #[arg(short, long, global = true, conflicts_with = "verbose")]
+    pub quiet: bool,
+    /// When to color diagnostics and tables (NO_COLOR is honoured)
+    #[arg(long, value_enum, default_value_t = ColorChoice::Auto, global = true)]
+    pub color: ColorChoice,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum ColorChoice {
+    Auto,
+    Always,
+    Never,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum DocFormat {
+    Md,
+    Json,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Compile and run a script. The script sees ARGS (positional arguments) and OPTS
+    /// (a map of --key=value and --flag options, typed int/float/bool/string)
+    Run {
+        /// The script file
+        file: PathBuf,
+        /// Arguments for the script (`--` ends option parsing)
+        #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
+        args: Vec<String>,
+    },
+    /// Compile scripts without running them; report every error found
+    Check {
+        #[arg(required = true)]
+        files: Vec<PathBuf>,
+    },
+    /// Interactive shell: multi-line input, completion, history
+    Repl,
+    /// API reference of the native modules and std/ modules, from their metadata
+    Doc {
+        /// Only this module (fs, sh, std/util, …)
+        module: Option<String>,
+        #[arg(long, value_enum, default_value_t = DocFormat::Md)]
+        format: DocFormat,
+    },
+    /// Print shell completions
+    Completions { shell: clap_complete::Shell },
+}

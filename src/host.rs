@@ -1,0 +1,138 @@
+//! The host context shared by every native function: the tokio runtime handle, the
+//! cancellation state and the output sink. One per process, installed by `app`.
+use std::io::Write;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex, OnceLock};
+
+use tokio_util::sync::CancellationToken;
+
+use crate::redact;
+
+/// Cancellation: a flag the engine checks on every operation (cheap) and a token that
+/// blocking natives select on. `reset` re-arms both (the REPL does it per statement).
+#[derive(Default)]
+pub struct Cancel {
+    flag: AtomicBool,
+    token: Mutex<CancellationToken>,
+}
+
+impl Cancel {
+    pub fn cancel(&self) {
+        self.flag.store(true, Ordering::SeqCst);
+        self.token
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .cancel();
+    }
+
+    pub fn is_cancelled(&self) -> bool {
+        self.flag.load(Ordering::Relaxed)
+    }
+
+    /// A token for the current statement; it fires when `cancel` is called.
+    pub fn token(&self) -> CancellationToken {
+        self.token.lock().unwrap_or_else(|e| e.into_inner()).clone()
+    }
+
+    pub fn reset(&self) {
+        *self.token.lock().unwrap_or_else(|e| e.into_inner()) = CancellationToken::new();
+        self.flag.store(false, Ordering::SeqCst);
+    }
+}
+
+/// Where script output goes. Every line is redacted, then written to stdout/stderr (or a
+/// capture buffer in tests) and mirrored as a `trace` event for `-vv` / log files.
+#[derive(Default)]
+pub struct Sink {
+    capture: Option<Mutex<Vec<(Stream, String)>>>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Stream {
+    Out,
+    Err,
+}
+
+impl Sink {
+    /// A sink that keeps lines in memory instead of writing them (for tests).
+    pub fn capturing() -> Self {
+        Sink {
+            capture: Some(Mutex::new(Vec::new())),
+        }
+    }
+
+    /// Lines captured so far (empty unless built with `capturing`).
+    pub fn captured(&self) -> Vec<(Stream, String)> {
+        match &self.capture {
+            Some(c) => c.lock().unwrap_or_else(|e| e.into_inner()).clone(),
+            None => Vec::new(),
+        }
+    }
+
+    pub fn line(&self, stream: Stream, text: &str) {
+        let text = redact::apply(text);
+        tracing::trace!(target: "labhost::output", ?stream, "{text}");
+        if let Some(c) = &self.capture {
+            c.lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .push((stream, text));
+            return;
+        }
+        // A closed pipe (labhost run x | head) must not panic the host.
+        let _ = match stream {
+            Stream::Out => writeln!(std::io::stdout().lock(), "{text}"),
+            Stream::Err => writeln!(std::io::stderr().lock(), "{text}"),
+        };
+    }
+
+    pub fn print(&self, text: &str) {
+        self.line(Stream::Out, text)
+    }
+
+    pub fn eprint(&self, text: &str) {
+        self.line(Stream::Err, text)
+    }
+}
+
+pub struct HostCtx {
+    pub rt: tokio::runtime::Handle,
+    pub cancel: Cancel,
+    pub sink: Sink,
+}
+
+static CTX: OnceLock<Arc<HostCtx>> = OnceLock::new();
+static RUNTIME: OnceLock<tokio::runtime::Runtime> = OnceLock::new();
+
+/// Builds the multi-thread runtime once. Scripts never run on its workers: they run on the
+/// caller's thread and reach async code through `Handle::block_on` (see `script::bridge`).
+fn runtime() -> &'static tokio::runtime::Runtime {
+    RUNTIME.get_or_init(|| {
+        tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .enable_all()
+            .thread_name("labhost-rt")
+            .build()
+            .expect("cannot start the tokio runtime")
+    })
+}
+
+/// The process-wide host context, created on first use with a terminal sink.
+pub fn ctx() -> &'static Arc<HostCtx> {
+    CTX.get_or_init(|| {
+        Arc::new(HostCtx {
+            rt: runtime().handle().clone(),
+            cancel: Cancel::default(),
+            sink: Sink::default(),
+        })
+    })
+}
+
+/// Installs a context with a custom sink (tests). Returns false if one was already set.
+pub fn install_sink(sink: Sink) -> bool {
+    CTX.set(Arc::new(HostCtx {
+        rt: runtime().handle().clone(),
+        cancel: Cancel::default(),
+        sink,
+    }))
+    .is_ok()
+}

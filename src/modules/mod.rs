@@ -1,0 +1,26 @@
+//! Native modules. Each folder holds a typed Rust API (`mod.rs`, no rhai) and its thin Rhai
+//! binding (`rhai.rs`). To add a module: create the folder, add it to `register_all` and
+//! `NATIVE`; its functions then appear in `labhost doc`, REPL completion and the doc-example
+//! test automatically.
+use rhai::Engine;
+
+pub mod env;
+pub mod fs;
+pub mod json;
+pub mod log;
+pub mod prelude;
+pub mod sh;
+pub mod time;
+
+/// Names of the namespaced native modules (`fs::read`, …), in documentation order.
+pub const NATIVE: &[&str] = &["fs", "sh", "env", "json", "time", "log"];
+
+pub fn register_all(e: &mut Engine) {
+    e.register_global_module(prelude::rhai::module().into());
+    e.register_static_module("fs", fs::rhai::module().into());
+    e.register_static_module("sh", sh::rhai::module().into());
+    e.register_static_module("env", env::rhai::module().into());
+    e.register_static_module("json", json::rhai::module().into());
+    e.register_static_module("time", time::rhai::module().into());
+    e.register_static_module("log", log::rhai::module().into());
+}

@@ -1,0 +1,142 @@
+//! Rhai binding for the prelude (registered as a global module).
+use rhai::plugin::*;
+#[allow(unused_imports)]
+use rhai::{Array, Map};
+
+pub fn module() -> Module {
+    exported_module!(api)
+}
+
+fn equal(ctx: &NativeCallContext, a: &Dynamic, b: &Dynamic) -> Result<bool, Box<EvalAltResult>> {
+    if a.type_id() != b.type_id() {
+        return Ok(false);
+    }
+    ctx.call_native_fn::<bool>("==", (a.clone(), b.clone()))
+}
+
+/// Key of the termination token `exit()` raises (not catchable by `try/catch`).
+pub const EXIT_KEY: &str = "labhost_exit";
+
+/// If `err` is the termination raised by `exit()`, the value passed to it.
+pub fn exit_value(err: &EvalAltResult) -> Option<Dynamic> {
+    match err {
+        EvalAltResult::ErrorTerminated(token, _) => {
+            token.read_lock::<Map>()?.get(EXIT_KEY).cloned()
+        }
+        _ => None,
+    }
+}
+
+fn exit_err(ctx: &NativeCallContext, value: Dynamic) -> Box<EvalAltResult> {
+    let mut m = Map::new();
+    m.insert(EXIT_KEY.into(), value);
+    EvalAltResult::ErrorTerminated(m.into(), ctx.call_position()).into()
+}
+
+#[export_module]
+pub mod api {
+    use crate::script::bridge::host_err;
+
+    /// Stops the script with exit code 0, from anywhere (inside functions too).
+    ///
+    /// ```rhai
+    /// print("nothing to do");
+    /// exit();
+    /// ```
+    #[rhai_fn(return_raw, volatile)]
+    pub fn exit(ctx: NativeCallContext) -> Result<(), Box<EvalAltResult>> {
+        Err(super::exit_err(&ctx, Dynamic::UNIT))
+    }
+
+    /// Stops the script. An integer (0–255) becomes the process exit code; a string is
+    /// printed to stderr and the exit code is 1 (like Python's `sys.exit("message")`).
+    /// `try/catch` does not stop it.
+    ///
+    /// ```rhai
+    /// fn finish(ok) { if ok { exit(0) } else { exit("training diverged") } }
+    /// try { finish(true); } catch { print("never printed"); }
+    /// ```
+    #[rhai_fn(name = "exit", return_raw, volatile)]
+    pub fn exit_with(ctx: NativeCallContext, value: Dynamic) -> Result<(), Box<EvalAltResult>> {
+        Err(super::exit_err(&ctx, value))
+    }
+
+    /// Fails with kind `assert` when the condition is false.
+    ///
+    /// ```rhai
+    /// assert(1 + 1 == 2);
+    /// ```
+    #[rhai_fn(return_raw, volatile)]
+    pub fn assert(ctx: NativeCallContext, cond: bool) -> Result<(), Box<EvalAltResult>> {
+        if cond {
+            Ok(())
+        } else {
+            Err(host_err(&ctx, "assert", "assertion failed"))
+        }
+    }
+
+    /// Fails with kind `assert` and the given message when the condition is false.
+    ///
+    /// ```rhai
+    /// let lr = 0.1;
+    /// assert(lr > 0.0, "learning rate must be positive");
+    /// ```
+    #[rhai_fn(name = "assert", return_raw, volatile)]
+    pub fn assert_msg(
+        ctx: NativeCallContext,
+        cond: bool,
+        msg: &str,
+    ) -> Result<(), Box<EvalAltResult>> {
+        if cond {
+            Ok(())
+        } else {
+            Err(host_err(&ctx, "assert", format!("assertion failed: {msg}")))
+        }
+    }
+
+    /// Fails with kind `assert` unless both values are equal (same type and `==`).
+    /// The message shows both values.
+    ///
+    /// ```rhai
+    /// assert_eq([1, 2] + [3], [1, 2, 3]);
+    /// assert_eq(#{a: 1}, #{a: 1});
+    /// try { assert_eq(1, 1.0); } catch (e) { assert_eq(e.kind, "assert"); }
+    /// ```
+    #[rhai_fn(return_raw, volatile)]
+    pub fn assert_eq(
+        ctx: NativeCallContext,
+        left: Dynamic,
+        right: Dynamic,
+    ) -> Result<(), Box<EvalAltResult>> {
+        if super::equal(&ctx, &left, &right)? {
+            return Ok(());
+        }
+        Err(host_err(
+            &ctx,
+            "assert",
+            format!("assertion failed: left == right\n  left: {left:?}\n right: {right:?}"),
+        ))
+    }
+
+    /// `assert_eq` with a message.
+    ///
+    /// ```rhai
+    /// assert_eq(2 * 3, 6, "arithmetic");
+    /// ```
+    #[rhai_fn(name = "assert_eq", return_raw, volatile)]
+    pub fn assert_eq_msg(
+        ctx: NativeCallContext,
+        left: Dynamic,
+        right: Dynamic,
+        msg: &str,
+    ) -> Result<(), Box<EvalAltResult>> {
+        if super::equal(&ctx, &left, &right)? {
+            return Ok(());
+        }
+        Err(host_err(
+            &ctx,
+            "assert",
+            format!("assertion failed: {msg}\n  left: {left:?}\n right: {right:?}"),
+        ))
+    }
+}

@@ -1,0 +1,63 @@
+//! The state directory: `$LABHOST_HOME`, else `.labhost/` found by stepping up from the
+//! working directory (like git), else `.labhost/` created at the enclosing project root
+//! (the nearest folder with `.git`), else the XDG state dir (`~/.local/state/labhost`).
+use std::path::{Path, PathBuf};
+
+use crate::error::{io_err, HostResult};
+
+/// Where the state directory is, without creating it.
+pub fn locate(cwd: &Path) -> PathBuf {
+    if let Some(h) = std::env::var_os("LABHOST_HOME").filter(|h| !h.is_empty()) {
+        return PathBuf::from(h);
+    }
+    for dir in cwd.ancestors() {
+        let candidate = dir.join(".labhost");
+        if candidate.is_dir() {
+            return candidate;
+        }
+    }
+    for dir in cwd.ancestors() {
+        if dir.join(".git").exists() {
+            return dir.join(".labhost");
+        }
+    }
+    xdg_state_home().join("labhost")
+}
+
+fn xdg_state_home() -> PathBuf {
+    if let Some(x) = std::env::var_os("XDG_STATE_HOME").filter(|x| !x.is_empty()) {
+        return PathBuf::from(x);
+    }
+    match std::env::var_os("HOME") {
+        Some(h) => PathBuf::from(h).join(".local/state"),
+        None => std::env::temp_dir(),
+    }
+}
+
+/// The state directory for this process, created if missing.
+pub fn dir() -> HostResult<PathBuf> {
+    let cwd = std::env::current_dir().unwrap_or_else(|_| PathBuf::from("."));
+    let d = locate(&cwd);
+    std::fs::create_dir_all(&d).map_err(|e| io_err("state", "cannot create state dir", &d, &e))?;
+    Ok(d)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn finds_enclosing_dot_labhost_then_git_root() {
+        // LABHOST_HOME would short-circuit; these assertions only hold without it.
+        if std::env::var_os("LABHOST_HOME").is_some() {
+            return;
+        }
+        let t = tempfile::tempdir().unwrap();
+        let deep = t.path().join("a/b/c");
+        std::fs::create_dir_all(&deep).unwrap();
+        std::fs::create_dir_all(t.path().join("a/.git")).unwrap();
+        assert_eq!(locate(&deep), t.path().join("a/.labhost"));
+        std::fs::create_dir_all(t.path().join("a/b/.labhost")).unwrap();
+        assert_eq!(locate(&deep), t.path().join("a/b/.labhost"));
+    }
+}

@@ -1,0 +1,210 @@
+//! Small parsers shared by the CLI and modules: durations, byte sizes, typed option values.
+use std::time::Duration;
+
+use crate::error::{HostError, HostResult};
+
+/// Parses `90s`, `3.5h`, `2d`, `1h30m`, `250ms`, or a bare number of seconds.
+pub fn parse_duration(text: &str) -> HostResult<Duration> {
+    let bad = |why: &str| {
+        HostError::new(
+            "time.invalid_duration",
+            format!("invalid duration '{text}': {why} (examples: 90s, 3.5h, 2d, 1h30m, 250ms)"),
+        )
+    };
+    let s = text.trim();
+    if s.is_empty() {
+        return Err(bad("empty"));
+    }
+    if let Ok(secs) = s.parse::<f64>() {
+        return secs_to_duration(secs).ok_or_else(|| bad("must be a finite, non-negative number"));
+    }
+    let mut total = 0f64;
+    let mut rest = s;
+    while !rest.is_empty() {
+        let num_end = rest
+            .find(|c: char| !(c.is_ascii_digit() || c == '.'))
+            .ok_or_else(|| bad("missing unit"))?;
+        if num_end == 0 {
+            return Err(bad("expected a number"));
+        }
+        let n: f64 = rest[..num_end].parse().map_err(|_| bad("bad number"))?;
+        rest = &rest[num_end..];
+        let unit_end = rest
+            .find(|c: char| c.is_ascii_digit() || c == '.')
+            .unwrap_or(rest.len());
+        let unit = rest[..unit_end].trim();
+        let mult = match unit {
+            "ms" => 0.001,
+            "s" | "sec" | "secs" => 1.0,
+            "m" | "min" | "mins" => 60.0,
+            "h" | "hr" | "hrs" => 3600.0,
+            "d" | "day" | "days" => 86400.0,
+            "w" => 7.0 * 86400.0,
+            _ => return Err(bad(&format!("unknown unit '{unit}'"))),
+        };
+        total += n * mult;
+        rest = &rest[unit_end..];
+    }
+    secs_to_duration(total).ok_or_else(|| bad("out of range"))
+}
+
+fn secs_to_duration(secs: f64) -> Option<Duration> {
+    (secs.is_finite() && (0.0..1e12).contains(&secs)).then(|| Duration::from_secs_f64(secs))
+}
+
+/// Parses byte sizes: `1024`, `10GiB`, `1.5 GB`, `512MiB`, `4k`.
+pub fn parse_bytes(text: &str) -> HostResult<u64> {
+    let bad = || {
+        HostError::new(
+            "invalid_size",
+            format!("invalid size '{text}' (examples: 512MiB, 10GiB, 1.5GB, 4096)"),
+        )
+    };
+    let s = text.trim();
+    let split = s
+        .find(|c: char| !(c.is_ascii_digit() || c == '.'))
+        .unwrap_or(s.len());
+    let n: f64 = s[..split].parse().map_err(|_| bad())?;
+    let mult: f64 = match s[split..].trim().to_ascii_lowercase().as_str() {
+        "" | "b" => 1.0,
+        "k" | "kb" => 1e3,
+        "m" | "mb" => 1e6,
+        "g" | "gb" => 1e9,
+        "t" | "tb" => 1e12,
+        "ki" | "kib" => 1024.0,
+        "mi" | "mib" => 1024f64.powi(2),
+        "gi" | "gib" => 1024f64.powi(3),
+        "ti" | "tib" => 1024f64.powi(4),
+        _ => return Err(bad()),
+    };
+    let v = n * mult;
+    if !v.is_finite() || v < 0.0 || v > u64::MAX as f64 {
+        return Err(bad());
+    }
+    Ok(v.round() as u64)
+}
+
+/// Formats bytes with binary units, e.g. `23.6GiB`.
+pub fn format_bytes(b: u64) -> String {
+    const U: [&str; 5] = ["B", "KiB", "MiB", "GiB", "TiB"];
+    let mut v = b as f64;
+    let mut i = 0;
+    while v >= 1024.0 && i < U.len() - 1 {
+        v /= 1024.0;
+        i += 1;
+    }
+    if i == 0 {
+        format!("{b}B")
+    } else {
+        format!("{v:.1}{}", U[i])
+    }
+}
+
+/// A command-line option value, typed the way a user expects: int, float, bool, string.
+#[derive(Debug, Clone, PartialEq)]
+pub enum OptValue {
+    Int(i64),
+    Float(f64),
+    Bool(bool),
+    Str(String),
+}
+
+pub fn type_value(v: &str) -> OptValue {
+    if let Ok(i) = v.parse::<i64>() {
+        return OptValue::Int(i);
+    }
+    match v {
+        "true" | "True" => return OptValue::Bool(true),
+        "false" | "False" => return OptValue::Bool(false),
+        _ => {}
+    }
+    if let Ok(f) = v.parse::<f64>() {
+        if v.chars().any(|c| c.is_ascii_digit()) {
+            return OptValue::Float(f);
+        }
+    }
+    OptValue::Str(v.to_string())
+}
+
+/// Splits script arguments into positionals and `--key=value` / `--flag` options.
+/// `--` ends option parsing: everything after it is positional.
+pub fn split_script_args(args: &[String]) -> (Vec<String>, Vec<(String, OptValue)>) {
+    let mut pos = Vec::new();
+    let mut opts = Vec::new();
+    let mut only_pos = false;
+    for a in args {
+        if only_pos {
+            pos.push(a.clone());
+        } else if a == "--" {
+            only_pos = true;
+        } else if let Some(body) = a.strip_prefix("--").filter(|b| !b.is_empty()) {
+            match body.split_once('=') {
+                Some((k, v)) => opts.push((k.to_string(), type_value(v))),
+                None => opts.push((body.to_string(), OptValue::Bool(true))),
+            }
+        } else {
+            pos.push(a.clone());
+        }
+    }
+    (pos, opts)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn durations() {
+        let d = |s| parse_duration(s).unwrap().as_secs_f64();
+        assert_eq!(d("90s"), 90.0);
+        assert_eq!(d("3.5h"), 12600.0);
+        assert_eq!(d("2d"), 172800.0);
+        assert_eq!(d("1h30m"), 5400.0);
+        assert_eq!(d("250ms"), 0.25);
+        assert_eq!(d("1.5"), 1.5);
+        for bad in ["", "abc", "5x", "-3s", "h", "3 parsecs"] {
+            let e = parse_duration(bad).unwrap_err();
+            assert_eq!(e.kind, "time.invalid_duration", "{bad}");
+        }
+    }
+
+    #[test]
+    fn sizes() {
+        assert_eq!(parse_bytes("10GiB").unwrap(), 10 * 1024 * 1024 * 1024);
+        assert_eq!(parse_bytes("1.5 GB").unwrap(), 1_500_000_000);
+        assert_eq!(parse_bytes("4096").unwrap(), 4096);
+        assert!(parse_bytes("ten").is_err());
+        assert_eq!(format_bytes(24 * 1024 * 1024 * 1024), "24.0GiB");
+        assert_eq!(format_bytes(12), "12B");
+    }
+
+    #[test]
+    fn script_args_are_typed() {
+        let args: Vec<String> = [
+            "a",
+            "--lr=0.1",
+            "--epochs=3",
+            "--fast",
+            "--name=x",
+            "--ok=false",
+            "--",
+            "--raw",
+        ]
+        .iter()
+        .map(|s| s.to_string())
+        .collect();
+        let (pos, opts) = split_script_args(&args);
+        assert_eq!(pos, vec!["a", "--raw"]);
+        assert_eq!(
+            opts,
+            vec![
+                ("lr".into(), OptValue::Float(0.1)),
+                ("epochs".into(), OptValue::Int(3)),
+                ("fast".into(), OptValue::Bool(true)),
+                ("name".into(), OptValue::Str("x".into())),
+                ("ok".into(), OptValue::Bool(false)),
+            ]
+        );
+        assert_eq!(type_value("inf"), OptValue::Str("inf".into()));
+    }
+}

@@ -1,0 +1,194 @@
+//! The bad-input table: each case gives a clear message, the right exit code and no panic.
+use std::time::{Duration, Instant};
+
+use crate::util::TestCmd;
+
+#[test]
+fn missing_file() {
+    TestCmd::new()
+        .args(["run", "missing.rhai"])
+        .run()
+        .code(2)
+        .stderr_has("cannot read 'missing.rhai': No such file or directory");
+}
+
+#[test]
+fn a_directory() {
+    let t = TestCmd::new();
+    std::fs::create_dir(t.path().join("scripts")).unwrap();
+    t.args(["run", "scripts"])
+        .run()
+        .code(2)
+        .stderr_has("'scripts' is a directory, not a script");
+}
+
+#[test]
+fn non_utf8_bytes() {
+    TestCmd::new()
+        .file("bad.rhai", b"let a = 1;\nlet \xff = 2;\n".as_slice())
+        .args(["run", "bad.rhai"])
+        .run()
+        .code(2)
+        .stderr_has("'bad.rhai' is not UTF-8 text: invalid byte at bad.rhai:2:5");
+}
+
+#[test]
+fn syntax_error() {
+    TestCmd::new()
+        .script("let x = 1;\nlet y = (x + ;\n")
+        .run()
+        .code(1)
+        .stderr_has("error[syntax]")
+        .stderr_has("--> main.rhai:2:");
+}
+
+#[test]
+fn unknown_function() {
+    TestCmd::new()
+        .script("let v = 1;\nfrobnicate(v, \"x\");")
+        .run()
+        .code(1)
+        .stderr_has("error[unknown_function]: no function frobnicate(i64, string)")
+        .stderr_has("--> main.rhai:2:1");
+    TestCmd::new()
+        .script("fs::nope(1);")
+        .run()
+        .code(1)
+        .stderr_has("error[unknown_function]");
+}
+
+#[test]
+fn runtime_error_three_functions_deep() {
+    TestCmd::new()
+        .script("fn c(x) { x.missing_key }\nfn b(x) { c(x) }\nfn a(x) { b(x) }\na(#{k: 1});\n")
+        .run()
+        .code(1)
+        .stderr_has("--> main.rhai:1:13")
+        .stderr_has("= in function 'c', called at main.rhai:2:11")
+        .stderr_has("= in function 'b', called at main.rhai:3:11")
+        .stderr_has("= in function 'a', called at main.rhai:4:1");
+}
+
+#[test]
+fn native_error_carries_kind_and_position_and_is_catchable() {
+    TestCmd::new()
+        .script("let x = 1;\n  fs::read(\"nope.txt\");")
+        .run()
+        .code(1)
+        .stderr_has("error[fs.not_found]: cannot read 'nope.txt': No such file or directory")
+        .stderr_has("--> main.rhai:2:7");
+    TestCmd::new()
+        .script("try { fs::read(\"nope.txt\") } catch (e) { print(e.kind) }")
+        .run()
+        .success()
+        .stdout_is("fs.not_found\n");
+}
+
+#[test]
+fn infinite_loop_interrupted_by_sigint() {
+    let t = TestCmd::new()
+        .file(
+            "main.rhai",
+            "print(\"started\");\nlet i = 0;\nloop { i += 1; }",
+        )
+        .args(["run", "main.rhai"]);
+    let mut c = t.command();
+    let mut child = c
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut out = std::io::BufReader::new(child.stdout.take().unwrap());
+    let mut line = String::new();
+    std::io::BufRead::read_line(&mut out, &mut line).unwrap();
+    assert_eq!(line, "started\n");
+    let t0 = Instant::now();
+    unsafe { libc::kill(child.id() as i32, libc::SIGINT) };
+    let o = child.wait_with_output().unwrap();
+    assert!(t0.elapsed() < Duration::from_secs(5));
+    assert_eq!(o.status.code(), Some(130));
+    assert!(String::from_utf8_lossy(&o.stderr).contains("interrupted"));
+}
+
+#[test]
+fn sigint_kills_a_running_command_group() {
+    let t = TestCmd::new()
+        .file(
+            "main.rhai",
+            "print(\"started\");\nsh::run(\"sleep 30; echo never > never.txt\");",
+        )
+        .args(["run", "main.rhai"]);
+    let dir = t.path().to_path_buf();
+    let mut child = t
+        .command()
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut out = std::io::BufReader::new(child.stdout.take().unwrap());
+    let mut line = String::new();
+    std::io::BufRead::read_line(&mut out, &mut line).unwrap();
+    std::thread::sleep(Duration::from_millis(200));
+    let t0 = Instant::now();
+    unsafe { libc::kill(child.id() as i32, libc::SIGINT) };
+    let o = child.wait_with_output().unwrap();
+    assert_eq!(o.status.code(), Some(130));
+    assert!(
+        t0.elapsed() < Duration::from_secs(5),
+        "took {:?}",
+        t0.elapsed()
+    );
+    assert!(!dir.join("never.txt").exists());
+}
+
+#[test]
+fn unbounded_recursion() {
+    TestCmd::new()
+        .script("fn f(n) { f(n + 1) }\nf(0);")
+        .run()
+        .code(1)
+        .stderr_has("error[stack_overflow]: too many nested calls");
+}
+
+#[test]
+fn import_of_a_missing_module() {
+    TestCmd::new()
+        .script("import \"nope/mod\" as m;\nm::f();")
+        .run()
+        .code(1)
+        .stderr_has("error[module_not_found]: module 'nope/mod' not found")
+        .stderr_has("main.rhai:1:");
+    TestCmd::new()
+        .script("import \"std/nope\" as m;")
+        .run()
+        .code(1)
+        .stderr_has("module 'std/nope' not found");
+}
+
+#[test]
+fn exit_with_text() {
+    TestCmd::new()
+        .script("exit(\"config missing: data_dir\");")
+        .run()
+        .code(1)
+        .stderr_has("config missing: data_dir");
+    TestCmd::new()
+        .script("exit([1]);")
+        .run()
+        .code(1)
+        .stderr_has("exit() takes an integer code or a message");
+}
+
+#[test]
+fn bad_options_name_the_function_and_key() {
+    TestCmd::new()
+        .script("sh::run(\"true\", #{timeot: 5});")
+        .run()
+        .code(1)
+        .stderr_has("error[invalid_argument]: sh::run options: unknown field `timeot`");
+    TestCmd::new()
+        .script("sh::run(\"true\", #{timeout: \"5 parsecs\"});")
+        .run()
+        .code(1)
+        .stderr_has("error[time.invalid_duration]");
+}

@@ -1,0 +1,51 @@
+//! Executes every ```rhai example in the documentation of every native and std/ function,
+//! and every script under scripts/.
+use crate::util::TestCmd;
+
+#[test]
+fn every_documented_example_runs() {
+    let o = TestCmd::new().args(["doc", "--format", "json"]).run();
+    o.success();
+    let mods: serde_json::Value = serde_json::from_str(&o.stdout).unwrap();
+    let mut ran = 0;
+    let mut failures = Vec::new();
+    for m in mods.as_array().unwrap() {
+        for f in m["functions"].as_array().unwrap() {
+            let sig = f["signature"].as_str().unwrap();
+            let examples = f["examples"].as_array().unwrap();
+            assert!(!examples.is_empty(), "{sig} has no example");
+            for ex in examples {
+                let o = TestCmd::new().script(ex.as_str().unwrap()).run();
+                ran += 1;
+                if o.code != 0 {
+                    failures.push(format!("{sig}:\n{}\n{}", ex.as_str().unwrap(), o.stderr));
+                }
+            }
+        }
+    }
+    assert!(
+        failures.is_empty(),
+        "failing examples:\n{}",
+        failures.join("\n\n")
+    );
+    assert!(ran >= 40, "only {ran} examples ran");
+}
+
+#[test]
+fn every_script_under_scripts_runs() {
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("scripts");
+    let mut n = 0;
+    for entry in std::fs::read_dir(&dir).unwrap() {
+        let path = entry.unwrap().path();
+        if path.extension().is_none_or(|x| x != "rhai") {
+            continue;
+        }
+        n += 1;
+        // Each runs from an empty folder, as a user's fresh checkout would.
+        TestCmd::new()
+            .args(["run", path.to_str().unwrap()])
+            .run()
+            .success();
+    }
+    assert!(n >= 1, "no scripts under {}", dir.display());
+}

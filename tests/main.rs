@@ -1,0 +1,9 @@
+//! The one integration test binary: every test runs the built `labhost` binary.
+mod util;
+
+mod bad_input;
+mod cli;
+mod diagnostics;
+mod examples;
+mod modules;
+mod repl;

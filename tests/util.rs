@@ -1,0 +1,150 @@
+//! A fluent builder for running the built `labhost` binary against a temp folder.
+//!
+//! ```ignore
+//! TestCmd::new().script("print(1 + 1);").run().success().stdout_is("2\n");
+//! ```
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+
+pub const BIN: &str = env!("CARGO_BIN_EXE_labhost");
+
+pub struct TestCmd {
+    dir: tempfile::TempDir,
+    args: Vec<String>,
+    env: Vec<(String, String)>,
+    stdin: Option<String>,
+}
+
+#[derive(Debug)]
+pub struct Out {
+    pub code: i32,
+    pub stdout: String,
+    pub stderr: String,
+    pub dir: PathBuf,
+    _keep: Option<tempfile::TempDir>,
+}
+
+impl TestCmd {
+    pub fn new() -> Self {
+        let dir = tempfile::tempdir().expect("temp dir");
+        TestCmd {
+            dir,
+            args: Vec::new(),
+            env: Vec::new(),
+            stdin: None,
+        }
+    }
+
+    pub fn path(&self) -> &Path {
+        self.dir.path()
+    }
+
+    /// Writes `main.rhai` and runs it (`labhost run main.rhai`).
+    pub fn script(self, text: &str) -> Self {
+        self.file("main.rhai", text).args(["run", "main.rhai"])
+    }
+
+    /// Writes a file (relative to the temp folder), creating parent folders.
+    pub fn file(self, name: &str, content: impl AsRef<[u8]>) -> Self {
+        let p = self.dir.path().join(name);
+        std::fs::create_dir_all(p.parent().unwrap()).unwrap();
+        std::fs::write(p, content).unwrap();
+        self
+    }
+
+    pub fn args<I, S>(mut self, args: I) -> Self
+    where
+        I: IntoIterator<Item = S>,
+        S: AsRef<str>,
+    {
+        self.args
+            .extend(args.into_iter().map(|s| s.as_ref().to_string()));
+        self
+    }
+
+    pub fn env(mut self, k: &str, v: &str) -> Self {
+        self.env.push((k.into(), v.into()));
+        self
+    }
+
+    pub fn command(&self) -> Command {
+        let mut c = Command::new(BIN);
+        c.args(&self.args)
+            .current_dir(self.dir.path())
+            .env("NO_COLOR", "1")
+            .env("LABHOST_HOME", self.dir.path().join(".labhost"))
+            .env_remove("LABHOST_PATH")
+            .env_remove("LABHOST_LOG")
+            .envs(self.env.iter().map(|(k, v)| (k, v)));
+        c
+    }
+
+    pub fn run(self) -> Out {
+        let mut c = self.command();
+        c.stdin(if self.stdin.is_some() {
+            Stdio::piped()
+        } else {
+            Stdio::null()
+        })
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+        let mut child = c.spawn().expect("spawn labhost");
+        if let Some(s) = &self.stdin {
+            child.stdin.take().unwrap().write_all(s.as_bytes()).unwrap();
+        }
+        let o = child.wait_with_output().unwrap();
+        let out = Out {
+            code: o.status.code().unwrap_or(-1),
+            stdout: String::from_utf8_lossy(&o.stdout).into_owned(),
+            stderr: String::from_utf8_lossy(&o.stderr).into_owned(),
+            dir: self.dir.path().to_path_buf(),
+            _keep: Some(self.dir),
+        };
+        assert!(
+            !out.stderr.contains("panicked"),
+            "labhost panicked:\n{}",
+            out.stderr
+        );
+        out
+    }
+}
+
+impl Out {
+    pub fn success(&self) -> &Self {
+        self.code(0)
+    }
+
+    pub fn code(&self, code: i32) -> &Self {
+        assert_eq!(
+            self.code, code,
+            "exit code {} (wanted {code})\n--- stdout\n{}\n--- stderr\n{}",
+            self.code, self.stdout, self.stderr
+        );
+        self
+    }
+
+    pub fn stdout_is(&self, s: &str) -> &Self {
+        assert_eq!(self.stdout, s, "stderr:\n{}", self.stderr);
+        self
+    }
+
+    pub fn stdout_has(&self, s: &str) -> &Self {
+        assert!(
+            self.stdout.contains(s),
+            "stdout lacks {s:?}:\n{}\n--- stderr\n{}",
+            self.stdout,
+            self.stderr
+        );
+        self
+    }
+
+    pub fn stderr_has(&self, s: &str) -> &Self {
+        assert!(
+            self.stderr.contains(s),
+            "stderr lacks {s:?}:\n{}",
+            self.stderr
+        );
+        self
+    }
+}
