@@ -33,12 +33,16 @@ fn variables_persist_and_multi_line_input_continues() {
     // An unfinished function definition continues on the next line.
     s.send_line("fn double(a) {").unwrap();
     s.send_line("  a * 2").unwrap();
-    s.send_line("}").unwrap();
+    // (A marker after the definition: the prompt alone also appears in line redraws.)
+    s.send_line("} print(\"def\" + \"ined\");").unwrap();
+    s.expect("defined").unwrap();
     s.expect(PROMPT).unwrap();
     s.send_line("double(x)").unwrap();
     s.expect("=> 80").unwrap();
+    s.expect(PROMPT).unwrap();
     s.send_line(":vars").unwrap();
     s.expect("let x: i64 = 40").unwrap();
+    s.expect(PROMPT).unwrap();
     s.send_line(":quit").unwrap();
     s.expect(expectrl::Eof).unwrap();
 }
@@ -61,6 +65,7 @@ fn tab_completes_modules_functions_and_variables() {
     s.send("js\t").unwrap();
     s.send("dump([1])\r").unwrap();
     s.expect("=> \"[1]\"").unwrap();
+    s.expect(PROMPT).unwrap();
     s.send(ControlCode::EndOfTransmission).unwrap();
     s.expect(expectrl::Eof).unwrap();
 }
@@ -79,9 +84,12 @@ fn ctrl_c_cancels_the_running_statement_and_keeps_the_session() {
     s.expect(PROMPT).unwrap();
     s.send_line("kept").unwrap();
     s.expect("=> 7").unwrap();
+    s.expect(PROMPT).unwrap();
     // Ctrl-C at the prompt just clears the line.
     s.send("half typed").unwrap();
+    s.expect("half typed").unwrap();
     s.send(ControlCode::EndOfText).unwrap();
+    s.expect("^C").unwrap();
     s.expect(PROMPT).unwrap();
     s.send(ControlCode::EndOfTransmission).unwrap();
     s.expect(expectrl::Eof).unwrap();
@@ -91,7 +99,9 @@ fn ctrl_c_cancels_the_running_statement_and_keeps_the_session() {
 fn history_is_saved_in_the_state_dir_and_recalled() {
     let t = tempfile::tempdir().unwrap();
     let mut s = spawn(t.path());
-    s.send_line("let remembered = 123;").unwrap();
+    s.send_line("let remembered = 123; print(\"s\" + \"et\");")
+        .unwrap();
+    s.expect("set").unwrap();
     s.expect(PROMPT).unwrap();
     s.send(ControlCode::EndOfTransmission).unwrap();
     s.expect(expectrl::Eof).unwrap();
@@ -101,9 +111,11 @@ fn history_is_saved_in_the_state_dir_and_recalled() {
     let mut s = spawn(t.path());
     s.send("\x1b[A").unwrap();
     s.send("\r").unwrap();
+    s.expect("set").unwrap();
     s.expect(PROMPT).unwrap();
     s.send_line("remembered + 1").unwrap();
     s.expect("=> 124").unwrap();
+    s.expect(PROMPT).unwrap();
     s.send(ControlCode::EndOfTransmission).unwrap();
     s.expect(expectrl::Eof).unwrap();
 }
@@ -117,8 +129,10 @@ fn errors_are_reported_and_the_session_goes_on() {
     s.expect(PROMPT).unwrap();
     s.send_line(":functions fs").unwrap();
     s.expect("fs::read(path: &str) -> String").unwrap();
+    s.expect(PROMPT).unwrap();
     s.send_line("1 + 1").unwrap();
     s.expect("=> 2").unwrap();
+    s.expect(PROMPT).unwrap();
     s.send(ControlCode::EndOfTransmission).unwrap();
     s.expect(expectrl::Eof).unwrap();
 }
