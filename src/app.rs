@@ -31,6 +31,7 @@ pub fn main() -> ExitCode {
         Command::Check { files } => check_files(&files, color),
         Command::Repl => repl::run(color),
         Command::Doc { module, format } => doc::print(module.as_deref(), format),
+        Command::Gpus { json, watch } => crate::modules::gpu::cli::gpus(json, watch),
         Command::Completions { shell } => {
             clap_complete::generate(
                 shell,
@@ -156,6 +157,11 @@ pub fn script_scope(args: &[String]) -> Scope<'static> {
     scope.push_constant("ARGS", args);
     scope.push_constant("OPTS", map);
     scope
+}
+
+/// The message of a script error (the `message` of a `#{kind, message}` map, else its text).
+pub fn error_message(err: &EvalAltResult) -> String {
+    diag::from_eval(err, "").message
 }
 
 pub fn report(err: &EvalAltResult, source: &str, color: bool) {

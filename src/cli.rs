@@ -62,6 +62,15 @@ pub enum Command {
         #[arg(long, value_enum, default_value_t = DocFormat::Md)]
         format: DocFormat,
     },
+    /// GPUs: memory, load, temperature and which labhost job holds which slot
+    Gpus {
+        /// Machine-readable output
+        #[arg(long)]
+        json: bool,
+        /// Redraw every SECS seconds until Ctrl-C
+        #[arg(long, value_name = "SECS")]
+        watch: Option<f64>,
+    },
     /// Print shell completions
     Completions { shell: clap_complete::Shell },
 }

@@ -15,7 +15,11 @@ fn every_documented_example_runs() {
             let examples = f["examples"].as_array().unwrap();
             assert!(!examples.is_empty(), "{sig} has no example");
             for ex in examples {
-                let o = TestCmd::new().script(ex.as_str().unwrap()).run();
+                // GPU examples run against two fake 24 GiB devices.
+                let o = TestCmd::new()
+                    .env("LABHOST_FAKE_GPUS", "2x24GiB")
+                    .script(ex.as_str().unwrap())
+                    .run();
                 ran += 1;
                 if o.code != 0 {
                     failures.push(format!("{sig}:\n{}\n{}", ex.as_str().unwrap(), o.stderr));
@@ -41,8 +45,14 @@ fn every_script_under_scripts_runs() {
             continue;
         }
         n += 1;
-        // Each runs from an empty folder, as a user's fresh checkout would.
+        // Each runs from an empty folder, as a user's fresh checkout would: once on this
+        // machine as it is (usually no GPU), once with two fake GPUs.
         TestCmd::new()
+            .args(["run", path.to_str().unwrap()])
+            .run()
+            .success();
+        TestCmd::new()
+            .env("LABHOST_FAKE_GPUS", "2x24GiB")
             .args(["run", path.to_str().unwrap()])
             .run()
             .success();

@@ -5,5 +5,6 @@ mod bad_input;
 mod cli;
 mod diagnostics;
 mod examples;
+mod gpu;
 mod modules;
 mod repl;

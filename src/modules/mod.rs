@@ -6,6 +6,7 @@ use rhai::Engine;
 
 pub mod env;
 pub mod fs;
+pub mod gpu;
 pub mod json;
 pub mod log;
 pub mod prelude;
@@ -13,7 +14,7 @@ pub mod sh;
 pub mod time;
 
 /// Names of the namespaced native modules (`fs::read`, …), in documentation order.
-pub const NATIVE: &[&str] = &["fs", "sh", "env", "json", "time", "log"];
+pub const NATIVE: &[&str] = &["fs", "sh", "env", "json", "time", "log", "gpu"];
 
 pub fn register_all(e: &mut Engine) {
     e.register_global_module(prelude::rhai::module().into());
@@ -23,4 +24,5 @@ pub fn register_all(e: &mut Engine) {
     e.register_static_module("json", json::rhai::module().into());
     e.register_static_module("time", time::rhai::module().into());
     e.register_static_module("log", log::rhai::module().into());
+    e.register_static_module("gpu", gpu::rhai::module().into());
 }

@@ -103,6 +103,32 @@ fn clean_signature(sig: &str) -> String {
     s.trim_end_matches(" -> ()").to_string()
 }
 
+/// Property getters (`get$env(lease: &mut GpuLease) -> Map`) read as `GpuLease.env -> Map`;
+/// methods on a custom type as `GpuLease.release()`.
+fn pretty_signature(prefix: &str, name: &str, sig: &str) -> String {
+    let sig = clean_signature(sig);
+    let ty = sig
+        .split("&mut ")
+        .nth(1)
+        .and_then(|s| s.split([')', ',']).next());
+    let ret = sig
+        .rsplit_once(" -> ")
+        .map(|(_, r)| format!(" -> {r}"))
+        .unwrap_or_default();
+    match (name.strip_prefix("get$"), ty) {
+        (Some(prop), Some(ty)) => format!("{ty}.{prop}{ret}"),
+        (None, Some(ty))
+            if sig
+                .split(',')
+                .next()
+                .is_some_and(|first| first.contains("&mut ")) =>
+        {
+            format!("{ty}.{name}(){ret}")
+        }
+        _ => format!("{prefix}{sig}"),
+    }
+}
+
 /// Every documented module: global functions, native modules, then `std/` modules.
 pub fn collect() -> Vec<ModuleDoc> {
     let engine = engine::build(engine::Options::default());
@@ -113,7 +139,7 @@ pub fn collect() -> Vec<ModuleDoc> {
         let mut v: Vec<FnDoc> = fns
             .into_iter()
             .map(|f| {
-                let sig = format!("{prefix}{}", clean_signature(&f.signature));
+                let sig = pretty_signature(prefix, &f.name, &f.signature);
                 fn_doc(f.name, sig, f.doc_comments)
             })
             .collect();
@@ -230,6 +256,22 @@ mod tests {
         assert_eq!(
             clean_signature("write(p: &str) -> Result<(), Box<EvalAltResult>>"),
             "write(p: &str)"
+        );
+    }
+
+    #[test]
+    fn getters_and_methods_read_as_properties() {
+        assert_eq!(
+            pretty_signature("gpu::", "get$env", "get$env(lease: &mut GpuLease) -> Map"),
+            "GpuLease.env -> Map"
+        );
+        assert_eq!(
+            pretty_signature("gpu::", "release", "release(lease: &mut GpuLease)"),
+            "GpuLease.release()"
+        );
+        assert_eq!(
+            pretty_signature("gpu::", "count", "count() -> i64"),
+            "gpu::count() -> i64"
         );
     }
 

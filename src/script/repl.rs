@@ -315,7 +315,12 @@ pub fn run(color: bool) -> u8 {
     let mut modules = BTreeMap::new();
     let mut globals = Vec::new();
     for d in &docs {
-        let names: Vec<String> = d.functions.iter().map(|f| f.name.clone()).collect();
+        let names: Vec<String> = d
+            .functions
+            .iter()
+            .map(|f| f.name.clone())
+            .filter(|n| !n.contains('$'))
+            .collect();
         if d.name == "global" {
             globals = names;
         } else if d.kind == "native" {

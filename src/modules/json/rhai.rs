@@ -26,7 +26,9 @@ pub mod api {
     /// let v = json::parse(`{"lr": 0.1, "layers": [64, 32], "name": "mlp"}`);
     /// assert_eq(v.lr, 0.1);
     /// assert_eq(v.layers[1], 32);
-    /// try { json::parse("{oops}"); } catch (e) { assert_eq(e.kind, "json.parse"); }
+    /// let kind = ();
+    /// try { json::parse("{oops}"); } catch (e) { kind = e.kind; }
+    /// assert_eq(kind, "json.parse");
     /// ```
     #[rhai_fn(return_raw)]
     pub fn parse(ctx: NativeCallContext, text: &str) -> Result<Dynamic, Box<EvalAltResult>> {

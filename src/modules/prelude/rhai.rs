@@ -100,7 +100,9 @@ pub mod api {
     /// ```rhai
     /// assert_eq([1, 2] + [3], [1, 2, 3]);
     /// assert_eq(#{a: 1}, #{a: 1});
-    /// try { assert_eq(1, 1.0); } catch (e) { assert_eq(e.kind, "assert"); }
+    /// let kind = ();
+    /// try { assert_eq(1, 1.0); } catch (e) { kind = e.kind; }
+    /// assert_eq(kind, "assert");
     /// ```
     #[rhai_fn(return_raw, volatile)]
     pub fn assert_eq(

@@ -145,11 +145,9 @@ pub mod api {
     /// let r = sh::run("cat; echo \" $LR\"; pwd", #{cwd: "work", env: #{LR: 0.1}, stdin: "lr is"});
     /// assert(r.stdout.starts_with("lr is 0.1\n"));
     /// assert(r.stdout.ends_with("/work\n"));
-    /// try {
-    ///     sh::run("sleep 5", #{timeout: "100ms"});
-    /// } catch (e) {
-    ///     assert_eq(e.kind, "sh.timeout");
-    /// }
+    /// let kind = ();
+    /// try { sh::run("sleep 5", #{timeout: "100ms"}); } catch (e) { kind = e.kind; }
+    /// assert_eq(kind, "sh.timeout");
     /// ```
     #[rhai_fn(name = "run", return_raw, volatile)]
     pub fn run_with(
