@@ -1,5 +1,5 @@
 //! The bad-input table: each case gives a clear message, the right exit code and no panic.
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use crate::util::TestCmd;
 
@@ -86,57 +86,43 @@ fn native_error_carries_kind_and_position_and_is_catchable() {
 
 #[test]
 fn infinite_loop_interrupted_by_sigint() {
-    let t = TestCmd::new()
-        .file(
-            "main.rhai",
-            "print(\"started\");\nlet i = 0;\nloop { i += 1; }",
-        )
-        .args(["run", "main.rhai"]);
-    let mut c = t.command();
-    let mut child = c
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .unwrap();
-    let mut out = std::io::BufReader::new(child.stdout.take().unwrap());
-    let mut line = String::new();
-    std::io::BufRead::read_line(&mut out, &mut line).unwrap();
-    assert_eq!(line, "started\n");
-    let t0 = Instant::now();
-    unsafe { libc::kill(child.id() as i32, libc::SIGINT) };
-    let o = child.wait_with_output().unwrap();
-    assert!(t0.elapsed() < Duration::from_secs(5));
-    assert_eq!(o.status.code(), Some(130));
-    assert!(String::from_utf8_lossy(&o.stderr).contains("interrupted"));
+    let t = TestCmd::new().file(
+        "main.rhai",
+        "print(\"started\");\nlet i = 0;\nloop { i += 1; }",
+    );
+    let mut r = t.spawn(["run", "main.rhai"]);
+    r.expect_line("started");
+    r.signal(libc::SIGINT);
+    let (code, _, stderr) = r.finish();
+    assert_eq!(code, Some(130));
+    assert!(stderr.contains("interrupted"), "{stderr}");
 }
 
 #[test]
 fn sigint_kills_a_running_command_group() {
-    let t = TestCmd::new()
-        .file(
-            "main.rhai",
-            "print(\"started\");\nsh::run(\"sleep 30; echo never > never.txt\");",
-        )
-        .args(["run", "main.rhai"]);
+    let t = TestCmd::new().file(
+        "main.rhai",
+        "print(\"started\");\nsh::run(\"echo $$ > pid.txt; sleep 300; echo never > never.txt\");",
+    );
     let dir = t.path().to_path_buf();
-    let mut child = t
-        .command()
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
+    let mut r = t.spawn(["run", "main.rhai"]);
+    r.expect_line("started");
+    while !dir.join("pid.txt").exists() {
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let shell_pid: i32 = std::fs::read_to_string(dir.join("pid.txt"))
+        .unwrap()
+        .trim()
+        .parse()
         .unwrap();
-    let mut out = std::io::BufReader::new(child.stdout.take().unwrap());
-    let mut line = String::new();
-    std::io::BufRead::read_line(&mut out, &mut line).unwrap();
-    std::thread::sleep(Duration::from_millis(200));
-    let t0 = Instant::now();
-    unsafe { libc::kill(child.id() as i32, libc::SIGINT) };
-    let o = child.wait_with_output().unwrap();
-    assert_eq!(o.status.code(), Some(130));
-    assert!(
-        t0.elapsed() < Duration::from_secs(5),
-        "took {:?}",
-        t0.elapsed()
+    r.signal(libc::SIGINT);
+    let (code, _, _) = r.finish();
+    assert_eq!(code, Some(130));
+    // The command's shell is gone (not left running its 300 s sleep).
+    assert_ne!(
+        unsafe { libc::kill(shell_pid, 0) },
+        0,
+        "the command outlived the interrupt"
     );
     assert!(!dir.join("never.txt").exists());
 }

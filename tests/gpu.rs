@@ -1,8 +1,6 @@
 //! The GPU ledger across real processes, on fake GPUs (and on real ones where a GPU exists).
 use std::collections::HashMap;
-use std::io::BufRead;
 use std::process::{Child, Stdio};
-use std::time::{Duration, Instant};
 
 use crate::util::TestCmd;
 
@@ -90,13 +88,6 @@ fn sixteen_processes_never_overlap_on_a_slot() {
     );
 }
 
-fn wait_for_line(child: &mut Child, want: &str) {
-    let mut out = std::io::BufReader::new(child.stdout.as_mut().unwrap());
-    let mut line = String::new();
-    out.read_line(&mut line).unwrap();
-    assert_eq!(line.trim(), want);
-}
-
 /// A holder killed with SIGKILL mid-lease leaves nothing booked: the slot is free at once
 /// (a non-waiting reservation succeeds), and a waiter that queued before the kill gets it.
 #[test]
@@ -115,44 +106,27 @@ fn kill_9_frees_the_slots_at_once() {
             "print(gpu::reserve(4, #{wait: false}).indices);",
         )
         .env("LABHOST_FAKE_GPUS", "4x24GiB");
-    let mut holder = t
-        .command()
-        .args(["run", "hold.rhai"])
-        .stdout(Stdio::piped())
-        .spawn()
-        .unwrap();
-    wait_for_line(&mut holder, "held");
+    let mut holder = t.spawn(["run", "hold.rhai"]);
+    holder.expect_line("held");
     // While held, nothing is free.
-    let mut c = t.command();
-    let busy = c.args(["run", "now.rhai"]).output().unwrap();
-    assert_eq!(busy.status.code(), Some(1));
-    assert!(String::from_utf8_lossy(&busy.stderr).contains("gpu.busy"));
-    let mut waiter = t
-        .command()
-        .args(["run", "waiter.rhai"])
-        .stdout(Stdio::piped())
-        .spawn()
-        .unwrap();
-    wait_for_line(&mut waiter, "waiting");
-    std::thread::sleep(Duration::from_millis(200));
-    unsafe { libc::kill(holder.id() as i32, libc::SIGKILL) };
-    holder.wait().unwrap();
-    let t0 = Instant::now();
-    let w = waiter.wait_with_output().unwrap();
-    assert!(w.status.success());
+    let (code, _, stderr) = t.spawn(["run", "now.rhai"]).finish();
+    assert_eq!(code, Some(1));
+    assert!(stderr.contains("gpu.busy"), "{stderr}");
+    let mut waiter = t.spawn(["run", "waiter.rhai"]);
+    waiter.expect_line("waiting");
+    holder.signal(libc::SIGKILL);
+    holder.finish();
     // The dying holder's locks drop one by one; the waiter takes the first two that are free.
-    let got: Vec<u32> = serde_json::from_str(String::from_utf8_lossy(&w.stdout).trim()).unwrap();
+    let got: Vec<u32> = serde_json::from_str(&waiter.line()).unwrap();
     assert_eq!(got.len(), 2);
     assert_ne!(got[0], got[1]);
-    eprintln!("waiter got the slots {:?} after the kill", t0.elapsed());
+    assert_eq!(waiter.finish().0, Some(0));
     // The waiter has exited too: all four are free for a non-waiting request.
-    let mut c = t.command();
-    let now = c.args(["run", "now.rhai"]).output().unwrap();
+    let (code, out, stderr) = t.spawn(["run", "now.rhai"]).finish();
     assert_eq!(
-        String::from_utf8_lossy(&now.stdout),
-        "[0, 1, 2, 3]\n",
-        "{}",
-        String::from_utf8_lossy(&now.stderr)
+        (code, out.as_str()),
+        (Some(0), "[0, 1, 2, 3]\n"),
+        "{stderr}"
     );
 }
 
@@ -161,39 +135,29 @@ fn gpus_command_shows_devices_and_holders() {
     let t = TestCmd::new()
         .file("hold.rhai", "let l = gpu::reserve(1, #{holder: \"exp-7\"});\nprint(\"held\");\ntime::sleep(\"1h\");")
         .env("LABHOST_FAKE_GPUS", "2x24GiB");
-    let mut holder = t
-        .command()
-        .args(["run", "hold.rhai"])
-        .stdout(Stdio::piped())
-        .spawn()
-        .unwrap();
-    wait_for_line(&mut holder, "held");
-    let mut c = t.command();
-    let o = c.arg("gpus").output().unwrap();
-    let text = String::from_utf8_lossy(&o.stdout);
-    assert!(o.status.success());
+    let mut holder = t.spawn(["run", "hold.rhai"]);
+    holder.expect_line("held");
+    let pid = holder.child.id();
+    let (code, text, _) = t.spawn(["gpus"]).finish();
+    assert_eq!(code, Some(0));
     assert!(text.contains("2 GPU(s) via fake:2x24GiB"), "{text}");
     let row0 = text
         .lines()
         .find(|l| l.trim_start().starts_with("0 "))
         .unwrap();
-    assert!(
-        row0.contains(&format!("pid {} job exp-7", holder.id())),
-        "{text}"
-    );
+    assert!(row0.contains(&format!("pid {pid} job exp-7")), "{text}");
     let row1 = text
         .lines()
         .find(|l| l.trim_start().starts_with("1 "))
         .unwrap();
     assert!(row1.trim_end().ends_with('-'), "{text}");
-    let mut c = t.command();
-    let o = c.args(["gpus", "--json"]).output().unwrap();
-    let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    let (_, json, _) = t.spawn(["gpus", "--json"]).finish();
+    let v: serde_json::Value = serde_json::from_str(&json).unwrap();
     assert_eq!(v["snapshot"]["devices"].as_array().unwrap().len(), 2);
     assert_eq!(v["holders"][0]["job"], "exp-7");
-    assert_eq!(v["holders"][0]["pid"], holder.id());
-    holder.kill().unwrap();
-    holder.wait().unwrap();
+    assert_eq!(v["holders"][0]["pid"], pid);
+    holder.signal(libc::SIGKILL);
+    holder.finish();
 }
 
 #[test]
@@ -226,26 +190,33 @@ fn no_gpus_is_a_clear_state_not_a_crash() {
 fn a_waiting_reservation_sees_memory_freed_while_it_waits() {
     let t = TestCmd::new()
         .file("gpus.yml", "devices:\n  - {memory_total: 24GiB, memory_used: 20GiB}\n")
-        .file("want.rhai", "print(\"waiting\");\nprint(gpu::reserve(1, #{min_free_memory: \"10GiB\", timeout: \"60s\"}).indices);");
+        .file(
+            "want.rhai",
+            "print(\"waiting\");\nlet l = gpu::reserve(1, #{min_free_memory: \"10GiB\", wait: false, timeout: \"60s\"});",
+        )
+        .file(
+            "wait.rhai",
+            "print(\"waiting\");\nprint(gpu::reserve(1, #{min_free_memory: \"10GiB\", timeout: \"60s\"}).indices);",
+        );
     let spec = t.path().join("gpus.yml");
     let t = t.env("LABHOST_FAKE_GPUS", spec.to_str().unwrap());
-    let mut w = t
-        .command()
-        .args(["run", "want.rhai"])
-        .stdout(Stdio::piped())
-        .spawn()
-        .unwrap();
-    wait_for_line(&mut w, "waiting");
-    std::thread::sleep(Duration::from_millis(300));
-    assert!(w.try_wait().unwrap().is_none(), "did not wait for memory");
+    // Not enough free memory: a non-waiting request says so.
+    let (code, _, stderr) = t.spawn(["run", "want.rhai"]).finish();
+    assert_eq!(code, Some(1));
+    assert!(
+        stderr.contains("GPU0 24.0GiB: memory 83% used >= 50%"),
+        "{stderr}"
+    );
+    let mut w = t.spawn(["run", "wait.rhai"]);
+    w.expect_line("waiting");
+    assert!(w.is_running());
     std::fs::write(
         &spec,
         "devices:\n  - {memory_total: 24GiB, memory_used: 1GiB}\n",
     )
     .unwrap();
-    let o = w.wait_with_output().unwrap();
-    assert!(o.status.success());
-    assert_eq!(String::from_utf8_lossy(&o.stdout), "[0]\n");
+    let (code, out, _) = w.finish();
+    assert_eq!((code, out.as_str()), (Some(0), "[0]\n"));
 }
 
 #[test]

@@ -1,49 +1,36 @@
 //! Base modules seen from a script: behaviour a user notices beyond the doc examples.
-use std::io::BufRead;
-use std::time::{Duration, Instant};
-
 use crate::util::TestCmd;
 
 #[test]
 fn sh_stream_streams_lines_while_the_command_runs() {
-    let t = TestCmd::new()
-        .file("main.rhai", "let r = sh::stream(\"echo first; sleep 2; echo second\", #{prefix: \"[job] \"});\nprint(\"code \" + r.code);")
-        .args(["run", "main.rhai"]);
-    let mut child = t
-        .command()
-        .stdout(std::process::Stdio::piped())
-        .spawn()
-        .unwrap();
-    let t0 = Instant::now();
-    let mut out = std::io::BufReader::new(child.stdout.take().unwrap());
-    let mut line = String::new();
-    out.read_line(&mut line).unwrap();
-    assert_eq!(line, "[job] first\n");
-    assert!(
-        t0.elapsed() < Duration::from_millis(1500),
-        "first line came only after {:?}",
-        t0.elapsed()
+    // The command prints one line, then waits for a file the test creates only after it has
+    // read that line: the line must arrive while the command still runs.
+    let t = TestCmd::new().file(
+        "main.rhai",
+        "let r = sh::stream(\"echo first; while [ ! -f go ]; do sleep 0.02; done; echo second\", #{prefix: \"[job] \"});\nprint(\"code \" + r.code);",
     );
-    let mut rest = String::new();
-    std::io::Read::read_to_string(&mut out, &mut rest).unwrap();
+    let mut r = t.spawn(["run", "main.rhai"]);
+    r.expect_line("[job] first");
+    assert!(r.is_running());
+    std::fs::write(t.path().join("go"), "").unwrap();
+    let (code, rest, _) = r.finish();
+    assert_eq!(code, Some(0));
     assert_eq!(rest, "[job] second\ncode 0\n");
-    assert!(child.wait().unwrap().success());
 }
 
 #[test]
 fn sh_timeout_is_catchable_and_kills_the_command() {
-    let t0 = Instant::now();
-    TestCmd::new()
+    let o = TestCmd::new()
         .script(
             r#"
-            try { sh::run("sleep 20", #{timeout: 0.3}); print("no"); }
+            try { sh::run("sleep 0.5; touch finished; sleep 300", #{timeout: 0.2}); print("no"); }
             catch (e) { print(e.kind); }
+            time::sleep(0.6);
+            print(fs::exists("finished"));
             "#,
         )
-        .run()
-        .success()
-        .stdout_is("sh.timeout\n");
-    assert!(t0.elapsed() < Duration::from_secs(10));
+        .run();
+    o.success().stdout_is("sh.timeout\nfalse\n");
 }
 
 #[test]
@@ -96,21 +83,14 @@ fn env_set_reaches_child_processes() {
 
 #[test]
 fn time_sleep_is_interruptible() {
-    let t = TestCmd::new()
-        .file("main.rhai", "print(\"go\");\ntime::sleep(\"1h\");")
-        .args(["run", "main.rhai"]);
-    let mut child = t
-        .command()
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .unwrap();
-    let mut out = std::io::BufReader::new(child.stdout.take().unwrap());
-    let mut line = String::new();
-    out.read_line(&mut line).unwrap();
-    let t0 = Instant::now();
-    unsafe { libc::kill(child.id() as i32, libc::SIGINT) };
-    let o = child.wait_with_output().unwrap();
-    assert_eq!(o.status.code(), Some(130));
-    assert!(t0.elapsed() < Duration::from_secs(2));
+    let t = TestCmd::new().file(
+        "main.rhai",
+        "print(\"go\");\ntime::sleep(\"1h\");\nprint(\"slept\");",
+    );
+    let mut r = t.spawn(["run", "main.rhai"]);
+    r.expect_line("go");
+    r.signal(libc::SIGINT);
+    let (code, rest, _) = r.finish();
+    assert_eq!(code, Some(130));
+    assert_eq!(rest, "");
 }

@@ -148,3 +148,64 @@ impl Out {
         self
     }
 }
+
+/// A labhost process started in the background, its stdout read line by line.
+pub struct Running {
+    pub child: std::process::Child,
+    out: std::io::BufReader<std::process::ChildStdout>,
+}
+
+impl TestCmd {
+    /// Starts `labhost ARGS` (plus the builder's args) without waiting for it.
+    pub fn spawn<I, S>(&self, args: I) -> Running
+    where
+        I: IntoIterator<Item = S>,
+        S: AsRef<std::ffi::OsStr>,
+    {
+        let mut child = self
+            .command()
+            .args(args)
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("spawn labhost");
+        let out = std::io::BufReader::new(child.stdout.take().unwrap());
+        Running { child, out }
+    }
+}
+
+impl Running {
+    /// The next line of stdout, without its newline.
+    pub fn line(&mut self) -> String {
+        let mut s = String::new();
+        std::io::BufRead::read_line(&mut self.out, &mut s).unwrap();
+        s.trim_end_matches('\n').to_string()
+    }
+
+    pub fn expect_line(&mut self, want: &str) -> &mut Self {
+        assert_eq!(self.line(), want);
+        self
+    }
+
+    pub fn signal(&self, sig: i32) {
+        // SAFETY: plain kill(2) on our own child.
+        unsafe { libc::kill(self.child.id() as i32, sig) };
+    }
+
+    pub fn is_running(&mut self) -> bool {
+        self.child.try_wait().unwrap().is_none()
+    }
+
+    /// Waits for exit: (exit code, rest of stdout, stderr).
+    pub fn finish(mut self) -> (Option<i32>, String, String) {
+        let mut rest = String::new();
+        std::io::Read::read_to_string(&mut self.out, &mut rest).unwrap();
+        let o = self.child.wait_with_output().unwrap();
+        (
+            o.status.code(),
+            rest,
+            String::from_utf8_lossy(&o.stderr).into_owned(),
+        )
+    }
+}

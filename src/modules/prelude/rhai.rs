@@ -14,6 +14,22 @@ fn equal(ctx: &NativeCallContext, a: &Dynamic, b: &Dynamic) -> Result<bool, Box<
     ctx.call_native_fn::<bool>("==", (a.clone(), b.clone()))
 }
 
+fn check_eq(
+    ctx: &NativeCallContext,
+    left: Dynamic,
+    right: Dynamic,
+    what: &str,
+) -> Result<(), Box<EvalAltResult>> {
+    if equal(ctx, &left, &right)? {
+        return Ok(());
+    }
+    Err(crate::script::bridge::host_err(
+        ctx,
+        "assert",
+        format!("assertion failed: {what}\n  left: {left:?}\n right: {right:?}"),
+    ))
+}
+
 /// Key of the termination token `exit()` raises (not catchable by `try/catch`).
 pub const EXIT_KEY: &str = "labhost_exit";
 
@@ -110,14 +126,7 @@ pub mod api {
         left: Dynamic,
         right: Dynamic,
     ) -> Result<(), Box<EvalAltResult>> {
-        if super::equal(&ctx, &left, &right)? {
-            return Ok(());
-        }
-        Err(host_err(
-            &ctx,
-            "assert",
-            format!("assertion failed: left == right\n  left: {left:?}\n right: {right:?}"),
-        ))
+        super::check_eq(&ctx, left, right, "left == right")
     }
 
     /// `assert_eq` with a message.
@@ -132,13 +141,6 @@ pub mod api {
         right: Dynamic,
         msg: &str,
     ) -> Result<(), Box<EvalAltResult>> {
-        if super::equal(&ctx, &left, &right)? {
-            return Ok(());
-        }
-        Err(host_err(
-            &ctx,
-            "assert",
-            format!("assertion failed: {msg}\n  left: {left:?}\n right: {right:?}"),
-        ))
+        super::check_eq(&ctx, left, right, msg)
     }
 }
