@@ -12,9 +12,10 @@ pub mod log;
 pub mod prelude;
 pub mod sh;
 pub mod time;
+pub mod yaml;
 
 /// Names of the namespaced native modules (`fs::read`, …), in documentation order.
-pub const NATIVE: &[&str] = &["fs", "sh", "env", "json", "time", "log", "gpu"];
+pub const NATIVE: &[&str] = &["fs", "sh", "env", "json", "time", "log", "gpu", "yaml"];
 
 pub fn register_all(e: &mut Engine) {
     e.register_global_module(prelude::rhai::module().into());
@@ -25,4 +26,5 @@ pub fn register_all(e: &mut Engine) {
     e.register_static_module("time", time::rhai::module().into());
     e.register_static_module("log", log::rhai::module().into());
     e.register_static_module("gpu", gpu::rhai::module().into());
+    e.register_static_module("yaml", yaml::rhai::module().into());
 }
