@@ -6,16 +6,21 @@ use rhai::Engine;
 
 pub mod env;
 pub mod fs;
+pub mod git;
 pub mod gpu;
 pub mod json;
 pub mod log;
 pub mod prelude;
+pub mod secrets;
+pub mod settings;
 pub mod sh;
 pub mod time;
 pub mod yaml;
 
 /// Names of the namespaced native modules (`fs::read`, …), in documentation order.
-pub const NATIVE: &[&str] = &["fs", "sh", "env", "json", "time", "log", "gpu", "yaml"];
+pub const NATIVE: &[&str] = &[
+    "fs", "sh", "env", "json", "time", "log", "gpu", "yaml", "settings", "secrets", "git",
+];
 
 pub fn register_all(e: &mut Engine) {
     e.register_global_module(prelude::rhai::module().into());
@@ -27,4 +32,7 @@ pub fn register_all(e: &mut Engine) {
     e.register_static_module("log", log::rhai::module().into());
     e.register_static_module("gpu", gpu::rhai::module().into());
     e.register_static_module("yaml", yaml::rhai::module().into());
+    e.register_static_module("settings", settings::rhai::module().into());
+    e.register_static_module("secrets", secrets::rhai::module().into());
+    e.register_static_module("git", git::rhai::module().into());
 }
