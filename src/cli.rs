@@ -57,7 +57,7 @@ pub enum Command {
     Repl,
     /// API reference of the native modules and std/ modules, from their metadata
     Doc {
-        /// Only this module (fs, sh, std/util, …)
+        /// Only this module (fs, sh, std/helpers, …)
         module: Option<String>,
         #[arg(long, value_enum, default_value_t = DocFormat::Md)]
         format: DocFormat,

@@ -81,12 +81,12 @@ fn imports_resolve_stdlib_then_script_folder_then_labhost_path() {
         .file(
             "main.rhai",
             r#"
-            import "std/util" as util;
+            import "std/helpers" as helpers;
             import "lib/a" as a;
             import "c" as c;
             print(a::twice(21));
             print(c::hello());
-            print(util::grid(#{x: [1, 2]}).len());
+            print(helpers::grid(#{x: [1, 2]}).len());
             "#,
         );
     let extra = t.path().join("extra").display().to_string();
@@ -146,7 +146,14 @@ fn doc_lists_modules_in_markdown_and_json() {
         .map(|m| m["name"].as_str().unwrap())
         .collect();
     for want in [
-        "global", "fs", "sh", "env", "json", "time", "log", "std/util",
+        "global",
+        "fs",
+        "sh",
+        "env",
+        "json",
+        "time",
+        "log",
+        "std/helpers",
     ] {
         assert!(names.contains(&want), "{want} missing from {names:?}");
     }

@@ -5,6 +5,7 @@
 use rhai::Engine;
 
 pub mod env;
+pub mod experiment;
 pub mod fs;
 pub mod git;
 pub mod gpu;
@@ -15,11 +16,24 @@ pub mod secrets;
 pub mod settings;
 pub mod sh;
 pub mod time;
+pub mod util;
 pub mod yaml;
 
 /// Names of the namespaced native modules (`fs::read`, …), in documentation order.
 pub const NATIVE: &[&str] = &[
-    "fs", "sh", "env", "json", "time", "log", "gpu", "yaml", "settings", "secrets", "git",
+    "fs",
+    "sh",
+    "env",
+    "json",
+    "time",
+    "log",
+    "gpu",
+    "yaml",
+    "settings",
+    "secrets",
+    "git",
+    "experiment",
+    "util",
 ];
 
 pub fn register_all(e: &mut Engine) {
@@ -35,4 +49,6 @@ pub fn register_all(e: &mut Engine) {
     e.register_static_module("settings", settings::rhai::module().into());
     e.register_static_module("secrets", secrets::rhai::module().into());
     e.register_static_module("git", git::rhai::module().into());
+    e.register_static_module("experiment", experiment::rhai::module().into());
+    e.register_static_module("util", util::rhai::module().into());
 }

@@ -19,7 +19,7 @@ pub struct FnDoc {
 
 #[derive(Debug, Clone, Serialize)]
 pub struct ModuleDoc {
-    /// `fs`, `std/util`, or `global` for prefix-less functions.
+    /// `fs`, `std/helpers`, or `global` for prefix-less functions.
     pub name: String,
     pub kind: &'static str,
     pub functions: Vec<FnDoc>,
