@@ -145,7 +145,7 @@ mod tests {
 
     #[test]
     fn recovery_ids_like_inner_eye() {
-        let s = |x: &str| split_recovery_id(x).map(|(a, b)| (a, b));
+        let s = split_recovery_id;
         assert_eq!(s("foo:bar").unwrap(), ("foo".into(), "bar".into()));
         assert_eq!(
             s("foo_bar_123").unwrap(),
