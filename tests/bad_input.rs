@@ -178,3 +178,25 @@ fn bad_options_name_the_function_and_key() {
         .code(1)
         .stderr_has("error[time.invalid_duration]");
 }
+
+/// Configuration bad input: one clear error each, with file:line:col where there is one.
+#[test]
+fn configuration_bad_input_table() {
+    let cases: &[(&str, &str, &str)] = &[
+        // (file content of cfg.yml, script, expected stderr fragment)
+        ("a: 1\nb: [1, 2\nc: 3\n", "yaml::load(\"cfg.yml\");", "error[yaml.parse]: cfg.yml:3:"),
+        ("variables: [1, 2]\n", "settings::parse(#{a: 1}, #{yaml: \"cfg.yml\"});", "error[settings.invalid]: cfg.yml:1:1: 'variables:' must be a map"),
+        ("variables: {}\n", "settings::parse(#{epochs: 1}, #{yaml: \"cfg.yml\", args: #{epochs: \"many\"}});", "error[settings.type]: --epochs=many: expected int, got string \"many\""),
+        ("variables:\n  epochs: lots\n", "settings::parse(#{epochs: 1}, #{yaml: \"cfg.yml\"});", "error[settings.type]: cfg.yml:2:3: setting 'epochs': expected int"),
+        ("a: 1\nb: \"${oops\"\n", "yaml::load(\"cfg.yml\");", "error[yaml.unterminated]: cfg.yml:2:5: unterminated '${'"),
+        ("a: ${b}\nb: ${a}\n", "yaml::load(\"cfg.yml\");", "error[yaml.cycle]: cfg.yml:2:4: interpolation cycle: a -> b -> a"),
+        ("p: ${LABHOST_SURELY_UNSET_VAR}/x\n", "yaml::load(\"cfg.yml\");", "error[yaml.unset_variable]: cfg.yml:1:4: environment variable LABHOST_SURELY_UNSET_VAR is not set"),
+        ("", "secrets::get(\"no_such_secret\");", "error[secrets.missing]: secret(s) no_such_secret not found"),
+        ("", "git::info(\".\");", "error[git.not_a_repo]: '.' is not inside a git repository"),
+        ("", "yaml::load(\"missing.yml\");", "error[yaml.not_found]: cannot read 'missing.yml'"),
+    ];
+    for (yaml, script, want) in cases {
+        let o = TestCmd::new().file("cfg.yml", yaml).script(script).run();
+        o.code(1).stderr_has(want).stderr_has("--> main.rhai:1:");
+    }
+}

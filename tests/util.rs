@@ -69,11 +69,19 @@ impl TestCmd {
     }
 
     pub fn command(&self) -> Command {
+        // Scripts that use $TMPDIR write inside the test's folder, which is removed after.
+        let tmp = self.dir.path().join("tmp");
+        std::fs::create_dir_all(&tmp).unwrap();
         let mut c = Command::new(BIN);
         c.args(&self.args)
             .current_dir(self.dir.path())
             .env("NO_COLOR", "1")
             .env("LABHOST_HOME", self.dir.path().join(".labhost"))
+            .env("TMPDIR", &tmp)
+            .env_remove("LABHOST_PRIVATE_SETTINGS")
+            .env_remove("LABHOST_FAKE_GPUS")
+            .env_remove("DATA_DIRECTORY")
+            .env_remove("ARTIFACTS_DIRECTORY")
             .env_remove("LABHOST_PATH")
             .env_remove("LABHOST_LOG")
             .envs(self.env.iter().map(|(k, v)| (k, v)));
