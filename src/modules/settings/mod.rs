@@ -73,28 +73,10 @@ pub fn read_section(path: &Path, section: &str) -> HostResult<(Map<String, Value
             "settings.invalid",
             format!(
                 "{}: '{section}:' must be a map of name: value, not {}",
-                locate(&text, &src, &format!("{section}:")),
+                yaml::locate(&text, &src, &format!("{section}:")),
                 type_name(other)
             ),
         )),
-    }
-}
-
-/// `file:line:col` of the first occurrence of `needle` (falls back to the file name).
-pub fn locate(text: &str, src: &str, needle: &str) -> String {
-    match text.find(needle) {
-        Some(i) => {
-            let before = &text[..i];
-            let line = before.matches('\n').count() + 1;
-            let col = before
-                .rsplit('\n')
-                .next()
-                .map(|l| l.chars().count())
-                .unwrap_or(0)
-                + 1;
-            format!("{src}:{line}:{col}")
-        }
-        None => src.to_string(),
     }
 }
 
@@ -218,7 +200,7 @@ pub fn parse(req: &Request) -> HostResult<Parsed> {
                             "settings.type",
                             format!(
                                 "{}: setting '{k}': {why}",
-                                locate(text, src, &format!("{k}:"))
+                                yaml::locate(text, src, &format!("{k}:"))
                             ),
                         )
                     })?;

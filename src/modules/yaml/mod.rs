@@ -178,20 +178,7 @@ fn is_var_name(s: &str) -> bool {
 impl Resolver<'_> {
     /// `source:line:col` of the first occurrence of `needle` in the text.
     fn at(&self, needle: &str) -> String {
-        match self.text.find(needle) {
-            Some(i) => {
-                let before = &self.text[..i];
-                let line = before.matches('\n').count() + 1;
-                let col = before
-                    .rsplit('\n')
-                    .next()
-                    .map(|l| l.chars().count())
-                    .unwrap_or(0)
-                    + 1;
-                format!("{}:{line}:{col}", self.source)
-            }
-            None => self.source.to_string(),
-        }
+        locate(self.text, self.source, needle)
     }
 
     fn err(&self, kind: &str, needle: &str, msg: String) -> HostError {
@@ -361,6 +348,25 @@ impl Resolver<'_> {
         let v = v?;
         self.cache.insert(path.to_string(), v.clone());
         Ok(v)
+    }
+}
+
+/// `source:line:col` of the first occurrence of `needle` in `text` (else just `source`):
+/// how errors about values point into a file after parsing has dropped the positions.
+pub fn locate(text: &str, source: &str, needle: &str) -> String {
+    match text.find(needle) {
+        Some(i) => {
+            let before = &text[..i];
+            let line = before.matches('\n').count() + 1;
+            let col = before
+                .rsplit('\n')
+                .next()
+                .map(|l| l.chars().count())
+                .unwrap_or(0)
+                + 1;
+            format!("{source}:{line}:{col}")
+        }
+        None => source.to_string(),
     }
 }
 
