@@ -32,6 +32,14 @@ pub fn main() -> ExitCode {
         Command::Repl => repl::run(color),
         Command::Doc { module, format } => doc::print(module.as_deref(), format),
         Command::Gpus { json, watch } => crate::modules::gpu::cli::gpus(json, watch),
+        Command::DockerRun {
+            name,
+            gpus,
+            image,
+            network,
+            storage,
+            command,
+        } => docker_run(name, gpus, image, network, storage, command, color),
         Command::Completions { shell } => {
             clap_complete::generate(
                 shell,
@@ -174,6 +182,7 @@ pub fn report(err: &EvalAltResult, source: &str, color: bool) {
 
 /// Maps the end of a script to an exit code, printing what the user must see.
 pub fn finish(result: Result<Dynamic, Box<EvalAltResult>>, source: &str, color: bool) -> u8 {
+    crate::modules::docker::cleanup_blocking();
     match result {
         Ok(_) => exit::OK,
         Err(e) => match *e {
@@ -238,6 +247,51 @@ fn run_file(file: &Path, args: &[String], color: bool) -> u8 {
     ast.set_source(source.as_str());
     let result = engine.eval_ast_with_scope::<Dynamic>(&mut scope, &ast);
     finish(result, &source, color)
+}
+
+fn docker_run(
+    name: Option<String>,
+    gpus: Option<String>,
+    image: Option<String>,
+    network: Option<String>,
+    storage: bool,
+    command: Vec<String>,
+    color: bool,
+) -> u8 {
+    use crate::modules::docker;
+    install_ctrl_c(true);
+    let spec = docker::RunSpec {
+        image,
+        command: Some(command),
+        name,
+        network,
+        storage,
+        gpus: gpus.as_deref().map(docker::Gpus::parse),
+        auto_remove: true,
+        prefix: Some(String::new()),
+        ..Default::default()
+    };
+    let h = host::ctx();
+    let mut emit = |s: crate::host::Stream, l: &str| h.sink.line(s, l);
+    match h
+        .rt
+        .block_on(docker::run(&spec, &mut emit, h.cancel.token()))
+    {
+        Ok(r) => u8::try_from(r.exit_code).unwrap_or(exit::SCRIPT),
+        Err(e) if e.is_cancelled() => {
+            eprintln!("interrupted");
+            exit::INTERRUPTED
+        }
+        Err(e) => {
+            let tag = if color {
+                format!("\x1b[1;31merror\x1b[0m[{}]", e.kind)
+            } else {
+                format!("error[{}]", e.kind)
+            };
+            eprintln!("{tag}: {}", crate::redact::apply(&e.message));
+            exit::SCRIPT
+        }
+    }
 }
 
 fn check_files(files: &[std::path::PathBuf], color: bool) -> u8 {

@@ -71,6 +71,28 @@ pub enum Command {
         #[arg(long, value_name = "SECS")]
         watch: Option<f64>,
     },
+    /// Run a command in a container (nussl `run_in_docker`), streaming its output; exits with
+    /// the container's exit code
+    DockerRun {
+        /// Container name (sanitised; default derived from the command)
+        #[arg(long)]
+        name: Option<String>,
+        /// GPUs: `all`, a count, or device ids `0,1`
+        #[arg(long)]
+        gpus: Option<String>,
+        /// Image (default: $DOCKER_IMAGE_NAME)
+        #[arg(long)]
+        image: Option<String>,
+        /// Network mode (e.g. `none`, `host`)
+        #[arg(long)]
+        network: Option<String>,
+        /// Mount the nussl storage folders (data, cache, artifacts, code)
+        #[arg(long)]
+        storage: bool,
+        /// The command (after `--`)
+        #[arg(last = true, required = true)]
+        command: Vec<String>,
+    },
     /// Print shell completions
     Completions { shell: clap_complete::Shell },
 }

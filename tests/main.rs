@@ -5,6 +5,7 @@ mod bad_input;
 mod cli;
 mod config;
 mod diagnostics;
+mod docker;
 mod examples;
 mod gpu;
 mod modules;

@@ -23,6 +23,33 @@ command -v cargo >/dev/null 2>&1 || { echo "cargo is required (Rust stable)" >&2
 apt_install cc gcc            # C compiler for bundled C dependencies
 apt_install git git
 
+# A private Docker engine for the docker tests: its own data root and socket, no bridge
+# network and no iptables (nothing leaves the machine), and a 2 MB test image imported from a
+# busybox rootfs (no registry is reachable). Stopped and removed on exit, pass or fail.
+apt_install dockerd docker.io
+apt_install busybox busybox-static
+DOCKER_TMP=$(mktemp -d /tmp/labhost-docker.XXXXXX)
+stop_docker() {
+    if [ -f "$DOCKER_TMP/dockerd.pid" ]; then
+        kill "$(cat "$DOCKER_TMP/dockerd.pid")" 2>/dev/null || true
+        for _ in $(seq 1 60); do [ -f "$DOCKER_TMP/dockerd.pid" ] || break; sleep 0.25; done
+    fi
+    rm -rf "$DOCKER_TMP" 2>/dev/null || true
+}
+trap stop_docker EXIT
+log "starting a private dockerd"
+dockerd --bridge=none --iptables=false --ip6tables=false \
+    --data-root "$DOCKER_TMP/data" --exec-root "$DOCKER_TMP/exec" --pidfile "$DOCKER_TMP/dockerd.pid" \
+    -H "unix://$DOCKER_TMP/docker.sock" >"$DOCKER_TMP/dockerd.log" 2>&1 &
+export DOCKER_HOST="unix://$DOCKER_TMP/docker.sock"
+for _ in $(seq 1 120); do docker info >/dev/null 2>&1 && break; sleep 0.25; done
+docker info >/dev/null 2>&1 || { cat "$DOCKER_TMP/dockerd.log" >&2; echo "dockerd did not start" >&2; exit 1; }
+rootfs="$DOCKER_TMP/rootfs"
+mkdir -p "$rootfs/bin" "$rootfs/tmp" "$rootfs/workspace"
+cp "$(command -v busybox)" "$rootfs/bin/busybox"
+for a in sh echo cat ls sleep env true false id pwd touch mkdir wc rm test printf; do ln -sf busybox "$rootfs/bin/$a"; done
+tar -C "$rootfs" -c . | docker import - labhost-test:busybox >/dev/null
+
 export CARGO_TERM_COLOR="${CARGO_TERM_COLOR:-never}"
 export INSTA_UPDATE=no        # snapshots are compared, never rewritten, here
 
@@ -34,3 +61,6 @@ cargo clippy --locked --all-targets -- -D warnings
 
 log "cargo test"
 cargo test --locked --all-targets 2>&1
+
+log "cargo test: tests against the Docker engine"
+cargo test --locked --test integration docker -- --ignored 2>&1

@@ -4,6 +4,7 @@
 //! test automatically.
 use rhai::Engine;
 
+pub mod docker;
 pub mod env;
 pub mod experiment;
 pub mod fs;
@@ -34,6 +35,7 @@ pub const NATIVE: &[&str] = &[
     "git",
     "experiment",
     "util",
+    "docker",
 ];
 
 pub fn register_all(e: &mut Engine) {
@@ -51,4 +53,5 @@ pub fn register_all(e: &mut Engine) {
     e.register_static_module("git", git::rhai::module().into());
     e.register_static_module("experiment", experiment::rhai::module().into());
     e.register_static_module("util", util::rhai::module().into());
+    e.register_static_module("docker", docker::rhai::module().into());
 }
