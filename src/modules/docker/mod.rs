@@ -414,6 +414,11 @@ impl Lines {
 
 /// Runs a container attached: output streamed to `emit`, exit code returned. A timeout kills
 /// the container (`docker.timeout`); cancellation kills it and returns `cancelled`.
+///
+/// The engine's own auto-remove is not used here: a wait request reaches the engine only when
+/// its stream is first polled, and one registered after the container was already removed
+/// waits forever. Instead, when the output ends the container has exited: labhost reads the
+/// exit code (`not-running` answers at once) and removes the container itself.
 pub async fn run(
     spec: &RunSpec,
     emit: &mut (dyn FnMut(Stream, &str) + Send),
@@ -421,7 +426,11 @@ pub async fn run(
 ) -> HostResult<RunResult> {
     let d = connect().await?;
     let started = Instant::now();
-    let (id, name) = create(&d, spec).await?;
+    let created = RunSpec {
+        auto_remove: false,
+        ..spec.clone()
+    };
+    let (id, name) = create(&d, &created).await?;
     let prefix = spec.prefix.clone().unwrap_or_else(|| format!("[{name}] "));
     let attach = d
         .attach_container(
@@ -444,19 +453,6 @@ pub async fn run(
             return Err(e);
         }
     };
-    let condition = if spec.auto_remove {
-        "removed"
-    } else {
-        "next-exit"
-    };
-    let mut wait = d.wait_container(
-        &id,
-        Some(
-            WaitContainerOptionsBuilder::default()
-                .condition(condition)
-                .build(),
-        ),
-    );
     if let Err(e) = d.start_container(&id, None).await {
         force_remove(&d, &id).await;
         return Err(engine_err(&format!("cannot start container '{name}'"), e));
@@ -477,6 +473,15 @@ pub async fn run(
                 Err(_) => break,
             }
         }
+        // The output has ended, so the container has exited: this answers at once.
+        let mut wait = d.wait_container(
+            &id,
+            Some(
+                WaitContainerOptionsBuilder::default()
+                    .condition("not-running")
+                    .build(),
+            ),
+        );
         let mut code = 0;
         while let Some(r) = wait.next().await {
             code = match r {
@@ -500,23 +505,20 @@ pub async fn run(
         _ = cancel.cancelled() => Err(HostError::cancelled()),
     };
     lines.flush(&mut out);
-    match outcome {
-        Ok(code) => Ok(RunResult {
-            exit_code: code,
-            duration: started.elapsed().as_secs_f64(),
-            id,
-            name,
-        }),
-        Err(e) => {
-            let _ = d
-                .kill_container(&id, None::<bollard::query_parameters::KillContainerOptions>)
-                .await;
-            if spec.auto_remove {
-                force_remove(&d, &id).await;
-            }
-            Err(e)
-        }
+    if outcome.is_err() {
+        let _ = d
+            .kill_container(&id, None::<bollard::query_parameters::KillContainerOptions>)
+            .await;
     }
+    if spec.auto_remove {
+        force_remove(&d, &id).await;
+    }
+    outcome.map(|code| RunResult {
+        exit_code: code,
+        duration: started.elapsed().as_secs_f64(),
+        id,
+        name,
+    })
 }
 
 /// Detached containers to stop when the script ends or is interrupted (`stop_on_exit`).
