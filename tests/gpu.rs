@@ -299,3 +299,31 @@ fn a_child_sees_the_reserved_device() {
         "CUDA_VISIBLE_DEVICES index and UUID name different devices"
     );
 }
+
+/// A reserved GPU reaches a container by UUID (the NVIDIA runtime injects nvidia-smi).
+/// Needs a GPU machine with a Docker engine, the NVIDIA container toolkit and an image
+/// (`DOCKER_IMAGE_NAME`, e.g. any CUDA base image).
+#[test]
+#[ignore = "needs GPU"]
+fn gpu_passthrough_into_a_container() {
+    let o = TestCmd::new()
+        .script(
+            r#"
+            let lease = gpu::reserve(1, #{max_load: 1.0, max_memory: 1.0});
+            let r = docker::run(#{command: "nvidia-smi -L", gpus: lease, prefix: ""});
+            assert_eq(r.exit_code, 0);
+            print(lease.uuids[0]);
+            "#,
+        )
+        .env(
+            "DOCKER_IMAGE_NAME",
+            &std::env::var("DOCKER_IMAGE_NAME")
+                .unwrap_or_else(|_| "nvidia/cuda:12.4.1-base-ubuntu22.04".into()),
+        )
+        .run();
+    o.success();
+    let uuid = o.stdout.lines().last().unwrap();
+    let listed: Vec<&str> = o.stdout.lines().filter(|l| l.starts_with("GPU ")).collect();
+    assert_eq!(listed.len(), 1, "{}", o.stdout);
+    assert!(listed[0].contains(uuid), "{}", o.stdout);
+}
