@@ -6,6 +6,7 @@ pub mod app;
 pub mod cli;
 pub mod error;
 pub mod host;
+pub mod jobs;
 pub mod modules;
 pub mod redact;
 pub mod script;
