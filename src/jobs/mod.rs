@@ -3,3 +3,4 @@
 //! histories, dependencies, retries and an event log of every transition, in one SQLite
 //! database (WAL) under the state directory, safe for several labhost processes at once.
 pub mod store;
+pub mod supervisor;

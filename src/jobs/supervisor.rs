@@ -1,0 +1,396 @@
+//! Runs one job's process: its own process group and a parent-death signal (it dies with the
+//! host), stdout/stderr straight into `stdout.log` / `stderr.log` of the run folder, the
+//! metrics file (`LABHOST_METRICS`, JSON lines `{"name","value","step"}`) tailed while it runs,
+//! exit seen by the event (`wait`), and timeout / cancellation killing the whole group
+//! (SIGTERM, then SIGKILL after a grace period).
+//!
+//! Spawn from a long-lived thread: `PR_SET_PDEATHSIG` fires when the *thread* that spawned the
+//! child exits, and tokio's blocking-pool threads exit when idle.
+use std::collections::BTreeMap;
+use std::os::unix::process::ExitStatusExt;
+use std::path::{Path, PathBuf};
+use std::process::Stdio;
+use std::time::Duration;
+
+use tokio_util::sync::CancellationToken;
+
+use super::store::Metric;
+use crate::error::{HostError, HostResult};
+use crate::modules::sh::{kill_group, Cmd, KILL_GRACE};
+
+/// How often the metrics file is read while the job runs.
+pub const METRICS_POLL: Duration = Duration::from_millis(200);
+
+#[derive(Debug, Clone)]
+pub struct Launch {
+    pub job_id: i64,
+    pub command: Cmd,
+    pub cwd: Option<PathBuf>,
+    pub env: BTreeMap<String, String>,
+    pub run_dir: PathBuf,
+    pub timeout: Option<Duration>,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct Outcome {
+    /// `completed`, `failed`, `timed_out` or `cancelled`.
+    pub status: &'static str,
+    pub exit_code: Option<i64>,
+    pub error: Option<String>,
+}
+
+/// Reads new complete lines of the metrics file from `offset`; bad lines are skipped with a
+/// warning naming the file and line.
+pub fn read_metrics(path: &Path, offset: &mut u64, line_no: &mut u64) -> Vec<Metric> {
+    use std::io::{Read, Seek, SeekFrom};
+    let Ok(mut f) = std::fs::File::open(path) else {
+        return Vec::new();
+    };
+    if f.seek(SeekFrom::Start(*offset)).is_err() {
+        return Vec::new();
+    }
+    let mut buf = Vec::new();
+    if f.read_to_end(&mut buf).is_err() {
+        return Vec::new();
+    }
+    // Only whole lines: a writer may be half-way through the last one.
+    let Some(end) = buf.iter().rposition(|&b| b == b'\n') else {
+        return Vec::new();
+    };
+    *offset += end as u64 + 1;
+    let mut out = Vec::new();
+    for line in String::from_utf8_lossy(&buf[..end]).lines() {
+        *line_no += 1;
+        if line.trim().is_empty() {
+            continue;
+        }
+        match serde_json::from_str::<Metric>(line) {
+            Ok(m) if m.value.is_finite() || m.value.is_nan() => out.push(m),
+            _ => tracing::warn!(
+                "{}:{}: not a metric line (want {{\"name\":…,\"value\":…,\"step\":…}}): {line}",
+                path.display(),
+                line_no
+            ),
+        }
+    }
+    out
+}
+
+/// Runs the process to its end. `started(pid)` is called right after spawning (the store
+/// records it); `metrics(batch)` receives metric lines as they are written.
+pub async fn run(
+    l: &Launch,
+    started: &mut (dyn FnMut(i64) + Send),
+    metrics: &mut (dyn FnMut(Vec<Metric>) + Send),
+    cancel: CancellationToken,
+) -> HostResult<Outcome> {
+    let log = |name: &str| {
+        let p = l.run_dir.join(name);
+        std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&p)
+            .map_err(|e| crate::error::io_err("jobs", "cannot open", &p, &e))
+    };
+    let (out, err) = (log("stdout.log")?, log("stderr.log")?);
+    let metrics_path = l.run_dir.join("metrics.jsonl");
+    let mut c = match &l.command {
+        Cmd::Shell(s) => {
+            let mut c = tokio::process::Command::new("sh");
+            c.arg("-c").arg(s);
+            c
+        }
+        Cmd::Argv(a) => {
+            let Some((prog, args)) = a.split_first() else {
+                return Err(HostError::new("invalid_argument", "empty command"));
+            };
+            let mut c = tokio::process::Command::new(prog);
+            c.args(args);
+            c
+        }
+    };
+    if let Some(dir) = &l.cwd {
+        if !dir.is_dir() {
+            return Err(HostError::new(
+                "jobs.invalid_cwd",
+                format!("working directory '{}' does not exist", dir.display()),
+            ));
+        }
+        c.current_dir(dir);
+    }
+    c.envs(&l.env)
+        .env("LABHOST_JOB_ID", l.job_id.to_string())
+        .env("LABHOST_RUN_DIR", &l.run_dir)
+        .env("LABHOST_METRICS", &metrics_path)
+        .stdin(Stdio::null())
+        .stdout(Stdio::from(out))
+        .stderr(Stdio::from(err))
+        .kill_on_drop(true)
+        .process_group(0);
+    // SAFETY: prctl only sets a flag on the new process.
+    unsafe {
+        c.pre_exec(|| {
+            libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL);
+            Ok(())
+        });
+    }
+    let mut child = match c.spawn() {
+        Ok(ch) => ch,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            let prog = match &l.command {
+                Cmd::Argv(a) => a[0].clone(),
+                Cmd::Shell(_) => "sh".into(),
+            };
+            return Ok(Outcome {
+                status: "failed",
+                exit_code: Some(127),
+                error: Some(format!("command not found: {prog}")),
+            });
+        }
+        Err(e) => {
+            return Err(HostError::new(
+                "jobs.spawn",
+                format!("cannot start job {}: {e}", l.job_id),
+            ))
+        }
+    };
+    let pid = child.id().map(i64::from).unwrap_or(0);
+    started(pid);
+    let (mut offset, mut line_no) = (0u64, 0u64);
+    let deadline = l.timeout.map(|t| tokio::time::Instant::now() + t);
+    let outcome = loop {
+        let tick = tokio::time::sleep(METRICS_POLL);
+        let until_deadline = async {
+            match deadline {
+                Some(d) => tokio::time::sleep_until(d).await,
+                None => std::future::pending().await,
+            }
+        };
+        tokio::select! {
+            st = child.wait() => {
+                let st = st.map_err(|e| HostError::new("jobs.wait", e.to_string()))?;
+                let code = st.code().map(i64::from).or_else(|| st.signal().map(|s| 128 + i64::from(s)));
+                // sh reports a missing program as 127.
+                let status = if st.success() { "completed" } else { "failed" };
+                let error = match code {
+                    Some(127) => Some("exit 127: command not found".to_string()),
+                    Some(0) => None,
+                    Some(c) => Some(format!("exit {c}")),
+                    None => Some("killed".to_string()),
+                };
+                break Outcome { status, exit_code: code, error };
+            }
+            _ = tick => {
+                let batch = read_metrics(&metrics_path, &mut offset, &mut line_no);
+                if !batch.is_empty() { metrics(batch); }
+            }
+            _ = until_deadline => {
+                kill_group(pid as i32, KILL_GRACE).await;
+                let _ = child.wait().await;
+                break Outcome { status: "timed_out", exit_code: None,
+                    error: Some(format!("timed out after {:.1}s", l.timeout.unwrap_or_default().as_secs_f64())) };
+            }
+            _ = cancel.cancelled() => {
+                kill_group(pid as i32, KILL_GRACE).await;
+                let _ = child.wait().await;
+                break Outcome { status: "cancelled", exit_code: None, error: Some("cancelled".into()) };
+            }
+        }
+    };
+    let batch = read_metrics(&metrics_path, &mut offset, &mut line_no);
+    if !batch.is_empty() {
+        metrics(batch);
+    }
+    Ok(outcome)
+}
+
+/// Claims queued runs from the store and runs them one after another until the queue has no
+/// runnable run left; returns the ids it ran. (The pool with workers, GPU leases and resume
+/// builds on this.)
+pub async fn drain(state: &Path, host: &str, cancel: CancellationToken) -> HostResult<Vec<i64>> {
+    let mut store = super::store::Store::open(state)?;
+    let mut ran = Vec::new();
+    while let Some(job) = store.claim_next(host)? {
+        let spec = &job.spec;
+        let command = match &spec["command"] {
+            serde_json::Value::String(s) => Cmd::Shell(s.clone()),
+            serde_json::Value::Array(a) => Cmd::Argv(
+                a.iter()
+                    .map(|x| {
+                        x.as_str()
+                            .map(str::to_string)
+                            .unwrap_or_else(|| x.to_string())
+                    })
+                    .collect(),
+            ),
+            _ => {
+                store.finish(job.id, "failed", None, Some("the spec has no command"))?;
+                continue;
+            }
+        };
+        let env = spec["env"]
+            .as_object()
+            .map(|m| {
+                m.iter()
+                    .map(|(k, v)| {
+                        (
+                            k.clone(),
+                            v.as_str()
+                                .map(str::to_string)
+                                .unwrap_or_else(|| v.to_string()),
+                        )
+                    })
+                    .collect()
+            })
+            .unwrap_or_default();
+        let launch = Launch {
+            job_id: job.id,
+            command,
+            cwd: spec["cwd"].as_str().map(PathBuf::from),
+            env,
+            run_dir: PathBuf::from(&job.run_dir),
+            timeout: spec["timeout"].as_f64().map(Duration::from_secs_f64),
+        };
+        // The pid is recorded as soon as the process exists, metrics as they are written.
+        let shared = std::sync::Mutex::new(store);
+        let lock = || shared.lock().unwrap_or_else(|e| e.into_inner());
+        let mut started = |pid: i64| {
+            if let Err(e) = lock().set_running(job.id, pid) {
+                tracing::error!("job {}: {}", job.id, e.message);
+            }
+        };
+        let mut metrics = |b: Vec<Metric>| {
+            if let Err(e) = lock().add_metrics(job.id, &b) {
+                tracing::error!("job {}: {}", job.id, e.message);
+            }
+        };
+        let outcome = self::run(&launch, &mut started, &mut metrics, cancel.clone()).await;
+        store = shared.into_inner().unwrap_or_else(|e| e.into_inner());
+        match outcome {
+            Ok(o) => {
+                store.finish(job.id, o.status, o.exit_code, o.error.as_deref())?;
+            }
+            Err(e) => {
+                store.finish(job.id, "failed", None, Some(&e.message))?;
+            }
+        }
+        ran.push(job.id);
+    }
+    Ok(ran)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::jobs::store::{NewRun, Store};
+    use serde_json::json;
+
+    fn rt() -> tokio::runtime::Runtime {
+        tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(1)
+            .enable_all()
+            .build()
+            .unwrap()
+    }
+
+    #[test]
+    fn metrics_file_is_read_in_whole_lines_and_bad_lines_skipped() {
+        let t = tempfile::tempdir().unwrap();
+        let p = t.path().join("m.jsonl");
+        std::fs::write(
+            &p,
+            "{\"name\":\"loss\",\"value\":0.5,\"step\":1}\nnot json\n{\"name\":\"loss\",\"val",
+        )
+        .unwrap();
+        let (mut off, mut n) = (0, 0);
+        let got = read_metrics(&p, &mut off, &mut n);
+        assert_eq!(got.len(), 1);
+        assert_eq!(n, 2);
+        std::fs::OpenOptions::new()
+            .append(true)
+            .open(&p)
+            .and_then(|mut f| std::io::Write::write_all(&mut f, b"ue\":0.25,\"step\":2}\n"))
+            .unwrap();
+        let got = read_metrics(&p, &mut off, &mut n);
+        assert_eq!((got.len(), got[0].value, got[0].step), (1, 0.25, 2));
+    }
+
+    #[test]
+    fn drain_runs_jobs_with_env_logs_metrics_and_exit_codes() {
+        let t = tempfile::tempdir().unwrap();
+        let mut s = Store::open(t.path()).unwrap();
+        let ok = json!({"command": "echo job $LABHOST_JOB_ID $LR; echo oops >&2; for i in 1 2 3; do echo \"{\\\"name\\\":\\\"loss\\\",\\\"value\\\":0.$i,\\\"step\\\":$i}\" >> $LABHOST_METRICS; done",
+                        "env": {"LR": 0.1}});
+        let (a, _) = s
+            .create(&NewRun {
+                spec: ok,
+                ..Default::default()
+            })
+            .unwrap();
+        let (b, _) = s
+            .create(&NewRun {
+                spec: json!({"command": ["sh", "-c", "exit 3"]}),
+                ..Default::default()
+            })
+            .unwrap();
+        let (c, _) = s
+            .create(&NewRun {
+                spec: json!({"command": ["no-such-program-xyz"]}),
+                ..Default::default()
+            })
+            .unwrap();
+        let (d, _) = s
+            .create(&NewRun {
+                spec: json!({"command": "sleep 30", "timeout": 0.3}),
+                ..Default::default()
+            })
+            .unwrap();
+        let (e, _) = s
+            .create(&NewRun {
+                spec: json!({"command": "no-such-program-xyz"}),
+                ..Default::default()
+            })
+            .unwrap();
+        let ran = rt()
+            .block_on(drain(t.path(), "test-host", CancellationToken::new()))
+            .unwrap();
+        assert_eq!(ran, vec![a.id, b.id, c.id, d.id, e.id]);
+        let ra = s.get(a.id).unwrap();
+        assert_eq!((ra.status.as_str(), ra.exit_code), ("completed", Some(0)));
+        assert!(ra.pid.unwrap() > 0);
+        let dir = PathBuf::from(&ra.run_dir);
+        assert_eq!(
+            std::fs::read_to_string(dir.join("stdout.log")).unwrap(),
+            format!("job {} 0.1\n", a.id)
+        );
+        assert_eq!(
+            std::fs::read_to_string(dir.join("stderr.log")).unwrap(),
+            "oops\n"
+        );
+        let loss: Vec<f64> = s
+            .metrics(a.id, Some("loss"))
+            .unwrap()
+            .iter()
+            .map(|m| m.value)
+            .collect();
+        assert_eq!(loss, vec![0.1, 0.2, 0.3]);
+        assert_eq!(
+            (
+                s.get(b.id).unwrap().status.as_str(),
+                s.get(b.id).unwrap().exit_code
+            ),
+            ("failed", Some(3))
+        );
+        let rc = s.get(c.id).unwrap();
+        assert_eq!(
+            (rc.exit_code, rc.error.as_deref()),
+            (Some(127), Some("command not found: no-such-program-xyz"))
+        );
+        assert_eq!(s.get(d.id).unwrap().status, "timed_out");
+        let re = s.get(e.id).unwrap();
+        assert_eq!(
+            (re.exit_code, re.error.as_deref()),
+            (Some(127), Some("exit 127: command not found"))
+        );
+    }
+}
