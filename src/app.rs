@@ -31,6 +31,14 @@ pub fn main() -> ExitCode {
         Command::Check { files } => check_files(&files, color),
         Command::Repl => repl::run(color),
         Command::Doc { module, format } => doc::print(module.as_deref(), format),
+        Command::Jobs {
+            status,
+            json,
+            limit,
+        } => crate::jobs::cli::jobs(status.as_deref(), json, limit),
+        Command::Logs { id, follow, stderr } => crate::jobs::cli::logs(id, follow, stderr),
+        Command::Cancel { ids } => crate::jobs::cli::cancel(&ids),
+        Command::Status => crate::jobs::cli::status(),
         Command::Gpus { json, watch } => crate::modules::gpu::cli::gpus(json, watch),
         Command::DockerRun {
             name,

@@ -93,6 +93,32 @@ pub enum Command {
         #[arg(last = true, required = true)]
         command: Vec<String>,
     },
+    /// Jobs in the state store, newest first
+    Jobs {
+        /// Only jobs with this status (queued, running, completed, failed, cancelled, timed_out)
+        #[arg(long)]
+        status: Option<String>,
+        #[arg(long)]
+        json: bool,
+        #[arg(long, default_value_t = 50)]
+        limit: usize,
+    },
+    /// A job's output (stdout; --stderr for stderr)
+    Logs {
+        id: i64,
+        /// Keep printing until the job ends
+        #[arg(short, long)]
+        follow: bool,
+        #[arg(long)]
+        stderr: bool,
+    },
+    /// Cancel jobs (a running one is killed by the host running it)
+    Cancel {
+        #[arg(required = true)]
+        ids: Vec<i64>,
+    },
+    /// Running and queued jobs, GPUs and their holders
+    Status,
     /// Print shell completions
     Completions { shell: clap_complete::Shell },
 }

@@ -10,6 +10,7 @@ pub mod experiment;
 pub mod fs;
 pub mod git;
 pub mod gpu;
+pub mod jobs;
 pub mod json;
 pub mod log;
 pub mod prelude;
@@ -36,6 +37,7 @@ pub const NATIVE: &[&str] = &[
     "experiment",
     "util",
     "docker",
+    "jobs",
 ];
 
 pub fn register_all(e: &mut Engine) {
@@ -54,4 +56,5 @@ pub fn register_all(e: &mut Engine) {
     e.register_static_module("experiment", experiment::rhai::module().into());
     e.register_static_module("util", util::rhai::module().into());
     e.register_static_module("docker", docker::rhai::module().into());
+    e.register_static_module("jobs", jobs::rhai::module().into());
 }

@@ -1,0 +1,293 @@
+//! The job host: one per labhost process that submits jobs. It holds an exclusive flock on
+//! `<state>/hosts/<id>.lock` for as long as it lives (so other hosts can tell it is alive),
+//! re-queues the runs of hosts that died, and runs queued jobs with up to `workers` at once:
+//! claim (atomic across processes) → optional GPU lease → supervisor → finish.
+use std::collections::HashMap;
+use std::fs::File;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, OnceLock};
+use std::time::Duration;
+
+use tokio::sync::Notify;
+use tokio_util::sync::CancellationToken;
+
+use super::store::{Metric, Run, Store};
+use super::supervisor::{self, Launch};
+use crate::error::{HostError, HostResult};
+use crate::modules::sh::Cmd;
+
+pub struct JobHost {
+    pub state: PathBuf,
+    pub id: String,
+    _lock: File,
+    workers: AtomicUsize,
+    running: AtomicUsize,
+    wake: Notify,
+    cancels: Mutex<HashMap<i64, CancellationToken>>,
+}
+
+fn hosts_dir(state: &Path) -> PathBuf {
+    state.join("hosts")
+}
+
+/// True while the host that wrote `<state>/hosts/<id>.lock` holds its lock.
+pub fn host_alive(state: &Path, id: &str) -> bool {
+    let p = hosts_dir(state).join(format!("{id}.lock"));
+    match File::open(&p) {
+        Ok(f) => match f.try_lock_shared() {
+            Ok(()) => {
+                let _ = f.unlock();
+                false
+            }
+            Err(_) => true,
+        },
+        Err(_) => false,
+    }
+}
+
+static HOST: OnceLock<Arc<JobHost>> = OnceLock::new();
+
+/// The job host of this process, started on first use.
+pub fn get() -> HostResult<Arc<JobHost>> {
+    if let Some(h) = HOST.get() {
+        return Ok(h.clone());
+    }
+    let state = crate::state::dir()?;
+    let h = Arc::new(JobHost::start(&state)?);
+    let h = HOST.get_or_init(|| h).clone();
+    let rt = &crate::host::ctx().rt;
+    let sched = h.clone();
+    rt.spawn(async move { sched.schedule().await });
+    Ok(h)
+}
+
+fn default_workers() -> usize {
+    std::env::var("LABHOST_WORKERS")
+        .ok()
+        .and_then(|w| w.parse().ok())
+        .unwrap_or_else(|| {
+            std::thread::available_parallelism()
+                .map(|n| n.get())
+                .unwrap_or(2)
+        })
+        .max(1)
+}
+
+impl JobHost {
+    fn start(state: &Path) -> HostResult<JobHost> {
+        let dir = hosts_dir(state);
+        std::fs::create_dir_all(&dir)
+            .map_err(|e| crate::error::io_err("jobs", "cannot create", &dir, &e))?;
+        let nanos = crate::modules::gpu::ledger_seed() % 1_000_000_000;
+        let id = format!("{}-{}-{nanos}", hostname(), std::process::id());
+        let p = dir.join(format!("{id}.lock"));
+        let f =
+            File::create(&p).map_err(|e| crate::error::io_err("jobs", "cannot create", &p, &e))?;
+        f.lock()
+            .map_err(|e| crate::error::io_err("jobs", "cannot lock", &p, &e))?;
+        let mut store = Store::open(state)?;
+        let orphans = store.requeue_orphans(&|h| h == id || host_alive(state, h))?;
+        if !orphans.is_empty() {
+            tracing::info!(
+                "re-queued {} job(s) whose host had died: {:?}",
+                orphans.len(),
+                orphans
+            );
+        }
+        Ok(JobHost {
+            state: state.to_path_buf(),
+            id,
+            _lock: f,
+            workers: AtomicUsize::new(default_workers()),
+            running: AtomicUsize::new(0),
+            wake: Notify::new(),
+            cancels: Mutex::new(HashMap::new()),
+        })
+    }
+
+    pub fn set_workers(&self, n: usize) {
+        self.workers.store(n.max(1), Ordering::SeqCst);
+        self.wake.notify_one();
+    }
+
+    /// Wakes the scheduler (after a submit).
+    pub fn poke(&self) {
+        self.wake.notify_one();
+    }
+
+    /// Cancels a job: in the store, and at once if this host runs it.
+    pub fn cancel(&self, id: i64) -> HostResult<String> {
+        let status = Store::open(&self.state)?.cancel(id)?;
+        if let Some(t) = self
+            .cancels
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(&id)
+        {
+            t.cancel();
+        }
+        Ok(status)
+    }
+
+    async fn schedule(self: Arc<Self>) {
+        let mut store = match Store::open(&self.state) {
+            Ok(s) => s,
+            Err(e) => {
+                tracing::error!("job host: {}", e.message);
+                return;
+            }
+        };
+        loop {
+            if self.running.load(Ordering::SeqCst) < self.workers.load(Ordering::SeqCst) {
+                match store.claim_next(&self.id) {
+                    Ok(Some(run)) => {
+                        self.running.fetch_add(1, Ordering::SeqCst);
+                        let me = self.clone();
+                        tokio::spawn(async move {
+                            let id = run.id;
+                            if let Err(e) = me.execute(run).await {
+                                tracing::error!("job {id}: {}", e.message);
+                            }
+                            me.running.fetch_sub(1, Ordering::SeqCst);
+                            me.wake.notify_one();
+                        });
+                        continue;
+                    }
+                    Ok(None) => {}
+                    Err(e) => tracing::warn!("job host: {}", e.message),
+                }
+            }
+            // Woken by submits and job ends; the tick covers retries coming due and other hosts.
+            tokio::select! {
+                _ = self.wake.notified() => {}
+                _ = tokio::time::sleep(Duration::from_millis(250)) => {}
+            }
+        }
+    }
+
+    async fn execute(&self, run: Run) -> HostResult<()> {
+        let token = CancellationToken::new();
+        self.cancels
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .insert(run.id, token.clone());
+        let result = self.execute_inner(&run, token).await;
+        self.cancels
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .remove(&run.id);
+        let mut store = Store::open(&self.state)?;
+        match result {
+            Ok(o) => store.finish(run.id, o.status, o.exit_code, o.error.as_deref())?,
+            Err(e) => store.finish(run.id, "failed", None, Some(&e.message))?,
+        };
+        Ok(())
+    }
+
+    async fn execute_inner(
+        &self,
+        run: &Run,
+        token: CancellationToken,
+    ) -> HostResult<supervisor::Outcome> {
+        let spec = &run.spec;
+        let command = match &spec["command"] {
+            serde_json::Value::String(s) => Cmd::Shell(s.clone()),
+            serde_json::Value::Array(a) => Cmd::Argv(
+                a.iter()
+                    .map(|x| {
+                        x.as_str()
+                            .map(str::to_string)
+                            .unwrap_or_else(|| x.to_string())
+                    })
+                    .collect(),
+            ),
+            _ => {
+                return Err(HostError::new(
+                    "jobs.invalid_spec",
+                    "the spec has no command",
+                ))
+            }
+        };
+        let mut env: std::collections::BTreeMap<String, String> = spec["env"]
+            .as_object()
+            .map(|m| {
+                m.iter()
+                    .map(|(k, v)| {
+                        (
+                            k.clone(),
+                            v.as_str()
+                                .map(str::to_string)
+                                .unwrap_or_else(|| v.to_string()),
+                        )
+                    })
+                    .collect()
+            })
+            .unwrap_or_default();
+        // GPUs: a lease from the ledger, held until the process ends.
+        let num_gpus = spec["num_gpus"].as_u64().unwrap_or(0) as usize;
+        let lease = if num_gpus > 0 {
+            let t = token.clone();
+            let o = crate::modules::gpu::ledger::ReserveOpts {
+                holder: Some(format!("job {}", run.id)),
+                ..Default::default()
+            };
+            let lease = tokio::task::spawn_blocking(move || {
+                crate::modules::gpu::ledger::Ledger::open()?.reserve(num_gpus, &o, &t)
+            })
+            .await
+            .map_err(|e| HostError::new("jobs.gpu", e.to_string()))??;
+            env.extend(lease.env());
+            Some(lease)
+        } else {
+            None
+        };
+        let launch = Launch {
+            job_id: run.id,
+            command,
+            cwd: spec["cwd"].as_str().map(PathBuf::from),
+            env,
+            run_dir: PathBuf::from(&run.run_dir),
+            timeout: spec["timeout"].as_f64().map(Duration::from_secs_f64),
+        };
+        let store = Mutex::new(Store::open(&self.state)?);
+        let lock = || store.lock().unwrap_or_else(|e| e.into_inner());
+        let mut started = |pid: i64| {
+            if let Err(e) = lock().set_running(run.id, pid) {
+                tracing::error!("job {}: {}", run.id, e.message);
+            }
+        };
+        let mut metrics = |b: Vec<Metric>| {
+            if let Err(e) = lock().add_metrics(run.id, &b) {
+                tracing::error!("job {}: {}", run.id, e.message);
+            }
+        };
+        // A cancel from another process (`labhost cancel`) shows up in the store.
+        let watch_state = self.state.clone();
+        let watch_token = token.clone();
+        let id = run.id;
+        let watcher = tokio::spawn(async move {
+            loop {
+                tokio::time::sleep(Duration::from_millis(500)).await;
+                if let Ok(s) = Store::open(&watch_state).and_then(|s| s.get(id)) {
+                    if s.status == "cancelled" {
+                        watch_token.cancel();
+                        return;
+                    }
+                }
+            }
+        });
+        let out = supervisor::run(&launch, &mut started, &mut metrics, token).await;
+        watcher.abort();
+        drop(lease);
+        out
+    }
+}
+
+fn hostname() -> String {
+    std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .map(|h| h.trim().to_string())
+        .ok()
+        .filter(|h| !h.is_empty())
+        .unwrap_or_else(|| "localhost".into())
+}

@@ -1,0 +1,174 @@
+//! `jobs`: submit jobs to the persistent local engine (src/jobs), wait for them, read their
+//! logs and metrics. Typed API over the store and the job host; no rhai here.
+pub mod rhai;
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use serde::Deserialize;
+use serde_json::Value;
+use tokio_util::sync::CancellationToken;
+
+use crate::error::{HostError, HostResult};
+use crate::jobs::store::{NewRun, Run, Store};
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(untagged)]
+pub enum Command {
+    Shell(String),
+    Argv(Vec<String>),
+}
+
+/// A job as scripts describe it. Unknown keys are errors.
+#[derive(Debug, Clone, Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+pub struct JobSpec {
+    pub command: Option<Command>,
+    pub cwd: Option<String>,
+    #[serde(default)]
+    pub env: BTreeMap<String, Value>,
+    #[serde(default)]
+    pub num_gpus: i64,
+    pub name: Option<String>,
+    #[serde(default)]
+    pub tags: BTreeMap<String, Value>,
+    #[serde(default)]
+    pub params: BTreeMap<String, Value>,
+    #[serde(default)]
+    pub priority: i64,
+    #[serde(default)]
+    pub depends_on: Vec<i64>,
+    #[serde(default)]
+    pub retries: i64,
+    /// Seconds before the first retry (doubles each time); default 1.
+    pub backoff: Option<f64>,
+    /// Seconds.
+    pub timeout: Option<f64>,
+    /// Idempotency key: a job with this key that exists already is returned, not run again.
+    pub key: Option<String>,
+    pub parent: Option<i64>,
+    /// `"host"` (default); `"docker"` is not available in this version.
+    pub run_in: Option<String>,
+}
+
+fn text(v: &Value) -> String {
+    v.as_str()
+        .map(str::to_string)
+        .unwrap_or_else(|| v.to_string())
+}
+
+/// Validates a spec and turns it into a store record.
+pub fn to_new_run(s: &JobSpec) -> HostResult<NewRun> {
+    let bad = |m: String| Err(HostError::new("jobs.invalid_spec", m));
+    let command = match &s.command {
+        None => return bad("a job needs a command".into()),
+        Some(Command::Shell(c)) if c.trim().is_empty() => return bad("the command is empty".into()),
+        Some(Command::Argv(a)) if a.is_empty() => return bad("the command array is empty".into()),
+        Some(Command::Shell(c)) => Value::String(c.clone()),
+        Some(Command::Argv(a)) => Value::Array(a.iter().cloned().map(Value::String).collect()),
+    };
+    if s.num_gpus < 0 {
+        return bad(format!("num_gpus must be 0 or more, not {}", s.num_gpus));
+    }
+    if s.retries < 0 {
+        return bad(format!("retries must be 0 or more, not {}", s.retries));
+    }
+    if let Some(t) = s.timeout.filter(|t| !t.is_finite() || *t <= 0.0) {
+        return bad(format!(
+            "timeout must be a positive number of seconds, not {t}"
+        ));
+    }
+    match s.run_in.as_deref() {
+        None | Some("host") => {}
+        Some("docker") => return bad("run_in: \"docker\" is not available in this version of the job engine; use docker::run in the job's script".into()),
+        Some(other) => return bad(format!("run_in must be \"host\" or \"docker\", not \"{other}\"")),
+    }
+    if let Some(cwd) = &s.cwd {
+        if !std::path::Path::new(cwd).is_dir() {
+            return bad(format!("working directory '{cwd}' does not exist"));
+        }
+    }
+    let env: serde_json::Map<String, Value> = s
+        .env
+        .iter()
+        .map(|(k, v)| (k.clone(), Value::String(text(v))))
+        .collect();
+    let cwd = s.cwd.as_ref().map(|c| {
+        std::path::Path::new(c)
+            .canonicalize()
+            .map(|p| p.display().to_string())
+            .unwrap_or_else(|_| c.clone())
+    });
+    let spec = serde_json::json!({
+        "command": command,
+        "cwd": cwd,
+        "env": env,
+        "num_gpus": s.num_gpus,
+        "timeout": s.timeout,
+    });
+    Ok(NewRun {
+        parent_id: s.parent,
+        kind: "job".into(),
+        name: s.name.clone().unwrap_or_default(),
+        key: s.key.clone(),
+        spec,
+        priority: s.priority,
+        max_retries: s.retries,
+        backoff: s.backoff.unwrap_or(1.0),
+        depends_on: s.depends_on.clone(),
+        params: s
+            .params
+            .iter()
+            .map(|(k, v)| (k.clone(), v.clone()))
+            .collect(),
+        tags: s.tags.iter().map(|(k, v)| (k.clone(), text(v))).collect(),
+    })
+}
+
+/// Submits a job; the job host of this process starts running it (up to `workers` at once).
+pub fn submit(s: &JobSpec) -> HostResult<Run> {
+    let n = to_new_run(s)?;
+    let host = crate::jobs::host::get()?;
+    let (run, _) = Store::open(&host.state)?.create(&n)?;
+    host.poke();
+    Ok(run)
+}
+
+pub fn get(id: i64) -> HostResult<Run> {
+    Store::open(&crate::state::dir()?)?.get(id)
+}
+
+/// Waits until the job has finished (completed, failed, cancelled or timed out).
+pub fn wait(id: i64, cancel: &CancellationToken) -> HostResult<Run> {
+    let store = Store::open(&crate::state::dir()?)?;
+    loop {
+        let r = store.get(id)?;
+        if crate::jobs::store::FINISHED.contains(&r.status.as_str()) {
+            return Ok(r);
+        }
+        if cancel.is_cancelled() {
+            return Err(HostError::cancelled());
+        }
+        std::thread::sleep(Duration::from_millis(25));
+    }
+}
+
+pub fn cancel(id: i64) -> HostResult<String> {
+    crate::jobs::host::get()?.cancel(id)
+}
+
+/// The job's stdout (and stderr) so far.
+pub fn logs(id: i64, stream: &str) -> HostResult<String> {
+    let r = get(id)?;
+    let p = std::path::Path::new(&r.run_dir).join(format!("{stream}.log"));
+    match std::fs::read_to_string(&p) {
+        Ok(t) => Ok(t),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(String::new()),
+        Err(e) => Err(crate::error::io_err("jobs", "cannot read", &p, &e)),
+    }
+}
+
+pub fn set_workers(n: usize) -> HostResult<()> {
+    crate::jobs::host::get()?.set_workers(n);
+    Ok(())
+}

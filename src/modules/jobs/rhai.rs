@@ -1,0 +1,303 @@
+//! Rhai binding for `jobs`.
+use rhai::plugin::*;
+#[allow(unused_imports)]
+use rhai::{Array, Map};
+
+use crate::modules::jobs as m;
+use crate::script::bridge::{decode, OrRhai, RhaiResult};
+
+pub fn module() -> Module {
+    exported_module!(api)
+}
+
+/// A handle on a job in the state store.
+#[derive(Debug, Clone)]
+pub struct Job {
+    pub id: i64,
+}
+
+fn spec(ctx: &NativeCallContext, mut map: Map) -> RhaiResult<m::JobSpec> {
+    // depends_on may hold job handles as well as ids.
+    if let Some(deps) = map.get_mut("depends_on") {
+        if let Some(a) = deps.read_lock::<Array>().map(|a| a.clone()) {
+            let ids: Array = a
+                .into_iter()
+                .map(|d| match d.read_lock::<Job>() {
+                    Some(j) => Dynamic::from(j.id),
+                    None => d.clone(),
+                })
+                .collect();
+            *deps = ids.into();
+        }
+    }
+    decode(ctx, "jobs::submit spec", map.into())
+}
+
+fn finished_summary(ctx: &NativeCallContext, ids: &[i64]) -> RhaiResult<Map> {
+    let mut counts: std::collections::BTreeMap<String, i64> = Default::default();
+    for id in ids {
+        let r = m::get(*id).or_rhai(ctx)?;
+        *counts.entry(r.status).or_default() += 1;
+    }
+    let mut out = Map::new();
+    out.insert("total".into(), (ids.len() as i64).into());
+    for k in ["completed", "failed", "cancelled", "timed_out"] {
+        out.insert(k.into(), counts.get(k).copied().unwrap_or(0).into());
+    }
+    out.insert(
+        "jobs".into(),
+        ids.iter()
+            .map(|i| Dynamic::from(Job { id: *i }))
+            .collect::<Array>()
+            .into(),
+    );
+    Ok(out)
+}
+
+#[export_module]
+pub mod api {
+    use crate::modules::jobs as m;
+    use crate::script::bridge::{encode, OrRhai};
+
+    pub type JobHandle = super::Job;
+
+    /// Submits a job to the persistent engine and returns its handle at once. Spec: `command`
+    /// (string via `sh -c`, or array), `cwd`, `env`, `num_gpus` (a GPU lease is held while it
+    /// runs), `name`, `tags`, `params`, `priority`, `depends_on` (ids or handles; a failed
+    /// dependency fails its dependents), `retries`, `backoff`, `timeout` (seconds), `key`
+    /// (idempotency: a job with this key that exists is returned, not run again), `parent`.
+    /// The job sees `LABHOST_JOB_ID`, `LABHOST_RUN_DIR` and `LABHOST_METRICS` (append JSON lines
+    /// `{"name": "loss", "value": 0.3, "step": 1}` to report metrics).
+    /// Errors: `jobs.invalid_spec`, `jobs.unknown_dependency`, `invalid_argument` (unknown keys).
+    ///
+    /// ```rhai
+    /// let j = jobs::submit(#{command: "echo hello from $LABHOST_JOB_ID", name: "hello"});
+    /// assert_eq(j.wait(), "completed");
+    /// assert_eq(j.logs(), `hello from ${j.id}` + "\n");
+    /// ```
+    #[rhai_fn(return_raw, volatile)]
+    pub fn submit(ctx: NativeCallContext, spec: Map) -> Result<JobHandle, Box<EvalAltResult>> {
+        let s = super::spec(&ctx, spec)?;
+        let r = m::submit(&s).or_rhai(&ctx)?;
+        Ok(super::Job { id: r.id })
+    }
+
+    /// A handle on an existing job.
+    ///
+    /// ```rhai
+    /// let j = jobs::submit(#{command: "true"});
+    /// assert_eq(jobs::get(j.id).id, j.id);
+    /// ```
+    #[rhai_fn(return_raw, volatile)]
+    pub fn get(ctx: NativeCallContext, id: i64) -> Result<JobHandle, Box<EvalAltResult>> {
+        m::get(id).or_rhai(&ctx)?;
+        Ok(super::Job { id })
+    }
+
+    /// Submits every spec, runs them with at most `max_workers` at once (default: CPUs), waits
+    /// for all and returns `#{total, completed, failed, cancelled, timed_out, jobs}`.
+    /// `fail_fast: true` cancels what is left after the first failure.
+    ///
+    /// ```rhai
+    /// let specs = [];
+    /// for i in 0..4 { specs.push(#{command: `exit ${if i == 2 { 1 } else { 0 }}`, params: #{i: i}}); }
+    /// let s = jobs::pool(specs, #{max_workers: 2});
+    /// assert_eq([s.total, s.completed, s.failed], [4, 3, 1]);
+    /// ```
+    #[rhai_fn(return_raw, volatile)]
+    pub fn pool(
+        ctx: NativeCallContext,
+        specs: Array,
+        opts: Map,
+    ) -> Result<Map, Box<EvalAltResult>> {
+        let workers = opts.get("max_workers").and_then(|w| w.as_int().ok());
+        let fail_fast = opts
+            .get("fail_fast")
+            .and_then(|f| f.as_bool().ok())
+            .unwrap_or(false);
+        if let Some(w) = workers {
+            m::set_workers(w.max(1) as usize).or_rhai(&ctx)?;
+        }
+        let mut ids = Vec::new();
+        for s in specs {
+            let map = s.try_cast::<Map>().ok_or_else(|| {
+                crate::script::bridge::host_err(
+                    &ctx,
+                    "invalid_argument",
+                    "jobs::pool: every spec must be a map",
+                )
+            })?;
+            let s = super::spec(&ctx, map)?;
+            ids.push(m::submit(&s).or_rhai(&ctx)?.id);
+        }
+        let cancel = crate::host::ctx().cancel.token();
+        for (i, id) in ids.iter().enumerate() {
+            let r = m::wait(*id, &cancel).or_rhai(&ctx)?;
+            if fail_fast && r.status != "completed" {
+                for rest in &ids[i + 1..] {
+                    m::cancel(*rest).or_rhai(&ctx)?;
+                }
+                break;
+            }
+        }
+        for id in &ids {
+            m::wait(*id, &cancel).or_rhai(&ctx)?;
+        }
+        super::finished_summary(&ctx, &ids)
+    }
+
+    /// How many jobs this process runs at once (default: the number of CPUs, or
+    /// `LABHOST_WORKERS`).
+    ///
+    /// ```rhai
+    /// jobs::workers(2);
+    /// ```
+    #[rhai_fn(return_raw, volatile)]
+    pub fn workers(ctx: NativeCallContext, n: i64) -> Result<(), Box<EvalAltResult>> {
+        m::set_workers(n.max(1) as usize).or_rhai(&ctx)
+    }
+
+    /// The job id.
+    ///
+    /// ```rhai
+    /// assert(jobs::submit(#{command: "true"}).id > 0);
+    /// ```
+    #[rhai_fn(get = "id", pure)]
+    pub fn id(j: &mut JobHandle) -> i64 {
+        j.id
+    }
+
+    /// `queued`, `leased`, `running`, `completed`, `failed`, `cancelled` or `timed_out`.
+    ///
+    /// ```rhai
+    /// let j = jobs::submit(#{command: "true"});
+    /// j.wait();
+    /// assert_eq(j.status(), "completed");
+    /// ```
+    #[rhai_fn(global, return_raw, volatile)]
+    pub fn status(ctx: NativeCallContext, j: &mut JobHandle) -> Result<String, Box<EvalAltResult>> {
+        Ok(m::get(j.id).or_rhai(&ctx)?.status)
+    }
+
+    /// Waits for the job to finish; returns its final status. Ctrl-C stops waiting.
+    ///
+    /// ```rhai
+    /// assert_eq(jobs::submit(#{command: "exit 3"}).wait(), "failed");
+    /// ```
+    #[rhai_fn(global, return_raw, volatile)]
+    pub fn wait(ctx: NativeCallContext, j: &mut JobHandle) -> Result<String, Box<EvalAltResult>> {
+        Ok(m::wait(j.id, &crate::host::ctx().cancel.token())
+            .or_rhai(&ctx)?
+            .status)
+    }
+
+    /// Exit code of the last attempt (`()` while it runs or if it was killed).
+    ///
+    /// ```rhai
+    /// let j = jobs::submit(#{command: "exit 3"});
+    /// j.wait();
+    /// assert_eq(j.exit_code, 3);
+    /// ```
+    #[rhai_fn(get = "exit_code", pure, return_raw, volatile)]
+    pub fn exit_code(
+        ctx: NativeCallContext,
+        j: &mut JobHandle,
+    ) -> Result<Dynamic, Box<EvalAltResult>> {
+        Ok(m::get(j.id)
+            .or_rhai(&ctx)?
+            .exit_code
+            .map(Dynamic::from)
+            .unwrap_or(Dynamic::UNIT))
+    }
+
+    /// The job's run folder (`spec.json`, `stdout.log`, `stderr.log`, `metrics.jsonl`,
+    /// `outputs/`).
+    ///
+    /// ```rhai
+    /// let j = jobs::submit(#{command: "echo done > $LABHOST_RUN_DIR/outputs/result.txt"});
+    /// j.wait();
+    /// assert_eq(fs::read(j.run_dir + "/outputs/result.txt"), "done\n");
+    /// ```
+    #[rhai_fn(get = "run_dir", pure, return_raw, volatile)]
+    pub fn run_dir(
+        ctx: NativeCallContext,
+        j: &mut JobHandle,
+    ) -> Result<String, Box<EvalAltResult>> {
+        Ok(m::get(j.id).or_rhai(&ctx)?.run_dir)
+    }
+
+    /// The job's stdout so far.
+    ///
+    /// ```rhai
+    /// let j = jobs::submit(#{command: ["echo", "a b"]});
+    /// j.wait();
+    /// assert_eq(j.logs(), "a b\n");
+    /// ```
+    #[rhai_fn(global, return_raw, volatile)]
+    pub fn logs(ctx: NativeCallContext, j: &mut JobHandle) -> Result<String, Box<EvalAltResult>> {
+        m::logs(j.id, "stdout").or_rhai(&ctx)
+    }
+
+    /// Metric histories reported through `LABHOST_METRICS`: name → `[#{step, value, ts}]`.
+    ///
+    /// ```rhai
+    /// let j = jobs::submit(#{command: `for s in 1 2; do echo "{\"name\":\"loss\",\"value\":0.$s,\"step\":$s}" >> $LABHOST_METRICS; done`});
+    /// j.wait();
+    /// let loss = j.metrics().loss;
+    /// assert_eq(loss.map(|m| m.value), [0.1, 0.2]);
+    /// ```
+    #[rhai_fn(global, return_raw, volatile)]
+    pub fn metrics(ctx: NativeCallContext, j: &mut JobHandle) -> Result<Map, Box<EvalAltResult>> {
+        let store =
+            crate::jobs::store::Store::open(&crate::state::dir().or_rhai(&ctx)?).or_rhai(&ctx)?;
+        let mut out = Map::new();
+        for mt in store.metrics(j.id, None).or_rhai(&ctx)? {
+            let entry = out
+                .entry(mt.name.clone().into())
+                .or_insert_with(|| Dynamic::from(Array::new()));
+            let mut point = Map::new();
+            point.insert("step".into(), mt.step.into());
+            point.insert("value".into(), mt.value.into());
+            point.insert("ts".into(), mt.ts.into());
+            if let Some(mut a) = entry.write_lock::<Array>() {
+                a.push(point.into());
+            }
+        }
+        Ok(out)
+    }
+
+    /// Cancels the job (killing its process group if it runs); returns its status after.
+    ///
+    /// ```rhai
+    /// let j = jobs::submit(#{command: "sleep 60"});
+    /// j.cancel();
+    /// assert_eq(j.wait(), "cancelled");
+    /// ```
+    #[rhai_fn(global, return_raw, volatile)]
+    pub fn cancel(ctx: NativeCallContext, j: &mut JobHandle) -> Result<String, Box<EvalAltResult>> {
+        m::cancel(j.id).or_rhai(&ctx)
+    }
+
+    /// The job's record: `#{id, name, status, attempt, exit_code, error, run_dir, spec, …}`.
+    ///
+    /// ```rhai
+    /// let j = jobs::submit(#{command: "true", name: "rec", key: "info-example"});
+    /// j.wait();
+    /// assert_eq(j.info().name, "rec");
+    /// ```
+    #[rhai_fn(global, return_raw, volatile)]
+    pub fn info(ctx: NativeCallContext, j: &mut JobHandle) -> Result<Dynamic, Box<EvalAltResult>> {
+        encode(&ctx, &m::get(j.id).or_rhai(&ctx)?)
+    }
+
+    /// `Job(17)`.
+    ///
+    /// ```rhai
+    /// let j = jobs::submit(#{command: "true"});
+    /// assert_eq(j.to_string(), `Job(${j.id})`);
+    /// ```
+    #[rhai_fn(global, name = "to_string", name = "to_debug", pure)]
+    pub fn to_string(j: &mut JobHandle) -> String {
+        format!("Job({})", j.id)
+    }
+}

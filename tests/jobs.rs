@@ -1,0 +1,198 @@
+//! The persistent job engine across real processes: crash/resume under kill -9, two hosts on
+//! one state directory, bad specs, and the jobs/logs/cancel commands.
+use std::collections::HashMap;
+use std::time::Duration;
+
+use crate::util::TestCmd;
+
+/// 200 jobs, each: log "start KEY", sleep 0–200 ms, write done/KEY atomically, log "done KEY".
+const POOL: &str = r#"
+let specs = [];
+for i in 0..200 {
+    let key = `k${i}`;
+    let ms = (i * 37) % 200;
+    specs.push(#{key: key, command: `echo start ${key} >> ledger.txt; sleep 0.${ms / 100}${(ms / 10) % 10}${ms % 10}; ` +
+                 `mkdir -p done && echo x > done/${key}.tmp && mv done/${key}.tmp done/${key}; echo done ${key} >> ledger.txt`,
+                 cwd: CWD});
+}
+let s = jobs::pool(specs, #{max_workers: 4});
+print(`completed ${s.completed} of ${s.total}`);
+"#;
+
+#[test]
+fn kill_9_the_host_twenty_times_and_every_job_runs_to_completion_once() {
+    let t = TestCmd::new();
+    let cwd = t.path().display().to_string();
+    let t = t.file("pool.rhai", POOL.replace("CWD", &format!("{cwd:?}")));
+    let mut seed = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_nanos() as u64;
+    eprintln!("seed {seed}");
+    let mut kills = 0;
+    while kills < 20 {
+        let mut r = t.spawn(["run", "pool.rhai"]);
+        seed = seed
+            .wrapping_mul(6364136223846793005)
+            .wrapping_add(1442695040888963407);
+        std::thread::sleep(Duration::from_millis(150 + (seed >> 33) % 700));
+        if !r.is_running() {
+            break; // finished before this kill
+        }
+        r.signal(libc::SIGKILL);
+        r.finish();
+        kills += 1;
+    }
+    let (code, out, err) = t.spawn(["run", "pool.rhai"]).finish();
+    assert_eq!(code, Some(0), "{err}");
+    assert_eq!(out, "completed 200 of 200\n");
+    eprintln!("killed the host {kills} times");
+    // Exactly one done marker per job.
+    for i in 0..200 {
+        assert!(
+            t.path().join(format!("done/k{i}")).exists(),
+            "k{i} has no done marker"
+        );
+    }
+    let markers = std::fs::read_dir(t.path().join("done")).unwrap().count();
+    assert_eq!(markers, 200, "stray temp files or duplicates");
+    // The database says completed for all; every start the ledger saw is an attempt the
+    // database handed out (an attempt may end before its process starts, when the host is
+    // killed right after claiming); and each job's last ledger entry is its own completion:
+    // nothing was started again after it completed.
+    let (_, json, _) = t.spawn(["jobs", "--json", "--limit", "1000"]).finish();
+    let runs: Vec<serde_json::Value> = serde_json::from_str(&json).unwrap();
+    assert_eq!(runs.len(), 200);
+    let ledger = std::fs::read_to_string(t.path().join("ledger.txt")).unwrap();
+    let mut starts: HashMap<String, i64> = HashMap::new();
+    let mut last: HashMap<String, &str> = HashMap::new();
+    for l in ledger.lines() {
+        let (what, key) = l.split_once(' ').unwrap();
+        if what == "start" {
+            *starts.entry(key.to_string()).or_default() += 1;
+        }
+        last.insert(key.to_string(), what);
+    }
+    for r in &runs {
+        assert_eq!(r["status"], "completed", "{r}");
+        let key = r["key"].as_str().unwrap();
+        let n = starts.get(key).copied().unwrap_or(0);
+        assert!(
+            n >= 1 && n <= r["attempt"].as_i64().unwrap(),
+            "{key}: {n} starts, {} attempts",
+            r["attempt"]
+        );
+        assert_eq!(
+            last.get(key).copied(),
+            Some("done"),
+            "{key} was started after it completed"
+        );
+    }
+}
+
+#[test]
+fn two_hosts_on_one_state_never_start_a_job_twice() {
+    let script = |who: &str| {
+        format!(
+            r#"
+            let specs = [];
+            for i in 0..60 {{ specs.push(#{{key: `{who}${{i}}`, command: `echo $LABHOST_JOB_ID >> ../ledger.txt; sleep 0.01`, cwd: "work"}}); }}
+            let s = jobs::pool(specs, #{{max_workers: 3}});
+            print(s.completed);
+            "#
+        )
+    };
+    let t = TestCmd::new()
+        .file("a.rhai", script("a"))
+        .file("b.rhai", script("b"))
+        .file("work/.keep", "");
+    let a = t.spawn(["run", "a.rhai"]);
+    let b = t.spawn(["run", "b.rhai"]);
+    let (ca, oa, ea) = a.finish();
+    let (cb, ob, eb) = b.finish();
+    assert_eq!((ca, oa.as_str()), (Some(0), "60\n"), "{ea}");
+    assert_eq!((cb, ob.as_str()), (Some(0), "60\n"), "{eb}");
+    let ledger = std::fs::read_to_string(t.path().join("ledger.txt")).unwrap();
+    let mut ids: Vec<&str> = ledger.lines().collect();
+    assert_eq!(ids.len(), 120);
+    ids.sort();
+    ids.dedup();
+    assert_eq!(ids.len(), 120, "a job was started twice");
+}
+
+#[test]
+fn bad_job_specs_are_clear_errors() {
+    let run = |s: &str| TestCmd::new().script(s).run();
+    run("jobs::submit(#{comand: \"true\"});")
+        .code(1)
+        .stderr_has("error[invalid_argument]: jobs::submit spec: unknown field `comand`");
+    run("jobs::submit(#{command: \"true\", num_gpus: -1});")
+        .code(1)
+        .stderr_has("error[jobs.invalid_spec]: num_gpus must be 0 or more, not -1");
+    run("jobs::submit(#{command: \"true\", depends_on: [4242]});")
+        .code(1)
+        .stderr_has("error[jobs.unknown_dependency]: depends_on: no job with id 4242");
+    run("jobs::submit(#{command: \"true\", cwd: \"/no/such/dir\"});")
+        .code(1)
+        .stderr_has("error[jobs.invalid_spec]: working directory '/no/such/dir' does not exist");
+    run("let j = jobs::submit(#{command: [\"no-such-program-xyz\"]}); print(j.wait()); print(j.exit_code); print(j.info().error);")
+        .success()
+        .stdout_is("failed\n127\ncommand not found: no-such-program-xyz\n");
+    run("let a = jobs::submit(#{command: \"exit 1\"}); let b = jobs::submit(#{command: \"true\", depends_on: [a]}); print(b.wait()); print(b.info().error);")
+        .success()
+        .stdout_has("failed\ndependency ");
+}
+
+#[test]
+fn retries_timeouts_and_idempotency_keys() {
+    TestCmd::new()
+        .script(
+            r#"
+            fs::write("count", "");
+            let j = jobs::submit(#{command: "echo x >> count; [ $(wc -l < count) -ge 3 ]", retries: 2, backoff: 0.05});
+            print(j.wait() + " after " + j.info().attempt);
+            let t = jobs::submit(#{command: "sleep 30", timeout: 0.3});
+            print(t.wait());
+            let k1 = jobs::submit(#{command: "echo once >> once.txt", key: "only-once"});
+            k1.wait();
+            let k2 = jobs::submit(#{command: "echo once >> once.txt", key: "only-once"});
+            print(k2.id == k1.id);
+            print(fs::read("once.txt"));
+            "#,
+        )
+        .run()
+        .success()
+        .stdout_is("completed after 3\ntimed_out\ntrue\nonce\n\n");
+}
+
+#[test]
+fn jobs_logs_and_cancel_commands() {
+    let t = TestCmd::new().file(
+        "main.rhai",
+        r#"
+        let j = jobs::submit(#{command: "echo started; sleep 300", name: "long"});
+        while j.logs() == "" { time::sleep(0.05); }
+        print(j.id);
+        print(j.wait());
+        "#,
+    );
+    let mut r = t.spawn(["run", "main.rhai"]);
+    let id = r.line();
+    let (_, table, _) = t.spawn(["jobs"]).finish();
+    assert!(
+        table
+            .lines()
+            .any(|l| l.contains(" running ") && l.contains("long")),
+        "{table}"
+    );
+    let (_, logs, _) = t.spawn(["logs", &id]).finish();
+    assert_eq!(logs, "started\n");
+    let (code, out, _) = t.spawn(["cancel", &id]).finish();
+    assert_eq!((code, out), (Some(0), format!("{id}: cancelled\n")));
+    // The host running it sees the cancel and kills the process.
+    assert_eq!(r.line(), "cancelled");
+    assert_eq!(r.finish().0, Some(0));
+    let (code, _, err) = t.spawn(["logs", "99999"]).finish();
+    assert_eq!(code, Some(2));
+    assert!(err.contains("no job with id 99999"));
+}
