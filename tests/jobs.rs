@@ -196,3 +196,40 @@ fn jobs_logs_and_cancel_commands() {
     assert_eq!(code, Some(2));
     assert!(err.contains("no job with id 99999"));
 }
+
+#[test]
+fn a_secret_in_a_job_env_reaches_the_job_but_not_the_store() {
+    const SECRET: &str = "job-s3cret-value-77";
+    let o = TestCmd::new()
+        .env("JOB_TOKEN", SECRET)
+        .script(
+            r#"
+            let tok = secrets::get("job_token");
+            let j = jobs::submit(#{command: "[ \"$TOKEN\" = \"$EXPECTED\" ] && echo token-ok", env: #{TOKEN: tok, EXPECTED: env::get("JOB_TOKEN")}});
+            print(j.wait());
+            print(j.logs());
+            print(fs::read(j.run_dir + "/spec.json").contains("***"));
+            "#,
+        )
+        .run();
+    o.success().stdout_is("completed\ntoken-ok\n\ntrue\n");
+    // The database (with its WAL) and the run folder never hold it.
+    let mut files = vec![
+        o.dir.join(".labhost/labhost.db"),
+        o.dir.join(".labhost/labhost.db-wal"),
+    ];
+    files.extend(
+        std::fs::read_dir(o.dir.join(".labhost/runs/1"))
+            .unwrap()
+            .map(|e| e.unwrap().path())
+            .filter(|p| p.is_file()),
+    );
+    for f in files {
+        let bytes = std::fs::read(&f).unwrap_or_default();
+        assert!(
+            !String::from_utf8_lossy(&bytes).contains(SECRET),
+            "secret in {}",
+            f.display()
+        );
+    }
+}

@@ -25,6 +25,8 @@ pub struct JobHost {
     running: AtomicUsize,
     wake: Notify,
     cancels: Mutex<HashMap<i64, CancellationToken>>,
+    /// Real env values of jobs whose stored spec has secrets masked, by run id.
+    secret_env: Mutex<HashMap<i64, std::collections::BTreeMap<String, String>>>,
 }
 
 fn hosts_dir(state: &Path) -> PathBuf {
@@ -103,12 +105,32 @@ impl JobHost {
             running: AtomicUsize::new(0),
             wake: Notify::new(),
             cancels: Mutex::new(HashMap::new()),
+            secret_env: Mutex::new(HashMap::new()),
         })
     }
 
     pub fn set_workers(&self, n: usize) {
         self.workers.store(n.max(1), Ordering::SeqCst);
         self.wake.notify_one();
+    }
+
+    /// Records a run (masked spec) and keeps its real env in memory; the lock spans both so
+    /// the scheduler never runs the job without it.
+    pub fn create(
+        &self,
+        n: &super::store::NewRun,
+        secret_env: Option<std::collections::BTreeMap<String, String>>,
+    ) -> HostResult<Run> {
+        let mut secrets = self.secret_env.lock().unwrap_or_else(|e| e.into_inner());
+        let (run, created) = Store::open(&self.state)?.create(n)?;
+        if let Some(env) = secret_env {
+            if created || !super::store::FINISHED.contains(&run.status.as_str()) {
+                secrets.insert(run.id, env);
+            }
+        }
+        drop(secrets);
+        self.poke();
+        Ok(run)
     }
 
     /// Wakes the scheduler (after a submit).
@@ -224,6 +246,14 @@ impl JobHost {
                     .collect()
             })
             .unwrap_or_default();
+        if let Some(real) = self
+            .secret_env
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(&run.id)
+        {
+            env = real.clone();
+        }
         // GPUs: a lease from the ledger, held until the process ends.
         let num_gpus = spec["num_gpus"].as_u64().unwrap_or(0) as usize;
         let lease = if num_gpus > 0 {

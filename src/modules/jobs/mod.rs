@@ -126,12 +126,21 @@ pub fn to_new_run(s: &JobSpec) -> HostResult<NewRun> {
 }
 
 /// Submits a job; the job host of this process starts running it (up to `workers` at once).
+///
+/// Secrets in `env` are stored masked (`***`) in the database and the run folder; this host
+/// keeps the real values in memory to run the job. A job that another host (or a later run of
+/// the script that does not submit it again) picks up sees the masked value.
 pub fn submit(s: &JobSpec) -> HostResult<Run> {
-    let n = to_new_run(s)?;
-    let host = crate::jobs::host::get()?;
-    let (run, _) = Store::open(&host.state)?.create(&n)?;
-    host.poke();
-    Ok(run)
+    let mut n = to_new_run(s)?;
+    let real_env = n.spec["env"].clone();
+    n.spec = crate::modules::yaml::redact_value(&n.spec);
+    let secret_env = (n.spec["env"] != real_env).then(|| {
+        real_env
+            .as_object()
+            .map(|m| m.iter().map(|(k, v)| (k.clone(), text(v))).collect())
+            .unwrap_or_default()
+    });
+    crate::jobs::host::get()?.create(&n, secret_env)
 }
 
 pub fn get(id: i64) -> HostResult<Run> {
