@@ -25,6 +25,8 @@ pub struct JobHost {
     running: AtomicUsize,
     wake: Notify,
     cancels: Mutex<HashMap<i64, CancellationToken>>,
+    /// Open database connections for reuse (opening one costs pragmas and a schema check).
+    stores: Mutex<Vec<Store>>,
     /// Real env values of jobs whose stored spec has secrets masked, by run id.
     secret_env: Mutex<HashMap<i64, std::collections::BTreeMap<String, String>>>,
 }
@@ -106,7 +108,23 @@ impl JobHost {
             wake: Notify::new(),
             cancels: Mutex::new(HashMap::new()),
             secret_env: Mutex::new(HashMap::new()),
+            stores: Mutex::new(vec![store]),
         })
+    }
+
+    /// A connection from the pool (or a new one); give it back with `put_store`.
+    fn take_store(&self) -> HostResult<Store> {
+        match self.stores.lock().unwrap_or_else(|e| e.into_inner()).pop() {
+            Some(s) => Ok(s),
+            None => Store::open(&self.state),
+        }
+    }
+
+    fn put_store(&self, s: Store) {
+        self.stores
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .push(s);
     }
 
     pub fn set_workers(&self, n: usize) {
@@ -122,7 +140,10 @@ impl JobHost {
         secret_env: Option<std::collections::BTreeMap<String, String>>,
     ) -> HostResult<Run> {
         let mut secrets = self.secret_env.lock().unwrap_or_else(|e| e.into_inner());
-        let (run, created) = Store::open(&self.state)?.create(n)?;
+        let mut store = self.take_store()?;
+        let res = store.create(n);
+        self.put_store(store);
+        let (run, created) = res?;
         if let Some(env) = secret_env {
             if created || !super::store::FINISHED.contains(&run.status.as_str()) {
                 secrets.insert(run.id, env);
@@ -140,7 +161,10 @@ impl JobHost {
 
     /// Cancels a job: in the store, and at once if this host runs it.
     pub fn cancel(&self, id: i64) -> HostResult<String> {
-        let status = Store::open(&self.state)?.cancel(id)?;
+        let mut store = self.take_store()?;
+        let res = store.cancel(id);
+        self.put_store(store);
+        let status = res?;
         if let Some(t) = self
             .cancels
             .lock()
@@ -199,12 +223,13 @@ impl JobHost {
             .lock()
             .unwrap_or_else(|e| e.into_inner())
             .remove(&run.id);
-        let mut store = Store::open(&self.state)?;
-        match result {
-            Ok(o) => store.finish(run.id, o.status, o.exit_code, o.error.as_deref())?,
-            Err(e) => store.finish(run.id, "failed", None, Some(&e.message))?,
+        let mut store = self.take_store()?;
+        let res = match result {
+            Ok(o) => store.finish(run.id, o.status, o.exit_code, o.error.as_deref()),
+            Err(e) => store.finish(run.id, "failed", None, Some(&e.message)),
         };
-        Ok(())
+        self.put_store(store);
+        res.map(|_| ())
     }
 
     async fn execute_inner(
@@ -280,7 +305,7 @@ impl JobHost {
             run_dir: PathBuf::from(&run.run_dir),
             timeout: spec["timeout"].as_f64().map(Duration::from_secs_f64),
         };
-        let store = Mutex::new(Store::open(&self.state)?);
+        let store = Mutex::new(self.take_store()?);
         let lock = || store.lock().unwrap_or_else(|e| e.into_inner());
         let mut started = |pid: i64| {
             if let Err(e) = lock().set_running(run.id, pid) {
@@ -308,6 +333,7 @@ impl JobHost {
             }
         });
         let out = supervisor::run(&launch, &mut started, &mut metrics, token).await;
+        self.put_store(store.into_inner().unwrap_or_else(|e| e.into_inner()));
         watcher.abort();
         drop(lease);
         out

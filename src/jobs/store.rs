@@ -284,7 +284,11 @@ impl Store {
             .map_err(|e| crate::error::io_err("jobs", "cannot create run folder", &dir, &e))?;
         let spec_text = serde_json::to_string_pretty(&crate::modules::yaml::redact_value(&n.spec))
             .unwrap_or_default();
-        crate::modules::fs::write_atomic(&dir.join("spec.json"), spec_text.as_bytes())?;
+        // A copy of the database row for people and tools: written inside the transaction,
+        // no fsync (the database is the record; a rolled-back id is simply rewritten).
+        let spec_file = dir.join("spec.json");
+        std::fs::write(&spec_file, spec_text.as_bytes())
+            .map_err(|e| crate::error::io_err("jobs", "cannot write", &spec_file, &e))?;
         tx.execute(
             "UPDATE runs SET run_dir = ?1 WHERE id = ?2",
             params![dir.display().to_string(), id],

@@ -149,7 +149,11 @@ pub fn get(id: i64) -> HostResult<Run> {
 
 /// Waits until the job has finished (completed, failed, cancelled or timed out).
 pub fn wait(id: i64, cancel: &CancellationToken) -> HostResult<Run> {
-    let store = Store::open(&crate::state::dir()?)?;
+    wait_with(&Store::open(&crate::state::dir()?)?, id, cancel)
+}
+
+/// `wait` on an open store (a pool waits for many jobs on one connection).
+pub fn wait_with(store: &Store, id: i64, cancel: &CancellationToken) -> HostResult<Run> {
     loop {
         let r = store.get(id)?;
         if crate::jobs::store::FINISHED.contains(&r.status.as_str()) {

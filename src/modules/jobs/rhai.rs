@@ -131,8 +131,10 @@ pub mod api {
             ids.push(m::submit(&s).or_rhai(&ctx)?.id);
         }
         let cancel = crate::host::ctx().cancel.token();
+        let dir = crate::state::dir().or_rhai(&ctx)?;
+        let store = crate::jobs::store::Store::open(&dir).or_rhai(&ctx)?;
         for (i, id) in ids.iter().enumerate() {
-            let r = m::wait(*id, &cancel).or_rhai(&ctx)?;
+            let r = m::wait_with(&store, *id, &cancel).or_rhai(&ctx)?;
             if fail_fast && r.status != "completed" {
                 for rest in &ids[i + 1..] {
                     m::cancel(*rest).or_rhai(&ctx)?;
@@ -141,7 +143,7 @@ pub mod api {
             }
         }
         for id in &ids {
-            m::wait(*id, &cancel).or_rhai(&ctx)?;
+            m::wait_with(&store, *id, &cancel).or_rhai(&ctx)?;
         }
         super::finished_summary(&ctx, &ids)
     }

@@ -1,0 +1,70 @@
+#!/usr/bin/env bash
+# Job engine benchmarks, release build, one run each, printing ratios:
+#  1. 1,000 jobs running `true` with 2 workers: labhost jobs::pool vs `xargs -P2 -n1 true` vs
+#     task-spooler (Debian `task-spooler`, 2 slots) — goal: labhost <= 1.3x xargs;
+#  2. `labhost jobs --limit 50` and `labhost jobs --json --limit 50` with 10,000 jobs in the
+#     store — goal <= 50 ms;
+#  3. peak RSS of the host running a 10,000-job pool — goal <= 40 MB.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+cargo build --release --quiet
+BIN="$PWD/target/release/labhost"
+N=${N:-1000}
+BIG=${BIG:-10000}
+work=$(mktemp -d)
+trap 'rm -rf "$work"; [ -n "${TS_SOCKET:-}" ] && tsp -K >/dev/null 2>&1 || true' EXIT
+now() { python3 -c 'import time; print(time.perf_counter())'; }
+secs() { python3 -c "print(f'{$2 - $1:.2f}')"; }
+
+cat > "$work/pool.rhai" <<'RHAI'
+let n = parse_int(ARGS[0]);
+let specs = [];
+for i in 0..n { specs.push(#{command: ["true"]}); }
+let s = jobs::pool(specs, #{max_workers: 2});
+if s.completed != n { exit(`only ${s.completed} of ${n} completed`); }
+RHAI
+
+export LABHOST_HOME="$work/state1"
+t0=$(now); "$BIN" run "$work/pool.rhai" "$N"; t1=$(now); lh=$(secs "$t0" "$t1")
+t0=$(now); seq "$N" | xargs -P2 -n1 true; t1=$(now); xa=$(secs "$t0" "$t1")
+if ! command -v tsp >/dev/null 2>&1; then
+    (apt-get update -qq && apt-get install -y -qq task-spooler) >/dev/null 2>&1 || true
+fi
+ts="n/a"
+if command -v tsp >/dev/null 2>&1; then
+    export TS_SOCKET="$work/ts.sock" TS_MAXFINISHED=$((N + 10)) TMPDIR="$work"
+    tsp -S 2 >/dev/null
+    t0=$(now)
+    for _ in $(seq "$N"); do tsp -n true >/dev/null; done
+    tsp -w >/dev/null 2>&1 || true
+    while [ "$(tsp -l | grep -c -E 'running|queued')" != 0 ]; do sleep 0.05; done
+    t1=$(now); ts=$(secs "$t0" "$t1")
+fi
+echo "1,000 x true, 2 workers: labhost ${lh}s, xargs -P2 ${xa}s, task-spooler ${ts}s"
+python3 -c "print(f'  labhost/xargs = {$lh / $xa:.2f}x (goal <= 1.3x)')"
+
+# 2. Listing with a big store: fill it through the engine's own API (queued jobs), then time.
+export LABHOST_HOME="$work/state2"
+cat > "$work/fill.rhai" <<'RHAI'
+jobs::workers(1);
+let n = parse_int(ARGS[0]);
+for i in 0..n { jobs::submit(#{command: ["true"], name: `j${i}`, priority: -1, depends_on: []}); }
+RHAI
+"$BIN" run "$work/fill.rhai" "$BIG" >/dev/null 2>&1 || true
+t() { python3 - "$@" <<'PY'
+import subprocess, sys, time, statistics
+xs = []
+for _ in range(20):
+    t0 = time.perf_counter(); subprocess.run(sys.argv[1:], stdout=subprocess.DEVNULL, check=True); xs.append(time.perf_counter() - t0)
+print(f"{statistics.median(xs) * 1000:.1f}")
+PY
+}
+count=$("$BIN" jobs --json --limit 100000 | python3 -c 'import json,sys; print(len(json.load(sys.stdin)))')
+echo "store holds $count jobs"
+echo "labhost jobs --limit 50:        $(t "$BIN" jobs --limit 50) ms (goal <= 50 ms)"
+echo "labhost jobs --json --limit 50: $(t "$BIN" jobs --json --limit 50) ms (goal <= 50 ms)"
+
+# 3. Peak RSS of a host running a 10,000-job pool.
+export LABHOST_HOME="$work/state3"
+rss=$( { /usr/bin/time -f '%M' "$BIN" run "$work/pool.rhai" "$BIG" >/dev/null; } 2>&1 | tail -1)
+echo "peak RSS running a $BIG-job pool: $((rss / 1024)) MB (goal <= 40 MB)"
