@@ -141,7 +141,11 @@ impl JobHost {
     ) -> HostResult<Run> {
         let mut secrets = self.secret_env.lock().unwrap_or_else(|e| e.into_inner());
         let mut store = self.take_store()?;
-        let res = store.create(n);
+        let n = super::store::NewRun {
+            owner: Some(self.id.clone()),
+            ..n.clone()
+        };
+        let res = store.create(&n);
         self.put_store(store);
         let (run, created) = res?;
         if let Some(env) = secret_env {
@@ -184,7 +188,19 @@ impl JobHost {
                 return;
             }
         };
+        let mut last_orphan_check = std::time::Instant::now();
         loop {
+            // Another host may die while running jobs this one waits for: look every second.
+            if last_orphan_check.elapsed() >= Duration::from_secs(1) {
+                last_orphan_check = std::time::Instant::now();
+                match store.requeue_orphans(&|h| h == self.id || host_alive(&self.state, h)) {
+                    Ok(ids) if !ids.is_empty() => {
+                        tracing::info!("re-queued job(s) {ids:?}: their host died")
+                    }
+                    Ok(_) => {}
+                    Err(e) => tracing::warn!("job host: {}", e.message),
+                }
+            }
             if self.running.load(Ordering::SeqCst) < self.workers.load(Ordering::SeqCst) {
                 match store.claim_next(&self.id) {
                     Ok(Some(run)) => {

@@ -21,7 +21,8 @@ use serde_json::Value;
 use crate::error::{HostError, HostResult};
 
 /// Schema migrations, applied in order; `PRAGMA user_version` is how many have run.
-const MIGRATIONS: &[&str] = &[r#"
+const MIGRATIONS: &[&str] = &[
+    r#"
 CREATE TABLE runs (
     id          INTEGER PRIMARY KEY,
     parent_id   INTEGER REFERENCES runs(id),
@@ -79,7 +80,11 @@ CREATE TABLE events (
     detail TEXT NOT NULL DEFAULT ''
 );
 CREATE INDEX events_run ON events(run_id, id);
-"#];
+"#,
+    // v2: the host that runs a job is the host that submitted it (its owner), or any host once
+    // the owner is gone; a re-submission with the same key adopts an unfinished job.
+    "ALTER TABLE runs ADD COLUMN owner TEXT;",
+];
 
 pub const FINISHED: &[&str] = &["completed", "failed", "cancelled", "timed_out"];
 
@@ -110,6 +115,8 @@ pub struct NewRun {
     pub depends_on: Vec<i64>,
     pub params: Vec<(String, Value)>,
     pub tags: Vec<(String, String)>,
+    /// The submitting host: only it runs the job while it lives (`None`: any host).
+    pub owner: Option<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize)]
@@ -250,6 +257,14 @@ impl Store {
                 .optional()
                 .map_err(db_err)?;
             if let Some(r) = existing {
+                if !FINISHED.contains(&r.status.as_str()) && n.owner.is_some() {
+                    tx.execute(
+                        "UPDATE runs SET owner = ?1 WHERE id = ?2",
+                        params![n.owner, r.id],
+                    )
+                    .map_err(db_err)?;
+                    tx.commit().map_err(db_err)?;
+                }
                 return Ok((r, false));
             }
         }
@@ -273,9 +288,9 @@ impl Store {
             n.kind.as_str()
         };
         tx.execute(
-            "INSERT INTO runs (parent_id, kind, name, key, spec, status, priority, max_retries, backoff, created)
-             VALUES (?1, ?2, ?3, ?4, ?5, 'queued', ?6, ?7, ?8, ?9)",
-            params![n.parent_id, kind, n.name, n.key, n.spec.to_string(), n.priority, n.max_retries, n.backoff, now()],
+            "INSERT INTO runs (parent_id, kind, name, key, spec, status, priority, max_retries, backoff, created, owner)
+             VALUES (?1, ?2, ?3, ?4, ?5, 'queued', ?6, ?7, ?8, ?9, ?10)",
+            params![n.parent_id, kind, n.name, n.key, n.spec.to_string(), n.priority, n.max_retries, n.backoff, now(), n.owner],
         )
         .map_err(db_err)?;
         let id = tx.last_insert_rowid();
@@ -373,11 +388,12 @@ impl Store {
             .query_row(
                 &format!(
                     "SELECT {RUN_COLS} FROM runs r WHERE status = 'queued' AND not_before <= ?1
+                     AND (owner IS NULL OR owner = ?2)
                      AND NOT EXISTS (SELECT 1 FROM deps d JOIN runs p ON p.id = d.depends_on
                                      WHERE d.run_id = r.id AND p.status != 'completed')
                      ORDER BY priority DESC, id LIMIT 1"
                 ),
-                [now()],
+                params![now(), host],
                 run_row,
             )
             .optional()
@@ -493,7 +509,8 @@ impl Store {
     }
 
     /// Leased or running runs of hosts for which `alive(host)` is false go back to the queue
-    /// (same spec and run folder; the next claim makes a fresh attempt). Returns their ids.
+    /// (same spec and run folder; the next claim makes a fresh attempt), and queued runs whose
+    /// owner is dead become anyone's. Returns the re-queued ids.
     pub fn requeue_orphans(&mut self, alive: &dyn Fn(&str) -> bool) -> HostResult<Vec<i64>> {
         let tx = self
             .conn
@@ -510,11 +527,29 @@ impl Store {
                 .map_err(db_err)?;
             rows.collect::<Result<_, _>>().map_err(db_err)?
         };
+        let owners: Vec<String> = {
+            let mut st = tx
+                .prepare(
+                    "SELECT DISTINCT owner FROM runs WHERE owner IS NOT NULL AND status = 'queued'",
+                )
+                .map_err(db_err)?;
+            let rows = st.query_map([], |r| r.get(0)).map_err(db_err)?;
+            rows.collect::<Result<_, _>>().map_err(db_err)?
+        };
+        for o in owners {
+            if !alive(&o) {
+                tx.execute(
+                    "UPDATE runs SET owner = NULL WHERE owner = ?1 AND status = 'queued'",
+                    [&o],
+                )
+                .map_err(db_err)?;
+            }
+        }
         let mut out = Vec::new();
         for (id, host) in held {
             if !alive(&host) {
                 tx.execute(
-                    "UPDATE runs SET status = 'queued', pid = NULL, not_before = 0 WHERE id = ?1",
+                    "UPDATE runs SET status = 'queued', pid = NULL, not_before = 0, owner = NULL WHERE id = ?1",
                     [id],
                 )
                 .map_err(db_err)?;
@@ -785,6 +820,41 @@ mod tests {
             (b2.id, b2.attempt, b2.run_dir.clone()),
             (b.id, 2, b.run_dir.clone())
         );
+    }
+
+    #[test]
+    fn a_live_owner_keeps_its_jobs_and_a_dead_ones_are_adopted() {
+        let t = tempfile::tempdir().unwrap();
+        let mut s = Store::open(t.path()).unwrap();
+        let (a, _) = s
+            .create(&NewRun {
+                owner: Some("h1".into()),
+                key: Some("ka".into()),
+                ..job("a")
+            })
+            .unwrap();
+        assert!(s.claim_next("h2").unwrap().is_none(), "h2 took h1's job");
+        // h1 died: its queued job becomes anyone's.
+        s.requeue_orphans(&|h| h != "h1").unwrap();
+        assert_eq!(s.claim_next("h2").unwrap().unwrap().id, a.id);
+        // A re-submission with the key adopts an unfinished job.
+        let (b, _) = s
+            .create(&NewRun {
+                owner: Some("h3".into()),
+                key: Some("kb".into()),
+                ..job("b")
+            })
+            .unwrap();
+        let (b2, created) = s
+            .create(&NewRun {
+                owner: Some("h4".into()),
+                key: Some("kb".into()),
+                ..job("b")
+            })
+            .unwrap();
+        assert_eq!((b2.id, created), (b.id, false));
+        assert!(s.claim_next("h3").unwrap().is_none());
+        assert_eq!(s.claim_next("h4").unwrap().unwrap().id, b.id);
     }
 
     #[test]

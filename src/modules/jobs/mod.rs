@@ -122,6 +122,7 @@ pub fn to_new_run(s: &JobSpec) -> HostResult<NewRun> {
             .map(|(k, v)| (k.clone(), v.clone()))
             .collect(),
         tags: s.tags.iter().map(|(k, v)| (k.clone(), text(v))).collect(),
+        owner: None,
     })
 }
 
