@@ -39,6 +39,7 @@ pub fn main() -> ExitCode {
         Command::Logs { id, follow, stderr } => crate::jobs::cli::logs(id, follow, stderr),
         Command::Cancel { ids } => crate::jobs::cli::cancel(&ids),
         Command::Status => crate::jobs::cli::status(),
+        Command::Resume { workers } => crate::jobs::cli::resume(workers),
         Command::Gpus { json, watch } => crate::modules::gpu::cli::gpus(json, watch),
         Command::DockerRun {
             name,

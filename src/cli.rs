@@ -119,6 +119,12 @@ pub enum Command {
     },
     /// Running and queued jobs, GPUs and their holders
     Status,
+    /// Re-queue the jobs of hosts that died and run every unfinished job to the end
+    Resume {
+        /// Jobs at once (default: CPUs)
+        #[arg(long)]
+        workers: Option<usize>,
+    },
     /// Print shell completions
     Completions { shell: clap_complete::Shell },
 }

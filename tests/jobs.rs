@@ -233,3 +233,55 @@ fn a_secret_in_a_job_env_reaches_the_job_but_not_the_store() {
         );
     }
 }
+
+#[test]
+fn a_blocking_job_ends_before_later_ones_start() {
+    TestCmd::new()
+        .script(
+            r#"
+            let specs = [
+                #{command: "echo before >> order.txt"},
+                #{command: "sleep 0.3; echo barrier >> order.txt", blocking: true},
+                #{command: "echo after >> order.txt"},
+            ];
+            let s = jobs::pool(specs, #{max_workers: 4});
+            print(s.completed);
+            let lines = fs::read("order.txt").split("\n");
+            print(lines.index_of("barrier") < lines.index_of("after"));
+            "#,
+        )
+        .run()
+        .success()
+        .stdout_is("3\ntrue\n");
+}
+
+#[test]
+fn resume_finishes_the_jobs_of_a_killed_host() {
+    let t = TestCmd::new().file(
+        "main.rhai",
+        r#"
+        for i in 0..10 { jobs::submit(#{command: `sleep 0.2; echo ${i} >> done.txt`, key: `r${i}`}); }
+        print("submitted");
+        time::sleep("1h");
+        "#,
+    );
+    let mut r = t.spawn(["run", "main.rhai"]);
+    r.expect_line("submitted");
+    r.signal(libc::SIGKILL);
+    r.finish();
+    let (code, _, err) = t.spawn(["resume", "--workers", "4"]).finish();
+    assert_eq!(code, Some(0), "{err}");
+    assert!(err.ends_with("0 job(s) left\n"), "{err}");
+    let (_, json, _) = t.spawn(["jobs", "--json"]).finish();
+    let runs: Vec<serde_json::Value> = serde_json::from_str(&json).unwrap();
+    assert_eq!(runs.len(), 10);
+    assert!(runs.iter().all(|r| r["status"] == "completed"), "{json}");
+    let mut done: Vec<i64> = std::fs::read_to_string(t.path().join("done.txt"))
+        .unwrap()
+        .lines()
+        .map(|l| l.parse().unwrap())
+        .collect();
+    done.sort();
+    done.dedup();
+    assert_eq!(done, (0..10).collect::<Vec<_>>());
+}

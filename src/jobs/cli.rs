@@ -148,6 +148,49 @@ pub fn cancel(ids: &[i64]) -> u8 {
     code
 }
 
+/// `labhost resume`: re-queues the jobs of hosts that died, adopts every job nobody runs, and
+/// runs them all to the end.
+pub fn resume(workers: Option<usize>) -> u8 {
+    crate::app::install_ctrl_c(true);
+    let host = match super::host::get() {
+        Ok(h) => h,
+        Err(e) => {
+            eprintln!("error[{}]: {}", e.kind, e.message);
+            return exit::SCRIPT;
+        }
+    };
+    if let Some(w) = workers {
+        host.set_workers(w);
+    }
+    let store = match open() {
+        Ok(s) => s,
+        Err(c) => return c,
+    };
+    let mut last = -1;
+    loop {
+        host.poke();
+        let n = match store.pending_for(&host.id) {
+            Ok(n) => n,
+            Err(e) => {
+                eprintln!("error[{}]: {}", e.kind, e.message);
+                return exit::SCRIPT;
+            }
+        };
+        if n != last {
+            eprintln!("{n} job(s) left");
+            last = n;
+        }
+        if n == 0 {
+            return exit::OK;
+        }
+        if crate::host::ctx().cancel.is_cancelled() {
+            eprintln!("interrupted");
+            return exit::INTERRUPTED;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
 pub fn status() -> u8 {
     let store = match open() {
         Ok(s) => s,

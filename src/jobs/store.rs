@@ -561,6 +561,19 @@ impl Store {
         Ok(out)
     }
 
+    /// Unfinished runs that `host` runs or may run: queued ones it owns or nobody owns, and
+    /// those it holds.
+    pub fn pending_for(&self, host: &str) -> HostResult<i64> {
+        self.conn
+            .query_row(
+                "SELECT COUNT(*) FROM runs WHERE (status = 'queued' AND (owner IS NULL OR owner = ?1))
+                 OR (status IN ('leased', 'running') AND host = ?1)",
+                [host],
+                |r| r.get(0),
+            )
+            .map_err(db_err)
+    }
+
     pub fn add_metrics(&mut self, id: i64, ms: &[Metric]) -> HostResult<()> {
         let tx = self.conn.transaction().map_err(db_err)?;
         {

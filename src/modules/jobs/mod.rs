@@ -49,6 +49,10 @@ pub struct JobSpec {
     pub parent: Option<i64>,
     /// `"host"` (default); `"docker"` is not available in this version.
     pub run_in: Option<String>,
+    /// nussl's `blocking`: the job must end before anything submitted after it starts
+    /// (`submit` returns only when it has finished; `pool` waits for it before going on).
+    #[serde(default)]
+    pub blocking: bool,
 }
 
 fn text(v: &Value) -> String {
@@ -93,12 +97,19 @@ pub fn to_new_run(s: &JobSpec) -> HostResult<NewRun> {
         .iter()
         .map(|(k, v)| (k.clone(), Value::String(text(v))))
         .collect();
-    let cwd = s.cwd.as_ref().map(|c| {
-        std::path::Path::new(c)
-            .canonicalize()
-            .map(|p| p.display().to_string())
-            .unwrap_or_else(|_| c.clone())
-    });
+    // Default: the submitter's working directory, recorded so a resumed job runs where it was
+    // meant to, whatever folder the resuming host runs in.
+    let cwd = match &s.cwd {
+        Some(c) => Some(
+            std::path::Path::new(c)
+                .canonicalize()
+                .map(|p| p.display().to_string())
+                .unwrap_or_else(|_| c.clone()),
+        ),
+        None => std::env::current_dir()
+            .ok()
+            .map(|d| d.display().to_string()),
+    };
     let spec = serde_json::json!({
         "command": command,
         "cwd": cwd,

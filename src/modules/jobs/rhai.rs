@@ -79,6 +79,9 @@ pub mod api {
     pub fn submit(ctx: NativeCallContext, spec: Map) -> Result<JobHandle, Box<EvalAltResult>> {
         let s = super::spec(&ctx, spec)?;
         let r = m::submit(&s).or_rhai(&ctx)?;
+        if s.blocking {
+            m::wait(r.id, &crate::host::ctx().cancel.token()).or_rhai(&ctx)?;
+        }
         Ok(super::Job { id: r.id })
     }
 
@@ -96,7 +99,8 @@ pub mod api {
 
     /// Submits every spec, runs them with at most `max_workers` at once (default: CPUs), waits
     /// for all and returns `#{total, completed, failed, cancelled, timed_out, jobs}`.
-    /// `fail_fast: true` cancels what is left after the first failure.
+    /// `fail_fast: true` cancels what is left after the first failure. A spec with
+    /// `blocking: true` must end before the specs after it are submitted (nussl).
     ///
     /// ```rhai
     /// let specs = [];
@@ -128,7 +132,11 @@ pub mod api {
                 )
             })?;
             let s = super::spec(&ctx, map)?;
-            ids.push(m::submit(&s).or_rhai(&ctx)?.id);
+            let id = m::submit(&s).or_rhai(&ctx)?.id;
+            ids.push(id);
+            if s.blocking {
+                m::wait(id, &crate::host::ctx().cancel.token()).or_rhai(&ctx)?;
+            }
         }
         let cancel = crate::host::ctx().cancel.token();
         let dir = crate::state::dir().or_rhai(&ctx)?;
