@@ -13,9 +13,8 @@ use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 
 use super::store::{Metric, Run, Store};
-use super::supervisor::{self, Launch};
+use super::supervisor;
 use crate::error::{HostError, HostResult};
-use crate::modules::sh::Cmd;
 
 pub struct JobHost {
     pub state: PathBuf,
@@ -253,47 +252,15 @@ impl JobHost {
         run: &Run,
         token: CancellationToken,
     ) -> HostResult<supervisor::Outcome> {
+        let mut launch = supervisor::launch_for(run)?;
         let spec = &run.spec;
-        let command = match &spec["command"] {
-            serde_json::Value::String(s) => Cmd::Shell(s.clone()),
-            serde_json::Value::Array(a) => Cmd::Argv(
-                a.iter()
-                    .map(|x| {
-                        x.as_str()
-                            .map(str::to_string)
-                            .unwrap_or_else(|| x.to_string())
-                    })
-                    .collect(),
-            ),
-            _ => {
-                return Err(HostError::new(
-                    "jobs.invalid_spec",
-                    "the spec has no command",
-                ))
-            }
-        };
-        let mut env: std::collections::BTreeMap<String, String> = spec["env"]
-            .as_object()
-            .map(|m| {
-                m.iter()
-                    .map(|(k, v)| {
-                        (
-                            k.clone(),
-                            v.as_str()
-                                .map(str::to_string)
-                                .unwrap_or_else(|| v.to_string()),
-                        )
-                    })
-                    .collect()
-            })
-            .unwrap_or_default();
         if let Some(real) = self
             .secret_env
             .lock()
             .unwrap_or_else(|e| e.into_inner())
             .get(&run.id)
         {
-            env = real.clone();
+            launch.env = real.clone();
         }
         // GPUs: a lease from the ledger, held until the process ends.
         let num_gpus = spec["num_gpus"].as_u64().unwrap_or(0) as usize;
@@ -308,18 +275,10 @@ impl JobHost {
             })
             .await
             .map_err(|e| HostError::new("jobs.gpu", e.to_string()))??;
-            env.extend(lease.env());
+            launch.env.extend(lease.env());
             Some(lease)
         } else {
             None
-        };
-        let launch = Launch {
-            job_id: run.id,
-            command,
-            cwd: spec["cwd"].as_str().map(PathBuf::from),
-            env,
-            run_dir: PathBuf::from(&run.run_dir),
-            timeout: spec["timeout"].as_f64().map(Duration::from_secs_f64),
         };
         let store = Mutex::new(self.take_store()?);
         let lock = || store.lock().unwrap_or_else(|e| e.into_inner());

@@ -204,6 +204,38 @@ pub async fn run(
     Ok(outcome)
 }
 
+/// The launch description of a stored run (command, env, cwd, timeout from its spec).
+pub fn launch_for(run: &super::store::Run) -> HostResult<Launch> {
+    let text = |v: &serde_json::Value| {
+        v.as_str()
+            .map(str::to_string)
+            .unwrap_or_else(|| v.to_string())
+    };
+    let spec = &run.spec;
+    let command = match &spec["command"] {
+        serde_json::Value::String(s) => Cmd::Shell(s.clone()),
+        serde_json::Value::Array(a) => Cmd::Argv(a.iter().map(text).collect()),
+        _ => {
+            return Err(HostError::new(
+                "jobs.invalid_spec",
+                "the spec has no command",
+            ))
+        }
+    };
+    let env = spec["env"]
+        .as_object()
+        .map(|m| m.iter().map(|(k, v)| (k.clone(), text(v))).collect())
+        .unwrap_or_default();
+    Ok(Launch {
+        job_id: run.id,
+        command,
+        cwd: spec["cwd"].as_str().map(PathBuf::from),
+        env,
+        run_dir: PathBuf::from(&run.run_dir),
+        timeout: spec["timeout"].as_f64().map(Duration::from_secs_f64),
+    })
+}
+
 /// Claims queued runs from the store and runs them one after another until the queue has no
 /// runnable run left; returns the ids it ran. (The pool with workers, GPU leases and resume
 /// builds on this.)
@@ -211,45 +243,12 @@ pub async fn drain(state: &Path, host: &str, cancel: CancellationToken) -> HostR
     let mut store = super::store::Store::open(state)?;
     let mut ran = Vec::new();
     while let Some(job) = store.claim_next(host)? {
-        let spec = &job.spec;
-        let command = match &spec["command"] {
-            serde_json::Value::String(s) => Cmd::Shell(s.clone()),
-            serde_json::Value::Array(a) => Cmd::Argv(
-                a.iter()
-                    .map(|x| {
-                        x.as_str()
-                            .map(str::to_string)
-                            .unwrap_or_else(|| x.to_string())
-                    })
-                    .collect(),
-            ),
-            _ => {
-                store.finish(job.id, "failed", None, Some("the spec has no command"))?;
+        let launch = match launch_for(&job) {
+            Ok(l) => l,
+            Err(e) => {
+                store.finish(job.id, "failed", None, Some(&e.message))?;
                 continue;
             }
-        };
-        let env = spec["env"]
-            .as_object()
-            .map(|m| {
-                m.iter()
-                    .map(|(k, v)| {
-                        (
-                            k.clone(),
-                            v.as_str()
-                                .map(str::to_string)
-                                .unwrap_or_else(|| v.to_string()),
-                        )
-                    })
-                    .collect()
-            })
-            .unwrap_or_default();
-        let launch = Launch {
-            job_id: job.id,
-            command,
-            cwd: spec["cwd"].as_str().map(PathBuf::from),
-            env,
-            run_dir: PathBuf::from(&job.run_dir),
-            timeout: spec["timeout"].as_f64().map(Duration::from_secs_f64),
         };
         // The pid is recorded as soon as the process exists, metrics as they are written.
         let shared = std::sync::Mutex::new(store);
