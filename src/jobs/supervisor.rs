@@ -94,53 +94,18 @@ pub async fn run(
     };
     let (out, err) = (log("stdout.log")?, log("stderr.log")?);
     let metrics_path = l.run_dir.join("metrics.jsonl");
-    let mut c = match &l.command {
-        Cmd::Shell(s) => {
-            let mut c = tokio::process::Command::new("sh");
-            c.arg("-c").arg(s);
-            c
-        }
-        Cmd::Argv(a) => {
-            let Some((prog, args)) = a.split_first() else {
-                return Err(HostError::new("invalid_argument", "empty command"));
-            };
-            let mut c = tokio::process::Command::new(prog);
-            c.args(args);
-            c
-        }
-    };
-    if let Some(dir) = &l.cwd {
-        if !dir.is_dir() {
-            return Err(HostError::new(
-                "jobs.invalid_cwd",
-                format!("working directory '{}' does not exist", dir.display()),
-            ));
-        }
-        c.current_dir(dir);
-    }
+    let mut c = crate::modules::sh::supervised(&l.command, l.cwd.as_deref(), "jobs")?;
     c.envs(&l.env)
         .env("LABHOST_JOB_ID", l.job_id.to_string())
         .env("LABHOST_RUN_DIR", &l.run_dir)
         .env("LABHOST_METRICS", &metrics_path)
         .stdin(Stdio::null())
         .stdout(Stdio::from(out))
-        .stderr(Stdio::from(err))
-        .kill_on_drop(true)
-        .process_group(0);
-    // SAFETY: prctl only sets a flag on the new process.
-    unsafe {
-        c.pre_exec(|| {
-            libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL);
-            Ok(())
-        });
-    }
+        .stderr(Stdio::from(err));
     let mut child = match c.spawn() {
         Ok(ch) => ch,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-            let prog = match &l.command {
-                Cmd::Argv(a) => a[0].clone(),
-                Cmd::Shell(_) => "sh".into(),
-            };
+            let prog = l.command.program();
             return Ok(Outcome {
                 status: "failed",
                 exit_code: Some(127),

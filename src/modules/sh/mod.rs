@@ -54,7 +54,20 @@ pub struct Output {
     pub duration: f64,
 }
 
-fn build(cmd: &Cmd, opts: &RunOpts) -> HostResult<Command> {
+impl Cmd {
+    /// The program that runs (`sh` for a shell string).
+    pub fn program(&self) -> String {
+        match self {
+            Cmd::Argv(a) => a.first().cloned().unwrap_or_default(),
+            Cmd::Shell(_) => "sh".into(),
+        }
+    }
+}
+
+/// A supervised command: its own process group (a timeout or Ctrl-C kills everything it
+/// started), killed if dropped, and a parent-death signal so it dies with the thread that
+/// spawned it. `cwd` must exist (error kind `<module>.invalid_cwd`). Callers add env and stdio.
+pub fn supervised(cmd: &Cmd, cwd: Option<&std::path::Path>, module: &str) -> HostResult<Command> {
     let mut c = match cmd {
         Cmd::Shell(s) => {
             let mut c = Command::new("sh");
@@ -70,25 +83,16 @@ fn build(cmd: &Cmd, opts: &RunOpts) -> HostResult<Command> {
             c
         }
     };
-    if let Some(dir) = &opts.cwd {
-        if !std::path::Path::new(dir).is_dir() {
+    if let Some(dir) = cwd {
+        if !dir.is_dir() {
             return Err(HostError::new(
-                "sh.invalid_cwd",
-                format!("working directory '{dir}' does not exist"),
+                format!("{module}.invalid_cwd"),
+                format!("working directory '{}' does not exist", dir.display()),
             ));
         }
         c.current_dir(dir);
     }
-    c.envs(&opts.env);
-    c.stdin(if opts.stdin.is_some() {
-        Stdio::piped()
-    } else {
-        Stdio::null()
-    })
-    .stdout(Stdio::piped())
-    .stderr(Stdio::piped())
-    .kill_on_drop(true)
-    .process_group(0);
+    c.kill_on_drop(true).process_group(0);
     // SAFETY: prctl is async-signal-safe; it only sets a flag on the new process.
     unsafe {
         c.pre_exec(|| {
@@ -96,6 +100,19 @@ fn build(cmd: &Cmd, opts: &RunOpts) -> HostResult<Command> {
             Ok(())
         });
     }
+    Ok(c)
+}
+
+fn build(cmd: &Cmd, opts: &RunOpts) -> HostResult<Command> {
+    let mut c = supervised(cmd, opts.cwd.as_deref().map(std::path::Path::new), "sh")?;
+    c.envs(&opts.env);
+    c.stdin(if opts.stdin.is_some() {
+        Stdio::piped()
+    } else {
+        Stdio::null()
+    })
+    .stdout(Stdio::piped())
+    .stderr(Stdio::piped());
     Ok(c)
 }
 
@@ -148,10 +165,7 @@ pub async fn run(
 ) -> HostResult<Output> {
     let started = Instant::now();
     let mut child = build(cmd, opts)?.spawn().map_err(|e| {
-        let prog = match cmd {
-            Cmd::Argv(a) => a[0].clone(),
-            Cmd::Shell(_) => "sh".into(),
-        };
+        let prog = cmd.program();
         match e.kind() {
             std::io::ErrorKind::NotFound => {
                 HostError::new("sh.not_found", format!("command not found: {prog}"))
