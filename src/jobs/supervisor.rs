@@ -201,53 +201,52 @@ pub fn launch_for(run: &super::store::Run) -> HostResult<Launch> {
     })
 }
 
-/// Claims queued runs from the store and runs them one after another until the queue has no
-/// runnable run left; returns the ids it ran. (The pool with workers, GPU leases and resume
-/// builds on this.)
-pub async fn drain(state: &Path, host: &str, cancel: CancellationToken) -> HostResult<Vec<i64>> {
-    let mut store = super::store::Store::open(state)?;
-    let mut ran = Vec::new();
-    while let Some(job) = store.claim_next(host)? {
-        let launch = match launch_for(&job) {
-            Ok(l) => l,
-            Err(e) => {
-                store.finish(job.id, "failed", None, Some(&e.message))?;
-                continue;
-            }
-        };
-        // The pid is recorded as soon as the process exists, metrics as they are written.
-        let shared = std::sync::Mutex::new(store);
-        let lock = || shared.lock().unwrap_or_else(|e| e.into_inner());
-        let mut started = |pid: i64| {
-            if let Err(e) = lock().set_running(job.id, pid) {
-                tracing::error!("job {}: {}", job.id, e.message);
-            }
-        };
-        let mut metrics = |b: Vec<Metric>| {
-            if let Err(e) = lock().add_metrics(job.id, &b) {
-                tracing::error!("job {}: {}", job.id, e.message);
-            }
-        };
-        let outcome = self::run(&launch, &mut started, &mut metrics, cancel.clone()).await;
-        store = shared.into_inner().unwrap_or_else(|e| e.into_inner());
-        match outcome {
-            Ok(o) => {
-                store.finish(job.id, o.status, o.exit_code, o.error.as_deref())?;
-            }
-            Err(e) => {
-                store.finish(job.id, "failed", None, Some(&e.message))?;
-            }
-        }
-        ran.push(job.id);
-    }
-    Ok(ran)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::jobs::store::{NewRun, Store};
     use serde_json::json;
+
+    /// Test driver: claims queued runs and runs them one after another, the way the job host
+    /// does (without workers or GPU leases); returns the ids it ran.
+    async fn drain(state: &Path, host: &str, cancel: CancellationToken) -> HostResult<Vec<i64>> {
+        let mut store = Store::open(state)?;
+        let mut ran = Vec::new();
+        while let Some(job) = store.claim_next(host)? {
+            let launch = match launch_for(&job) {
+                Ok(l) => l,
+                Err(e) => {
+                    store.finish(job.id, "failed", None, Some(&e.message))?;
+                    continue;
+                }
+            };
+            // The pid is recorded as soon as the process exists, metrics as they are written.
+            let shared = std::sync::Mutex::new(store);
+            let lock = || shared.lock().unwrap_or_else(|e| e.into_inner());
+            let mut started = |pid: i64| {
+                if let Err(e) = lock().set_running(job.id, pid) {
+                    tracing::error!("job {}: {}", job.id, e.message);
+                }
+            };
+            let mut metrics = |b: Vec<Metric>| {
+                if let Err(e) = lock().add_metrics(job.id, &b) {
+                    tracing::error!("job {}: {}", job.id, e.message);
+                }
+            };
+            let outcome = self::run(&launch, &mut started, &mut metrics, cancel.clone()).await;
+            store = shared.into_inner().unwrap_or_else(|e| e.into_inner());
+            match outcome {
+                Ok(o) => {
+                    store.finish(job.id, o.status, o.exit_code, o.error.as_deref())?;
+                }
+                Err(e) => {
+                    store.finish(job.id, "failed", None, Some(&e.message))?;
+                }
+            }
+            ran.push(job.id);
+        }
+        Ok(ran)
+    }
 
     fn rt() -> tokio::runtime::Runtime {
         tokio::runtime::Builder::new_multi_thread()
