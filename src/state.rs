@@ -36,9 +36,20 @@ fn xdg_state_home() -> PathBuf {
 
 /// The state directory for this process, created if missing.
 pub fn dir() -> HostResult<PathBuf> {
+    // Asked for per job (and per wait): remembered while LABHOST_HOME and the cwd stay put.
+    type Key = (Option<std::ffi::OsString>, PathBuf);
+    static LAST: std::sync::Mutex<Option<(Key, PathBuf)>> = std::sync::Mutex::new(None);
     let cwd = std::env::current_dir().unwrap_or_else(|_| PathBuf::from("."));
-    let d = locate(&cwd);
+    let key = (std::env::var_os("LABHOST_HOME"), cwd);
+    let mut last = LAST.lock().unwrap_or_else(|e| e.into_inner());
+    if let Some((k, d)) = last.as_ref() {
+        if *k == key && d.is_dir() {
+            return Ok(d.clone());
+        }
+    }
+    let d = locate(&key.1);
     std::fs::create_dir_all(&d).map_err(|e| io_err("state", "cannot create state dir", &d, &e))?;
+    *last = Some((key, d.clone()));
     Ok(d)
 }
 

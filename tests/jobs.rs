@@ -171,7 +171,7 @@ fn jobs_logs_and_cancel_commands() {
         "main.rhai",
         r#"
         let j = jobs::submit(#{command: "echo started; sleep 300", name: "long"});
-        while j.logs() == "" { time::sleep(0.05); }
+        while j.logs() == "" || j.status() != "running" { time::sleep(0.05); }
         print(j.id);
         print(j.wait());
         "#,

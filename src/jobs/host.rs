@@ -24,8 +24,6 @@ pub struct JobHost {
     running: AtomicUsize,
     wake: Notify,
     cancels: Mutex<HashMap<i64, CancellationToken>>,
-    /// Open database connections for reuse (opening one costs pragmas and a schema check).
-    stores: Mutex<Vec<Store>>,
     /// Real env values of jobs whose stored spec has secrets masked, by run id.
     secret_env: Mutex<HashMap<i64, std::collections::BTreeMap<String, String>>>,
 }
@@ -50,6 +48,30 @@ pub fn host_alive(state: &Path, id: &str) -> bool {
 }
 
 static HOST: OnceLock<Arc<JobHost>> = OnceLock::new();
+
+/// Counts the jobs this process has finished; `wait` sleeps on it instead of polling.
+static ENDED: (Mutex<u64>, std::sync::Condvar) = (Mutex::new(0), std::sync::Condvar::new());
+
+/// How many jobs this process has finished so far (read it before looking at a job's status,
+/// then hand it to `wait_for_end`).
+pub fn ended_count() -> u64 {
+    *ENDED.0.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+/// Sleeps until this process finishes another job after `seen` ended, or `max` passes (a job
+/// run by another process ends unannounced).
+pub fn wait_for_end(seen: u64, max: Duration) {
+    let g = ENDED.0.lock().unwrap_or_else(|e| e.into_inner());
+    let _ = ENDED
+        .1
+        .wait_timeout_while(g, max, |n| *n == seen)
+        .unwrap_or_else(|e| e.into_inner());
+}
+
+fn announce_end() {
+    *ENDED.0.lock().unwrap_or_else(|e| e.into_inner()) += 1;
+    ENDED.1.notify_all();
+}
 
 /// The job host of this process, started on first use.
 pub fn get() -> HostResult<Arc<JobHost>> {
@@ -89,8 +111,21 @@ impl JobHost {
             File::create(&p).map_err(|e| crate::error::io_err("jobs", "cannot create", &p, &e))?;
         f.lock()
             .map_err(|e| crate::error::io_err("jobs", "cannot lock", &p, &e))?;
-        let mut store = Store::open(state)?;
-        let orphans = store.requeue_orphans(&|h| h == id || host_alive(state, h))?;
+        let orphans = super::store::with(state, |s| {
+            s.no_autocheckpoint()?;
+            s.requeue_orphans(&|h| h == id || host_alive(state, h))
+        })?;
+        // Checkpoints fsync; a worker that did one would stall every job behind it.
+        let ckpt = Store::open(state)?;
+        std::thread::Builder::new()
+            .name("labhost-ckpt".into())
+            .spawn(move || loop {
+                std::thread::sleep(Duration::from_millis(250));
+                if let Err(e) = ckpt.checkpoint() {
+                    tracing::debug!("checkpoint: {}", e.message);
+                }
+            })
+            .map_err(|e| HostError::new("jobs", format!("cannot start a thread: {e}")))?;
         if !orphans.is_empty() {
             tracing::info!(
                 "re-queued {} job(s) whose host had died: {:?}",
@@ -107,23 +142,12 @@ impl JobHost {
             wake: Notify::new(),
             cancels: Mutex::new(HashMap::new()),
             secret_env: Mutex::new(HashMap::new()),
-            stores: Mutex::new(vec![store]),
         })
     }
 
-    /// A connection from the pool (or a new one); give it back with `put_store`.
-    fn take_store(&self) -> HostResult<Store> {
-        match self.stores.lock().unwrap_or_else(|e| e.into_inner()).pop() {
-            Some(s) => Ok(s),
-            None => Store::open(&self.state),
-        }
-    }
-
-    fn put_store(&self, s: Store) {
-        self.stores
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .push(s);
+    /// Runs `f` on this process's connection to the state database.
+    fn store<T>(&self, f: impl FnOnce(&mut Store) -> HostResult<T>) -> HostResult<T> {
+        super::store::with(&self.state, f)
     }
 
     pub fn set_workers(&self, n: usize) {
@@ -138,23 +162,53 @@ impl JobHost {
         n: &super::store::NewRun,
         secret_env: Option<std::collections::BTreeMap<String, String>>,
     ) -> HostResult<Run> {
+        let mut out = self.create_many(vec![(n.clone(), secret_env)])?;
+        Ok(out.remove(0))
+    }
+
+    /// `create` for many runs, in one transaction.
+    pub fn create_many(
+        &self,
+        runs: Vec<(
+            super::store::NewRun,
+            Option<std::collections::BTreeMap<String, String>>,
+        )>,
+    ) -> HostResult<Vec<Run>> {
         let mut secrets = self.secret_env.lock().unwrap_or_else(|e| e.into_inner());
-        let mut store = self.take_store()?;
-        let n = super::store::NewRun {
-            owner: Some(self.id.clone()),
-            ..n.clone()
-        };
-        let res = store.create(&n);
-        self.put_store(store);
-        let (run, created) = res?;
-        if let Some(env) = secret_env {
-            if created || !super::store::FINISHED.contains(&run.status.as_str()) {
-                secrets.insert(run.id, env);
+        let (news, envs): (Vec<_>, Vec<_>) = runs
+            .into_iter()
+            .map(|(n, env)| {
+                (
+                    super::store::NewRun {
+                        owner: Some(self.id.clone()),
+                        ..n
+                    },
+                    env,
+                )
+            })
+            .unzip();
+        // Small transactions, so running jobs never wait long for the connection.
+        let mut created = Vec::with_capacity(news.len());
+        for chunk in news.chunks(128) {
+            created.extend(self.store(|s| s.insert_many(chunk))?);
+        }
+        for (r, fresh) in &created {
+            if *fresh {
+                super::store::ensure_run_dir(r)?;
             }
+        }
+        let mut out = Vec::with_capacity(created.len());
+        for ((run, created), env) in created.into_iter().zip(envs) {
+            if let Some(env) = env {
+                if created || !super::store::FINISHED.contains(&run.status.as_str()) {
+                    secrets.insert(run.id, env);
+                }
+            }
+            out.push(run);
         }
         drop(secrets);
         self.poke();
-        Ok(run)
+        Ok(out)
     }
 
     /// Wakes the scheduler (after a submit).
@@ -164,10 +218,7 @@ impl JobHost {
 
     /// Cancels a job: in the store, and at once if this host runs it.
     pub fn cancel(&self, id: i64) -> HostResult<String> {
-        let mut store = self.take_store()?;
-        let res = store.cancel(id);
-        self.put_store(store);
-        let status = res?;
+        let status = self.store(|s| s.cancel(id))?;
         if let Some(t) = self
             .cancels
             .lock()
@@ -179,20 +230,46 @@ impl JobHost {
         Ok(status)
     }
 
-    async fn schedule(self: Arc<Self>) {
-        let mut store = match Store::open(&self.state) {
-            Ok(s) => s,
-            Err(e) => {
-                tracing::error!("job host: {}", e.message);
-                return;
+    /// Cancels the running jobs of this host that `labhost cancel` (another process) marked
+    /// cancelled in the store.
+    fn look_for_cancels(&self) {
+        let ids: Vec<i64> = self
+            .cancels
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .keys()
+            .copied()
+            .collect();
+        for id in ids {
+            if let Ok(r) = self.store(|s| s.get(id)) {
+                if r.status == "cancelled" {
+                    if let Some(t) = self
+                        .cancels
+                        .lock()
+                        .unwrap_or_else(|e| e.into_inner())
+                        .get(&id)
+                    {
+                        t.cancel();
+                    }
+                }
             }
-        };
+        }
+    }
+
+    async fn schedule(self: Arc<Self>) {
         let mut last_orphan_check = std::time::Instant::now();
+        let mut last_cancel_check = std::time::Instant::now();
         loop {
+            if last_cancel_check.elapsed() >= Duration::from_millis(250) {
+                last_cancel_check = std::time::Instant::now();
+                self.look_for_cancels();
+            }
             // Another host may die while running jobs this one waits for: look every second.
             if last_orphan_check.elapsed() >= Duration::from_secs(1) {
                 last_orphan_check = std::time::Instant::now();
-                match store.requeue_orphans(&|h| h == self.id || host_alive(&self.state, h)) {
+                match self
+                    .store(|s| s.requeue_orphans(&|h| h == self.id || host_alive(&self.state, h)))
+                {
                     Ok(ids) if !ids.is_empty() => {
                         tracing::info!("re-queued job(s) {ids:?}: their host died")
                     }
@@ -201,14 +278,58 @@ impl JobHost {
                 }
             }
             if self.running.load(Ordering::SeqCst) < self.workers.load(Ordering::SeqCst) {
-                match store.claim_next(&self.id) {
+                match self.store(|s| s.claim_next(&self.id)) {
                     Ok(Some(run)) => {
                         self.running.fetch_add(1, Ordering::SeqCst);
                         let me = self.clone();
                         tokio::spawn(async move {
-                            let id = run.id;
-                            if let Err(e) = me.execute(run).await {
-                                tracing::error!("job {id}: {}", e.message);
+                            // A worker: runs its job, then claims the next itself while its
+                            // slot is still within `workers` (no round trip to the scheduler).
+                            let mut run = run;
+                            loop {
+                                let id = run.id;
+                                let outcome = me.execute(&run).await;
+                                let (status, code, error, start) = match &outcome {
+                                    Ok(o) => (o.status, o.exit_code, o.error.clone(), o.start),
+                                    Err(e) => ("failed", None, Some(e.message.clone()), None),
+                                };
+                                if let Err(e) = &outcome {
+                                    tracing::error!("job {id}: {}", e.message);
+                                }
+                                let go_on = me.running.load(Ordering::SeqCst)
+                                    <= me.workers.load(Ordering::SeqCst);
+                                let recorded = me.store(|s| {
+                                    if go_on {
+                                        s.finish_and_claim(
+                                            id,
+                                            start,
+                                            status,
+                                            code,
+                                            error.as_deref(),
+                                            &me.id,
+                                        )
+                                    } else {
+                                        s.finish_started(id, start, status, code, error.as_deref())
+                                            .map(|st| (st, None))
+                                    }
+                                });
+                                announce_end();
+                                if matches!(&recorded, Ok((st, _)) if super::store::FINISHED.contains(&st.as_str()))
+                                {
+                                    // No retry left: the real secret values are not needed again.
+                                    me.secret_env
+                                        .lock()
+                                        .unwrap_or_else(|e| e.into_inner())
+                                        .remove(&id);
+                                }
+                                match recorded.map(|(_, next)| next) {
+                                    Ok(Some(n)) => run = n,
+                                    Ok(None) => break,
+                                    Err(e) => {
+                                        tracing::error!("job {id}: {}", e.message);
+                                        break;
+                                    }
+                                }
                             }
                             me.running.fetch_sub(1, Ordering::SeqCst);
                             me.wake.notify_one();
@@ -227,24 +348,19 @@ impl JobHost {
         }
     }
 
-    async fn execute(&self, run: Run) -> HostResult<()> {
+    /// Runs one claimed job to its end; the caller records the outcome.
+    async fn execute(&self, run: &Run) -> HostResult<supervisor::Outcome> {
         let token = CancellationToken::new();
         self.cancels
             .lock()
             .unwrap_or_else(|e| e.into_inner())
             .insert(run.id, token.clone());
-        let result = self.execute_inner(&run, token).await;
+        let result = self.execute_inner(run, token).await;
         self.cancels
             .lock()
             .unwrap_or_else(|e| e.into_inner())
             .remove(&run.id);
-        let mut store = self.take_store()?;
-        let res = match result {
-            Ok(o) => store.finish(run.id, o.status, o.exit_code, o.error.as_deref()),
-            Err(e) => store.finish(run.id, "failed", None, Some(&e.message)),
-        };
-        self.put_store(store);
-        res.map(|_| ())
+        result
     }
 
     async fn execute_inner(
@@ -252,6 +368,10 @@ impl JobHost {
         run: &Run,
         token: CancellationToken,
     ) -> HostResult<supervisor::Outcome> {
+        // Made by the submitter; a submitter that died right after its commit left none.
+        if !Path::new(&run.run_dir).join("stderr.log").exists() {
+            super::store::ensure_run_dir(run)?;
+        }
         let mut launch = supervisor::launch_for(run)?;
         let spec = &run.spec;
         if let Some(real) = self
@@ -280,36 +400,17 @@ impl JobHost {
         } else {
             None
         };
-        let store = Mutex::new(self.take_store()?);
-        let lock = || store.lock().unwrap_or_else(|e| e.into_inner());
         let mut started = |pid: i64| {
-            if let Err(e) = lock().set_running(run.id, pid) {
+            if let Err(e) = self.store(|s| s.set_running(run.id, pid)) {
                 tracing::error!("job {}: {}", run.id, e.message);
             }
         };
         let mut metrics = |b: Vec<Metric>| {
-            if let Err(e) = lock().add_metrics(run.id, &b) {
+            if let Err(e) = self.store(|s| s.add_metrics(run.id, &b)) {
                 tracing::error!("job {}: {}", run.id, e.message);
             }
         };
-        // A cancel from another process (`labhost cancel`) shows up in the store.
-        let watch_state = self.state.clone();
-        let watch_token = token.clone();
-        let id = run.id;
-        let watcher = tokio::spawn(async move {
-            loop {
-                tokio::time::sleep(Duration::from_millis(500)).await;
-                if let Ok(s) = Store::open(&watch_state).and_then(|s| s.get(id)) {
-                    if s.status == "cancelled" {
-                        watch_token.cancel();
-                        return;
-                    }
-                }
-            }
-        });
         let out = supervisor::run(&launch, &mut started, &mut metrics, token).await;
-        self.put_store(store.into_inner().unwrap_or_else(|e| e.into_inner()));
-        watcher.abort();
         drop(lease);
         out
     }

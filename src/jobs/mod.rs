@@ -4,5 +4,6 @@
 //! database (WAL) under the state directory, safe for several labhost processes at once.
 pub mod cli;
 pub mod host;
+pub mod spawn;
 pub mod store;
 pub mod supervisor;

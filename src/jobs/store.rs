@@ -88,11 +88,27 @@ CREATE INDEX events_run ON events(run_id, id);
 
 pub const FINISHED: &[&str] = &["completed", "failed", "cancelled", "timed_out"];
 
-fn now() -> f64 {
+pub fn now() -> f64 {
     std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map(|d| d.as_secs_f64())
         .unwrap_or(0.0)
+}
+
+/// Runs a statement through the connection's statement cache (parsing SQL is most of the cost
+/// of a small statement).
+fn exec(c: &Connection, sql: &str, p: impl rusqlite::Params) -> rusqlite::Result<usize> {
+    c.prepare_cached(sql)?.execute(p)
+}
+
+/// `query_row` through the statement cache.
+fn one<T>(
+    c: &Connection,
+    sql: &str,
+    p: impl rusqlite::Params,
+    f: impl FnOnce(&rusqlite::Row<'_>) -> rusqlite::Result<T>,
+) -> rusqlite::Result<T> {
+    c.prepare_cached(sql)?.query_row(p, f)
 }
 
 fn db_err(e: rusqlite::Error) -> HostError {
@@ -182,13 +198,105 @@ fn run_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<Run> {
     })
 }
 
+enum OpenError {
+    Busy(rusqlite::Error),
+    Other(HostError),
+}
+use OpenError::{Busy, Other};
+
+/// This process's connection to the state database: the job host, its workers and the script
+/// share one, so a commit by one does not throw away the page cache of the others (SQLite
+/// drops a connection's cache whenever another connection has written).
+static SHARED: std::sync::Mutex<Option<Store>> = std::sync::Mutex::new(None);
+
+/// Runs `f` on the shared connection to the database in `state` (opened on first use).
+pub fn with<T>(state: &Path, f: impl FnOnce(&mut Store) -> HostResult<T>) -> HostResult<T> {
+    let mut g = SHARED.lock().unwrap_or_else(|e| e.into_inner());
+    if g.as_ref().is_none_or(|s| s.state != state) {
+        *g = Some(Store::open(state)?);
+    }
+    f(g.as_mut().expect("opened above"))
+}
+
+/// `runs/<id>/` and `runs/<id>/outputs/` (two mkdirs in the common case).
+fn make_run_dir(dir: &Path) -> std::io::Result<()> {
+    let mk = |d: &Path| match std::fs::create_dir(d) {
+        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => Ok(()),
+        other => other,
+    };
+    match mk(dir) {
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => std::fs::create_dir_all(dir)?,
+        other => other?,
+    }
+    mk(&dir.join("outputs"))
+}
+
+/// Makes a run's folder (`runs/<id>/`, `outputs/`), its empty logs and its `spec.json` (the
+/// masked spec, a copy of the database row for people and tools) unless they exist. Both the submitter and
+/// the host that runs the job call it, so a submitter that died right after its commit leaves
+/// no run without a folder.
+pub fn ensure_run_dir(run: &Run) -> HostResult<()> {
+    let dir = Path::new(&run.run_dir);
+    make_run_dir(dir)
+        .map_err(|e| crate::error::io_err("jobs", "cannot create run folder", dir, &e))?;
+    // The logs too: creating files is the slow part of a short job, and the submitter does it
+    // here, off the path from one job to the next.
+    for (name, text) in [
+        ("stdout.log", None),
+        ("stderr.log", None),
+        ("spec.json", Some(&run.spec)),
+    ] {
+        let p = dir.join(name);
+        match std::fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .open(&p)
+        {
+            Ok(mut f) => {
+                if let Some(v) = text {
+                    let text = serde_json::to_string_pretty(v).unwrap_or_default();
+                    std::io::Write::write_all(&mut f, text.as_bytes())
+                        .map_err(|e| crate::error::io_err("jobs", "cannot write", &p, &e))?;
+                }
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {}
+            Err(e) => return Err(crate::error::io_err("jobs", "cannot write", &p, &e)),
+        }
+    }
+    Ok(())
+}
+
 impl Store {
     /// Opens (creating and migrating) the database in `state`.
     pub fn open(state: &Path) -> HostResult<Store> {
         std::fs::create_dir_all(state)
             .map_err(|e| crate::error::io_err("jobs", "cannot create", state, &e))?;
+        // Switching a new database to WAL takes an exclusive lock and answers SQLITE_BUSY at
+        // once, without the busy handler, when another process does the same: try again.
+        let deadline = std::time::Instant::now() + Duration::from_secs(30);
+        loop {
+            match Store::open_once(state) {
+                Err(Busy(e)) if std::time::Instant::now() < deadline => {
+                    tracing::debug!("state database busy ({e}), opening again");
+                    std::thread::sleep(Duration::from_millis(20));
+                }
+                Err(Busy(e)) => return Err(db_err(e)),
+                Err(Other(e)) => return Err(e),
+                Ok(s) => return Ok(s),
+            }
+        }
+    }
+
+    fn open_once(state: &Path) -> Result<Store, OpenError> {
+        let db_err = |e: rusqlite::Error| match e.sqlite_error_code() {
+            Some(rusqlite::ErrorCode::DatabaseBusy | rusqlite::ErrorCode::DatabaseLocked) => {
+                Busy(e)
+            }
+            _ => Other(db_err(e)),
+        };
         let mut conn = Connection::open(state.join("labhost.db")).map_err(db_err)?;
         conn.busy_timeout(Duration::from_secs(30)).map_err(db_err)?;
+        conn.set_prepared_statement_cache_capacity(64);
         conn.pragma_update(None, "journal_mode", "WAL")
             .map_err(db_err)?;
         conn.pragma_update(None, "synchronous", "NORMAL")
@@ -199,14 +307,12 @@ impl Store {
         let tx = conn
             .transaction_with_behavior(TransactionBehavior::Immediate)
             .map_err(db_err)?;
-        let version: i64 = tx
-            .query_row("PRAGMA user_version", [], |r| r.get(0))
-            .map_err(db_err)?;
+        let version: i64 = one(&tx, "PRAGMA user_version", [], |r| r.get(0)).map_err(db_err)?;
         if version as usize > MIGRATIONS.len() {
-            return Err(HostError::new(
+            return Err(Other(HostError::new(
                 "jobs.store",
                 format!("the state database has schema version {version}, newer than this labhost ({}): upgrade labhost", MIGRATIONS.len()),
-            ));
+            )));
         }
         for (i, m) in MIGRATIONS.iter().enumerate().skip(version as usize) {
             tx.execute_batch(m).map_err(db_err)?;
@@ -220,10 +326,23 @@ impl Store {
         })
     }
 
-    pub fn schema_version(&self) -> HostResult<i64> {
+    /// Leaves WAL checkpoints (and their fsyncs) to `checkpoint`, called off the hot path by
+    /// the job host's checkpointer thread.
+    pub fn no_autocheckpoint(&self) -> HostResult<()> {
         self.conn
-            .query_row("PRAGMA user_version", [], |r| r.get(0))
+            .pragma_update(None, "wal_autocheckpoint", 0)
             .map_err(db_err)
+    }
+
+    /// Copies what it can of the WAL into the database without blocking writers.
+    pub fn checkpoint(&self) -> HostResult<()> {
+        self.conn
+            .query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |_| Ok(()))
+            .map_err(db_err)
+    }
+
+    pub fn schema_version(&self) -> HostResult<i64> {
+        one(&self.conn, "PRAGMA user_version", [], |r| r.get(0)).map_err(db_err)
     }
 
     fn event(
@@ -232,7 +351,8 @@ impl Store {
         status: &str,
         detail: &str,
     ) -> HostResult<()> {
-        tx.execute(
+        exec(
+            tx,
             "INSERT INTO events (run_id, ts, status, detail) VALUES (?1, ?2, ?3, ?4)",
             params![run, now(), status, detail],
         )
@@ -243,37 +363,68 @@ impl Store {
     /// Records a new queued run (and its folder `runs/<id>/` with `spec.json`); with a `key`
     /// that exists already, returns that run instead: `(run, created)`.
     pub fn create(&mut self, n: &NewRun) -> HostResult<(Run, bool)> {
+        let mut out = self.create_many(std::slice::from_ref(n))?;
+        Ok(out.remove(0))
+    }
+
+    /// `create` for many runs in one transaction (a pool submits thousands at once); all or
+    /// none are recorded.
+    pub fn create_many(&mut self, runs: &[NewRun]) -> HostResult<Vec<(Run, bool)>> {
+        let out = self.insert_many(runs)?;
+        for (r, created) in &out {
+            if *created {
+                ensure_run_dir(r)?;
+            }
+        }
+        Ok(out)
+    }
+
+    /// The database half of `create_many`: the rows, without the run folders (the caller makes
+    /// them with `ensure_run_dir` once it no longer holds the connection).
+    pub fn insert_many(&mut self, runs: &[NewRun]) -> HostResult<Vec<(Run, bool)>> {
         let tx = self
             .conn
             .transaction_with_behavior(TransactionBehavior::Immediate)
             .map_err(db_err)?;
+        let mut out = Vec::with_capacity(runs.len());
+        for n in runs {
+            out.push(Store::create_tx(&tx, &self.state, n)?);
+        }
+        tx.commit().map_err(db_err)?;
+        Ok(out)
+    }
+
+    fn create_tx(
+        tx: &rusqlite::Transaction<'_>,
+        state: &Path,
+        n: &NewRun,
+    ) -> HostResult<(Run, bool)> {
         if let Some(k) = &n.key {
-            let existing = tx
-                .query_row(
-                    &format!("SELECT {RUN_COLS} FROM runs WHERE key = ?1"),
-                    [k],
-                    run_row,
-                )
-                .optional()
-                .map_err(db_err)?;
+            let existing = one(
+                tx,
+                &format!("SELECT {RUN_COLS} FROM runs WHERE key = ?1"),
+                [k],
+                run_row,
+            )
+            .optional()
+            .map_err(db_err)?;
             if let Some(r) = existing {
                 if !FINISHED.contains(&r.status.as_str()) && n.owner.is_some() {
-                    tx.execute(
+                    exec(
+                        tx,
                         "UPDATE runs SET owner = ?1 WHERE id = ?2",
                         params![n.owner, r.id],
                     )
                     .map_err(db_err)?;
-                    tx.commit().map_err(db_err)?;
                 }
                 return Ok((r, false));
             }
         }
         for d in &n.depends_on {
-            let ok: bool = tx
-                .query_row("SELECT COUNT(*) FROM runs WHERE id = ?1", [d], |r| {
-                    r.get::<_, i64>(0)
-                })
-                .map_err(db_err)?
+            let ok: bool = one(tx, "SELECT COUNT(*) FROM runs WHERE id = ?1", [d], |r| {
+                r.get::<_, i64>(0)
+            })
+            .map_err(db_err)?
                 == 1;
             if !ok {
                 return Err(HostError::new(
@@ -287,71 +438,66 @@ impl Store {
         } else {
             n.kind.as_str()
         };
-        tx.execute(
+        exec(tx,
             "INSERT INTO runs (parent_id, kind, name, key, spec, status, priority, max_retries, backoff, created, owner)
              VALUES (?1, ?2, ?3, ?4, ?5, 'queued', ?6, ?7, ?8, ?9, ?10)",
             params![n.parent_id, kind, n.name, n.key, n.spec.to_string(), n.priority, n.max_retries, n.backoff, now(), n.owner],
         )
         .map_err(db_err)?;
         let id = tx.last_insert_rowid();
-        let dir = self.state.join("runs").join(id.to_string());
-        std::fs::create_dir_all(dir.join("outputs"))
-            .map_err(|e| crate::error::io_err("jobs", "cannot create run folder", &dir, &e))?;
-        let spec_text = serde_json::to_string_pretty(&crate::modules::yaml::redact_value(&n.spec))
-            .unwrap_or_default();
-        // A copy of the database row for people and tools: written inside the transaction,
-        // no fsync (the database is the record; a rolled-back id is simply rewritten).
-        let spec_file = dir.join("spec.json");
-        std::fs::write(&spec_file, spec_text.as_bytes())
-            .map_err(|e| crate::error::io_err("jobs", "cannot write", &spec_file, &e))?;
-        tx.execute(
+        // The folder itself is made after the commit (`ensure_run_dir`), outside the lock.
+        let dir = state.join("runs").join(id.to_string());
+        exec(
+            tx,
             "UPDATE runs SET run_dir = ?1 WHERE id = ?2",
             params![dir.display().to_string(), id],
         )
         .map_err(db_err)?;
         for d in &n.depends_on {
-            tx.execute(
+            exec(
+                tx,
                 "INSERT OR IGNORE INTO deps (run_id, depends_on) VALUES (?1, ?2)",
                 params![id, d],
             )
             .map_err(db_err)?;
         }
         for (k, v) in &n.params {
-            tx.execute(
+            exec(
+                tx,
                 "INSERT OR REPLACE INTO params (run_id, key, value) VALUES (?1, ?2, ?3)",
                 params![id, k, v.to_string()],
             )
             .map_err(db_err)?;
         }
         for (k, v) in &n.tags {
-            tx.execute(
+            exec(
+                tx,
                 "INSERT OR REPLACE INTO tags (run_id, key, value) VALUES (?1, ?2, ?3)",
                 params![id, k, crate::redact::apply(v)],
             )
             .map_err(db_err)?;
         }
-        Store::event(&tx, id, "queued", "")?;
-        let run = tx
-            .query_row(
-                &format!("SELECT {RUN_COLS} FROM runs WHERE id = ?1"),
-                [id],
-                run_row,
-            )
-            .map_err(db_err)?;
-        tx.commit().map_err(db_err)?;
+        Store::event(tx, id, "queued", "")?;
+        let run = one(
+            tx,
+            &format!("SELECT {RUN_COLS} FROM runs WHERE id = ?1"),
+            [id],
+            run_row,
+        )
+        .map_err(db_err)?;
         Ok((run, true))
     }
 
     pub fn get(&self, id: i64) -> HostResult<Run> {
-        self.conn
-            .query_row(
-                &format!("SELECT {RUN_COLS} FROM runs WHERE id = ?1"),
-                [id],
-                run_row,
-            )
-            .optional()
-            .map_err(db_err)?
-            .ok_or_else(|| HostError::new("jobs.not_found", format!("no job with id {id}")))
+        one(
+            &self.conn,
+            &format!("SELECT {RUN_COLS} FROM runs WHERE id = ?1"),
+            [id],
+            run_row,
+        )
+        .optional()
+        .map_err(db_err)?
+        .ok_or_else(|| HostError::new("jobs.not_found", format!("no job with id {id}")))
     }
 
     /// Takes the next runnable queued run for `host`: highest priority, then oldest; its
@@ -362,10 +508,40 @@ impl Store {
             .conn
             .transaction_with_behavior(TransactionBehavior::Immediate)
             .map_err(db_err)?;
+        let run = Store::claim_tx(&tx, host)?;
+        tx.commit().map_err(db_err)?;
+        Ok(run)
+    }
+
+    /// Records the end of run `id` (as `finish`) and claims the next run for `host` (as
+    /// `claim_next`) in one transaction: a worker's step from one job to the next.
+    pub fn finish_and_claim(
+        &mut self,
+        id: i64,
+        start: Option<(i64, f64)>,
+        status: &str,
+        exit_code: Option<i64>,
+        error: Option<&str>,
+        host: &str,
+    ) -> HostResult<(String, Option<Run>)> {
+        let tx = self
+            .conn
+            .transaction_with_behavior(TransactionBehavior::Immediate)
+            .map_err(db_err)?;
+        if let Some((pid, at)) = start {
+            Store::running_tx(&tx, id, pid, at)?;
+        }
+        let st = Store::finish_tx(&tx, id, status, exit_code, error)?;
+        let run = Store::claim_tx(&tx, host)?;
+        tx.commit().map_err(db_err)?;
+        Ok((st, run))
+    }
+
+    fn claim_tx(tx: &rusqlite::Transaction<'_>, host: &str) -> HostResult<Option<Run>> {
         // Dependents of failed runs fail too.
         let doomed: Vec<(i64, i64)> = {
             let mut st = tx
-                .prepare(
+                .prepare_cached(
                     "SELECT r.id, d.depends_on FROM runs r JOIN deps d ON d.run_id = r.id JOIN runs p ON p.id = d.depends_on
                      WHERE r.status = 'queued' AND p.status IN ('failed', 'cancelled', 'timed_out')",
                 )
@@ -377,61 +553,102 @@ impl Store {
         };
         for (id, dep) in doomed {
             let why = format!("dependency {dep} did not complete");
-            tx.execute(
+            exec(
+                tx,
                 "UPDATE runs SET status = 'failed', error = ?1, ended = ?2 WHERE id = ?3",
                 params![why, now(), id],
             )
             .map_err(db_err)?;
-            Store::event(&tx, id, "failed", &why)?;
+            Store::event(tx, id, "failed", &why)?;
         }
-        let next = tx
-            .query_row(
-                &format!(
-                    "SELECT {RUN_COLS} FROM runs r WHERE status = 'queued' AND not_before <= ?1
+        let next = one(
+            tx,
+            &format!(
+                "SELECT {RUN_COLS} FROM runs r WHERE status = 'queued' AND not_before <= ?1
                      AND (owner IS NULL OR owner = ?2)
                      AND NOT EXISTS (SELECT 1 FROM deps d JOIN runs p ON p.id = d.depends_on
                                      WHERE d.run_id = r.id AND p.status != 'completed')
                      ORDER BY priority DESC, id LIMIT 1"
-                ),
-                params![now(), host],
-                run_row,
-            )
-            .optional()
-            .map_err(db_err)?;
+            ),
+            params![now(), host],
+            run_row,
+        )
+        .optional()
+        .map_err(db_err)?;
         let Some(run) = next else {
-            tx.commit().map_err(db_err)?;
             return Ok(None);
         };
-        tx.execute(
+        exec(tx,
             "UPDATE runs SET status = 'leased', host = ?1, attempt = attempt + 1, pid = NULL, exit_code = NULL, error = NULL WHERE id = ?2",
             params![host, run.id],
         )
         .map_err(db_err)?;
-        Store::event(&tx, run.id, "leased", host)?;
-        let run = tx
-            .query_row(
-                &format!("SELECT {RUN_COLS} FROM runs WHERE id = ?1"),
-                [run.id],
-                run_row,
-            )
-            .map_err(db_err)?;
-        tx.commit().map_err(db_err)?;
+        Store::event(tx, run.id, "leased", host)?;
+        let run = one(
+            tx,
+            &format!("SELECT {RUN_COLS} FROM runs WHERE id = ?1"),
+            [run.id],
+            run_row,
+        )
+        .map_err(db_err)?;
         Ok(Some(run))
     }
 
-    /// Leased → running, with the process id (recorded before the process does any work).
+    /// Leased → running, with the process id. A job host records it once the process has run
+    /// for a moment (a job that ends sooner has it recorded with its end, `finish_started`): a
+    /// crash in between re-queues a leased run exactly as a running one. A run cancelled in the
+    /// meantime stays cancelled.
     pub fn set_running(&mut self, id: i64, pid: i64) -> HostResult<()> {
         let tx = self
             .conn
             .transaction_with_behavior(TransactionBehavior::Immediate)
             .map_err(db_err)?;
-        tx.execute(
-            "UPDATE runs SET status = 'running', pid = ?1, started = ?2 WHERE id = ?3",
-            params![pid, now(), id],
+        Store::running_tx(&tx, id, pid, now())?;
+        tx.commit().map_err(db_err)
+    }
+
+    fn running_tx(
+        tx: &rusqlite::Transaction<'_>,
+        id: i64,
+        pid: i64,
+        started: f64,
+    ) -> HostResult<()> {
+        let n = exec(
+            tx,
+            "UPDATE runs SET status = 'running', pid = ?1, started = ?2 WHERE id = ?3 AND status = 'leased'",
+            params![pid, started, id],
         )
         .map_err(db_err)?;
-        Store::event(&tx, id, "running", &pid.to_string())?;
-        tx.commit().map_err(db_err)
+        if n == 1 {
+            exec(
+                tx,
+                "INSERT INTO events (run_id, ts, status, detail) VALUES (?1, ?2, 'running', ?3)",
+                params![id, started, pid.to_string()],
+            )
+            .map_err(db_err)?;
+        }
+        Ok(())
+    }
+
+    /// `finish` of an attempt whose start (`(pid, time)`) was not recorded yet.
+    pub fn finish_started(
+        &mut self,
+        id: i64,
+        start: Option<(i64, f64)>,
+        status: &str,
+        exit_code: Option<i64>,
+        error: Option<&str>,
+    ) -> HostResult<String> {
+        let tx = self
+            .conn
+            .transaction_with_behavior(TransactionBehavior::Immediate)
+            .map_err(db_err)?;
+        if let Some((pid, at)) = start {
+            Store::running_tx(&tx, id, pid, at)?;
+        }
+        let st = Store::finish_tx(&tx, id, status, exit_code, error)?;
+        tx.commit().map_err(db_err)?;
+        Ok(st)
     }
 
     /// Records the end of an attempt. A failure with retries left goes back to the queue after
@@ -447,13 +664,25 @@ impl Store {
             .conn
             .transaction_with_behavior(TransactionBehavior::Immediate)
             .map_err(db_err)?;
-        let (attempt, max_retries, backoff): (i64, i64, f64) = tx
-            .query_row(
-                "SELECT attempt, max_retries, backoff FROM runs WHERE id = ?1",
-                [id],
-                |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
-            )
-            .map_err(db_err)?;
+        let st = Store::finish_tx(&tx, id, status, exit_code, error)?;
+        tx.commit().map_err(db_err)?;
+        Ok(st)
+    }
+
+    fn finish_tx(
+        tx: &rusqlite::Transaction<'_>,
+        id: i64,
+        status: &str,
+        exit_code: Option<i64>,
+        error: Option<&str>,
+    ) -> HostResult<String> {
+        let (attempt, max_retries, backoff): (i64, i64, f64) = one(
+            tx,
+            "SELECT attempt, max_retries, backoff FROM runs WHERE id = ?1",
+            [id],
+            |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
+        )
+        .map_err(db_err)?;
         let retry = matches!(status, "failed" | "timed_out") && attempt <= max_retries;
         let new_status = if retry { "queued" } else { status };
         let not_before = if retry {
@@ -461,7 +690,7 @@ impl Store {
         } else {
             0.0
         };
-        tx.execute(
+        exec(tx,
             "UPDATE runs SET status = ?1, exit_code = ?2, error = ?3, ended = ?4, not_before = ?5 WHERE id = ?6",
             params![new_status, exit_code, error.map(crate::redact::apply), now(), not_before, id],
         )
@@ -471,16 +700,15 @@ impl Store {
             (Some(c), None) => format!("exit {c}"),
             _ => String::new(),
         };
-        Store::event(&tx, id, status, &detail)?;
+        Store::event(tx, id, status, &detail)?;
         if retry {
             Store::event(
-                &tx,
+                tx,
                 id,
                 "queued",
                 &format!("retry {} of {max_retries}", attempt),
             )?;
         }
-        tx.commit().map_err(db_err)?;
         Ok(new_status.to_string())
     }
 
@@ -490,15 +718,17 @@ impl Store {
             .conn
             .transaction_with_behavior(TransactionBehavior::Immediate)
             .map_err(db_err)?;
-        let status: String = tx
-            .query_row("SELECT status FROM runs WHERE id = ?1", [id], |r| r.get(0))
-            .optional()
-            .map_err(db_err)?
-            .ok_or_else(|| HostError::new("jobs.not_found", format!("no job with id {id}")))?;
+        let status: String = one(&tx, "SELECT status FROM runs WHERE id = ?1", [id], |r| {
+            r.get(0)
+        })
+        .optional()
+        .map_err(db_err)?
+        .ok_or_else(|| HostError::new("jobs.not_found", format!("no job with id {id}")))?;
         if FINISHED.contains(&status.as_str()) {
             return Ok(status);
         }
-        tx.execute(
+        exec(
+            &tx,
             "UPDATE runs SET status = 'cancelled', ended = ?1 WHERE id = ?2",
             params![now(), id],
         )
@@ -518,7 +748,7 @@ impl Store {
             .map_err(db_err)?;
         let held: Vec<(i64, String)> = {
             let mut st = tx
-                .prepare(
+                .prepare_cached(
                     "SELECT id, COALESCE(host, '') FROM runs WHERE status IN ('leased', 'running')",
                 )
                 .map_err(db_err)?;
@@ -529,7 +759,7 @@ impl Store {
         };
         let owners: Vec<String> = {
             let mut st = tx
-                .prepare(
+                .prepare_cached(
                     "SELECT DISTINCT owner FROM runs WHERE owner IS NOT NULL AND status = 'queued'",
                 )
                 .map_err(db_err)?;
@@ -538,7 +768,8 @@ impl Store {
         };
         for o in owners {
             if !alive(&o) {
-                tx.execute(
+                exec(
+                    &tx,
                     "UPDATE runs SET owner = NULL WHERE owner = ?1 AND status = 'queued'",
                     [&o],
                 )
@@ -548,7 +779,7 @@ impl Store {
         let mut out = Vec::new();
         for (id, host) in held {
             if !alive(&host) {
-                tx.execute(
+                exec(&tx,
                     "UPDATE runs SET status = 'queued', pid = NULL, not_before = 0, owner = NULL WHERE id = ?1",
                     [id],
                 )
@@ -564,20 +795,20 @@ impl Store {
     /// Unfinished runs that `host` runs or may run: queued ones it owns or nobody owns, and
     /// those it holds.
     pub fn pending_for(&self, host: &str) -> HostResult<i64> {
-        self.conn
-            .query_row(
-                "SELECT COUNT(*) FROM runs WHERE (status = 'queued' AND (owner IS NULL OR owner = ?1))
+        one(
+            &self.conn,
+            "SELECT COUNT(*) FROM runs WHERE (status = 'queued' AND (owner IS NULL OR owner = ?1))
                  OR (status IN ('leased', 'running') AND host = ?1)",
-                [host],
-                |r| r.get(0),
-            )
-            .map_err(db_err)
+            [host],
+            |r| r.get(0),
+        )
+        .map_err(db_err)
     }
 
     pub fn add_metrics(&mut self, id: i64, ms: &[Metric]) -> HostResult<()> {
         let tx = self.conn.transaction().map_err(db_err)?;
         {
-            let mut st = tx.prepare("INSERT INTO metrics (run_id, name, value, step, ts) VALUES (?1, ?2, ?3, ?4, ?5)").map_err(db_err)?;
+            let mut st = tx.prepare_cached("INSERT INTO metrics (run_id, name, value, step, ts) VALUES (?1, ?2, ?3, ?4, ?5)").map_err(db_err)?;
             for m in ms {
                 let ts = if m.ts > 0.0 { m.ts } else { now() };
                 st.execute(params![id, m.name, m.value, m.step, ts])
@@ -591,7 +822,7 @@ impl Store {
     pub fn metrics(&self, id: i64, name: Option<&str>) -> HostResult<Vec<Metric>> {
         let mut st = self
             .conn
-            .prepare("SELECT name, value, step, ts FROM metrics WHERE run_id = ?1 AND (?2 IS NULL OR name = ?2) ORDER BY name, step, ts")
+            .prepare_cached("SELECT name, value, step, ts FROM metrics WHERE run_id = ?1 AND (?2 IS NULL OR name = ?2) ORDER BY name, step, ts")
             .map_err(db_err)?;
         let rows = st
             .query_map(params![id, name], |r| {
@@ -609,7 +840,7 @@ impl Store {
     pub fn params(&self, id: i64) -> HostResult<Vec<(String, Value)>> {
         let mut st = self
             .conn
-            .prepare("SELECT key, value FROM params WHERE run_id = ?1 ORDER BY key")
+            .prepare_cached("SELECT key, value FROM params WHERE run_id = ?1 ORDER BY key")
             .map_err(db_err)?;
         let rows = st
             .query_map([id], |r| {
@@ -626,7 +857,7 @@ impl Store {
     pub fn tags(&self, id: i64) -> HostResult<Vec<(String, String)>> {
         let mut st = self
             .conn
-            .prepare("SELECT key, value FROM tags WHERE run_id = ?1 ORDER BY key")
+            .prepare_cached("SELECT key, value FROM tags WHERE run_id = ?1 ORDER BY key")
             .map_err(db_err)?;
         let rows = st
             .query_map([id], |r| Ok((r.get(0)?, r.get(1)?)))
@@ -635,13 +866,13 @@ impl Store {
     }
 
     pub fn set_tag(&mut self, id: i64, key: &str, value: &str) -> HostResult<()> {
-        self.conn
-            .execute(
-                "INSERT OR REPLACE INTO tags (run_id, key, value) VALUES (?1, ?2, ?3)",
-                params![id, key, crate::redact::apply(value)],
-            )
-            .map_err(db_err)
-            .map(|_| ())
+        exec(
+            &self.conn,
+            "INSERT OR REPLACE INTO tags (run_id, key, value) VALUES (?1, ?2, ?3)",
+            params![id, key, crate::redact::apply(value)],
+        )
+        .map_err(db_err)
+        .map(|_| ())
     }
 
     /// Newest first; `status` filters; `parent` lists the children of a run.
@@ -653,7 +884,7 @@ impl Store {
     ) -> HostResult<Vec<Run>> {
         let mut st = self
             .conn
-            .prepare(&format!(
+            .prepare_cached(&format!(
                 "SELECT {RUN_COLS} FROM runs WHERE (?1 IS NULL OR status = ?1) AND (?2 IS NULL OR parent_id = ?2) ORDER BY id DESC LIMIT ?3"
             ))
             .map_err(db_err)?;
@@ -667,7 +898,7 @@ impl Store {
     pub fn events(&self, id: i64) -> HostResult<Vec<(String, String)>> {
         let mut st = self
             .conn
-            .prepare("SELECT status, detail FROM events WHERE run_id = ?1 ORDER BY id")
+            .prepare_cached("SELECT status, detail FROM events WHERE run_id = ?1 ORDER BY id")
             .map_err(db_err)?;
         let rows = st
             .query_map([id], |r| Ok((r.get(0)?, r.get(1)?)))

@@ -7,19 +7,25 @@
 //! Spawn from a long-lived thread: `PR_SET_PDEATHSIG` fires when the *thread* that spawned the
 //! child exits, and tokio's blocking-pool threads exit when idle.
 use std::collections::BTreeMap;
+use std::ffi::{OsStr, OsString};
+use std::os::fd::AsRawFd;
 use std::os::unix::process::ExitStatusExt;
 use std::path::{Path, PathBuf};
-use std::process::Stdio;
 use std::time::Duration;
 
 use tokio_util::sync::CancellationToken;
 
+use super::spawn;
 use super::store::Metric;
 use crate::error::{HostError, HostResult};
-use crate::modules::sh::{kill_group, Cmd, KILL_GRACE};
+use crate::modules::sh::{Cmd, KILL_GRACE};
 
 /// How often the metrics file is read while the job runs.
 pub const METRICS_POLL: Duration = Duration::from_millis(200);
+
+/// How long a job runs before its start (`running`, pid) is recorded on its own; a job that
+/// ends sooner has start and end recorded in one transaction.
+pub const START_RECORD: Duration = Duration::from_millis(20);
 
 #[derive(Debug, Clone)]
 pub struct Launch {
@@ -37,6 +43,9 @@ pub struct Outcome {
     pub status: &'static str,
     pub exit_code: Option<i64>,
     pub error: Option<String>,
+    /// `(pid, start time)` when `started` was not called (the process ended within
+    /// `START_RECORD`): the caller records the start together with the end.
+    pub start: Option<(i64, f64)>,
 }
 
 /// Reads new complete lines of the metrics file from `offset`; bad lines are skipped with a
@@ -76,8 +85,9 @@ pub fn read_metrics(path: &Path, offset: &mut u64, line_no: &mut u64) -> Vec<Met
     out
 }
 
-/// Runs the process to its end. `started(pid)` is called right after spawning (the store
-/// records it); `metrics(batch)` receives metric lines as they are written.
+/// Runs the process to its end. `started(pid)` is called once it has run for `START_RECORD`
+/// (the store records it; `Outcome::start` carries it otherwise); `metrics(batch)` receives
+/// metric lines as they are written.
 pub async fn run(
     l: &Launch,
     started: &mut (dyn FnMut(i64) + Send),
@@ -93,25 +103,43 @@ pub async fn run(
             .map_err(|e| crate::error::io_err("jobs", "cannot open", &p, &e))
     };
     let (out, err) = (log("stdout.log")?, log("stderr.log")?);
-    let metrics_path = l.run_dir.join("metrics.jsonl");
-    let mut c = crate::modules::sh::supervised(&l.command, l.cwd.as_deref(), "jobs")?;
-    c.envs(&l.env)
-        .env("LABHOST_JOB_ID", l.job_id.to_string())
-        .env("LABHOST_RUN_DIR", &l.run_dir)
-        .env("LABHOST_METRICS", &metrics_path)
-        .stdin(Stdio::null())
-        .stdout(Stdio::from(out))
-        .stderr(Stdio::from(err));
-    let mut child = match c.spawn() {
-        Ok(ch) => ch,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-            let prog = l.command.program();
-            return Ok(Outcome {
-                status: "failed",
-                exit_code: Some(127),
-                error: Some(format!("command not found: {prog}")),
-            });
+    static NULL: std::sync::OnceLock<std::io::Result<std::fs::File>> = std::sync::OnceLock::new();
+    let null = match NULL.get_or_init(|| std::fs::File::open("/dev/null")) {
+        Ok(f) => f,
+        Err(e) => {
+            return Err(crate::error::io_err(
+                "jobs",
+                "cannot open",
+                Path::new("/dev/null"),
+                e,
+            ))
         }
+    };
+    let metrics_path = l.run_dir.join("metrics.jsonl");
+    let argv: Vec<OsString> = match &l.command {
+        Cmd::Shell(s) => vec!["sh".into(), "-c".into(), s.into()],
+        Cmd::Argv(a) => a.iter().map(OsString::from).collect(),
+    };
+    let job_id = l.job_id.to_string();
+    let extra = [
+        ("LABHOST_JOB_ID", OsStr::new(&job_id)),
+        ("LABHOST_RUN_DIR", l.run_dir.as_os_str()),
+        ("LABHOST_METRICS", metrics_path.as_os_str()),
+    ];
+    let env = l
+        .env
+        .iter()
+        .map(|(k, v)| (OsStr::new(k.as_str()), OsStr::new(v.as_str())))
+        .chain(extra.iter().map(|(k, v)| (OsStr::new(*k), *v)));
+    let not_found = || Outcome {
+        status: "failed",
+        exit_code: Some(127),
+        error: Some(format!("command not found: {}", l.command.program())),
+        start: None,
+    };
+    let prepared = match spawn::Prepared::new(&argv, env, l.cwd.as_deref()) {
+        Ok(p) => p,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(not_found()),
         Err(e) => {
             return Err(HostError::new(
                 "jobs.spawn",
@@ -119,12 +147,39 @@ pub async fn run(
             ))
         }
     };
-    let pid = child.id().map(i64::from).unwrap_or(0);
-    started(pid);
+    let fds = [null.as_raw_fd(), out.as_raw_fd(), err.as_raw_fd()];
+    let mut child = match spawn::spawn(&prepared, fds) {
+        Ok(ch) => ch,
+        Err(spawn::SpawnError::Exec(e)) if e.kind() == std::io::ErrorKind::NotFound => {
+            return Ok(not_found())
+        }
+        Err(spawn::SpawnError::Cwd(e)) => {
+            return Err(HostError::new(
+                "jobs.invalid_cwd",
+                format!(
+                    "working directory '{}': {e}",
+                    l.cwd.as_deref().unwrap_or(Path::new(".")).display()
+                ),
+            ))
+        }
+        Err(spawn::SpawnError::Exec(e)) => {
+            return Err(HostError::new(
+                "jobs.spawn",
+                format!("cannot start job {}: {e}", l.job_id),
+            ))
+        }
+    };
+    drop((out, err));
+    let pid = i64::from(child.pid);
+    let started_at = super::store::now();
+    // Recorded at the first tick: most short jobs end before it and record start and end in
+    // one transaction.
+    let mut start = Some((pid, started_at));
     let (mut offset, mut line_no) = (0u64, 0u64);
     let deadline = l.timeout.map(|t| tokio::time::Instant::now() + t);
+    let mut tick =
+        tokio::time::interval_at(tokio::time::Instant::now() + START_RECORD, METRICS_POLL);
     let outcome = loop {
-        let tick = tokio::time::sleep(METRICS_POLL);
         let until_deadline = async {
             match deadline {
                 Some(d) => tokio::time::sleep_until(d).await,
@@ -143,22 +198,23 @@ pub async fn run(
                     Some(c) => Some(format!("exit {c}")),
                     None => Some("killed".to_string()),
                 };
-                break Outcome { status, exit_code: code, error };
+                break Outcome { status, exit_code: code, error, start };
             }
-            _ = tick => {
+            _ = tick.tick() => {
+                if let Some((pid, _)) = start.take() {
+                    started(pid);
+                }
                 let batch = read_metrics(&metrics_path, &mut offset, &mut line_no);
                 if !batch.is_empty() { metrics(batch); }
             }
             _ = until_deadline => {
-                kill_group(pid as i32, KILL_GRACE).await;
-                let _ = child.wait().await;
+                kill_tree(&mut child, KILL_GRACE).await;
                 break Outcome { status: "timed_out", exit_code: None,
-                    error: Some(format!("timed out after {:.1}s", l.timeout.unwrap_or_default().as_secs_f64())) };
+                    error: Some(format!("timed out after {:.1}s", l.timeout.unwrap_or_default().as_secs_f64())), start };
             }
             _ = cancel.cancelled() => {
-                kill_group(pid as i32, KILL_GRACE).await;
-                let _ = child.wait().await;
-                break Outcome { status: "cancelled", exit_code: None, error: Some("cancelled".into()) };
+                kill_tree(&mut child, KILL_GRACE).await;
+                break Outcome { status: "cancelled", exit_code: None, error: Some("cancelled".into()), start };
             }
         }
     };
@@ -167,6 +223,25 @@ pub async fn run(
         metrics(batch);
     }
     Ok(outcome)
+}
+
+/// SIGTERM to the job's process group, SIGKILL after `grace` if any of it is left; the leader
+/// is reaped as soon as it exits (a zombie leader would keep the group "alive").
+async fn kill_tree(child: &mut spawn::Child, grace: Duration) {
+    let pg = child.pid;
+    // SAFETY: signals to the process group we created.
+    unsafe { libc::killpg(pg, libc::SIGTERM) };
+    let deadline = tokio::time::Instant::now() + grace;
+    while tokio::time::Instant::now() < deadline {
+        let leader_gone = matches!(child.try_wait(), Ok(Some(_)) | Err(_));
+        // killpg(pg, 0) fails with ESRCH once no process of the group is left.
+        if leader_gone && unsafe { libc::killpg(pg, 0) } != 0 {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    unsafe { libc::killpg(pg, libc::SIGKILL) };
+    let _ = child.wait().await;
 }
 
 /// The launch description of a stored run (command, env, cwd, timeout from its spec).
@@ -237,7 +312,13 @@ mod tests {
             store = shared.into_inner().unwrap_or_else(|e| e.into_inner());
             match outcome {
                 Ok(o) => {
-                    store.finish(job.id, o.status, o.exit_code, o.error.as_deref())?;
+                    store.finish_started(
+                        job.id,
+                        o.start,
+                        o.status,
+                        o.exit_code,
+                        o.error.as_deref(),
+                    )?;
                 }
                 Err(e) => {
                     store.finish(job.id, "failed", None, Some(&e.message))?;

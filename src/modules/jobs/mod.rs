@@ -143,38 +143,52 @@ pub fn to_new_run(s: &JobSpec) -> HostResult<NewRun> {
 /// keeps the real values in memory to run the job. A job that another host (or a later run of
 /// the script that does not submit it again) picks up sees the masked value.
 pub fn submit(s: &JobSpec) -> HostResult<Run> {
-    let mut n = to_new_run(s)?;
-    let real_env = n.spec["env"].clone();
-    n.spec = crate::modules::yaml::redact_value(&n.spec);
-    let secret_env = (n.spec["env"] != real_env).then(|| {
-        real_env
-            .as_object()
-            .map(|m| m.iter().map(|(k, v)| (k.clone(), text(v))).collect())
-            .unwrap_or_default()
-    });
-    crate::jobs::host::get()?.create(&n, secret_env)
+    let mut out = submit_many(std::slice::from_ref(s))?;
+    Ok(out.remove(0))
+}
+
+/// `submit` for many specs at once: validated first, then recorded in one transaction (all or
+/// none).
+pub fn submit_many(specs: &[JobSpec]) -> HostResult<Vec<Run>> {
+    let mut runs = Vec::with_capacity(specs.len());
+    for s in specs {
+        let mut n = to_new_run(s)?;
+        let real_env = n.spec["env"].clone();
+        n.spec = crate::modules::yaml::redact_value(&n.spec);
+        let secret_env = (n.spec["env"] != real_env).then(|| {
+            real_env
+                .as_object()
+                .map(|m| m.iter().map(|(k, v)| (k.clone(), text(v))).collect())
+                .unwrap_or_default()
+        });
+        runs.push((n, secret_env));
+    }
+    crate::jobs::host::get()?.create_many(runs)
+}
+
+/// Runs `f` on this process's connection to the state database.
+pub fn with_store<T>(f: impl FnOnce(&mut Store) -> HostResult<T>) -> HostResult<T> {
+    crate::jobs::store::with(&crate::state::dir()?, f)
 }
 
 pub fn get(id: i64) -> HostResult<Run> {
-    Store::open(&crate::state::dir()?)?.get(id)
+    with_store(|s| s.get(id))
 }
 
-/// Waits until the job has finished (completed, failed, cancelled or timed out).
+/// Waits until the job has finished (completed, failed, cancelled or timed out): woken when
+/// this process ends a job, and looking every 100 ms for jobs other processes run.
 pub fn wait(id: i64, cancel: &CancellationToken) -> HostResult<Run> {
-    wait_with(&Store::open(&crate::state::dir()?)?, id, cancel)
-}
-
-/// `wait` on an open store (a pool waits for many jobs on one connection).
-pub fn wait_with(store: &Store, id: i64, cancel: &CancellationToken) -> HostResult<Run> {
+    let state = crate::state::dir()?;
     loop {
-        let r = store.get(id)?;
+        let seen = crate::jobs::host::ended_count();
+        let r = crate::jobs::store::with(&state, |s| s.get(id))?;
         if crate::jobs::store::FINISHED.contains(&r.status.as_str()) {
             return Ok(r);
         }
         if cancel.is_cancelled() {
             return Err(HostError::cancelled());
         }
-        std::thread::sleep(Duration::from_millis(25));
+        crate::jobs::host::wait_for_end(seen, Duration::from_millis(100));
     }
 }
 

@@ -122,8 +122,12 @@ pub mod api {
         if let Some(w) = workers {
             m::set_workers(w.max(1) as usize).or_rhai(&ctx)?;
         }
-        let mut ids = Vec::new();
-        for s in specs {
+        // Submitted in batches of up to 128 (one transaction each); a blocking spec ends its
+        // batch and must finish before anything after it is submitted.
+        let mut ids = Vec::with_capacity(specs.len());
+        let mut batch = Vec::with_capacity(128);
+        let total = specs.len();
+        for (i, s) in specs.into_iter().enumerate() {
             let map = s.try_cast::<Map>().ok_or_else(|| {
                 crate::script::bridge::host_err(
                     &ctx,
@@ -131,18 +135,22 @@ pub mod api {
                     "jobs::pool: every spec must be a map",
                 )
             })?;
-            let s = super::spec(&ctx, map)?;
-            let id = m::submit(&s).or_rhai(&ctx)?.id;
-            ids.push(id);
-            if s.blocking {
-                m::wait(id, &crate::host::ctx().cancel.token()).or_rhai(&ctx)?;
+            let spec = super::spec(&ctx, map)?;
+            let blocking = spec.blocking;
+            batch.push(spec);
+            if blocking || batch.len() == 128 || i + 1 == total {
+                let runs = m::submit_many(&batch).or_rhai(&ctx)?;
+                ids.extend(runs.iter().map(|r| r.id));
+                batch.clear();
+                if blocking {
+                    let last = ids[ids.len() - 1];
+                    m::wait(last, &crate::host::ctx().cancel.token()).or_rhai(&ctx)?;
+                }
             }
         }
         let cancel = crate::host::ctx().cancel.token();
-        let dir = crate::state::dir().or_rhai(&ctx)?;
-        let store = crate::jobs::store::Store::open(&dir).or_rhai(&ctx)?;
         for (i, id) in ids.iter().enumerate() {
-            let r = m::wait_with(&store, *id, &cancel).or_rhai(&ctx)?;
+            let r = m::wait(*id, &cancel).or_rhai(&ctx)?;
             if fail_fast && r.status != "completed" {
                 for rest in &ids[i + 1..] {
                     m::cancel(*rest).or_rhai(&ctx)?;
@@ -151,7 +159,7 @@ pub mod api {
             }
         }
         for id in &ids {
-            m::wait_with(&store, *id, &cancel).or_rhai(&ctx)?;
+            m::wait(*id, &cancel).or_rhai(&ctx)?;
         }
         super::finished_summary(&ctx, &ids)
     }
@@ -258,10 +266,8 @@ pub mod api {
     /// ```
     #[rhai_fn(global, return_raw, volatile)]
     pub fn metrics(ctx: NativeCallContext, j: &mut JobHandle) -> Result<Map, Box<EvalAltResult>> {
-        let store =
-            crate::jobs::store::Store::open(&crate::state::dir().or_rhai(&ctx)?).or_rhai(&ctx)?;
         let mut out = Map::new();
-        for mt in store.metrics(j.id, None).or_rhai(&ctx)? {
+        for mt in m::with_store(|s| s.metrics(j.id, None)).or_rhai(&ctx)? {
             let entry = out
                 .entry(mt.name.clone().into())
                 .or_insert_with(|| Dynamic::from(Array::new()));
