@@ -285,3 +285,34 @@ fn resume_finishes_the_jobs_of_a_killed_host() {
     done.dedup();
     assert_eq!(done, (0..10).collect::<Vec<_>>());
 }
+
+#[test]
+fn a_pool_reports_progress_on_stderr_and_fail_fast_cancels_the_rest() {
+    let t = TestCmd::new().file(
+        "main.rhai",
+        r#"
+        let specs = [#{command: "exit 1"}];
+        for i in 0..5 { specs.push(#{command: "sleep 30"}); }
+        let s = jobs::pool(specs, #{max_workers: 1, fail_fast: true});
+        print([s.failed, s.cancelled, s.completed]);
+        let s = jobs::pool([#{command: "true"}, #{command: "exit 2"}], #{max_workers: 2});
+        print([s.completed, s.failed]);
+        "#,
+    );
+    let (code, out, err) = t.spawn(["run", "main.rhai"]).finish();
+    assert_eq!(
+        (code, out.as_str()),
+        (Some(0), "[1, 5, 0]\n[1, 1]\n"),
+        "{err}"
+    );
+    assert!(
+        err.contains("pool: 6/6 done, 0 running, 0 queued, 1 failed, 5 cancelled"),
+        "{err}"
+    );
+    assert!(
+        err.contains("pool: 2/2 done, 0 running, 0 queued, 1 failed"),
+        "{err}"
+    );
+    let (_, _, err) = t.spawn(["-q", "run", "main.rhai"]).finish();
+    assert!(!err.contains("pool:"), "{err}");
+}

@@ -875,6 +875,18 @@ impl Store {
         .map(|_| ())
     }
 
+    /// `(id, status)` of the runs with ids in `lo..=hi` (a pool's progress).
+    pub fn statuses_between(&self, lo: i64, hi: i64) -> HostResult<Vec<(i64, String)>> {
+        let mut st = self
+            .conn
+            .prepare_cached("SELECT id, status FROM runs WHERE id BETWEEN ?1 AND ?2")
+            .map_err(db_err)?;
+        let rows = st
+            .query_map([lo, hi], |r| Ok((r.get(0)?, r.get(1)?)))
+            .map_err(db_err)?;
+        rows.collect::<Result<_, _>>().map_err(db_err)
+    }
+
     /// Newest first; `status` filters; `parent` lists the children of a run.
     pub fn list(
         &self,

@@ -99,8 +99,10 @@ pub mod api {
 
     /// Submits every spec, runs them with at most `max_workers` at once (default: CPUs), waits
     /// for all and returns `#{total, completed, failed, cancelled, timed_out, jobs}`.
-    /// `fail_fast: true` cancels what is left after the first failure. A spec with
-    /// `blocking: true` must end before the specs after it are submitted (nussl).
+    /// `fail_fast: true` cancels what is left after the first failure (and submits nothing
+    /// more). A spec with `blocking: true` must end before the specs after it are submitted
+    /// (nussl). Progress goes to stderr: a bar on a terminal, otherwise a line at most once a
+    /// second; `quiet: true` (or `labhost -q`) turns it off.
     ///
     /// ```rhai
     /// let specs = [];
@@ -119,15 +121,8 @@ pub mod api {
             .get("fail_fast")
             .and_then(|f| f.as_bool().ok())
             .unwrap_or(false);
-        if let Some(w) = workers {
-            m::set_workers(w.max(1) as usize).or_rhai(&ctx)?;
-        }
-        // Submitted in batches of up to 128 (one transaction each); a blocking spec ends its
-        // batch and must finish before anything after it is submitted.
-        let mut ids = Vec::with_capacity(specs.len());
-        let mut batch = Vec::with_capacity(128);
-        let total = specs.len();
-        for (i, s) in specs.into_iter().enumerate() {
+        let mut parsed = Vec::with_capacity(specs.len());
+        for s in specs {
             let map = s.try_cast::<Map>().ok_or_else(|| {
                 crate::script::bridge::host_err(
                     &ctx,
@@ -135,32 +130,20 @@ pub mod api {
                     "jobs::pool: every spec must be a map",
                 )
             })?;
-            let spec = super::spec(&ctx, map)?;
-            let blocking = spec.blocking;
-            batch.push(spec);
-            if blocking || batch.len() == 128 || i + 1 == total {
-                let runs = m::submit_many(&batch).or_rhai(&ctx)?;
-                ids.extend(runs.iter().map(|r| r.id));
-                batch.clear();
-                if blocking {
-                    let last = ids[ids.len() - 1];
-                    m::wait(last, &crate::host::ctx().cancel.token()).or_rhai(&ctx)?;
-                }
-            }
+            parsed.push(super::spec(&ctx, map)?);
         }
-        let cancel = crate::host::ctx().cancel.token();
-        for (i, id) in ids.iter().enumerate() {
-            let r = m::wait(*id, &cancel).or_rhai(&ctx)?;
-            if fail_fast && r.status != "completed" {
-                for rest in &ids[i + 1..] {
-                    m::cancel(*rest).or_rhai(&ctx)?;
-                }
-                break;
-            }
-        }
-        for id in &ids {
-            m::wait(*id, &cancel).or_rhai(&ctx)?;
-        }
+        let opts = m::pool::PoolOpts {
+            max_workers: workers.map(|w| w.max(1) as usize),
+            fail_fast,
+            label: "pool".into(),
+            quiet: opts
+                .get("quiet")
+                .and_then(|q| q.as_bool().ok())
+                .unwrap_or(false),
+        };
+        let summary =
+            m::pool::run(parsed, &opts, &crate::host::ctx().cancel.token()).or_rhai(&ctx)?;
+        let ids = summary.ids;
         super::finished_summary(&ctx, &ids)
     }
 
