@@ -40,6 +40,13 @@ pub fn main() -> ExitCode {
         Command::Cancel { ids } => crate::jobs::cli::cancel(&ids),
         Command::Status => crate::jobs::cli::status(),
         Command::Resume { workers } => crate::jobs::cli::resume(workers),
+        Command::Pipeline {
+            file,
+            workers,
+            dry_run,
+            rerun,
+            fail_fast,
+        } => crate::jobs::pipeline::cli(&file, workers, dry_run, rerun, fail_fast),
         Command::Gpus { json, watch } => crate::modules::gpu::cli::gpus(json, watch),
         Command::DockerRun {
             name,

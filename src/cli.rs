@@ -125,6 +125,24 @@ pub enum Command {
         #[arg(long)]
         workers: Option<usize>,
     },
+    /// Run a nussl-style pipeline file (a list of jobs: script/command, config, args, num_gpus,
+    /// blocking, run_in) on the job engine. Running it again skips what completed.
+    Pipeline {
+        /// The pipeline YAML file
+        file: PathBuf,
+        /// Jobs at once (default: the file's num_jobs, else 1)
+        #[arg(long)]
+        workers: Option<usize>,
+        /// Print the resolved jobs and stop
+        #[arg(long)]
+        dry_run: bool,
+        /// Run every job again, even those that completed before
+        #[arg(long)]
+        rerun: bool,
+        /// Cancel what is left after the first job that fails
+        #[arg(long)]
+        fail_fast: bool,
+    },
     /// Print shell completions
     Completions { shell: clap_complete::Shell },
 }

@@ -316,3 +316,114 @@ fn a_pool_reports_progress_on_stderr_and_fail_fast_cancels_the_rest() {
     let (_, _, err) = t.spawn(["-q", "run", "main.rhai"]).finish();
     assert!(!err.contains("pool:"), "{err}");
 }
+
+#[test]
+fn a_nussl_pipeline_runs_in_order_and_a_second_run_only_retries_what_failed() {
+    let t = TestCmd::new()
+        .env("STEP_WORD", "mixed")
+        .file(
+            "pipeline.yml",
+            r#"
+num_jobs: 2
+jobs:
+# nussl: blocking data preparation first
+- script: prep.sh
+  config: -y data.yml
+  blocking: true
+- command: "test -f prepared && echo ${STEP_WORD} $LABHOST_JOB_ID >> ledger.txt"
+  run_in: host
+- script: tools/flaky.sh
+  args: [one, "two words"]
+- script: check.rhai
+  args: "--n=3"
+"#,
+        )
+        .file(
+            "prep.sh",
+            "sleep 0.3; echo \"prep $*\" >> ledger.txt; touch prepared\n",
+        )
+        .file(
+            "tools/flaky.sh",
+            "echo \"flaky $1|$2\" >> ledger.txt; test ! -f fail\n",
+        )
+        .file(
+            "check.rhai",
+            "fs::append(\"ledger.txt\", `rhai ${OPTS.n}\n`);\n",
+        )
+        .file("fail", "");
+    let (code, out, err) = t.spawn(["pipeline", "pipeline.yml"]).finish();
+    assert_eq!(code, Some(1), "{out}{err}");
+    assert!(out.starts_with("3 of 4 job(s) completed\n"), "{out}");
+    assert!(out.contains(" failed (labhost logs "), "{out}");
+    assert!(err.contains("pipeline.yml: 4/4 done"), "{err}");
+    let ledger = std::fs::read_to_string(t.path().join("ledger.txt")).unwrap();
+    let lines: Vec<&str> = ledger.lines().collect();
+    assert_eq!(lines[0], "prep -y data.yml", "{ledger}");
+    assert!(lines.iter().any(|l| l.starts_with("mixed ")), "{ledger}");
+    assert!(lines.contains(&"flaky one|two words"), "{ledger}");
+    assert!(lines.contains(&"rhai 3"), "{ledger}");
+    assert_eq!(lines.len(), 4);
+
+    // Again, with the cause of the failure gone: only the failed job runs.
+    std::fs::remove_file(t.path().join("fail")).unwrap();
+    let (code, out, err) = t.spawn(["pipeline", "pipeline.yml"]).finish();
+    assert_eq!(
+        (code, out.as_str()),
+        (Some(0), "4 of 4 job(s) completed\n"),
+        "{err}"
+    );
+    let ledger = std::fs::read_to_string(t.path().join("ledger.txt")).unwrap();
+    assert_eq!(ledger.lines().count(), 5, "{ledger}");
+    assert_eq!(ledger.lines().last(), Some("flaky one|two words"));
+
+    // --rerun runs everything; --dry-run shows the resolved commands and runs nothing.
+    let (code, out, _) = t.spawn(["pipeline", "--dry-run", "pipeline.yml"]).finish();
+    assert_eq!(code, Some(0));
+    assert!(out.contains("sh prep.sh -y data.yml"), "{out}");
+    assert!(out.contains("sh tools/flaky.sh one 'two words'"), "{out}");
+    assert!(out.contains("blocking"), "{out}");
+    assert!(out.ends_with("4 job(s), 2 at once\n"), "{out}");
+    let (code, _, err) = t.spawn(["pipeline", "--rerun", "pipeline.yml"]).finish();
+    assert_eq!(code, Some(0), "{err}");
+    let ledger = std::fs::read_to_string(t.path().join("ledger.txt")).unwrap();
+    assert_eq!(ledger.lines().count(), 9, "{ledger}");
+}
+
+#[test]
+fn bad_pipelines_are_clear_errors() {
+    let t = TestCmd::new()
+        .file("typo.yml", "jobs:\n- script: a.sh\n  blockng: true\n")
+        .file("both.yml", "- script: a.sh\n  command: echo\n")
+        .file("where.yml", "- command: echo\n  run_in: cloud\n")
+        .file("none.yml", "jobs:\n- num_gpus: 1\n")
+        .file("scalar.yml", "just text\n")
+        .file("zero.yml", "num_jobs: 0\njobs: []\n");
+    for (file, want) in [
+        ("typo.yml", "typo.yml:3:3: jobs[0]: unknown field `blockng`"),
+        (
+            "both.yml",
+            "both.yml: jobs[0]: give either `script` or `command`, not both",
+        ),
+        (
+            "where.yml",
+            "where.yml:2:11: jobs[0]: run_in must be host, container or docker, not \"cloud\"",
+        ),
+        (
+            "none.yml",
+            "none.yml: jobs[0]: a job needs `script` or `command`",
+        ),
+        (
+            "scalar.yml",
+            "scalar.yml: a pipeline is a list of jobs, or a map with `jobs:`",
+        ),
+        (
+            "zero.yml",
+            "zero.yml:1:1: num_jobs must be 1 or more, not 0",
+        ),
+        ("missing.yml", "missing.yml"),
+    ] {
+        let (code, out, err) = t.spawn(["pipeline", file]).finish();
+        assert_eq!(code, Some(1), "{file}: {out}{err}");
+        assert!(err.contains(want), "{file}: {err}");
+    }
+}

@@ -4,6 +4,7 @@
 //! database (WAL) under the state directory, safe for several labhost processes at once.
 pub mod cli;
 pub mod host;
+pub mod pipeline;
 pub mod spawn;
 pub mod store;
 pub mod supervisor;

@@ -133,6 +133,9 @@ pub struct NewRun {
     pub tags: Vec<(String, String)>,
     /// The submitting host: only it runs the job while it lives (`None`: any host).
     pub owner: Option<String>,
+    /// With a `key` whose run ended without completing (failed, cancelled, timed out): queue
+    /// that run again instead of returning it (a re-run pipeline retries what failed).
+    pub retry_failed: bool,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize)]
@@ -409,6 +412,31 @@ impl Store {
             .optional()
             .map_err(db_err)?;
             if let Some(r) = existing {
+                if n.retry_failed
+                    && FINISHED.contains(&r.status.as_str())
+                    && r.status != "completed"
+                {
+                    exec(
+                        tx,
+                        "UPDATE runs SET status = 'queued', owner = ?1, pid = NULL, exit_code = NULL, error = NULL, ended = NULL, not_before = 0 WHERE id = ?2",
+                        params![n.owner, r.id],
+                    )
+                    .map_err(db_err)?;
+                    Store::event(
+                        tx,
+                        r.id,
+                        "queued",
+                        &format!("submitted again after {}", r.status),
+                    )?;
+                    let r = one(
+                        tx,
+                        &format!("SELECT {RUN_COLS} FROM runs WHERE id = ?1"),
+                        [r.id],
+                        run_row,
+                    )
+                    .map_err(db_err)?;
+                    return Ok((r, true));
+                }
                 if !FINISHED.contains(&r.status.as_str()) && n.owner.is_some() {
                     exec(
                         tx,

@@ -48,12 +48,18 @@ pub struct JobSpec {
     /// Idempotency key: a job with this key that exists already is returned, not run again.
     pub key: Option<String>,
     pub parent: Option<i64>,
-    /// `"host"` (default); `"docker"` is not available in this version.
+    /// `"host"` (default) or `"docker"`.
     pub run_in: Option<String>,
+    /// Image for `run_in: "docker"` (default: `DOCKER_IMAGE_NAME`).
+    pub image: Option<String>,
     /// nussl's `blocking`: the job must end before anything submitted after it starts
     /// (`submit` returns only when it has finished; `pool` waits for it before going on).
     #[serde(default)]
     pub blocking: bool,
+    /// With `key`: a run with this key that failed (or was cancelled / timed out) is queued
+    /// again rather than returned (pipelines set it; not a script key).
+    #[serde(skip)]
+    pub retry_failed: bool,
 }
 
 fn text(v: &Value) -> String {
@@ -135,6 +141,7 @@ pub fn to_new_run(s: &JobSpec) -> HostResult<NewRun> {
             .collect(),
         tags: s.tags.iter().map(|(k, v)| (k.clone(), text(v))).collect(),
         owner: None,
+        retry_failed: s.retry_failed,
     })
 }
 
