@@ -259,3 +259,46 @@ fn docker_run_cli_and_the_recipe() {
         .stdout_has("] training on 3 lines, GPUs: 0")
         .stdout_has("artifact: loss 0.25");
 }
+
+#[test]
+#[ignore = "needs a Docker engine (tests/run-all.sh starts one)"]
+fn a_job_runs_in_docker_with_its_run_folder_env_metrics_and_exit_code() {
+    let t = TestCmd::new().file(
+        "main.rhai",
+        format!(
+            r#"
+        let base = #{{run_in: "docker", image: "{IMAGE}", network: "none", cwd: "work"}};
+        let ok = jobs::submit(base + #{{
+            command: `echo in $PWD as $(id -u) $LR; echo oops >&2; echo done > $LABHOST_RUN_DIR/outputs/r.txt; echo '{{"name":"loss","value":0.5,"step":1}}' >> $LABHOST_METRICS`,
+            env: #{{LR: "0.1"}}}});
+        let bad = jobs::submit(base + #{{command: ["sh", "-c", "exit 3"]}});
+        let slow = jobs::submit(base + #{{command: "sleep 30", timeout: 1.0}});
+        print(ok.wait()); print(ok.logs());
+        print(fs::read(ok.run_dir + "/stderr.log"));
+        print(fs::read(ok.run_dir + "/outputs/r.txt"));
+        print(ok.metrics().loss.map(|m| m.value));
+        print([bad.wait(), bad.exit_code]);
+        print(slow.wait());
+        "#
+        ),
+    )
+    .file("work/.keep", "");
+    let (code, out, err) = t.spawn(["run", "main.rhai"]).finish();
+    assert_eq!(code, Some(0), "{err}");
+    let work = t.path().join("work").canonicalize().unwrap();
+    // SAFETY: getuid has no preconditions.
+    let uid = unsafe { libc::getuid() };
+    assert_eq!(
+        out,
+        format!(
+            "completed\nin {} as {uid} 0.1\n\noops\n\ndone\n\n[0.5]\n[\"failed\", 3]\ntimed_out\n",
+            work.display()
+        )
+    );
+    // Every job container was removed.
+    let o = std::process::Command::new("docker")
+        .args(["ps", "-aq", "--filter", "name=labhost-job-"])
+        .output()
+        .unwrap();
+    assert_eq!(String::from_utf8_lossy(&o.stdout).trim(), "");
+}

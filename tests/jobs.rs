@@ -138,6 +138,21 @@ fn bad_job_specs_are_clear_errors() {
     run("let j = jobs::submit(#{command: [\"no-such-program-xyz\"]}); print(j.wait()); print(j.exit_code); print(j.info().error);")
         .success()
         .stdout_is("failed\n127\ncommand not found: no-such-program-xyz\n");
+    run("jobs::submit(#{command: \"true\", run_in: \"cloud\"});")
+        .code(1)
+        .stderr_has(
+            "error[jobs.invalid_spec]: run_in must be \"host\" or \"docker\", not \"cloud\"",
+        );
+    run("jobs::submit(#{command: \"true\", image: \"busybox\"});")
+        .code(1)
+        .stderr_has(
+            "error[jobs.invalid_spec]: image, mounts and network go with run_in: \"docker\"",
+        );
+    run(
+        "jobs::submit(#{command: \"true\", run_in: \"docker\", mounts: [\"/no/such/src:/data\"]});",
+    )
+    .code(1)
+    .stderr_has("error[docker.invalid_mount]");
     run("let a = jobs::submit(#{command: \"exit 1\"}); let b = jobs::submit(#{command: \"true\", depends_on: [a]}); print(b.wait()); print(b.info().error);")
         .success()
         .stdout_has("failed\ndependency ");

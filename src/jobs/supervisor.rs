@@ -35,6 +35,16 @@ pub struct Launch {
     pub env: BTreeMap<String, String>,
     pub run_dir: PathBuf,
     pub timeout: Option<Duration>,
+    /// `run_in: "docker"`: the container's settings.
+    pub docker: Option<DockerLaunch>,
+}
+
+#[derive(Debug, Clone, Default)]
+pub struct DockerLaunch {
+    pub image: Option<String>,
+    /// `host:/path[:ro]`, sources already absolute.
+    pub mounts: Vec<String>,
+    pub network: Option<String>,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -103,6 +113,9 @@ pub async fn run(
             .map_err(|e| crate::error::io_err("jobs", "cannot open", &p, &e))
     };
     let (out, err) = (log("stdout.log")?, log("stderr.log")?);
+    if let Some(d) = &l.docker {
+        return run_docker(l, d, out, err, started, metrics, cancel).await;
+    }
     static NULL: std::sync::OnceLock<std::io::Result<std::fs::File>> = std::sync::OnceLock::new();
     let null = match NULL.get_or_init(|| std::fs::File::open("/dev/null")) {
         Ok(f) => f,
@@ -225,6 +238,118 @@ pub async fn run(
     Ok(outcome)
 }
 
+/// `run_in: "docker"`: the job's command in a container named `labhost-job-<id>` (one left by
+/// a host that died is removed first, so an attempt never runs beside a stale one), with the
+/// run folder and working directory mounted at their own paths, the job's env, its GPU lease
+/// passed as device requests by UUID, output into the run folder's logs, metrics tailed as
+/// for host jobs; timeout and cancel kill and remove the container.
+async fn run_docker(
+    l: &Launch,
+    d: &DockerLaunch,
+    mut out: std::fs::File,
+    mut err: std::fs::File,
+    started: &mut (dyn FnMut(i64) + Send),
+    metrics: &mut (dyn FnMut(Vec<Metric>) + Send),
+    cancel: CancellationToken,
+) -> HostResult<Outcome> {
+    use crate::modules::docker;
+    use std::io::Write;
+    let name = format!("labhost-job-{}", l.job_id);
+    let _ = docker::remove(&name).await;
+    let metrics_path = l.run_dir.join("metrics.jsonl");
+    let mut env = l.env.clone();
+    let gpus = env.get("LABHOST_GPU_UUIDS").map(|u| {
+        docker::Gpus::Ids(
+            u.split(',')
+                .filter(|x| !x.is_empty())
+                .map(str::to_string)
+                .collect(),
+        )
+    });
+    if gpus.is_some() {
+        // Host indices mean nothing in the container: the runtime renumbers the devices.
+        env.remove("CUDA_VISIBLE_DEVICES");
+    }
+    env.insert("LABHOST_JOB_ID".into(), l.job_id.to_string());
+    env.insert("LABHOST_RUN_DIR".into(), l.run_dir.display().to_string());
+    env.insert("LABHOST_METRICS".into(), metrics_path.display().to_string());
+    let dir = |p: &Path| p.display().to_string();
+    let mut volumes = vec![docker::Volume::new(
+        &dir(&l.run_dir),
+        &dir(&l.run_dir),
+        false,
+    )?];
+    if let Some(cwd) = &l.cwd {
+        if cwd != &l.run_dir {
+            volumes.push(docker::Volume::new(&dir(cwd), &dir(cwd), false)?);
+        }
+    }
+    for m in &d.mounts {
+        volumes.push(docker::Volume::parse(m)?);
+    }
+    let command = match &l.command {
+        Cmd::Shell(s) => vec!["sh".to_string(), "-c".to_string(), s.clone()],
+        Cmd::Argv(a) => a.clone(),
+    };
+    let spec = docker::RunSpec {
+        image: d.image.clone(),
+        command: Some(command),
+        name: Some(name),
+        env,
+        workdir: l.cwd.as_deref().map(dir),
+        volumes,
+        network: d.network.clone(),
+        labels: [("labhost.job".to_string(), l.job_id.to_string())].into(),
+        auto_remove: true,
+        gpus,
+        timeout: l.timeout,
+        prefix: Some(String::new()),
+        ..Default::default()
+    };
+    started(0);
+    let mut emit = |s: crate::host::Stream, line: &str| {
+        let f = match s {
+            crate::host::Stream::Out => &mut out,
+            crate::host::Stream::Err => &mut err,
+        };
+        let _ = writeln!(f, "{line}");
+    };
+    let (mut offset, mut line_no) = (0u64, 0u64);
+    let mut tick = tokio::time::interval(METRICS_POLL);
+    let run = docker::run(&spec, &mut emit, cancel);
+    tokio::pin!(run);
+    let result = loop {
+        tokio::select! {
+            r = &mut run => break r,
+            _ = tick.tick() => {
+                let batch = read_metrics(&metrics_path, &mut offset, &mut line_no);
+                if !batch.is_empty() { metrics(batch); }
+            }
+        }
+    };
+    let batch = read_metrics(&metrics_path, &mut offset, &mut line_no);
+    if !batch.is_empty() {
+        metrics(batch);
+    }
+    let outcome = |status: &'static str, exit_code: Option<i64>, error: Option<String>| Outcome {
+        status,
+        exit_code,
+        error,
+        start: None,
+    };
+    match result {
+        Ok(r) if r.exit_code == 0 => Ok(outcome("completed", Some(0), None)),
+        Ok(r) => Ok(outcome(
+            "failed",
+            Some(r.exit_code),
+            Some(format!("exit {}", r.exit_code)),
+        )),
+        Err(e) if e.kind == "docker.timeout" => Ok(outcome("timed_out", None, Some(e.message))),
+        Err(e) if e.is_cancelled() => Ok(outcome("cancelled", None, Some("cancelled".into()))),
+        Err(e) => Err(e),
+    }
+}
+
 /// SIGTERM to the job's process group, SIGKILL after `grace` if any of it is left; the leader
 /// is reaped as soon as it exits (a zombie leader would keep the group "alive").
 async fn kill_tree(child: &mut spawn::Child, grace: Duration) {
@@ -273,6 +398,18 @@ pub fn launch_for(run: &super::store::Run) -> HostResult<Launch> {
         env,
         run_dir: PathBuf::from(&run.run_dir),
         timeout: spec["timeout"].as_f64().map(Duration::from_secs_f64),
+        docker: (spec["run_in"] == "docker").then(|| DockerLaunch {
+            image: spec["image"].as_str().map(str::to_string),
+            mounts: spec["mounts"]
+                .as_array()
+                .map(|a| {
+                    a.iter()
+                        .filter_map(|m| m.as_str().map(str::to_string))
+                        .collect()
+                })
+                .unwrap_or_default(),
+            network: spec["network"].as_str().map(str::to_string),
+        }),
     })
 }
 

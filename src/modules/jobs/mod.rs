@@ -52,6 +52,12 @@ pub struct JobSpec {
     pub run_in: Option<String>,
     /// Image for `run_in: "docker"` (default: `DOCKER_IMAGE_NAME`).
     pub image: Option<String>,
+    /// More bind mounts for `run_in: "docker"`: `"host:/path[:ro]"` (the run folder and the
+    /// working directory are always mounted at their own paths).
+    #[serde(default)]
+    pub mounts: Vec<String>,
+    /// Network mode for `run_in: "docker"` (e.g. `none`, `host`; default: the engine's).
+    pub network: Option<String>,
     /// nussl's `blocking`: the job must end before anything submitted after it starts
     /// (`submit` returns only when it has finished; `pool` waits for it before going on).
     #[serde(default)]
@@ -89,10 +95,28 @@ pub fn to_new_run(s: &JobSpec) -> HostResult<NewRun> {
             "timeout must be a positive number of seconds, not {t}"
         ));
     }
-    match s.run_in.as_deref() {
-        None | Some("host") => {}
-        Some("docker") => return bad("run_in: \"docker\" is not available in this version of the job engine; use docker::run in the job's script".into()),
-        Some(other) => return bad(format!("run_in must be \"host\" or \"docker\", not \"{other}\"")),
+    let docker = match s.run_in.as_deref() {
+        None | Some("host") => false,
+        Some("docker") => true,
+        Some(other) => {
+            return bad(format!(
+                "run_in must be \"host\" or \"docker\", not \"{other}\""
+            ))
+        }
+    };
+    if !docker && (s.image.is_some() || !s.mounts.is_empty() || s.network.is_some()) {
+        return bad("image, mounts and network go with run_in: \"docker\"".into());
+    }
+    let mut mounts = Vec::new();
+    for m in &s.mounts {
+        // Checked now (a missing source is an error at submit, not when the job starts).
+        let v = crate::modules::docker::Volume::parse(m)?;
+        mounts.push(Value::String(format!(
+            "{}:{}{}",
+            v.source.display(),
+            v.target,
+            if v.read_only { ":ro" } else { "" }
+        )));
     }
     if let Some(cwd) = &s.cwd {
         if !std::path::Path::new(cwd).is_dir() {
@@ -124,6 +148,13 @@ pub fn to_new_run(s: &JobSpec) -> HostResult<NewRun> {
         "num_gpus": s.num_gpus,
         "timeout": s.timeout,
     });
+    let mut spec = spec;
+    if docker {
+        spec["run_in"] = "docker".into();
+        spec["image"] = s.image.clone().into();
+        spec["mounts"] = mounts.into();
+        spec["network"] = s.network.clone().into();
+    }
     Ok(NewRun {
         parent_id: s.parent,
         kind: "job".into(),

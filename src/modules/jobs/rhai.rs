@@ -65,7 +65,10 @@ pub mod api {
     /// (string via `sh -c`, or array), `cwd`, `env`, `num_gpus` (a GPU lease is held while it
     /// runs), `name`, `tags`, `params`, `priority`, `depends_on` (ids or handles; a failed
     /// dependency fails its dependents), `retries`, `backoff`, `timeout` (seconds), `key`
-    /// (idempotency: a job with this key that exists is returned, not run again), `parent`.
+    /// (idempotency: a job with this key that exists is returned, not run again), `parent`,
+    /// `blocking`, `run_in` (`"host"`, or `"docker"` with `image`, `mounts`, `network`: the
+    /// command runs in a container with the run folder and working directory mounted at their
+    /// own paths).
     /// The job sees `LABHOST_JOB_ID`, `LABHOST_RUN_DIR` and `LABHOST_METRICS` (append JSON lines
     /// `{"name": "loss", "value": 0.3, "step": 1}` to report metrics).
     /// Errors: `jobs.invalid_spec`, `jobs.unknown_dependency`, `invalid_argument` (unknown keys).
