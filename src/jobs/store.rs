@@ -570,7 +570,9 @@ impl Store {
         let doomed: Vec<(i64, i64)> = {
             let mut st = tx
                 .prepare_cached(
-                    "SELECT r.id, d.depends_on FROM runs r JOIN deps d ON d.run_id = r.id JOIN runs p ON p.id = d.depends_on
+                    // From the dependency edges (CROSS JOIN fixes the order): starting from the
+                    // queued runs made every claim read the whole queue.
+                    "SELECT r.id, d.depends_on FROM deps d CROSS JOIN runs r ON d.run_id = r.id CROSS JOIN runs p ON p.id = d.depends_on
                      WHERE r.status = 'queued' AND p.status IN ('failed', 'cancelled', 'timed_out')",
                 )
                 .map_err(db_err)?;
@@ -903,14 +905,26 @@ impl Store {
         .map(|_| ())
     }
 
-    /// `(id, status)` of the runs with ids in `lo..=hi` (a pool's progress).
-    pub fn statuses_between(&self, lo: i64, hi: i64) -> HostResult<Vec<(i64, String)>> {
+    /// The newest event's id (0 when there is none): a cursor for `events_since`.
+    pub fn last_event_id(&self) -> HostResult<i64> {
+        one(
+            &self.conn,
+            "SELECT COALESCE(MAX(id), 0) FROM events",
+            [],
+            |r| r.get(0),
+        )
+        .map_err(db_err)
+    }
+
+    /// `(event id, run id, status)` of every transition after event `cursor`, in order: how a
+    /// pool follows its jobs reading only what changed.
+    pub fn events_since(&self, cursor: i64) -> HostResult<Vec<(i64, i64, String)>> {
         let mut st = self
             .conn
-            .prepare_cached("SELECT id, status FROM runs WHERE id BETWEEN ?1 AND ?2")
+            .prepare_cached("SELECT id, run_id, status FROM events WHERE id > ?1 ORDER BY id")
             .map_err(db_err)?;
         let rows = st
-            .query_map([lo, hi], |r| Ok((r.get(0)?, r.get(1)?)))
+            .query_map([cursor], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))
             .map_err(db_err)?;
         rows.collect::<Result<_, _>>().map_err(db_err)
     }

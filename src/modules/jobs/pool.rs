@@ -13,6 +13,9 @@ use super::JobSpec;
 use crate::error::{HostError, HostResult};
 use crate::jobs::store::FINISHED;
 
+/// The shortest time between two looks at the whole pool.
+const TALLY_EVERY: Duration = Duration::from_millis(50);
+
 #[derive(Debug, Clone, Default)]
 pub struct PoolOpts {
     /// Jobs at once in this process (the job host's workers); `None` leaves it as it is.
@@ -149,19 +152,27 @@ impl Progress {
     }
 }
 
-fn tally(ids: &[i64], set: &HashSet<i64>) -> HostResult<Tally> {
-    let (Some(lo), Some(hi)) = (ids.iter().min(), ids.iter().max()) else {
-        return Ok(Tally::default());
-    };
-    let rows = super::with_store(|s| s.statuses_between(*lo, *hi))?;
-    let mut t = Tally::default();
-    for (id, st) in rows {
-        if set.contains(&id) {
-            *t.by_status.entry(st.clone()).or_default() += 1;
-            t.statuses.insert(id, st);
+impl Tally {
+    fn set(&mut self, id: i64, status: &str) {
+        if let Some(old) = self.statuses.insert(id, status.to_string()) {
+            if let Some(n) = self.by_status.get_mut(&old) {
+                *n -= 1;
+            }
         }
+        *self.by_status.entry(status.to_string()).or_default() += 1;
     }
-    Ok(t)
+
+    /// Applies the transitions recorded since `cursor` to the pool's jobs.
+    fn follow(&mut self, cursor: &mut i64, set: &HashSet<i64>) -> HostResult<()> {
+        let events = super::with_store(|s| s.events_since(*cursor))?;
+        for (ev, run, status) in events {
+            *cursor = ev;
+            if set.contains(&run) {
+                self.set(run, &status);
+            }
+        }
+        Ok(())
+    }
 }
 
 /// Runs `specs` as a pool and waits for all of them (see the module doc).
@@ -178,33 +189,58 @@ pub fn run(
     let mut ids: Vec<i64> = Vec::with_capacity(total);
     let mut set: HashSet<i64> = HashSet::with_capacity(total);
     let failed_seen = std::cell::Cell::new(false);
+    // The pool follows the event log from here: each look reads only new transitions.
+    let cursor = std::cell::Cell::new(super::with_store(|s| s.last_event_id())?);
+    let tally = std::cell::RefCell::new(Tally::default());
+    let last = std::cell::Cell::new(Instant::now());
     // Waits, refreshing the progress, until `done(tally)`; applies fail_fast on the way.
     let watch = |ids: &[i64],
                  set: &HashSet<i64>,
                  progress: &mut Progress,
                  done: &dyn Fn(&Tally) -> bool|
-     -> HostResult<Tally> {
+     -> HostResult<()> {
         loop {
             let seen = crate::jobs::host::ended_count();
-            let t = tally(ids, set)?;
-            let fin = done(&t);
-            progress.update(&t, ids.len(), false);
-            if opts.fail_fast && !failed_seen.get() && t.not_completed() > 0 {
-                failed_seen.set(true);
-                for (id, st) in &t.statuses {
-                    if !FINISHED.contains(&st.as_str()) {
-                        super::cancel(*id)?;
-                    }
+            last.set(Instant::now());
+            let (fin, doomed) = {
+                let mut t = tally.borrow_mut();
+                let mut c = cursor.get();
+                t.follow(&mut c, set)?;
+                cursor.set(c);
+                progress.update(&t, ids.len(), false);
+                let doomed: Vec<i64> =
+                    if opts.fail_fast && !failed_seen.get() && t.not_completed() > 0 {
+                        failed_seen.set(true);
+                        t.statuses
+                            .iter()
+                            .filter(|(_, st)| !FINISHED.contains(&st.as_str()))
+                            .map(|(id, _)| *id)
+                            .collect()
+                    } else {
+                        Vec::new()
+                    };
+                (done(&t), doomed)
+            };
+            if !doomed.is_empty() {
+                for id in doomed {
+                    super::cancel(id)?;
                 }
                 continue;
             }
             if fin {
-                return Ok(t);
+                return Ok(());
             }
             if cancel.is_cancelled() {
                 return Err(HostError::cancelled());
             }
+            // A tally reads every job of the pool: at most one per TALLY_EVERY, however
+            // fast jobs end (per job end it made a 10,000-job pool quadratic).
+            let next = last.get() + TALLY_EVERY;
             crate::jobs::host::wait_for_end(seen, Duration::from_millis(200));
+            let now = Instant::now();
+            if now < next {
+                std::thread::sleep(next - now);
+            }
         }
     };
     let mut batch: Vec<JobSpec> = Vec::with_capacity(128);
@@ -222,6 +258,8 @@ pub fn run(
             for r in &runs {
                 ids.push(r.id);
                 set.insert(r.id);
+                // A keyed job may exist already (completed, or adopted while running).
+                tally.borrow_mut().set(r.id, &r.status);
             }
             if blocking {
                 let last = ids[ids.len() - 1];
@@ -233,9 +271,10 @@ pub fn run(
             }
         }
     }
-    let t = watch(&ids, &set, &mut progress, &|t: &Tally| {
+    watch(&ids, &set, &mut progress, &|t: &Tally| {
         t.finished() == ids.len()
     })?;
+    let t = tally.into_inner();
     // fail_fast may have left specs unsubmitted: they are not "queued".
     progress.total = ids.len();
     progress.update(&t, ids.len(), true);

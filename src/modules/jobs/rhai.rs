@@ -4,7 +4,7 @@ use rhai::plugin::*;
 use rhai::{Array, Map};
 
 use crate::modules::jobs as m;
-use crate::script::bridge::{decode, OrRhai, RhaiResult};
+use crate::script::bridge::{decode, RhaiResult};
 
 pub fn module() -> Module {
     exported_module!(api)
@@ -33,11 +33,10 @@ fn spec(ctx: &NativeCallContext, mut map: Map) -> RhaiResult<m::JobSpec> {
     decode(ctx, "jobs::submit spec", map.into())
 }
 
-fn finished_summary(ctx: &NativeCallContext, ids: &[i64]) -> RhaiResult<Map> {
-    let mut counts: std::collections::BTreeMap<String, i64> = Default::default();
-    for id in ids {
-        let r = m::get(*id).or_rhai(ctx)?;
-        *counts.entry(r.status).or_default() += 1;
+fn finished_summary(ids: &[i64], statuses: &[String]) -> RhaiResult<Map> {
+    let mut counts: std::collections::BTreeMap<&str, i64> = Default::default();
+    for st in statuses {
+        *counts.entry(st.as_str()).or_default() += 1;
     }
     let mut out = Map::new();
     out.insert("total".into(), (ids.len() as i64).into());
@@ -146,8 +145,7 @@ pub mod api {
         };
         let summary =
             m::pool::run(parsed, &opts, &crate::host::ctx().cancel.token()).or_rhai(&ctx)?;
-        let ids = summary.ids;
-        super::finished_summary(&ctx, &ids)
+        super::finished_summary(&summary.ids, &summary.statuses)
     }
 
     /// How many jobs this process runs at once (default: the number of CPUs, or
