@@ -219,6 +219,12 @@ impl JobHost {
     /// Cancels a job: in the store, and at once if this host runs it.
     pub fn cancel(&self, id: i64) -> HostResult<String> {
         let status = self.store(|s| s.cancel(id))?;
+        self.kill(id);
+        Ok(status)
+    }
+
+    /// Fires the cancel token of a job this host runs (it kills the process group).
+    fn kill(&self, id: i64) {
         if let Some(t) = self
             .cancels
             .lock()
@@ -227,7 +233,6 @@ impl JobHost {
         {
             t.cancel();
         }
-        Ok(status)
     }
 
     /// Cancels the running jobs of this host that `labhost cancel` (another process) marked
@@ -243,14 +248,7 @@ impl JobHost {
         for id in ids {
             if let Ok(r) = self.store(|s| s.get(id)) {
                 if r.status == "cancelled" {
-                    if let Some(t) = self
-                        .cancels
-                        .lock()
-                        .unwrap_or_else(|e| e.into_inner())
-                        .get(&id)
-                    {
-                        t.cancel();
-                    }
+                    self.kill(id);
                 }
             }
         }
@@ -306,7 +304,7 @@ impl JobHost {
                                             status,
                                             code,
                                             error.as_deref(),
-                                            &me.id,
+                                            Some(&me.id),
                                         )
                                     } else {
                                         s.finish_started(id, start, status, code, error.as_deref())

@@ -550,7 +550,7 @@ impl Store {
         status: &str,
         exit_code: Option<i64>,
         error: Option<&str>,
-        host: &str,
+        host: Option<&str>,
     ) -> HostResult<(String, Option<Run>)> {
         let tx = self
             .conn
@@ -560,7 +560,10 @@ impl Store {
             Store::running_tx(&tx, id, pid, at)?;
         }
         let st = Store::finish_tx(&tx, id, status, exit_code, error)?;
-        let run = Store::claim_tx(&tx, host)?;
+        let run = match host {
+            Some(h) => Store::claim_tx(&tx, h)?,
+            None => None,
+        };
         tx.commit().map_err(db_err)?;
         Ok((st, run))
     }
@@ -669,16 +672,8 @@ impl Store {
         exit_code: Option<i64>,
         error: Option<&str>,
     ) -> HostResult<String> {
-        let tx = self
-            .conn
-            .transaction_with_behavior(TransactionBehavior::Immediate)
-            .map_err(db_err)?;
-        if let Some((pid, at)) = start {
-            Store::running_tx(&tx, id, pid, at)?;
-        }
-        let st = Store::finish_tx(&tx, id, status, exit_code, error)?;
-        tx.commit().map_err(db_err)?;
-        Ok(st)
+        self.finish_and_claim(id, start, status, exit_code, error, None)
+            .map(|(st, _)| st)
     }
 
     /// Records the end of an attempt. A failure with retries left goes back to the queue after
@@ -690,13 +685,7 @@ impl Store {
         exit_code: Option<i64>,
         error: Option<&str>,
     ) -> HostResult<String> {
-        let tx = self
-            .conn
-            .transaction_with_behavior(TransactionBehavior::Immediate)
-            .map_err(db_err)?;
-        let st = Store::finish_tx(&tx, id, status, exit_code, error)?;
-        tx.commit().map_err(db_err)?;
-        Ok(st)
+        self.finish_started(id, None, status, exit_code, error)
     }
 
     fn finish_tx(
