@@ -111,6 +111,16 @@ fn one<T>(
     c.prepare_cached(sql)?.query_row(p, f)
 }
 
+/// Every row of a query, through the statement cache.
+fn all<T>(
+    c: &Connection,
+    sql: &str,
+    p: impl rusqlite::Params,
+    f: impl FnMut(&rusqlite::Row<'_>) -> rusqlite::Result<T>,
+) -> rusqlite::Result<Vec<T>> {
+    c.prepare_cached(sql)?.query_map(p, f)?.collect()
+}
+
 fn db_err(e: rusqlite::Error) -> HostError {
     HostError::new("jobs.store", format!("state database: {e}"))
 }
@@ -570,20 +580,16 @@ impl Store {
 
     fn claim_tx(tx: &rusqlite::Transaction<'_>, host: &str) -> HostResult<Option<Run>> {
         // Dependents of failed runs fail too.
-        let doomed: Vec<(i64, i64)> = {
-            let mut st = tx
-                .prepare_cached(
-                    // From the dependency edges (CROSS JOIN fixes the order): starting from the
-                    // queued runs made every claim read the whole queue.
-                    "SELECT r.id, d.depends_on FROM deps d CROSS JOIN runs r ON d.run_id = r.id CROSS JOIN runs p ON p.id = d.depends_on
-                     WHERE r.status = 'queued' AND p.status IN ('failed', 'cancelled', 'timed_out')",
-                )
-                .map_err(db_err)?;
-            let rows = st
-                .query_map([], |r| Ok((r.get(0)?, r.get(1)?)))
-                .map_err(db_err)?;
-            rows.collect::<Result<_, _>>().map_err(db_err)?
-        };
+        // From the dependency edges (CROSS JOIN fixes the order): starting from the queued
+        // runs made every claim read the whole queue.
+        let doomed: Vec<(i64, i64)> = all(
+            tx,
+            "SELECT r.id, d.depends_on FROM deps d CROSS JOIN runs r ON d.run_id = r.id CROSS JOIN runs p ON p.id = d.depends_on
+             WHERE r.status = 'queued' AND p.status IN ('failed', 'cancelled', 'timed_out')",
+            [],
+            |r| Ok((r.get(0)?, r.get(1)?)),
+        )
+        .map_err(db_err)?;
         for (id, dep) in doomed {
             let why = format!("dependency {dep} did not complete");
             exec(
@@ -765,26 +771,20 @@ impl Store {
             .conn
             .transaction_with_behavior(TransactionBehavior::Immediate)
             .map_err(db_err)?;
-        let held: Vec<(i64, String)> = {
-            let mut st = tx
-                .prepare_cached(
-                    "SELECT id, COALESCE(host, '') FROM runs WHERE status IN ('leased', 'running')",
-                )
-                .map_err(db_err)?;
-            let rows = st
-                .query_map([], |r| Ok((r.get(0)?, r.get(1)?)))
-                .map_err(db_err)?;
-            rows.collect::<Result<_, _>>().map_err(db_err)?
-        };
-        let owners: Vec<String> = {
-            let mut st = tx
-                .prepare_cached(
-                    "SELECT DISTINCT owner FROM runs WHERE owner IS NOT NULL AND status = 'queued'",
-                )
-                .map_err(db_err)?;
-            let rows = st.query_map([], |r| r.get(0)).map_err(db_err)?;
-            rows.collect::<Result<_, _>>().map_err(db_err)?
-        };
+        let held: Vec<(i64, String)> = all(
+            &tx,
+            "SELECT id, COALESCE(host, '') FROM runs WHERE status IN ('leased', 'running')",
+            [],
+            |r| Ok((r.get(0)?, r.get(1)?)),
+        )
+        .map_err(db_err)?;
+        let owners: Vec<String> = all(
+            &tx,
+            "SELECT DISTINCT owner FROM runs WHERE owner IS NOT NULL AND status = 'queued'",
+            [],
+            |r| r.get(0),
+        )
+        .map_err(db_err)?;
         for o in owners {
             if !alive(&o) {
                 exec(
@@ -839,49 +839,40 @@ impl Store {
 
     /// Metric history of a run in step order (one name, or all).
     pub fn metrics(&self, id: i64, name: Option<&str>) -> HostResult<Vec<Metric>> {
-        let mut st = self
-            .conn
-            .prepare_cached("SELECT name, value, step, ts FROM metrics WHERE run_id = ?1 AND (?2 IS NULL OR name = ?2) ORDER BY name, step, ts")
-            .map_err(db_err)?;
-        let rows = st
-            .query_map(params![id, name], |r| {
+        all(&self.conn, "SELECT name, value, step, ts FROM metrics WHERE run_id = ?1 AND (?2 IS NULL OR name = ?2) ORDER BY name, step, ts", params![id, name], |r| {
                 Ok(Metric {
                     name: r.get(0)?,
                     value: r.get(1)?,
                     step: r.get(2)?,
                     ts: r.get(3)?,
                 })
-            })
-            .map_err(db_err)?;
-        rows.collect::<Result<_, _>>().map_err(db_err)
+            }).map_err(db_err)
     }
 
     pub fn params(&self, id: i64) -> HostResult<Vec<(String, Value)>> {
-        let mut st = self
-            .conn
-            .prepare_cached("SELECT key, value FROM params WHERE run_id = ?1 ORDER BY key")
-            .map_err(db_err)?;
-        let rows = st
-            .query_map([id], |r| {
+        all(
+            &self.conn,
+            "SELECT key, value FROM params WHERE run_id = ?1 ORDER BY key",
+            [id],
+            |r| {
                 let v: String = r.get(1)?;
                 Ok((
                     r.get(0)?,
                     serde_json::from_str(&v).unwrap_or(Value::String(v)),
                 ))
-            })
-            .map_err(db_err)?;
-        rows.collect::<Result<_, _>>().map_err(db_err)
+            },
+        )
+        .map_err(db_err)
     }
 
     pub fn tags(&self, id: i64) -> HostResult<Vec<(String, String)>> {
-        let mut st = self
-            .conn
-            .prepare_cached("SELECT key, value FROM tags WHERE run_id = ?1 ORDER BY key")
-            .map_err(db_err)?;
-        let rows = st
-            .query_map([id], |r| Ok((r.get(0)?, r.get(1)?)))
-            .map_err(db_err)?;
-        rows.collect::<Result<_, _>>().map_err(db_err)
+        all(
+            &self.conn,
+            "SELECT key, value FROM tags WHERE run_id = ?1 ORDER BY key",
+            [id],
+            |r| Ok((r.get(0)?, r.get(1)?)),
+        )
+        .map_err(db_err)
     }
 
     pub fn set_tag(&mut self, id: i64, key: &str, value: &str) -> HostResult<()> {
@@ -908,14 +899,13 @@ impl Store {
     /// `(event id, run id, status)` of every transition after event `cursor`, in order: how a
     /// pool follows its jobs reading only what changed.
     pub fn events_since(&self, cursor: i64) -> HostResult<Vec<(i64, i64, String)>> {
-        let mut st = self
-            .conn
-            .prepare_cached("SELECT id, run_id, status FROM events WHERE id > ?1 ORDER BY id")
-            .map_err(db_err)?;
-        let rows = st
-            .query_map([cursor], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))
-            .map_err(db_err)?;
-        rows.collect::<Result<_, _>>().map_err(db_err)
+        all(
+            &self.conn,
+            "SELECT id, run_id, status FROM events WHERE id > ?1 ORDER BY id",
+            [cursor],
+            |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
+        )
+        .map_err(db_err)
     }
 
     /// Newest first; `status` filters; `parent` lists the children of a run.
@@ -925,28 +915,20 @@ impl Store {
         parent: Option<i64>,
         limit: usize,
     ) -> HostResult<Vec<Run>> {
-        let mut st = self
-            .conn
-            .prepare_cached(&format!(
+        all(&self.conn, &format!(
                 "SELECT {RUN_COLS} FROM runs WHERE (?1 IS NULL OR status = ?1) AND (?2 IS NULL OR parent_id = ?2) ORDER BY id DESC LIMIT ?3"
-            ))
-            .map_err(db_err)?;
-        let rows = st
-            .query_map(params![status, parent, limit as i64], run_row)
-            .map_err(db_err)?;
-        rows.collect::<Result<_, _>>().map_err(db_err)
+            ), params![status, parent, limit as i64], run_row).map_err(db_err)
     }
 
     /// `(status, detail)` of every transition of a run, in order.
     pub fn events(&self, id: i64) -> HostResult<Vec<(String, String)>> {
-        let mut st = self
-            .conn
-            .prepare_cached("SELECT status, detail FROM events WHERE run_id = ?1 ORDER BY id")
-            .map_err(db_err)?;
-        let rows = st
-            .query_map([id], |r| Ok((r.get(0)?, r.get(1)?)))
-            .map_err(db_err)?;
-        rows.collect::<Result<_, _>>().map_err(db_err)
+        all(
+            &self.conn,
+            "SELECT status, detail FROM events WHERE run_id = ?1 ORDER BY id",
+            [id],
+            |r| Ok((r.get(0)?, r.get(1)?)),
+        )
+        .map_err(db_err)
     }
 }
 
