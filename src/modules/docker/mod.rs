@@ -432,6 +432,9 @@ pub async fn run(
     };
     let (id, name) = create(&d, &created).await?;
     let prefix = spec.prefix.clone().unwrap_or_else(|| format!("[{name}] "));
+    // Attached before the start, so the stream sees all output. No `logs` replay: with it the
+    // engine also sends the log file, and output written while the attach was being set up
+    // came twice (seen once in CI: "from-cli\nfrom-cli\n").
     let attach = d
         .attach_container(
             &id,
@@ -440,7 +443,7 @@ pub async fn run(
                     .stdout(true)
                     .stderr(true)
                     .stream(true)
-                    .logs(true)
+                    .logs(false)
                     .build(),
             ),
         )
