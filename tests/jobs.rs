@@ -312,12 +312,15 @@ fn a_pool_reports_progress_on_stderr_and_fail_fast_cancels_the_rest() {
         print([s.failed, s.cancelled, s.completed]);
         let s = jobs::pool([#{command: "true"}, #{command: "exit 2"}], #{max_workers: 2});
         print([s.completed, s.failed]);
+        // One key twice is one job: the pool still ends.
+        let s = jobs::pool([#{command: "true", key: "twice"}, #{command: "true", key: "twice"}], #{quiet: true});
+        print([s.total, s.completed, s.jobs[0].id == s.jobs[1].id]);
         "#,
     );
     let (code, out, err) = t.spawn(["run", "main.rhai"]).finish();
     assert_eq!(
         (code, out.as_str()),
-        (Some(0), "[1, 5, 0]\n[1, 1]\n"),
+        (Some(0), "[1, 5, 0]\n[1, 1]\n[2, 2, true]\n"),
         "{err}"
     );
     assert!(

@@ -233,8 +233,7 @@ pub fn run(
             if cancel.is_cancelled() {
                 return Err(HostError::cancelled());
             }
-            // A tally reads every job of the pool: at most one per TALLY_EVERY, however
-            // fast jobs end (per job end it made a 10,000-job pool quadratic).
+            // At most one look per TALLY_EVERY, however fast jobs end.
             let next = last.get() + TALLY_EVERY;
             crate::jobs::host::wait_for_end(seen, Duration::from_millis(200));
             let now = Instant::now();
@@ -271,12 +270,13 @@ pub fn run(
             }
         }
     }
+    // `set`, not `ids`: two specs with one key are one job.
     watch(&ids, &set, &mut progress, &|t: &Tally| {
-        t.finished() == ids.len()
+        t.finished() == set.len()
     })?;
     let t = tally.into_inner();
     // fail_fast may have left specs unsubmitted: they are not "queued".
-    progress.total = ids.len();
+    progress.total = set.len();
     progress.update(&t, ids.len(), true);
     let statuses = ids
         .iter()
