@@ -95,6 +95,31 @@ pub fn read_metrics(path: &Path, offset: &mut u64, line_no: &mut u64) -> Vec<Met
     out
 }
 
+/// Follows a job's metrics file: each `pump` hands the lines written since the last one to
+/// `metrics`.
+struct MetricsTail {
+    path: PathBuf,
+    offset: u64,
+    line_no: u64,
+}
+
+impl MetricsTail {
+    fn new(path: PathBuf) -> Self {
+        MetricsTail {
+            path,
+            offset: 0,
+            line_no: 0,
+        }
+    }
+
+    fn pump(&mut self, metrics: &mut (dyn FnMut(Vec<Metric>) + Send)) {
+        let batch = read_metrics(&self.path, &mut self.offset, &mut self.line_no);
+        if !batch.is_empty() {
+            metrics(batch);
+        }
+    }
+}
+
 /// Runs the process to its end. `started(pid)` is called once it has run for `START_RECORD`
 /// (the store records it; `Outcome::start` carries it otherwise); `metrics(batch)` receives
 /// metric lines as they are written.
@@ -188,7 +213,7 @@ pub async fn run(
     // Recorded at the first tick: most short jobs end before it and record start and end in
     // one transaction.
     let mut start = Some((pid, started_at));
-    let (mut offset, mut line_no) = (0u64, 0u64);
+    let mut tail = MetricsTail::new(metrics_path);
     let deadline = l.timeout.map(|t| tokio::time::Instant::now() + t);
     let mut tick =
         tokio::time::interval_at(tokio::time::Instant::now() + START_RECORD, METRICS_POLL);
@@ -217,8 +242,7 @@ pub async fn run(
                 if let Some((pid, _)) = start.take() {
                     started(pid);
                 }
-                let batch = read_metrics(&metrics_path, &mut offset, &mut line_no);
-                if !batch.is_empty() { metrics(batch); }
+                tail.pump(metrics);
             }
             _ = until_deadline => {
                 kill_tree(&mut child, KILL_GRACE).await;
@@ -231,10 +255,7 @@ pub async fn run(
             }
         }
     };
-    let batch = read_metrics(&metrics_path, &mut offset, &mut line_no);
-    if !batch.is_empty() {
-        metrics(batch);
-    }
+    tail.pump(metrics);
     Ok(outcome)
 }
 
@@ -314,7 +335,7 @@ async fn run_docker(
         };
         let _ = writeln!(f, "{line}");
     };
-    let (mut offset, mut line_no) = (0u64, 0u64);
+    let mut tail = MetricsTail::new(metrics_path);
     let mut tick = tokio::time::interval(METRICS_POLL);
     let run = docker::run(&spec, &mut emit, cancel);
     tokio::pin!(run);
@@ -322,15 +343,11 @@ async fn run_docker(
         tokio::select! {
             r = &mut run => break r,
             _ = tick.tick() => {
-                let batch = read_metrics(&metrics_path, &mut offset, &mut line_no);
-                if !batch.is_empty() { metrics(batch); }
+                tail.pump(metrics);
             }
         }
     };
-    let batch = read_metrics(&metrics_path, &mut offset, &mut line_no);
-    if !batch.is_empty() {
-        metrics(batch);
-    }
+    tail.pump(metrics);
     let outcome = |status: &'static str, exit_code: Option<i64>, error: Option<String>| Outcome {
         status,
         exit_code,

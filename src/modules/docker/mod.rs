@@ -477,23 +477,7 @@ pub async fn run(
             }
         }
         // The output has ended, so the container has exited: this answers at once.
-        let mut wait = d.wait_container(
-            &id,
-            Some(
-                WaitContainerOptionsBuilder::default()
-                    .condition("not-running")
-                    .build(),
-            ),
-        );
-        let mut code = 0;
-        while let Some(r) = wait.next().await {
-            code = match r {
-                Ok(w) => w.status_code,
-                Err(bollard::errors::Error::DockerContainerWaitError { code, .. }) => code,
-                Err(_) => code,
-            };
-        }
-        code
+        exit_code(&d, &id).await.0
     };
     let timeout = async {
         match spec.timeout {
@@ -621,8 +605,9 @@ pub async fn logs(
     Ok(all)
 }
 
-pub async fn wait(id: &str) -> HostResult<i64> {
-    let d = connect().await?;
+/// The exit code of a container once it is not running: `(code, the first engine error)`.
+/// A non-zero exit arrives as a wait "error" carrying the code.
+async fn exit_code(d: &Docker, id: &str) -> (i64, Option<bollard::errors::Error>) {
     let mut w = d.wait_container(
         id,
         Some(
@@ -631,15 +616,25 @@ pub async fn wait(id: &str) -> HostResult<i64> {
                 .build(),
         ),
     );
-    let mut code = 0;
+    let (mut code, mut err) = (0, None);
     while let Some(r) = w.next().await {
-        code = match r {
-            Ok(x) => x.status_code,
-            Err(bollard::errors::Error::DockerContainerWaitError { code, .. }) => code,
-            Err(e) => return Err(engine_err("wait", e)),
-        };
+        match r {
+            Ok(x) => code = x.status_code,
+            Err(bollard::errors::Error::DockerContainerWaitError { code: c, .. }) => code = c,
+            Err(e) => {
+                err.get_or_insert(e);
+            }
+        }
     }
-    Ok(code)
+    (code, err)
+}
+
+pub async fn wait(id: &str) -> HostResult<i64> {
+    let d = connect().await?;
+    match exit_code(&d, id).await {
+        (_, Some(e)) => Err(engine_err("wait", e)),
+        (code, None) => Ok(code),
+    }
 }
 
 pub async fn stop(id: &str, timeout: Duration) -> HostResult<()> {
