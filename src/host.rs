@@ -1,5 +1,6 @@
 //! The host context shared by every native function: the tokio runtime handle, the
-//! cancellation state and the output sink. One per process, installed by `app`.
+//! cancellation state (and the Ctrl-C handler that drives it) and the output sink. One per
+//! process, created on first use.
 use std::io::Write;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, OnceLock};
@@ -135,4 +136,25 @@ pub fn install_sink(sink: Sink) -> bool {
         sink,
     }))
     .is_ok()
+}
+
+/// Ctrl-C: the first one cancels the running script or command (it ends with exit 130); with
+/// `hard_exit`, a second one exits the process at once. `hard_exit: false` (the REPL) only
+/// cancels, so the prompt comes back.
+pub fn install_ctrl_c(hard_exit: bool) {
+    let h = ctx();
+    let _guard = h.rt.enter();
+    let Ok(mut sig) = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::interrupt())
+    else {
+        return;
+    };
+    h.rt.spawn(async move {
+        while sig.recv().await.is_some() {
+            let c = &ctx().cancel;
+            if hard_exit && c.is_cancelled() {
+                std::process::exit(i32::from(crate::error::exit::INTERRUPTED));
+            }
+            c.cancel();
+        }
+    });
 }

@@ -2,5 +2,5 @@
 use std::process::ExitCode;
 
 fn main() -> ExitCode {
-    labhost::app::main()
+    labhost::cli::main()
 }

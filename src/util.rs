@@ -208,3 +208,165 @@ mod tests {
         assert_eq!(type_value("inf"), OptValue::Str("inf".into()));
     }
 }
+
+/// A duration in a spec or options map: a number of seconds (`90`, `0.5`) or text (`"90s"`,
+/// `"1.5h"`). Every duration field of every spec decodes through it.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Seconds(pub Duration);
+
+impl Seconds {
+    pub fn secs(self) -> f64 {
+        self.0.as_secs_f64()
+    }
+}
+
+impl<'de> serde::Deserialize<'de> for Seconds {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        use serde::de::Error;
+        struct V;
+        impl serde::de::Visitor<'_> for V {
+            type Value = Seconds;
+            fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+                f.write_str("a duration like \"90s\" or a number of seconds")
+            }
+            fn visit_i64<E: Error>(self, v: i64) -> Result<Seconds, E> {
+                self.visit_f64(v as f64)
+            }
+            fn visit_u64<E: Error>(self, v: u64) -> Result<Seconds, E> {
+                self.visit_f64(v as f64)
+            }
+            fn visit_f64<E: Error>(self, v: f64) -> Result<Seconds, E> {
+                secs_to_duration(v).map(Seconds).ok_or_else(|| {
+                    E::custom(format!(
+                        "must be a duration like \"90s\" or a number of seconds, got {v} (a negative or endless number)"
+                    ))
+                })
+            }
+            fn visit_str<E: Error>(self, v: &str) -> Result<Seconds, E> {
+                parse_duration(v)
+                    .map(Seconds)
+                    .map_err(|e| E::custom(e.message))
+            }
+        }
+        d.deserialize_any(V)
+    }
+}
+
+/// A value written as text: a string as it is, a number or boolean as Rhai prints it (env
+/// values, tags, command arguments).
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
+pub struct Text(pub String);
+
+impl<'de> serde::Deserialize<'de> for Text {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        use serde::de::Error;
+        struct V;
+        impl serde::de::Visitor<'_> for V {
+            type Value = Text;
+            fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+                f.write_str("a string, number or boolean")
+            }
+            fn visit_str<E: Error>(self, v: &str) -> Result<Text, E> {
+                Ok(Text(v.to_string()))
+            }
+            fn visit_i64<E: Error>(self, v: i64) -> Result<Text, E> {
+                Ok(Text(v.to_string()))
+            }
+            fn visit_u64<E: Error>(self, v: u64) -> Result<Text, E> {
+                Ok(Text(v.to_string()))
+            }
+            fn visit_f64<E: Error>(self, v: f64) -> Result<Text, E> {
+                Ok(Text(v.to_string()))
+            }
+            fn visit_bool<E: Error>(self, v: bool) -> Result<Text, E> {
+                Ok(Text(v.to_string()))
+            }
+        }
+        d.deserialize_any(V)
+    }
+}
+
+#[cfg(test)]
+mod seconds_tests {
+    use super::*;
+
+    #[test]
+    fn durations_take_numbers_and_text() {
+        let s: Seconds = serde_json::from_str("90").unwrap();
+        assert_eq!(s.secs(), 90.0);
+        let s: Seconds = serde_json::from_str("\"2h\"").unwrap();
+        assert_eq!(s.secs(), 7200.0);
+        let e = serde_json::from_str::<Seconds>("[1]")
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("a duration like \"90s\""), "{e}");
+        let e = serde_json::from_str::<Seconds>("\"2 fortnights\"")
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("unknown unit"), "{e}");
+        let t: Text = serde_json::from_str("0.1").unwrap();
+        assert_eq!(t.0, "0.1");
+    }
+}
+
+/// A size in bytes: a number, or text like `"10GiB"`, `"512MiB"`, `"1.5GB"`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Bytes(pub u64);
+
+impl<'de> serde::Deserialize<'de> for Bytes {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        use serde::de::Error;
+        struct V;
+        impl serde::de::Visitor<'_> for V {
+            type Value = Bytes;
+            fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+                f.write_str("a size like \"10GiB\" or a number of bytes")
+            }
+            fn visit_i64<E: Error>(self, v: i64) -> Result<Bytes, E> {
+                u64::try_from(v)
+                    .map(Bytes)
+                    .map_err(|_| E::custom(format!("must be a size of 0 bytes or more, got {v}")))
+            }
+            fn visit_u64<E: Error>(self, v: u64) -> Result<Bytes, E> {
+                Ok(Bytes(v))
+            }
+            fn visit_str<E: Error>(self, v: &str) -> Result<Bytes, E> {
+                parse_bytes(v).map(Bytes).map_err(|e| E::custom(e.message))
+            }
+        }
+        d.deserialize_any(V)
+    }
+}
+
+/// A device named by its index (`0`) or its UUID (`"GPU-…"`), as text.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DeviceId(pub String);
+
+impl<'de> serde::Deserialize<'de> for DeviceId {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        use serde::de::Error;
+        struct V;
+        impl serde::de::Visitor<'_> for V {
+            type Value = DeviceId;
+            fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+                f.write_str("a GPU index or UUID")
+            }
+            fn visit_i64<E: Error>(self, v: i64) -> Result<DeviceId, E> {
+                Ok(DeviceId(v.to_string()))
+            }
+            fn visit_u64<E: Error>(self, v: u64) -> Result<DeviceId, E> {
+                Ok(DeviceId(v.to_string()))
+            }
+            fn visit_str<E: Error>(self, v: &str) -> Result<DeviceId, E> {
+                Ok(DeviceId(v.to_string()))
+            }
+        }
+        d.deserialize_any(V)
+    }
+}
+
+impl serde::Serialize for Text {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(&self.0)
+    }
+}

@@ -171,12 +171,105 @@ fn bad_options_name_the_function_and_key() {
         .script("sh::run(\"true\", #{timeot: 5});")
         .run()
         .code(1)
-        .stderr_has("error[invalid_argument]: sh::run options: unknown field `timeot`");
+        .stderr_has("error[invalid_argument]: sh::run options: unknown key `timeot` (did you mean `timeout`?)");
     TestCmd::new()
         .script("sh::run(\"true\", #{timeout: \"5 parsecs\"});")
         .run()
         .code(1)
-        .stderr_has("error[time.invalid_duration]");
+        .stderr_has(
+            "error[invalid_argument]: sh::run options: `timeout`: invalid duration '5 parsecs'",
+        );
+}
+
+/// Every native that takes a spec or options map: one wrong-typed value and one unknown key
+/// each. The message names the function, the field, what it must be and what it got, in
+/// script words; never a Rust type or path.
+#[test]
+fn every_map_taking_native_rejects_wrong_types_and_unknown_keys() {
+    let cases: &[(&str, &str)] = &[
+        ("sh::run(\"true\", #{env: [1]});", "sh::run options: `env` must be a map of names to values, got an array"),
+        ("sh::run(\"true\", #{timeot: 5});", "sh::run options: unknown key `timeot` (did you mean `timeout`?)"),
+        ("sh::run(5);", "sh::run command: must be a command: a string (run by sh -c) or an array of strings, got 5 (an integer)"),
+        ("sh::stream(\"true\", #{timeout: [1]});", "sh::stream options: `timeout` must be a duration like \"90s\" or a number of seconds, got an array"),
+        ("sh::stream(\"true\", #{prefx: \"> \"});", "sh::stream options: unknown key `prefx` (did you mean `prefix`?)"),
+        ("fs::remove(\"x\", #{recursive: \"yes\"});", "fs::remove options: `recursive` must be true or false, got \"yes\" (a string)"),
+        ("fs::remove(\"x\", #{recursve: true});", "fs::remove options: unknown key `recursve` (did you mean `recursive`?)"),
+        ("json::dump(#{}, #{pretty: 1});", "json::dump options: `pretty` must be true or false, got 1 (an integer)"),
+        ("json::dump(#{}, #{prety: true});", "json::dump options: unknown key `prety` (did you mean `pretty`?)"),
+        ("gpu::select(#{limit: \"two\"});", "gpu::select options: `limit` must be an integer of 0 or more, got \"two\" (a string)"),
+        ("gpu::select(#{max_lod: 0.5});", "gpu::select options: unknown key `max_lod` (did you mean `max_load`?)"),
+        ("gpu::reserve(1, #{timeout: #{}});", "gpu::reserve options: `timeout` must be a duration like \"90s\" or a number of seconds, got a map"),
+        ("gpu::reserve(1, #{tiemout: 1});", "gpu::reserve options: unknown key `tiemout` (did you mean `timeout`?)"),
+        ("yaml::load(\"cfg.yml\", #{env_vars: \"DATA\"});", "yaml::load options: `env_vars` must be an array, got \"DATA\" (a string)"),
+        ("yaml::load(\"cfg.yml\", #{interpolat: false});", "yaml::load options: unknown key `interpolat` (did you mean `interpolate`?)"),
+        ("settings::parse(#{}, #{fail_on_unknown: \"no\"});", "settings::parse options: `fail_on_unknown` must be true or false, got \"no\" (a string)"),
+        ("settings::parse(#{}, #{yml: \"cfg.yml\"});", "settings::parse options: unknown key `yml` (did you mean `yaml`?)"),
+        ("secrets::get(\"x\", #{allow_missing: 1});", "secrets::get options: `allow_missing` must be true or false, got 1 (an integer)"),
+        ("secrets::get(\"x\", #{allow_mising: true});", "secrets::get options: unknown key `allow_mising` (did you mean `allow_missing`?)"),
+        ("git::tags(#{extra: [1]});", "git::tags options: `extra` must be a map of names to values, got an array"),
+        ("git::info(\".\", #{build_branch: [1]});", "git::info options: `build_branch` must be a string, number or boolean, got an array"),
+        ("docker::run(#{image: \"x\", volumes: 5});", "docker::run spec: `volumes` must be volumes: an array of"),
+        ("docker::run(#{image: \"x\", volumes: #{\"/data\": 5}});", "docker::run spec: `volumes./data` must be a container path or #{bind: \"/path\", mode: \"ro\"}, got 5 (an integer)"),
+        ("docker::run(#{image: \"x\", volumes: #{\"/data\": #{bind: \"/in\", mode: \"r\"}}});", "docker::run spec: `volumes./data.mode` must be one of \"ro\", \"rw\", got \"r\""),
+        ("docker::run(#{imag: \"x\"});", "docker::run spec: unknown key `imag` (did you mean `image`?)"),
+        ("docker::build(\".\", #{build_args: [1]});", "docker::build options: `build_args` must be a map of names to values, got an array"),
+        ("docker::build(\".\", #{tg: \"x\"});", "docker::build options: unknown key `tg` (did you mean `tag`?)"),
+        ("docker::ps(#{label: [1]});", "docker::ps options: `label` must be a string, got an array"),
+        ("docker::ps(#{lable: \"x\"});", "docker::ps options: unknown key `lable` (did you mean `label`?)"),
+        ("jobs::submit(#{command: \"true\", env: [1, 2]});", "jobs::submit spec: `env` must be a map of names to values, got an array"),
+        ("jobs::submit(#{command: 5});", "jobs::submit spec: `command` must be a command: a string (run by sh -c) or an array of strings, got 5 (an integer)"),
+        ("jobs::submit(#{comand: \"true\"});", "jobs::submit spec: unknown key `comand` (did you mean `command`?)"),
+        ("jobs::submit(#{command: \"true\", timeout: [2]});", "jobs::submit spec: `timeout` must be a duration like \"90s\" or a number of seconds, got an array"),
+        ("jobs::pool([], #{max_workers: \"two\"});", "jobs::pool options: `max_workers` must be an integer of 1 or more, got \"two\" (a string)"),
+        ("jobs::pool([], #{max_workers: 0});", "jobs::pool options: `max_workers` must be an integer of 1 or more, got 0 (an integer)"),
+        ("jobs::pool([], #{max_wrkers: 2});", "jobs::pool options: unknown key `max_wrkers` (did you mean `max_workers`?)"),
+        ("jobs::pool([#{command: \"true\", num_gpus: -1}], #{});", "jobs::pool specs[0]: `num_gpus` must be an integer of 0 or more, got -1 (an integer)"),
+    ];
+    for (script, want) in cases {
+        let o = TestCmd::new()
+            .file("cfg.yml", "a: 1\n")
+            .script(script)
+            .run();
+        let err = o.stderr.clone();
+        o.code(1)
+            .stderr_has(&format!("error[invalid_argument]: {want}"))
+            .stderr_has("--> main.rhai:1:");
+        for rust in [
+            "alloc::",
+            "labhost::",
+            "std::",
+            "serde",
+            "untagged",
+            "expecting",
+            "i64",
+            "u32",
+            "BTreeMap",
+            "Vec<",
+        ] {
+            assert!(
+                !err.contains(rust),
+                "{script}: the message names Rust ({rust}): {err}"
+            );
+        }
+    }
+}
+
+#[test]
+fn durations_take_both_forms_everywhere() {
+    TestCmd::new()
+        .script(
+            r#"
+            let j = jobs::submit(#{command: "true", timeout: "2h", backoff: "500ms"});
+            print(j.wait());
+            print(j.info().spec.timeout);
+            print(sh::run("true", #{timeout: "1m"}).code);
+            let r = docker::run(#{image: "none", timeout: "bad"});
+            "#,
+        )
+        .run()
+        .code(1)
+        .stdout_is("completed\n7200.0\n0\n")
+        .stderr_has("docker::run spec: `timeout`: invalid duration 'bad'");
 }
 
 /// Configuration bad input: one clear error each, with file:line:col where there is one.

@@ -125,10 +125,10 @@ fn bad_job_specs_are_clear_errors() {
     let run = |s: &str| TestCmd::new().script(s).run();
     run("jobs::submit(#{comand: \"true\"});")
         .code(1)
-        .stderr_has("error[invalid_argument]: jobs::submit spec: unknown field `comand`");
+        .stderr_has("error[invalid_argument]: jobs::submit spec: unknown key `comand` (did you mean `command`?)");
     run("jobs::submit(#{command: \"true\", num_gpus: -1});")
         .code(1)
-        .stderr_has("error[jobs.invalid_spec]: num_gpus must be 0 or more, not -1");
+        .stderr_has("error[invalid_argument]: jobs::submit spec: `num_gpus` must be an integer of 0 or more, got -1 (an integer)");
     run("jobs::submit(#{command: \"true\", depends_on: [4242]});")
         .code(1)
         .stderr_has("error[jobs.unknown_dependency]: depends_on: no job with id 4242");
@@ -141,7 +141,7 @@ fn bad_job_specs_are_clear_errors() {
     run("jobs::submit(#{command: \"true\", run_in: \"cloud\"});")
         .code(1)
         .stderr_has(
-            "error[jobs.invalid_spec]: run_in must be \"host\" or \"docker\", not \"cloud\"",
+            "error[invalid_argument]: jobs::submit spec: `run_in` must be one of \"host\", \"docker\", got \"cloud\"",
         );
     run("jobs::submit(#{command: \"true\", image: \"busybox\"});")
         .code(1)

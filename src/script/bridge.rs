@@ -64,22 +64,16 @@ pub fn block_on<F: Future>(f: F) -> HostResult<F::Output> {
     })
 }
 
-/// Decodes an options map into a typed struct; unknown keys and wrong types are errors
-/// of kind `invalid_argument` that name the function.
+/// Decodes a script value (a spec or options map) into a typed struct through
+/// [`crate::script::decode`]: unknown keys and wrong types are errors of kind
+/// `invalid_argument` that name the function, the field, what it must be and what it got.
 pub fn decode<T: DeserializeOwned>(
     ctx: &NativeCallContext,
     what: &str,
     v: Dynamic,
 ) -> RhaiResult<T> {
-    rhai::serde::from_dynamic::<T>(&v.flatten()).map_err(|e| {
-        let msg = e.to_string();
-        let msg = msg.split(" (line ").next().unwrap_or(&msg);
-        let msg = msg
-            .strip_prefix("Syntax error: ")
-            .unwrap_or(msg)
-            .to_string();
-        host_err(ctx, "invalid_argument", format!("{what}: {msg}"))
-    })
+    crate::script::decode::from_dynamic::<T>(&v)
+        .map_err(|e| host_err(ctx, "invalid_argument", format!("{what}: {e}")))
 }
 
 /// Encodes a typed value as a script value (structs become object maps).
@@ -87,34 +81,15 @@ pub fn encode<T: serde::Serialize>(ctx: &NativeCallContext, v: &T) -> RhaiResult
     rhai::serde::to_dynamic(v).map_err(|e| host_err(ctx, "internal", e.to_string()))
 }
 
-/// A duration given as seconds (int or float) or as text (`"90s"`, `"1.5h"`).
-#[derive(Debug, Clone, serde::Deserialize)]
-#[serde(untagged)]
-pub enum DurationArg {
-    Int(i64),
-    Float(f64),
-    Text(String),
+/// A duration given as seconds (int or float) or as text (`"90s"`, `"1.5h"`), for natives
+/// that take one as a plain argument.
+pub fn duration_of(v: &Dynamic) -> HostResult<std::time::Duration> {
+    crate::script::decode::from_dynamic::<crate::util::Seconds>(v)
+        .map(|s| s.0)
+        .map_err(|e| HostError::new("time.invalid_duration", e.to_string()))
 }
 
-impl DurationArg {
-    pub fn to_duration(&self) -> HostResult<std::time::Duration> {
-        match self {
-            DurationArg::Int(i) => crate::util::parse_duration(&i.to_string()),
-            DurationArg::Float(f) => crate::util::parse_duration(&f.to_string()),
-            DurationArg::Text(t) => crate::util::parse_duration(t),
-        }
-    }
-
-    pub fn from_dynamic(v: &Dynamic) -> HostResult<std::time::Duration> {
-        let arg: DurationArg = rhai::serde::from_dynamic(v).map_err(|_| {
-            HostError::new(
-                "time.invalid_duration",
-                format!(
-                    "expected a duration (seconds or text like \"90s\"), got {}",
-                    v.type_name()
-                ),
-            )
-        })?;
-        arg.to_duration()
-    }
+/// The message of a script error (the `message` of a `#{kind, message}` map, else its text).
+pub fn error_message(err: &EvalAltResult) -> String {
+    crate::script::diag::from_eval(err, "").message
 }

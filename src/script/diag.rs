@@ -26,7 +26,7 @@ pub struct Frame {
     pub at: Option<Loc>,
 }
 
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, Default)]
 pub struct Diagnostic {
     pub kind: String,
     pub message: String,

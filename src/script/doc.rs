@@ -3,8 +3,6 @@
 //! by hand: the same data drives REPL completion and the test that runs every example.
 use serde::Serialize;
 
-use crate::cli::DocFormat;
-use crate::error::exit;
 use crate::script::{engine, stdlib};
 
 #[derive(Debug, Clone, Serialize)]
@@ -205,24 +203,21 @@ pub fn to_markdown(mods: &[ModuleDoc]) -> String {
     s
 }
 
-pub fn print(module: Option<&str>, format: DocFormat) -> u8 {
+/// The docs of every module, or of `module` only (`fs`, `std/helpers`, or `helpers`).
+/// `Err` names the modules there are.
+pub fn select(module: Option<&str>) -> Result<Vec<ModuleDoc>, String> {
     let mut mods = collect();
     if let Some(want) = module {
+        let names: Vec<String> = mods.iter().map(|m| m.name.clone()).collect();
         mods.retain(|m| m.name == want || m.name == format!("std/{want}"));
         if mods.is_empty() {
-            let names: Vec<String> = collect().into_iter().map(|m| m.name).collect();
-            eprintln!("error: no module '{want}' (modules: {})", names.join(", "));
-            return exit::USAGE;
+            return Err(format!(
+                "no module '{want}' (modules: {})",
+                names.join(", ")
+            ));
         }
     }
-    match format {
-        DocFormat::Json => println!(
-            "{}",
-            serde_json::to_string_pretty(&mods).unwrap_or_default()
-        ),
-        DocFormat::Md => print!("{}", to_markdown(&mods)),
-    }
-    exit::OK
+    Ok(mods)
 }
 
 #[cfg(test)]

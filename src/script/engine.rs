@@ -55,6 +55,27 @@ pub fn build(opts: Options) -> Engine {
         host::ctx().sink.eprint(&format!("{at}{s}"));
     });
     e.set_module_resolver(Resolver::new(Resolver::env_path(), !opts.repl));
-    crate::modules::register_all(&mut e);
+    register_modules(&mut e);
     e
+}
+
+/// Registers every native module (the prelude globally, the others under their names).
+pub fn register_modules(e: &mut Engine) {
+    use crate::modules::*;
+    e.register_global_module(prelude::rhai::module().into());
+    e.register_static_module("fs", fs::rhai::module().into());
+    e.register_static_module("sh", sh::rhai::module().into());
+    e.register_static_module("env", env::rhai::module().into());
+    e.register_static_module("json", json::rhai::module().into());
+    e.register_static_module("time", time::rhai::module().into());
+    e.register_static_module("log", log::rhai::module().into());
+    e.register_static_module("gpu", gpu::rhai::module().into());
+    e.register_static_module("yaml", yaml::rhai::module().into());
+    e.register_static_module("settings", settings::rhai::module().into());
+    e.register_static_module("secrets", secrets::rhai::module().into());
+    e.register_static_module("git", git::rhai::module().into());
+    e.register_static_module("experiment", experiment::rhai::module().into());
+    e.register_static_module("util", util::rhai::module().into());
+    e.register_static_module("docker", docker::rhai::module().into());
+    e.register_static_module("jobs", jobs::rhai::module().into());
 }

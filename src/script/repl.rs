@@ -223,7 +223,24 @@ impl Session {
             Ok(v) => host::ctx().sink.print(&format!("=> {v:?}")),
             Err(e) => match *e {
                 ref t if exit_value(t).is_some() => {
-                    return Flow::Quit(crate::app::exit_code_of(exit_value(t).unwrap_or_default()))
+                    let code =
+                        match crate::script::run::exit_outcome(exit_value(t).unwrap_or_default()) {
+                            crate::script::run::Outcome::Exit { code, message } => {
+                                if let Some(m) = message {
+                                    eprintln!("{}", crate::redact::apply(&m));
+                                }
+                                code
+                            }
+                            crate::script::run::Outcome::Failed { diag: d, .. } => {
+                                eprint!(
+                                    "{}",
+                                    diag::render(&d, &|_| None, &diag::Style { color: self.color })
+                                );
+                                exit::SCRIPT
+                            }
+                            crate::script::run::Outcome::Interrupted => exit::INTERRUPTED,
+                        };
+                    return Flow::Quit(code);
                 }
                 EvalAltResult::ErrorTerminated(..) if host::ctx().cancel.is_cancelled() => {
                     eprintln!("interrupted")
@@ -262,7 +279,7 @@ impl Session {
             ":functions" | ":fns" => self.list_functions(arg),
             ":load" => match arg {
                 None => eprintln!("usage: :load FILE"),
-                Some(f) => match crate::app::read_script(std::path::Path::new(f)) {
+                Some(f) => match crate::script::run::read_script(std::path::Path::new(f)) {
                     Ok(text) => return self.eval(&text, f),
                     Err(msg) => eprintln!("error: {msg}"),
                 },
@@ -309,7 +326,7 @@ fn history_path() -> Option<PathBuf> {
 }
 
 pub fn run(color: bool) -> u8 {
-    crate::app::install_ctrl_c(false);
+    crate::host::install_ctrl_c(false);
     let engine = Arc::new(engine::build(engine::Options { repl: true }));
     let docs = doc::collect();
     let mut modules = BTreeMap::new();
@@ -354,7 +371,7 @@ pub fn run(color: bool) -> u8 {
     }
     let mut session = Session {
         engine,
-        scope: crate::app::script_scope(&[]),
+        scope: crate::script::run::script_scope(&[]),
         lib: AST::empty(),
         color,
         defined,

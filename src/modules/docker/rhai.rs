@@ -6,30 +6,143 @@ use rhai::plugin::*;
 #[allow(unused_imports)]
 use rhai::{Array, Map};
 
+use crate::command::Command;
 use crate::modules::docker::{Gpus, RunSpec, Volume};
-use crate::script::bridge::{decode, host_err, DurationArg, OrRhai, RhaiResult};
+use crate::script::bridge::{decode, host_err, OrRhai, RhaiResult};
+use crate::util::{Seconds, Text};
 
 pub fn module() -> Module {
     exported_module!(api)
 }
 
-#[derive(serde::Deserialize)]
-#[serde(untagged)]
-enum Command {
-    Shell(String),
-    Argv(Vec<String>),
+/// `volumes`: an array of `"host:/container[:ro]"` strings or `#{source, target, read_only}`
+/// maps, or a docker-py / nussl map: `#{"/host": "/container"}` or
+/// `#{"/host": #{bind: "/container", mode: "ro"}}`.
+#[derive(Default)]
+struct Volumes(Vec<VolumeArg>);
+
+enum VolumeArg {
+    Spec(String),
+    Parts {
+        source: String,
+        target: String,
+        read_only: bool,
+    },
 }
 
 #[derive(serde::Deserialize)]
-#[serde(untagged)]
-enum VolumeArg {
-    Spec(String),
-    Map {
-        source: String,
-        target: String,
-        #[serde(default)]
-        read_only: bool,
-    },
+#[serde(deny_unknown_fields)]
+struct VolumeParts {
+    source: String,
+    target: String,
+    #[serde(default)]
+    read_only: bool,
+}
+
+/// docker-py's `{"bind": "/container", "mode": "ro"}`.
+#[derive(serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+struct DockerPyBind {
+    bind: String,
+    #[serde(default)]
+    mode: Option<DockerPyMode>,
+}
+
+#[derive(serde::Deserialize, PartialEq)]
+#[serde(rename_all = "lowercase")]
+enum DockerPyMode {
+    Ro,
+    Rw,
+}
+
+impl<'de> serde::Deserialize<'de> for VolumeArg {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V;
+        impl<'de> serde::de::Visitor<'de> for V {
+            type Value = VolumeArg;
+            fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+                f.write_str("a volume: \"host:/container[:ro]\" or #{source, target, read_only}")
+            }
+            fn visit_str<E: serde::de::Error>(self, v: &str) -> Result<VolumeArg, E> {
+                Ok(VolumeArg::Spec(v.to_string()))
+            }
+            fn visit_map<A: serde::de::MapAccess<'de>>(self, m: A) -> Result<VolumeArg, A::Error> {
+                let p = <VolumeParts as serde::Deserialize>::deserialize(
+                    serde::de::value::MapAccessDeserializer::new(m),
+                )?;
+                Ok(VolumeArg::Parts {
+                    source: p.source,
+                    target: p.target,
+                    read_only: p.read_only,
+                })
+            }
+        }
+        d.deserialize_any(V)
+    }
+}
+
+/// The target of a docker-py map entry: a path, or `#{bind, mode}`.
+struct Bind(String, bool);
+
+impl<'de> serde::Deserialize<'de> for Bind {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V;
+        impl<'de> serde::de::Visitor<'de> for V {
+            type Value = Bind;
+            fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+                f.write_str("a container path or #{bind: \"/path\", mode: \"ro\"}")
+            }
+            fn visit_str<E: serde::de::Error>(self, v: &str) -> Result<Bind, E> {
+                Ok(Bind(v.to_string(), false))
+            }
+            fn visit_map<A: serde::de::MapAccess<'de>>(self, m: A) -> Result<Bind, A::Error> {
+                let b = <DockerPyBind as serde::Deserialize>::deserialize(
+                    serde::de::value::MapAccessDeserializer::new(m),
+                )?;
+                Ok(Bind(b.bind, b.mode == Some(DockerPyMode::Ro)))
+            }
+        }
+        d.deserialize_any(V)
+    }
+}
+
+impl<'de> serde::Deserialize<'de> for Volumes {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V;
+        impl<'de> serde::de::Visitor<'de> for V {
+            type Value = Volumes;
+            fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+                f.write_str("volumes: an array of \"host:/container[:ro]\" strings or #{source, target, read_only} maps, or a map of host paths to container paths")
+            }
+            fn visit_seq<A: serde::de::SeqAccess<'de>>(
+                self,
+                mut a: A,
+            ) -> Result<Volumes, A::Error> {
+                let mut out = Vec::new();
+                while let Some(v) = a.next_element::<VolumeArg>()? {
+                    out.push(v);
+                }
+                Ok(Volumes(out))
+            }
+            fn visit_map<A: serde::de::MapAccess<'de>>(
+                self,
+                mut m: A,
+            ) -> Result<Volumes, A::Error> {
+                let mut out = Vec::new();
+                while let Some((source, Bind(target, read_only))) =
+                    m.next_entry::<String, Bind>()?
+                {
+                    out.push(VolumeArg::Parts {
+                        source,
+                        target,
+                        read_only,
+                    });
+                }
+                Ok(Volumes(out))
+            }
+        }
+        d.deserialize_any(V)
+    }
 }
 
 #[derive(serde::Deserialize, Default)]
@@ -39,11 +152,11 @@ struct RawSpec {
     command: Option<Command>,
     name: Option<String>,
     #[serde(default)]
-    env: BTreeMap<String, rhai::Dynamic>,
+    env: BTreeMap<String, Text>,
     workdir: Option<String>,
     user: Option<String>,
     #[serde(default)]
-    volumes: Vec<VolumeArg>,
+    volumes: Volumes,
     #[serde(default)]
     storage: bool,
     #[serde(
@@ -53,14 +166,41 @@ struct RawSpec {
     shm_size: Option<u64>,
     network: Option<String>,
     #[serde(default)]
-    labels: BTreeMap<String, rhai::Dynamic>,
+    labels: BTreeMap<String, Text>,
     auto_remove: Option<bool>,
-    timeout: Option<DurationArg>,
+    timeout: Option<Seconds>,
     #[serde(default)]
     detach: bool,
     prefix: Option<String>,
     #[serde(default)]
     stop_on_exit: bool,
+}
+
+/// `docker::build` options.
+#[derive(serde::Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct RawBuildOpts {
+    tag: Option<String>,
+    dockerfile: Option<String>,
+    #[serde(default)]
+    build_args: BTreeMap<String, Text>,
+    network: Option<String>,
+}
+
+/// `docker::ps` options.
+#[derive(serde::Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct RawPsOpts {
+    label: Option<String>,
+}
+
+/// `container.logs` options.
+#[derive(serde::Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct RawLogsOpts {
+    #[serde(default)]
+    follow: bool,
+    tail: Option<u32>,
 }
 
 fn gpus_arg(ctx: &NativeCallContext, v: Dynamic) -> RhaiResult<Gpus> {
@@ -83,8 +223,8 @@ fn gpus_arg(ctx: &NativeCallContext, v: Dynamic) -> RhaiResult<Gpus> {
         ctx,
         "invalid_argument",
         format!(
-            "gpus must be a GPU lease, \"all\", a count or device ids, not {}",
-            v.type_name()
+            "docker::run spec: `gpus` must be a GPU lease, \"all\", a count or device ids, got {}",
+            crate::script::decode::type_words(&v)
         ),
     ))
 }
@@ -98,10 +238,11 @@ fn spec(ctx: &NativeCallContext, mut map: Map) -> RhaiResult<(RunSpec, bool, boo
     let r: RawSpec = decode(ctx, "docker::run spec", map.into())?;
     let volumes = r
         .volumes
+        .0
         .into_iter()
         .map(|v| match v {
             VolumeArg::Spec(s) => Volume::parse(&s),
-            VolumeArg::Map {
+            VolumeArg::Parts {
                 source,
                 target,
                 read_only,
@@ -109,18 +250,11 @@ fn spec(ctx: &NativeCallContext, mut map: Map) -> RhaiResult<(RunSpec, bool, boo
         })
         .collect::<Result<Vec<_>, _>>()
         .or_rhai(ctx)?;
-    let timeout = match r.timeout {
-        Some(t) => Some(t.to_duration().or_rhai(ctx)?),
-        None => None,
-    };
-    let text =
-        |m: BTreeMap<String, Dynamic>| m.into_iter().map(|(k, v)| (k, v.to_string())).collect();
+    let timeout = r.timeout.map(|t| t.0);
+    let text = |m: BTreeMap<String, Text>| m.into_iter().map(|(k, v)| (k, v.0)).collect();
     let s = RunSpec {
         image: r.image,
-        command: r.command.map(|c| match c {
-            Command::Shell(s) => vec!["sh".into(), "-c".into(), s],
-            Command::Argv(a) => a,
-        }),
+        command: r.command.map(|c| c.argv()),
         name: r.name,
         env: text(r.env),
         workdir: r.workdir,
@@ -226,31 +360,13 @@ pub mod api {
         dir: &str,
         opts: Map,
     ) -> Result<String, Box<EvalAltResult>> {
-        let get = |k: &str| opts.get(k).map(|v| v.to_string());
-        let build_args = opts
-            .get("build_args")
-            .and_then(|v| {
-                v.read_lock::<Map>().map(|m| {
-                    m.iter()
-                        .map(|(k, v)| (k.to_string(), v.to_string()))
-                        .collect()
-                })
-            })
-            .unwrap_or_default();
-        for k in opts.keys() {
-            if !["tag", "dockerfile", "build_args", "network"].contains(&k.as_str()) {
-                return Err(crate::script::bridge::host_err(
-                    &ctx,
-                    "invalid_argument",
-                    format!("docker::build options: unknown field `{k}`"),
-                ));
-            }
-        }
+        let r: super::RawBuildOpts =
+            crate::script::bridge::decode(&ctx, "docker::build options", opts.into())?;
         let o = m::BuildOpts {
-            tag: get("tag"),
-            dockerfile: get("dockerfile"),
-            build_args,
-            network: get("network"),
+            tag: r.tag,
+            dockerfile: r.dockerfile,
+            build_args: r.build_args.into_iter().map(|(k, v)| (k, v.0)).collect(),
+            network: r.network,
         };
         let mut emit = super::sink_emit();
         super::run_blocking(m::build(Path::new(dir), &o, &mut emit)).or_rhai(&ctx)
@@ -331,7 +447,9 @@ pub mod api {
     /// ```
     #[rhai_fn(return_raw, volatile)]
     pub fn ps(ctx: NativeCallContext, opts: Map) -> Result<Dynamic, Box<EvalAltResult>> {
-        let label = opts.get("label").map(|l| l.to_string());
+        let o: super::RawPsOpts =
+            crate::script::bridge::decode(&ctx, "docker::ps options", opts.into())?;
+        let label = o.label;
         encode(
             &ctx,
             &super::run_blocking(m::ps(label.as_deref())).or_rhai(&ctx)?,
@@ -412,11 +530,9 @@ pub mod api {
         c: &mut DockerContainer,
         opts: Map,
     ) -> Result<String, Box<EvalAltResult>> {
-        let follow = opts
-            .get("follow")
-            .and_then(|f| f.as_bool().ok())
-            .unwrap_or(false);
-        let tail = opts.get("tail").and_then(|t| t.as_int().ok());
+        let o: super::RawLogsOpts =
+            crate::script::bridge::decode(&ctx, "container.logs options", opts.into())?;
+        let (follow, tail) = (o.follow, o.tail.map(i64::from));
         let mut emit = super::sink_emit();
         super::run_blocking(m::logs(&c.id, follow, tail, &mut emit)).or_rhai(&ctx)
     }

@@ -3,27 +3,60 @@ use rhai::plugin::*;
 #[allow(unused_imports)]
 use rhai::{Array, Map};
 
+use std::collections::BTreeMap;
+
 use crate::modules::git::Overrides;
+use crate::script::bridge::{host_err, RhaiResult};
 
 pub fn module() -> Module {
     exported_module!(api)
 }
 
-/// The AzureConfig-style keys of a map (usually `OPTS`); other keys are ignored.
-fn overrides(m: &Map) -> Overrides {
-    let get = |k: &str| m.get(k).map(|v| v.to_string()).filter(|v| !v.is_empty());
-    Overrides {
-        build_branch: get("build_branch"),
-        build_source_id: get("build_source_id"),
-        build_source_author: get("build_source_author"),
-        build_source_message: get("build_source_message"),
-        build_source_repository: get("build_source_repository"),
+const OVERRIDE_KEYS: [&str; 5] = [
+    "build_branch",
+    "build_source_id",
+    "build_source_author",
+    "build_source_message",
+    "build_source_repository",
+];
+
+/// The AzureConfig-style keys of a map (usually `OPTS`, the script's whole command line:
+/// other keys are ignored, as InnerEye's parser ignores what it does not know). A value must
+/// be text or a number.
+fn overrides(ctx: &NativeCallContext, what: &str, m: &Map) -> RhaiResult<Overrides> {
+    let mut got: Vec<Option<String>> = Vec::new();
+    for k in OVERRIDE_KEYS {
+        let v = match m.get(k) {
+            Some(v) => {
+                crate::script::decode::from_dynamic::<crate::util::Text>(v)
+                    .map_err(|e| host_err(ctx, "invalid_argument", format!("{what}: `{k}` {e}")))?
+                    .0
+            }
+            None => String::new(),
+        };
+        got.push(Some(v).filter(|v| !v.is_empty()));
     }
+    let mut it = got.into_iter();
+    let mut next = || it.next().flatten();
+    Ok(Overrides {
+        build_branch: next(),
+        build_source_id: next(),
+        build_source_author: next(),
+        build_source_message: next(),
+        build_source_repository: next(),
+    })
+}
+
+/// `git::tags` options of its own (the overrides besides).
+#[derive(serde::Deserialize, Default)]
+struct TagOpts {
+    path: Option<String>,
+    #[serde(default)]
+    extra: BTreeMap<String, crate::util::Text>,
 }
 
 #[export_module]
 pub mod api {
-    use std::collections::BTreeMap;
     use std::path::Path;
 
     use crate::modules::git as m;
@@ -67,7 +100,11 @@ pub mod api {
     ) -> Result<Dynamic, Box<EvalAltResult>> {
         encode(
             &ctx,
-            &m::info(Path::new(path), &super::overrides(&opts)).or_rhai(&ctx)?,
+            &m::info(
+                Path::new(path),
+                &super::overrides(&ctx, "git::info options", &opts)?,
+            )
+            .or_rhai(&ctx)?,
         )
     }
 
@@ -98,21 +135,18 @@ pub mod api {
     /// ```
     #[rhai_fn(name = "tags", return_raw, volatile)]
     pub fn tags_with(ctx: NativeCallContext, opts: Map) -> Result<Map, Box<EvalAltResult>> {
-        let path = opts
-            .get("path")
-            .map(|p| p.to_string())
-            .unwrap_or_else(|| ".".into());
-        let info = m::info(Path::new(&path), &super::overrides(&opts)).or_rhai(&ctx)?;
-        let extra: BTreeMap<String, String> = match opts
-            .get("extra")
-            .and_then(|e| e.read_lock::<Map>().map(|m| m.clone()))
-        {
-            Some(e) => e
-                .into_iter()
-                .map(|(k, v)| (k.to_string(), v.to_string()))
-                .collect(),
-            None => BTreeMap::new(),
-        };
+        let what = "git::tags options";
+        let own: Map = opts
+            .iter()
+            .filter(|(k, _)| k.as_str() == "path" || k.as_str() == "extra")
+            .map(|(k, v)| (k.clone(), v.clone()))
+            .collect();
+        let o: super::TagOpts = crate::script::bridge::decode(&ctx, what, own.into())?;
+        let path = o.path.unwrap_or_else(|| ".".into());
+        let info =
+            m::info(Path::new(&path), &super::overrides(&ctx, what, &opts)?).or_rhai(&ctx)?;
+        let extra: std::collections::BTreeMap<String, String> =
+            o.extra.into_iter().map(|(k, v)| (k, v.0)).collect();
         let cmdline = std::env::args().collect::<Vec<_>>().join(" ");
         Ok(m::tags(&info, &cmdline, &extra)
             .into_iter()

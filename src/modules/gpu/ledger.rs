@@ -225,10 +225,7 @@ fn probe(f: &File) -> Held {
 }
 
 fn unix_now() -> f64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_secs_f64())
-        .unwrap_or(0.0)
+    crate::clock::unix()
 }
 
 fn ledger_err(what: &str, p: &Path, e: std::io::Error) -> HostError {

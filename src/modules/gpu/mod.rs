@@ -6,7 +6,6 @@
 //! - [`select`]: a pure function over a snapshot (GPUtil `getAvailable` semantics).
 //! - [`ledger`]: reservations as exclusive `flock`s on `<state>/gpu/<uuid>.<slot>.lock`; the
 //!   kernel drops them when the holder dies, so a `kill -9` never leaves a GPU booked.
-pub mod cli;
 pub mod ledger;
 pub mod probe;
 pub mod rhai;
@@ -94,10 +93,7 @@ impl Snapshot {
 
 /// A seed for random ordering.
 pub fn ledger_seed() -> u64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_nanos() as u64)
-        .unwrap_or(0)
+    crate::clock::unix_nanos() as u64
 }
 
 /// A snapshot from the configured provider (fake if `LABHOST_FAKE_GPUS` is set, else NVML).

@@ -5,66 +5,75 @@ use rhai::{Array, Map};
 
 use crate::modules::gpu::ledger::{Ledger, ReserveOpts};
 use crate::modules::gpu::select::SelectOpts;
-use crate::script::bridge::{decode, host_err, DurationArg, OrRhai, RhaiResult};
+use crate::script::bridge::{decode, host_err, OrRhai, RhaiResult};
+use crate::util::Seconds;
 
 pub fn module() -> Module {
     exported_module!(api)
 }
 
-const RESERVE_KEYS: &[&str] = &["slots_per_gpu", "wait", "timeout", "grace", "holder"];
+/// `gpu::reserve` options besides the selection ones.
+#[derive(serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawReserve {
+    slots_per_gpu: Option<u32>,
+    wait: Option<bool>,
+    timeout: Option<Seconds>,
+    grace: Option<Seconds>,
+    holder: Option<String>,
+}
 
-fn reserve_opts(ctx: &NativeCallContext, mut opts: Map) -> RhaiResult<ReserveOpts> {
+const RESERVE_KEYS: &[&str] = &["slots_per_gpu", "wait", "timeout", "grace", "holder"];
+const SELECT_KEYS: &[&str] = &[
+    "order",
+    "limit",
+    "max_load",
+    "max_memory",
+    "min_free_memory",
+    "exclude",
+    "include_nan",
+    "ignore_processes",
+    "no_processes",
+];
+
+fn reserve_opts(ctx: &NativeCallContext, opts: Map) -> RhaiResult<ReserveOpts> {
+    let what = "gpu::reserve options";
+    let all: Vec<&str> = RESERVE_KEYS.iter().chain(SELECT_KEYS).copied().collect();
+    if let Some(k) = opts.keys().find(|k| !all.contains(&k.as_str())) {
+        let hint = match crate::script::decode::did_you_mean(k, &all) {
+            Some(s) => format!("did you mean `{s}`?"),
+            None => format!("keys: {}", all.join(", ")),
+        };
+        return Err(host_err(
+            ctx,
+            "invalid_argument",
+            format!("{what}: unknown key `{k}` ({hint})"),
+        ));
+    }
+    let (mine, select): (Map, Map) = opts
+        .into_iter()
+        .partition(|(k, _)| RESERVE_KEYS.contains(&k.as_str()));
+    let r: RawReserve = decode(ctx, what, mine.into())?;
     let mut o = ReserveOpts::default();
-    if let Some(v) = opts.remove("slots_per_gpu") {
-        let k = v.as_int().map_err(|t| {
-            host_err(
+    if let Some(k) = r.slots_per_gpu {
+        if k == 0 {
+            return Err(host_err(
                 ctx,
                 "invalid_argument",
-                format!("slots_per_gpu must be an integer, not {t}"),
-            )
-        })?;
-        o.slots_per_gpu = u32::try_from(k).ok().filter(|k| *k >= 1).ok_or_else(|| {
-            host_err(
-                ctx,
-                "invalid_argument",
-                format!("slots_per_gpu must be at least 1, not {k}"),
-            )
-        })?;
-    }
-    if let Some(v) = opts.remove("wait") {
-        o.wait = v.as_bool().map_err(|t| {
-            host_err(
-                ctx,
-                "invalid_argument",
-                format!("wait must be true or false, not {t}"),
-            )
-        })?;
-    }
-    if let Some(v) = opts.remove("timeout") {
-        o.timeout = Some(DurationArg::from_dynamic(&v).or_rhai(ctx)?);
-    }
-    if let Some(v) = opts.remove("grace") {
-        o.grace = DurationArg::from_dynamic(&v).or_rhai(ctx)?;
-    }
-    if let Some(v) = opts.remove("holder") {
-        o.holder = Some(v.to_string());
-    }
-    o.select = decode::<SelectOpts>(ctx, "gpu::reserve options", opts.into()).map_err(|e| {
-        let msg = e.to_string();
-        if msg.contains("unknown field") {
-            host_err(
-                ctx,
-                "invalid_argument",
-                format!(
-                    "{} (or one of: {})",
-                    crate::app::error_message(&e),
-                    RESERVE_KEYS.join(", ")
-                ),
-            )
-        } else {
-            e
+                format!("{what}: `slots_per_gpu` must be at least 1, got 0"),
+            ));
         }
-    })?;
+        o.slots_per_gpu = k;
+    }
+    if let Some(w) = r.wait {
+        o.wait = w;
+    }
+    o.timeout = r.timeout.map(|t| t.0);
+    if let Some(g) = r.grace {
+        o.grace = g.0;
+    }
+    o.holder = r.holder;
+    o.select = decode::<SelectOpts>(ctx, what, select.into())?;
     Ok(o)
 }
 

@@ -24,35 +24,14 @@ pub enum Order {
 
 /// Sizes as bytes (`1073741824`) or text (`"10GiB"`).
 pub fn de_opt_bytes<'de, D: Deserializer<'de>>(d: D) -> Result<Option<u64>, D::Error> {
-    #[derive(Deserialize)]
-    #[serde(untagged)]
-    enum S {
-        N(u64),
-        T(String),
-    }
-    match Option::<S>::deserialize(d)? {
-        None => Ok(None),
-        Some(S::N(n)) => Ok(Some(n)),
-        Some(S::T(t)) => crate::util::parse_bytes(&t)
-            .map(Some)
-            .map_err(|e| serde::de::Error::custom(e.message)),
-    }
+    Ok(Option::<crate::util::Bytes>::deserialize(d)?.map(|b| b.0))
 }
 
 /// Device ids given as an index (`0`) or a UUID (`"GPU-…"`).
 pub fn de_ids<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<String>, D::Error> {
-    #[derive(Deserialize)]
-    #[serde(untagged)]
-    enum Id {
-        N(u32),
-        T(String),
-    }
-    Ok(Vec::<Id>::deserialize(d)?
+    Ok(Vec::<crate::util::DeviceId>::deserialize(d)?
         .into_iter()
-        .map(|i| match i {
-            Id::N(n) => n.to_string(),
-            Id::T(t) => t,
-        })
+        .map(|i| i.0)
         .collect())
 }
 

@@ -3,6 +3,9 @@
 pub mod pool;
 pub mod rhai;
 
+pub mod pipeline;
+pub mod progress;
+
 use std::collections::BTreeMap;
 use std::time::Duration;
 
@@ -10,15 +13,10 @@ use serde::Deserialize;
 use serde_json::Value;
 use tokio_util::sync::CancellationToken;
 
+use crate::command::Command;
 use crate::error::{HostError, HostResult};
-use crate::jobs::store::{NewRun, Run, Store};
-
-#[derive(Debug, Clone, Deserialize)]
-#[serde(untagged)]
-pub enum Command {
-    Shell(String),
-    Argv(Vec<String>),
-}
+use crate::store::{NewRun, Run, RunIn, RunKind, RunStatus, Store, StoredSpec};
+use crate::util::{Seconds, Text};
 
 /// A job as scripts describe it. Unknown keys are errors.
 #[derive(Debug, Clone, Deserialize, Default)]
@@ -27,12 +25,12 @@ pub struct JobSpec {
     pub command: Option<Command>,
     pub cwd: Option<String>,
     #[serde(default)]
-    pub env: BTreeMap<String, Value>,
+    pub env: BTreeMap<String, Text>,
     #[serde(default)]
-    pub num_gpus: i64,
+    pub num_gpus: u32,
     pub name: Option<String>,
     #[serde(default)]
-    pub tags: BTreeMap<String, Value>,
+    pub tags: BTreeMap<String, Text>,
     #[serde(default)]
     pub params: BTreeMap<String, Value>,
     #[serde(default)]
@@ -40,16 +38,15 @@ pub struct JobSpec {
     #[serde(default)]
     pub depends_on: Vec<i64>,
     #[serde(default)]
-    pub retries: i64,
-    /// Seconds before the first retry (doubles each time); default 1.
-    pub backoff: Option<f64>,
-    /// Seconds.
-    pub timeout: Option<f64>,
+    pub retries: u32,
+    /// Before the first retry (doubles each time); default 1 s.
+    pub backoff: Option<Seconds>,
+    pub timeout: Option<Seconds>,
     /// Idempotency key: a job with this key that exists already is returned, not run again.
     pub key: Option<String>,
     pub parent: Option<i64>,
     /// `"host"` (default) or `"docker"`.
-    pub run_in: Option<String>,
+    pub run_in: Option<RunIn>,
     /// Image for `run_in: "docker"` (default: `DOCKER_IMAGE_NAME`).
     pub image: Option<String>,
     /// More bind mounts for `run_in: "docker"`: `"host:/path[:ro]"` (the run folder and the
@@ -66,68 +63,46 @@ pub struct JobSpec {
     /// again rather than returned (pipelines set it; not a script key).
     #[serde(skip)]
     pub retry_failed: bool,
-}
-
-fn text(v: &Value) -> String {
-    v.as_str()
-        .map(str::to_string)
-        .unwrap_or_else(|| v.to_string())
+    /// What the run is (sweeps submit trials, cross-validations folds); not a script key.
+    #[serde(skip)]
+    pub kind: RunKind,
+    /// The experiment the run belongs to; not a script key.
+    #[serde(skip)]
+    pub experiment_id: Option<i64>,
 }
 
 /// Validates a spec and turns it into a store record.
 pub fn to_new_run(s: &JobSpec) -> HostResult<NewRun> {
     let bad = |m: String| Err(HostError::new("jobs.invalid_spec", m));
-    let command = match &s.command {
-        None => return bad("a job needs a command".into()),
-        Some(Command::Shell(c)) if c.trim().is_empty() => return bad("the command is empty".into()),
-        Some(Command::Argv(a)) if a.is_empty() => return bad("the command array is empty".into()),
-        Some(Command::Shell(c)) => Value::String(c.clone()),
-        Some(Command::Argv(a)) => Value::Array(a.iter().cloned().map(Value::String).collect()),
+    let Some(command) = s.command.clone() else {
+        return bad("a job needs a command".into());
     };
-    if s.num_gpus < 0 {
-        return bad(format!("num_gpus must be 0 or more, not {}", s.num_gpus));
+    if let Err(m) = command.check_not_empty() {
+        return bad(m);
     }
-    if s.retries < 0 {
-        return bad(format!("retries must be 0 or more, not {}", s.retries));
-    }
-    if let Some(t) = s.timeout.filter(|t| !t.is_finite() || *t <= 0.0) {
-        return bad(format!(
-            "timeout must be a positive number of seconds, not {t}"
-        ));
-    }
-    let docker = match s.run_in.as_deref() {
-        None | Some("host") => false,
-        Some("docker") => true,
-        Some(other) => {
-            return bad(format!(
-                "run_in must be \"host\" or \"docker\", not \"{other}\""
-            ))
-        }
-    };
+    let docker = s.run_in == Some(RunIn::Docker);
     if !docker && (s.image.is_some() || !s.mounts.is_empty() || s.network.is_some()) {
         return bad("image, mounts and network go with run_in: \"docker\"".into());
+    }
+    if s.timeout.is_some_and(|t| t.0.is_zero()) {
+        return bad("timeout must be more than 0 seconds".into());
     }
     let mut mounts = Vec::new();
     for m in &s.mounts {
         // Checked now (a missing source is an error at submit, not when the job starts).
         let v = crate::modules::docker::Volume::parse(m)?;
-        mounts.push(Value::String(format!(
+        mounts.push(format!(
             "{}:{}{}",
             v.source.display(),
             v.target,
             if v.read_only { ":ro" } else { "" }
-        )));
+        ));
     }
     if let Some(cwd) = &s.cwd {
         if !std::path::Path::new(cwd).is_dir() {
             return bad(format!("working directory '{cwd}' does not exist"));
         }
     }
-    let env: serde_json::Map<String, Value> = s
-        .env
-        .iter()
-        .map(|(k, v)| (k.clone(), Value::String(text(v))))
-        .collect();
     // Default: the submitter's working directory, recorded so a resumed job runs where it was
     // meant to, whatever folder the resuming host runs in.
     let cwd = match &s.cwd {
@@ -141,38 +116,44 @@ pub fn to_new_run(s: &JobSpec) -> HostResult<NewRun> {
             .ok()
             .map(|d| d.display().to_string()),
     };
-    let spec = serde_json::json!({
-        "command": command,
-        "cwd": cwd,
-        "env": env,
-        "num_gpus": s.num_gpus,
-        "timeout": s.timeout,
-    });
-    let mut spec = spec;
-    if docker {
-        spec["run_in"] = "docker".into();
-        spec["image"] = s.image.clone().into();
-        spec["mounts"] = mounts.into();
-        spec["network"] = s.network.clone().into();
-    }
+    let spec = StoredSpec {
+        command,
+        cwd,
+        env: s
+            .env
+            .iter()
+            .map(|(k, v)| (k.clone(), v.0.clone()))
+            .collect(),
+        num_gpus: s.num_gpus,
+        timeout: s.timeout.map(Seconds::secs),
+        run_in: s.run_in.unwrap_or_default(),
+        image: s.image.clone(),
+        mounts,
+        network: s.network.clone(),
+    };
     Ok(NewRun {
         parent_id: s.parent,
-        kind: "job".into(),
+        kind: s.kind,
         name: s.name.clone().unwrap_or_default(),
         key: s.key.clone(),
         spec,
         priority: s.priority,
-        max_retries: s.retries,
-        backoff: s.backoff.unwrap_or(1.0),
+        max_retries: i64::from(s.retries),
+        backoff: s.backoff.map(Seconds::secs).unwrap_or(1.0),
         depends_on: s.depends_on.clone(),
         params: s
             .params
             .iter()
             .map(|(k, v)| (k.clone(), v.clone()))
             .collect(),
-        tags: s.tags.iter().map(|(k, v)| (k.clone(), text(v))).collect(),
+        tags: s
+            .tags
+            .iter()
+            .map(|(k, v)| (k.clone(), v.0.clone()))
+            .collect(),
         owner: None,
         retry_failed: s.retry_failed,
+        experiment_id: s.experiment_id,
     })
 }
 
@@ -192,22 +173,17 @@ pub fn submit_many(specs: &[JobSpec]) -> HostResult<Vec<Run>> {
     let mut runs = Vec::with_capacity(specs.len());
     for s in specs {
         let mut n = to_new_run(s)?;
-        let real_env = n.spec["env"].clone();
-        n.spec = crate::modules::yaml::redact_value(&n.spec);
-        let secret_env = (n.spec["env"] != real_env).then(|| {
-            real_env
-                .as_object()
-                .map(|m| m.iter().map(|(k, v)| (k.clone(), text(v))).collect())
-                .unwrap_or_default()
-        });
+        let real_env = n.spec.env.clone();
+        n.spec = n.spec.masked();
+        let secret_env = (n.spec.env != real_env).then_some(real_env);
         runs.push((n, secret_env));
     }
-    crate::jobs::host::get()?.create_many(runs)
+    crate::engine::job_host()?.create_many(runs)
 }
 
 /// Runs `f` on this process's connection to the state database.
 pub fn with_store<T>(f: impl FnOnce(&mut Store) -> HostResult<T>) -> HostResult<T> {
-    crate::jobs::store::with(&crate::state::dir()?, f)
+    crate::store::with(&crate::state::dir()?, f)
 }
 
 pub fn get(id: i64) -> HostResult<Run> {
@@ -219,20 +195,21 @@ pub fn get(id: i64) -> HostResult<Run> {
 pub fn wait(id: i64, cancel: &CancellationToken) -> HostResult<Run> {
     let state = crate::state::dir()?;
     loop {
-        let seen = crate::jobs::host::ended_count();
-        let r = crate::jobs::store::with(&state, |s| s.get(id))?;
-        if crate::jobs::store::FINISHED.contains(&r.status.as_str()) {
+        let seen = crate::engine::ended_count();
+        let r = crate::store::with(&state, |s| s.get(id))?;
+        if r.status.is_finished() {
             return Ok(r);
         }
         if cancel.is_cancelled() {
             return Err(HostError::cancelled());
         }
-        crate::jobs::host::wait_for_end(seen, Duration::from_millis(100));
+        crate::engine::wait_for_end(seen, Duration::from_millis(100));
     }
 }
 
-pub fn cancel(id: i64) -> HostResult<String> {
-    crate::jobs::host::get()?.cancel(id)
+/// Cancels a job, recording why (`"cancelled by script"`, a policy's verdict, …).
+pub fn cancel(id: i64, reason: &str) -> HostResult<RunStatus> {
+    crate::engine::job_host()?.cancel(id, reason)
 }
 
 /// The job's stdout (and stderr) so far.
@@ -247,6 +224,6 @@ pub fn logs(id: i64, stream: &str) -> HostResult<String> {
 }
 
 pub fn set_workers(n: usize) -> HostResult<()> {
-    crate::jobs::host::get()?.set_workers(n);
+    crate::engine::job_host()?.set_workers(n);
     Ok(())
 }

@@ -1,17 +1,15 @@
 //! `jobs::pool` and `labhost pipeline`: nussl's ScriptRunnerPool semantics on the job engine.
 //! Specs are submitted in order, in batches (one transaction each); a `blocking` spec ends its
 //! batch and must finish before anything after it is submitted; GPU jobs wait for a lease in
-//! the job host. Progress: an indicatif bar on a terminal, a plain line at most once a second
-//! otherwise (stderr; none with `-q`).
+//! the job host. Scheduling only: what the user sees is an [`Observer`] (`progress.rs`).
 use std::collections::{BTreeMap, HashMap, HashSet};
-use std::io::IsTerminal;
 use std::time::{Duration, Instant};
 
 use tokio_util::sync::CancellationToken;
 
 use super::JobSpec;
 use crate::error::{HostError, HostResult};
-use crate::jobs::store::FINISHED;
+use crate::store::RunStatus;
 
 /// The shortest time between two looks at the whole pool.
 const TALLY_EVERY: Duration = Duration::from_millis(50);
@@ -22,144 +20,65 @@ pub struct PoolOpts {
     pub max_workers: Option<usize>,
     /// Cancel what is left after the first job that does not complete.
     pub fail_fast: bool,
-    /// Shown in front of progress lines (`pool`, or the pipeline file).
-    pub label: String,
-    /// No progress output at all.
-    pub quiet: bool,
 }
 
-/// How a pool ended: job ids in submission order and their final statuses.
+/// Told where the pool stands after every look at it (a progress bar, a line, nothing).
+pub trait Observer {
+    /// `submitted` specs of `total` are in the store; `last` is the final call.
+    fn update(&mut self, t: &Tally, submitted: usize, total: usize, last: bool);
+}
+
+/// An observer that shows nothing.
+pub struct Silent;
+
+impl Observer for Silent {
+    fn update(&mut self, _: &Tally, _: usize, _: usize, _: bool) {}
+}
+
+/// How a pool ended: job ids in submission order and their final statuses, and how many
+/// specs were never submitted (`fail_fast` stopped before them).
 #[derive(Debug, Clone, Default)]
 pub struct Summary {
     pub ids: Vec<i64>,
-    pub statuses: Vec<String>,
+    pub statuses: Vec<Option<RunStatus>>,
+    pub not_submitted: usize,
 }
 
 impl Summary {
-    pub fn count(&self, status: &str) -> usize {
-        self.statuses.iter().filter(|s| *s == status).count()
+    pub fn count(&self, status: RunStatus) -> usize {
+        self.statuses.iter().filter(|s| **s == Some(status)).count()
     }
 }
 
-/// Where the pool stands, recomputed from the store.
+/// Where the pool stands, followed through the store's event log.
 #[derive(Debug, Default, Clone, PartialEq)]
-struct Tally {
-    statuses: HashMap<i64, String>,
-    by_status: BTreeMap<String, usize>,
+pub struct Tally {
+    statuses: HashMap<i64, RunStatus>,
+    by_status: BTreeMap<RunStatus, usize>,
 }
 
 impl Tally {
-    fn finished(&self) -> usize {
-        FINISHED
-            .iter()
-            .map(|s| self.by_status.get(*s).copied().unwrap_or(0))
-            .sum()
+    /// Jobs that ended.
+    pub fn finished(&self) -> usize {
+        RunStatus::FINISHED.iter().map(|s| self.get(*s)).sum()
     }
-    fn get(&self, s: &str) -> usize {
-        self.by_status.get(s).copied().unwrap_or(0)
+    /// Jobs in status `s`.
+    pub fn get(&self, s: RunStatus) -> usize {
+        self.by_status.get(&s).copied().unwrap_or(0)
     }
     fn not_completed(&self) -> usize {
-        self.finished() - self.get("completed")
-    }
-}
-
-enum Display {
-    Bar(indicatif::ProgressBar),
-    Lines { last: Option<Instant>, said: String },
-    Silent,
-}
-
-struct Progress {
-    total: usize,
-    label: String,
-    display: Display,
-    started: Instant,
-}
-
-impl Progress {
-    fn new(total: usize, opts: &PoolOpts) -> Progress {
-        let quiet = opts.quiet || !tracing::enabled!(tracing::Level::INFO);
-        let display = if quiet || total == 0 {
-            Display::Silent
-        } else if std::io::stderr().is_terminal() {
-            let bar = indicatif::ProgressBar::new(total as u64);
-            bar.set_style(
-                indicatif::ProgressStyle::with_template(
-                    "{prefix} {bar:30.cyan/blue} {pos}/{len} done · {msg} · {elapsed} (ETA {eta})",
-                )
-                .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar())
-                .progress_chars("=> "),
-            );
-            bar.set_prefix(opts.label.clone());
-            bar.enable_steady_tick(Duration::from_millis(200));
-            Display::Bar(bar)
-        } else {
-            Display::Lines {
-                last: None,
-                said: String::new(),
-            }
-        };
-        Progress {
-            total,
-            label: opts.label.clone(),
-            display,
-            started: Instant::now(),
-        }
-    }
-
-    fn text(&self, t: &Tally, submitted: usize) -> String {
-        let mut parts = vec![format!("{} running", t.get("running") + t.get("leased"))];
-        parts.push(format!(
-            "{} queued",
-            t.get("queued") + self.total.saturating_sub(submitted)
-        ));
-        for s in ["failed", "timed_out", "cancelled"] {
-            if t.get(s) > 0 {
-                parts.push(format!("{} {}", t.get(s), s.replace('_', " ")));
-            }
-        }
-        parts.join(", ")
-    }
-
-    fn update(&mut self, t: &Tally, submitted: usize, last: bool) {
-        let msg = self.text(t, submitted);
-        let done = t.finished();
-        match &mut self.display {
-            Display::Bar(b) => {
-                b.set_position(done as u64);
-                b.set_message(msg);
-                if last {
-                    b.finish();
-                }
-            }
-            Display::Lines { last: when, said } => {
-                let line = format!(
-                    "{}: {done}/{} done, {msg} ({:.1}s)",
-                    self.label,
-                    self.total,
-                    self.started.elapsed().as_secs_f64()
-                );
-                let quiet_spell = when.is_some_and(|w| w.elapsed() < Duration::from_secs(1));
-                let changed = *said != format!("{done} {msg}");
-                if last || (changed && !quiet_spell) {
-                    crate::host::ctx().sink.eprint(&line);
-                    *when = Some(Instant::now());
-                    *said = format!("{done} {msg}");
-                }
-            }
-            Display::Silent => {}
-        }
+        self.finished() - self.get(RunStatus::Completed)
     }
 }
 
 impl Tally {
-    fn set(&mut self, id: i64, status: &str) {
-        if let Some(old) = self.statuses.insert(id, status.to_string()) {
+    fn set(&mut self, id: i64, status: RunStatus) {
+        if let Some(old) = self.statuses.insert(id, status) {
             if let Some(n) = self.by_status.get_mut(&old) {
                 *n -= 1;
             }
         }
-        *self.by_status.entry(status.to_string()).or_default() += 1;
+        *self.by_status.entry(status).or_default() += 1;
     }
 
     /// Applies the transitions recorded since `cursor` to the pool's jobs.
@@ -168,7 +87,7 @@ impl Tally {
         for (ev, run, status) in events {
             *cursor = ev;
             if set.contains(&run) {
-                self.set(run, &status);
+                self.set(run, status);
             }
         }
         Ok(())
@@ -179,13 +98,13 @@ impl Tally {
 pub fn run(
     specs: Vec<JobSpec>,
     opts: &PoolOpts,
+    progress: &mut dyn Observer,
     cancel: &CancellationToken,
 ) -> HostResult<Summary> {
     if let Some(w) = opts.max_workers {
         super::set_workers(w.max(1))?;
     }
     let total = specs.len();
-    let mut progress = Progress::new(total, opts);
     let mut ids: Vec<i64> = Vec::with_capacity(total);
     let mut set: HashSet<i64> = HashSet::with_capacity(total);
     let failed_seen = std::cell::Cell::new(false);
@@ -196,24 +115,24 @@ pub fn run(
     // Waits, refreshing the progress, until `done(tally)`; applies fail_fast on the way.
     let watch = |ids: &[i64],
                  set: &HashSet<i64>,
-                 progress: &mut Progress,
+                 progress: &mut dyn Observer,
                  done: &dyn Fn(&Tally) -> bool|
      -> HostResult<()> {
         loop {
-            let seen = crate::jobs::host::ended_count();
+            let seen = crate::engine::ended_count();
             last.set(Instant::now());
             let (fin, doomed) = {
                 let mut t = tally.borrow_mut();
                 let mut c = cursor.get();
                 t.follow(&mut c, set)?;
                 cursor.set(c);
-                progress.update(&t, ids.len(), false);
+                progress.update(&t, ids.len(), total, false);
                 let doomed: Vec<i64> =
                     if opts.fail_fast && !failed_seen.get() && t.not_completed() > 0 {
                         failed_seen.set(true);
                         t.statuses
                             .iter()
-                            .filter(|(_, st)| !FINISHED.contains(&st.as_str()))
+                            .filter(|(_, st)| !st.is_finished())
                             .map(|(id, _)| *id)
                             .collect()
                     } else {
@@ -223,7 +142,10 @@ pub fn run(
             };
             if !doomed.is_empty() {
                 for id in doomed {
-                    super::cancel(id)?;
+                    super::cancel(
+                        id,
+                        "cancelled by fail_fast: an earlier job did not complete",
+                    )?;
                 }
                 continue;
             }
@@ -235,7 +157,7 @@ pub fn run(
             }
             // At most one look per TALLY_EVERY, however fast jobs end.
             let next = last.get() + TALLY_EVERY;
-            crate::jobs::host::wait_for_end(seen, Duration::from_millis(200));
+            crate::engine::wait_for_end(seen, Duration::from_millis(200));
             let now = Instant::now();
             if now < next {
                 std::thread::sleep(next - now);
@@ -244,11 +166,13 @@ pub fn run(
     };
     let mut batch: Vec<JobSpec> = Vec::with_capacity(128);
     let mut specs = specs.into_iter().peekable();
+    let mut taken = 0;
     while let Some(spec) = specs.next() {
         if failed_seen.get() {
             // fail_fast: what was not submitted yet is not submitted at all.
             break;
         }
+        taken += 1;
         let blocking = spec.blocking;
         batch.push(spec);
         if blocking || batch.len() == 128 || specs.peek().is_none() {
@@ -258,29 +182,25 @@ pub fn run(
                 ids.push(r.id);
                 set.insert(r.id);
                 // A keyed job may exist already (completed, or adopted while running).
-                tally.borrow_mut().set(r.id, &r.status);
+                tally.borrow_mut().set(r.id, r.status);
             }
             if blocking {
                 let last = ids[ids.len() - 1];
-                watch(&ids, &set, &mut progress, &|t: &Tally| {
-                    t.statuses
-                        .get(&last)
-                        .is_some_and(|s| FINISHED.contains(&s.as_str()))
+                watch(&ids, &set, progress, &|t: &Tally| {
+                    t.statuses.get(&last).is_some_and(|s| s.is_finished())
                 })?;
             }
         }
     }
     // `set`, not `ids`: two specs with one key are one job.
-    watch(&ids, &set, &mut progress, &|t: &Tally| {
-        t.finished() == set.len()
-    })?;
+    watch(&ids, &set, progress, &|t: &Tally| t.finished() == set.len())?;
     let t = tally.into_inner();
     // fail_fast may have left specs unsubmitted: they are not "queued".
-    progress.total = set.len();
-    progress.update(&t, ids.len(), true);
-    let statuses = ids
-        .iter()
-        .map(|id| t.statuses.get(id).cloned().unwrap_or_default())
-        .collect();
-    Ok(Summary { ids, statuses })
+    progress.update(&t, ids.len(), ids.len(), true);
+    let statuses = ids.iter().map(|id| t.statuses.get(id).copied()).collect();
+    Ok(Summary {
+        ids,
+        statuses,
+        not_submitted: total - taken,
+    })
 }

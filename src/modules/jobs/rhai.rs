@@ -16,7 +16,18 @@ pub struct Job {
     pub id: i64,
 }
 
-fn spec(ctx: &NativeCallContext, mut map: Map) -> RhaiResult<m::JobSpec> {
+/// `jobs::pool` options.
+#[derive(serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+struct PoolArgs {
+    max_workers: Option<std::num::NonZeroU32>,
+    #[serde(default)]
+    fail_fast: bool,
+    #[serde(default)]
+    quiet: bool,
+}
+
+fn spec(ctx: &NativeCallContext, what: &str, mut map: Map) -> RhaiResult<m::JobSpec> {
     // depends_on may hold job handles as well as ids.
     if let Some(deps) = map.get_mut("depends_on") {
         if let Some(a) = deps.read_lock::<Array>().map(|a| a.clone()) {
@@ -30,22 +41,20 @@ fn spec(ctx: &NativeCallContext, mut map: Map) -> RhaiResult<m::JobSpec> {
             *deps = ids.into();
         }
     }
-    decode(ctx, "jobs::submit spec", map.into())
+    decode(ctx, what, map.into())
 }
 
-fn finished_summary(ids: &[i64], statuses: &[String]) -> RhaiResult<Map> {
-    let mut counts: std::collections::BTreeMap<&str, i64> = Default::default();
-    for st in statuses {
-        *counts.entry(st.as_str()).or_default() += 1;
-    }
+fn finished_summary(s: &m::pool::Summary) -> RhaiResult<Map> {
     let mut out = Map::new();
-    out.insert("total".into(), (ids.len() as i64).into());
-    for k in ["completed", "failed", "cancelled", "timed_out"] {
-        out.insert(k.into(), counts.get(k).copied().unwrap_or(0).into());
+    out.insert("total".into(), (s.ids.len() as i64).into());
+    for st in crate::store::RunStatus::FINISHED {
+        out.insert(st.as_str().into(), (s.count(st) as i64).into());
     }
+    out.insert("not_submitted".into(), (s.not_submitted as i64).into());
     out.insert(
         "jobs".into(),
-        ids.iter()
+        s.ids
+            .iter()
             .map(|i| Dynamic::from(Job { id: *i }))
             .collect::<Array>()
             .into(),
@@ -79,7 +88,7 @@ pub mod api {
     /// ```
     #[rhai_fn(return_raw, volatile)]
     pub fn submit(ctx: NativeCallContext, spec: Map) -> Result<JobHandle, Box<EvalAltResult>> {
-        let s = super::spec(&ctx, spec)?;
+        let s = super::spec(&ctx, "jobs::submit spec", spec)?;
         let r = m::submit(&s).or_rhai(&ctx)?;
         if s.blocking {
             m::wait(r.id, &crate::host::ctx().cancel.token()).or_rhai(&ctx)?;
@@ -118,34 +127,33 @@ pub mod api {
         specs: Array,
         opts: Map,
     ) -> Result<Map, Box<EvalAltResult>> {
-        let workers = opts.get("max_workers").and_then(|w| w.as_int().ok());
-        let fail_fast = opts
-            .get("fail_fast")
-            .and_then(|f| f.as_bool().ok())
-            .unwrap_or(false);
+        let o: super::PoolArgs =
+            crate::script::bridge::decode(&ctx, "jobs::pool options", opts.into())?;
         let mut parsed = Vec::with_capacity(specs.len());
-        for s in specs {
+        for (i, s) in specs.into_iter().enumerate() {
+            let what = format!("jobs::pool specs[{i}]");
             let map = s.try_cast::<Map>().ok_or_else(|| {
                 crate::script::bridge::host_err(
                     &ctx,
                     "invalid_argument",
-                    "jobs::pool: every spec must be a map",
+                    format!("{what}: must be a map"),
                 )
             })?;
-            parsed.push(super::spec(&ctx, map)?);
+            parsed.push(super::spec(&ctx, &what, map)?);
         }
         let opts = m::pool::PoolOpts {
-            max_workers: workers.map(|w| w.max(1) as usize),
-            fail_fast,
-            label: "pool".into(),
-            quiet: opts
-                .get("quiet")
-                .and_then(|q| q.as_bool().ok())
-                .unwrap_or(false),
+            max_workers: o.max_workers.map(|w| w.get() as usize),
+            fail_fast: o.fail_fast,
         };
-        let summary =
-            m::pool::run(parsed, &opts, &crate::host::ctx().cancel.token()).or_rhai(&ctx)?;
-        super::finished_summary(&summary.ids, &summary.statuses)
+        let mut progress = m::progress::Progress::new(parsed.len(), "pool", o.quiet);
+        let summary = m::pool::run(
+            parsed,
+            &opts,
+            &mut progress,
+            &crate::host::ctx().cancel.token(),
+        )
+        .or_rhai(&ctx)?;
+        super::finished_summary(&summary)
     }
 
     /// How many jobs this process runs at once (default: the number of CPUs, or
@@ -178,7 +186,7 @@ pub mod api {
     /// ```
     #[rhai_fn(global, return_raw, volatile)]
     pub fn status(ctx: NativeCallContext, j: &mut JobHandle) -> Result<String, Box<EvalAltResult>> {
-        Ok(m::get(j.id).or_rhai(&ctx)?.status)
+        Ok(m::get(j.id).or_rhai(&ctx)?.status.to_string())
     }
 
     /// Waits for the job to finish; returns its final status. Ctrl-C stops waiting.
@@ -190,7 +198,8 @@ pub mod api {
     pub fn wait(ctx: NativeCallContext, j: &mut JobHandle) -> Result<String, Box<EvalAltResult>> {
         Ok(m::wait(j.id, &crate::host::ctx().cancel.token())
             .or_rhai(&ctx)?
-            .status)
+            .status
+            .to_string())
     }
 
     /// Exit code of the last attempt (`()` while it runs or if it was killed).
@@ -275,7 +284,27 @@ pub mod api {
     /// ```
     #[rhai_fn(global, return_raw, volatile)]
     pub fn cancel(ctx: NativeCallContext, j: &mut JobHandle) -> Result<String, Box<EvalAltResult>> {
-        m::cancel(j.id).or_rhai(&ctx)
+        Ok(m::cancel(j.id, "cancelled by script")
+            .or_rhai(&ctx)?
+            .to_string())
+    }
+
+    /// Cancels the job with a reason, kept in the store and shown by `labhost jobs`,
+    /// `labhost status` and `info().cancel_reason`.
+    ///
+    /// ```rhai
+    /// let j = jobs::submit(#{command: "sleep 60"});
+    /// j.cancel("cancelled by policy: bandit, 0.41 < 0.66 at interval 4");
+    /// j.wait();
+    /// assert_eq(j.info().cancel_reason, "cancelled by policy: bandit, 0.41 < 0.66 at interval 4");
+    /// ```
+    #[rhai_fn(global, name = "cancel", return_raw, volatile)]
+    pub fn cancel_because(
+        ctx: NativeCallContext,
+        j: &mut JobHandle,
+        reason: &str,
+    ) -> Result<String, Box<EvalAltResult>> {
+        Ok(m::cancel(j.id, reason).or_rhai(&ctx)?.to_string())
     }
 
     /// The job's record: `#{id, name, status, attempt, exit_code, error, run_dir, spec, …}`.

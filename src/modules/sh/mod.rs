@@ -18,20 +18,8 @@ use crate::error::{HostError, HostResult};
 /// How long a process group gets between SIGTERM and SIGKILL.
 pub const KILL_GRACE: Duration = Duration::from_secs(3);
 
-#[derive(Debug, Clone, PartialEq)]
-pub enum Cmd {
-    Shell(String),
-    Argv(Vec<String>),
-}
-
-impl Cmd {
-    pub fn display(&self) -> String {
-        match self {
-            Cmd::Shell(s) => s.clone(),
-            Cmd::Argv(a) => a.join(" "),
-        }
-    }
-}
+/// The command type shared by sh, jobs and docker.
+pub use crate::command::Command as Cmd;
 
 #[derive(Debug, Clone, Default)]
 pub struct RunOpts {
@@ -52,16 +40,6 @@ pub struct Output {
     pub stderr: String,
     /// Wall time in seconds.
     pub duration: f64,
-}
-
-impl Cmd {
-    /// The program that runs (`sh` for a shell string).
-    pub fn program(&self) -> String {
-        match self {
-            Cmd::Argv(a) => a.first().cloned().unwrap_or_default(),
-            Cmd::Shell(_) => "sh".into(),
-        }
-    }
 }
 
 /// A supervised command: its own process group (a timeout or Ctrl-C kills everything it

@@ -7,30 +7,11 @@ use rhai::plugin::*;
 use rhai::{Array, Map};
 
 use crate::modules::sh::{self as m, Cmd, RunOpts};
-use crate::script::bridge::{decode, host_err, DurationArg, OrRhai, RhaiResult};
+use crate::script::bridge::{decode, OrRhai, RhaiResult};
+use crate::util::{Seconds, Text};
 
 pub fn module() -> Module {
     exported_module!(api)
-}
-
-#[derive(serde::Deserialize)]
-#[serde(untagged)]
-enum Scalar {
-    S(String),
-    I(i64),
-    F(f64),
-    B(bool),
-}
-
-impl Scalar {
-    fn text(self) -> String {
-        match self {
-            Scalar::S(s) => s,
-            Scalar::I(i) => i.to_string(),
-            Scalar::F(f) => f.to_string(),
-            Scalar::B(b) => b.to_string(),
-        }
-    }
 }
 
 #[derive(serde::Deserialize, Default)]
@@ -38,40 +19,15 @@ impl Scalar {
 struct RawOpts {
     cwd: Option<String>,
     #[serde(default)]
-    env: BTreeMap<String, Scalar>,
-    timeout: Option<DurationArg>,
+    env: BTreeMap<String, Text>,
+    timeout: Option<Seconds>,
     stdin: Option<String>,
     /// `sh::stream` only: text put before every streamed line.
     prefix: Option<String>,
 }
 
-fn parse_cmd(ctx: &NativeCallContext, cmd: Dynamic) -> RhaiResult<Cmd> {
-    if cmd.is_string() {
-        return Ok(Cmd::Shell(cmd.into_string().unwrap_or_default()));
-    }
-    if cmd.is_array() {
-        let argv: Vec<String> = cmd
-            .into_array()
-            .unwrap_or_default()
-            .into_iter()
-            .map(|a| {
-                if a.is_string() {
-                    a.into_string().unwrap_or_default()
-                } else {
-                    a.to_string()
-                }
-            })
-            .collect();
-        return Ok(Cmd::Argv(argv));
-    }
-    Err(host_err(
-        ctx,
-        "invalid_argument",
-        format!(
-            "command must be a string (run by sh -c) or an array (run directly), got {}",
-            cmd.type_name()
-        ),
-    ))
+fn parse_cmd(ctx: &NativeCallContext, fname: &str, cmd: Dynamic) -> RhaiResult<Cmd> {
+    decode(ctx, &format!("{fname} command"), cmd)
 }
 
 fn parse_opts(
@@ -80,15 +36,11 @@ fn parse_opts(
     opts: Map,
 ) -> RhaiResult<(RunOpts, Option<String>)> {
     let raw: RawOpts = decode(ctx, &format!("{fname} options"), opts.into())?;
-    let timeout = match raw.timeout {
-        Some(t) => Some(t.to_duration().or_rhai(ctx)?),
-        None => None,
-    };
     Ok((
         RunOpts {
             cwd: raw.cwd,
-            env: raw.env.into_iter().map(|(k, v)| (k, v.text())).collect(),
-            timeout,
+            env: raw.env.into_iter().map(|(k, v)| (k, v.0)).collect(),
+            timeout: raw.timeout.map(|t| t.0),
             stdin: raw.stdin,
         },
         raw.prefix,
@@ -102,7 +54,7 @@ fn exec(
     fname: &str,
     stream: bool,
 ) -> RhaiResult<Dynamic> {
-    let cmd = parse_cmd(ctx, cmd)?;
+    let cmd = parse_cmd(ctx, fname, cmd)?;
     let (opts, prefix) = parse_opts(ctx, fname, opts)?;
     let host = crate::host::ctx();
     let sink: Option<m::LineSink> = stream.then(|| {

@@ -10,15 +10,12 @@ pub use crate::util::parse_duration;
 
 /// Local time as RFC 3339 with milliseconds and offset, e.g. `2026-11-21T23:46:16.123+00:00`.
 pub fn now() -> String {
-    chrono::Local::now().to_rfc3339_opts(chrono::SecondsFormat::Millis, false)
+    crate::clock::rfc3339()
 }
 
 /// Seconds since the Unix epoch.
 pub fn unix() -> f64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_secs_f64())
-        .unwrap_or(0.0)
+    crate::clock::unix()
 }
 
 /// Sleeps, returning early with `cancelled` when the token fires.

@@ -10,7 +10,7 @@ pub fn module() -> Module {
 #[export_module]
 pub mod api {
     use crate::modules::time as m;
-    use crate::script::bridge::{DurationArg, OrRhai};
+    use crate::script::bridge::{duration_of, OrRhai};
 
     /// The current local time as RFC 3339 text with milliseconds and UTC offset.
     ///
@@ -45,7 +45,7 @@ pub mod api {
     /// ```
     #[rhai_fn(return_raw, volatile)]
     pub fn sleep(ctx: NativeCallContext, duration: Dynamic) -> Result<(), Box<EvalAltResult>> {
-        let d = DurationArg::from_dynamic(&duration).or_rhai(&ctx)?;
+        let d = duration_of(&duration).or_rhai(&ctx)?;
         let host = crate::host::ctx();
         host.rt
             .block_on(m::sleep(d, host.cancel.token()))

@@ -16,9 +16,9 @@ use std::time::Duration;
 use tokio_util::sync::CancellationToken;
 
 use super::spawn;
-use super::store::Metric;
 use crate::error::{HostError, HostResult};
 use crate::modules::sh::{Cmd, KILL_GRACE};
+use crate::store::{Metric, RunStatus};
 
 /// How often the metrics file is read while the job runs.
 pub const METRICS_POLL: Duration = Duration::from_millis(200);
@@ -50,7 +50,7 @@ pub struct DockerLaunch {
 #[derive(Debug, Clone, PartialEq)]
 pub struct Outcome {
     /// `completed`, `failed`, `timed_out` or `cancelled`.
-    pub status: &'static str,
+    pub status: RunStatus,
     pub exit_code: Option<i64>,
     pub error: Option<String>,
     /// `(pid, start time)` when `started` was not called (the process ended within
@@ -170,7 +170,7 @@ pub async fn run(
         .map(|(k, v)| (OsStr::new(k.as_str()), OsStr::new(v.as_str())))
         .chain(extra.iter().map(|(k, v)| (OsStr::new(*k), *v)));
     let not_found = || Outcome {
-        status: "failed",
+        status: RunStatus::Failed,
         exit_code: Some(127),
         error: Some(format!("command not found: {}", l.command.program())),
         start: None,
@@ -209,7 +209,7 @@ pub async fn run(
     };
     drop((out, err));
     let pid = i64::from(child.pid);
-    let started_at = super::store::now();
+    let started_at = crate::clock::unix();
     // Recorded at the first tick: most short jobs end before it and record start and end in
     // one transaction.
     let mut start = Some((pid, started_at));
@@ -229,7 +229,7 @@ pub async fn run(
                 let st = st.map_err(|e| HostError::new("jobs.wait", e.to_string()))?;
                 let code = st.code().map(i64::from).or_else(|| st.signal().map(|s| 128 + i64::from(s)));
                 // sh reports a missing program as 127.
-                let status = if st.success() { "completed" } else { "failed" };
+                let status = if st.success() { RunStatus::Completed } else { RunStatus::Failed };
                 let error = match code {
                     Some(127) => Some("exit 127: command not found".to_string()),
                     Some(0) => None,
@@ -246,12 +246,12 @@ pub async fn run(
             }
             _ = until_deadline => {
                 kill_tree(&mut child, KILL_GRACE).await;
-                break Outcome { status: "timed_out", exit_code: None,
+                break Outcome { status: RunStatus::TimedOut, exit_code: None,
                     error: Some(format!("timed out after {:.1}s", l.timeout.unwrap_or_default().as_secs_f64())), start };
             }
             _ = cancel.cancelled() => {
                 kill_tree(&mut child, KILL_GRACE).await;
-                break Outcome { status: "cancelled", exit_code: None, error: Some("cancelled".into()), start };
+                break Outcome { status: RunStatus::Cancelled, exit_code: None, error: Some("cancelled".into()), start };
             }
         }
     };
@@ -348,21 +348,27 @@ async fn run_docker(
         }
     };
     tail.pump(metrics);
-    let outcome = |status: &'static str, exit_code: Option<i64>, error: Option<String>| Outcome {
+    let outcome = |status: RunStatus, exit_code: Option<i64>, error: Option<String>| Outcome {
         status,
         exit_code,
         error,
         start: None,
     };
     match result {
-        Ok(r) if r.exit_code == 0 => Ok(outcome("completed", Some(0), None)),
+        Ok(r) if r.exit_code == 0 => Ok(outcome(RunStatus::Completed, Some(0), None)),
         Ok(r) => Ok(outcome(
-            "failed",
+            RunStatus::Failed,
             Some(r.exit_code),
             Some(format!("exit {}", r.exit_code)),
         )),
-        Err(e) if e.kind == "docker.timeout" => Ok(outcome("timed_out", None, Some(e.message))),
-        Err(e) if e.is_cancelled() => Ok(outcome("cancelled", None, Some("cancelled".into()))),
+        Err(e) if e.kind == "docker.timeout" => {
+            Ok(outcome(RunStatus::TimedOut, None, Some(e.message)))
+        }
+        Err(e) if e.is_cancelled() => Ok(outcome(
+            RunStatus::Cancelled,
+            None,
+            Some("cancelled".into()),
+        )),
         Err(e) => Err(e),
     }
 }
@@ -387,45 +393,22 @@ async fn kill_tree(child: &mut spawn::Child, grace: Duration) {
 }
 
 /// The launch description of a stored run (command, env, cwd, timeout from its spec).
-pub fn launch_for(run: &super::store::Run) -> HostResult<Launch> {
-    let text = |v: &serde_json::Value| {
-        v.as_str()
-            .map(str::to_string)
-            .unwrap_or_else(|| v.to_string())
-    };
+pub fn launch_for(run: &crate::store::Run) -> HostResult<Launch> {
     let spec = &run.spec;
-    let command = match &spec["command"] {
-        serde_json::Value::String(s) => Cmd::Shell(s.clone()),
-        serde_json::Value::Array(a) => Cmd::Argv(a.iter().map(text).collect()),
-        _ => {
-            return Err(HostError::new(
-                "jobs.invalid_spec",
-                "the spec has no command",
-            ))
-        }
-    };
-    let env = spec["env"]
-        .as_object()
-        .map(|m| m.iter().map(|(k, v)| (k.clone(), text(v))).collect())
-        .unwrap_or_default();
+    spec.command
+        .check_not_empty()
+        .map_err(|m| HostError::new("jobs.invalid_spec", m))?;
     Ok(Launch {
         job_id: run.id,
-        command,
-        cwd: spec["cwd"].as_str().map(PathBuf::from),
-        env,
+        command: spec.command.clone(),
+        cwd: spec.cwd.as_deref().map(PathBuf::from),
+        env: spec.env.clone(),
         run_dir: PathBuf::from(&run.run_dir),
-        timeout: spec["timeout"].as_f64().map(Duration::from_secs_f64),
-        docker: (spec["run_in"] == "docker").then(|| DockerLaunch {
-            image: spec["image"].as_str().map(str::to_string),
-            mounts: spec["mounts"]
-                .as_array()
-                .map(|a| {
-                    a.iter()
-                        .filter_map(|m| m.as_str().map(str::to_string))
-                        .collect()
-                })
-                .unwrap_or_default(),
-            network: spec["network"].as_str().map(str::to_string),
+        timeout: spec.timeout.map(Duration::from_secs_f64),
+        docker: (spec.run_in == crate::store::RunIn::Docker).then(|| DockerLaunch {
+            image: spec.image.clone(),
+            mounts: spec.mounts.clone(),
+            network: spec.network.clone(),
         }),
     })
 }
@@ -433,8 +416,12 @@ pub fn launch_for(run: &super::store::Run) -> HostResult<Launch> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::jobs::store::{NewRun, Store};
+    use crate::store::{NewRun, Store};
     use serde_json::json;
+
+    fn spec(v: serde_json::Value) -> crate::store::StoredSpec {
+        serde_json::from_value(v).unwrap()
+    }
 
     /// Test driver: claims queued runs and runs them one after another, the way the job host
     /// does (without workers or GPU leases); returns the ids it ran.
@@ -445,7 +432,7 @@ mod tests {
             let launch = match launch_for(&job) {
                 Ok(l) => l,
                 Err(e) => {
-                    store.finish(job.id, "failed", None, Some(&e.message))?;
+                    store.finish(job.id, RunStatus::Failed, None, Some(&e.message))?;
                     continue;
                 }
             };
@@ -466,16 +453,17 @@ mod tests {
             store = shared.into_inner().unwrap_or_else(|e| e.into_inner());
             match outcome {
                 Ok(o) => {
-                    store.finish_started(
+                    store.finish_and_claim(
                         job.id,
                         o.start,
                         o.status,
                         o.exit_code,
                         o.error.as_deref(),
+                        None,
                     )?;
                 }
                 Err(e) => {
-                    store.finish(job.id, "failed", None, Some(&e.message))?;
+                    store.finish(job.id, RunStatus::Failed, None, Some(&e.message))?;
                 }
             }
             ran.push(job.id);
@@ -518,34 +506,34 @@ mod tests {
         let t = tempfile::tempdir().unwrap();
         let mut s = Store::open(t.path()).unwrap();
         let ok = json!({"command": "echo job $LABHOST_JOB_ID $LR; echo oops >&2; for i in 1 2 3; do echo \"{\\\"name\\\":\\\"loss\\\",\\\"value\\\":0.$i,\\\"step\\\":$i}\" >> $LABHOST_METRICS; done",
-                        "env": {"LR": 0.1}});
+                        "env": {"LR": "0.1"}});
         let (a, _) = s
             .create(&NewRun {
-                spec: ok,
+                spec: spec(ok),
                 ..Default::default()
             })
             .unwrap();
         let (b, _) = s
             .create(&NewRun {
-                spec: json!({"command": ["sh", "-c", "exit 3"]}),
+                spec: spec(json!({"command": ["sh", "-c", "exit 3"]})),
                 ..Default::default()
             })
             .unwrap();
         let (c, _) = s
             .create(&NewRun {
-                spec: json!({"command": ["no-such-program-xyz"]}),
+                spec: spec(json!({"command": ["no-such-program-xyz"]})),
                 ..Default::default()
             })
             .unwrap();
         let (d, _) = s
             .create(&NewRun {
-                spec: json!({"command": "sleep 30", "timeout": 0.3}),
+                spec: spec(json!({"command": "sleep 30", "timeout": 0.3})),
                 ..Default::default()
             })
             .unwrap();
         let (e, _) = s
             .create(&NewRun {
-                spec: json!({"command": "no-such-program-xyz"}),
+                spec: spec(json!({"command": "no-such-program-xyz"})),
                 ..Default::default()
             })
             .unwrap();
@@ -554,7 +542,7 @@ mod tests {
             .unwrap();
         assert_eq!(ran, vec![a.id, b.id, c.id, d.id, e.id]);
         let ra = s.get(a.id).unwrap();
-        assert_eq!((ra.status.as_str(), ra.exit_code), ("completed", Some(0)));
+        assert_eq!((ra.status, ra.exit_code), (RunStatus::Completed, Some(0)));
         assert!(ra.pid.unwrap() > 0);
         let dir = PathBuf::from(&ra.run_dir);
         assert_eq!(
@@ -573,18 +561,15 @@ mod tests {
             .collect();
         assert_eq!(loss, vec![0.1, 0.2, 0.3]);
         assert_eq!(
-            (
-                s.get(b.id).unwrap().status.as_str(),
-                s.get(b.id).unwrap().exit_code
-            ),
-            ("failed", Some(3))
+            (s.get(b.id).unwrap().status, s.get(b.id).unwrap().exit_code),
+            (RunStatus::Failed, Some(3))
         );
         let rc = s.get(c.id).unwrap();
         assert_eq!(
             (rc.exit_code, rc.error.as_deref()),
             (Some(127), Some("command not found: no-such-program-xyz"))
         );
-        assert_eq!(s.get(d.id).unwrap().status, "timed_out");
+        assert_eq!(s.get(d.id).unwrap().status, RunStatus::TimedOut);
         let re = s.get(e.id).unwrap();
         assert_eq!(
             (re.exit_code, re.error.as_deref()),

@@ -12,9 +12,9 @@ use std::time::Duration;
 use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 
-use super::store::{Metric, Run, Store};
 use super::supervisor;
 use crate::error::{HostError, HostResult};
+use crate::store::{Metric, NewRun, Run, RunStatus, Store};
 
 pub struct JobHost {
     pub state: PathBuf,
@@ -111,7 +111,7 @@ impl JobHost {
             File::create(&p).map_err(|e| crate::error::io_err("jobs", "cannot create", &p, &e))?;
         f.lock()
             .map_err(|e| crate::error::io_err("jobs", "cannot lock", &p, &e))?;
-        let orphans = super::store::with(state, |s| {
+        let orphans = crate::store::with(state, |s| {
             s.no_autocheckpoint()?;
             s.requeue_orphans(&|h| h == id || host_alive(state, h))
         })?;
@@ -147,7 +147,7 @@ impl JobHost {
 
     /// Runs `f` on this process's connection to the state database.
     fn store<T>(&self, f: impl FnOnce(&mut Store) -> HostResult<T>) -> HostResult<T> {
-        super::store::with(&self.state, f)
+        crate::store::with(&self.state, f)
     }
 
     pub fn set_workers(&self, n: usize) {
@@ -159,7 +159,7 @@ impl JobHost {
     /// the scheduler never runs the job without it.
     pub fn create(
         &self,
-        n: &super::store::NewRun,
+        n: &NewRun,
         secret_env: Option<std::collections::BTreeMap<String, String>>,
     ) -> HostResult<Run> {
         let mut out = self.create_many(vec![(n.clone(), secret_env)])?;
@@ -169,17 +169,14 @@ impl JobHost {
     /// `create` for many runs, in one transaction.
     pub fn create_many(
         &self,
-        runs: Vec<(
-            super::store::NewRun,
-            Option<std::collections::BTreeMap<String, String>>,
-        )>,
+        runs: Vec<(NewRun, Option<std::collections::BTreeMap<String, String>>)>,
     ) -> HostResult<Vec<Run>> {
         let mut secrets = self.secret_env.lock().unwrap_or_else(|e| e.into_inner());
         let (news, envs): (Vec<_>, Vec<_>) = runs
             .into_iter()
             .map(|(n, env)| {
                 (
-                    super::store::NewRun {
+                    NewRun {
                         owner: Some(self.id.clone()),
                         ..n
                     },
@@ -194,13 +191,13 @@ impl JobHost {
         }
         for (r, fresh) in &created {
             if *fresh {
-                super::store::ensure_run_dir(r)?;
+                crate::store::ensure_run_dir(r)?;
             }
         }
         let mut out = Vec::with_capacity(created.len());
         for ((run, created), env) in created.into_iter().zip(envs) {
             if let Some(env) = env {
-                if created || !super::store::FINISHED.contains(&run.status.as_str()) {
+                if created || !run.status.is_finished() {
                     secrets.insert(run.id, env);
                 }
             }
@@ -216,9 +213,9 @@ impl JobHost {
         self.wake.notify_one();
     }
 
-    /// Cancels a job: in the store, and at once if this host runs it.
-    pub fn cancel(&self, id: i64) -> HostResult<String> {
-        let status = self.store(|s| s.cancel(id))?;
+    /// Cancels a job: in the store (with `reason`), and at once if this host runs it.
+    pub fn cancel(&self, id: i64, reason: &str) -> HostResult<RunStatus> {
+        let status = self.store(|s| s.cancel(id, reason))?;
         self.kill(id);
         Ok(status)
     }
@@ -247,7 +244,7 @@ impl JobHost {
             .collect();
         for id in ids {
             if let Ok(r) = self.store(|s| s.get(id)) {
-                if r.status == "cancelled" {
+                if r.status == RunStatus::Cancelled {
                     self.kill(id);
                 }
             }
@@ -289,7 +286,9 @@ impl JobHost {
                                 let outcome = me.execute(&run).await;
                                 let (status, code, error, start) = match &outcome {
                                     Ok(o) => (o.status, o.exit_code, o.error.clone(), o.start),
-                                    Err(e) => ("failed", None, Some(e.message.clone()), None),
+                                    Err(e) => {
+                                        (RunStatus::Failed, None, Some(e.message.clone()), None)
+                                    }
                                 };
                                 if let Err(e) = &outcome {
                                     tracing::error!("job {id}: {}", e.message);
@@ -307,13 +306,18 @@ impl JobHost {
                                             Some(&me.id),
                                         )
                                     } else {
-                                        s.finish_started(id, start, status, code, error.as_deref())
-                                            .map(|st| (st, None))
+                                        s.finish_and_claim(
+                                            id,
+                                            start,
+                                            status,
+                                            code,
+                                            error.as_deref(),
+                                            None,
+                                        )
                                     }
                                 });
                                 announce_end();
-                                if matches!(&recorded, Ok((st, _)) if super::store::FINISHED.contains(&st.as_str()))
-                                {
+                                if matches!(&recorded, Ok((st, _)) if st.is_finished()) {
                                     // No retry left: the real secret values are not needed again.
                                     me.secret_env
                                         .lock()
@@ -368,7 +372,7 @@ impl JobHost {
     ) -> HostResult<supervisor::Outcome> {
         // Made by the submitter; a submitter that died right after its commit left none.
         if !Path::new(&run.run_dir).join("stderr.log").exists() {
-            super::store::ensure_run_dir(run)?;
+            crate::store::ensure_run_dir(run)?;
         }
         let mut launch = supervisor::launch_for(run)?;
         let spec = &run.spec;
@@ -381,7 +385,7 @@ impl JobHost {
             launch.env = real.clone();
         }
         // GPUs: a lease from the ledger, held until the process ends.
-        let num_gpus = spec["num_gpus"].as_u64().unwrap_or(0) as usize;
+        let num_gpus = spec.num_gpus as usize;
         let lease = if num_gpus > 0 {
             let t = token.clone();
             let o = crate::modules::gpu::ledger::ReserveOpts {

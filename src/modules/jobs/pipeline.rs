@@ -22,8 +22,11 @@ use std::path::{Path, PathBuf};
 use serde::Deserialize;
 use serde_json::Value;
 
-use crate::error::{exit, HostError, HostResult};
-use crate::modules::jobs::{Command, JobSpec};
+use crate::command::Command;
+use crate::error::{HostError, HostResult};
+use crate::modules::jobs::JobSpec;
+use crate::store::RunIn;
+use crate::util::{Seconds, Text};
 
 /// One job of a pipeline file. Unknown keys are errors.
 #[derive(Debug, Clone, Deserialize, Default)]
@@ -37,19 +40,19 @@ struct Step {
     command: Option<Command>,
     run_in: Option<String>,
     #[serde(default)]
-    num_gpus: i64,
+    num_gpus: u32,
     #[serde(default)]
     blocking: bool,
     name: Option<String>,
     #[serde(default)]
-    env: BTreeMap<String, Value>,
+    env: BTreeMap<String, Text>,
     cwd: Option<String>,
-    timeout: Option<f64>,
+    timeout: Option<Seconds>,
     #[serde(default)]
-    retries: i64,
-    backoff: Option<f64>,
+    retries: u32,
+    backoff: Option<Seconds>,
     #[serde(default)]
-    tags: BTreeMap<String, Value>,
+    tags: BTreeMap<String, Text>,
     #[serde(default)]
     params: BTreeMap<String, Value>,
     #[serde(default)]
@@ -162,7 +165,7 @@ fn step_command(step: &Step, base: &Path, where_: &str) -> HostResult<Command> {
 }
 
 /// The jobs of a pipeline file, as specs for the pool, and its `num_jobs` / `fail_fast`.
-pub fn load(path: &Path, rerun: bool) -> HostResult<(Vec<JobSpec>, Option<i64>, bool)> {
+pub fn load(path: &Path, rerun: bool) -> HostResult<(Vec<JobSpec>, Option<u64>, bool)> {
     let doc = crate::modules::yaml::load(path, &Default::default())?;
     let text = std::fs::read_to_string(path).unwrap_or_default();
     let source = path.display().to_string();
@@ -215,7 +218,7 @@ pub fn load(path: &Path, rerun: bool) -> HostResult<(Vec<JobSpec>, Option<i64>, 
         let command = step_command(&step, &base, &where_)?;
         let run_in = match step.run_in.as_deref() {
             None | Some("host") => None,
-            Some("container") | Some("docker") => Some("docker".to_string()),
+            Some("container") | Some("docker") => Some(RunIn::Docker),
             Some(other) => {
                 return Err(HostError::new(
                     "pipeline.invalid",
@@ -249,7 +252,7 @@ pub fn load(path: &Path, rerun: bool) -> HostResult<(Vec<JobSpec>, Option<i64>, 
             ..Default::default()
         };
         spec.tags
-            .insert("pipeline".into(), Value::String(abs.display().to_string()));
+            .insert("pipeline".into(), Text(abs.display().to_string()));
         spec.key = match step.key {
             Some(k) => Some(k),
             None if rerun => None,
@@ -259,7 +262,9 @@ pub fn load(path: &Path, rerun: bool) -> HostResult<(Vec<JobSpec>, Option<i64>, 
                 let fingerprint = serde_json::json!({
                     "i": i,
                     "command": format!("{:?}", spec.command),
-                    "cwd": spec.cwd, "env": spec.env, "num_gpus": spec.num_gpus,
+                    "cwd": spec.cwd,
+                    "env": spec.env.iter().map(|(k, v)| (k.clone(), v.0.clone())).collect::<BTreeMap<_, _>>(),
+                    "num_gpus": spec.num_gpus,
                     "run_in": spec.run_in, "image": spec.image,
                 });
                 Some(format!(
@@ -272,7 +277,7 @@ pub fn load(path: &Path, rerun: bool) -> HostResult<(Vec<JobSpec>, Option<i64>, 
         spec.retry_failed = true;
         specs.push(spec);
     }
-    Ok((specs, file.num_jobs, file.fail_fast))
+    Ok((specs, file.num_jobs.map(|n| n as u64), file.fail_fast))
 }
 
 fn path_stem(p: &Path) -> String {
@@ -289,72 +294,4 @@ fn locate_error(text: &str, source: &str, msg: &str) -> String {
         }
     }
     source.to_string()
-}
-
-/// `labhost pipeline FILE [--workers N] [--dry-run] [--rerun] [--fail-fast]`.
-pub fn cli(path: &Path, workers: Option<usize>, dry_run: bool, rerun: bool, fail_fast: bool) -> u8 {
-    crate::app::install_ctrl_c(true);
-    let (specs, num_jobs, file_fail_fast) = match load(path, rerun) {
-        Ok(x) => x,
-        Err(e) => {
-            eprintln!("error[{}]: {}", e.kind, e.message);
-            return exit::SCRIPT;
-        }
-    };
-    let workers = workers.or(num_jobs.map(|n| n as usize)).unwrap_or(1);
-    if dry_run {
-        for (i, s) in specs.iter().enumerate() {
-            let cmd = match &s.command {
-                Some(Command::Shell(c)) => c.clone(),
-                Some(Command::Argv(a)) => a.join(" "),
-                None => String::new(),
-            };
-            println!(
-                "{i:>3}  {:<8} gpus={} {}{}",
-                s.run_in.as_deref().unwrap_or("host"),
-                s.num_gpus,
-                if s.blocking { "blocking " } else { "" },
-                crate::redact::apply(&cmd)
-            );
-        }
-        println!("{} job(s), {workers} at once", specs.len());
-        return exit::OK;
-    }
-    let opts = crate::modules::jobs::pool::PoolOpts {
-        max_workers: Some(workers),
-        fail_fast: fail_fast || file_fail_fast,
-        label: path.display().to_string(),
-        quiet: false,
-    };
-    let cancel = crate::host::ctx().cancel.token();
-    match crate::modules::jobs::pool::run(specs, &opts, &cancel) {
-        Ok(sum) => {
-            let done = sum.count("completed");
-            let mut failed = Vec::new();
-            for (id, st) in sum.ids.iter().zip(&sum.statuses) {
-                if st != "completed" {
-                    failed.push(format!("job {id} {st} (labhost logs {id})"));
-                }
-            }
-            println!("{done} of {} job(s) completed", sum.ids.len());
-            for f in &failed {
-                println!("  {f}");
-            }
-            if failed.is_empty() {
-                exit::OK
-            } else {
-                exit::SCRIPT
-            }
-        }
-        Err(e) if e.kind == "cancelled" => {
-            eprintln!(
-                "interrupted: the pipeline's jobs stay queued; run it again or `labhost resume`"
-            );
-            exit::INTERRUPTED
-        }
-        Err(e) => {
-            eprintln!("error[{}]: {}", e.kind, e.message);
-            exit::SCRIPT
-        }
-    }
 }

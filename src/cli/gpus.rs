@@ -2,10 +2,22 @@
 use std::io::IsTerminal;
 use std::time::Duration;
 
-use super::ledger::{holders_by_uuid, Holder, Ledger};
-use super::Snapshot;
-use crate::error::exit;
+use clap::Args;
+
+use super::error::CmdResult;
+use crate::modules::gpu::ledger::{holders_by_uuid, Holder, Ledger};
+use crate::modules::gpu::{self, Snapshot};
 use crate::util::format_bytes;
+
+#[derive(Debug, Args)]
+pub struct GpusArgs {
+    /// Machine-readable output
+    #[arg(long)]
+    pub json: bool,
+    /// Redraw every SECS seconds until Ctrl-C
+    #[arg(long, value_name = "SECS")]
+    pub watch: Option<f64>,
+}
 
 fn opt<T: std::fmt::Display>(v: Option<T>, unit: &str) -> String {
     v.map(|x| format!("{x}{unit}"))
@@ -29,7 +41,7 @@ fn holder_text(h: &Holder, now: f64) -> String {
 
 /// The table as text.
 pub fn render(s: &Snapshot, holders: &[Holder]) -> String {
-    let mut out = format!("{}\n", super::status(s));
+    let mut out = format!("{}\n", gpu::status(s));
     if s.devices.is_empty() {
         return out;
     }
@@ -67,16 +79,11 @@ pub fn render(s: &Snapshot, holders: &[Holder]) -> String {
     out
 }
 
-pub fn gpus(json: bool, watch: Option<f64>) -> u8 {
-    let ledger = match Ledger::open() {
-        Ok(l) => l,
-        Err(e) => {
-            eprintln!("error: {}", e.message);
-            return exit::SCRIPT;
-        }
-    };
+pub fn run(a: GpusArgs) -> CmdResult {
+    let json = a.json;
+    let ledger = Ledger::open()?;
     let once = || {
-        let s = super::snapshot();
+        let s = gpu::snapshot();
         let holders = ledger.holders();
         if json {
             let v = serde_json::json!({ "snapshot": s, "holders": holders });
@@ -85,11 +92,11 @@ pub fn gpus(json: bool, watch: Option<f64>) -> u8 {
             print!("{}", render(&s, &holders));
         }
     };
-    let Some(secs) = watch else {
+    let Some(secs) = a.watch else {
         once();
-        return exit::OK;
+        return Ok(());
     };
-    crate::app::install_ctrl_c(true);
+    crate::host::install_ctrl_c(true);
     let period = Duration::from_secs_f64(secs.max(0.1));
     let tty = std::io::stdout().is_terminal();
     while !crate::host::ctx().cancel.is_cancelled() {
@@ -106,5 +113,5 @@ pub fn gpus(json: bool, watch: Option<f64>) -> u8 {
             break;
         }
     }
-    exit::OK
+    Ok(())
 }

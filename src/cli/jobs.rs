@@ -1,0 +1,220 @@
+//! `labhost jobs`, `logs`, `cancel`, `status`, `resume`: the job engine from the command line.
+use std::io::Write;
+use std::time::Duration;
+
+use clap::Args;
+
+use super::error::{CmdResult, Failure};
+use crate::modules::time::{format_duration, unix};
+use crate::store::{Run, RunStatus, Store};
+
+#[derive(Debug, Args)]
+pub struct JobsArgs {
+    /// Only jobs with this status (queued, leased, running, completed, failed, cancelled,
+    /// timed_out)
+    #[arg(long, value_parser = parse_status)]
+    pub status: Option<RunStatus>,
+    #[arg(long)]
+    pub json: bool,
+    #[arg(long, default_value_t = 50)]
+    pub limit: usize,
+}
+
+#[derive(Debug, Args)]
+pub struct LogsArgs {
+    pub id: i64,
+    /// Keep printing until the job ends
+    #[arg(short, long)]
+    pub follow: bool,
+    #[arg(long)]
+    pub stderr: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct CancelArgs {
+    #[arg(required = true)]
+    pub ids: Vec<i64>,
+}
+
+#[derive(Debug, Args)]
+pub struct ResumeArgs {
+    /// Jobs at once (default: CPUs)
+    #[arg(long)]
+    pub workers: Option<usize>,
+}
+
+fn parse_status(s: &str) -> Result<RunStatus, String> {
+    s.parse()
+}
+
+fn open() -> Result<Store, Failure> {
+    Ok(crate::state::dir().and_then(|d| Store::open(&d))?)
+}
+
+fn age(ts: Option<f64>) -> String {
+    match ts {
+        Some(t) => format_duration((unix() - t).max(0.0)) + " ago",
+        None => "-".into(),
+    }
+}
+
+fn row(r: &Run) -> String {
+    let took = match (r.started, r.ended) {
+        (Some(s), Some(e)) => format_duration((e - s).max(0.0)),
+        (Some(s), None) => format_duration((unix() - s).max(0.0)),
+        _ => "-".into(),
+    };
+    let cmd: String = r.spec.command.display().chars().take(40).collect();
+    let mut line = format!(
+        "{:>6}  {:<10} {:>4}  {:>5}  {:<8} {:<14} {:<16} {}",
+        r.id,
+        r.status,
+        r.exit_code
+            .map(|c| c.to_string())
+            .unwrap_or_else(|| "-".into()),
+        r.attempt,
+        took,
+        age(Some(r.created)),
+        r.name.chars().take(16).collect::<String>(),
+        cmd
+    );
+    // Why it did not complete: the cancel reason, else the error.
+    if r.status.is_unsuccessful() {
+        if let Some(why) = r.reason().filter(|w| !w.is_empty()) {
+            line += &format!("\n{:>8}{}", "↳ ", crate::redact::apply(why));
+        }
+    }
+    line
+}
+
+pub fn list(a: JobsArgs) -> CmdResult {
+    let runs = open()?.list(a.status, None, a.limit)?;
+    let mut out = std::io::stdout().lock();
+    if a.json {
+        let _ = writeln!(
+            out,
+            "{}",
+            serde_json::to_string_pretty(&runs).unwrap_or_default()
+        );
+        return Ok(());
+    }
+    let _ = writeln!(
+        out,
+        "{:>6}  {:<10} {:>4}  {:>5}  {:<8} {:<14} {:<16} COMMAND",
+        "ID", "STATUS", "EXIT", "TRIES", "TOOK", "CREATED", "NAME"
+    );
+    for r in &runs {
+        let _ = writeln!(out, "{}", row(r));
+    }
+    Ok(())
+}
+
+pub fn logs(a: LogsArgs) -> CmdResult {
+    let store = open()?;
+    let run = store.get(a.id).map_err(|e| Failure::Usage(e.message))?;
+    let path =
+        std::path::Path::new(&run.run_dir).join(if a.stderr { "stderr.log" } else { "stdout.log" });
+    let mut offset = 0usize;
+    if a.follow {
+        crate::host::install_ctrl_c(true);
+    }
+    let print_new = |offset: &mut usize| {
+        if let Ok(bytes) = std::fs::read(&path) {
+            if bytes.len() > *offset {
+                let _ = std::io::stdout().write_all(&bytes[*offset..]);
+                let _ = std::io::stdout().flush();
+                *offset = bytes.len();
+            }
+        }
+    };
+    loop {
+        print_new(&mut offset);
+        if !a.follow {
+            return Ok(());
+        }
+        if crate::host::ctx().cancel.is_cancelled() {
+            return Err(Failure::Interrupted);
+        }
+        match store.get(a.id) {
+            Ok(r) if r.status.is_finished() => {
+                print_new(&mut offset);
+                return Ok(());
+            }
+            _ => std::thread::sleep(Duration::from_millis(100)),
+        }
+    }
+}
+
+pub fn cancel(a: CancelArgs) -> CmdResult {
+    let mut store = open()?;
+    let mut failed = false;
+    for id in &a.ids {
+        match store.cancel(*id, "cancelled by labhost cancel") {
+            Ok(s) => println!("{id}: {s}"),
+            Err(e) => {
+                super::error::report(Failure::Host(e), false);
+                failed = true;
+            }
+        }
+    }
+    if failed {
+        return Err(Failure::Code(crate::error::exit::SCRIPT));
+    }
+    Ok(())
+}
+
+/// `labhost resume`: re-queues the jobs of hosts that died, adopts every job nobody runs, and
+/// runs them all to the end.
+pub fn resume(a: ResumeArgs) -> CmdResult {
+    crate::host::install_ctrl_c(true);
+    let host = crate::engine::job_host()?;
+    if let Some(w) = a.workers {
+        host.set_workers(w);
+    }
+    let store = open()?;
+    let mut last = -1;
+    loop {
+        host.poke();
+        let n = store.pending_for(&host.id)?;
+        if n != last {
+            eprintln!("{n} job(s) left");
+            last = n;
+        }
+        if n == 0 {
+            return Ok(());
+        }
+        if crate::host::ctx().cancel.is_cancelled() {
+            return Err(Failure::Interrupted);
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+pub fn status() -> CmdResult {
+    let store = open()?;
+    for st in [RunStatus::Running, RunStatus::Leased, RunStatus::Queued] {
+        let runs = store.list(Some(st), None, 1000)?;
+        println!("{st}: {}", runs.len());
+        for r in runs.iter().take(20) {
+            println!("  {}", row(r));
+        }
+    }
+    // The latest runs that did not complete, with why.
+    let mut ended: Vec<Run> = Vec::new();
+    for st in [RunStatus::Cancelled, RunStatus::Failed, RunStatus::TimedOut] {
+        ended.extend(store.list(Some(st), None, 5)?);
+    }
+    ended.sort_by_key(|r| std::cmp::Reverse(r.id));
+    if !ended.is_empty() {
+        println!("recently ended without completing:");
+        for r in ended.iter().take(5) {
+            println!("  {}", row(r).replace('\n', "\n  "));
+        }
+    }
+    let snap = crate::modules::gpu::snapshot();
+    let holders = crate::modules::gpu::ledger::Ledger::open()
+        .map(|l| l.holders())
+        .unwrap_or_default();
+    print!("{}", super::gpus::render(&snap, &holders));
+    Ok(())
+}

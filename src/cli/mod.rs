@@ -1,0 +1,168 @@
+//! The command line: clap definitions (one file per command), dispatch, and the one error
+//! printer ([`error`]). Nothing else in the crate imports this module.
+//!
+//! To add a command: a file here with its `Args` struct and a `run(args, &Ctx) -> CmdResult`
+//! handler, a variant in [`Command`], a line in [`dispatch`].
+mod docker_run;
+mod error;
+mod gpus;
+mod jobs;
+mod pipeline;
+mod script;
+
+use std::io::IsTerminal;
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand, ValueEnum};
+
+pub use error::{CmdResult, Failure};
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "labhost",
+    version,
+    about = "Host Rhai scripts for ML experiment automation",
+    long_about = "labhost runs Rhai scripts that drive experiments: files, GPUs, containers, jobs and sweeps.\n\nExit codes: 0 ok, 1 script error, 2 usage error, 130 interrupted."
+)]
+pub struct Cli {
+    /// More log output (-v debug, -vv trace)
+    #[arg(short, long, action = clap::ArgAction::Count, global = true)]
+    pub verbose: u8,
+    /// Only warnings and errors in the log output
+    #[arg(short, long, global = true, conflicts_with = "verbose")]
+    pub quiet: bool,
+    /// When to color diagnostics and tables (NO_COLOR is honoured)
+    #[arg(long, value_enum, default_value_t = ColorChoice::Auto, global = true)]
+    pub color: ColorChoice,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum ColorChoice {
+    Auto,
+    Always,
+    Never,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Compile and run a script. The script sees ARGS (positional arguments) and OPTS
+    /// (a map of --key=value and --flag options, typed int/float/bool/string)
+    Run(script::RunArgs),
+    /// Compile scripts without running them; report every error found
+    Check(script::CheckArgs),
+    /// Interactive shell: multi-line input, completion, history
+    Repl,
+    /// API reference of the native modules and std/ modules, from their metadata
+    Doc(script::DocArgs),
+    /// GPUs: memory, load, temperature and which labhost job holds which slot
+    Gpus(gpus::GpusArgs),
+    /// Run a command in a container (nussl `run_in_docker`), streaming its output; exits with
+    /// the container's exit code
+    DockerRun(docker_run::DockerRunArgs),
+    /// Jobs in the state store, newest first
+    Jobs(jobs::JobsArgs),
+    /// A job's output (stdout; --stderr for stderr)
+    Logs(jobs::LogsArgs),
+    /// Cancel jobs (a running one is killed by the host running it)
+    Cancel(jobs::CancelArgs),
+    /// Running and queued jobs, GPUs and their holders
+    Status,
+    /// Re-queue the jobs of hosts that died and run every unfinished job to the end
+    Resume(jobs::ResumeArgs),
+    /// Run a nussl-style pipeline file (a list of jobs: script/command, config, args, num_gpus,
+    /// blocking, run_in) on the job engine. Running it again skips what completed.
+    Pipeline(pipeline::PipelineArgs),
+    /// Print shell completions
+    Completions { shell: clap_complete::Shell },
+}
+
+/// What every handler may need from the global flags.
+pub struct Ctx {
+    pub color: bool,
+}
+
+pub fn main() -> ExitCode {
+    let cli = match Cli::try_parse() {
+        Ok(c) => c,
+        Err(e) => {
+            let _ = e.print();
+            return ExitCode::from(if e.use_stderr() {
+                crate::error::exit::USAGE
+            } else {
+                crate::error::exit::OK
+            });
+        }
+    };
+    init_logging(&cli);
+    let ctx = Ctx {
+        color: use_color(cli.color),
+    };
+    let code = match dispatch(cli.command, &ctx) {
+        Ok(()) => crate::error::exit::OK,
+        Err(f) => error::report(f, ctx.color),
+    };
+    ExitCode::from(code)
+}
+
+fn dispatch(cmd: Command, ctx: &Ctx) -> CmdResult {
+    match cmd {
+        Command::Run(a) => script::run(a, ctx),
+        Command::Check(a) => script::check(a, ctx),
+        Command::Repl => script::repl(ctx),
+        Command::Doc(a) => script::doc(a),
+        Command::Gpus(a) => gpus::run(a),
+        Command::DockerRun(a) => docker_run::run(a),
+        Command::Jobs(a) => jobs::list(a),
+        Command::Logs(a) => jobs::logs(a),
+        Command::Cancel(a) => jobs::cancel(a),
+        Command::Status => jobs::status(),
+        Command::Resume(a) => jobs::resume(a),
+        Command::Pipeline(a) => pipeline::run(a),
+        Command::Completions { shell } => {
+            use clap::CommandFactory;
+            clap_complete::generate(
+                shell,
+                &mut Cli::command(),
+                "labhost",
+                &mut std::io::stdout(),
+            );
+            Ok(())
+        }
+    }
+}
+
+fn init_logging(cli: &Cli) {
+    let default = match (cli.quiet, cli.verbose) {
+        (true, _) => "warn",
+        (false, 0) => "info",
+        (false, 1) => "debug",
+        (false, _) => "trace",
+    };
+    let filter = tracing_subscriber::EnvFilter::try_from_env("LABHOST_LOG")
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default));
+    let ansi = use_color(cli.color);
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_ansi(ansi)
+        .with_target(cli.verbose > 0);
+    let _ = if cli.verbose > 0 {
+        builder.try_init()
+    } else {
+        builder.without_time().try_init()
+    };
+}
+
+/// `--color` wins; `auto` means a terminal on stderr and no `NO_COLOR`.
+fn use_color(choice: ColorChoice) -> bool {
+    match choice {
+        ColorChoice::Always => true,
+        ColorChoice::Never => false,
+        ColorChoice::Auto => {
+            std::env::var_os("NO_COLOR").is_none_or(|v| v.is_empty())
+                && std::io::stderr().is_terminal()
+        }
+    }
+}

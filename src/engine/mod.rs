@@ -1,0 +1,12 @@
+//! The local executor: the job host of this process (claims, workers, GPU leases, orphan
+//! re-queue), the supervisor that runs one attempt (process group, logs, metrics, timeout,
+//! cancel), and the vfork-style spawn under it. No presentation here: progress bars and
+//! tables live with the callers.
+//!
+//! Modules reach it through the items re-exported here, never through its submodules.
+pub mod host;
+pub mod spawn;
+pub mod supervisor;
+
+pub use host::{ended_count, get as job_host, host_alive, wait_for_end, JobHost};
+pub use supervisor::{launch_for, Launch};

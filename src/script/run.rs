@@ -1,0 +1,180 @@
+//! The script runner: a file (or text) → a scope with `ARGS`/`OPTS` → evaluation → an
+//! [`Outcome`]. Used by `labhost run`, the REPL and pipelines (and next, cron). It prints
+//! nothing: the caller shows the outcome.
+use std::path::Path;
+
+use rhai::{Dynamic, EvalAltResult, Scope};
+
+use crate::error::exit;
+use crate::host;
+use crate::modules::prelude::rhai::exit_value;
+use crate::script::{diag, engine};
+
+/// How a script ended.
+#[derive(Debug)]
+pub enum Outcome {
+    /// It ran to its end, or called `exit(n)`: the exit code, and the text of
+    /// `exit("message")` (printed as is, like Python's `sys.exit("message")`).
+    Exit { code: u8, message: Option<String> },
+    /// Ctrl-C.
+    Interrupted,
+    /// A syntax or runtime error (uncaught throw included); `text` is the script's text for
+    /// the caret line when it is not a file on disk.
+    Failed {
+        diag: Box<diag::Diagnostic>,
+        text: Option<String>,
+    },
+}
+
+impl Outcome {
+    pub fn ok() -> Outcome {
+        Outcome::Exit {
+            code: exit::OK,
+            message: None,
+        }
+    }
+}
+
+/// Reads a script file with clear errors for the usual mistakes. Err = message.
+pub fn read_script(path: &Path) -> Result<String, String> {
+    if path.is_dir() {
+        return Err(format!("'{}' is a directory, not a script", path.display()));
+    }
+    let bytes = std::fs::read(path).map_err(|e| {
+        let why = e.to_string();
+        let why = why.split(" (os error").next().unwrap_or(&why).to_string();
+        format!("cannot read '{}': {why}", path.display())
+    })?;
+    let text = String::from_utf8(bytes).map_err(|e| {
+        let valid = &e.as_bytes()[..e.utf8_error().valid_up_to()];
+        let line = valid.iter().filter(|&&b| b == b'\n').count() + 1;
+        let col = valid.iter().rev().take_while(|&&b| b != b'\n').count() + 1;
+        format!(
+            "'{}' is not UTF-8 text: invalid byte at {}:{line}:{col}",
+            path.display(),
+            path.display()
+        )
+    })?;
+    // A shebang line is allowed; blank it so line numbers stay right.
+    Ok(match text.strip_prefix("#!") {
+        Some(rest) => match rest.find('\n') {
+            Some(i) => rest[i..].to_string(),
+            None => String::new(),
+        },
+        None => text,
+    })
+}
+
+/// Values the script sees as `ARGS` and `OPTS`.
+pub fn script_scope(args: &[String]) -> Scope<'static> {
+    use crate::util::OptValue;
+    let (pos, opts) = crate::util::split_script_args(args);
+    let mut scope = Scope::new();
+    let args: rhai::Array = pos.into_iter().map(Dynamic::from).collect();
+    let mut map = rhai::Map::new();
+    for (k, v) in opts {
+        let v = match v {
+            OptValue::Int(i) => Dynamic::from(i),
+            OptValue::Float(f) => Dynamic::from(f),
+            OptValue::Bool(b) => Dynamic::from(b),
+            OptValue::Str(s) => Dynamic::from(s),
+        };
+        map.insert(k.into(), v);
+    }
+    scope.push_constant("ARGS", args);
+    scope.push_constant("OPTS", map);
+    scope
+}
+
+/// `exit()` → 0, `exit(n)` → n (0–255), `exit("text")` → 1 with the text (Python's
+/// `sys.exit("text")`); anything else is an error.
+pub fn exit_outcome(v: Dynamic) -> Outcome {
+    let failed = |msg: String| Outcome::Failed {
+        diag: Box::new(diag::Diagnostic {
+            kind: "exit".into(),
+            message: msg,
+            ..Default::default()
+        }),
+        text: None,
+    };
+    if v.is_unit() {
+        return Outcome::ok();
+    }
+    if let Ok(n) = v.as_int() {
+        return match u8::try_from(n) {
+            Ok(code) => Outcome::Exit {
+                code,
+                message: None,
+            },
+            Err(_) => failed(format!("exit code {n} is out of range (0-255)")),
+        };
+    }
+    if v.is_string() {
+        return Outcome::Exit {
+            code: exit::SCRIPT,
+            message: Some(v.to_string()),
+        };
+    }
+    failed(format!(
+        "exit() takes an integer code or a message, not {}",
+        v.type_name()
+    ))
+}
+
+/// Maps the end of an evaluation to an outcome.
+pub fn outcome_of(result: Result<Dynamic, Box<EvalAltResult>>, source: &str) -> Outcome {
+    match result {
+        Ok(_) => Outcome::ok(),
+        Err(e) => match *e {
+            ref t if exit_value(t).is_some() => exit_outcome(exit_value(t).unwrap_or_default()),
+            EvalAltResult::Exit(v, _) => exit_outcome(v),
+            EvalAltResult::ErrorTerminated(..) if host::ctx().cancel.is_cancelled() => {
+                Outcome::Interrupted
+            }
+            ref other => Outcome::Failed {
+                diag: Box::new(diag::from_eval(other, source)),
+                text: None,
+            },
+        },
+    }
+}
+
+/// Compiles and runs `text` (named `source` in diagnostics) with `ARGS`/`OPTS` from `args`.
+/// Containers the script started and left are removed before it returns.
+pub fn run_text(text: &str, source: &str, args: &[String]) -> Outcome {
+    let engine = engine::build(engine::Options::default());
+    let mut scope = script_scope(args);
+    let mut ast = match engine.compile_with_scope(&scope, text) {
+        Ok(a) => a,
+        Err(e) => {
+            return Outcome::Failed {
+                diag: Box::new(diag::from_parse(&e, source)),
+                text: Some(text.to_string()),
+            }
+        }
+    };
+    ast.set_source(source);
+    let result = engine.eval_ast_with_scope::<Dynamic>(&mut scope, &ast);
+    crate::modules::docker::cleanup_blocking();
+    outcome_of(result, source)
+}
+
+/// Reads and runs a script file. `Err` is a message about the file itself (missing, a folder,
+/// not UTF-8): a usage error.
+pub fn run_file(file: &Path, args: &[String]) -> Result<Outcome, String> {
+    let text = read_script(file)?;
+    Ok(run_text(&text, &file.display().to_string(), args))
+}
+
+/// Compiles `file` without running it: `Ok(None)` when it compiles.
+pub fn check_file(engine: &rhai::Engine, file: &Path) -> Result<Option<Outcome>, String> {
+    let text = read_script(file)?;
+    let scope = script_scope(&[]);
+    Ok(engine
+        .compile_with_scope(&scope, &text)
+        .err()
+        .map(|e| Outcome::Failed {
+            diag: Box::new(diag::from_parse(&e, &file.display().to_string())),
+            text: Some(text),
+        }))
+}

@@ -1,0 +1,393 @@
+//! The queue: claims (atomic across processes), leases, the end of an attempt with retries
+//! and back-off, and the runs of hosts that died.
+use rusqlite::{params, OptionalExtension};
+
+use super::runs::{get_tx, run_row, RUN_COLS};
+use super::{all, db_err, event, exec, one, Run, RunStatus, Store};
+use crate::error::HostResult;
+
+impl Store {
+    /// Takes the next runnable queued run for `host`: highest priority, then oldest; its
+    /// dependencies completed; its retry time reached. Runs whose dependency failed are failed
+    /// here with the reason. Atomic across processes.
+    pub fn claim_next(&mut self, host: &str) -> HostResult<Option<Run>> {
+        let tx = self.write()?;
+        let run = claim_tx(&tx, host)?;
+        tx.commit().map_err(db_err)?;
+        Ok(run)
+    }
+
+    /// Records the end of run `id` (as `finish`) and claims the next run for `host` (as
+    /// `claim_next`) in one transaction: a worker's step from one job to the next.
+    /// `start` is the `(pid, time)` of an attempt whose start was not recorded yet.
+    pub fn finish_and_claim(
+        &mut self,
+        id: i64,
+        start: Option<(i64, f64)>,
+        status: RunStatus,
+        exit_code: Option<i64>,
+        error: Option<&str>,
+        host: Option<&str>,
+    ) -> HostResult<(RunStatus, Option<Run>)> {
+        let tx = self.write()?;
+        if let Some((pid, at)) = start {
+            running_tx(&tx, id, pid, at)?;
+        }
+        let st = finish_tx(&tx, id, status, exit_code, error)?;
+        let run = match host {
+            Some(h) => claim_tx(&tx, h)?,
+            None => None,
+        };
+        tx.commit().map_err(db_err)?;
+        Ok((st, run))
+    }
+
+    /// Leased → running, with the process id. A job host records it once the process has run
+    /// for a moment (a job that ends sooner has it recorded with its end): a crash in between
+    /// re-queues a leased run exactly as a running one. A run cancelled in the meantime stays
+    /// cancelled.
+    pub fn set_running(&mut self, id: i64, pid: i64) -> HostResult<()> {
+        let tx = self.write()?;
+        running_tx(&tx, id, pid, crate::clock::unix())?;
+        tx.commit().map_err(db_err)
+    }
+
+    /// Records the end of an attempt. A failure with retries left goes back to the queue after
+    /// `backoff * 2^(attempt-1)` seconds. Returns the run's new status.
+    pub fn finish(
+        &mut self,
+        id: i64,
+        status: RunStatus,
+        exit_code: Option<i64>,
+        error: Option<&str>,
+    ) -> HostResult<RunStatus> {
+        self.finish_and_claim(id, None, status, exit_code, error, None)
+            .map(|(st, _)| st)
+    }
+
+    /// Leased or running runs of hosts for which `alive(host)` is false go back to the queue
+    /// (same spec and run folder; the next claim makes a fresh attempt), and queued runs whose
+    /// owner is dead become anyone's. Returns the re-queued ids.
+    pub fn requeue_orphans(&mut self, alive: &dyn Fn(&str) -> bool) -> HostResult<Vec<i64>> {
+        let tx = self.write()?;
+        let held: Vec<(i64, String)> = all(
+            &tx,
+            "SELECT id, COALESCE(host, '') FROM runs WHERE status IN ('leased', 'running')",
+            [],
+            |r| Ok((r.get(0)?, r.get(1)?)),
+        )
+        .map_err(db_err)?;
+        let owners: Vec<String> = all(
+            &tx,
+            "SELECT DISTINCT owner FROM runs WHERE owner IS NOT NULL AND status = 'queued'",
+            [],
+            |r| r.get(0),
+        )
+        .map_err(db_err)?;
+        for o in owners {
+            if !alive(&o) {
+                exec(
+                    &tx,
+                    "UPDATE runs SET owner = NULL WHERE owner = ?1 AND status = 'queued'",
+                    [&o],
+                )
+                .map_err(db_err)?;
+            }
+        }
+        let mut out = Vec::new();
+        for (id, host) in held {
+            if !alive(&host) {
+                exec(&tx,
+                    "UPDATE runs SET status = 'queued', pid = NULL, not_before = 0, owner = NULL WHERE id = ?1",
+                    [id],
+                )
+                .map_err(db_err)?;
+                event(&tx, id, RunStatus::Queued, &format!("host {host} died"))?;
+                out.push(id);
+            }
+        }
+        tx.commit().map_err(db_err)?;
+        Ok(out)
+    }
+
+    /// Unfinished runs that `host` runs or may run: queued ones it owns or nobody owns, and
+    /// those it holds.
+    pub fn pending_for(&self, host: &str) -> HostResult<i64> {
+        one(
+            &self.conn,
+            "SELECT COUNT(*) FROM runs WHERE (status = 'queued' AND (owner IS NULL OR owner = ?1))
+                 OR (status IN ('leased', 'running') AND host = ?1)",
+            [host],
+            |r| r.get(0),
+        )
+        .map_err(db_err)
+    }
+}
+
+fn claim_tx(tx: &rusqlite::Transaction<'_>, host: &str) -> HostResult<Option<Run>> {
+    // Dependents of failed runs fail too.
+    // From the dependency edges (CROSS JOIN fixes the order): starting from the queued
+    // runs made every claim read the whole queue.
+    let doomed: Vec<(i64, i64)> = all(
+        tx,
+        "SELECT r.id, d.depends_on FROM deps d CROSS JOIN runs r ON d.run_id = r.id CROSS JOIN runs p ON p.id = d.depends_on
+         WHERE r.status = 'queued' AND p.status IN ('failed', 'cancelled', 'timed_out')",
+        [],
+        |r| Ok((r.get(0)?, r.get(1)?)),
+    )
+    .map_err(db_err)?;
+    for (id, dep) in doomed {
+        let why = format!("dependency {dep} did not complete");
+        exec(
+            tx,
+            "UPDATE runs SET status = 'failed', error = ?1, ended = ?2 WHERE id = ?3",
+            params![why, crate::clock::unix(), id],
+        )
+        .map_err(db_err)?;
+        event(tx, id, RunStatus::Failed, &why)?;
+    }
+    let next = one(
+        tx,
+        &format!(
+            "SELECT {RUN_COLS} FROM runs r WHERE status = 'queued' AND not_before <= ?1
+                 AND (owner IS NULL OR owner = ?2)
+                 AND NOT EXISTS (SELECT 1 FROM deps d JOIN runs p ON p.id = d.depends_on
+                                 WHERE d.run_id = r.id AND p.status != 'completed')
+                 ORDER BY priority DESC, id LIMIT 1"
+        ),
+        params![crate::clock::unix(), host],
+        run_row,
+    )
+    .optional()
+    .map_err(db_err)?;
+    let Some(run) = next else {
+        return Ok(None);
+    };
+    exec(tx,
+        "UPDATE runs SET status = 'leased', host = ?1, attempt = attempt + 1, pid = NULL, exit_code = NULL, error = NULL WHERE id = ?2",
+        params![host, run.id],
+    )
+    .map_err(db_err)?;
+    event(tx, run.id, RunStatus::Leased, host)?;
+    Ok(Some(get_tx(tx, run.id)?))
+}
+
+fn running_tx(tx: &rusqlite::Transaction<'_>, id: i64, pid: i64, started: f64) -> HostResult<()> {
+    let n = exec(
+        tx,
+        "UPDATE runs SET status = 'running', pid = ?1, started = ?2 WHERE id = ?3 AND status = 'leased'",
+        params![pid, started, id],
+    )
+    .map_err(db_err)?;
+    if n == 1 {
+        exec(
+            tx,
+            "INSERT INTO events (run_id, ts, status, detail) VALUES (?1, ?2, 'running', ?3)",
+            params![id, started, pid.to_string()],
+        )
+        .map_err(db_err)?;
+    }
+    Ok(())
+}
+
+fn finish_tx(
+    tx: &rusqlite::Transaction<'_>,
+    id: i64,
+    status: RunStatus,
+    exit_code: Option<i64>,
+    error: Option<&str>,
+) -> HostResult<RunStatus> {
+    let (attempt, max_retries, backoff): (i64, i64, f64) = one(
+        tx,
+        "SELECT attempt, max_retries, backoff FROM runs WHERE id = ?1",
+        [id],
+        |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
+    )
+    .map_err(db_err)?;
+    let retry = matches!(status, RunStatus::Failed | RunStatus::TimedOut) && attempt <= max_retries;
+    let new_status = if retry { RunStatus::Queued } else { status };
+    let now = crate::clock::unix();
+    let not_before = if retry {
+        now + backoff * 2f64.powi((attempt - 1).max(0) as i32)
+    } else {
+        0.0
+    };
+    exec(tx,
+        "UPDATE runs SET status = ?1, exit_code = ?2, error = ?3, ended = ?4, not_before = ?5 WHERE id = ?6",
+        params![new_status, exit_code, error.map(crate::redact::apply), now, not_before, id],
+    )
+    .map_err(db_err)?;
+    let detail = match (exit_code, error) {
+        (_, Some(e)) => crate::redact::apply(e),
+        (Some(c), None) => format!("exit {c}"),
+        _ => String::new(),
+    };
+    event(tx, id, status, &detail)?;
+    if retry {
+        event(
+            tx,
+            id,
+            RunStatus::Queued,
+            &format!("retry {} of {max_retries}", attempt),
+        )?;
+    }
+    Ok(new_status)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::test_support::{job, sql};
+    use super::super::*;
+
+    #[test]
+    fn dependencies_gate_and_fail_dependents() {
+        let t = tempfile::tempdir().unwrap();
+        let mut s = Store::open(t.path()).unwrap();
+        let (a, _) = s.create(&job("a")).unwrap();
+        let (b, _) = s
+            .create(&NewRun {
+                depends_on: vec![a.id],
+                ..job("b")
+            })
+            .unwrap();
+        let (c, _) = s
+            .create(&NewRun {
+                depends_on: vec![b.id],
+                ..job("c")
+            })
+            .unwrap();
+        assert_eq!(
+            s.create(&NewRun {
+                depends_on: vec![999],
+                ..job("x")
+            })
+            .unwrap_err()
+            .kind,
+            "jobs.unknown_dependency"
+        );
+        let got = s.claim_next("h").unwrap().unwrap();
+        assert_eq!(got.id, a.id);
+        assert!(s.claim_next("h").unwrap().is_none(), "b must wait for a");
+        s.finish(a.id, RunStatus::Failed, Some(1), None).unwrap();
+        assert!(s.claim_next("h").unwrap().is_none());
+        assert_eq!(
+            s.get(b.id).unwrap().error.as_deref(),
+            Some(format!("dependency {} did not complete", a.id).as_str())
+        );
+        s.claim_next("h").unwrap();
+        assert_eq!(s.get(c.id).unwrap().status, RunStatus::Failed);
+    }
+
+    #[test]
+    fn retries_back_off_and_orphans_are_requeued() {
+        let t = tempfile::tempdir().unwrap();
+        let mut s = Store::open(t.path()).unwrap();
+        let (a, _) = s
+            .create(&NewRun {
+                max_retries: 1,
+                backoff: 3600.0,
+                ..job("a")
+            })
+            .unwrap();
+        s.claim_next("h").unwrap().unwrap();
+        assert_eq!(
+            s.finish(a.id, RunStatus::Failed, Some(2), None).unwrap(),
+            RunStatus::Queued
+        );
+        assert!(
+            s.claim_next("h").unwrap().is_none(),
+            "retry waits for its backoff"
+        );
+        sql(&s, "UPDATE runs SET not_before = 0");
+        let again = s.claim_next("h").unwrap().unwrap();
+        assert_eq!(again.attempt, 2);
+        assert_eq!(
+            s.finish(a.id, RunStatus::Failed, Some(2), None).unwrap(),
+            RunStatus::Failed,
+            "no retries left"
+        );
+        let (b, _) = s.create(&job("b")).unwrap();
+        s.claim_next("dead-host").unwrap();
+        s.set_running(b.id, 1).unwrap();
+        assert_eq!(
+            s.requeue_orphans(&|h| h != "dead-host").unwrap(),
+            vec![b.id]
+        );
+        let b2 = s.claim_next("h2").unwrap().unwrap();
+        assert_eq!(
+            (b2.id, b2.attempt, b2.run_dir.clone()),
+            (b.id, 2, b.run_dir.clone())
+        );
+    }
+
+    #[test]
+    fn a_live_owner_keeps_its_jobs_and_a_dead_ones_are_adopted() {
+        let t = tempfile::tempdir().unwrap();
+        let mut s = Store::open(t.path()).unwrap();
+        let (a, _) = s
+            .create(&NewRun {
+                owner: Some("h1".into()),
+                key: Some("ka".into()),
+                ..job("a")
+            })
+            .unwrap();
+        assert!(s.claim_next("h2").unwrap().is_none(), "h2 took h1's job");
+        // h1 died: its queued job becomes anyone's.
+        s.requeue_orphans(&|h| h != "h1").unwrap();
+        assert_eq!(s.claim_next("h2").unwrap().unwrap().id, a.id);
+        // A re-submission with the key adopts an unfinished job.
+        let (b, _) = s
+            .create(&NewRun {
+                owner: Some("h3".into()),
+                key: Some("kb".into()),
+                ..job("b")
+            })
+            .unwrap();
+        let (b2, created) = s
+            .create(&NewRun {
+                owner: Some("h4".into()),
+                key: Some("kb".into()),
+                ..job("b")
+            })
+            .unwrap();
+        assert_eq!((b2.id, created), (b.id, false));
+        assert!(s.claim_next("h3").unwrap().is_none());
+        assert_eq!(s.claim_next("h4").unwrap().unwrap().id, b.id);
+    }
+
+    #[test]
+    fn concurrent_claimers_never_take_the_same_run() {
+        let t = tempfile::tempdir().unwrap();
+        let mut s = Store::open(t.path()).unwrap();
+        for i in 0..200 {
+            s.create(&job(&format!("j{i}"))).unwrap();
+        }
+        let dir = t.path().to_path_buf();
+        let handles: Vec<_> = (0..4)
+            .map(|w| {
+                let dir = dir.clone();
+                std::thread::spawn(move || {
+                    let mut s = Store::open(&dir).unwrap();
+                    let mut mine = Vec::new();
+                    while let Some(r) = s.claim_next(&format!("w{w}")).unwrap() {
+                        mine.push(r.id);
+                        s.finish(r.id, RunStatus::Completed, Some(0), None).unwrap();
+                    }
+                    mine
+                })
+            })
+            .collect();
+        let mut all: Vec<i64> = handles
+            .into_iter()
+            .flat_map(|h| h.join().unwrap())
+            .collect();
+        all.sort();
+        let n = all.len();
+        all.dedup();
+        assert_eq!(
+            (n, all.len()),
+            (200, 200),
+            "a run was claimed twice or lost"
+        );
+    }
+}

@@ -1,0 +1,387 @@
+//! Recording runs and reading them back: create (with idempotency keys, dependencies, params
+//! and tags), get, list, cancel with a reason, the event log, and run folders.
+use std::path::Path;
+
+use rusqlite::{params, OptionalExtension};
+
+use super::{all, db_err, event, exec, one, NewRun, Run, RunStatus, Store};
+use crate::error::{HostError, HostResult};
+
+pub(super) const RUN_COLS: &str = "id, parent_id, kind, name, key, spec, status, priority, attempt, max_retries, host, pid, exit_code, error, cancel_reason, run_dir, created, started, ended, experiment_id";
+
+pub(super) fn run_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<Run> {
+    let spec: String = r.get(5)?;
+    Ok(Run {
+        id: r.get(0)?,
+        parent_id: r.get(1)?,
+        kind: r.get(2)?,
+        name: r.get(3)?,
+        key: r.get(4)?,
+        spec: serde_json::from_str(&spec).unwrap_or_default(),
+        status: r.get(6)?,
+        priority: r.get(7)?,
+        attempt: r.get(8)?,
+        max_retries: r.get(9)?,
+        host: r.get(10)?,
+        pid: r.get(11)?,
+        exit_code: r.get(12)?,
+        error: r.get(13)?,
+        cancel_reason: r.get(14)?,
+        run_dir: r.get(15)?,
+        created: r.get(16)?,
+        started: r.get(17)?,
+        ended: r.get(18)?,
+        experiment_id: r.get(19)?,
+    })
+}
+
+pub(super) fn get_tx(c: &rusqlite::Connection, id: i64) -> HostResult<Run> {
+    one(
+        c,
+        &format!("SELECT {RUN_COLS} FROM runs WHERE id = ?1"),
+        [id],
+        run_row,
+    )
+    .optional()
+    .map_err(db_err)?
+    .ok_or_else(|| HostError::new("jobs.not_found", format!("no job with id {id}")))
+}
+
+/// `runs/<id>/` and `runs/<id>/outputs/` (two mkdirs in the common case).
+fn make_run_dir(dir: &Path) -> std::io::Result<()> {
+    let mk = |d: &Path| match std::fs::create_dir(d) {
+        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => Ok(()),
+        other => other,
+    };
+    match mk(dir) {
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => std::fs::create_dir_all(dir)?,
+        other => other?,
+    }
+    mk(&dir.join("outputs"))
+}
+
+/// Makes a run's folder (`runs/<id>/`, `outputs/`), its empty logs and its `spec.json` (the
+/// masked spec, a copy of the database row for people and tools) unless they exist. Both the
+/// submitter and the host that runs the job call it, so a submitter that died right after its
+/// commit leaves no run without a folder.
+pub fn ensure_run_dir(run: &Run) -> HostResult<()> {
+    let dir = Path::new(&run.run_dir);
+    make_run_dir(dir)
+        .map_err(|e| crate::error::io_err("jobs", "cannot create run folder", dir, &e))?;
+    // The logs too: creating files is the slow part of a short job, and the submitter does it
+    // here, off the path from one job to the next.
+    let spec = serde_json::to_string_pretty(&run.spec).unwrap_or_default();
+    for (name, text) in [
+        ("stdout.log", None),
+        ("stderr.log", None),
+        ("spec.json", Some(&spec)),
+    ] {
+        let p = dir.join(name);
+        match std::fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .open(&p)
+        {
+            Ok(mut f) => {
+                if let Some(text) = text {
+                    std::io::Write::write_all(&mut f, text.as_bytes())
+                        .map_err(|e| crate::error::io_err("jobs", "cannot write", &p, &e))?;
+                }
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {}
+            Err(e) => return Err(crate::error::io_err("jobs", "cannot write", &p, &e)),
+        }
+    }
+    Ok(())
+}
+
+impl Store {
+    /// Records a new queued run (and its folder `runs/<id>/` with `spec.json`); with a `key`
+    /// that exists already, returns that run instead: `(run, created)`.
+    pub fn create(&mut self, n: &NewRun) -> HostResult<(Run, bool)> {
+        let mut out = self.create_many(std::slice::from_ref(n))?;
+        Ok(out.remove(0))
+    }
+
+    /// `create` for many runs in one transaction (a pool submits thousands at once); all or
+    /// none are recorded.
+    pub fn create_many(&mut self, runs: &[NewRun]) -> HostResult<Vec<(Run, bool)>> {
+        let out = self.insert_many(runs)?;
+        for (r, created) in &out {
+            if *created {
+                ensure_run_dir(r)?;
+            }
+        }
+        Ok(out)
+    }
+
+    /// The database half of `create_many`: the rows, without the run folders (the caller makes
+    /// them with `ensure_run_dir` once it no longer holds the connection).
+    pub fn insert_many(&mut self, runs: &[NewRun]) -> HostResult<Vec<(Run, bool)>> {
+        let state = self.state.clone();
+        let tx = self.write()?;
+        let mut out = Vec::with_capacity(runs.len());
+        for n in runs {
+            out.push(create_tx(&tx, &state, n)?);
+        }
+        tx.commit().map_err(db_err)?;
+        Ok(out)
+    }
+
+    pub fn get(&self, id: i64) -> HostResult<Run> {
+        get_tx(&self.conn, id)
+    }
+
+    /// Cancels a queued or running run, recording `reason` (shown by `labhost jobs` and
+    /// `labhost status`; e.g. "cancelled by policy: bandit, 0.41 < 0.66 at interval 4"). A
+    /// running one is killed by its host when it sees it. Returns the run's status: a run
+    /// that had already ended keeps its own.
+    pub fn cancel(&mut self, id: i64, reason: &str) -> HostResult<RunStatus> {
+        let tx = self.write()?;
+        let status: RunStatus = one(&tx, "SELECT status FROM runs WHERE id = ?1", [id], |r| {
+            r.get(0)
+        })
+        .optional()
+        .map_err(db_err)?
+        .ok_or_else(|| HostError::new("jobs.not_found", format!("no job with id {id}")))?;
+        if status.is_finished() {
+            return Ok(status);
+        }
+        let reason = crate::redact::apply(reason);
+        exec(
+            &tx,
+            "UPDATE runs SET status = 'cancelled', ended = ?1, cancel_reason = ?2 WHERE id = ?3",
+            params![crate::clock::unix(), reason, id],
+        )
+        .map_err(db_err)?;
+        event(&tx, id, RunStatus::Cancelled, &reason)?;
+        tx.commit().map_err(db_err)?;
+        Ok(RunStatus::Cancelled)
+    }
+
+    /// Newest first; `status` filters; `parent` lists the children of a run.
+    pub fn list(
+        &self,
+        status: Option<RunStatus>,
+        parent: Option<i64>,
+        limit: usize,
+    ) -> HostResult<Vec<Run>> {
+        all(&self.conn, &format!(
+                "SELECT {RUN_COLS} FROM runs WHERE (?1 IS NULL OR status = ?1) AND (?2 IS NULL OR parent_id = ?2) ORDER BY id DESC LIMIT ?3"
+            ), params![status, parent, limit as i64], run_row).map_err(db_err)
+    }
+
+    /// The children of a run in creation order (trials of a sweep, folds, a pipeline's jobs).
+    pub fn children(&self, parent: i64) -> HostResult<Vec<Run>> {
+        all(
+            &self.conn,
+            &format!("SELECT {RUN_COLS} FROM runs WHERE parent_id = ?1 ORDER BY id"),
+            [parent],
+            run_row,
+        )
+        .map_err(db_err)
+    }
+
+    /// `(status, detail)` of every transition of a run, in order.
+    pub fn events(&self, id: i64) -> HostResult<Vec<(String, String)>> {
+        all(
+            &self.conn,
+            "SELECT status, detail FROM events WHERE run_id = ?1 ORDER BY id",
+            [id],
+            |r| Ok((r.get(0)?, r.get(1)?)),
+        )
+        .map_err(db_err)
+    }
+
+    /// The newest event's id (0 when there is none): a cursor for `events_since`.
+    pub fn last_event_id(&self) -> HostResult<i64> {
+        one(
+            &self.conn,
+            "SELECT COALESCE(MAX(id), 0) FROM events",
+            [],
+            |r| r.get(0),
+        )
+        .map_err(db_err)
+    }
+
+    /// `(event id, run id, status)` of every transition after event `cursor`, in order: how a
+    /// pool follows its jobs reading only what changed.
+    pub fn events_since(&self, cursor: i64) -> HostResult<Vec<(i64, i64, RunStatus)>> {
+        all(
+            &self.conn,
+            "SELECT id, run_id, status FROM events WHERE id > ?1 ORDER BY id",
+            [cursor],
+            |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
+        )
+        .map_err(db_err)
+    }
+}
+
+fn create_tx(tx: &rusqlite::Transaction<'_>, state: &Path, n: &NewRun) -> HostResult<(Run, bool)> {
+    if let Some(k) = &n.key {
+        let existing = one(
+            tx,
+            &format!("SELECT {RUN_COLS} FROM runs WHERE key = ?1"),
+            [k],
+            run_row,
+        )
+        .optional()
+        .map_err(db_err)?;
+        if let Some(r) = existing {
+            if n.retry_failed && r.status.is_unsuccessful() {
+                exec(
+                    tx,
+                    "UPDATE runs SET status = 'queued', owner = ?1, pid = NULL, exit_code = NULL, error = NULL, cancel_reason = NULL, ended = NULL, not_before = 0 WHERE id = ?2",
+                    params![n.owner, r.id],
+                )
+                .map_err(db_err)?;
+                event(
+                    tx,
+                    r.id,
+                    RunStatus::Queued,
+                    &format!("submitted again after {}", r.status),
+                )?;
+                return Ok((get_tx(tx, r.id)?, true));
+            }
+            if !r.status.is_finished() && n.owner.is_some() {
+                exec(
+                    tx,
+                    "UPDATE runs SET owner = ?1 WHERE id = ?2",
+                    params![n.owner, r.id],
+                )
+                .map_err(db_err)?;
+            }
+            return Ok((r, false));
+        }
+    }
+    for d in &n.depends_on {
+        let ok: bool = one(tx, "SELECT COUNT(*) FROM runs WHERE id = ?1", [d], |r| {
+            r.get::<_, i64>(0)
+        })
+        .map_err(db_err)?
+            == 1;
+        if !ok {
+            return Err(HostError::new(
+                "jobs.unknown_dependency",
+                format!("depends_on: no job with id {d}"),
+            ));
+        }
+    }
+    let spec =
+        serde_json::to_string(&n.spec).map_err(|e| HostError::new("internal", e.to_string()))?;
+    exec(tx,
+        "INSERT INTO runs (parent_id, kind, name, key, spec, status, priority, max_retries, backoff, created, owner, experiment_id)
+         VALUES (?1, ?2, ?3, ?4, ?5, 'queued', ?6, ?7, ?8, ?9, ?10, ?11)",
+        params![n.parent_id, n.kind, n.name, n.key, spec, n.priority, n.max_retries, n.backoff, crate::clock::unix(), n.owner, n.experiment_id],
+    )
+    .map_err(db_err)?;
+    let id = tx.last_insert_rowid();
+    // The folder itself is made after the commit (`ensure_run_dir`), outside the lock.
+    let dir = state.join("runs").join(id.to_string());
+    exec(
+        tx,
+        "UPDATE runs SET run_dir = ?1 WHERE id = ?2",
+        params![dir.display().to_string(), id],
+    )
+    .map_err(db_err)?;
+    for d in &n.depends_on {
+        exec(
+            tx,
+            "INSERT OR IGNORE INTO deps (run_id, depends_on) VALUES (?1, ?2)",
+            params![id, d],
+        )
+        .map_err(db_err)?;
+    }
+    for (k, v) in &n.params {
+        exec(
+            tx,
+            "INSERT OR REPLACE INTO params (run_id, key, value) VALUES (?1, ?2, ?3)",
+            params![id, k, v.to_string()],
+        )
+        .map_err(db_err)?;
+    }
+    for (k, v) in &n.tags {
+        exec(
+            tx,
+            "INSERT OR REPLACE INTO tags (run_id, key, value) VALUES (?1, ?2, ?3)",
+            params![id, k, crate::redact::apply(v)],
+        )
+        .map_err(db_err)?;
+    }
+    event(tx, id, RunStatus::Queued, "")?;
+    Ok((get_tx(tx, id)?, true))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::test_support::job;
+    use super::super::*;
+    use serde_json::json;
+    use std::path::PathBuf;
+
+    #[test]
+    fn idempotency_key_priority_and_lifecycle_with_events() {
+        let t = tempfile::tempdir().unwrap();
+        let mut s = Store::open(t.path()).unwrap();
+        let (a, created) = s
+            .create(&NewRun {
+                key: Some("k1".into()),
+                params: vec![("lr".into(), json!(0.1))],
+                ..job("a")
+            })
+            .unwrap();
+        assert!(created);
+        assert!(PathBuf::from(&a.run_dir).join("spec.json").exists());
+        assert!(PathBuf::from(&a.run_dir).join("outputs").is_dir());
+        let (again, created) = s
+            .create(&NewRun {
+                key: Some("k1".into()),
+                ..job("other")
+            })
+            .unwrap();
+        assert_eq!((again.id, created), (a.id, false));
+        let (b, _) = s
+            .create(&NewRun {
+                priority: 5,
+                ..job("b")
+            })
+            .unwrap();
+        assert_eq!(
+            s.claim_next("h1").unwrap().unwrap().id,
+            b.id,
+            "higher priority first"
+        );
+        let c = s.claim_next("h1").unwrap().unwrap();
+        assert_eq!((c.id, c.attempt, c.status), (a.id, 1, RunStatus::Leased));
+        s.set_running(a.id, 4242).unwrap();
+        assert_eq!(
+            s.finish(a.id, RunStatus::Completed, Some(0), None).unwrap(),
+            RunStatus::Completed
+        );
+        let ev: Vec<String> = s.events(a.id).unwrap().into_iter().map(|e| e.0).collect();
+        assert_eq!(ev, vec!["queued", "leased", "running", "completed"]);
+        assert_eq!(
+            s.params(a.id).unwrap(),
+            vec![("lr".to_string(), json!(0.1))]
+        );
+        assert!(s.claim_next("h1").unwrap().is_none());
+    }
+
+    #[test]
+    fn a_cancel_keeps_its_reason_and_an_ended_run_keeps_its_status() {
+        let t = tempfile::tempdir().unwrap();
+        let mut s = Store::open(t.path()).unwrap();
+        let (a, _) = s.create(&job("a")).unwrap();
+        let why = "cancelled by policy: bandit, 0.41 < 0.66 at interval 4";
+        assert_eq!(s.cancel(a.id, why).unwrap(), RunStatus::Cancelled);
+        let r = s.get(a.id).unwrap();
+        assert_eq!((r.status, r.reason()), (RunStatus::Cancelled, Some(why)));
+        assert_eq!(s.events(a.id).unwrap().last().unwrap().1, why);
+        let (b, _) = s.create(&job("b")).unwrap();
+        s.claim_next("h").unwrap();
+        s.finish(b.id, RunStatus::Completed, Some(0), None).unwrap();
+        assert_eq!(s.cancel(b.id, "late").unwrap(), RunStatus::Completed);
+        assert_eq!(s.get(b.id).unwrap().cancel_reason, None);
+        assert_eq!(s.cancel(999, "x").unwrap_err().kind, "jobs.not_found");
+    }
+}

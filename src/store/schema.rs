@@ -1,0 +1,83 @@
+//! Schema migrations, applied in order inside one `BEGIN IMMEDIATE` transaction;
+//! `PRAGMA user_version` is how many have run. Append only: a released migration never
+//! changes.
+
+pub const MIGRATIONS: &[&str] = &[
+    r#"
+CREATE TABLE runs (
+    id          INTEGER PRIMARY KEY,
+    parent_id   INTEGER REFERENCES runs(id),
+    kind        TEXT NOT NULL DEFAULT 'job',
+    name        TEXT NOT NULL DEFAULT '',
+    key         TEXT UNIQUE,
+    spec        TEXT NOT NULL,
+    status      TEXT NOT NULL,
+    priority    INTEGER NOT NULL DEFAULT 0,
+    attempt     INTEGER NOT NULL DEFAULT 0,
+    max_retries INTEGER NOT NULL DEFAULT 0,
+    backoff     REAL NOT NULL DEFAULT 1.0,
+    host        TEXT,
+    pid         INTEGER,
+    exit_code   INTEGER,
+    error       TEXT,
+    run_dir     TEXT NOT NULL DEFAULT '',
+    created     REAL NOT NULL,
+    started     REAL,
+    ended       REAL,
+    not_before  REAL NOT NULL DEFAULT 0
+);
+CREATE INDEX runs_queue ON runs(status, priority DESC, id);
+CREATE INDEX runs_parent ON runs(parent_id);
+CREATE TABLE deps (
+    run_id     INTEGER NOT NULL REFERENCES runs(id),
+    depends_on INTEGER NOT NULL REFERENCES runs(id),
+    PRIMARY KEY (run_id, depends_on)
+);
+CREATE TABLE params (
+    run_id INTEGER NOT NULL REFERENCES runs(id),
+    key    TEXT NOT NULL,
+    value  TEXT NOT NULL,
+    PRIMARY KEY (run_id, key)
+);
+CREATE TABLE tags (
+    run_id INTEGER NOT NULL REFERENCES runs(id),
+    key    TEXT NOT NULL,
+    value  TEXT NOT NULL,
+    PRIMARY KEY (run_id, key)
+);
+CREATE TABLE metrics (
+    run_id INTEGER NOT NULL REFERENCES runs(id),
+    name   TEXT NOT NULL,
+    value  REAL NOT NULL,
+    step   INTEGER NOT NULL,
+    ts     REAL NOT NULL
+);
+CREATE INDEX metrics_run ON metrics(run_id, name, step);
+CREATE TABLE events (
+    id     INTEGER PRIMARY KEY,
+    run_id INTEGER NOT NULL REFERENCES runs(id),
+    ts     REAL NOT NULL,
+    status TEXT NOT NULL,
+    detail TEXT NOT NULL DEFAULT ''
+);
+CREATE INDEX events_run ON events(run_id, id);
+"#,
+    // v2: the host that runs a job is the host that submitted it (its owner), or any host once
+    // the owner is gone; a re-submission with the same key adopts an unfinished job.
+    "ALTER TABLE runs ADD COLUMN owner TEXT;",
+    // v3: why a run was cancelled (by whom or by which policy), and experiments (name → id,
+    // as MLflow has them) that runs belong to.
+    r#"
+ALTER TABLE runs ADD COLUMN cancel_reason TEXT;
+CREATE TABLE experiments (
+    id       INTEGER PRIMARY KEY,
+    name     TEXT NOT NULL UNIQUE,
+    created  REAL NOT NULL,
+    artifact_location TEXT NOT NULL DEFAULT '',
+    lifecycle TEXT NOT NULL DEFAULT 'active'
+);
+ALTER TABLE runs ADD COLUMN experiment_id INTEGER REFERENCES experiments(id);
+CREATE INDEX runs_experiment ON runs(experiment_id);
+CREATE INDEX metrics_name ON metrics(name, run_id, step);
+"#,
+];

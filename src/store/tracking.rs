@@ -1,0 +1,300 @@
+//! What runs report and are grouped by: params, tags, metric histories (of one run, or of all
+//! the children of a parent in one query, as early-termination policies compare trials), and
+//! experiments (name → id, as MLflow has them).
+use std::collections::BTreeMap;
+
+use rusqlite::{params, OptionalExtension};
+use serde_json::Value;
+
+use super::{all, db_err, exec, one, Experiment, Metric, Store};
+use crate::error::{HostError, HostResult};
+
+fn experiment_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<Experiment> {
+    Ok(Experiment {
+        id: r.get(0)?,
+        name: r.get(1)?,
+        created: r.get(2)?,
+        artifact_location: r.get(3)?,
+        lifecycle: r.get(4)?,
+    })
+}
+
+impl Store {
+    pub fn add_metrics(&mut self, id: i64, ms: &[Metric]) -> HostResult<()> {
+        let tx = self.conn.transaction().map_err(db_err)?;
+        {
+            let mut st = tx.prepare_cached("INSERT INTO metrics (run_id, name, value, step, ts) VALUES (?1, ?2, ?3, ?4, ?5)").map_err(db_err)?;
+            for m in ms {
+                let ts = if m.ts > 0.0 {
+                    m.ts
+                } else {
+                    crate::clock::unix()
+                };
+                st.execute(params![id, m.name, m.value, m.step, ts])
+                    .map_err(db_err)?;
+            }
+        }
+        tx.commit().map_err(db_err)
+    }
+
+    /// Metric history of a run in step order (one name, or all).
+    pub fn metrics(&self, id: i64, name: Option<&str>) -> HostResult<Vec<Metric>> {
+        all(&self.conn, "SELECT name, value, step, ts FROM metrics WHERE run_id = ?1 AND (?2 IS NULL OR name = ?2) ORDER BY name, step, ts", params![id, name], |r| {
+                Ok(Metric {
+                    name: r.get(0)?,
+                    value: r.get(1)?,
+                    step: r.get(2)?,
+                    ts: r.get(3)?,
+                })
+            }).map_err(db_err)
+    }
+
+    /// The history of metric `name` of every child of `parent`, in one query: child id →
+    /// points in step order. Children that reported nothing are absent.
+    pub fn children_metrics(
+        &self,
+        parent: i64,
+        name: &str,
+    ) -> HostResult<BTreeMap<i64, Vec<Metric>>> {
+        let rows: Vec<(i64, Metric)> = all(
+            &self.conn,
+            "SELECT m.run_id, m.value, m.step, m.ts FROM runs r JOIN metrics m ON m.run_id = r.id
+             WHERE r.parent_id = ?1 AND m.name = ?2 ORDER BY m.run_id, m.step, m.ts",
+            params![parent, name],
+            |r| {
+                Ok((
+                    r.get(0)?,
+                    Metric {
+                        name: name.to_string(),
+                        value: r.get(1)?,
+                        step: r.get(2)?,
+                        ts: r.get(3)?,
+                    },
+                ))
+            },
+        )
+        .map_err(db_err)?;
+        let mut out: BTreeMap<i64, Vec<Metric>> = BTreeMap::new();
+        for (id, m) in rows {
+            out.entry(id).or_default().push(m);
+        }
+        Ok(out)
+    }
+
+    pub fn params(&self, id: i64) -> HostResult<Vec<(String, Value)>> {
+        all(
+            &self.conn,
+            "SELECT key, value FROM params WHERE run_id = ?1 ORDER BY key",
+            [id],
+            |r| {
+                let v: String = r.get(1)?;
+                Ok((
+                    r.get(0)?,
+                    serde_json::from_str(&v).unwrap_or(Value::String(v)),
+                ))
+            },
+        )
+        .map_err(db_err)
+    }
+
+    pub fn tags(&self, id: i64) -> HostResult<Vec<(String, String)>> {
+        all(
+            &self.conn,
+            "SELECT key, value FROM tags WHERE run_id = ?1 ORDER BY key",
+            [id],
+            |r| Ok((r.get(0)?, r.get(1)?)),
+        )
+        .map_err(db_err)
+    }
+
+    /// Sets a tag (secrets masked).
+    pub fn set_tag(&mut self, id: i64, key: &str, value: &str) -> HostResult<()> {
+        exec(
+            &self.conn,
+            "INSERT OR REPLACE INTO tags (run_id, key, value) VALUES (?1, ?2, ?3)",
+            params![id, key, crate::redact::apply(value)],
+        )
+        .map_err(db_err)
+        .map(|_| ())
+    }
+
+    /// The id of experiment `name`, created if missing.
+    pub fn experiment_id(&mut self, name: &str) -> HostResult<i64> {
+        if name.trim().is_empty() {
+            return Err(HostError::new(
+                "jobs.invalid_spec",
+                "an experiment needs a name",
+            ));
+        }
+        let tx = self.write()?;
+        exec(
+            &tx,
+            "INSERT OR IGNORE INTO experiments (name, created) VALUES (?1, ?2)",
+            params![name, crate::clock::unix()],
+        )
+        .map_err(db_err)?;
+        let id = one(
+            &tx,
+            "SELECT id FROM experiments WHERE name = ?1",
+            [name],
+            |r| r.get(0),
+        )
+        .map_err(db_err)?;
+        tx.commit().map_err(db_err)?;
+        Ok(id)
+    }
+
+    /// The experiment called `name`, if there is one.
+    pub fn experiment_by_name(&self, name: &str) -> HostResult<Option<Experiment>> {
+        one(
+            &self.conn,
+            "SELECT id, name, created, artifact_location, lifecycle FROM experiments WHERE name = ?1",
+            [name],
+            experiment_row,
+        )
+        .optional()
+        .map_err(db_err)
+    }
+
+    pub fn experiment(&self, id: i64) -> HostResult<Experiment> {
+        one(
+            &self.conn,
+            "SELECT id, name, created, artifact_location, lifecycle FROM experiments WHERE id = ?1",
+            [id],
+            experiment_row,
+        )
+        .optional()
+        .map_err(db_err)?
+        .ok_or_else(|| HostError::new("jobs.not_found", format!("no experiment with id {id}")))
+    }
+
+    /// Every experiment, oldest first.
+    pub fn experiments(&self) -> HostResult<Vec<Experiment>> {
+        all(
+            &self.conn,
+            "SELECT id, name, created, artifact_location, lifecycle FROM experiments ORDER BY id",
+            [],
+            experiment_row,
+        )
+        .map_err(db_err)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::test_support::job;
+    use super::super::*;
+
+    fn m(name: &str, value: f64, step: i64) -> Metric {
+        Metric {
+            name: name.into(),
+            value,
+            step,
+            ts: 0.0,
+        }
+    }
+
+    #[test]
+    fn metrics_history_and_children() {
+        let t = tempfile::tempdir().unwrap();
+        let mut s = Store::open(t.path()).unwrap();
+        let (sweep, _) = s
+            .create(&NewRun {
+                kind: RunKind::Sweep,
+                ..job("sweep")
+            })
+            .unwrap();
+        let (trial, _) = s
+            .create(&NewRun {
+                kind: RunKind::Trial,
+                parent_id: Some(sweep.id),
+                ..job("t0")
+            })
+            .unwrap();
+        s.add_metrics(
+            trial.id,
+            &[m("loss", 0.5, 2), m("loss", 0.9, 1), m("acc", 0.7, 1)],
+        )
+        .unwrap();
+        let loss: Vec<(i64, f64)> = s
+            .metrics(trial.id, Some("loss"))
+            .unwrap()
+            .into_iter()
+            .map(|m| (m.step, m.value))
+            .collect();
+        assert_eq!(loss, vec![(1, 0.9), (2, 0.5)]);
+        assert_eq!(s.metrics(trial.id, None).unwrap().len(), 3);
+        let kids = s.list(None, Some(sweep.id), 10).unwrap();
+        assert_eq!(
+            kids.iter().map(|r| r.id).collect::<Vec<_>>(),
+            vec![trial.id]
+        );
+        assert_eq!(kids[0].kind, RunKind::Trial);
+        assert_eq!(
+            s.list(Some(RunStatus::Queued), None, 1).unwrap()[0].id,
+            trial.id,
+            "newest first"
+        );
+        s.set_tag(trial.id, "fold", "0").unwrap();
+        assert_eq!(
+            s.tags(trial.id).unwrap(),
+            vec![("fold".to_string(), "0".to_string())]
+        );
+    }
+
+    #[test]
+    fn every_childs_history_of_one_metric_in_one_query() {
+        let t = tempfile::tempdir().unwrap();
+        let mut s = Store::open(t.path()).unwrap();
+        let (sweep, _) = s.create(&job("sweep")).unwrap();
+        let (other, _) = s.create(&job("other")).unwrap();
+        let mut trials = Vec::new();
+        for i in 0..3 {
+            let (r, _) = s
+                .create(&NewRun {
+                    kind: RunKind::Trial,
+                    parent_id: Some(sweep.id),
+                    ..job(&format!("t{i}"))
+                })
+                .unwrap();
+            trials.push(r.id);
+        }
+        s.add_metrics(
+            trials[0],
+            &[m("acc", 0.5, 2), m("acc", 0.4, 1), m("loss", 3.0, 1)],
+        )
+        .unwrap();
+        s.add_metrics(trials[2], &[m("acc", 0.9, 1)]).unwrap();
+        s.add_metrics(other.id, &[m("acc", 0.1, 1)]).unwrap();
+        let h = s.children_metrics(sweep.id, "acc").unwrap();
+        assert_eq!(
+            h.keys().copied().collect::<Vec<_>>(),
+            vec![trials[0], trials[2]]
+        );
+        let vals: Vec<(i64, f64)> = h[&trials[0]].iter().map(|m| (m.step, m.value)).collect();
+        assert_eq!(vals, vec![(1, 0.4), (2, 0.5)]);
+        assert!(s.children_metrics(other.id, "acc").unwrap().is_empty());
+    }
+
+    #[test]
+    fn experiments_are_named_once_and_runs_belong_to_them() {
+        let t = tempfile::tempdir().unwrap();
+        let mut s = Store::open(t.path()).unwrap();
+        let a = s.experiment_id("speech").unwrap();
+        assert_eq!(s.experiment_id("speech").unwrap(), a);
+        let b = s.experiment_id("vision").unwrap();
+        assert_ne!(a, b);
+        assert_eq!(s.experiment_by_name("speech").unwrap().unwrap().id, a);
+        assert!(s.experiment_by_name("nope").unwrap().is_none());
+        assert_eq!(s.experiments().unwrap().len(), 2);
+        let (r, _) = s
+            .create(&NewRun {
+                experiment_id: Some(b),
+                ..job("r")
+            })
+            .unwrap();
+        assert_eq!(s.get(r.id).unwrap().experiment_id, Some(b));
+        assert_eq!(s.experiment(b).unwrap().name, "vision");
+        assert!(s.experiment_id(" ").is_err());
+    }
+}
