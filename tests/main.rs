@@ -1,6 +1,7 @@
 //! The one integration test binary: every test runs the built `labhost` binary.
 mod util;
 
+mod architecture;
 mod bad_input;
 mod cli;
 mod config;

@@ -4,7 +4,9 @@
 //! tables live with the callers.
 //!
 //! Modules reach it through the items re-exported here, never through its submodules.
+mod docker_run;
 pub mod host;
+mod metrics;
 pub mod spawn;
 pub mod supervisor;
 

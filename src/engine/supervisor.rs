@@ -15,6 +15,8 @@ use std::time::Duration;
 
 use tokio_util::sync::CancellationToken;
 
+pub use super::metrics::read_metrics;
+use super::metrics::MetricsTail;
 use super::spawn;
 use crate::error::{HostError, HostResult};
 use crate::modules::sh::{Cmd, KILL_GRACE};
@@ -58,68 +60,6 @@ pub struct Outcome {
     pub start: Option<(i64, f64)>,
 }
 
-/// Reads new complete lines of the metrics file from `offset`; bad lines are skipped with a
-/// warning naming the file and line.
-pub fn read_metrics(path: &Path, offset: &mut u64, line_no: &mut u64) -> Vec<Metric> {
-    use std::io::{Read, Seek, SeekFrom};
-    let Ok(mut f) = std::fs::File::open(path) else {
-        return Vec::new();
-    };
-    if f.seek(SeekFrom::Start(*offset)).is_err() {
-        return Vec::new();
-    }
-    let mut buf = Vec::new();
-    if f.read_to_end(&mut buf).is_err() {
-        return Vec::new();
-    }
-    // Only whole lines: a writer may be half-way through the last one.
-    let Some(end) = buf.iter().rposition(|&b| b == b'\n') else {
-        return Vec::new();
-    };
-    *offset += end as u64 + 1;
-    let mut out = Vec::new();
-    for line in String::from_utf8_lossy(&buf[..end]).lines() {
-        *line_no += 1;
-        if line.trim().is_empty() {
-            continue;
-        }
-        match serde_json::from_str::<Metric>(line) {
-            Ok(m) if m.value.is_finite() || m.value.is_nan() => out.push(m),
-            _ => tracing::warn!(
-                "{}:{}: not a metric line (want {{\"name\":…,\"value\":…,\"step\":…}}): {line}",
-                path.display(),
-                line_no
-            ),
-        }
-    }
-    out
-}
-
-/// Follows a job's metrics file: each `pump` hands the lines written since the last one to
-/// `metrics`.
-struct MetricsTail {
-    path: PathBuf,
-    offset: u64,
-    line_no: u64,
-}
-
-impl MetricsTail {
-    fn new(path: PathBuf) -> Self {
-        MetricsTail {
-            path,
-            offset: 0,
-            line_no: 0,
-        }
-    }
-
-    fn pump(&mut self, metrics: &mut (dyn FnMut(Vec<Metric>) + Send)) {
-        let batch = read_metrics(&self.path, &mut self.offset, &mut self.line_no);
-        if !batch.is_empty() {
-            metrics(batch);
-        }
-    }
-}
-
 /// Runs the process to its end. `started(pid)` is called once it has run for `START_RECORD`
 /// (the store records it; `Outcome::start` carries it otherwise); `metrics(batch)` receives
 /// metric lines as they are written.
@@ -139,7 +79,7 @@ pub async fn run(
     };
     let (out, err) = (log("stdout.log")?, log("stderr.log")?);
     if let Some(d) = &l.docker {
-        return run_docker(l, d, out, err, started, metrics, cancel).await;
+        return super::docker_run::run_docker(l, d, out, err, started, metrics, cancel).await;
     }
     static NULL: std::sync::OnceLock<std::io::Result<std::fs::File>> = std::sync::OnceLock::new();
     let null = match NULL.get_or_init(|| std::fs::File::open("/dev/null")) {
@@ -257,120 +197,6 @@ pub async fn run(
     };
     tail.pump(metrics);
     Ok(outcome)
-}
-
-/// `run_in: "docker"`: the job's command in a container named `labhost-job-<id>` (one left by
-/// a host that died is removed first, so an attempt never runs beside a stale one), with the
-/// run folder and working directory mounted at their own paths, the job's env, its GPU lease
-/// passed as device requests by UUID, output into the run folder's logs, metrics tailed as
-/// for host jobs; timeout and cancel kill and remove the container.
-async fn run_docker(
-    l: &Launch,
-    d: &DockerLaunch,
-    mut out: std::fs::File,
-    mut err: std::fs::File,
-    started: &mut (dyn FnMut(i64) + Send),
-    metrics: &mut (dyn FnMut(Vec<Metric>) + Send),
-    cancel: CancellationToken,
-) -> HostResult<Outcome> {
-    use crate::modules::docker;
-    use std::io::Write;
-    let name = format!("labhost-job-{}", l.job_id);
-    let _ = docker::remove(&name).await;
-    let metrics_path = l.run_dir.join("metrics.jsonl");
-    let mut env = l.env.clone();
-    let gpus = env.get("LABHOST_GPU_UUIDS").map(|u| {
-        docker::Gpus::Ids(
-            u.split(',')
-                .filter(|x| !x.is_empty())
-                .map(str::to_string)
-                .collect(),
-        )
-    });
-    if gpus.is_some() {
-        // Host indices mean nothing in the container: the runtime renumbers the devices.
-        env.remove("CUDA_VISIBLE_DEVICES");
-    }
-    env.insert("LABHOST_JOB_ID".into(), l.job_id.to_string());
-    env.insert("LABHOST_RUN_DIR".into(), l.run_dir.display().to_string());
-    env.insert("LABHOST_METRICS".into(), metrics_path.display().to_string());
-    let dir = |p: &Path| p.display().to_string();
-    let mut volumes = vec![docker::Volume::new(
-        &dir(&l.run_dir),
-        &dir(&l.run_dir),
-        false,
-    )?];
-    if let Some(cwd) = &l.cwd {
-        if cwd != &l.run_dir {
-            volumes.push(docker::Volume::new(&dir(cwd), &dir(cwd), false)?);
-        }
-    }
-    for m in &d.mounts {
-        volumes.push(docker::Volume::parse(m)?);
-    }
-    let command = match &l.command {
-        Cmd::Shell(s) => vec!["sh".to_string(), "-c".to_string(), s.clone()],
-        Cmd::Argv(a) => a.clone(),
-    };
-    let spec = docker::RunSpec {
-        image: d.image.clone(),
-        command: Some(command),
-        name: Some(name),
-        env,
-        workdir: l.cwd.as_deref().map(dir),
-        volumes,
-        network: d.network.clone(),
-        labels: [("labhost.job".to_string(), l.job_id.to_string())].into(),
-        auto_remove: true,
-        gpus,
-        timeout: l.timeout,
-        prefix: Some(String::new()),
-        ..Default::default()
-    };
-    started(0);
-    let mut emit = |s: crate::host::Stream, line: &str| {
-        let f = match s {
-            crate::host::Stream::Out => &mut out,
-            crate::host::Stream::Err => &mut err,
-        };
-        let _ = writeln!(f, "{line}");
-    };
-    let mut tail = MetricsTail::new(metrics_path);
-    let mut tick = tokio::time::interval(METRICS_POLL);
-    let run = docker::run(&spec, &mut emit, cancel);
-    tokio::pin!(run);
-    let result = loop {
-        tokio::select! {
-            r = &mut run => break r,
-            _ = tick.tick() => {
-                tail.pump(metrics);
-            }
-        }
-    };
-    tail.pump(metrics);
-    let outcome = |status: RunStatus, exit_code: Option<i64>, error: Option<String>| Outcome {
-        status,
-        exit_code,
-        error,
-        start: None,
-    };
-    match result {
-        Ok(r) if r.exit_code == 0 => Ok(outcome(RunStatus::Completed, Some(0), None)),
-        Ok(r) => Ok(outcome(
-            RunStatus::Failed,
-            Some(r.exit_code),
-            Some(format!("exit {}", r.exit_code)),
-        )),
-        Err(e) if e.kind == "docker.timeout" => {
-            Ok(outcome(RunStatus::TimedOut, None, Some(e.message)))
-        }
-        Err(e) if e.is_cancelled() => Ok(outcome(
-            RunStatus::Cancelled,
-            None,
-            Some("cancelled".into()),
-        )),
-        Err(e) => Err(e),
-    }
 }
 
 /// SIGTERM to the job's process group, SIGKILL after `grace` if any of it is left; the leader

@@ -27,6 +27,17 @@ pub struct Dirs {
     pub code: String,
 }
 
+/// nussl's storage folders as docker mounts them.
+pub fn storage_dirs() -> crate::modules::docker::StorageDirs {
+    let d = dirs();
+    crate::modules::docker::StorageDirs {
+        dataset: d.dataset,
+        cache: d.cache,
+        artifacts: d.artifacts,
+        code: d.code,
+    }
+}
+
 pub fn dirs() -> Dirs {
     let cwd = std::env::current_dir().unwrap_or_default();
     let get = |var: &str, default: PathBuf| {

@@ -267,6 +267,12 @@ pub fn root(path: &Path) -> Option<PathBuf> {
         .map(Path::to_path_buf)
 }
 
+/// The commit id of HEAD of the repository containing `path`, if there is one (for labels and
+/// run records; no error outside a repository).
+pub fn head_commit(path: &Path) -> Option<String> {
+    info(path, &Overrides::default()).ok().map(|i| i.commit_id)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -15,10 +15,9 @@
 //! The head of the queue waits on inotify close events in the folder (a release or a dying
 //! holder closes its lock file), with a 50 ms fallback tick for changes that make no file
 //! event (NVML memory and load, the grace period running out).
-use std::collections::{BTreeMap, HashMap, HashSet};
+use std::collections::{HashMap, HashSet};
 use std::fs::{File, OpenOptions, TryLockError};
 use std::io::Write;
-use std::os::fd::AsRawFd;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -26,8 +25,11 @@ use std::time::{Duration, Instant};
 use serde::{Deserialize, Serialize};
 use tokio_util::sync::CancellationToken;
 
+use super::lease::LeaseInner;
+pub use super::lease::{DeviceRequest, Lease, LeasedDevice};
 use super::probe::GpuProbe;
 use super::select::{reject_reason, select, LedgerView, SelectOpts};
+use super::watch::Watch;
 use super::{Device, Snapshot};
 use crate::error::{HostError, HostResult};
 
@@ -89,112 +91,6 @@ pub fn grace_from_env() -> Duration {
         .ok()
         .and_then(|g| crate::util::parse_duration(&g).ok())
         .unwrap_or(DEFAULT_GRACE)
-}
-
-#[derive(Debug, Clone, Serialize, PartialEq)]
-pub struct LeasedDevice {
-    pub index: u32,
-    pub uuid: String,
-    pub name: String,
-    /// Sharing slot (1..=k), or 0 for exclusive use.
-    pub slot: u32,
-}
-
-/// Docker Engine API `DeviceRequest` for the leased devices (shared with the docker module).
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
-#[serde(rename_all = "PascalCase")]
-pub struct DeviceRequest {
-    pub driver: String,
-    pub count: i64,
-    #[serde(rename = "DeviceIDs")]
-    pub device_ids: Vec<String>,
-    pub capabilities: Vec<Vec<String>>,
-}
-
-impl DeviceRequest {
-    pub fn for_uuids(uuids: Vec<String>) -> Self {
-        DeviceRequest {
-            driver: "nvidia".into(),
-            count: 0,
-            device_ids: uuids,
-            capabilities: vec![vec!["gpu".into()]],
-        }
-    }
-}
-
-struct LeaseInner {
-    devices: Vec<LeasedDevice>,
-    files: Mutex<Vec<File>>,
-}
-
-/// A reservation. Dropping the last clone releases it; so does the holder's death.
-#[derive(Clone)]
-pub struct Lease {
-    inner: Arc<LeaseInner>,
-}
-
-impl std::fmt::Debug for Lease {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(
-            f,
-            "GpuLease({:?}, held: {})",
-            self.indices(),
-            self.is_held()
-        )
-    }
-}
-
-impl Lease {
-    pub fn devices(&self) -> &[LeasedDevice] {
-        &self.inner.devices
-    }
-
-    pub fn indices(&self) -> Vec<u32> {
-        self.inner.devices.iter().map(|d| d.index).collect()
-    }
-
-    pub fn uuids(&self) -> Vec<String> {
-        self.inner.devices.iter().map(|d| d.uuid.clone()).collect()
-    }
-
-    pub fn is_held(&self) -> bool {
-        !self
-            .inner
-            .files
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .is_empty()
-            || self.inner.devices.is_empty()
-    }
-
-    /// Releases now (closing the lock files); later calls do nothing.
-    pub fn release(&self) {
-        self.inner
-            .files
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .clear();
-    }
-
-    /// Environment for a child: devices by NVML index in PCI bus order — the order CUDA uses
-    /// under `CUDA_DEVICE_ORDER=PCI_BUS_ID` — plus their UUIDs in `LABHOST_GPU_UUIDS`.
-    /// Indices, not UUIDs, in `CUDA_VISIBLE_DEVICES`: many training scripts parse it as a list
-    /// of integers; the PCI_BUS_ID order makes the indices mean the same devices as NVML's.
-    pub fn env(&self) -> BTreeMap<String, String> {
-        let join = |v: Vec<String>| v.join(",");
-        BTreeMap::from([
-            ("CUDA_DEVICE_ORDER".to_string(), "PCI_BUS_ID".to_string()),
-            (
-                "CUDA_VISIBLE_DEVICES".to_string(),
-                join(self.indices().iter().map(|i| i.to_string()).collect()),
-            ),
-            ("LABHOST_GPU_UUIDS".to_string(), join(self.uuids())),
-        ])
-    }
-
-    pub fn device_request(&self) -> DeviceRequest {
-        DeviceRequest::for_uuids(self.uuids())
-    }
 }
 
 pub struct Ledger {
@@ -615,71 +511,6 @@ impl Ledger {
                     "gpu.timeout",
                     "timed out waiting in the GPU queue behind other requests".to_string(),
                 ));
-            }
-        }
-    }
-}
-
-/// inotify on the ledger folder: wakes the waiting head when any lock file is closed (a
-/// release, or a holder's death). Falls back to plain sleeping if inotify is unavailable.
-struct Watch {
-    fd: Option<std::os::fd::OwnedFd>,
-}
-
-impl Watch {
-    /// One watch per folder for the life of the process: closing an inotify fd costs the
-    /// kernel an RCU grace period (milliseconds), far more than a reservation.
-    fn shared(dir: &Path) -> Arc<Watch> {
-        static W: std::sync::OnceLock<Mutex<HashMap<PathBuf, Arc<Watch>>>> =
-            std::sync::OnceLock::new();
-        let mut m = W
-            .get_or_init(Default::default)
-            .lock()
-            .unwrap_or_else(|e| e.into_inner());
-        m.entry(dir.to_path_buf())
-            .or_insert_with(|| Arc::new(Watch::new(dir)))
-            .clone()
-    }
-
-    fn new(dir: &Path) -> Self {
-        use std::os::fd::FromRawFd;
-        use std::os::unix::ffi::OsStrExt;
-        // SAFETY: plain syscalls; the fd is owned by OwnedFd from here on.
-        unsafe {
-            let fd = libc::inotify_init1(libc::IN_NONBLOCK | libc::IN_CLOEXEC);
-            if fd < 0 {
-                return Watch { fd: None };
-            }
-            let owned = std::os::fd::OwnedFd::from_raw_fd(fd);
-            let mut c = dir.as_os_str().as_bytes().to_vec();
-            c.push(0);
-            let w = libc::inotify_add_watch(
-                fd,
-                c.as_ptr().cast(),
-                libc::IN_CLOSE_WRITE | libc::IN_CLOSE_NOWRITE,
-            );
-            if w < 0 {
-                return Watch { fd: None };
-            }
-            Watch { fd: Some(owned) }
-        }
-    }
-
-    fn wait(&self, max: Duration) {
-        let Some(fd) = &self.fd else {
-            std::thread::sleep(max);
-            return;
-        };
-        let mut p = libc::pollfd {
-            fd: fd.as_raw_fd(),
-            events: libc::POLLIN,
-            revents: 0,
-        };
-        // SAFETY: one valid pollfd; then drain the non-blocking fd into a local buffer.
-        unsafe {
-            if libc::poll(&mut p, 1, max.as_millis().min(i32::MAX as u128) as i32) > 0 {
-                let mut buf = [0u8; 4096];
-                while libc::read(fd.as_raw_fd(), buf.as_mut_ptr().cast(), buf.len()) > 0 {}
             }
         }
     }

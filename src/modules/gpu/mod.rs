@@ -6,10 +6,12 @@
 //! - [`select`]: a pure function over a snapshot (GPUtil `getAvailable` semantics).
 //! - [`ledger`]: reservations as exclusive `flock`s on `<state>/gpu/<uuid>.<slot>.lock`; the
 //!   kernel drops them when the holder dies, so a `kill -9` never leaves a GPU booked.
+mod lease;
 pub mod ledger;
 pub mod probe;
 pub mod rhai;
 pub mod select;
+mod watch;
 
 use serde::{Deserialize, Serialize};
 

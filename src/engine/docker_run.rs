@@ -1,0 +1,124 @@
+//! `run_in: "docker"`: one attempt of a job in a container (run folder and working
+//! directory mounted at their own paths, the job's env, the invoking uid:gid, the GPU lease by
+//! UUID, logs into the run folder, metrics tailed, timeout and cancel remove it).
+use std::path::Path;
+
+use tokio_util::sync::CancellationToken;
+
+use crate::error::HostResult;
+use crate::store::{Metric, RunStatus};
+
+use super::metrics::MetricsTail;
+use super::supervisor::{DockerLaunch, Launch, Outcome, METRICS_POLL};
+
+/// `run_in: "docker"`: the job's command in a container named `labhost-job-<id>` (one left by
+/// a host that died is removed first, so an attempt never runs beside a stale one), with the
+/// run folder and working directory mounted at their own paths, the job's env, its GPU lease
+/// passed as device requests by UUID, output into the run folder's logs, metrics tailed as
+/// for host jobs; timeout and cancel kill and remove the container.
+pub(super) async fn run_docker(
+    l: &Launch,
+    d: &DockerLaunch,
+    mut out: std::fs::File,
+    mut err: std::fs::File,
+    started: &mut (dyn FnMut(i64) + Send),
+    metrics: &mut (dyn FnMut(Vec<Metric>) + Send),
+    cancel: CancellationToken,
+) -> HostResult<Outcome> {
+    use crate::modules::docker;
+    use std::io::Write;
+    let name = format!("labhost-job-{}", l.job_id);
+    let _ = docker::remove(&name).await;
+    let metrics_path = l.run_dir.join("metrics.jsonl");
+    let mut env = l.env.clone();
+    let gpus = env.get("LABHOST_GPU_UUIDS").map(|u| {
+        docker::Gpus::Ids(
+            u.split(',')
+                .filter(|x| !x.is_empty())
+                .map(str::to_string)
+                .collect(),
+        )
+    });
+    if gpus.is_some() {
+        // Host indices mean nothing in the container: the runtime renumbers the devices.
+        env.remove("CUDA_VISIBLE_DEVICES");
+    }
+    env.insert("LABHOST_JOB_ID".into(), l.job_id.to_string());
+    env.insert("LABHOST_RUN_DIR".into(), l.run_dir.display().to_string());
+    env.insert("LABHOST_METRICS".into(), metrics_path.display().to_string());
+    let dir = |p: &Path| p.display().to_string();
+    let mut volumes = vec![docker::Volume::new(
+        &dir(&l.run_dir),
+        &dir(&l.run_dir),
+        false,
+    )?];
+    if let Some(cwd) = &l.cwd {
+        if cwd != &l.run_dir {
+            volumes.push(docker::Volume::new(&dir(cwd), &dir(cwd), false)?);
+        }
+    }
+    for m in &d.mounts {
+        volumes.push(docker::Volume::parse(m)?);
+    }
+    let command = l.command.argv();
+    let spec = docker::RunSpec {
+        image: d.image.clone(),
+        command: Some(command),
+        name: Some(name),
+        env,
+        workdir: l.cwd.as_deref().map(dir),
+        volumes,
+        network: d.network.clone(),
+        labels: [("labhost.job".to_string(), l.job_id.to_string())].into(),
+        git_commit: l.cwd.as_deref().and_then(crate::modules::git::head_commit),
+        auto_remove: true,
+        gpus,
+        timeout: l.timeout,
+        prefix: Some(String::new()),
+        ..Default::default()
+    };
+    started(0);
+    let mut emit = |s: crate::host::Stream, line: &str| {
+        let f = match s {
+            crate::host::Stream::Out => &mut out,
+            crate::host::Stream::Err => &mut err,
+        };
+        let _ = writeln!(f, "{line}");
+    };
+    let mut tail = MetricsTail::new(metrics_path);
+    let mut tick = tokio::time::interval(METRICS_POLL);
+    let run = docker::run(&spec, &mut emit, cancel);
+    tokio::pin!(run);
+    let result = loop {
+        tokio::select! {
+            r = &mut run => break r,
+            _ = tick.tick() => {
+                tail.pump(metrics);
+            }
+        }
+    };
+    tail.pump(metrics);
+    let outcome = |status: RunStatus, exit_code: Option<i64>, error: Option<String>| Outcome {
+        status,
+        exit_code,
+        error,
+        start: None,
+    };
+    match result {
+        Ok(r) if r.exit_code == 0 => Ok(outcome(RunStatus::Completed, Some(0), None)),
+        Ok(r) => Ok(outcome(
+            RunStatus::Failed,
+            Some(r.exit_code),
+            Some(format!("exit {}", r.exit_code)),
+        )),
+        Err(e) if e.kind == "docker.timeout" => {
+            Ok(outcome(RunStatus::TimedOut, None, Some(e.message)))
+        }
+        Err(e) if e.is_cancelled() => Ok(outcome(
+            RunStatus::Cancelled,
+            None,
+            Some("cancelled".into()),
+        )),
+        Err(e) => Err(e),
+    }
+}
