@@ -69,3 +69,46 @@ fn every_script_under_scripts_runs() {
     }
     assert!(n >= 1, "no scripts under {}", dir.display());
 }
+
+/// Map keys that Rhai reserves (`private`, `fn`, `default`, …) cannot be written bare, so no
+/// documented option or spec key may be one.
+#[test]
+fn no_documented_map_key_is_a_rhai_reserved_word() {
+    let o = TestCmd::new().args(["doc", "--format", "json"]).run();
+    o.success();
+    let reserved = labhost::script::diag::RESERVED_WORDS;
+    let mut bad = Vec::new();
+    let mods: serde_json::Value = serde_json::from_str(&o.stdout).unwrap();
+    for m in mods.as_array().unwrap() {
+        for f in m["functions"].as_array().unwrap() {
+            let mut text = f["doc"].as_str().unwrap_or("").to_string();
+            for ex in f["examples"].as_array().unwrap() {
+                text.push_str(ex.as_str().unwrap_or(""));
+            }
+            for w in reserved {
+                let pats = [
+                    format!("#{{{w}:"),
+                    format!(", {w}:"),
+                    format!("#{{{w},"),
+                    format!(", {w},"),
+                    format!(", {w}}}"),
+                    format!("opts.{w}"),
+                ];
+                for pat in pats {
+                    // The whole word: `opts.private_file` is fine.
+                    let whole = text.match_indices(&pat).any(|(i, _)| {
+                        !text[i + pat.len()..]
+                            .starts_with(|c: char| c.is_alphanumeric() || c == '_')
+                    });
+                    if whole {
+                        bad.push(format!("{}: {pat}", f["signature"]));
+                    }
+                }
+            }
+        }
+    }
+    assert!(
+        bad.is_empty(),
+        "documented keys that Rhai reserves: {bad:?}"
+    );
+}

@@ -11,4 +11,5 @@ pub mod examples;
 mod gpu;
 mod jobs;
 mod modules;
+mod projects;
 mod repl;

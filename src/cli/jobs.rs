@@ -127,10 +127,31 @@ pub fn logs(a: LogsArgs) -> CmdResult {
             }
         }
     };
+    // A job that ended without output and without completing (a bad cwd, a missing program,
+    // a container that did not start, a cancel before it ran): say why, exit 1.
+    let why_not = |r: &Run, printed: usize| -> CmdResult {
+        match r.reason() {
+            Some(why) if printed == 0 && r.status.is_unsuccessful() => {
+                eprintln!(
+                    "job {} {}{}: {}",
+                    r.id,
+                    r.status,
+                    if r.started.is_none() {
+                        " before it started"
+                    } else {
+                        ""
+                    },
+                    crate::redact::apply(why)
+                );
+                Err(Failure::Code(crate::error::exit::SCRIPT))
+            }
+            _ => Ok(()),
+        }
+    };
     loop {
         print_new(&mut offset);
         if !a.follow {
-            return Ok(());
+            return why_not(&run, offset);
         }
         if crate::host::ctx().cancel.is_cancelled() {
             return Err(Failure::Interrupted);
@@ -138,7 +159,7 @@ pub fn logs(a: LogsArgs) -> CmdResult {
         match store.get(a.id) {
             Ok(r) if r.status.is_finished() => {
                 print_new(&mut offset);
-                return Ok(());
+                return why_not(&r, offset);
             }
             _ => std::thread::sleep(Duration::from_millis(100)),
         }

@@ -48,7 +48,8 @@ impl<T> OrRhai<T> for HostResult<T> {
 
 /// Runs a future to completion from a script thread, returning `cancelled` as soon as the
 /// user presses Ctrl-C. Never call it on a tokio worker thread: scripts run on their own
-/// thread, so `Handle::block_on` is allowed here (reference/rust-stack.md §1.8).
+/// thread, so `Handle::block_on` is allowed here (tokio panics only when it is called from
+/// inside the runtime).
 pub fn block_on<F: Future>(f: F) -> HostResult<F::Output> {
     let h = host::ctx();
     let token = h.cancel.token();

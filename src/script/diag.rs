@@ -44,11 +44,107 @@ fn loc(source: &str, pos: Position) -> Option<Loc> {
 }
 
 /// A syntax error in `source`.
-pub fn from_parse(err: &ParseError, source: &str) -> Diagnostic {
+/// Words Rhai keeps for itself: keywords, and words reserved for the future. A map key or
+/// property with one of these names must be quoted (`#{"private": 1}`, `m["private"]`).
+pub const RESERVED_WORDS: &[&str] = &[
+    "true",
+    "false",
+    "let",
+    "const",
+    "if",
+    "else",
+    "switch",
+    "do",
+    "while",
+    "until",
+    "loop",
+    "for",
+    "in",
+    "break",
+    "continue",
+    "return",
+    "throw",
+    "try",
+    "catch",
+    "import",
+    "export",
+    "as",
+    "global",
+    "fn",
+    "private",
+    "this",
+    "is_shared",
+    "is_def_var",
+    "is_def_fn",
+    "Fn",
+    "call",
+    "curry",
+    "type_of",
+    "print",
+    "debug",
+    "eval",
+    "var",
+    "static",
+    "shared",
+    "goto",
+    "exit",
+    "match",
+    "case",
+    "public",
+    "protected",
+    "new",
+    "use",
+    "with",
+    "module",
+    "package",
+    "super",
+    "thread",
+    "spawn",
+    "go",
+    "await",
+    "async",
+    "sync",
+    "yield",
+    "default",
+    "void",
+    "null",
+    "nil",
+];
+
+/// A syntax error in `source` (whose text is `text`). A reserved word used as a map key or
+/// property name gets a hint to quote it.
+pub fn from_parse(err: &ParseError, source: &str, text: &str) -> Diagnostic {
+    let mut message = err.err_type().to_string();
+    let pos = err.position();
+    if let (Some(l), Some(c)) = (pos.line(), pos.position()) {
+        let word: String = text
+            .split('\n')
+            .nth(l - 1)
+            .unwrap_or("")
+            .chars()
+            .skip(c - 1)
+            .take_while(|ch| ch.is_alphanumeric() || *ch == '_')
+            .collect();
+        let followed_by_colon = text
+            .split('\n')
+            .nth(l - 1)
+            .unwrap_or("")
+            .chars()
+            .skip(c - 1 + word.chars().count())
+            .find(|ch| !ch.is_whitespace())
+            == Some(':');
+        let about_a_name = message.contains("name of a property")
+            || (message.contains("object map literal") && followed_by_colon);
+        if about_a_name && RESERVED_WORDS.contains(&word.as_str()) {
+            message = format!(
+                "`{word}` is a reserved word in Rhai and cannot be a bare map key or property name: quote it (`#{{\"{word}\": …}}`, `m[\"{word}\"]`)"
+            );
+        }
+    }
     Diagnostic {
         kind: "syntax".into(),
-        message: err.err_type().to_string(),
-        loc: loc(source, err.position()),
+        message,
+        loc: loc(source, pos),
         chain: Vec::new(),
     }
 }

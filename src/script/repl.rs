@@ -198,7 +198,7 @@ impl Session {
         let mut ast = match self.engine.compile_with_scope(&self.scope, input) {
             Ok(a) => a,
             Err(e) => {
-                let d = diag::from_parse(&e, source);
+                let d = diag::from_parse(&e, source, input);
                 eprint!(
                     "{}",
                     diag::render(

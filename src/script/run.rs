@@ -148,7 +148,7 @@ pub fn run_text(text: &str, source: &str, args: &[String]) -> Outcome {
         Ok(a) => a,
         Err(e) => {
             return Outcome::Failed {
-                diag: Box::new(diag::from_parse(&e, source)),
+                diag: Box::new(diag::from_parse(&e, source, text)),
                 text: Some(text.to_string()),
             }
         }
@@ -174,7 +174,7 @@ pub fn check_file(engine: &rhai::Engine, file: &Path) -> Result<Option<Outcome>,
         .compile_with_scope(&scope, &text)
         .err()
         .map(|e| Outcome::Failed {
-            diag: Box::new(diag::from_parse(&e, &file.display().to_string())),
+            diag: Box::new(diag::from_parse(&e, &file.display().to_string(), &text)),
             text: Some(text),
         }))
 }

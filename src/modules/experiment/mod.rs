@@ -96,21 +96,68 @@ fn str_field(m: &Map<String, Value>, k: &str) -> Option<String> {
         .map(str::to_string)
 }
 
-/// Loads a config (with `yaml::load`'s substitution). Without `info.experiment_key` a new
-/// key and folder are made and the resolved config is written there; with one, the folder
-/// is reopened (and created if it is missing, e.g. on another machine).
-pub fn load(path: &Path) -> HostResult<Experiment> {
-    let mut config = yaml::load(path, &yaml::LoadOpts::default())?;
+/// `experiment::load` options.
+#[derive(Debug, Clone, Default)]
+pub struct LoadOpts {
+    /// nussl's `{NAME}` names substituted from the environment (default: DATA_DIRECTORY,
+    /// CACHE_DIRECTORY, ARTIFACTS_DIRECTORY, NUSSL_DIRECTORY).
+    pub env_vars: Option<Vec<String>>,
+    /// Reopen the experiment with this key (instead of the file's, or a new one).
+    pub key: Option<String>,
+}
+
+/// The name nussl's configs use for the key: `info.experiment_key: ${EXPERIMENT_KEY}`.
+pub const KEY_VAR: &str = "EXPERIMENT_KEY";
+
+/// Loads an experiment config the way nussl's `load_experiment` does.
+///
+/// The key is `opts.key`, else the file's `info.experiment_key` when it is a real key, else
+/// (missing, empty, or still `${EXPERIMENT_KEY}`) a new random one. The file is then read
+/// with `${EXPERIMENT_KEY}` set to the key (so `output_folder`, `model_path` and every other
+/// path built from it point inside the one experiment folder) and `EXPERIMENT_KEY` is set in
+/// the environment for what runs next, as nussl does. The experiment folder is
+/// `info.output_folder` when its last part is the key (nussl's
+/// `${ARTIFACTS_DIRECTORY}/…/${EXPERIMENT_KEY}`), else `<output_folder>/<key>`; with no
+/// `output_folder`, `$ARTIFACTS_DIRECTORY/<key>`. A new experiment, or one whose folder has no
+/// `config.yml` yet (e.g. on another machine), gets the resolved config saved there; reopening
+/// one reads, and writes nothing.
+pub fn load(path: &Path, opts: &LoadOpts) -> HostResult<Experiment> {
     let source = path.display().to_string();
+    let text = crate::modules::fs::read(path)
+        .map_err(|e| HostError::new(e.kind.replace("fs.", "experiment."), e.message))?;
+    let raw = yaml::parse(&text, &source)?;
+    let raw_key = raw
+        .get("info")
+        .and_then(|i| i.get("experiment_key"))
+        .and_then(Value::as_str)
+        .map(str::trim)
+        .filter(|k| !k.is_empty() && !k.contains("${") && !k.contains('{'))
+        .map(str::to_string);
+    let (key, new_key) = match (&opts.key, raw_key) {
+        (Some(k), _) if !k.is_empty() => (k.clone(), false),
+        (_, Some(k)) => (k, false),
+        _ => (crate::modules::util::make_random_string(KEY_LEN), true),
+    };
+    let mut lo = yaml::LoadOpts::default();
+    if let Some(v) = &opts.env_vars {
+        lo.env_vars = v.clone();
+    }
+    lo.vars.insert(KEY_VAR.into(), key.clone());
+    let mut config = yaml::resolve(&raw, &text, &source, &lo)?;
     let info = info_mut(&mut config, &source)?;
     let base = str_field(info, "output_folder").unwrap_or_else(|| dirs().artifacts);
-    let (key, new_key) = match str_field(info, "experiment_key") {
-        Some(k) => (k, false),
-        None => (crate::modules::util::make_random_string(KEY_LEN), true),
-    };
     info.insert("experiment_key".into(), Value::String(key.clone()));
     info.insert("output_folder".into(), Value::String(base.clone()));
-    let folder = PathBuf::from(&base).join(&key);
+    let folder = if Path::new(&base)
+        .file_name()
+        .is_some_and(|n| n == key.as_str())
+    {
+        PathBuf::from(&base)
+    } else {
+        PathBuf::from(&base).join(&key)
+    };
+    // nussl sets it for the training that runs next.
+    std::env::set_var(KEY_VAR, &key);
     let existed = folder.join(CONFIG_FILE).exists();
     crate::modules::fs::mkdir(&folder)?;
     if new_key || !existed {
@@ -136,7 +183,14 @@ pub fn save(config: &Value) -> HostResult<PathBuf> {
             "the config has no info.experiment_key / info.output_folder: load it with experiment::load first",
         ));
     };
-    let folder = PathBuf::from(base).join(key);
+    let folder = if Path::new(&base)
+        .file_name()
+        .is_some_and(|n| n == key.as_str())
+    {
+        PathBuf::from(&base)
+    } else {
+        PathBuf::from(&base).join(&key)
+    };
     crate::modules::fs::mkdir(&folder)?;
     let file = folder.join(CONFIG_FILE);
     yaml::save(&file, config)?;
@@ -157,7 +211,7 @@ mod tests {
             format!("info: {{output_folder: '{}'}}\nlr: 0.1\n", out.display()),
         )
         .unwrap();
-        let e = load(&cfg).unwrap();
+        let e = load(&cfg, &LoadOpts::default()).unwrap();
         assert!(e.created);
         assert_eq!(e.key.len(), KEY_LEN);
         let saved = std::fs::read_to_string(PathBuf::from(&e.path).join(CONFIG_FILE)).unwrap();
@@ -166,7 +220,11 @@ mod tests {
             "{saved}"
         );
         // The saved config has the key: loading it reopens the same folder.
-        let again = load(&PathBuf::from(&e.path).join(CONFIG_FILE)).unwrap();
+        let again = load(
+            &PathBuf::from(&e.path).join(CONFIG_FILE),
+            &LoadOpts::default(),
+        )
+        .unwrap();
         assert_eq!(
             (again.key.as_str(), again.path.as_str(), again.created),
             (e.key.as_str(), e.path.as_str(), false)
@@ -180,6 +238,9 @@ mod tests {
             "experiment.invalid"
         );
         std::fs::write(&cfg, "- 1\n- 2\n").unwrap();
-        assert_eq!(load(&cfg).unwrap_err().kind, "experiment.invalid");
+        assert_eq!(
+            load(&cfg, &LoadOpts::default()).unwrap_err().kind,
+            "experiment.invalid"
+        );
     }
 }

@@ -7,6 +7,14 @@ pub fn module() -> Module {
     exported_module!(api)
 }
 
+/// `experiment::load` options.
+#[derive(serde::Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct RawLoadOpts {
+    env_vars: Option<Vec<String>>,
+    key: Option<String>,
+}
+
 #[export_module]
 pub mod api {
     use std::path::Path;
@@ -14,10 +22,13 @@ pub mod api {
     use crate::modules::experiment as m;
     use crate::script::bridge::{encode, OrRhai};
 
-    /// Loads an experiment config (with `yaml::load` substitution). Without
-    /// `info.experiment_key`, makes a new random key and folder under `info.output_folder` (else
-    /// the artifacts directory) and writes the resolved config there as `config.yml`; with one,
-    /// reopens that folder. Returns `#{config, key, path, created}`.
+    /// Loads an experiment config as nussl's `load_experiment` does (with `yaml::load`
+    /// substitution). Without a key (`info.experiment_key` missing, empty, or nussl's
+    /// `${EXPERIMENT_KEY}`), makes a new random key, reads the file with `${EXPERIMENT_KEY}`
+    /// set to it (and sets `EXPERIMENT_KEY` in the environment), and writes the resolved config
+    /// as `config.yml` into the experiment folder: `info.output_folder` when it ends with the
+    /// key (nussl's `${ARTIFACTS_DIRECTORY}/…/${EXPERIMENT_KEY}`), else `<output_folder>/<key>`.
+    /// With a key, reopens that folder. Returns `#{config, key, path, created}`.
     ///
     /// ```rhai
     /// fs::write("exp.yml", "info: {output_folder: runs}\nmodel: {width: 64}\n");
@@ -29,7 +40,35 @@ pub mod api {
     /// ```
     #[rhai_fn(return_raw, volatile)]
     pub fn load(ctx: NativeCallContext, path: &str) -> Result<Dynamic, Box<EvalAltResult>> {
-        encode(&ctx, &m::load(Path::new(path)).or_rhai(&ctx)?)
+        encode(
+            &ctx,
+            &m::load(Path::new(path), &Default::default()).or_rhai(&ctx)?,
+        )
+    }
+
+    /// `experiment::load` with options: `key` (reopen the experiment with this key) and
+    /// `env_vars` (nussl's `{NAME}` names, as for `yaml::load`).
+    ///
+    /// ```rhai
+    /// fs::write("exp.yml", "info:\n  experiment_key: ${EXPERIMENT_KEY}\n  output_folder: runs/speech/${EXPERIMENT_KEY}\nmodel_path: runs/speech/${EXPERIMENT_KEY}/checkpoints/best.pth\n");
+    /// let e = experiment::load("exp.yml", #{key: "abc"});
+    /// assert_eq(e.path, "runs/speech/abc");
+    /// assert_eq(e.config.model_path, "runs/speech/abc/checkpoints/best.pth");
+    /// assert_eq(env::get("EXPERIMENT_KEY"), "abc");
+    /// ```
+    #[rhai_fn(name = "load", return_raw, volatile)]
+    pub fn load_with(
+        ctx: NativeCallContext,
+        path: &str,
+        opts: Map,
+    ) -> Result<Dynamic, Box<EvalAltResult>> {
+        let o: super::RawLoadOpts =
+            crate::script::bridge::decode(&ctx, "experiment::load options", opts.into())?;
+        let lo = m::LoadOpts {
+            env_vars: o.env_vars,
+            key: o.key,
+        };
+        encode(&ctx, &m::load(Path::new(path), &lo).or_rhai(&ctx)?)
     }
 
     /// Writes a loaded config (changed or not) back into its experiment folder; returns the

@@ -1,4 +1,4 @@
-//! `jobs`: submit jobs to the persistent local engine (src/jobs), wait for them, read their
+//! `jobs`: submit jobs to the persistent local engine (`crate::engine`), wait for them, read their
 //! logs and metrics. Typed API over the store and the job host; no rhai here.
 pub mod pool;
 pub mod rhai;
@@ -69,6 +69,10 @@ pub struct JobSpec {
     /// The experiment the run belongs to; not a script key.
     #[serde(skip)]
     pub experiment_id: Option<i64>,
+    /// In a pool: the positions (in the pool's spec list, all earlier) of the specs this one
+    /// depends on; the pool turns them into `depends_on` ids. Not a script key.
+    #[serde(skip)]
+    pub after: Vec<usize>,
 }
 
 /// Validates a spec and turns it into a store record.

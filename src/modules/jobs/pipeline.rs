@@ -1,4 +1,4 @@
-//! `labhost pipeline FILE.yml`: nussl's pipeline files (`scripts/pipeline.py`,
+//! `labhost pipeline FILE.yml`: nussl's pipeline files (nussl's own `scripts/pipeline.py`,
 //! `parse_yaml(jobs=True)`) on the job engine.
 //!
 //! ```yaml
@@ -59,6 +59,35 @@ struct Step {
     priority: i64,
     key: Option<String>,
     image: Option<String>,
+    /// nussl's dispatch files: the name (or names) of the jobs this one waits for.
+    depends_on: Option<Names>,
+}
+
+/// One job name or a list of them.
+#[derive(Debug, Clone, Default)]
+struct Names(Vec<String>);
+
+impl<'de> Deserialize<'de> for Names {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V;
+        impl<'de> serde::de::Visitor<'de> for V {
+            type Value = Names;
+            fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+                f.write_str("a job name or a list of job names")
+            }
+            fn visit_str<E: serde::de::Error>(self, v: &str) -> Result<Names, E> {
+                Ok(Names(vec![v.to_string()]))
+            }
+            fn visit_seq<A: serde::de::SeqAccess<'de>>(self, mut a: A) -> Result<Names, A::Error> {
+                let mut out = Vec::new();
+                while let Some(n) = a.next_element::<String>()? {
+                    out.push(n);
+                }
+                Ok(Names(out))
+            }
+        }
+        d.deserialize_any(V)
+    }
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -99,7 +128,44 @@ fn fnv(text: &str) -> String {
     format!("{h:016x}")
 }
 
-fn step_command(step: &Step, base: &Path, where_: &str) -> HostResult<Command> {
+/// `python` when it is on PATH (a virtualenv), else `python3` (Debian has no `python`).
+fn python() -> String {
+    let on_path = |p: &str| {
+        std::env::var_os("PATH").is_some_and(|path| {
+            std::env::split_paths(&path).any(|d| {
+                std::fs::metadata(d.join(p)).is_ok_and(|m| {
+                    use std::os::unix::fs::PermissionsExt;
+                    m.is_file() && m.permissions().mode() & 0o111 != 0
+                })
+            })
+        })
+    };
+    if on_path("python") {
+        "python".into()
+    } else {
+        "python3".into()
+    }
+}
+
+/// The folder holding the `scripts/` package that has module `name` (`scripts/name.py` or
+/// `scripts/name/__main__.py`): the working directory or one above it, else the pipeline
+/// file's folder or one above it.
+fn scripts_root(name: &str, starts: &[&Path]) -> Option<PathBuf> {
+    starts.iter().flat_map(|s| s.ancestors()).find_map(|d| {
+        let pkg = d.join("scripts");
+        (pkg.join(format!("{name}.py")).is_file() || pkg.join(name).join("__main__.py").is_file())
+            .then(|| d.to_path_buf())
+    })
+}
+
+/// A step's command, and the folder it must run in (a bare script name runs as a module of
+/// the `scripts` package, from the folder that holds it).
+fn step_command(
+    step: &Step,
+    starts: &[&Path],
+    where_: &str,
+    located: &dyn Fn(&str) -> String,
+) -> HostResult<(Command, Option<PathBuf>)> {
     let bad = |m: String| Err(HostError::new("pipeline.invalid", format!("{where_}: {m}")));
     match (&step.script, &step.command) {
         (Some(_), Some(_)) => bad("give either `script` or `command`, not both".into()),
@@ -108,34 +174,45 @@ fn step_command(step: &Step, base: &Path, where_: &str) -> HostResult<Command> {
             if step.config.is_some() || step.args.is_some() || step.interpreter.is_some() {
                 return bad("`config`, `args` and `interpreter` go with `script`".into());
             }
-            Ok(c.clone())
+            Ok((c.clone(), None))
         }
         (Some(script), None) => {
-            // nussl names scripts by their name in scripts/ (`script: reorganize`).
-            let mut path = script.clone();
-            if !script.contains('/') && Path::new(script).extension().is_none() {
-                let nussl = format!("scripts/{script}.py");
-                if base.join(&nussl).is_file() {
-                    path = nussl;
-                }
-            }
-            let interp = match (&step.interpreter, Path::new(&path).extension()) {
-                (Some(i), _) => Some(i.clone()),
-                (None, Some(e)) if e == "py" => Some("python3".into()),
-                (None, Some(e)) if e == "sh" => Some("sh".into()),
-                (None, Some(e)) if e == "rhai" => Some(format!(
-                    "{} run",
-                    quote(
-                        &std::env::current_exe()
-                            .map(|p| p.display().to_string())
-                            .unwrap_or_else(|_| "labhost".into())
-                    )
-                )),
-                _ => None,
-            };
-            let mut line = match interp {
-                Some(i) => format!("{i} {}", quote(&path)),
-                None => quote(&path),
+            // nussl: `script: reorganize` is `python -m scripts.reorganize`, run from the
+            // project root, so the scripts' package imports work.
+            let bare = !script.contains('/') && Path::new(script).extension().is_none();
+            let (mut line, root) = if bare {
+                let Some(root) = scripts_root(script, starts) else {
+                    return Err(HostError::new(
+                        "pipeline.invalid",
+                        format!(
+                            "{}: script `{script}` is not a module of a scripts/ package: no scripts/{script}.py in {} or a folder above it",
+                            located(script),
+                            starts.first().map(|p| p.display().to_string()).unwrap_or_default()
+                        ),
+                    ));
+                };
+                let interp = step.interpreter.clone().unwrap_or_else(python);
+                (format!("{interp} -m scripts.{script}"), Some(root))
+            } else {
+                let interp = match (&step.interpreter, Path::new(script).extension()) {
+                    (Some(i), _) => Some(i.clone()),
+                    (None, Some(e)) if e == "py" => Some(python()),
+                    (None, Some(e)) if e == "sh" => Some("sh".into()),
+                    (None, Some(e)) if e == "rhai" => Some(format!(
+                        "{} run",
+                        quote(
+                            &std::env::current_exe()
+                                .map(|p| p.display().to_string())
+                                .unwrap_or_else(|_| "labhost".into())
+                        )
+                    )),
+                    _ => None,
+                };
+                let line = match interp {
+                    Some(i) => format!("{i} {}", quote(script)),
+                    None => quote(script),
+                };
+                (line, None)
             };
             // nussl appends config as written (`-y file.yml`).
             if let Some(c) = &step.config {
@@ -159,7 +236,7 @@ fn step_command(step: &Step, base: &Path, where_: &str) -> HostResult<Command> {
                 }
                 None => {}
             }
-            Ok(Command::Shell(line))
+            Ok((Command::Shell(line), root))
         }
     }
 }
@@ -203,7 +280,15 @@ pub fn load(path: &Path, rerun: bool) -> HostResult<(Vec<JobSpec>, Option<u64>, 
     }
     let abs = path.canonicalize().unwrap_or_else(|_| path.to_path_buf());
     let base = std::env::current_dir().unwrap_or_else(|_| PathBuf::from("."));
+    let file_dir = abs
+        .parent()
+        .map(Path::to_path_buf)
+        .unwrap_or_else(|| base.clone());
+    let starts = [base.as_path(), file_dir.as_path()];
     let mut specs = Vec::with_capacity(file.jobs.len());
+    // Names for depends_on, and what each job waits for (by name, with where it is said).
+    let mut names: BTreeMap<String, usize> = BTreeMap::new();
+    let mut waits: Vec<Vec<String>> = Vec::with_capacity(file.jobs.len());
     for (i, v) in file.jobs.into_iter().enumerate() {
         let where_ = format!("{source}: jobs[{i}]");
         let step: Step = serde_json::from_value(v).map_err(|e| {
@@ -215,7 +300,27 @@ pub fn load(path: &Path, rerun: bool) -> HostResult<(Vec<JobSpec>, Option<u64>, 
                 ),
             )
         })?;
-        let command = step_command(&step, &base, &where_)?;
+        let located = |needle: &str| {
+            let at = crate::modules::yaml::locate(&text, &source, &format!("script: {needle}"));
+            if at == source {
+                crate::modules::yaml::locate(&text, &source, needle)
+            } else {
+                at
+            }
+        };
+        let (command, root) = step_command(&step, &starts, &where_, &located)?;
+        if let Some(n) = &step.name {
+            if names.insert(n.clone(), i).is_some() {
+                return Err(HostError::new(
+                    "pipeline.invalid",
+                    format!(
+                        "{}: jobs[{i}]: two jobs are named \"{n}\" (depends_on needs unique names)",
+                        crate::modules::yaml::locate(&text, &source, &format!("name: {n}"))
+                    ),
+                ));
+            }
+        }
+        waits.push(step.depends_on.clone().unwrap_or_default().0);
         let run_in = match step.run_in.as_deref() {
             None | Some("host") => None,
             Some("container") | Some("docker") => Some(RunIn::Docker),
@@ -236,7 +341,7 @@ pub fn load(path: &Path, rerun: bool) -> HostResult<(Vec<JobSpec>, Option<u64>, 
         });
         let mut spec = JobSpec {
             command: Some(command),
-            cwd: step.cwd,
+            cwd: step.cwd.or_else(|| root.map(|r| r.display().to_string())),
             env: step.env,
             num_gpus: step.num_gpus,
             name: name.or_else(|| Some(format!("{}[{i}]", path_stem(path)))),
@@ -267,6 +372,10 @@ pub fn load(path: &Path, rerun: bool) -> HostResult<(Vec<JobSpec>, Option<u64>, 
                     "num_gpus": spec.num_gpus,
                     "run_in": spec.run_in, "image": spec.image,
                 });
+                let mut fingerprint = fingerprint;
+                if !waits[i].is_empty() {
+                    fingerprint["depends_on"] = waits[i].clone().into();
+                }
                 Some(format!(
                     "pipeline:{}:{i}:{}",
                     abs.display(),
@@ -277,7 +386,106 @@ pub fn load(path: &Path, rerun: bool) -> HostResult<(Vec<JobSpec>, Option<u64>, 
         spec.retry_failed = true;
         specs.push(spec);
     }
+    let specs = order_by_dependencies(specs, &names, &waits, &text, &source)?;
     Ok((specs, file.num_jobs.map(|n| n as u64), file.fail_fast))
+}
+
+/// Resolves `depends_on` names to the positions of the jobs they name and orders the jobs so
+/// that each comes after what it waits for (file order otherwise). An unknown name or a cycle
+/// is an error naming where it is written.
+fn order_by_dependencies(
+    specs: Vec<JobSpec>,
+    names: &BTreeMap<String, usize>,
+    waits: &[Vec<String>],
+    text: &str,
+    source: &str,
+) -> HostResult<Vec<JobSpec>> {
+    let n = specs.len();
+    let mut deps: Vec<Vec<usize>> = vec![Vec::new(); n];
+    for (i, w) in waits.iter().enumerate() {
+        for name in w {
+            let Some(&j) = names.get(name) else {
+                let known: Vec<&str> = names.keys().map(String::as_str).collect();
+                let hint = crate::util::did_you_mean(name, &known)
+                    .map(|s| format!(" (did you mean \"{s}\"?)"))
+                    .unwrap_or_default();
+                return Err(HostError::new(
+                    "pipeline.invalid",
+                    format!(
+                        "{}: jobs[{i}]: depends_on names \"{name}\", but no job has that name{hint}",
+                        crate::modules::yaml::locate(text, source, name)
+                    ),
+                ));
+            };
+            if j == i {
+                return Err(HostError::new(
+                    "pipeline.invalid",
+                    format!(
+                        "{}: jobs[{i}]: a job cannot depend on itself",
+                        crate::modules::yaml::locate(text, source, &format!("depends_on: {name}"))
+                    ),
+                ));
+            }
+            deps[i].push(j);
+        }
+    }
+    // Kahn's algorithm, always taking the first ready job in file order.
+    let mut placed = vec![false; n];
+    let mut order = Vec::with_capacity(n);
+    while order.len() < n {
+        let Some(i) = (0..n).find(|&i| !placed[i] && deps[i].iter().all(|&d| placed[d])) else {
+            let stuck: Vec<usize> = (0..n).filter(|&i| !placed[i]).collect();
+            let name_of = |i: usize| {
+                names
+                    .iter()
+                    .find(|(_, &j)| j == i)
+                    .map(|(k, _)| k.clone())
+                    .unwrap_or_else(|| format!("jobs[{i}]"))
+            };
+            // Walk the waits from the first stuck job until a name repeats.
+            let mut path = vec![stuck[0]];
+            loop {
+                let cur = *path.last().expect("not empty");
+                let next = deps[cur]
+                    .iter()
+                    .copied()
+                    .find(|d| !placed[*d])
+                    .expect("stuck jobs wait");
+                if let Some(p) = path.iter().position(|&x| x == next) {
+                    let mut cycle: Vec<String> = path[p..].iter().map(|&x| name_of(x)).collect();
+                    cycle.push(name_of(next));
+                    return Err(HostError::new(
+                        "pipeline.invalid",
+                        format!(
+                            "{}: depends_on makes a cycle: {}",
+                            crate::modules::yaml::locate(
+                                text,
+                                source,
+                                &format!("name: {}", cycle[0])
+                            ),
+                            cycle.join(" -> ")
+                        ),
+                    ));
+                }
+                path.push(next);
+            }
+        };
+        placed[i] = true;
+        order.push(i);
+    }
+    let mut pos = vec![0; n];
+    for (k, &i) in order.iter().enumerate() {
+        pos[i] = k;
+    }
+    let mut slots: Vec<Option<JobSpec>> = specs.into_iter().map(Some).collect();
+    Ok(order
+        .iter()
+        .map(|&i| {
+            let mut s = slots[i].take().expect("each job once");
+            s.after = deps[i].iter().map(|&d| pos[d]).collect();
+            s
+        })
+        .collect())
 }
 
 fn path_stem(p: &Path) -> String {

@@ -165,6 +165,18 @@ pub fn run(
         }
     };
     let mut batch: Vec<JobSpec> = Vec::with_capacity(128);
+    // Submits the batch in one transaction and follows its jobs.
+    let flush = |batch: &mut Vec<JobSpec>, ids: &mut Vec<i64>, set: &mut HashSet<i64>| {
+        let runs = super::submit_many(batch)?;
+        batch.clear();
+        for r in &runs {
+            ids.push(r.id);
+            set.insert(r.id);
+            // A keyed job may exist already (completed, or adopted while running).
+            tally.borrow_mut().set(r.id, r.status);
+        }
+        HostResult::Ok(())
+    };
     let mut specs = specs.into_iter().peekable();
     let mut taken = 0;
     while let Some(spec) = specs.next() {
@@ -173,17 +185,27 @@ pub fn run(
             break;
         }
         taken += 1;
+        // A dependency still in the unsubmitted batch has no id yet: submit the batch first.
+        if spec.after.iter().any(|&j| j >= ids.len()) && !batch.is_empty() {
+            flush(&mut batch, &mut ids, &mut set)?;
+        }
+        let mut spec = spec;
+        for &j in &spec.after {
+            let id = *ids.get(j).ok_or_else(|| {
+                HostError::new(
+                    "jobs.invalid_spec",
+                    format!(
+                        "pool spec {} depends on spec {j}, which comes after it",
+                        taken - 1
+                    ),
+                )
+            })?;
+            spec.depends_on.push(id);
+        }
         let blocking = spec.blocking;
         batch.push(spec);
         if blocking || batch.len() == 128 || specs.peek().is_none() {
-            let runs = super::submit_many(&batch)?;
-            batch.clear();
-            for r in &runs {
-                ids.push(r.id);
-                set.insert(r.id);
-                // A keyed job may exist already (completed, or adopted while running).
-                tally.borrow_mut().set(r.id, r.status);
-            }
+            flush(&mut batch, &mut ids, &mut set)?;
             if blocking {
                 let last = ids[ids.len() - 1];
                 watch(&ids, &set, progress, &|t: &Tally| {

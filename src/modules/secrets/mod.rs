@@ -15,7 +15,8 @@ use crate::modules::settings;
 /// Reads the `secrets:` section of a private settings file (names upper-cased).
 fn from_file(p: &Path) -> HostResult<BTreeMap<String, String>> {
     settings::check_private_file(p);
-    let (m, _) = settings::read_section(p, "secrets")?;
+    let (m, _) = settings::read_optional_section(p, "secrets", true)?;
+    let m = m.unwrap_or_default();
     Ok(m.into_iter()
         .map(|(k, v)| {
             let v = match v {

@@ -60,15 +60,42 @@ pub fn check_private_file(p: &Path) {
 }
 
 /// A YAML file's top-level section as a map (`variables:`), with errors naming the file.
-pub fn read_section(path: &Path, section: &str) -> HostResult<(Map<String, Value>, String)> {
+/// `substitute`: `${VAR}` / `${a.b}` / `{NAME}` are resolved (InnerEye reads settings as
+/// written). A missing section is an error (`settings.no_variables`), as InnerEye's
+/// `KeyError`; an empty one (`variables:`) is an empty map.
+pub fn read_section(
+    path: &Path,
+    section: &str,
+    substitute: bool,
+) -> HostResult<(Map<String, Value>, String)> {
+    match read_optional_section(path, section, substitute)? {
+        (Some(m), text) => Ok((m, text)),
+        (None, _) => Err(HostError::new(
+            "settings.no_variables",
+            format!("{}: the YAML file must contain a section '{section}' (InnerEye's settings files keep their values under '{section}:')", path.display()),
+        )),
+    }
+}
+
+/// [`read_section`] for a section that may be missing (`None`).
+pub fn read_optional_section(
+    path: &Path,
+    section: &str,
+    substitute: bool,
+) -> HostResult<(Option<Map<String, Value>>, String)> {
     let text = crate::modules::fs::read(path)
         .map_err(|e| HostError::new(e.kind.replace("fs.", "settings."), e.message))?;
     let src = path.display().to_string();
     let doc = yaml::parse(&text, &src)?;
-    let doc = yaml::resolve(&doc, &text, &src, &yaml::LoadOpts::default())?;
+    let doc = if substitute {
+        yaml::resolve(&doc, &text, &src, &yaml::LoadOpts::default())?
+    } else {
+        doc
+    };
     match doc.get(section) {
-        None | Some(Value::Null) => Ok((Map::new(), text)),
-        Some(Value::Object(m)) => Ok((m.clone(), text)),
+        None => Ok((None, text)),
+        Some(Value::Null) => Ok((Some(Map::new()), text)),
+        Some(Value::Object(m)) => Ok((Some(m.clone()), text)),
         Some(other) => Err(HostError::new(
             "settings.invalid",
             format!(
@@ -157,6 +184,8 @@ pub struct Request {
     /// Command-line values (`--key=value`), already split.
     pub args: Map<String, Value>,
     pub fail_on_unknown: bool,
+    /// Resolve `${…}` in the settings files (off: InnerEye reads them as written).
+    pub substitute: bool,
 }
 
 /// InnerEye's `ParserResult`.
@@ -175,7 +204,7 @@ pub struct Parsed {
 pub fn parse(req: &Request) -> HostResult<Parsed> {
     let mut yaml_vars: Vec<(Map<String, Value>, String, String)> = Vec::new();
     if let Some(p) = &req.yaml {
-        let (m, text) = read_section(p, "variables")?;
+        let (m, text) = read_section(p, "variables", req.substitute)?;
         yaml_vars.push((m, text, p.display().to_string()));
     }
     let private = req
@@ -185,7 +214,7 @@ pub fn parse(req: &Request) -> HostResult<Parsed> {
         .filter(|p| p.exists() || req.private.is_some());
     if let Some(p) = &private {
         check_private_file(p);
-        let (m, text) = read_section(p, "variables")?;
+        let (m, text) = read_section(p, "variables", req.substitute)?;
         yaml_vars.push((m, text, p.display().to_string()));
     }
     let mut args = req.schema.clone();
@@ -290,6 +319,7 @@ mod tests {
             private: Some(private),
             args: obj(json!({"epochs": 3, "fast": true, "layers": "64,32", "typo": 1})),
             fail_on_unknown: false,
+            substitute: false,
         };
         let p = parse(&req).unwrap();
         assert_eq!(

@@ -11,7 +11,12 @@ pub fn module() -> Module {
 #[serde(deny_unknown_fields)]
 struct RawOpts {
     yaml: Option<String>,
-    private: Option<String>,
+    /// `"private"` also works (quoted: it is a Rhai reserved word).
+    #[serde(alias = "private")]
+    private_file: Option<String>,
+    /// `${VAR}` / `${a.b}` substitution in the settings files (InnerEye does none).
+    #[serde(default)]
+    substitute: bool,
     #[serde(default)]
     args: serde_json::Map<String, serde_json::Value>,
     #[serde(default)]
@@ -27,11 +32,14 @@ pub mod api {
 
     /// Typed settings the InnerEye way. `schema` maps each key to its default (the default's
     /// type is the key's type). Values come from, lowest first: the schema, the `variables:`
-    /// of `opts.yaml`, the `variables:` of the private settings file (`opts.private`, else
-    /// `labhost.private.yml` found by stepping up), then `opts.args` (usually `OPTS`).
+    /// of `opts.yaml`, the `variables:` of the private settings file (`opts.private_file`,
+    /// else `labhost.private.yml` found by stepping up), then `opts.args` (usually `OPTS`).
+    /// Both files must have a `variables:` section (InnerEye's `KeyError` otherwise); they are
+    /// read as written, without substitution, unless `substitute: true`.
     /// Returns `#{args, overrides, unknown, known_from_yaml, unknown_from_yaml}`;
     /// `fail_on_unknown: true` makes unknown command-line keys an error (`settings.unknown`).
-    /// Errors: `settings.type` (with file:line:col for YAML values), `settings.invalid`.
+    /// Errors: `settings.type` (with file:line:col for YAML values), `settings.invalid`,
+    /// `settings.no_variables`.
     ///
     /// ```rhai
     /// fs::write("settings.yml", "variables:\n  lr: 0.5\n  cluster: gpu-a\n");
@@ -56,7 +64,8 @@ pub mod api {
                 .cloned()
                 .ok_or_else(|| host_err(&ctx, "invalid_argument", "schema must be a map"))?,
             yaml: o.yaml.map(PathBuf::from),
-            private: o.private.map(PathBuf::from),
+            private: o.private_file.map(PathBuf::from),
+            substitute: o.substitute,
             args: o.args,
             fail_on_unknown: o.fail_on_unknown,
         };

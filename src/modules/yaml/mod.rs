@@ -97,6 +97,8 @@ pub struct LoadOpts {
     pub env: bool,
     /// `${a.b.c}` references inside the document.
     pub interpolate: bool,
+    /// Values for `${NAME}` that win over the environment (e.g. `EXPERIMENT_KEY`).
+    pub vars: std::collections::BTreeMap<String, String>,
 }
 
 impl Default for LoadOpts {
@@ -105,6 +107,7 @@ impl Default for LoadOpts {
             env_vars: DEFAULT_ENV_VARS.iter().map(|s| s.to_string()).collect(),
             env: true,
             interpolate: true,
+            vars: Default::default(),
         }
     }
 }
@@ -291,6 +294,10 @@ impl Resolver<'_> {
             match p {
                 Piece::Text(t) => out.push_str(&t),
                 Piece::Env { name, default, raw } => {
+                    if let Some(v) = self.opts.vars.get(&name) {
+                        out.push_str(v);
+                        continue;
+                    }
                     if !self.opts.env && !self.opts.env_vars.contains(&name) {
                         out.push_str(&raw);
                         continue;

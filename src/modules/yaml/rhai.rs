@@ -46,6 +46,7 @@ pub fn load_opts(ctx: &NativeCallContext, what: &str, opts: Map) -> RhaiResult<L
         env_vars: r.env_vars,
         env: r.env,
         interpolate: r.interpolate,
+        ..Default::default()
     })
 }
 
