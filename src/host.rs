@@ -152,9 +152,28 @@ pub fn install_ctrl_c(hard_exit: bool) {
         while sig.recv().await.is_some() {
             let c = &ctx().cancel;
             if hard_exit && c.is_cancelled() {
+                run_hard_exit_hooks();
                 std::process::exit(i32::from(crate::error::exit::INTERRUPTED));
             }
             c.cancel();
         }
     });
+}
+
+static HARD_EXIT: Mutex<Vec<fn()>> = Mutex::new(Vec::new());
+
+/// Registers `f` to run when the process exits at once (a second Ctrl-C): the job engine
+/// kills its jobs' processes there, so none outlives its host.
+pub fn on_hard_exit(f: fn()) {
+    let mut h = HARD_EXIT.lock().unwrap_or_else(|e| e.into_inner());
+    if !h.contains(&f) {
+        h.push(f);
+    }
+}
+
+fn run_hard_exit_hooks() {
+    let hooks = HARD_EXIT.lock().unwrap_or_else(|e| e.into_inner()).clone();
+    for f in hooks {
+        f();
+    }
 }

@@ -166,16 +166,48 @@ pub fn logs(a: LogsArgs) -> CmdResult {
     }
 }
 
+/// Asks for each cancel, then waits until every job has ended (a running job ends once its
+/// host has stopped all of its processes; the jobs of a dead host are stopped here), and
+/// prints how each ended.
 pub fn cancel(a: CancelArgs) -> CmdResult {
+    let state = crate::state::dir()?;
     let mut store = open()?;
     let mut failed = false;
+    let mut waiting = Vec::new();
     for id in &a.ids {
         match store.cancel(*id, "cancelled by labhost cancel") {
-            Ok(s) => println!("{id}: {s}"),
+            Ok(s) if s.is_finished() => println!("{id}: {s}"),
+            Ok(_) => waiting.push(*id),
             Err(e) => {
                 super::error::report(Failure::Host(e), false);
                 failed = true;
             }
+        }
+    }
+    let deadline = std::time::Instant::now()
+        + crate::engine::supervisor::kill_grace()
+        + Duration::from_secs(30);
+    while !waiting.is_empty() {
+        // Jobs of hosts that died have no one to stop them: this process does.
+        crate::engine::recover_orphans(&state, "")?;
+        let mut left = Vec::new();
+        for id in waiting {
+            let r = store.get(id)?;
+            if r.status.is_finished() {
+                println!("{id}: {}", r.status);
+            } else {
+                left.push(id);
+            }
+        }
+        waiting = left;
+        if !waiting.is_empty() {
+            if std::time::Instant::now() > deadline {
+                for id in &waiting {
+                    eprintln!("{id}: its host has not stopped it yet (cancel requested)");
+                }
+                return Err(Failure::Code(crate::error::exit::SCRIPT));
+            }
+            std::thread::sleep(Duration::from_millis(50));
         }
     }
     if failed {
@@ -205,14 +237,27 @@ pub fn resume(a: ResumeArgs) -> CmdResult {
             return Ok(());
         }
         if crate::host::ctx().cancel.is_cancelled() {
+            crate::engine::at_exit(crate::engine::AtExit::Stop);
             return Err(Failure::Interrupted);
         }
         std::thread::sleep(Duration::from_millis(100));
     }
 }
 
-pub fn status() -> CmdResult {
+pub fn status(verbose: bool) -> CmdResult {
     let store = open()?;
+    if verbose {
+        use crate::engine::{contain, spawn};
+        println!("containment: {}", contain::probe().describe());
+        println!(
+            "exit watch: {}",
+            match spawn::probe_exit_watch() {
+                spawn::ExitWatch::Pidfd => "pidfd (an event per job process)",
+                spawn::ExitWatch::Sigchld =>
+                    "SIGCHLD + waitpid(WNOHANG) (pidfd_open is not available here)",
+            }
+        );
+    }
     for st in [RunStatus::Running, RunStatus::Leased, RunStatus::Queued] {
         let runs = store.list(Some(st), None, 1000)?;
         println!("{st}: {}", runs.len());

@@ -67,7 +67,8 @@ pub enum Command {
     Logs(jobs::LogsArgs),
     /// Cancel jobs (a running one is killed by the host running it)
     Cancel(jobs::CancelArgs),
-    /// Running and queued jobs, GPUs and their holders
+    /// Running and queued jobs, GPUs and their holders (-v: how jobs are contained and
+    /// watched on this machine)
     Status,
     /// Re-queue the jobs of hosts that died and run every unfinished job to the end
     Resume(jobs::ResumeArgs),
@@ -81,6 +82,8 @@ pub enum Command {
 /// What every handler may need from the global flags.
 pub struct Ctx {
     pub color: bool,
+    /// `-v` given (once or more).
+    pub verbose: bool,
 }
 
 pub fn main() -> ExitCode {
@@ -98,6 +101,7 @@ pub fn main() -> ExitCode {
     init_logging(&cli);
     let ctx = Ctx {
         color: use_color(cli.color),
+        verbose: cli.verbose > 0,
     };
     let code = match dispatch(cli.command, &ctx) {
         Ok(()) => crate::error::exit::OK,
@@ -117,7 +121,7 @@ fn dispatch(cmd: Command, ctx: &Ctx) -> CmdResult {
         Command::Jobs(a) => jobs::list(a),
         Command::Logs(a) => jobs::logs(a),
         Command::Cancel(a) => jobs::cancel(a),
-        Command::Status => jobs::status(),
+        Command::Status => jobs::status(ctx.verbose),
         Command::Resume(a) => jobs::resume(a),
         Command::Pipeline(a) => pipeline::run(a),
         Command::Completions { shell } => {

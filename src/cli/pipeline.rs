@@ -83,6 +83,7 @@ pub fn run(a: PipelineArgs) -> CmdResult {
             }
         }
         Err(e) if e.is_cancelled() => {
+            crate::engine::at_exit(crate::engine::AtExit::Stop);
             eprintln!(
                 "interrupted: the pipeline's jobs stay queued; run it again or `labhost resume`"
             );

@@ -21,7 +21,7 @@ pub(super) async fn run_docker(
     d: &DockerLaunch,
     mut out: std::fs::File,
     mut err: std::fs::File,
-    started: &mut (dyn FnMut(i64) + Send),
+    started: &mut (dyn FnMut(&crate::store::Started) + Send),
     metrics: &mut (dyn FnMut(Vec<Metric>) + Send),
     cancel: CancellationToken,
 ) -> HostResult<Outcome> {
@@ -77,7 +77,12 @@ pub(super) async fn run_docker(
         prefix: Some(String::new()),
         ..Default::default()
     };
-    started(0);
+    started(&crate::store::Started {
+        pid: 0,
+        at: crate::clock::unix(),
+        leader_start: None,
+        cgroup: None,
+    });
     let mut emit = |s: crate::host::Stream, line: &str| {
         let f = match s {
             crate::host::Stream::Out => &mut out,

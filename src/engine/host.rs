@@ -12,9 +12,10 @@ use std::time::Duration;
 use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 
+use super::contain;
 use super::supervisor;
 use crate::error::{HostError, HostResult};
-use crate::store::{Metric, NewRun, Run, RunStatus, Store};
+use crate::store::{Metric, NewRun, Run, RunStatus, Started, Store};
 
 pub struct JobHost {
     pub state: PathBuf,
@@ -22,6 +23,8 @@ pub struct JobHost {
     _lock: File,
     workers: AtomicUsize,
     running: AtomicUsize,
+    /// The host is exiting: it claims nothing more, and jobs it stops go back to the queue.
+    stopping: std::sync::atomic::AtomicBool,
     wake: Notify,
     cancels: Mutex<HashMap<i64, CancellationToken>>,
     /// Real env values of jobs whose stored spec has secrets masked, by run id.
@@ -107,14 +110,16 @@ impl JobHost {
         let nanos = crate::modules::gpu::ledger_seed() % 1_000_000_000;
         let id = format!("{}-{}-{nanos}", hostname(), std::process::id());
         let p = dir.join(format!("{id}.lock"));
-        let f =
+        let mut f =
             File::create(&p).map_err(|e| crate::error::io_err("jobs", "cannot create", &p, &e))?;
         f.lock()
             .map_err(|e| crate::error::io_err("jobs", "cannot lock", &p, &e))?;
-        let orphans = crate::store::with(state, |s| {
-            s.no_autocheckpoint()?;
-            s.requeue_orphans(&|h| h == id || host_alive(state, h))
-        })?;
+        // How to find this host's jobs' processes should it die (containment chosen here).
+        contain::write_host_info(&mut f)
+            .map_err(|e| crate::error::io_err("jobs", "cannot write", &p, &e))?;
+        crate::host::on_hard_exit(contain::kill_all_now);
+        crate::store::with(state, |s| s.no_autocheckpoint())?;
+        let orphans = recover_orphans(state, &id)?;
         // Checkpoints fsync; a worker that did one would stall every job behind it.
         let ckpt = Store::open(state)?;
         std::thread::Builder::new()
@@ -139,6 +144,7 @@ impl JobHost {
             _lock: f,
             workers: AtomicUsize::new(default_workers()),
             running: AtomicUsize::new(0),
+            stopping: std::sync::atomic::AtomicBool::new(false),
             wake: Notify::new(),
             cancels: Mutex::new(HashMap::new()),
             secret_env: Mutex::new(HashMap::new()),
@@ -213,7 +219,9 @@ impl JobHost {
         self.wake.notify_one();
     }
 
-    /// Cancels a job: in the store (with `reason`), and at once if this host runs it.
+    /// Cancels a job with `reason`: a queued one at once; a running one is stopped (all of
+    /// its processes) by the host that runs it, this one at once, which then records
+    /// `cancelled`. Returns the status right after the request (see [`Store::cancel`]).
     pub fn cancel(&self, id: i64, reason: &str) -> HostResult<RunStatus> {
         let status = self.store(|s| s.cancel(id, reason))?;
         self.kill(id);
@@ -232,21 +240,19 @@ impl JobHost {
         }
     }
 
-    /// Cancels the running jobs of this host that `labhost cancel` (another process) marked
-    /// cancelled in the store.
+    /// Stops the running jobs of this host whose cancel another process asked for.
     fn look_for_cancels(&self) {
-        let ids: Vec<i64> = self
+        if self
             .cancels
             .lock()
             .unwrap_or_else(|e| e.into_inner())
-            .keys()
-            .copied()
-            .collect();
-        for id in ids {
-            if let Ok(r) = self.store(|s| s.get(id)) {
-                if r.status == RunStatus::Cancelled {
-                    self.kill(id);
-                }
+            .is_empty()
+        {
+            return;
+        }
+        if let Ok(ids) = self.store(|s| s.cancel_requests(&self.id)) {
+            for id in ids {
+                self.kill(id);
             }
         }
     }
@@ -262,17 +268,21 @@ impl JobHost {
             // Another host may die while running jobs this one waits for: look every second.
             if last_orphan_check.elapsed() >= Duration::from_secs(1) {
                 last_orphan_check = std::time::Instant::now();
-                match self
-                    .store(|s| s.requeue_orphans(&|h| h == self.id || host_alive(&self.state, h)))
-                {
-                    Ok(ids) if !ids.is_empty() => {
+                contain::reap_adopted();
+                let (state, id) = (self.state.clone(), self.id.clone());
+                match tokio::task::spawn_blocking(move || recover_orphans(&state, &id)).await {
+                    Ok(Ok(ids)) if !ids.is_empty() => {
                         tracing::info!("re-queued job(s) {ids:?}: their host died")
                     }
-                    Ok(_) => {}
-                    Err(e) => tracing::warn!("job host: {}", e.message),
+                    Ok(Ok(_)) => {}
+                    Ok(Err(e)) => tracing::warn!("job host: {}", e.message),
+                    Err(e) => tracing::warn!("job host: {e}"),
                 }
             }
-            if self.running.load(Ordering::SeqCst) < self.workers.load(Ordering::SeqCst) {
+            let stopping = self.stopping.load(Ordering::SeqCst);
+            if !stopping
+                && self.running.load(Ordering::SeqCst) < self.workers.load(Ordering::SeqCst)
+            {
                 match self.store(|s| s.claim_next(&self.id)) {
                     Ok(Some(run)) => {
                         self.running.fetch_add(1, Ordering::SeqCst);
@@ -285,7 +295,9 @@ impl JobHost {
                                 let id = run.id;
                                 let outcome = me.execute(&run).await;
                                 let (status, code, error, start) = match &outcome {
-                                    Ok(o) => (o.status, o.exit_code, o.error.clone(), o.start),
+                                    Ok(o) => {
+                                        (o.status, o.exit_code, o.error.clone(), o.start.clone())
+                                    }
                                     Err(e) => {
                                         (RunStatus::Failed, None, Some(e.message.clone()), None)
                                     }
@@ -299,7 +311,7 @@ impl JobHost {
                                     if go_on {
                                         s.finish_and_claim(
                                             id,
-                                            start,
+                                            start.as_ref(),
                                             status,
                                             code,
                                             error.as_deref(),
@@ -308,7 +320,7 @@ impl JobHost {
                                     } else {
                                         s.finish_and_claim(
                                             id,
-                                            start,
+                                            start.as_ref(),
                                             status,
                                             code,
                                             error.as_deref(),
@@ -398,12 +410,17 @@ impl JobHost {
             .await
             .map_err(|e| HostError::new("jobs.gpu", e.to_string()))??;
             launch.env.extend(lease.env());
+            // The job's processes hold the lease too: it ends when the last of them does, even
+            // if this host dies first.
+            launch.keep_fds = lease.fds();
             Some(lease)
         } else {
             None
         };
-        let mut started = |pid: i64| {
-            if let Err(e) = self.store(|s| s.set_running(run.id, pid)) {
+        let mut started = |st: &Started| {
+            if let Err(e) =
+                self.store(|s| s.set_running(run.id, st.pid, st.leader_start, st.cgroup.as_deref()))
+            {
                 tracing::error!("job {}: {}", run.id, e.message);
             }
         };
@@ -424,4 +441,111 @@ fn hostname() -> String {
         .ok()
         .filter(|h| !h.is_empty())
         .unwrap_or_else(|| "localhost".into())
+}
+
+/// Stops what is left of the attempts of hosts that died (their cgroups, process groups and
+/// token carriers), then puts those runs back in the queue; a run whose cancel was asked
+/// for is cancelled instead. Returns the ids re-queued.
+pub fn recover_orphans(state: &Path, me: &str) -> HostResult<Vec<i64>> {
+    let orphans = crate::store::with(state, |s| s.orphans(&|h| h == me || host_alive(state, h)))?;
+    let mut back = Vec::new();
+    for r in orphans {
+        let host = r.host.clone().unwrap_or_default();
+        let found = contain::stop_orphan(&contain::Orphan {
+            host: &host,
+            job: r.id,
+            attempt: r.attempt,
+            pid: r.pid.filter(|p| *p > 0),
+            leader_start: r.leader_start,
+            cgroup: r.cgroup.as_deref(),
+            host_file: hosts_dir(state).join(format!("{host}.lock")),
+        });
+        if found > 0 {
+            tracing::info!(
+                "job {}: stopped {found} process(es) left by its dead host {host}",
+                r.id
+            );
+        }
+        back.extend(crate::store::with(state, |s| {
+            s.requeue(&[(r.id, host.clone())], &format!("host {host} died"))
+        })?);
+    }
+    Ok(back)
+}
+
+/// How a host ends: let its jobs finish, or stop them and put them back in the queue.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AtExit {
+    /// Wait for every job this process submitted or runs (Ctrl-C turns it into `Stop`).
+    Wait,
+    /// Stop the running ones (all of their processes) and put them back in the queue.
+    Stop,
+}
+
+/// Called when a script (or a command that ran jobs) ends: no job of this host is left with
+/// processes and no host. Says on stderr what it does. Returns the jobs it put back.
+pub fn at_exit(how: AtExit) -> Vec<i64> {
+    let Some(h) = HOST.get() else {
+        return Vec::new();
+    };
+    h.finish(how)
+}
+
+impl JobHost {
+    fn finish(&self, how: AtExit) -> Vec<i64> {
+        let cancel = &crate::host::ctx().cancel;
+        let mut how = how;
+        if how == AtExit::Wait {
+            let mut said = false;
+            loop {
+                let seen = ended_count();
+                self.poke();
+                let n = self.store(|s| s.pending_for(&self.id)).unwrap_or(0);
+                if n == 0 {
+                    return Vec::new();
+                }
+                if !said {
+                    eprintln!(
+                        "waiting for {n} job(s) this script started (Ctrl-C stops them and puts them back in the queue for `labhost resume`)"
+                    );
+                    said = true;
+                }
+                if cancel.is_cancelled() {
+                    how = AtExit::Stop;
+                    break;
+                }
+                wait_for_end(seen, Duration::from_millis(100));
+            }
+        }
+        let _ = how;
+        self.stopping.store(true, Ordering::SeqCst);
+        let ids: Vec<i64> = {
+            let c = self.cancels.lock().unwrap_or_else(|e| e.into_inner());
+            for t in c.values() {
+                t.cancel();
+            }
+            let mut ids: Vec<i64> = c.keys().copied().collect();
+            ids.sort_unstable();
+            ids
+        };
+        while self.running.load(Ordering::SeqCst) > 0 {
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        let queued = self.store(|s| s.pending_for(&self.id)).unwrap_or(0);
+        if !ids.is_empty() {
+            let list: Vec<String> = ids.iter().map(|i| i.to_string()).collect();
+            eprintln!(
+                "stopped job(s) {} and put them back in the queue{}: `labhost resume` runs them",
+                list.join(", "),
+                if queued > 0 {
+                    format!(" ({queued} queued in all)")
+                } else {
+                    String::new()
+                }
+            );
+        } else if queued > 0 {
+            eprintln!("{queued} job(s) stay queued: `labhost resume` runs them");
+        }
+        ids
+    }
 }

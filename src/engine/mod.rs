@@ -4,11 +4,16 @@
 //! tables live with the callers.
 //!
 //! Modules reach it through the items re-exported here, never through its submodules.
+pub mod contain;
 mod docker_run;
 pub mod host;
 mod metrics;
 pub mod spawn;
 pub mod supervisor;
 
-pub use host::{ended_count, get as job_host, host_alive, wait_for_end, JobHost};
+pub use contain::{forget_child, own_child, spawn_guard};
+pub use host::{
+    at_exit, ended_count, get as job_host, host_alive, recover_orphans, wait_for_end, AtExit,
+    JobHost,
+};
 pub use supervisor::{launch_for, Launch};

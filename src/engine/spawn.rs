@@ -157,6 +157,12 @@ struct ChildArgs {
     envp: *const *const libc::c_char,
     cwd: *const libc::c_char,
     fds: [RawFd; 3],
+    /// `cgroup.procs` of the job's cgroup (the child moves itself in), or -1.
+    procs_fd: RawFd,
+    /// Fds the job keeps open past exec (its GPU lease's lock files), sorted; all others
+    /// above 2 are closed.
+    keep: *const RawFd,
+    keep_len: usize,
     parent: libc::pid_t,
     /// 0, or the errno of the step that failed (the child writes it, then exits).
     errno: AtomicI32,
@@ -174,9 +180,10 @@ extern "C" fn child_main(arg: *mut libc::c_void) -> libc::c_int {
             a.stage.store(stage, Ordering::SeqCst);
             libc::_exit(127)
         };
-        // Handlers are the parent's code: reset every caught signal before unblocking.
+        // Handlers are the parent's code: reset every caught signal (up to _NSIG; glibc's
+        // own two, which sigaction refuses, are left alone) before unblocking.
         let mut sa: libc::sigaction = std::mem::zeroed();
-        for sig in 1..32 {
+        for sig in 1..NSIG {
             if sig == libc::SIGKILL || sig == libc::SIGSTOP {
                 continue;
             }
@@ -200,6 +207,10 @@ extern "C" fn child_main(arg: *mut libc::c_void) -> libc::c_int {
         if libc::setpgid(0, 0) != 0 {
             fail(3);
         }
+        // Into the job's cgroup before anything runs: nothing it starts can be outside.
+        if a.procs_fd >= 0 && libc::write(a.procs_fd, b"0".as_ptr().cast(), 1) != 1 {
+            fail(4);
+        }
         for (target, &fd) in a.fds.iter().enumerate() {
             let target = target as RawFd;
             if fd == target {
@@ -209,36 +220,212 @@ extern "C" fn child_main(arg: *mut libc::c_void) -> libc::c_int {
                 fail(3);
             }
         }
+        // Fds the host inherited without close-on-exec must not leak into the job: close
+        // everything above stderr except what the job keeps.
+        let keep = std::slice::from_raw_parts(a.keep, a.keep_len);
+        let mut lo: libc::c_uint = 3;
+        for &k in keep {
+            libc::fcntl(k, libc::F_SETFD, 0);
+            if k as libc::c_uint > lo {
+                libc::syscall(libc::SYS_close_range, lo, k as libc::c_uint - 1, 0);
+            }
+            lo = k as libc::c_uint + 1;
+        }
+        libc::syscall(libc::SYS_close_range, lo, libc::c_uint::MAX, 0);
         if !a.cwd.is_null() && libc::chdir(a.cwd) != 0 {
             fail(1);
         }
-        let mut empty: libc::sigset_t = std::mem::zeroed();
-        libc::sigemptyset(&mut empty);
-        libc::pthread_sigmask(libc::SIG_SETMASK, &empty, std::ptr::null_mut());
+        // The parent blocked everything (glibc's internal signals included) with the raw
+        // call; the job starts with nothing blocked.
+        let empty: u64 = 0;
+        libc::syscall(
+            libc::SYS_rt_sigprocmask,
+            libc::SIG_SETMASK,
+            &empty as *const u64,
+            std::ptr::null_mut::<u64>(),
+            8usize,
+        );
         libc::execve(a.path, a.argv, a.envp);
         fail(2)
     }
+}
+
+/// Signals are numbered 1..NSIG (glibc's `_NSIG`).
+const NSIG: libc::c_int = 65;
+
+/// Size of the child's stack (used only until `execve`), plus one guard page below it.
+const CHILD_STACK: usize = 64 << 10;
+
+/// The child's stack: an anonymous mapping with a guard page at its low end, so an overflow
+/// faults instead of writing over the parent's memory.
+struct Stack {
+    base: *mut libc::c_void,
+    len: usize,
+}
+
+impl Stack {
+    fn new() -> io::Result<Stack> {
+        // SAFETY: sysconf has no preconditions.
+        let page = unsafe { libc::sysconf(libc::_SC_PAGESIZE) }.max(4096) as usize;
+        let len = CHILD_STACK + page;
+        // SAFETY: a fresh private anonymous mapping; checked below.
+        let base = unsafe {
+            libc::mmap(
+                std::ptr::null_mut(),
+                len,
+                libc::PROT_READ | libc::PROT_WRITE,
+                libc::MAP_PRIVATE | libc::MAP_ANONYMOUS | libc::MAP_STACK,
+                -1,
+                0,
+            )
+        };
+        if base == libc::MAP_FAILED {
+            return Err(io::Error::last_os_error());
+        }
+        let s = Stack { base, len };
+        // SAFETY: the lowest page of our own mapping.
+        if unsafe { libc::mprotect(base, page, libc::PROT_NONE) } != 0 {
+            return Err(io::Error::last_os_error());
+        }
+        Ok(s)
+    }
+
+    /// The top (stacks grow down), 16-byte aligned.
+    fn top(&self) -> *mut libc::c_void {
+        // SAFETY: one past the end of our mapping, which is page aligned.
+        unsafe { self.base.cast::<u8>().add(self.len).cast() }
+    }
+}
+
+impl Drop for Stack {
+    fn drop(&mut self) {
+        // SAFETY: unmapping our own mapping once the child no longer runs on it.
+        unsafe { libc::munmap(self.base, self.len) };
+    }
+}
+
+/// Reaps `pid` on a thread of its own (a blocking `waitpid` must never run on a tokio
+/// worker).
+fn reap_later(pid: libc::pid_t) {
+    let _ = std::thread::Builder::new()
+        .name("labhost-reap".into())
+        .spawn(move || {
+            // SAFETY: our own child, killed just before.
+            unsafe { libc::waitpid(pid, std::ptr::null_mut(), 0) };
+            super::contain::forget_child(pid);
+        });
+}
+
+/// Kills a child we cannot watch (and its group), and reaps it without blocking the caller.
+fn kill_and_reap(pid: libc::pid_t) {
+    // SAFETY: our own child and the group it made (pid > 0).
+    unsafe {
+        libc::killpg(pid, libc::SIGKILL);
+        libc::kill(pid, libc::SIGKILL);
+        if libc::waitpid(pid, std::ptr::null_mut(), libc::WNOHANG) == pid {
+            super::contain::forget_child(pid);
+            return;
+        }
+    }
+    reap_later(pid);
+}
+
+/// How this process learns that a child exited: a pidfd per child (Linux 5.3+), or, where
+/// `pidfd_open` is missing or blocked (seccomp), SIGCHLD and `waitpid(WNOHANG)` as tokio's
+/// process module does.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ExitWatch {
+    Pidfd,
+    Sigchld,
+}
+
+static NO_PIDFD: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+
+/// The exit watch in use (or that would be: pidfd until a `pidfd_open` failed).
+pub fn exit_watch() -> ExitWatch {
+    if NO_PIDFD.load(Ordering::Relaxed) {
+        ExitWatch::Sigchld
+    } else {
+        ExitWatch::Pidfd
+    }
+}
+
+/// Probes `pidfd_open` on this process (for `labhost status -v`).
+pub fn probe_exit_watch() -> ExitWatch {
+    // SAFETY: pidfd_open of ourselves; the fd is closed at once.
+    let fd = unsafe { libc::syscall(libc::SYS_pidfd_open, libc::getpid(), 0) };
+    if fd < 0 {
+        return ExitWatch::Sigchld;
+    }
+    // SAFETY: the fd we just got.
+    unsafe { libc::close(fd as RawFd) };
+    ExitWatch::Pidfd
+}
+
+/// A counter bumped on every SIGCHLD this process gets (the fallback exit watch).
+fn sigchld() -> tokio::sync::watch::Receiver<u64> {
+    static RX: std::sync::OnceLock<tokio::sync::watch::Receiver<u64>> = std::sync::OnceLock::new();
+    RX.get_or_init(|| {
+        let (tx, rx) = tokio::sync::watch::channel(0u64);
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::child()) {
+            Ok(mut sig) => {
+                tokio::spawn(async move {
+                    while sig.recv().await.is_some() {
+                        tx.send_modify(|n| *n += 1);
+                    }
+                });
+            }
+            Err(e) => tracing::warn!("cannot watch SIGCHLD: {e}"),
+        }
+        rx
+    })
+    .clone()
 }
 
 /// A started job process: its own process group (pgid = pid), killed by the kernel when the
 /// spawning thread ends.
 pub struct Child {
     pub pid: libc::pid_t,
-    pidfd: AsyncFd<OwnedFd>,
+    /// `None`: the SIGCHLD exit watch.
+    pidfd: Option<AsyncFd<OwnedFd>>,
     status: Option<ExitStatus>,
 }
 
-/// Why a start failed: `Cwd` (the working directory), or the program itself (`Exec`).
+/// What a job's process gets besides its program: stdio, its cgroup, the fds it keeps.
+#[derive(Debug, Clone, Copy)]
+pub struct Io<'a> {
+    pub stdio: [RawFd; 3],
+    /// `cgroup.procs` to join before `execve`, or -1.
+    pub cgroup_procs: RawFd,
+    /// Kept open past `execve` (a GPU lease's lock files: the lease lives while any process
+    /// of the job does).
+    pub keep: &'a [RawFd],
+}
+
+impl Io<'_> {
+    /// Just stdio.
+    pub fn stdio(stdio: [RawFd; 3]) -> Io<'static> {
+        Io {
+            stdio,
+            cgroup_procs: -1,
+            keep: &[],
+        }
+    }
+}
+
+/// Why a start failed: `Cwd` (the working directory), the program itself (`Exec`), or
+/// joining the job's cgroup (`Contain`).
 #[derive(Debug)]
 pub enum SpawnError {
     Cwd(io::Error),
     Exec(io::Error),
+    Contain(io::Error),
 }
 
 /// Starts `p` with stdin/stdout/stderr on `fds`. Must run inside a tokio runtime (the exit is
 /// watched through a pidfd registered with it), on a thread that outlives the child.
-pub fn spawn(p: &Prepared, fds: [RawFd; 3]) -> Result<Child, SpawnError> {
-    match spawn_once(p, fds) {
+pub fn spawn(p: &Prepared, io: &Io<'_>) -> Result<Child, SpawnError> {
+    match spawn_once(p, io) {
         Err(SpawnError::Exec(e)) if e.kind() == io::ErrorKind::NotFound && p.searched => {
             // The program moved since it was found: look it up again.
             forget_resolved();
@@ -259,13 +446,13 @@ pub fn spawn(p: &Prepared, fds: [RawFd; 3]) -> Result<Child, SpawnError> {
                 envp: p.envp.clone(),
                 cwd: p.cwd.clone(),
             };
-            spawn_once(&again, fds)
+            spawn_once(&again, io)
         }
         other => other,
     }
 }
 
-fn spawn_once(p: &Prepared, fds: [RawFd; 3]) -> Result<Child, SpawnError> {
+fn spawn_once(p: &Prepared, io: &Io<'_>) -> Result<Child, SpawnError> {
     let argv: Vec<*const libc::c_char> = p
         .argv
         .iter()
@@ -278,71 +465,117 @@ fn spawn_once(p: &Prepared, fds: [RawFd; 3]) -> Result<Child, SpawnError> {
         .map(|a| a.as_ptr())
         .chain(std::iter::once(std::ptr::null()))
         .collect();
+    let mut keep: Vec<RawFd> = io.keep.iter().copied().filter(|&k| k > 2).collect();
+    keep.sort_unstable();
+    keep.dedup();
     let args = ChildArgs {
         path: p.path.as_ptr(),
         argv: argv.as_ptr(),
         envp: envp.as_ptr(),
         cwd: p.cwd.as_ref().map_or(std::ptr::null(), |c| c.as_ptr()),
-        fds,
+        fds: io.stdio,
+        procs_fd: io.cgroup_procs,
+        keep: keep.as_ptr(),
+        keep_len: keep.len(),
         // SAFETY: getpid has no preconditions.
         parent: unsafe { libc::getpid() },
         errno: AtomicI32::new(0),
         stage: AtomicI32::new(0),
     };
-    // The child's stack: 64 KiB, 16-byte aligned, used only until execve.
-    let mut stack = vec![0u128; 4096];
+    let stack = Stack::new().map_err(SpawnError::Exec)?;
+    // The subreaper's reaper must not take this child before it is registered.
+    let guard = super::contain::spawn_guard();
     // SAFETY: the stack outlives the child's use of it (CLONE_VFORK suspends this thread until
-    // the child execs or exits); signals are blocked around clone so no handler of this process
-    // runs on the child's stack before the child resets them.
+    // the child execs or exits); every signal, glibc's own included, is blocked around clone
+    // (the raw call, as posix_spawn does) so no handler of this process runs on the child's
+    // stack before the child resets them.
     let pid = unsafe {
-        let top = stack.as_mut_ptr().add(stack.len()) as *mut libc::c_void;
-        let mut all: libc::sigset_t = std::mem::zeroed();
-        let mut old: libc::sigset_t = std::mem::zeroed();
-        libc::sigfillset(&mut all);
-        libc::pthread_sigmask(libc::SIG_SETMASK, &all, &mut old);
+        let all: u64 = !0;
+        let mut old: u64 = 0;
+        libc::syscall(
+            libc::SYS_rt_sigprocmask,
+            libc::SIG_SETMASK,
+            &all as *const u64,
+            &mut old as *mut u64,
+            8usize,
+        );
         let pid = libc::clone(
             child_main,
-            top,
+            stack.top(),
             libc::CLONE_VM | libc::CLONE_VFORK | libc::SIGCHLD,
             &args as *const ChildArgs as *mut libc::c_void,
         );
         let clone_err = io::Error::last_os_error();
-        libc::pthread_sigmask(libc::SIG_SETMASK, &old, std::ptr::null_mut());
+        libc::syscall(
+            libc::SYS_rt_sigprocmask,
+            libc::SIG_SETMASK,
+            &old as *const u64,
+            std::ptr::null_mut::<u64>(),
+            8usize,
+        );
         if pid < 0 {
             return Err(SpawnError::Exec(clone_err));
         }
         pid
     };
     drop(stack);
+    super::contain::own_child(pid);
+    drop(guard);
     let errno = args.errno.load(Ordering::SeqCst);
     if errno != 0 {
         let mut st = 0;
-        // SAFETY: reaping our own child, which has exited.
+        // SAFETY: reaping our own child, which has exited (it never got past setup).
         unsafe { libc::waitpid(pid, &mut st, 0) };
+        super::contain::forget_child(pid);
         let e = io::Error::from_raw_os_error(errno);
         return Err(match args.stage.load(Ordering::SeqCst) {
             1 => SpawnError::Cwd(e),
+            4 => SpawnError::Contain(e),
             _ => SpawnError::Exec(e),
+        });
+    }
+    if NO_PIDFD.load(Ordering::Relaxed) {
+        return Ok(Child {
+            pid,
+            pidfd: None,
+            status: None,
         });
     }
     // SAFETY: pidfd_open on our own unreaped child; the fd is owned from here on.
     let fd = unsafe { libc::syscall(libc::SYS_pidfd_open, pid, 0) };
     if fd < 0 {
         let e = io::Error::last_os_error();
-        // SAFETY: our child; kill and reap so it does not linger.
-        unsafe {
-            libc::kill(pid, libc::SIGKILL);
-            libc::waitpid(pid, std::ptr::null_mut(), 0);
+        if matches!(
+            e.raw_os_error(),
+            Some(libc::ENOSYS) | Some(libc::EPERM) | Some(libc::EACCES)
+        ) {
+            // No pidfd here (old kernel, seccomp): SIGCHLD from now on.
+            tracing::debug!("pidfd_open: {e}; watching exits through SIGCHLD");
+            NO_PIDFD.store(true, Ordering::Relaxed);
+            let _ = sigchld();
+            return Ok(Child {
+                pid,
+                pidfd: None,
+                status: None,
+            });
         }
+        kill_and_reap(pid);
         return Err(SpawnError::Exec(e));
     }
     // SAFETY: fd is a fresh pidfd we own.
     let owned = unsafe { OwnedFd::from_raw_fd(fd as RawFd) };
     // SAFETY: the AsyncFd owns the fd, so it stays open for as long as it is registered.
-    let pidfd = unsafe { AsyncFd::register(owned) }.map_err(|e| SpawnError::Exec(e.into()))?;
+    let pidfd = match unsafe { AsyncFd::register(owned) } {
+        Ok(p) => p,
+        Err(e) => {
+            // Not watched, so not to be left running.
+            kill_and_reap(pid);
+            return Err(SpawnError::Exec(e.into()));
+        }
+    };
     Ok(Child {
         pid,
-        pidfd,
+        pidfd: Some(pidfd),
         status: None,
     })
 }
@@ -359,6 +592,7 @@ fn reap(pid: libc::pid_t, status: &mut Option<ExitStatus>) -> io::Result<Option<
     }
     if r == pid {
         *status = Some(ExitStatus::from_raw(st));
+        super::contain::forget_child(pid);
     }
     Ok(*status)
 }
@@ -369,13 +603,26 @@ impl Child {
         reap(self.pid, &mut self.status)
     }
 
-    /// Waits for the exit, woken by the pidfd (no polling).
+    /// Waits for the exit, woken by the pidfd, or by SIGCHLD where there is none (no
+    /// polling either way).
     pub async fn wait(&mut self) -> io::Result<ExitStatus> {
+        let Some(pidfd) = &self.pidfd else {
+            let mut rx = sigchld();
+            loop {
+                rx.borrow_and_update();
+                if let Some(s) = reap(self.pid, &mut self.status)? {
+                    return Ok(s);
+                }
+                if rx.changed().await.is_err() {
+                    tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+                }
+            }
+        };
         loop {
             if let Some(s) = reap(self.pid, &mut self.status)? {
                 return Ok(s);
             }
-            let mut g = self.pidfd.readable().await?;
+            let mut g = pidfd.readable().await?;
             if let Some(s) = reap(self.pid, &mut self.status)? {
                 return Ok(s);
             }
@@ -383,21 +630,18 @@ impl Child {
         }
     }
 
-    /// The raw pidfd (tests).
+    /// The raw pidfd, or -1 under the SIGCHLD watch (tests).
     pub fn pidfd(&self) -> RawFd {
-        self.pidfd.get_ref().as_raw_fd()
+        self.pidfd.as_ref().map_or(-1, |p| p.get_ref().as_raw_fd())
     }
 }
 
 impl Drop for Child {
-    /// A child still running when its handle is dropped is killed with its group and reaped.
+    /// A child still running when its handle is dropped is killed with its group and reaped
+    /// (off this thread, which may be a tokio worker).
     fn drop(&mut self) {
-        if self.status.is_none() {
-            // SAFETY: our own child and its process group.
-            unsafe {
-                libc::killpg(self.pid, libc::SIGKILL);
-                libc::waitpid(self.pid, std::ptr::null_mut(), 0);
-            }
+        if self.status.is_none() && self.pid > 0 {
+            kill_and_reap(self.pid);
         }
     }
 }
@@ -428,7 +672,11 @@ mod tests {
         )
         .unwrap();
         let st = rt().block_on(async {
-            let mut c = spawn(&p, [null.as_raw_fd(), out.as_raw_fd(), out.as_raw_fd()]).unwrap();
+            let mut c = spawn(
+                &p,
+                &Io::stdio([null.as_raw_fd(), out.as_raw_fd(), out.as_raw_fd()]),
+            )
+            .unwrap();
             c.wait().await.unwrap()
         });
         assert_eq!(st.code(), Some(4));
@@ -455,10 +703,10 @@ mod tests {
             Some(Path::new("/no/such/dir")),
         )
         .unwrap();
-        let r = rt().block_on(async { spawn(&p, [0, 1, 2]).map(|_| ()) });
+        let r = rt().block_on(async { spawn(&p, &Io::stdio([0, 1, 2])).map(|_| ()) });
         assert!(matches!(r, Err(SpawnError::Cwd(e)) if e.kind() == io::ErrorKind::NotFound));
         let p = Prepared::new(&argv(&["/no/such/program"]), [("A", "b")], None).unwrap();
-        let r = rt().block_on(async { spawn(&p, [0, 1, 2]).map(|_| ()) });
+        let r = rt().block_on(async { spawn(&p, &Io::stdio([0, 1, 2])).map(|_| ()) });
         assert!(matches!(r, Err(SpawnError::Exec(e)) if e.kind() == io::ErrorKind::NotFound));
     }
 
@@ -473,7 +721,7 @@ mod tests {
         )
         .unwrap();
         rt().block_on(async {
-            let c = spawn(&p, [0, out.as_raw_fd(), 2]).unwrap();
+            let c = spawn(&p, &Io::stdio([0, out.as_raw_fd(), 2])).unwrap();
             let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
             while std::fs::read_to_string(t.path().join("pids"))
                 .unwrap()

@@ -1,8 +1,10 @@
-//! Runs one job's process: its own process group and a parent-death signal (it dies with the
-//! host), stdout/stderr straight into `stdout.log` / `stderr.log` of the run folder, the
-//! metrics file (`LABHOST_METRICS`, JSON lines `{"name","value","step"}`) tailed while it runs,
-//! exit seen by the event (`wait`), and timeout / cancellation killing the whole group
-//! (SIGTERM, then SIGKILL after a grace period).
+//! Runs one job's process: its own process group, its containment (a cgroup, or the
+//! subreaper's token: see `contain`) and a parent-death signal (it dies with the host),
+//! stdout/stderr straight into `stdout.log` / `stderr.log` of the run folder, the metrics file
+//! (`LABHOST_METRICS`, JSON lines `{"name","value","step"}`) tailed while it runs, exit seen by
+//! the event (`wait`). An attempt ends only when all of its processes are gone: what is left
+//! when the leader exits, and everything on timeout or cancel, gets SIGTERM, then SIGKILL
+//! after the grace (`LABHOST_KILL_GRACE`, default 3 s).
 //!
 //! Spawn from a long-lived thread: `PR_SET_PDEATHSIG` fires when the *thread* that spawned the
 //! child exits, and tokio's blocking-pool threads exit when idle.
@@ -15,12 +17,25 @@ use std::time::Duration;
 
 use tokio_util::sync::CancellationToken;
 
+use super::contain::{self, Attempt};
 pub use super::metrics::read_metrics;
 use super::metrics::MetricsTail;
 use super::spawn;
 use crate::error::{HostError, HostResult};
 use crate::modules::sh::{Cmd, KILL_GRACE};
-use crate::store::{Metric, RunStatus};
+use crate::store::{Metric, RunStatus, Started};
+
+/// SIGTERM → SIGKILL grace for a job's processes: `LABHOST_KILL_GRACE` (a duration), else
+/// 3 s.
+pub fn kill_grace() -> Duration {
+    static G: std::sync::OnceLock<Duration> = std::sync::OnceLock::new();
+    *G.get_or_init(|| {
+        std::env::var("LABHOST_KILL_GRACE")
+            .ok()
+            .and_then(|g| crate::util::parse_duration(&g).ok())
+            .unwrap_or(KILL_GRACE)
+    })
+}
 
 /// How often the metrics file is read while the job runs.
 pub const METRICS_POLL: Duration = Duration::from_millis(200);
@@ -32,6 +47,11 @@ pub const START_RECORD: Duration = Duration::from_millis(20);
 #[derive(Debug, Clone)]
 pub struct Launch {
     pub job_id: i64,
+    /// The host running it and the attempt number (they name its containment).
+    pub host: String,
+    pub attempt: i64,
+    /// Fds the process keeps (its GPU lease's locks: held while any process of it lives).
+    pub keep_fds: Vec<std::os::fd::RawFd>,
     pub command: Cmd,
     pub cwd: Option<PathBuf>,
     pub env: BTreeMap<String, String>,
@@ -55,9 +75,9 @@ pub struct Outcome {
     pub status: RunStatus,
     pub exit_code: Option<i64>,
     pub error: Option<String>,
-    /// `(pid, start time)` when `started` was not called (the process ended within
-    /// `START_RECORD`): the caller records the start together with the end.
-    pub start: Option<(i64, f64)>,
+    /// The start when `started` was not called (the process ended within `START_RECORD`):
+    /// the caller records the start together with the end.
+    pub start: Option<Started>,
 }
 
 /// Runs the process to its end. `started(pid)` is called once it has run for `START_RECORD`
@@ -65,7 +85,7 @@ pub struct Outcome {
 /// metric lines as they are written.
 pub async fn run(
     l: &Launch,
-    started: &mut (dyn FnMut(i64) + Send),
+    started: &mut (dyn FnMut(&Started) + Send),
     metrics: &mut (dyn FnMut(Vec<Metric>) + Send),
     cancel: CancellationToken,
 ) -> HostResult<Outcome> {
@@ -99,10 +119,12 @@ pub async fn run(
         Cmd::Argv(a) => a.iter().map(OsString::from).collect(),
     };
     let job_id = l.job_id.to_string();
+    let attempt = Attempt::new(&l.host, l.job_id, l.attempt)?;
     let extra = [
         ("LABHOST_JOB_ID", OsStr::new(&job_id)),
         ("LABHOST_RUN_DIR", l.run_dir.as_os_str()),
         ("LABHOST_METRICS", metrics_path.as_os_str()),
+        (contain::ATTEMPT_VAR, OsStr::new(&attempt.token)),
     ];
     let env = l
         .env
@@ -125,8 +147,16 @@ pub async fn run(
             ))
         }
     };
-    let fds = [null.as_raw_fd(), out.as_raw_fd(), err.as_raw_fd()];
-    let mut child = match spawn::spawn(&prepared, fds) {
+    let io = spawn::Io {
+        stdio: [null.as_raw_fd(), out.as_raw_fd(), err.as_raw_fd()],
+        cgroup_procs: attempt.procs_fd(),
+        keep: &l.keep_fds,
+    };
+    let spawned = spawn::spawn(&prepared, &io);
+    if spawned.is_err() {
+        attempt.cleanup();
+    }
+    let mut child = match spawned {
         Ok(ch) => ch,
         Err(spawn::SpawnError::Exec(e)) if e.kind() == std::io::ErrorKind::NotFound => {
             return Ok(not_found())
@@ -146,13 +176,35 @@ pub async fn run(
                 format!("cannot start job {}: {e}", l.job_id),
             ))
         }
+        Err(spawn::SpawnError::Contain(e)) => {
+            return Err(HostError::new(
+                "jobs.containment",
+                format!(
+                    "job {}: cannot join its cgroup {}: {e}",
+                    l.job_id,
+                    attempt
+                        .cgroup
+                        .as_deref()
+                        .unwrap_or(Path::new("?"))
+                        .display()
+                ),
+            ))
+        }
     };
     drop((out, err));
+    let pgid = child.pid;
+    attempt.started(pgid);
     let pid = i64::from(child.pid);
-    let started_at = crate::clock::unix();
+    let cgroup = attempt.cgroup.as_ref().map(|c| c.display().to_string());
     // Recorded at the first tick: most short jobs end before it and record start and end in
     // one transaction.
-    let mut start = Some((pid, started_at));
+    let mut start = Some(Started {
+        pid,
+        at: crate::clock::unix(),
+        leader_start: None,
+        cgroup: cgroup.clone(),
+    });
+    let grace = kill_grace();
     let mut tail = MetricsTail::new(metrics_path);
     let deadline = l.timeout.map(|t| tokio::time::Instant::now() + t);
     let mut tick =
@@ -167,6 +219,10 @@ pub async fn run(
         tokio::select! {
             st = child.wait() => {
                 let st = st.map_err(|e| HostError::new("jobs.wait", e.to_string()))?;
+                // The job is over when all of it is: what the leader left behind is stopped.
+                if attempt.any_left(pgid) {
+                    attempt.stop(pgid, grace, &mut || {}).await;
+                }
                 let code = st.code().map(i64::from).or_else(|| st.signal().map(|s| 128 + i64::from(s)));
                 // sh reports a missing program as 127.
                 let status = if st.success() { RunStatus::Completed } else { RunStatus::Failed };
@@ -179,42 +235,38 @@ pub async fn run(
                 break Outcome { status, exit_code: code, error, start };
             }
             _ = tick.tick() => {
-                if let Some((pid, _)) = start.take() {
-                    started(pid);
+                if let Some(mut st) = start.take() {
+                    st.leader_start = contain::start_time(pgid);
+                    started(&st);
                 }
                 tail.pump(metrics);
             }
             _ = until_deadline => {
-                kill_tree(&mut child, KILL_GRACE).await;
+                stop_all(&attempt, &mut child, grace).await;
                 break Outcome { status: RunStatus::TimedOut, exit_code: None,
                     error: Some(format!("timed out after {:.1}s", l.timeout.unwrap_or_default().as_secs_f64())), start };
             }
             _ = cancel.cancelled() => {
-                kill_tree(&mut child, KILL_GRACE).await;
+                stop_all(&attempt, &mut child, grace).await;
                 break Outcome { status: RunStatus::Cancelled, exit_code: None, error: Some("cancelled".into()), start };
             }
         }
     };
+    attempt.cleanup();
     tail.pump(metrics);
     Ok(outcome)
 }
 
-/// SIGTERM to the job's process group, SIGKILL after `grace` if any of it is left; the leader
-/// is reaped as soon as it exits (a zombie leader would keep the group "alive").
-async fn kill_tree(child: &mut spawn::Child, grace: Duration) {
-    let pg = child.pid;
-    // SAFETY: signals to the process group we created.
-    unsafe { libc::killpg(pg, libc::SIGTERM) };
-    let deadline = tokio::time::Instant::now() + grace;
-    while tokio::time::Instant::now() < deadline {
-        let leader_gone = matches!(child.try_wait(), Ok(Some(_)) | Err(_));
-        // killpg(pg, 0) fails with ESRCH once no process of the group is left.
-        if leader_gone && unsafe { libc::killpg(pg, 0) } != 0 {
-            return;
-        }
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
-    unsafe { libc::killpg(pg, libc::SIGKILL) };
+/// Stops every process of the attempt (the leader's group, its cgroup or its adopted
+/// orphans): SIGTERM, SIGKILL after `grace`. The leader is reaped as soon as it exits (a
+/// zombie leader would keep the group "alive"). Returns when nothing of it is left.
+async fn stop_all(attempt: &Attempt, child: &mut spawn::Child, grace: Duration) {
+    let pgid = child.pid;
+    attempt
+        .stop(pgid, grace, &mut || {
+            let _ = child.try_wait();
+        })
+        .await;
     let _ = child.wait().await;
 }
 
@@ -226,6 +278,9 @@ pub fn launch_for(run: &crate::store::Run) -> HostResult<Launch> {
         .map_err(|m| HostError::new("jobs.invalid_spec", m))?;
     Ok(Launch {
         job_id: run.id,
+        host: run.host.clone().unwrap_or_default(),
+        attempt: run.attempt,
+        keep_fds: Vec::new(),
         command: spec.command.clone(),
         cwd: spec.cwd.as_deref().map(PathBuf::from),
         env: spec.env.clone(),
@@ -265,8 +320,10 @@ mod tests {
             // The pid is recorded as soon as the process exists, metrics as they are written.
             let shared = std::sync::Mutex::new(store);
             let lock = || shared.lock().unwrap_or_else(|e| e.into_inner());
-            let mut started = |pid: i64| {
-                if let Err(e) = lock().set_running(job.id, pid) {
+            let mut started = |st: &Started| {
+                if let Err(e) =
+                    lock().set_running(job.id, st.pid, st.leader_start, st.cgroup.as_deref())
+                {
                     tracing::error!("job {}: {}", job.id, e.message);
                 }
             };
@@ -281,7 +338,7 @@ mod tests {
                 Ok(o) => {
                     store.finish_and_claim(
                         job.id,
-                        o.start,
+                        o.start.as_ref(),
                         o.status,
                         o.exit_code,
                         o.error.as_deref(),

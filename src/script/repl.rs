@@ -413,5 +413,8 @@ pub fn run(color: bool) -> u8 {
     if let Some(h) = &hist {
         let _ = rl.save_history(h);
     }
+    // Jobs submitted in the session: waited for, or (Ctrl-C) stopped and re-queued.
+    crate::host::ctx().cancel.reset();
+    crate::engine::at_exit(crate::engine::AtExit::Wait);
     code
 }

@@ -156,7 +156,21 @@ pub fn run_text(text: &str, source: &str, args: &[String]) -> Outcome {
     ast.set_source(source);
     let result = engine.eval_ast_with_scope::<Dynamic>(&mut scope, &ast);
     crate::modules::docker::cleanup_blocking();
-    outcome_of(result, source)
+    let outcome = outcome_of(result, source);
+    finish_jobs(&outcome);
+    outcome
+}
+
+/// What happens to the jobs a script submitted when it ends: after a normal end (or
+/// `exit(n)`) they are waited for, with a line saying so; after an error or Ctrl-C (or a
+/// Ctrl-C while waiting) the running ones are stopped, all of their processes, and put back
+/// in the queue for `labhost resume`. Either way no process of a job outlives its host.
+pub fn finish_jobs(outcome: &Outcome) {
+    let how = match outcome {
+        Outcome::Exit { .. } => crate::engine::AtExit::Wait,
+        Outcome::Interrupted | Outcome::Failed { .. } => crate::engine::AtExit::Stop,
+    };
+    crate::engine::at_exit(how);
 }
 
 /// Reads and runs a script file. `Err` is a message about the file itself (missing, a folder,

@@ -25,7 +25,7 @@ use rusqlite::{params, Connection, TransactionBehavior};
 use crate::error::{HostError, HostResult};
 pub use runs::ensure_run_dir;
 use schema::MIGRATIONS;
-pub use types::{Experiment, Metric, NewRun, Run, RunIn, RunKind, RunStatus, StoredSpec};
+pub use types::{Experiment, Metric, NewRun, Run, RunIn, RunKind, RunStatus, Started, StoredSpec};
 
 pub struct Store {
     conn: Connection,

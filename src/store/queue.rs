@@ -3,7 +3,7 @@
 use rusqlite::{params, OptionalExtension};
 
 use super::runs::{get_tx, run_row, RUN_COLS};
-use super::{all, db_err, event, exec, one, Run, RunStatus, Store};
+use super::{all, db_err, event, exec, one, Run, RunStatus, Started, Store};
 use crate::error::HostResult;
 
 impl Store {
@@ -19,19 +19,19 @@ impl Store {
 
     /// Records the end of run `id` (as `finish`) and claims the next run for `host` (as
     /// `claim_next`) in one transaction: a worker's step from one job to the next.
-    /// `start` is the `(pid, time)` of an attempt whose start was not recorded yet.
+    /// `start` is the start of an attempt that was not recorded yet.
     pub fn finish_and_claim(
         &mut self,
         id: i64,
-        start: Option<(i64, f64)>,
+        start: Option<&Started>,
         status: RunStatus,
         exit_code: Option<i64>,
         error: Option<&str>,
         host: Option<&str>,
     ) -> HostResult<(RunStatus, Option<Run>)> {
         let tx = self.write()?;
-        if let Some((pid, at)) = start {
-            running_tx(&tx, id, pid, at)?;
+        if let Some(st) = start {
+            running_tx(&tx, id, st)?;
         }
         let st = finish_tx(&tx, id, status, exit_code, error)?;
         let run = match host {
@@ -46,9 +46,21 @@ impl Store {
     /// for a moment (a job that ends sooner has it recorded with its end): a crash in between
     /// re-queues a leased run exactly as a running one. A run cancelled in the meantime stays
     /// cancelled.
-    pub fn set_running(&mut self, id: i64, pid: i64) -> HostResult<()> {
+    pub fn set_running(
+        &mut self,
+        id: i64,
+        pid: i64,
+        leader_start: Option<i64>,
+        cgroup: Option<&str>,
+    ) -> HostResult<()> {
         let tx = self.write()?;
-        running_tx(&tx, id, pid, crate::clock::unix())?;
+        let st = Started {
+            pid,
+            at: crate::clock::unix(),
+            leader_start,
+            cgroup: cgroup.map(str::to_string),
+        };
+        running_tx(&tx, id, &st)?;
         tx.commit().map_err(db_err)
     }
 
@@ -65,18 +77,12 @@ impl Store {
             .map(|(st, _)| st)
     }
 
-    /// Leased or running runs of hosts for which `alive(host)` is false go back to the queue
-    /// (same spec and run folder; the next claim makes a fresh attempt), and queued runs whose
-    /// owner is dead become anyone's. Returns the re-queued ids.
-    pub fn requeue_orphans(&mut self, alive: &dyn Fn(&str) -> bool) -> HostResult<Vec<i64>> {
+    /// Leased or running runs whose host is not alive (`alive(host)` false): their processes
+    /// may still run (the host died, its jobs' children did not), so the caller stops them
+    /// before it gives the runs back with [`Store::requeue`]. Queued runs whose owner is dead
+    /// become anyone's here.
+    pub fn orphans(&mut self, alive: &dyn Fn(&str) -> bool) -> HostResult<Vec<Run>> {
         let tx = self.write()?;
-        let held: Vec<(i64, String)> = all(
-            &tx,
-            "SELECT id, COALESCE(host, '') FROM runs WHERE status IN ('leased', 'running')",
-            [],
-            |r| Ok((r.get(0)?, r.get(1)?)),
-        )
-        .map_err(db_err)?;
         let owners: Vec<String> = all(
             &tx,
             "SELECT DISTINCT owner FROM runs WHERE owner IS NOT NULL AND status = 'queued'",
@@ -94,19 +100,74 @@ impl Store {
                 .map_err(db_err)?;
             }
         }
+        let held: Vec<Run> = all(
+            &tx,
+            &format!("SELECT {RUN_COLS} FROM runs WHERE status IN ('leased', 'running')"),
+            [],
+            run_row,
+        )
+        .map_err(db_err)?;
+        tx.commit().map_err(db_err)?;
+        Ok(held
+            .into_iter()
+            .filter(|r| !alive(r.host.as_deref().unwrap_or("")))
+            .collect())
+    }
+
+    /// Gives runs back to the queue after their attempt was stopped (same spec and run folder;
+    /// the next claim makes a fresh attempt), saying `why` in the event log; a run whose cancel
+    /// was asked for is cancelled instead. Only runs still leased or running by `host` change.
+    /// Returns the ids re-queued.
+    pub fn requeue(&mut self, runs: &[(i64, String)], why: &str) -> HostResult<Vec<i64>> {
+        let tx = self.write()?;
         let mut out = Vec::new();
-        for (id, host) in held {
-            if !alive(&host) {
-                exec(&tx,
-                    "UPDATE runs SET status = 'queued', pid = NULL, not_before = 0, owner = NULL WHERE id = ?1",
-                    [id],
-                )
-                .map_err(db_err)?;
-                event(&tx, id, RunStatus::Queued, &format!("host {host} died"))?;
-                out.push(id);
+        for (id, host) in runs {
+            let cancel: Option<Option<String>> = one(
+                &tx,
+                "SELECT cancel_reason FROM runs WHERE id = ?1 AND host = ?2 AND status IN ('leased', 'running')",
+                params![id, host],
+                |r| r.get(0),
+            )
+            .optional()
+            .map_err(db_err)?;
+            match cancel {
+                None => {}
+                Some(Some(reason)) => {
+                    exec(
+                        &tx,
+                        "UPDATE runs SET status = 'cancelled', ended = ?1 WHERE id = ?2",
+                        params![crate::clock::unix(), id],
+                    )
+                    .map_err(db_err)?;
+                    event(&tx, *id, RunStatus::Cancelled, &reason)?;
+                }
+                Some(None) => {
+                    exec(&tx,
+                        "UPDATE runs SET status = 'queued', pid = NULL, not_before = 0, owner = NULL WHERE id = ?1",
+                        [id],
+                    )
+                    .map_err(db_err)?;
+                    event(&tx, *id, RunStatus::Queued, why)?;
+                    out.push(*id);
+                }
             }
         }
         tx.commit().map_err(db_err)?;
+        Ok(out)
+    }
+
+    /// [`Store::orphans`] then [`Store::requeue`], without stopping anything in between (for
+    /// callers that know no process of the runs is left).
+    pub fn requeue_orphans(&mut self, alive: &dyn Fn(&str) -> bool) -> HostResult<Vec<i64>> {
+        let runs: Vec<(i64, String)> = self
+            .orphans(alive)?
+            .into_iter()
+            .map(|r| (r.id, r.host.unwrap_or_default()))
+            .collect();
+        let mut out = Vec::new();
+        for (id, host) in runs {
+            out.extend(self.requeue(&[(id, host.clone())], &format!("host {host} died"))?);
+        }
         Ok(out)
     }
 
@@ -164,7 +225,7 @@ fn claim_tx(tx: &rusqlite::Transaction<'_>, host: &str) -> HostResult<Option<Run
         return Ok(None);
     };
     exec(tx,
-        "UPDATE runs SET status = 'leased', host = ?1, attempt = attempt + 1, pid = NULL, exit_code = NULL, error = NULL WHERE id = ?2",
+        "UPDATE runs SET status = 'leased', host = ?1, attempt = attempt + 1, pid = NULL, exit_code = NULL, error = NULL, leader_start = NULL, cgroup = NULL WHERE id = ?2",
         params![host, run.id],
     )
     .map_err(db_err)?;
@@ -172,18 +233,18 @@ fn claim_tx(tx: &rusqlite::Transaction<'_>, host: &str) -> HostResult<Option<Run
     Ok(Some(get_tx(tx, run.id)?))
 }
 
-fn running_tx(tx: &rusqlite::Transaction<'_>, id: i64, pid: i64, started: f64) -> HostResult<()> {
+fn running_tx(tx: &rusqlite::Transaction<'_>, id: i64, st: &Started) -> HostResult<()> {
     let n = exec(
         tx,
-        "UPDATE runs SET status = 'running', pid = ?1, started = ?2 WHERE id = ?3 AND status = 'leased'",
-        params![pid, started, id],
+        "UPDATE runs SET status = 'running', pid = ?1, started = ?2, leader_start = ?3, cgroup = ?4 WHERE id = ?5 AND status = 'leased'",
+        params![st.pid, st.at, st.leader_start, st.cgroup, id],
     )
     .map_err(db_err)?;
     if n == 1 {
         exec(
             tx,
             "INSERT INTO events (run_id, ts, status, detail) VALUES (?1, ?2, 'running', ?3)",
-            params![id, started, pid.to_string()],
+            params![id, st.at, st.pid.to_string()],
         )
         .map_err(db_err)?;
     }
@@ -308,7 +369,8 @@ mod tests {
         );
         let (b, _) = s.create(&job("b")).unwrap();
         s.claim_next("dead-host").unwrap();
-        s.set_running(b.id, 1).unwrap();
+        s.set_running(b.id, 1, Some(7), Some("/cg/x")).unwrap();
+        assert_eq!(s.get(b.id).unwrap().leader_start, Some(7));
         assert_eq!(
             s.requeue_orphans(&|h| h != "dead-host").unwrap(),
             vec![b.id]

@@ -7,7 +7,7 @@ use rusqlite::{params, OptionalExtension};
 use super::{all, db_err, event, exec, one, NewRun, Run, RunStatus, Store};
 use crate::error::{HostError, HostResult};
 
-pub(super) const RUN_COLS: &str = "id, parent_id, kind, name, key, spec, status, priority, attempt, max_retries, host, pid, exit_code, error, cancel_reason, run_dir, created, started, ended, experiment_id";
+pub(super) const RUN_COLS: &str = "id, parent_id, kind, name, key, spec, status, priority, attempt, max_retries, host, pid, exit_code, error, cancel_reason, run_dir, created, started, ended, experiment_id, leader_start, cgroup";
 
 pub(super) fn run_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<Run> {
     let spec: String = r.get(5)?;
@@ -32,6 +32,8 @@ pub(super) fn run_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<Run> {
         started: r.get(17)?,
         ended: r.get(18)?,
         experiment_id: r.get(19)?,
+        leader_start: r.get(20)?,
+        cgroup: r.get(21)?,
     })
 }
 
@@ -132,10 +134,12 @@ impl Store {
         get_tx(&self.conn, id)
     }
 
-    /// Cancels a queued or running run, recording `reason` (shown by `labhost jobs` and
-    /// `labhost status`; e.g. "cancelled by policy: bandit, 0.41 < 0.66 at interval 4"). A
-    /// running one is killed by its host when it sees it. Returns the run's status: a run
-    /// that had already ended keeps its own.
+    /// Cancels a run, recording `reason` (shown by `labhost jobs` and `labhost status`; e.g.
+    /// "cancelled by policy: bandit, 0.41 < 0.66 at interval 4"). A queued run is cancelled
+    /// at once. A leased or running one only gets the request: its host kills its processes
+    /// and then records `cancelled` (so "cancelled" always means "nothing of it runs"). Returns
+    /// the run's status after: `cancelled`, the status it ended with, or (asked) its current
+    /// one.
     pub fn cancel(&mut self, id: i64, reason: &str) -> HostResult<RunStatus> {
         let tx = self.write()?;
         let status: RunStatus = one(&tx, "SELECT status FROM runs WHERE id = ?1", [id], |r| {
@@ -148,6 +152,16 @@ impl Store {
             return Ok(status);
         }
         let reason = crate::redact::apply(reason);
+        if status.is_active() {
+            exec(
+                &tx,
+                "UPDATE runs SET cancel_reason = COALESCE(cancel_reason, ?1) WHERE id = ?2",
+                params![reason, id],
+            )
+            .map_err(db_err)?;
+            tx.commit().map_err(db_err)?;
+            return Ok(status);
+        }
         exec(
             &tx,
             "UPDATE runs SET status = 'cancelled', ended = ?1, cancel_reason = ?2 WHERE id = ?3",
@@ -157,6 +171,17 @@ impl Store {
         event(&tx, id, RunStatus::Cancelled, &reason)?;
         tx.commit().map_err(db_err)?;
         Ok(RunStatus::Cancelled)
+    }
+
+    /// Runs of `host` that were asked to stop (`cancel` while leased or running).
+    pub fn cancel_requests(&self, host: &str) -> HostResult<Vec<i64>> {
+        all(
+            &self.conn,
+            "SELECT id FROM runs WHERE host = ?1 AND status IN ('leased', 'running') AND cancel_reason IS NOT NULL",
+            [host],
+            |r| r.get(0),
+        )
+        .map_err(db_err)
     }
 
     /// Newest first; `status` filters; `parent` lists the children of a run.
@@ -353,7 +378,7 @@ mod tests {
         );
         let c = s.claim_next("h1").unwrap().unwrap();
         assert_eq!((c.id, c.attempt, c.status), (a.id, 1, RunStatus::Leased));
-        s.set_running(a.id, 4242).unwrap();
+        s.set_running(a.id, 4242, None, None).unwrap();
         assert_eq!(
             s.finish(a.id, RunStatus::Completed, Some(0), None).unwrap(),
             RunStatus::Completed
@@ -382,6 +407,20 @@ mod tests {
         s.finish(b.id, RunStatus::Completed, Some(0), None).unwrap();
         assert_eq!(s.cancel(b.id, "late").unwrap(), RunStatus::Completed);
         assert_eq!(s.get(b.id).unwrap().cancel_reason, None);
+        // A running run is only asked: it is cancelled once its host has stopped it.
+        let (c, _) = s.create(&job("c")).unwrap();
+        s.claim_next("h").unwrap();
+        s.set_running(c.id, 42, None, None).unwrap();
+        assert_eq!(s.cancel(c.id, "stop it").unwrap(), RunStatus::Running);
+        assert!(s.get(c.id).unwrap().cancel_requested());
+        assert_eq!(s.cancel_requests("h").unwrap(), vec![c.id]);
+        assert_eq!(s.cancel_requests("other").unwrap(), Vec::<i64>::new());
+        s.finish(c.id, RunStatus::Cancelled, None, None).unwrap();
+        let c = s.get(c.id).unwrap();
+        assert_eq!(
+            (c.status, c.reason()),
+            (RunStatus::Cancelled, Some("stop it"))
+        );
         assert_eq!(s.cancel(999, "x").unwrap_err().kind, "jobs.not_found");
     }
 }

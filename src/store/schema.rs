@@ -80,4 +80,12 @@ ALTER TABLE runs ADD COLUMN experiment_id INTEGER REFERENCES experiments(id);
 CREATE INDEX runs_experiment ON runs(experiment_id);
 CREATE INDEX metrics_name ON metrics(name, run_id, step);
 "#,
+    // v4: what finds an attempt's processes again after its host died: the leader's start
+    // time (so a recycled pid is never hit; the pgid is the pid) and the job's cgroup. A
+    // cancel of a running run is a request (cancel_reason set, status unchanged) until its
+    // host has killed it.
+    r#"
+ALTER TABLE runs ADD COLUMN leader_start INTEGER;
+ALTER TABLE runs ADD COLUMN cgroup TEXT;
+"#,
 ];

@@ -288,9 +288,28 @@ pub struct Run {
     pub started: Option<f64>,
     pub ended: Option<f64>,
     pub experiment_id: Option<i64>,
+    /// The attempt's leader start time (clock ticks since boot, `/proc/<pid>/stat` field 22).
+    pub leader_start: Option<i64>,
+    /// The attempt's cgroup, when it runs in one.
+    pub cgroup: Option<String>,
+}
+
+/// The start of an attempt, as the store records it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Started {
+    /// The leader's pid, which is also the process group id.
+    pub pid: i64,
+    pub at: f64,
+    pub leader_start: Option<i64>,
+    pub cgroup: Option<String>,
 }
 
 impl Run {
+    /// A cancel was asked for while it ran; its host has not stopped it yet.
+    pub fn cancel_requested(&self) -> bool {
+        self.cancel_reason.is_some() && !self.status.is_finished()
+    }
+
     /// What to show for an ended run that did not complete: the cancel reason, else the
     /// recorded error.
     pub fn reason(&self) -> Option<&str> {

@@ -60,6 +60,19 @@ impl std::fmt::Debug for Lease {
 }
 
 impl Lease {
+    /// The lock files' fds: a process that keeps them open holds the reservation with this
+    /// process (the job engine gives them to a job's processes).
+    pub fn fds(&self) -> Vec<std::os::fd::RawFd> {
+        use std::os::fd::AsRawFd;
+        self.inner
+            .files
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .iter()
+            .map(|f| f.as_raw_fd())
+            .collect()
+    }
+
     pub fn devices(&self) -> &[LeasedDevice] {
         &self.inner.devices
     }

@@ -211,9 +211,15 @@ pub fn wait(id: i64, cancel: &CancellationToken) -> HostResult<Run> {
     }
 }
 
-/// Cancels a job, recording why (`"cancelled by script"`, a policy's verdict, …).
+/// Cancels a job, recording why (`"cancelled by script"`, a policy's verdict, …), and returns
+/// once it has ended: a running job's processes are all gone by then. Returns its final status
+/// (`cancelled`, or how it ended if it ended first).
 pub fn cancel(id: i64, reason: &str) -> HostResult<RunStatus> {
-    crate::engine::job_host()?.cancel(id, reason)
+    let st = crate::engine::job_host()?.cancel(id, reason)?;
+    if st.is_finished() {
+        return Ok(st);
+    }
+    Ok(wait(id, &CancellationToken::new())?.status)
 }
 
 /// The job's stdout (and stderr) so far.

@@ -71,10 +71,16 @@ pub fn supervised(cmd: &Cmd, cwd: Option<&std::path::Path>, module: &str) -> Hos
         c.current_dir(dir);
     }
     c.kill_on_drop(true).process_group(0);
-    // SAFETY: prctl is async-signal-safe; it only sets a flag on the new process.
+    // SAFETY: prctl, getppid and _exit are async-signal-safe; the hook runs in the child.
+    let parent = unsafe { libc::getpid() };
     unsafe {
-        c.pre_exec(|| {
+        c.pre_exec(move || {
             libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL);
+            // The parent may have died before the death signal was armed: then nothing
+            // would ever deliver it.
+            if libc::getppid() != parent {
+                libc::_exit(137);
+            }
             Ok(())
         });
     }
@@ -118,19 +124,29 @@ async fn pump<R: AsyncRead + Unpin>(
     String::from_utf8_lossy(&all).into_owned()
 }
 
-/// Sends SIGTERM to the whole group, then SIGKILL if anything is left after `grace`.
-pub async fn kill_group(pgid: i32, grace: Duration) {
-    // SAFETY: plain syscalls on a process group we created.
+/// Sends SIGTERM to the command's whole group, then SIGKILL if anything is left after
+/// `grace`. The leader is reaped as soon as it exits (a zombie leader would keep the group
+/// "alive" for the whole grace).
+async fn kill_group(child: &mut tokio::process::Child, pgid: i32, grace: Duration) {
+    if pgid <= 0 {
+        // No group of its own to signal (killpg(0) would hit our own): the leader only.
+        let _ = child.start_kill();
+        let _ = child.wait().await;
+        return;
+    }
+    // SAFETY: plain syscalls on a process group we created (pgid > 0).
     unsafe { libc::killpg(pgid, libc::SIGTERM) };
     let deadline = Instant::now() + grace;
     while Instant::now() < deadline {
+        let _ = child.try_wait();
         // killpg(pg, 0) fails with ESRCH once no process of the group is left.
         if unsafe { libc::killpg(pgid, 0) } != 0 {
             return;
         }
-        tokio::time::sleep(Duration::from_millis(20)).await;
+        tokio::time::sleep(Duration::from_millis(10)).await;
     }
     unsafe { libc::killpg(pgid, libc::SIGKILL) };
+    let _ = child.wait().await;
 }
 
 /// Runs a command to completion. Output is captured, and also streamed line by line to
@@ -142,7 +158,15 @@ pub async fn run(
     cancel: CancellationToken,
 ) -> HostResult<Output> {
     let started = Instant::now();
-    let mut child = build(cmd, opts)?.spawn().map_err(|e| {
+    let mut command = build(cmd, opts)?;
+    // Recorded as ours, so a subreaping job host never reaps it behind tokio's back.
+    let guard = crate::engine::spawn_guard();
+    let spawned = command.spawn();
+    if let Some(pid) = spawned.as_ref().ok().and_then(|c| c.id()) {
+        crate::engine::own_child(pid as i32);
+    }
+    drop(guard);
+    let mut child = spawned.map_err(|e| {
         let prog = cmd.program();
         match e.kind() {
             std::io::ErrorKind::NotFound => {
@@ -155,6 +179,7 @@ pub async fn run(
         }
     })?;
     let pgid = child.id().map(|p| p as i32).unwrap_or(0);
+    let _forget = Forget(pgid);
     if let (Some(text), Some(mut w)) = (opts.stdin.clone(), child.stdin.take()) {
         tokio::spawn(async move {
             let _ = w.write_all(text.as_bytes()).await;
@@ -170,37 +195,70 @@ pub async fn run(
         crate::host::Stream::Err,
         sink,
     ));
-    let finish = async {
-        let status = child.wait().await;
-        let stdout = out.await.unwrap_or_default();
-        let stderr = err.await.unwrap_or_default();
-        (status, stdout, stderr)
-    };
-    let timeout = async {
-        match opts.timeout {
-            Some(t) => tokio::time::sleep(t).await,
-            None => std::future::pending().await,
+    enum End {
+        Done(std::io::Result<std::process::ExitStatus>, String, String),
+        Timeout,
+        Cancelled,
+    }
+    let end = {
+        let finish = async {
+            let status = child.wait().await;
+            let stdout = out.await.unwrap_or_default();
+            let stderr = err.await.unwrap_or_default();
+            (status, stdout, stderr)
+        };
+        let timeout = async {
+            match opts.timeout {
+                Some(t) => tokio::time::sleep(t).await,
+                None => std::future::pending().await,
+            }
+        };
+        tokio::select! {
+            (status, stdout, stderr) = finish => End::Done(status, stdout, stderr),
+            _ = timeout => End::Timeout,
+            _ = cancel.cancelled() => End::Cancelled,
         }
     };
-    tokio::select! {
-        (status, stdout, stderr) = finish => {
+    match end {
+        End::Done(status, stdout, stderr) => {
             use std::os::unix::process::ExitStatusExt;
             let status = status.map_err(|e| HostError::new("sh.wait", e.to_string()))?;
-            let code = status.code().map(i64::from)
+            let code = status
+                .code()
+                .map(i64::from)
                 .or_else(|| status.signal().map(|s| 128 + i64::from(s)))
                 .unwrap_or(-1);
-            Ok(Output { code, stdout, stderr, duration: started.elapsed().as_secs_f64() })
+            Ok(Output {
+                code,
+                stdout,
+                stderr,
+                duration: started.elapsed().as_secs_f64(),
+            })
         }
-        _ = timeout => {
-            kill_group(pgid, KILL_GRACE).await;
-            Err(HostError::new("sh.timeout", format!(
-                "command timed out after {:.1}s and was killed: {}",
-                opts.timeout.unwrap_or_default().as_secs_f64(), cmd.display())))
+        End::Timeout => {
+            kill_group(&mut child, pgid, KILL_GRACE).await;
+            Err(HostError::new(
+                "sh.timeout",
+                format!(
+                    "command timed out after {:.1}s and was killed: {}",
+                    opts.timeout.unwrap_or_default().as_secs_f64(),
+                    cmd.display()
+                ),
+            ))
         }
-        _ = cancel.cancelled() => {
-            kill_group(pgid, KILL_GRACE).await;
+        End::Cancelled => {
+            kill_group(&mut child, pgid, KILL_GRACE).await;
             Err(HostError::cancelled())
         }
+    }
+}
+
+/// Forgets the command's pid in the registry of our own children when `run` returns.
+struct Forget(i32);
+
+impl Drop for Forget {
+    fn drop(&mut self) {
+        crate::engine::forget_child(self.0);
     }
 }
 

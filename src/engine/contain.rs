@@ -1,0 +1,602 @@
+//! Containment: every process a job starts is found and stopped, however it tries to leave
+//! (a background `&`, `setsid`, a daemon that double-forks), while its host lives and after
+//! its host died.
+//!
+//! Two modes, chosen once per process (`LABHOST_CONTAINMENT=subreaper` forces the second):
+//! - **cgroup v2**: each attempt runs in its own cgroup, `<base>/<host>-job<id>.<attempt>`,
+//!   under the host's own cgroup (`<base>` = `<own cgroup>/labhost.jobs`). The child moves
+//!   itself in before `execve`, so nothing it starts can be outside. Stopping is SIGTERM to
+//!   every member, then `cgroup.kill` after the grace; "nothing left" is `populated 0`.
+//! - **subreaper**: the host is a child subreaper (`PR_SET_CHILD_SUBREAPER`), so a job's
+//!   orphans are re-parented to it instead of init. A job's processes are its process group
+//!   plus every child of the host whose environment carries the attempt's token
+//!   (`LABHOST_ATTEMPT=<host>:<job>:<attempt>`); stopping signals both until none is left,
+//!   reaping the adopted ones.
+//!
+//! After a host died, [`stop_orphan`] finds an attempt's processes from what the store
+//! recorded (cgroup, or leader pid + start time) and from the token in `/proc/*/environ`.
+use std::collections::HashSet;
+use std::fs::File;
+use std::io::{Read, Write};
+use std::os::fd::{AsRawFd, OwnedFd, RawFd};
+use std::os::unix::ffi::OsStrExt;
+use std::path::{Path, PathBuf};
+use std::sync::{OnceLock, RwLock};
+use std::time::{Duration, Instant};
+
+use crate::error::{HostError, HostResult};
+
+/// The environment variable that marks every process of an attempt.
+pub const ATTEMPT_VAR: &str = "LABHOST_ATTEMPT";
+
+/// How this process contains its jobs.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Mode {
+    /// A cgroup v2 per attempt, under `base`.
+    Cgroup { base: PathBuf },
+    /// Child subreaper + process group + environment token.
+    Subreaper,
+}
+
+impl Mode {
+    pub fn describe(&self) -> String {
+        match self {
+            Mode::Cgroup { base } => format!("cgroup v2 per job under {}", base.display()),
+            Mode::Subreaper => {
+                "child subreaper + process group + LABHOST_ATTEMPT token (no writable cgroup v2)"
+                    .into()
+            }
+        }
+    }
+
+    /// `cgroup` or `subreaper`, for the host file.
+    pub fn name(&self) -> &'static str {
+        match self {
+            Mode::Cgroup { .. } => "cgroup",
+            Mode::Subreaper => "subreaper",
+        }
+    }
+}
+
+static MODE: OnceLock<Mode> = OnceLock::new();
+
+/// The mode of this process, chosen on first use (the job host's start). Choosing the
+/// subreaper mode makes this process a child subreaper.
+pub fn mode() -> &'static Mode {
+    MODE.get_or_init(|| {
+        let forced = std::env::var("LABHOST_CONTAINMENT").unwrap_or_default();
+        let m = match forced.as_str() {
+            "subreaper" => Mode::Subreaper,
+            _ => match cgroup_base(true) {
+                Ok(base) => Mode::Cgroup { base },
+                Err(why) => {
+                    tracing::debug!("jobs are contained without cgroups: {why}");
+                    Mode::Subreaper
+                }
+            },
+        };
+        if m == Mode::Subreaper {
+            // SAFETY: prctl with integer arguments.
+            unsafe { libc::prctl(libc::PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0) };
+        }
+        m
+    })
+}
+
+/// The mode a job host would choose here, without choosing it (for `labhost status -v`).
+pub fn probe() -> Mode {
+    if let Some(m) = MODE.get() {
+        return m.clone();
+    }
+    if std::env::var("LABHOST_CONTAINMENT").as_deref() == Ok("subreaper") {
+        return Mode::Subreaper;
+    }
+    match cgroup_base(false) {
+        Ok(base) => Mode::Cgroup { base },
+        Err(_) => Mode::Subreaper,
+    }
+}
+
+/// Where cgroup v2 is mounted (`/sys/fs/cgroup`, or `/sys/fs/cgroup/unified` on hybrid
+/// systems).
+fn cgroup2_mount() -> Option<PathBuf> {
+    let info = std::fs::read_to_string("/proc/self/mountinfo").ok()?;
+    info.lines().find_map(|l| {
+        let (pre, post) = l.split_once(" - ")?;
+        if post.split_whitespace().next() != Some("cgroup2") {
+            return None;
+        }
+        pre.split_whitespace().nth(4).map(PathBuf::from)
+    })
+}
+
+/// `<mount><own cgroup>/labhost.jobs`, created (and checked) when `create`.
+fn cgroup_base(create: bool) -> Result<PathBuf, String> {
+    let mount = cgroup2_mount().ok_or("no cgroup v2 mount")?;
+    let own = std::fs::read_to_string("/proc/self/cgroup")
+        .map_err(|e| format!("/proc/self/cgroup: {e}"))?;
+    let path = own
+        .lines()
+        .find_map(|l| l.strip_prefix("0::"))
+        .ok_or("this process is not in the cgroup v2 hierarchy")?;
+    let base = mount
+        .join(path.trim_start_matches('/'))
+        .join("labhost.jobs");
+    if !create {
+        let parent = base.parent().unwrap_or(&base);
+        // SAFETY: access() on a NUL-terminated path.
+        let c = std::ffi::CString::new(parent.as_os_str().as_bytes()).map_err(|e| e.to_string())?;
+        return if unsafe { libc::access(c.as_ptr(), libc::W_OK) } == 0 {
+            Ok(base)
+        } else {
+            Err(format!("{} is not writable", parent.display()))
+        };
+    }
+    match std::fs::create_dir(&base) {
+        Ok(()) => {}
+        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {}
+        Err(e) => return Err(format!("cannot create {}: {e}", base.display())),
+    }
+    // A probe group proves that groups can be made and processes moved (the child moves
+    // itself: the parent's write access to cgroup.procs is what it needs).
+    let probe = base.join(format!("probe-{}", std::process::id()));
+    std::fs::create_dir(&probe).map_err(|e| format!("cannot create {}: {e}", probe.display()))?;
+    let ok = std::fs::OpenOptions::new()
+        .write(true)
+        .open(probe.join("cgroup.procs"))
+        .map(|_| ())
+        .map_err(|e| format!("cannot open {}/cgroup.procs: {e}", probe.display()));
+    let _ = std::fs::remove_dir(&probe);
+    ok.map(|_| base)
+}
+
+/// The token of an attempt: `<host>:<job>:<attempt>`.
+pub fn token(host: &str, job: i64, attempt: i64) -> String {
+    format!("{host}:{job}:{attempt}")
+}
+
+/// The cgroup of an attempt under `base`.
+pub fn cgroup_of(base: &Path, host: &str, job: i64, attempt: i64) -> PathBuf {
+    let safe: String = host
+        .chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || c == '-' {
+                c
+            } else {
+                '_'
+            }
+        })
+        .collect();
+    base.join(format!("{safe}-job{job}.{attempt}"))
+}
+
+/// Children this process started itself (job leaders, `sh::run` commands): the subreaper's
+/// reaper never takes them. A spawner holds [`spawn_guard`] from before the spawn until the
+/// pid is recorded with [`own_child`]; the reaper holds the barrier exclusively while it
+/// looks, so it never sees a child of ours that is not recorded yet.
+static BARRIER: RwLock<()> = RwLock::new(());
+static OWN: std::sync::Mutex<Option<HashSet<i32>>> = std::sync::Mutex::new(None);
+
+/// Held while a child is started and recorded.
+pub struct SpawnGuard {
+    _g: std::sync::RwLockReadGuard<'static, ()>,
+}
+
+/// Call before starting a child; record it with [`own_child`] before dropping the guard.
+pub fn spawn_guard() -> SpawnGuard {
+    SpawnGuard {
+        _g: BARRIER.read().unwrap_or_else(|e| e.into_inner()),
+    }
+}
+
+/// Records a child this process started.
+pub fn own_child(pid: i32) {
+    OWN.lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .get_or_insert_with(HashSet::new)
+        .insert(pid);
+}
+
+/// Forgets a child once it has been reaped.
+pub fn forget_child(pid: i32) {
+    if let Some(s) = OWN.lock().unwrap_or_else(|e| e.into_inner()).as_mut() {
+        s.remove(&pid);
+    }
+}
+
+/// Direct children of this process (every thread's).
+fn my_children() -> Vec<i32> {
+    let mut out = Vec::new();
+    let Ok(tasks) = std::fs::read_dir("/proc/self/task") else {
+        return out;
+    };
+    for t in tasks.flatten() {
+        if let Ok(s) = std::fs::read_to_string(t.path().join("children")) {
+            out.extend(s.split_whitespace().filter_map(|p| p.parse::<i32>().ok()));
+        }
+    }
+    out
+}
+
+/// `(state, pgid, start time)` from `/proc/<pid>/stat`.
+pub fn stat(pid: i32) -> Option<(char, i32, i64)> {
+    let s = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    // The command may contain spaces and parentheses: fields start after the last ')'.
+    let rest = &s[s.rfind(')')? + 2..];
+    let f: Vec<&str> = rest.split_whitespace().collect();
+    // rest[0] is field 3 (state); pgrp is field 5, starttime field 22.
+    Some((
+        f.first()?.chars().next()?,
+        f.get(2)?.parse().ok()?,
+        f.get(19)?.parse().ok()?,
+    ))
+}
+
+/// The start time of a process (clock ticks since boot), to tell it from a recycled pid.
+pub fn start_time(pid: i32) -> Option<i64> {
+    stat(pid).map(|s| s.2)
+}
+
+/// True when `/proc/<pid>/environ` holds `ATTEMPT_VAR=token`.
+fn carries(pid: i32, needle: &[u8]) -> bool {
+    let mut buf = Vec::new();
+    match File::open(format!("/proc/{pid}/environ")) {
+        Ok(mut f) => {
+            if f.read_to_end(&mut buf).is_err() {
+                return false;
+            }
+        }
+        Err(_) => return false,
+    }
+    buf.split(|&b| b == 0).any(|kv| kv == needle)
+}
+
+fn needle(token: &str) -> Vec<u8> {
+    format!("{ATTEMPT_VAR}={token}").into_bytes()
+}
+
+/// Reaps zombie children this process did not start itself (orphans re-parented to the
+/// subreaper that have died).
+pub fn reap_adopted() {
+    if MODE.get() != Some(&Mode::Subreaper) {
+        return;
+    }
+    let _barrier = BARRIER.write().unwrap_or_else(|e| e.into_inner());
+    let own = OWN.lock().unwrap_or_else(|e| e.into_inner()).clone();
+    for pid in my_children() {
+        if own.as_ref().is_some_and(|s| s.contains(&pid)) {
+            continue;
+        }
+        if stat(pid).is_some_and(|s| s.0 == 'Z') {
+            // SAFETY: WNOHANG wait on a zombie child of ours that no one else waits for.
+            unsafe { libc::waitpid(pid, std::ptr::null_mut(), libc::WNOHANG) };
+        }
+    }
+}
+
+/// The attempts running in this process: `(pgid, cgroup, token)` by token, for
+/// [`kill_all_now`].
+static LIVE: std::sync::Mutex<Vec<(i32, Option<PathBuf>, String)>> =
+    std::sync::Mutex::new(Vec::new());
+
+/// SIGKILLs every process of every attempt this process runs, without waiting (the process
+/// is about to exit at once, e.g. a second Ctrl-C). The next host re-queues the runs.
+pub fn kill_all_now() {
+    let live = LIVE.lock().unwrap_or_else(|e| e.into_inner()).clone();
+    for (pgid, cgroup, token) in live {
+        let a = Attempt {
+            token,
+            procs: None,
+            cgroup,
+        };
+        a.kill_now(pgid);
+    }
+}
+
+/// One attempt's containment.
+pub struct Attempt {
+    pub token: String,
+    /// `cgroup.procs` of the attempt's cgroup, which the child writes itself into.
+    procs: Option<OwnedFd>,
+    pub cgroup: Option<PathBuf>,
+}
+
+fn cg_err(what: &str, p: &Path, e: std::io::Error) -> HostError {
+    HostError::new("jobs.containment", format!("{what} {}: {e}", p.display()))
+}
+
+impl Attempt {
+    /// Prepares the containment of attempt `attempt` of job `job` on `host`.
+    pub fn new(host: &str, job: i64, attempt: i64) -> HostResult<Attempt> {
+        let token = token(host, job, attempt);
+        match mode() {
+            Mode::Subreaper => Ok(Attempt {
+                token,
+                procs: None,
+                cgroup: None,
+            }),
+            Mode::Cgroup { base } => {
+                let dir = cgroup_of(base, host, job, attempt);
+                match std::fs::create_dir(&dir) {
+                    Ok(()) => {}
+                    Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {}
+                    Err(e) => return Err(cg_err("cannot create", &dir, e)),
+                }
+                let p = dir.join("cgroup.procs");
+                let f = std::fs::OpenOptions::new()
+                    .write(true)
+                    .open(&p)
+                    .map_err(|e| cg_err("cannot open", &p, e))?;
+                Ok(Attempt {
+                    token,
+                    procs: Some(f.into()),
+                    cgroup: Some(dir),
+                })
+            }
+        }
+    }
+
+    /// Registers the started attempt for [`kill_all_now`] (until [`Attempt::cleanup`]).
+    pub fn started(&self, pgid: i32) {
+        LIVE.lock().unwrap_or_else(|e| e.into_inner()).push((
+            pgid,
+            self.cgroup.clone(),
+            self.token.clone(),
+        ));
+    }
+
+    /// The fd the child writes `0` into (itself) before `execve`; -1 without a cgroup.
+    pub fn procs_fd(&self) -> RawFd {
+        self.procs.as_ref().map_or(-1, |f| f.as_raw_fd())
+    }
+
+    /// Members of the attempt's cgroup, or (subreaper) the host's children that carry the
+    /// token.
+    fn members(&self) -> Vec<i32> {
+        match &self.cgroup {
+            Some(dir) => read_pids(&dir.join("cgroup.procs")),
+            None => {
+                let n = needle(&self.token);
+                my_children()
+                    .into_iter()
+                    .filter(|&p| stat(p).is_some_and(|s| s.0 != 'Z') && carries(p, &n))
+                    .collect()
+            }
+        }
+    }
+
+    /// Is any process of the attempt left besides a (reaped or zombie) leader `pgid`?
+    pub fn any_left(&self, pgid: i32) -> bool {
+        match &self.cgroup {
+            Some(dir) => populated(dir),
+            None => {
+                reap_adopted();
+                // SAFETY: pgid > 0 is checked; signal 0 only tests for existence.
+                (pgid > 0 && unsafe { libc::killpg(pgid, 0) } == 0) || !self.members().is_empty()
+            }
+        }
+    }
+
+    fn signal(&self, pgid: i32, sig: libc::c_int) {
+        if pgid > 0 {
+            // SAFETY: our job's process group (never 0: that would be our own group).
+            unsafe { libc::killpg(pgid, sig) };
+        }
+        for p in self.members() {
+            // SAFETY: a member of the attempt's cgroup, or a child of ours carrying the token.
+            unsafe {
+                libc::kill(p, sig);
+                // A member that made its own group (setsid) takes its group with it.
+                if self.cgroup.is_none() && libc::getpgid(p) == p && p != pgid {
+                    libc::killpg(p, sig);
+                }
+            }
+        }
+        if sig == libc::SIGKILL {
+            if let Some(dir) = &self.cgroup {
+                let _ = std::fs::write(dir.join("cgroup.kill"), "1");
+            }
+        }
+    }
+
+    /// Stops every process of the attempt: SIGTERM, then SIGKILL after `grace`. `reap_leader`
+    /// is called on every round (the leader is our child: a zombie leader keeps its group).
+    /// Returns when nothing of the attempt is left (or after 10 s more of SIGKILL).
+    pub async fn stop(&self, pgid: i32, grace: Duration, reap_leader: &mut (dyn FnMut() + Send)) {
+        let start = Instant::now();
+        let mut killing = false;
+        self.signal(pgid, libc::SIGTERM);
+        loop {
+            reap_leader();
+            if !self.any_left(pgid) {
+                return;
+            }
+            if !killing && start.elapsed() >= grace {
+                killing = true;
+            }
+            if killing {
+                self.signal(pgid, libc::SIGKILL);
+                if start.elapsed() > grace + Duration::from_secs(10) {
+                    tracing::warn!(
+                        "attempt {}: processes left after SIGKILL (uninterruptible?)",
+                        self.token
+                    );
+                    return;
+                }
+            } else {
+                // Members that appeared since (re-parented orphans) get the TERM too.
+                self.signal(pgid, libc::SIGTERM);
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    }
+
+    /// Stops everything at once with SIGKILL, without waiting (the host is exiting).
+    pub fn kill_now(&self, pgid: i32) {
+        self.signal(pgid, libc::SIGKILL);
+    }
+
+    /// Removes the attempt's (empty) cgroup.
+    pub fn cleanup(&self) {
+        LIVE.lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .retain(|l| l.2 != self.token);
+        if let Some(dir) = &self.cgroup {
+            let _ = std::fs::remove_dir(dir);
+        }
+    }
+}
+
+fn read_pids(p: &Path) -> Vec<i32> {
+    std::fs::read_to_string(p)
+        .map(|s| {
+            s.split_whitespace()
+                .filter_map(|x| x.parse().ok())
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+/// `populated 1` in the cgroup's `cgroup.events` (a missing group is empty).
+fn populated(dir: &Path) -> bool {
+    std::fs::read_to_string(dir.join("cgroup.events"))
+        .map(|s| s.lines().any(|l| l == "populated 1"))
+        .unwrap_or(false)
+}
+
+/// What a host writes into its lock file: how to find its jobs' processes after it died.
+#[derive(Debug, Clone, Default, serde::Serialize, serde::Deserialize)]
+pub struct HostInfo {
+    pub pid: u32,
+    pub containment: String,
+    #[serde(default)]
+    pub cgroup_base: Option<PathBuf>,
+}
+
+/// Writes this host's [`HostInfo`] into its (locked) host file.
+pub fn write_host_info(f: &mut File) -> std::io::Result<()> {
+    let m = mode();
+    let info = HostInfo {
+        pid: std::process::id(),
+        containment: m.name().into(),
+        cgroup_base: match m {
+            Mode::Cgroup { base } => Some(base.clone()),
+            Mode::Subreaper => None,
+        },
+    };
+    f.set_len(0)?;
+    f.write_all(serde_json::to_string(&info).unwrap_or_default().as_bytes())?;
+    f.flush()
+}
+
+/// What the attempt of a dead host left, as recorded.
+pub struct Orphan<'a> {
+    pub host: &'a str,
+    pub job: i64,
+    pub attempt: i64,
+    pub pid: Option<i64>,
+    pub leader_start: Option<i64>,
+    pub cgroup: Option<&'a str>,
+    /// The dead host's lock file (its [`HostInfo`]).
+    pub host_file: PathBuf,
+}
+
+/// Stops every process of an attempt whose host died: its cgroup (recorded, or derived from
+/// the host file), its process group (checked against the leader's start time, so a recycled
+/// pid is never hit), and any process carrying its token. Returns when none is left (or after
+/// 10 s), with how many processes were found.
+pub fn stop_orphan(o: &Orphan<'_>) -> usize {
+    let info: HostInfo = std::fs::read_to_string(&o.host_file)
+        .ok()
+        .and_then(|s| serde_json::from_str(&s).ok())
+        .unwrap_or_default();
+    let cgroup = o.cgroup.map(PathBuf::from).or_else(|| {
+        info.cgroup_base
+            .as_deref()
+            .map(|b| cgroup_of(b, o.host, o.job, o.attempt))
+    });
+    let needle = needle(&token(o.host, o.job, o.attempt));
+    let find = || -> Vec<i32> {
+        let mut found: HashSet<i32> = HashSet::new();
+        if let Some(dir) = &cgroup {
+            found.extend(read_pids(&dir.join("cgroup.procs")));
+        }
+        let Ok(procs) = std::fs::read_dir("/proc") else {
+            return found.into_iter().collect();
+        };
+        let me = std::process::id() as i32;
+        for e in procs.flatten() {
+            let Some(pid) = e.file_name().to_str().and_then(|s| s.parse::<i32>().ok()) else {
+                continue;
+            };
+            if pid == me {
+                continue;
+            }
+            let Some((state, pgrp, start)) = stat(pid) else {
+                continue;
+            };
+            if state == 'Z' {
+                continue;
+            }
+            let in_group = match (o.pid, o.leader_start) {
+                (Some(leader), Some(t0)) => i64::from(pgrp) == leader && start >= t0,
+                _ => false,
+            };
+            if in_group || carries(pid, &needle) {
+                found.insert(pid);
+            }
+        }
+        found.into_iter().collect()
+    };
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let mut total: HashSet<i32> = HashSet::new();
+    loop {
+        let pids = find();
+        if pids.is_empty() {
+            break;
+        }
+        total.extend(&pids);
+        if let Some(dir) = &cgroup {
+            let _ = std::fs::write(dir.join("cgroup.kill"), "1");
+        }
+        for p in pids {
+            // SAFETY: a process of the dead host's attempt (cgroup member, group member started
+            // after its leader, or carrying its token).
+            unsafe { libc::kill(p, libc::SIGKILL) };
+        }
+        reap_adopted();
+        if Instant::now() > deadline {
+            tracing::warn!("processes of job {} survived SIGKILL", o.job);
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    if let Some(dir) = &cgroup {
+        let _ = std::fs::remove_dir(dir);
+    }
+    total.len()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn stat_reads_fields_past_a_command_with_spaces() {
+        let (state, pgrp, start) = stat(std::process::id() as i32).unwrap();
+        assert!("RS".contains(state), "{state}");
+        // SAFETY: getpgrp has no preconditions.
+        assert_eq!(pgrp, unsafe { libc::getpgrp() });
+        assert!(start > 0);
+        assert_eq!(stat(i32::MAX), None);
+    }
+
+    #[test]
+    fn the_token_and_cgroup_name_of_an_attempt() {
+        assert_eq!(token("box-1-2", 7, 3), "box-1-2:7:3");
+        assert_eq!(
+            cgroup_of(Path::new("/cg/labhost.jobs"), "my.box-1", 7, 3),
+            PathBuf::from("/cg/labhost.jobs/my_box-1-job7.3")
+        );
+    }
+}
