@@ -5,14 +5,19 @@ use std::time::Duration;
 
 use crate::util::TestCmd;
 
-/// 200 jobs, each: log "start KEY", sleep 0–200 ms, write done/KEY atomically, log "done KEY".
+/// 200 jobs, each: log "start KEY", then its work in a grandchild (`sh -c` under the job's
+/// shell, which a host's death does not kill by itself): note an overlap if the previous
+/// attempt's worker still lives, record its own pid, sleep 0–200 ms, write done/KEY atomically,
+/// log "done KEY".
 const POOL: &str = r#"
 let specs = [];
 for i in 0..200 {
     let key = `k${i}`;
     let ms = (i * 37) % 200;
-    specs.push(#{key: key, command: `echo start ${key} >> ledger.txt; sleep 0.${ms / 100}${(ms / 10) % 10}${ms % 10}; ` +
-                 `mkdir -p done && echo x > done/${key}.tmp && mv done/${key}.tmp done/${key}; echo done ${key} >> ledger.txt`,
+    specs.push(#{key: key, command: `echo start ${key} >> ledger.txt; mkdir -p done running; sh -c '` +
+                 `if [ -f running/${key} ] && [ -r /proc/$(cat running/${key})/stat ] && ! grep -q ") Z " /proc/$(cat running/${key})/stat; then echo overlap ${key} >> ledger.txt; fi; ` +
+                 `echo $$ > running/${key}; sleep 0.${ms / 100}${(ms / 10) % 10}${ms % 10}; ` +
+                 `echo x > done/${key}.tmp && mv done/${key}.tmp done/${key}; echo done ${key} >> ledger.txt'`,
                  cwd: CWD});
 }
 let s = jobs::pool(specs, #{max_workers: 4});
@@ -66,6 +71,22 @@ fn kill_9_the_host_twenty_times_and_every_job_runs_to_completion_once() {
     let ledger = std::fs::read_to_string(t.path().join("ledger.txt")).unwrap();
     let mut starts: HashMap<String, i64> = HashMap::new();
     let mut last: HashMap<String, &str> = HashMap::new();
+    assert!(
+        !ledger.contains("overlap"),
+        "an attempt started while the previous one's worker lived:\n{ledger}"
+    );
+    // And nothing of any attempt is left running.
+    let needle = t.path().display().to_string();
+    for e in std::fs::read_dir("/proc").unwrap().flatten() {
+        let Some(pid) = e.file_name().to_str().and_then(|s| s.parse::<i32>().ok()) else {
+            continue;
+        };
+        let env = std::fs::read(format!("/proc/{pid}/environ")).unwrap_or_default();
+        let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+        if env.windows(needle.len()).any(|w| w == needle.as_bytes()) && !stat.contains(") Z ") {
+            panic!("process {pid} of a job outlived every host: {stat}");
+        }
+    }
     for l in ledger.lines() {
         let (what, key) = l.split_once(' ').unwrap();
         if what == "start" {

@@ -10,6 +10,7 @@ mod docker;
 pub mod examples;
 mod gpu;
 mod jobs;
+mod lifecycle;
 mod modules;
 mod projects;
 mod repl;

@@ -232,6 +232,28 @@ pub fn stat(pid: i32) -> Option<(char, i32, i64)> {
     ))
 }
 
+/// Is any process of group `pgid` alive? Zombies do not count: an orphan's zombie may wait a
+/// long time for init to reap it, and `killpg(pgid, 0)` still finds it.
+pub fn group_alive(pgid: i32) -> bool {
+    if pgid <= 0 {
+        return false;
+    }
+    // SAFETY: signal 0 only tests for existence; pgid > 0.
+    if unsafe { libc::killpg(pgid, 0) } != 0 {
+        return false;
+    }
+    let Ok(procs) = std::fs::read_dir("/proc") else {
+        return true;
+    };
+    procs.flatten().any(|e| {
+        e.file_name()
+            .to_str()
+            .and_then(|s| s.parse::<i32>().ok())
+            .and_then(stat)
+            .is_some_and(|(state, pgrp, _)| pgrp == pgid && state != 'Z')
+    })
+}
+
 /// The start time of a process (clock ticks since boot), to tell it from a recycled pid.
 pub fn start_time(pid: i32) -> Option<i64> {
     stat(pid).map(|s| s.2)
@@ -371,8 +393,7 @@ impl Attempt {
             Some(dir) => populated(dir),
             None => {
                 reap_adopted();
-                // SAFETY: pgid > 0 is checked; signal 0 only tests for existence.
-                (pgid > 0 && unsafe { libc::killpg(pgid, 0) } == 0) || !self.members().is_empty()
+                group_alive(pgid) || !self.members().is_empty()
             }
         }
     }

@@ -305,8 +305,25 @@ impl JobHost {
                                 if let Err(e) = &outcome {
                                     tracing::error!("job {id}: {}", e.message);
                                 }
-                                let go_on = me.running.load(Ordering::SeqCst)
-                                    <= me.workers.load(Ordering::SeqCst);
+                                let stopping = me.stopping.load(Ordering::SeqCst);
+                                if stopping && status == RunStatus::Cancelled {
+                                    // Stopped because this host exits: back to the queue
+                                    // (unless a cancel was asked for, which it then is).
+                                    let r = me.store(|s| {
+                                        s.requeue(
+                                            &[(id, me.id.clone())],
+                                            "stopped: its host exited",
+                                        )
+                                    });
+                                    if let Err(e) = r {
+                                        tracing::error!("job {id}: {}", e.message);
+                                    }
+                                    announce_end();
+                                    break;
+                                }
+                                let go_on = !stopping
+                                    && me.running.load(Ordering::SeqCst)
+                                        <= me.workers.load(Ordering::SeqCst);
                                 let recorded = me.store(|s| {
                                     if go_on {
                                         s.finish_and_claim(
@@ -537,10 +554,9 @@ impl JobHost {
             eprintln!(
                 "stopped job(s) {} and put them back in the queue{}: `labhost resume` runs them",
                 list.join(", "),
-                if queued > 0 {
-                    format!(" ({queued} queued in all)")
-                } else {
-                    String::new()
+                match queued.saturating_sub(ids.len() as i64) {
+                    0 => String::new(),
+                    n => format!(", beside {n} other queued job(s)"),
                 }
             );
         } else if queued > 0 {

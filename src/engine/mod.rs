@@ -11,7 +11,7 @@ mod metrics;
 pub mod spawn;
 pub mod supervisor;
 
-pub use contain::{forget_child, own_child, spawn_guard};
+pub use contain::{forget_child, group_alive, own_child, spawn_guard};
 pub use host::{
     at_exit, ended_count, get as job_host, host_alive, recover_orphans, wait_for_end, AtExit,
     JobHost,

@@ -139,8 +139,7 @@ async fn kill_group(child: &mut tokio::process::Child, pgid: i32, grace: Duratio
     let deadline = Instant::now() + grace;
     while Instant::now() < deadline {
         let _ = child.try_wait();
-        // killpg(pg, 0) fails with ESRCH once no process of the group is left.
-        if unsafe { libc::killpg(pgid, 0) } != 0 {
+        if !crate::engine::group_alive(pgid) {
             return;
         }
         tokio::time::sleep(Duration::from_millis(10)).await;

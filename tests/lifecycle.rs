@@ -1,0 +1,370 @@
+//! No job outlives its run: host death, cancel, timeouts, background and `setsid`
+//! descendants, scripts that end without waiting, and no `pidfd_open` — checked against live
+//! processes in /proc, in both containment modes (cgroup v2 where the machine allows it, and
+//! the child-subreaper fallback, forced with LABHOST_CONTAINMENT=subreaper).
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+use crate::util::TestCmd;
+
+/// Both containment modes: the machine's choice, and the forced fallback.
+const MODES: [&str; 2] = ["auto", "subreaper"];
+
+fn cmd(mode: &str) -> TestCmd {
+    let t = TestCmd::new().env("LABHOST_KILL_GRACE", "300ms");
+    if mode == "subreaper" {
+        t.env("LABHOST_CONTAINMENT", "subreaper")
+    } else {
+        t
+    }
+}
+
+/// A live process (a zombie is not alive).
+fn alive(pid: i32) -> bool {
+    std::fs::read_to_string(format!("/proc/{pid}/stat"))
+        .ok()
+        .and_then(|s| {
+            let rest = &s[s.rfind(')')? + 2..];
+            rest.chars().next()
+        })
+        .is_some_and(|state| state != 'Z')
+}
+
+/// Live processes whose environment mentions `needle` (every job process carries its run
+/// folder, which lies in the test's folder).
+fn processes_of(needle: &str) -> Vec<i32> {
+    let mut out = Vec::new();
+    for e in std::fs::read_dir("/proc").unwrap().flatten() {
+        let Some(pid) = e.file_name().to_str().and_then(|s| s.parse::<i32>().ok()) else {
+            continue;
+        };
+        let Ok(env) = std::fs::read(format!("/proc/{pid}/environ")) else {
+            continue;
+        };
+        if env.windows(needle.len()).any(|w| w == needle.as_bytes()) && alive(pid) {
+            out.push(pid);
+        }
+    }
+    out
+}
+
+fn read_pid(p: &Path) -> i32 {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        if let Some(pid) = std::fs::read_to_string(p)
+            .ok()
+            .and_then(|s| s.trim().parse().ok())
+        {
+            return pid;
+        }
+        assert!(Instant::now() < deadline, "{} never written", p.display());
+        std::thread::sleep(Duration::from_millis(10));
+    }
+}
+
+fn wait_until(what: &str, f: impl Fn() -> bool) {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !f() {
+        assert!(Instant::now() < deadline, "timed out waiting until {what}");
+        std::thread::sleep(Duration::from_millis(10));
+    }
+}
+
+#[test]
+fn kill_9_of_the_host_with_a_grandchild_running_then_resume_runs_it_exactly_once() {
+    for mode in MODES {
+        // The first attempt's work is a grandchild (a `sleep` under `sh -c` under the job's
+        // shell); a second attempt records whether the first one's grandchild was still alive
+        // when it started (it must not be: it also held the GPU).
+        let t = cmd(mode)
+            .env("LABHOST_FAKE_GPUS", "1x24GiB")
+            .file(
+                "main.rhai",
+                r#"
+            jobs::submit(#{key: "train", num_gpus: 1, command:
+                "echo attempt >> attempts.txt; " +
+                // Alive means not a zombie (an orphan's zombie waits for init to reap it).
+                "if [ -f gc.pid ] && [ -r /proc/$(cat gc.pid)/stat ] && ! grep -q ') Z ' /proc/$(cat gc.pid)/stat; then echo overlap >> overlap.txt; fi; " +
+                "if [ ! -f gc.pid ]; then sh -c 'echo $$ > gc.pid; exec sleep 300'; fi; " +
+                "echo done >> done.txt"});
+            print("submitted");
+            time::sleep("1h");
+            "#,
+            );
+        let mut r = t.spawn(["run", "main.rhai"]);
+        r.expect_line("submitted");
+        let gc = read_pid(&t.path().join("gc.pid"));
+        r.signal(libc::SIGKILL);
+        r.finish();
+        // The premise: the host is gone, its job's grandchild is not.
+        std::thread::sleep(Duration::from_millis(100));
+        assert!(
+            alive(gc),
+            "{mode}: the grandchild died with its host already"
+        );
+        let (code, _, err) = t.spawn(["resume"]).finish();
+        assert_eq!(code, Some(0), "{mode}: {err}");
+        assert!(
+            !alive(gc),
+            "{mode}: the first attempt's grandchild outlived resume"
+        );
+        let read = |f: &str| std::fs::read_to_string(t.path().join(f)).unwrap_or_default();
+        assert_eq!(read("attempts.txt"), "attempt\nattempt\n", "{mode}");
+        assert_eq!(
+            read("done.txt"),
+            "done\n",
+            "{mode}: exactly one attempt completed"
+        );
+        assert_eq!(
+            read("overlap.txt"),
+            "",
+            "{mode}: the second attempt started beside the first one's processes"
+        );
+        let (_, json, _) = t.spawn(["jobs", "--json"]).finish();
+        let runs: Vec<serde_json::Value> = serde_json::from_str(&json).unwrap();
+        assert_eq!(
+            (runs[0]["status"].as_str(), runs[0]["attempt"].as_i64()),
+            (Some("completed"), Some(2)),
+            "{mode}"
+        );
+        assert_eq!(
+            processes_of(&t.path().display().to_string()),
+            Vec::<i32>::new(),
+            "{mode}"
+        );
+    }
+}
+
+#[test]
+fn cancel_of_a_job_that_ignores_sigterm_returns_once_it_is_gone() {
+    for mode in MODES {
+        let o = cmd(mode)
+            .script(
+                r#"
+            let j = jobs::submit(#{command: "trap '' TERM; echo $$ > leader.pid; sh -c 'trap \"\" TERM; echo $$ > child.pid; exec sleep 303'"});
+            while !fs::exists("child.pid") || fs::read("child.pid") == "" { time::sleep(0.01); }
+            let t0 = time::unix();
+            print(j.cancel());
+            print(j.wait());
+            for f in ["leader.pid", "child.pid"] {
+                // Gone when cancel returned (a zombie left for init to reap counts as gone).
+                let p = fs::read(f);
+                p.trim();
+                let r = sh::run(`[ -r /proc/${p}/stat ] && ! grep -q ') Z ' /proc/${p}/stat && echo alive || echo gone`).stdout;
+                r.trim();
+                print(r);
+            }
+            print(j.info().cancel_reason);
+            print(time::unix() - t0 >= 0.3);
+            "#,
+            )
+            .run();
+        o.success();
+        assert_eq!(
+            o.stdout, "cancelled\ncancelled\ngone\ngone\ncancelled by script\ntrue\n",
+            "{mode}: {}",
+            o.stderr
+        );
+    }
+}
+
+#[test]
+fn background_and_setsid_descendants_are_gone_after_completion_timeout_and_cancel() {
+    for mode in MODES {
+        let o = cmd(mode)
+            .script(
+                r#"
+            // Completion: the leader ends at once, its background sleep would live on.
+            let a = jobs::submit(#{command: "sleep 301 >/dev/null 2>&1 & echo $! > a.pid; echo started"});
+            print(a.wait());
+            // Timeout: a setsid child (its own session and group) beside a foreground sleep.
+            let b = jobs::submit(#{timeout: 1, command: "setsid sh -c 'echo $$ > b.pid; exec sleep 300' & sleep 300"});
+            print(b.wait());
+            // Cancel: the same, cancelled.
+            let c = jobs::submit(#{command: "setsid sh -c 'echo $$ > c.pid; exec sleep 300' & sleep 300"});
+            while !fs::exists("c.pid") || fs::read("c.pid") == "" { time::sleep(0.01); }
+            print(c.cancel());
+            for f in ["a.pid", "b.pid", "c.pid"] {
+                let p = fs::read(f);
+                p.trim();
+                let r = sh::run(`[ -r /proc/${p}/stat ] && ! grep -q ') Z ' /proc/${p}/stat && echo alive || echo gone`).stdout;
+                r.trim();
+                print(r);
+            }
+            "#,
+            )
+            .run();
+        o.success();
+        assert_eq!(
+            o.stdout, "completed\ntimed_out\ncancelled\ngone\ngone\ngone\n",
+            "{mode}: {}",
+            o.stderr
+        );
+        assert_eq!(
+            processes_of(&o.dir.display().to_string()),
+            Vec::<i32>::new(),
+            "{mode}"
+        );
+    }
+}
+
+#[test]
+fn a_script_that_ends_waits_for_its_jobs_and_an_interrupted_one_puts_them_back() {
+    for mode in MODES {
+        // Ends without waiting: the jobs are waited for, with a line saying so.
+        let o = cmd(mode)
+            .script(
+                r#"
+            jobs::submit(#{command: "sleep 0.3; echo one > one.txt"});
+            jobs::submit(#{command: "sleep 0.3; echo two > two.txt"});
+            print("script done");
+            "#,
+            )
+            .run();
+        o.success();
+        assert_eq!(o.stdout, "script done\n");
+        assert!(
+            o.stderr
+                .contains("waiting for 2 job(s) this script started"),
+            "{mode}: {}",
+            o.stderr
+        );
+        assert!(o.dir.join("one.txt").exists() && o.dir.join("two.txt").exists());
+
+        // Interrupted: the running job is stopped (all of it) and queued again.
+        let t = cmd(mode).file(
+            "main.rhai",
+            r#"
+            jobs::submit(#{key: "long", command: "sh -c 'echo $$ > gc.pid; exec sleep 300'"});
+            print("submitted");
+            time::sleep("1h");
+            "#,
+        );
+        let mut r = t.spawn(["run", "main.rhai"]);
+        r.expect_line("submitted");
+        let gc = read_pid(&t.path().join("gc.pid"));
+        r.signal(libc::SIGINT);
+        let (code, _, err) = r.finish();
+        assert_eq!(code, Some(130), "{mode}: {err}");
+        assert!(
+            err.contains(
+                "stopped job(s) 1 and put them back in the queue: `labhost resume` runs them"
+            ),
+            "{mode}: {err}"
+        );
+        assert!(!alive(gc), "{mode}: the job's process outlived its host");
+        let (_, json, _) = t.spawn(["jobs", "--json"]).finish();
+        let runs: Vec<serde_json::Value> = serde_json::from_str(&json).unwrap();
+        assert_eq!(runs[0]["status"], "queued", "{mode}: {json}");
+    }
+}
+
+#[test]
+fn labhost_cancel_waits_until_the_job_is_gone_even_when_its_host_died() {
+    let t = cmd("auto").file(
+        "main.rhai",
+        r#"
+        jobs::submit(#{command: "sh -c 'echo $$ > gc.pid; exec sleep 300'"});
+        print("submitted");
+        time::sleep("1h");
+        "#,
+    );
+    let mut r = t.spawn(["run", "main.rhai"]);
+    r.expect_line("submitted");
+    let gc = read_pid(&t.path().join("gc.pid"));
+    wait_until("the job runs", || {
+        let (_, out, _) = t.spawn(["jobs", "--status", "running"]).finish();
+        out.lines().count() == 2
+    });
+    r.signal(libc::SIGKILL);
+    r.finish();
+    assert!(alive(gc));
+    let (code, out, err) = t.spawn(["cancel", "1"]).finish();
+    assert_eq!((code, out.as_str()), (Some(0), "1: cancelled\n"), "{err}");
+    assert!(!alive(gc), "cancel returned while the job's process lived");
+    let (_, table, _) = t.spawn(["jobs"]).finish();
+    assert!(table.contains("cancelled by labhost cancel"), "{table}");
+}
+
+/// An `LD_PRELOAD` library whose `syscall()` answers ENOSYS for `pidfd_open`, as an old kernel
+/// or a seccomp profile would.
+fn no_pidfd_shim(dir: &Path) -> std::path::PathBuf {
+    let src = dir.join("nopidfd.c");
+    std::fs::write(
+        &src,
+        r#"
+#define _GNU_SOURCE
+#include <dlfcn.h>
+#include <errno.h>
+#include <stdarg.h>
+#include <sys/syscall.h>
+long syscall(long n, ...) {
+    va_list ap; va_start(ap, n);
+    long a = va_arg(ap, long), b = va_arg(ap, long), c = va_arg(ap, long);
+    long d = va_arg(ap, long), e = va_arg(ap, long), f = va_arg(ap, long);
+    va_end(ap);
+    if (n == SYS_pidfd_open) { errno = ENOSYS; return -1; }
+    long (*real)(long, ...) = (long (*)(long, ...))dlsym(RTLD_NEXT, "syscall");
+    return real(n, a, b, c, d, e, f);
+}
+"#,
+    )
+    .unwrap();
+    let lib = dir.join("libnopidfd.so");
+    let st = std::process::Command::new("cc")
+        .args(["-shared", "-fPIC", "-o"])
+        .arg(&lib)
+        .arg(&src)
+        .arg("-ldl")
+        .status()
+        .expect("cc (gcc) to build the test shim");
+    assert!(st.success());
+    lib
+}
+
+#[test]
+fn jobs_run_without_pidfd_open() {
+    let shim_dir = tempfile::tempdir().unwrap();
+    let lib = no_pidfd_shim(shim_dir.path());
+    let lib = lib.to_str().unwrap();
+    let o = cmd("auto")
+        .env("LD_PRELOAD", lib)
+        .script(
+            r#"
+            let s = jobs::pool([#{command: "exit 0"}, #{command: "exit 3"}, #{command: "sleep 0.2"}], #{max_workers: 2});
+            print([s.completed, s.failed]);
+            let j = jobs::submit(#{command: "sleep 30", timeout: 0.3});
+            print(j.wait());
+            "#,
+        )
+        .run();
+    o.success();
+    assert_eq!(o.stdout, "[2, 1]\ntimed_out\n", "{}", o.stderr);
+    let o = TestCmd::new()
+        .env("LD_PRELOAD", lib)
+        .args(["-v", "status"])
+        .run();
+    o.success()
+        .stdout_has("exit watch: SIGCHLD + waitpid(WNOHANG)");
+    TestCmd::new()
+        .args(["-v", "status"])
+        .run()
+        .success()
+        .stdout_has("exit watch: pidfd")
+        .stdout_has("containment: ");
+}
+
+#[test]
+fn sh_run_with_a_timeout_does_not_wait_out_the_grace() {
+    let o = TestCmd::new()
+        .script(
+            r#"
+            let t0 = time::unix();
+            try { sh::run("sleep 30", #{timeout: 0.3}); } catch (e) { print(e.kind); }
+            print(time::unix() - t0 < 2.0);
+            "#,
+        )
+        .run();
+    o.success();
+    assert_eq!(o.stdout, "sh.timeout\ntrue\n");
+}
