@@ -3,10 +3,11 @@
 //! its host died.
 //!
 //! Two modes, chosen once per process (`LABHOST_CONTAINMENT=subreaper` forces the second):
-//! - **cgroup v2**: each attempt runs in its own cgroup, `<base>/<host>-job<id>.<attempt>`,
-//!   under the host's own cgroup (`<base>` = `<own cgroup>/labhost.jobs`). The child moves
-//!   itself in before `execve`, so nothing it starts can be outside. Stopping is SIGTERM to
-//!   every member, then `cgroup.kill` after the grace; "nothing left" is `populated 0`.
+//! - **cgroup v2**: each attempt runs in a cgroup of its own, one of the host's
+//!   `<base>/<host>-s<n>` (reused once empty: at most one attempt in each) under the host's
+//!   own cgroup (`<base>` = `<own cgroup>/labhost.jobs`). The child moves itself in before
+//!   `execve`, so nothing it starts can be outside. Stopping is SIGTERM to every member, then
+//!   `cgroup.kill` after the grace; "nothing left" is `populated 0`.
 //! - **subreaper**: the host is a child subreaper (`PR_SET_CHILD_SUBREAPER`), so a job's
 //!   orphans are re-parented to it instead of init. A job's processes are its process group
 //!   plus every child of the host whose environment carries the attempt's token
@@ -150,13 +151,84 @@ fn cgroup_base(create: bool) -> Result<PathBuf, String> {
     ok.map(|_| base)
 }
 
-/// The token of an attempt: `<host>:<job>:<attempt>`.
-pub fn token(host: &str, job: i64, attempt: i64) -> String {
-    format!("{host}:{job}:{attempt}")
+/// Empty cgroups of this host with their `cgroup.procs` open, reused by the next attempt
+/// (making and removing a cgroup per job costs more than the job's own start).
+static SLOTS: std::sync::Mutex<Vec<Slot>> = std::sync::Mutex::new(Vec::new());
+
+/// A cgroup with its `cgroup.procs` and its directory open.
+struct Slot {
+    dir: PathBuf,
+    procs: OwnedFd,
+    dir_fd: OwnedFd,
+}
+static NEXT_SLOT: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+
+/// A free cgroup of this host: `<base>/<host>-s<n>`. At most one attempt is in it at a time,
+/// so after the host died everything in its groups is its attempts' and can be killed.
+fn take_slot(base: &Path, host: &str) -> HostResult<Slot> {
+    if let Some(s) = SLOTS.lock().unwrap_or_else(|e| e.into_inner()).pop() {
+        return Ok(s);
+    }
+    let n = NEXT_SLOT.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+    let dir = base.join(format!("{}s{n}", host_prefix(host)));
+    match std::fs::create_dir(&dir) {
+        Ok(()) => {}
+        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {}
+        Err(e) => return Err(cg_err("cannot create", &dir, e)),
+    }
+    let p = dir.join("cgroup.procs");
+    let f = std::fs::OpenOptions::new()
+        .write(true)
+        .open(&p)
+        .map_err(|e| cg_err("cannot open", &p, e))?;
+    let d = std::fs::File::open(&dir).map_err(|e| cg_err("cannot open", &dir, e))?;
+    Ok(Slot {
+        dir,
+        procs: f.into(),
+        dir_fd: d.into(),
+    })
 }
 
-/// The cgroup of an attempt under `base`.
-pub fn cgroup_of(base: &Path, host: &str, job: i64, attempt: i64) -> PathBuf {
+/// Removes this host's free cgroups (it is exiting; a running attempt's group stays).
+pub fn release_slots() {
+    for slot in SLOTS.lock().unwrap_or_else(|e| e.into_inner()).drain(..) {
+        let _ = std::fs::remove_dir(&slot.dir);
+    }
+}
+
+/// Removes the empty cgroups that hosts which are gone left under this process's base (a
+/// host killed with -9 cannot remove its own). A group is a dead host's when the pid in its
+/// host id (`<hostname>-<pid>-<nanos>-…`) no longer runs; a populated group is left to the
+/// orphan recovery of the host's state directory.
+pub fn sweep_dead_groups() {
+    let Mode::Cgroup { base } = mode() else {
+        return;
+    };
+    let Ok(dir) = std::fs::read_dir(base) else {
+        return;
+    };
+    for e in dir.flatten() {
+        let name = e.file_name().to_string_lossy().to_string();
+        // `<hostname>-<pid>-<nanos>-s<n>`: the pid is third from the end.
+        let pid = name
+            .split('-')
+            .rev()
+            .nth(2)
+            .and_then(|p| p.parse::<i32>().ok());
+        let Some(pid) = pid else {
+            continue;
+        };
+        if pid as u32 == std::process::id() || Path::new(&format!("/proc/{pid}")).exists() {
+            continue;
+        }
+        if e.path().is_dir() && !populated(&e.path()) {
+            let _ = std::fs::remove_dir(e.path());
+        }
+    }
+}
+
+/// Names of a host's cgroups start with this.
+fn host_prefix(host: &str) -> String {
     let safe: String = host
         .chars()
         .map(|c| {
@@ -167,7 +239,26 @@ pub fn cgroup_of(base: &Path, host: &str, job: i64, attempt: i64) -> PathBuf {
             }
         })
         .collect();
-    base.join(format!("{safe}-job{job}.{attempt}"))
+    format!("{safe}-")
+}
+
+/// The cgroups of `host` under `base` (every one of them, after its death, holds only its
+/// attempts' processes).
+fn host_cgroups(base: &Path, host: &str) -> Vec<PathBuf> {
+    let prefix = host_prefix(host);
+    std::fs::read_dir(base)
+        .map(|d| {
+            d.flatten()
+                .filter(|e| e.file_name().to_string_lossy().starts_with(&prefix))
+                .map(|e| e.path())
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+/// The token of an attempt: `<host>:<job>:<attempt>`.
+pub fn token(host: &str, job: i64, attempt: i64) -> String {
+    format!("{host}:{job}:{attempt}")
 }
 
 /// Children this process started itself (job leaders, `sh::run` commands): the subreaper's
@@ -204,18 +295,18 @@ pub fn forget_child(pid: i32) {
     }
 }
 
-/// Direct children of this process (every thread's).
-fn my_children() -> Vec<i32> {
-    let mut out = Vec::new();
-    let Ok(tasks) = std::fs::read_dir("/proc/self/task") else {
-        return out;
-    };
-    for t in tasks.flatten() {
-        if let Ok(s) = std::fs::read_to_string(t.path().join("children")) {
-            out.extend(s.split_whitespace().filter_map(|p| p.parse::<i32>().ok()));
-        }
-    }
-    out
+/// Children of this process's main thread: where the kernel re-parents the orphans of a
+/// subreaper (its first live thread, the main one). Job leaders are children of the worker
+/// threads that started them and are not listed.
+fn adopted_children() -> Vec<i32> {
+    let me = std::process::id();
+    std::fs::read_to_string(format!("/proc/self/task/{me}/children"))
+        .map(|s| {
+            s.split_whitespace()
+                .filter_map(|p| p.parse().ok())
+                .collect()
+        })
+        .unwrap_or_default()
 }
 
 /// `(state, pgid, start time)` from `/proc/<pid>/stat`.
@@ -285,7 +376,7 @@ pub fn reap_adopted() {
     }
     let _barrier = BARRIER.write().unwrap_or_else(|e| e.into_inner());
     let own = OWN.lock().unwrap_or_else(|e| e.into_inner()).clone();
-    for pid in my_children() {
+    for pid in adopted_children() {
         if own.as_ref().is_some_and(|s| s.contains(&pid)) {
             continue;
         }
@@ -309,6 +400,7 @@ pub fn kill_all_now() {
         let a = Attempt {
             token,
             procs: None,
+            dir_fd: None,
             cgroup,
         };
         a.kill_now(pgid);
@@ -318,8 +410,11 @@ pub fn kill_all_now() {
 /// One attempt's containment.
 pub struct Attempt {
     pub token: String,
-    /// `cgroup.procs` of the attempt's cgroup, which the child writes itself into.
+    /// `cgroup.procs` of the attempt's cgroup, which the child writes itself into (where
+    /// `clone3` cannot start it inside).
     procs: Option<OwnedFd>,
+    /// The cgroup's directory, for `clone3(CLONE_INTO_CGROUP)`.
+    dir_fd: Option<OwnedFd>,
     pub cgroup: Option<PathBuf>,
 }
 
@@ -335,24 +430,17 @@ impl Attempt {
             Mode::Subreaper => Ok(Attempt {
                 token,
                 procs: None,
+                dir_fd: None,
                 cgroup: None,
             }),
             Mode::Cgroup { base } => {
-                let dir = cgroup_of(base, host, job, attempt);
-                match std::fs::create_dir(&dir) {
-                    Ok(()) => {}
-                    Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {}
-                    Err(e) => return Err(cg_err("cannot create", &dir, e)),
-                }
-                let p = dir.join("cgroup.procs");
-                let f = std::fs::OpenOptions::new()
-                    .write(true)
-                    .open(&p)
-                    .map_err(|e| cg_err("cannot open", &p, e))?;
+                let _ = (job, attempt);
+                let slot = take_slot(base, host)?;
                 Ok(Attempt {
                     token,
-                    procs: Some(f.into()),
-                    cgroup: Some(dir),
+                    procs: Some(slot.procs),
+                    dir_fd: Some(slot.dir_fd),
+                    cgroup: Some(slot.dir),
                 })
             }
         }
@@ -367,6 +455,11 @@ impl Attempt {
         ));
     }
 
+    /// The cgroup's directory fd (for `clone3`); -1 without a cgroup.
+    pub fn dir_fd(&self) -> RawFd {
+        self.dir_fd.as_ref().map_or(-1, |f| f.as_raw_fd())
+    }
+
     /// The fd the child writes `0` into (itself) before `execve`; -1 without a cgroup.
     pub fn procs_fd(&self) -> RawFd {
         self.procs.as_ref().map_or(-1, |f| f.as_raw_fd())
@@ -379,7 +472,7 @@ impl Attempt {
             Some(dir) => read_pids(&dir.join("cgroup.procs")),
             None => {
                 let n = needle(&self.token);
-                my_children()
+                adopted_children()
                     .into_iter()
                     .filter(|&p| stat(p).is_some_and(|s| s.0 != 'Z') && carries(p, &n))
                     .collect()
@@ -457,13 +550,22 @@ impl Attempt {
         self.signal(pgid, libc::SIGKILL);
     }
 
-    /// Removes the attempt's (empty) cgroup.
-    pub fn cleanup(&self) {
+    /// Gives the attempt's (empty) cgroup back for the next attempt of this host.
+    pub fn cleanup(&mut self) {
         LIVE.lock()
             .unwrap_or_else(|e| e.into_inner())
             .retain(|l| l.2 != self.token);
-        if let Some(dir) = &self.cgroup {
-            let _ = std::fs::remove_dir(dir);
+        if let (Some(dir), Some(procs), Some(dir_fd)) =
+            (self.cgroup.take(), self.procs.take(), self.dir_fd.take())
+        {
+            if populated(&dir) {
+                // Something survived SIGKILL (uninterruptible): the group is not reused.
+                return;
+            }
+            SLOTS
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .push(Slot { dir, procs, dir_fd });
         }
     }
 }
@@ -531,15 +633,16 @@ pub fn stop_orphan(o: &Orphan<'_>) -> usize {
         .ok()
         .and_then(|s| serde_json::from_str(&s).ok())
         .unwrap_or_default();
-    let cgroup = o.cgroup.map(PathBuf::from).or_else(|| {
-        info.cgroup_base
-            .as_deref()
-            .map(|b| cgroup_of(b, o.host, o.job, o.attempt))
-    });
+    // The recorded group, and every group of the dead host (an attempt that died before its
+    // start was recorded is in one of them).
+    let mut cgroups: Vec<PathBuf> = o.cgroup.map(PathBuf::from).into_iter().collect();
+    if let Some(b) = info.cgroup_base.as_deref() {
+        cgroups.extend(host_cgroups(b, o.host));
+    }
     let needle = needle(&token(o.host, o.job, o.attempt));
     let find = || -> Vec<i32> {
         let mut found: HashSet<i32> = HashSet::new();
-        if let Some(dir) = &cgroup {
+        for dir in &cgroups {
             found.extend(read_pids(&dir.join("cgroup.procs")));
         }
         let Ok(procs) = std::fs::read_dir("/proc") else {
@@ -577,7 +680,7 @@ pub fn stop_orphan(o: &Orphan<'_>) -> usize {
             break;
         }
         total.extend(&pids);
-        if let Some(dir) = &cgroup {
+        for dir in &cgroups {
             let _ = std::fs::write(dir.join("cgroup.kill"), "1");
         }
         for p in pids {
@@ -592,7 +695,7 @@ pub fn stop_orphan(o: &Orphan<'_>) -> usize {
         }
         std::thread::sleep(Duration::from_millis(10));
     }
-    if let Some(dir) = &cgroup {
+    for dir in &cgroups {
         let _ = std::fs::remove_dir(dir);
     }
     total.len()
@@ -615,9 +718,21 @@ mod tests {
     #[test]
     fn the_token_and_cgroup_name_of_an_attempt() {
         assert_eq!(token("box-1-2", 7, 3), "box-1-2:7:3");
-        assert_eq!(
-            cgroup_of(Path::new("/cg/labhost.jobs"), "my.box-1", 7, 3),
-            PathBuf::from("/cg/labhost.jobs/my_box-1-job7.3")
-        );
+        assert_eq!(host_prefix("my.box-1"), "my_box-1-");
+    }
+
+    #[test]
+    fn pgid_0_is_never_signalled_and_never_alive() {
+        // killpg(0, …) would hit this test's own process group: the test binary would die.
+        assert!(!group_alive(0));
+        let a = Attempt {
+            token: "no-such-token".into(),
+            procs: None,
+            dir_fd: None,
+            cgroup: None,
+        };
+        a.kill_now(0);
+        a.signal(0, libc::SIGTERM);
+        assert!(!a.any_left(0));
     }
 }

@@ -120,6 +120,7 @@ impl JobHost {
         crate::host::on_hard_exit(contain::kill_all_now);
         crate::store::with(state, |s| s.no_autocheckpoint())?;
         let orphans = recover_orphans(state, &id)?;
+        contain::sweep_dead_groups();
         // Checkpoints fsync; a worker that did one would stall every job behind it.
         let ckpt = Store::open(state)?;
         std::thread::Builder::new()
@@ -505,7 +506,9 @@ pub fn at_exit(how: AtExit) -> Vec<i64> {
     let Some(h) = HOST.get() else {
         return Vec::new();
     };
-    h.finish(how)
+    let stopped = h.finish(how);
+    contain::release_slots();
+    stopped
 }
 
 impl JobHost {

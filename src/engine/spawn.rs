@@ -250,6 +250,23 @@ extern "C" fn child_main(arg: *mut libc::c_void) -> libc::c_int {
     }
 }
 
+/// A copy of `a` for the clone3 path (same pointers; its own result cells).
+fn args_for_clone3(a: &ChildArgs) -> ChildArgs {
+    ChildArgs {
+        path: a.path,
+        argv: a.argv,
+        envp: a.envp,
+        cwd: a.cwd,
+        fds: a.fds,
+        procs_fd: a.procs_fd,
+        keep: a.keep,
+        keep_len: a.keep_len,
+        parent: a.parent,
+        errno: AtomicI32::new(0),
+        stage: AtomicI32::new(0),
+    }
+}
+
 /// Signals are numbered 1..NSIG (glibc's `_NSIG`).
 const NSIG: libc::c_int = 65;
 
@@ -290,6 +307,12 @@ impl Stack {
         Ok(s)
     }
 
+    /// The usable region (above the guard page): `(lowest address, size)`.
+    fn region(&self) -> (u64, u64) {
+        let guard = (self.len - CHILD_STACK) as u64;
+        (self.base as u64 + guard, CHILD_STACK as u64)
+    }
+
     /// The top (stacks grow down), 16-byte aligned.
     fn top(&self) -> *mut libc::c_void {
         // SAFETY: one past the end of our mapping, which is page aligned.
@@ -302,6 +325,100 @@ impl Drop for Stack {
         // SAFETY: unmapping our own mapping once the child no longer runs on it.
         unsafe { libc::munmap(self.base, self.len) };
     }
+}
+
+/// `clone3` is used while the kernel takes it (5.7+ for `CLONE_INTO_CGROUP`).
+static NO_CLONE3: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+
+/// The kernel's `struct clone_args` (up to `cgroup`, Linux 5.7).
+#[repr(C)]
+#[derive(Default)]
+struct CloneArgs {
+    flags: u64,
+    pidfd: u64,
+    child_tid: u64,
+    parent_tid: u64,
+    exit_signal: u64,
+    stack: u64,
+    stack_size: u64,
+    tls: u64,
+    set_tid: u64,
+    set_tid_size: u64,
+    cgroup: u64,
+}
+
+const CLONE_INTO_CGROUP: u64 = 0x2_0000_0000;
+
+/// `clone3(args)`; the child starts on the stack in `args` and runs `child(arg)`, which never
+/// returns (it execs or exits). Returns the child's pid, or `-errno`.
+///
+/// # Safety
+/// As `clone` with `CLONE_VM | CLONE_VFORK`: `arg` and the stack outlive the child's use of
+/// them, and `child` only makes async-signal-safe system calls.
+#[cfg(target_arch = "x86_64")]
+unsafe fn clone3(
+    args: &CloneArgs,
+    child: extern "C" fn(*mut libc::c_void) -> libc::c_int,
+    arg: *mut libc::c_void,
+) -> i64 {
+    let ret: i64;
+    // In the child rsp is the new stack's top (16-byte aligned); r12/r13 survive the syscall.
+    std::arch::asm!(
+        "syscall",
+        "test rax, rax",
+        "jnz 2f",
+        "mov rdi, r13",
+        "call r12",
+        "mov edi, eax",
+        "mov eax, 60",
+        "syscall",
+        "ud2",
+        "2:",
+        inlateout("rax") libc::SYS_clone3 => ret,
+        in("rdi") args as *const CloneArgs,
+        in("rsi") std::mem::size_of::<CloneArgs>(),
+        in("r12") child,
+        in("r13") arg,
+        lateout("rcx") _,
+        lateout("r11") _,
+        options(nostack)
+    );
+    ret
+}
+
+#[cfg(target_arch = "aarch64")]
+unsafe fn clone3(
+    args: &CloneArgs,
+    child: extern "C" fn(*mut libc::c_void) -> libc::c_int,
+    arg: *mut libc::c_void,
+) -> i64 {
+    let ret: i64;
+    std::arch::asm!(
+        "svc #0",
+        "cbnz x0, 2f",
+        "mov x0, x21",
+        "blr x20",
+        "mov x8, #93",
+        "svc #0",
+        "brk #1",
+        "2:",
+        in("x8") libc::SYS_clone3,
+        inlateout("x0") args as *const CloneArgs => ret,
+        in("x1") std::mem::size_of::<CloneArgs>(),
+        in("x20") child,
+        in("x21") arg,
+        options(nostack)
+    );
+    ret
+}
+
+#[cfg(not(any(target_arch = "x86_64", target_arch = "aarch64")))]
+unsafe fn clone3(
+    _args: &CloneArgs,
+    _child: extern "C" fn(*mut libc::c_void) -> libc::c_int,
+    _arg: *mut libc::c_void,
+) -> i64 {
+    -i64::from(libc::ENOSYS)
 }
 
 /// Reaps `pid` on a thread of its own (a blocking `waitpid` must never run on a tokio
@@ -397,6 +514,9 @@ pub struct Io<'a> {
     pub stdio: [RawFd; 3],
     /// `cgroup.procs` to join before `execve`, or -1.
     pub cgroup_procs: RawFd,
+    /// The same cgroup's directory, for `clone3(CLONE_INTO_CGROUP)` (the child is born in
+    /// it: no migration), or -1.
+    pub cgroup_dir: RawFd,
     /// Kept open past `execve` (a GPU lease's lock files: the lease lives while any process
     /// of the job does).
     pub keep: &'a [RawFd],
@@ -408,6 +528,7 @@ impl Io<'_> {
         Io {
             stdio,
             cgroup_procs: -1,
+            cgroup_dir: -1,
             keep: &[],
         }
     }
@@ -474,6 +595,7 @@ fn spawn_once(p: &Prepared, io: &Io<'_>) -> Result<Child, SpawnError> {
         envp: envp.as_ptr(),
         cwd: p.cwd.as_ref().map_or(std::ptr::null(), |c| c.as_ptr()),
         fds: io.stdio,
+        // Born in the cgroup by clone3, the child does not move itself (see below).
         procs_fd: io.cgroup_procs,
         keep: keep.as_ptr(),
         keep_len: keep.len(),
@@ -482,7 +604,21 @@ fn spawn_once(p: &Prepared, io: &Io<'_>) -> Result<Child, SpawnError> {
         errno: AtomicI32::new(0),
         stage: AtomicI32::new(0),
     };
-    let stack = Stack::new().map_err(SpawnError::Exec)?;
+    // One stack per spawning thread, reused (CLONE_VFORK suspends the thread until the child
+    // execs, so it is never used twice at once); mapping one per job costs TLB shootdowns.
+    thread_local! {
+        static STACK: std::cell::RefCell<Option<Stack>> = const { std::cell::RefCell::new(None) };
+    }
+    let top = STACK.with(|s| {
+        let mut s = s.borrow_mut();
+        if s.is_none() {
+            *s = Some(Stack::new()?);
+        }
+        Ok::<_, io::Error>(s.as_ref().map(Stack::top).expect("made above"))
+    });
+    let top = top.map_err(SpawnError::Exec)?;
+    let region = STACK.with(|s| s.borrow().as_ref().map(Stack::region).unwrap_or((0, 0)));
+    let into_cgroup = io.cgroup_dir >= 0 && !NO_CLONE3.load(Ordering::Relaxed);
     // The subreaper's reaper must not take this child before it is registered.
     let guard = super::contain::spawn_guard();
     // SAFETY: the stack outlives the child's use of it (CLONE_VFORK suspends this thread until
@@ -499,13 +635,50 @@ fn spawn_once(p: &Prepared, io: &Io<'_>) -> Result<Child, SpawnError> {
             &mut old as *mut u64,
             8usize,
         );
-        let pid = libc::clone(
-            child_main,
-            stack.top(),
-            libc::CLONE_VM | libc::CLONE_VFORK | libc::SIGCHLD,
-            &args as *const ChildArgs as *mut libc::c_void,
-        );
-        let clone_err = io::Error::last_os_error();
+        let mut pid: libc::pid_t = -1;
+        let mut clone_err = io::Error::from_raw_os_error(0);
+        let mut done = false;
+        if into_cgroup {
+            // Born in the job's cgroup: no migration afterwards (which costs the kernel a
+            // write lock on every thread group of the machine).
+            let mut a = args_for_clone3(&args);
+            a.procs_fd = -1;
+            let cl = CloneArgs {
+                flags: (libc::CLONE_VM | libc::CLONE_VFORK) as u64 | CLONE_INTO_CGROUP,
+                exit_signal: libc::SIGCHLD as u64,
+                stack: region.0,
+                stack_size: region.1,
+                cgroup: io.cgroup_dir as u64,
+                ..Default::default()
+            };
+            let r = clone3(&cl, child_main, &a as *const ChildArgs as *mut libc::c_void);
+            if r >= 0 {
+                pid = r as libc::pid_t;
+                args.errno
+                    .store(a.errno.load(Ordering::SeqCst), Ordering::SeqCst);
+                args.stage
+                    .store(a.stage.load(Ordering::SeqCst), Ordering::SeqCst);
+                done = true;
+            } else if matches!(
+                -r as i32,
+                libc::ENOSYS | libc::EINVAL | libc::E2BIG | libc::EPERM
+            ) {
+                // An older kernel or a seccomp profile: move in from the child instead.
+                NO_CLONE3.store(true, Ordering::Relaxed);
+            } else {
+                clone_err = io::Error::from_raw_os_error(-r as i32);
+                done = true;
+            }
+        }
+        if !done {
+            pid = libc::clone(
+                child_main,
+                top,
+                libc::CLONE_VM | libc::CLONE_VFORK | libc::SIGCHLD,
+                &args as *const ChildArgs as *mut libc::c_void,
+            );
+            clone_err = io::Error::last_os_error();
+        }
         libc::syscall(
             libc::SYS_rt_sigprocmask,
             libc::SIG_SETMASK,
@@ -518,7 +691,6 @@ fn spawn_once(p: &Prepared, io: &Io<'_>) -> Result<Child, SpawnError> {
         }
         pid
     };
-    drop(stack);
     super::contain::own_child(pid);
     drop(guard);
     let errno = args.errno.load(Ordering::SeqCst);
@@ -749,6 +921,117 @@ mod tests {
             assert!(
                 std::time::Instant::now() < deadline,
                 "grandchild {grandchild} survived"
+            );
+            std::thread::sleep(std::time::Duration::from_millis(10));
+        }
+    }
+
+    /// `SigBlk` of `/proc/<pid>/status` as written by the child shell.
+    #[test]
+    fn the_child_starts_unblocked_with_only_stdio_and_the_fds_it_keeps() {
+        let t = tempfile::tempdir().unwrap();
+        let out = std::fs::File::create(t.path().join("out")).unwrap();
+        // An fd this process holds without close-on-exec, and one the job keeps.
+        let path = std::ffi::CString::new(t.path().join("leak").to_str().unwrap()).unwrap();
+        // SAFETY: plain open(2) without O_CLOEXEC on purpose; closed below.
+        let leaked = unsafe { libc::open(path.as_ptr(), libc::O_CREAT | libc::O_WRONLY, 0o600) };
+        let kept = std::fs::File::create(t.path().join("kept")).unwrap();
+        assert!(leaked > 2);
+        let p = Prepared::new(
+            &argv(&[
+                "sh",
+                "-c",
+                "grep SigBlk /proc/$$/status; ls /proc/$$/fd > fds.txt",
+            ]),
+            [("A", "b")],
+            Some(t.path()),
+        )
+        .unwrap();
+        // The spawning thread blocks a signal: the job must not inherit that.
+        // SAFETY: signal mask of this test thread only.
+        unsafe {
+            let mut set: libc::sigset_t = std::mem::zeroed();
+            libc::sigemptyset(&mut set);
+            libc::sigaddset(&mut set, libc::SIGUSR2);
+            libc::pthread_sigmask(libc::SIG_BLOCK, &set, std::ptr::null_mut());
+        }
+        let keep = [kept.as_raw_fd()];
+        let st = rt().block_on(async {
+            let mut c = spawn(
+                &p,
+                &Io {
+                    stdio: [0, out.as_raw_fd(), 2],
+                    cgroup_procs: -1,
+                    cgroup_dir: -1,
+                    keep: &keep,
+                },
+            )
+            .unwrap();
+            c.wait().await.unwrap()
+        });
+        // SAFETY: our own fd.
+        unsafe { libc::close(leaked) };
+        assert!(st.success());
+        let text = std::fs::read_to_string(t.path().join("out")).unwrap();
+        assert!(text.starts_with("SigBlk:\t0000000000000000\n"), "{text}");
+        let fds: Vec<i32> = std::fs::read_to_string(t.path().join("fds.txt"))
+            .unwrap()
+            .split_whitespace()
+            .map(|f| f.parse().unwrap())
+            .collect();
+        assert!(fds.contains(&kept.as_raw_fd()), "kept fd closed: {fds:?}");
+        assert!(
+            !fds.contains(&leaked),
+            "inherited fd {leaked} leaked: {fds:?}"
+        );
+        assert!(
+            fds.iter()
+                .all(|&f| f <= 2 || f == kept.as_raw_fd() || f >= 10),
+            "{fds:?}"
+        );
+    }
+
+    #[test]
+    fn the_childs_stack_has_a_guard_page_below_it() {
+        let s = Stack::new().unwrap();
+        let base = s.base as usize;
+        let maps = std::fs::read_to_string("/proc/self/maps").unwrap();
+        let region = |addr: usize| {
+            maps.lines()
+                .find(|l| {
+                    let (range, _) = l.split_once(' ').unwrap();
+                    let (a, b) = range.split_once('-').unwrap();
+                    let (a, b) = (
+                        usize::from_str_radix(a, 16).unwrap(),
+                        usize::from_str_radix(b, 16).unwrap(),
+                    );
+                    a <= addr && addr < b
+                })
+                .map(|l| l.split_whitespace().nth(1).unwrap().to_string())
+        };
+        assert_eq!(region(base).as_deref(), Some("---p"), "guard page");
+        assert_eq!(region(s.top() as usize - 16).as_deref(), Some("rw-p"));
+    }
+
+    #[test]
+    fn a_child_whose_exit_cannot_be_watched_is_killed_and_reaped() {
+        // What spawn does when the pidfd cannot be registered: kill the child's group and
+        // reap it off the calling thread. Nothing of it may be left, not even a zombie.
+        let p = Prepared::new(&argv(&["sleep", "30"]), [("LH_UNWATCHED", "1")], None).unwrap();
+        let pid = rt().block_on(async {
+            let c = spawn(&p, &Io::stdio([0, 1, 2])).unwrap();
+            let pid = c.pid;
+            // Not reaped by the handle: as if it had never been watched.
+            std::mem::forget(c);
+            pid
+        });
+        kill_and_reap(pid);
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+        // SAFETY: signal 0 only checks for existence; once reaped the pid is gone.
+        while unsafe { libc::kill(pid, 0) } == 0 {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "the unwatched child {pid} was not reaped"
             );
             std::thread::sleep(std::time::Duration::from_millis(10));
         }

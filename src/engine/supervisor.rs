@@ -119,7 +119,7 @@ pub async fn run(
         Cmd::Argv(a) => a.iter().map(OsString::from).collect(),
     };
     let job_id = l.job_id.to_string();
-    let attempt = Attempt::new(&l.host, l.job_id, l.attempt)?;
+    let mut attempt = Attempt::new(&l.host, l.job_id, l.attempt)?;
     let extra = [
         ("LABHOST_JOB_ID", OsStr::new(&job_id)),
         ("LABHOST_RUN_DIR", l.run_dir.as_os_str()),
@@ -150,6 +150,7 @@ pub async fn run(
     let io = spawn::Io {
         stdio: [null.as_raw_fd(), out.as_raw_fd(), err.as_raw_fd()],
         cgroup_procs: attempt.procs_fd(),
+        cgroup_dir: attempt.dir_fd(),
         keep: &l.keep_fds,
     };
     let spawned = spawn::spawn(&prepared, &io);
@@ -351,6 +352,7 @@ mod tests {
             }
             ran.push(job.id);
         }
+        contain::release_slots();
         Ok(ran)
     }
 
