@@ -234,6 +234,7 @@ pub fn resume(a: ResumeArgs) -> CmdResult {
             last = n;
         }
         if n == 0 {
+            crate::engine::at_exit(crate::engine::AtExit::Wait);
             return Ok(());
         }
         if crate::host::ctx().cancel.is_cancelled() {

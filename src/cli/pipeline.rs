@@ -58,6 +58,7 @@ pub fn run(a: PipelineArgs) -> CmdResult {
     let total = specs.len();
     match pool::run(specs, &opts, &mut progress, &cancel) {
         Ok(sum) => {
+            crate::engine::at_exit(crate::engine::AtExit::Wait);
             let done = sum.count(RunStatus::Completed);
             let mut failed = Vec::new();
             for (id, st) in sum.ids.iter().zip(&sum.statuses) {

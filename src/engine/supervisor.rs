@@ -423,7 +423,11 @@ mod tests {
             })
             .unwrap();
         let ran = rt()
-            .block_on(drain(t.path(), "test-host", CancellationToken::new()))
+            .block_on(drain(
+                t.path(),
+                &format!("test-host-{}-0", std::process::id()),
+                CancellationToken::new(),
+            ))
             .unwrap();
         assert_eq!(ran, vec![a.id, b.id, c.id, d.id, e.id]);
         let ra = s.get(a.id).unwrap();
