@@ -48,6 +48,24 @@ fn processes_of(needle: &str) -> Vec<i32> {
     out
 }
 
+/// Asserts that no process of the test's jobs (their run folders lie in `dir`) is alive.
+fn assert_none_left(dir: &Path, mode: &str) {
+    assert_eq!(
+        processes_of(&dir.display().to_string()),
+        Vec::<i32>::new(),
+        "{mode}: job processes outlived their run"
+    );
+}
+
+/// Starts `labhost run main.rhai` (a script that submits, prints "submitted" and sleeps) and
+/// returns it with the pid its job wrote to gc.pid.
+fn start_host(t: &TestCmd) -> (crate::util::Running, i32) {
+    let mut r = t.spawn(["run", "main.rhai"]);
+    r.expect_line("submitted");
+    let gc = read_pid(&t.path().join("gc.pid"));
+    (r, gc)
+}
+
 fn read_pid(p: &Path) -> i32 {
     let deadline = Instant::now() + Duration::from_secs(10);
     loop {
@@ -91,9 +109,7 @@ fn kill_9_of_the_host_with_a_grandchild_running_then_resume_runs_it_exactly_once
             time::sleep("1h");
             "#,
             );
-        let mut r = t.spawn(["run", "main.rhai"]);
-        r.expect_line("submitted");
-        let gc = read_pid(&t.path().join("gc.pid"));
+        let (r, gc) = start_host(&t);
         r.signal(libc::SIGKILL);
         r.finish();
         // The premise: the host is gone, its job's grandchild is not.
@@ -127,11 +143,7 @@ fn kill_9_of_the_host_with_a_grandchild_running_then_resume_runs_it_exactly_once
             (Some("completed"), Some(2)),
             "{mode}"
         );
-        assert_eq!(
-            processes_of(&t.path().display().to_string()),
-            Vec::<i32>::new(),
-            "{mode}"
-        );
+        assert_none_left(t.path(), mode);
     }
 }
 
@@ -200,11 +212,7 @@ fn background_and_setsid_descendants_are_gone_after_completion_timeout_and_cance
             "{mode}: {}",
             o.stderr
         );
-        assert_eq!(
-            processes_of(&o.dir.display().to_string()),
-            Vec::<i32>::new(),
-            "{mode}"
-        );
+        assert_none_left(&o.dir, mode);
     }
 }
 
@@ -240,9 +248,7 @@ fn a_script_that_ends_waits_for_its_jobs_and_an_interrupted_one_puts_them_back()
             time::sleep("1h");
             "#,
         );
-        let mut r = t.spawn(["run", "main.rhai"]);
-        r.expect_line("submitted");
-        let gc = read_pid(&t.path().join("gc.pid"));
+        let (r, gc) = start_host(&t);
         r.signal(libc::SIGINT);
         let (code, _, err) = r.finish();
         assert_eq!(code, Some(130), "{mode}: {err}");
@@ -269,9 +275,7 @@ fn labhost_cancel_waits_until_the_job_is_gone_even_when_its_host_died() {
         time::sleep("1h");
         "#,
     );
-    let mut r = t.spawn(["run", "main.rhai"]);
-    r.expect_line("submitted");
-    let gc = read_pid(&t.path().join("gc.pid"));
+    let (r, gc) = start_host(&t);
     wait_until("the job runs", || {
         let (_, out, _) = t.spawn(["jobs", "--status", "running"]).finish();
         out.lines().count() == 2

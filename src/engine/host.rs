@@ -326,25 +326,14 @@ impl JobHost {
                                     && me.running.load(Ordering::SeqCst)
                                         <= me.workers.load(Ordering::SeqCst);
                                 let recorded = me.store(|s| {
-                                    if go_on {
-                                        s.finish_and_claim(
-                                            id,
-                                            start.as_ref(),
-                                            status,
-                                            code,
-                                            error.as_deref(),
-                                            Some(&me.id),
-                                        )
-                                    } else {
-                                        s.finish_and_claim(
-                                            id,
-                                            start.as_ref(),
-                                            status,
-                                            code,
-                                            error.as_deref(),
-                                            None,
-                                        )
-                                    }
+                                    s.finish_and_claim(
+                                        id,
+                                        start.as_ref(),
+                                        status,
+                                        code,
+                                        error.as_deref(),
+                                        go_on.then_some(me.id.as_str()),
+                                    )
                                 });
                                 announce_end();
                                 if matches!(&recorded, Ok((st, _)) if st.is_finished()) {

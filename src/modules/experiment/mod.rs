@@ -148,14 +148,7 @@ pub fn load(path: &Path, opts: &LoadOpts) -> HostResult<Experiment> {
     let base = str_field(info, "output_folder").unwrap_or_else(|| dirs().artifacts);
     info.insert("experiment_key".into(), Value::String(key.clone()));
     info.insert("output_folder".into(), Value::String(base.clone()));
-    let folder = if Path::new(&base)
-        .file_name()
-        .is_some_and(|n| n == key.as_str())
-    {
-        PathBuf::from(&base)
-    } else {
-        PathBuf::from(&base).join(&key)
-    };
+    let folder = folder_of(&base, &key);
     // nussl sets it for the training that runs next.
     std::env::set_var(KEY_VAR, &key);
     let existed = folder.join(CONFIG_FILE).exists();
@@ -171,6 +164,19 @@ pub fn load(path: &Path, opts: &LoadOpts) -> HostResult<Experiment> {
     })
 }
 
+/// The experiment folder: `output_folder` itself when it ends with the key (nussl's
+/// `…/${EXPERIMENT_KEY}`), else `<output_folder>/<key>`.
+fn folder_of(output_folder: &str, key: &str) -> PathBuf {
+    if Path::new(output_folder)
+        .file_name()
+        .is_some_and(|n| n == key)
+    {
+        PathBuf::from(output_folder)
+    } else {
+        PathBuf::from(output_folder).join(key)
+    }
+}
+
 /// Writes `config` to `<output_folder>/<experiment_key>/config.yml`; returns the file.
 pub fn save(config: &Value) -> HostResult<PathBuf> {
     let info = config.get("info").and_then(Value::as_object);
@@ -183,14 +189,7 @@ pub fn save(config: &Value) -> HostResult<PathBuf> {
             "the config has no info.experiment_key / info.output_folder: load it with experiment::load first",
         ));
     };
-    let folder = if Path::new(&base)
-        .file_name()
-        .is_some_and(|n| n == key.as_str())
-    {
-        PathBuf::from(&base)
-    } else {
-        PathBuf::from(&base).join(&key)
-    };
+    let folder = folder_of(&base, &key);
     crate::modules::fs::mkdir(&folder)?;
     let file = folder.join(CONFIG_FILE);
     yaml::save(&file, config)?;
