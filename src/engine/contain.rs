@@ -434,7 +434,6 @@ impl Attempt {
                 cgroup: None,
             }),
             Mode::Cgroup { base } => {
-                let _ = (job, attempt);
                 let slot = take_slot(base, host)?;
                 Ok(Attempt {
                     token,
@@ -446,7 +445,7 @@ impl Attempt {
         }
     }
 
-    /// Registers the started attempt for [`kill_all_now`] (until [`Attempt::cleanup`]).
+    /// Registers the started attempt for [`kill_all_now`] (until it is dropped).
     pub fn started(&self, pgid: i32) {
         LIVE.lock().unwrap_or_else(|e| e.into_inner()).push((
             pgid,
@@ -491,20 +490,11 @@ impl Attempt {
         }
     }
 
-    fn signal(&self, pgid: i32, sig: libc::c_int) {
+    /// Signals the leader's process group (and, with SIGKILL, the whole cgroup).
+    fn signal_group(&self, pgid: i32, sig: libc::c_int) {
         if pgid > 0 {
             // SAFETY: our job's process group (never 0: that would be our own group).
             unsafe { libc::killpg(pgid, sig) };
-        }
-        for p in self.members() {
-            // SAFETY: a member of the attempt's cgroup, or a child of ours carrying the token.
-            unsafe {
-                libc::kill(p, sig);
-                // A member that made its own group (setsid) takes its group with it.
-                if self.cgroup.is_none() && libc::getpgid(p) == p && p != pgid {
-                    libc::killpg(p, sig);
-                }
-            }
         }
         if sig == libc::SIGKILL {
             if let Some(dir) = &self.cgroup {
@@ -513,22 +503,39 @@ impl Attempt {
         }
     }
 
-    /// Stops every process of the attempt: SIGTERM, then SIGKILL after `grace`. `reap_leader`
-    /// is called on every round (the leader is our child: a zombie leader keeps its group).
-    /// Returns when nothing of the attempt is left (or after 10 s more of SIGKILL).
+    /// Signals one member of the attempt (and, for a member that made its own group with
+    /// setsid, that group).
+    fn signal_member(&self, p: i32, pgid: i32, sig: libc::c_int) {
+        // SAFETY: a member of the attempt's cgroup, or a child of ours carrying the token.
+        unsafe {
+            libc::kill(p, sig);
+            if self.cgroup.is_none() && libc::getpgid(p) == p && p != pgid {
+                libc::killpg(p, sig);
+            }
+        }
+    }
+
+    fn signal(&self, pgid: i32, sig: libc::c_int) {
+        self.signal_group(pgid, sig);
+        for p in self.members() {
+            self.signal_member(p, pgid, sig);
+        }
+    }
+
+    /// Stops every process of the attempt: SIGTERM once to each (members that appear later,
+    /// re-parented orphans, get theirs when they do), then SIGKILL after `grace`.
+    /// `reap_leader` is called on every round (the leader is our child: a zombie leader keeps
+    /// its group). Returns when nothing of the attempt is left (or after 10 s more of SIGKILL).
     pub async fn stop(&self, pgid: i32, grace: Duration, reap_leader: &mut (dyn FnMut() + Send)) {
         let start = Instant::now();
-        let mut killing = false;
-        self.signal(pgid, libc::SIGTERM);
+        let mut termed: HashSet<i32> = HashSet::new();
+        self.signal_group(pgid, libc::SIGTERM);
         loop {
             reap_leader();
             if !self.any_left(pgid) {
                 return;
             }
-            if !killing && start.elapsed() >= grace {
-                killing = true;
-            }
-            if killing {
+            if start.elapsed() >= grace {
                 self.signal(pgid, libc::SIGKILL);
                 if start.elapsed() > grace + Duration::from_secs(10) {
                     tracing::warn!(
@@ -538,8 +545,11 @@ impl Attempt {
                     return;
                 }
             } else {
-                // Members that appeared since (re-parented orphans) get the TERM too.
-                self.signal(pgid, libc::SIGTERM);
+                for p in self.members() {
+                    if termed.insert(p) {
+                        self.signal_member(p, pgid, libc::SIGTERM);
+                    }
+                }
             }
             tokio::time::sleep(Duration::from_millis(10)).await;
         }
@@ -550,8 +560,9 @@ impl Attempt {
         self.signal(pgid, libc::SIGKILL);
     }
 
-    /// Gives the attempt's (empty) cgroup back for the next attempt of this host.
-    pub fn cleanup(&mut self) {
+    /// Gives the attempt's (empty) cgroup back for the next attempt of this host (done when
+    /// the attempt is dropped, on every path).
+    fn cleanup(&mut self) {
         LIVE.lock()
             .unwrap_or_else(|e| e.into_inner())
             .retain(|l| l.2 != self.token);
@@ -567,6 +578,12 @@ impl Attempt {
                 .unwrap_or_else(|e| e.into_inner())
                 .push(Slot { dir, procs, dir_fd });
         }
+    }
+}
+
+impl Drop for Attempt {
+    fn drop(&mut self) {
+        self.cleanup();
     }
 }
 

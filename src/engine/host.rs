@@ -503,7 +503,6 @@ pub fn at_exit(how: AtExit) -> Vec<i64> {
 impl JobHost {
     fn finish(&self, how: AtExit) -> Vec<i64> {
         let cancel = &crate::host::ctx().cancel;
-        let mut how = how;
         if how == AtExit::Wait {
             let mut said = false;
             loop {
@@ -520,13 +519,12 @@ impl JobHost {
                     said = true;
                 }
                 if cancel.is_cancelled() {
-                    how = AtExit::Stop;
+                    // Ctrl-C while waiting: stop them.
                     break;
                 }
                 wait_for_end(seen, Duration::from_millis(100));
             }
         }
-        let _ = how;
         self.stopping.store(true, Ordering::SeqCst);
         let ids: Vec<i64> = {
             let c = self.cancels.lock().unwrap_or_else(|e| e.into_inner());

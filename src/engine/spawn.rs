@@ -458,15 +458,6 @@ pub enum ExitWatch {
 
 static NO_PIDFD: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
 
-/// The exit watch in use (or that would be: pidfd until a `pidfd_open` failed).
-pub fn exit_watch() -> ExitWatch {
-    if NO_PIDFD.load(Ordering::Relaxed) {
-        ExitWatch::Sigchld
-    } else {
-        ExitWatch::Pidfd
-    }
-}
-
 /// Probes `pidfd_open` on this process (for `labhost status -v`).
 pub fn probe_exit_watch() -> ExitWatch {
     // SAFETY: pidfd_open of ourselves; the fd is closed at once.

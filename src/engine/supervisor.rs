@@ -119,7 +119,7 @@ pub async fn run(
         Cmd::Argv(a) => a.iter().map(OsString::from).collect(),
     };
     let job_id = l.job_id.to_string();
-    let mut attempt = Attempt::new(&l.host, l.job_id, l.attempt)?;
+    let attempt = Attempt::new(&l.host, l.job_id, l.attempt)?;
     let extra = [
         ("LABHOST_JOB_ID", OsStr::new(&job_id)),
         ("LABHOST_RUN_DIR", l.run_dir.as_os_str()),
@@ -153,11 +153,7 @@ pub async fn run(
         cgroup_dir: attempt.dir_fd(),
         keep: &l.keep_fds,
     };
-    let spawned = spawn::spawn(&prepared, &io);
-    if spawned.is_err() {
-        attempt.cleanup();
-    }
-    let mut child = match spawned {
+    let mut child = match spawn::spawn(&prepared, &io) {
         Ok(ch) => ch,
         Err(spawn::SpawnError::Exec(e)) if e.kind() == std::io::ErrorKind::NotFound => {
             return Ok(not_found())
@@ -196,14 +192,13 @@ pub async fn run(
     let pgid = child.pid;
     attempt.started(pgid);
     let pid = i64::from(child.pid);
-    let cgroup = attempt.cgroup.as_ref().map(|c| c.display().to_string());
     // Recorded at the first tick: most short jobs end before it and record start and end in
     // one transaction.
     let mut start = Some(Started {
         pid,
         at: crate::clock::unix(),
         leader_start: None,
-        cgroup: cgroup.clone(),
+        cgroup: attempt.cgroup.as_ref().map(|c| c.display().to_string()),
     });
     let grace = kill_grace();
     let mut tail = MetricsTail::new(metrics_path);
@@ -253,7 +248,7 @@ pub async fn run(
             }
         }
     };
-    attempt.cleanup();
+    drop(attempt);
     tail.pump(metrics);
     Ok(outcome)
 }

@@ -156,21 +156,6 @@ impl Store {
         Ok(out)
     }
 
-    /// [`Store::orphans`] then [`Store::requeue`], without stopping anything in between (for
-    /// callers that know no process of the runs is left).
-    pub fn requeue_orphans(&mut self, alive: &dyn Fn(&str) -> bool) -> HostResult<Vec<i64>> {
-        let runs: Vec<(i64, String)> = self
-            .orphans(alive)?
-            .into_iter()
-            .map(|r| (r.id, r.host.unwrap_or_default()))
-            .collect();
-        let mut out = Vec::new();
-        for (id, host) in runs {
-            out.extend(self.requeue(&[(id, host.clone())], &format!("host {host} died"))?);
-        }
-        Ok(out)
-    }
-
     /// Unfinished runs that `host` runs or may run: queued ones it owns or nobody owns, and
     /// those it holds.
     pub fn pending_for(&self, host: &str) -> HostResult<i64> {
@@ -371,8 +356,11 @@ mod tests {
         s.claim_next("dead-host").unwrap();
         s.set_running(b.id, 1, Some(7), Some("/cg/x")).unwrap();
         assert_eq!(s.get(b.id).unwrap().leader_start, Some(7));
+        let orphans = s.orphans(&|h| h != "dead-host").unwrap();
+        assert_eq!(orphans.iter().map(|r| r.id).collect::<Vec<_>>(), vec![b.id]);
         assert_eq!(
-            s.requeue_orphans(&|h| h != "dead-host").unwrap(),
+            s.requeue(&[(b.id, "dead-host".into())], "host dead-host died")
+                .unwrap(),
             vec![b.id]
         );
         let b2 = s.claim_next("h2").unwrap().unwrap();
@@ -395,7 +383,7 @@ mod tests {
             .unwrap();
         assert!(s.claim_next("h2").unwrap().is_none(), "h2 took h1's job");
         // h1 died: its queued job becomes anyone's.
-        s.requeue_orphans(&|h| h != "h1").unwrap();
+        assert!(s.orphans(&|h| h != "h1").unwrap().is_empty());
         assert_eq!(s.claim_next("h2").unwrap().unwrap().id, a.id);
         // A re-submission with the key adopts an unfinished job.
         let (b, _) = s

@@ -196,17 +196,6 @@ impl Store {
             ), params![status, parent, limit as i64], run_row).map_err(db_err)
     }
 
-    /// The children of a run in creation order (trials of a sweep, folds, a pipeline's jobs).
-    pub fn children(&self, parent: i64) -> HostResult<Vec<Run>> {
-        all(
-            &self.conn,
-            &format!("SELECT {RUN_COLS} FROM runs WHERE parent_id = ?1 ORDER BY id"),
-            [parent],
-            run_row,
-        )
-        .map_err(db_err)
-    }
-
     /// `(status, detail)` of every transition of a run, in order.
     pub fn events(&self, id: i64) -> HostResult<Vec<(String, String)>> {
         all(
