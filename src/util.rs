@@ -48,6 +48,22 @@ pub fn parse_duration(text: &str) -> HostResult<Duration> {
     secs_to_duration(total).ok_or_else(|| bad("out of range"))
 }
 
+/// A duration as people write it: `45s`, `1.5m`, `2h`, `3d` (the largest unit that fits).
+pub fn fmt_duration(d: Duration) -> String {
+    let s = d.as_secs_f64();
+    let (v, u) = if s >= 86400.0 {
+        (s / 86400.0, "d")
+    } else if s >= 3600.0 {
+        (s / 3600.0, "h")
+    } else if s >= 60.0 {
+        (s / 60.0, "m")
+    } else {
+        (s, "s")
+    };
+    let t = format!("{v:.2}");
+    format!("{}{u}", t.trim_end_matches('0').trim_end_matches('.'))
+}
+
 fn secs_to_duration(secs: f64) -> Option<Duration> {
     (secs.is_finite() && (0.0..1e12).contains(&secs)).then(|| Duration::from_secs_f64(secs))
 }
@@ -147,6 +163,28 @@ pub fn split_script_args(args: &[String]) -> (Vec<String>, Vec<(String, OptValue
         }
     }
     (pos, opts)
+}
+
+/// Single-quotes `s` for sh unless it is plainly safe.
+pub fn shell_quote(s: &str) -> String {
+    if !s.is_empty()
+        && s.chars()
+            .all(|c| c.is_ascii_alphanumeric() || "-_./=:,+@%".contains(c))
+    {
+        s.to_string()
+    } else {
+        format!("'{}'", s.replace('\'', r"'\''"))
+    }
+}
+
+/// FNV-1a: a key that stays the same across labhost builds (std's hasher does not promise it).
+pub fn fnv(text: &str) -> String {
+    let mut h: u64 = 0xcbf29ce484222325;
+    for b in text.bytes() {
+        h ^= u64::from(b);
+        h = h.wrapping_mul(0x100000001b3);
+    }
+    format!("{h:016x}")
 }
 
 #[cfg(test)]

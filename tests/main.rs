@@ -14,3 +14,4 @@ mod lifecycle;
 mod modules;
 mod projects;
 mod repl;
+mod sweep;

@@ -14,6 +14,9 @@ pub struct JobsArgs {
     /// timed_out)
     #[arg(long, value_parser = parse_status)]
     pub status: Option<RunStatus>,
+    /// Only the children of this run (a sweep's trials)
+    #[arg(long)]
+    pub parent: Option<i64>,
     #[arg(long)]
     pub json: bool,
     #[arg(long, default_value_t = 50)]
@@ -88,7 +91,7 @@ fn row(r: &Run) -> String {
 }
 
 pub fn list(a: JobsArgs) -> CmdResult {
-    let runs = open()?.list(a.status, None, a.limit)?;
+    let runs = open()?.list(a.status, a.parent, a.limit)?;
     let mut out = std::io::stdout().lock();
     if a.json {
         let _ = writeln!(

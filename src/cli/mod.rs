@@ -9,6 +9,7 @@ mod gpus;
 mod jobs;
 mod pipeline;
 mod script;
+mod sweep;
 
 use std::io::IsTerminal;
 use std::process::ExitCode;
@@ -75,6 +76,12 @@ pub enum Command {
     /// Run a nussl-style pipeline file (a list of jobs: script/command, config, args, num_gpus,
     /// blocking, run_in) on the job engine. Running it again skips what completed.
     Pipeline(pipeline::PipelineArgs),
+    /// Run an Azure ML sweep YAML (unchanged) or a sweep script on the local job engine:
+    /// trials journaled, early termination, best trial and table. Running it again after a
+    /// crash continues the same sweep
+    Sweep(sweep::SweepArgs),
+    /// Submit an Azure ML command or sweep job YAML; --local runs it on this machine
+    Submit(sweep::SubmitArgs),
     /// Print shell completions
     Completions { shell: clap_complete::Shell },
 }
@@ -124,6 +131,8 @@ fn dispatch(cmd: Command, ctx: &Ctx) -> CmdResult {
         Command::Status => jobs::status(ctx.verbose),
         Command::Resume(a) => jobs::resume(a),
         Command::Pipeline(a) => pipeline::run(a),
+        Command::Sweep(a) => sweep::run(a, ctx),
+        Command::Submit(a) => sweep::submit(a, ctx),
         Command::Completions { shell } => {
             use clap::CommandFactory;
             clap_complete::generate(

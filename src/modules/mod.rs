@@ -16,6 +16,7 @@ pub mod prelude;
 pub mod secrets;
 pub mod settings;
 pub mod sh;
+pub mod sweep;
 pub mod time;
 pub mod util;
 pub mod yaml;
@@ -37,4 +38,5 @@ pub const NATIVE: &[&str] = &[
     "util",
     "docker",
     "jobs",
+    "sweep",
 ];

@@ -92,7 +92,6 @@ pub const RESERVED_WORDS: &[&str] = &[
     "case",
     "public",
     "protected",
-    "new",
     "use",
     "with",
     "module",

@@ -55,6 +55,14 @@ pub fn build(opts: Options) -> Engine {
         host::ctx().sink.eprint(&format!("{at}{s}"));
     });
     e.set_module_resolver(Resolver::new(Resolver::env_path(), !opts.repl));
+    // `new` is reserved by Rhai but unused by it; Azure's SDK and our users write
+    // `sweep::new(…)`, so the word is an ordinary name here (the token mapper is Rhai's
+    // documented way to change what a token means; it is marked volatile, not deprecated).
+    #[allow(deprecated)]
+    e.on_parse_token(|token, _, _| match token {
+        rhai::Token::Reserved(s) if s.as_str() == "new" => rhai::Token::Identifier(s),
+        other => other,
+    });
     register_modules(&mut e);
     e
 }
@@ -78,4 +86,5 @@ pub fn register_modules(e: &mut Engine) {
     e.register_static_module("util", util::rhai::module().into());
     e.register_static_module("docker", docker::rhai::module().into());
     e.register_static_module("jobs", jobs::rhai::module().into());
+    e.register_static_module("sweep", sweep::rhai::module().into());
 }

@@ -102,7 +102,7 @@ impl Store {
         }
         let held: Vec<Run> = all(
             &tx,
-            &format!("SELECT {RUN_COLS} FROM runs WHERE status IN ('leased', 'running')"),
+            &format!("SELECT {RUN_COLS} FROM runs WHERE status IN ('leased', 'running') AND kind NOT IN ('sweep', 'cron', 'remote')"),
             [],
             run_row,
         )

@@ -130,6 +130,82 @@ impl Store {
         Ok(out)
     }
 
+    /// Opens a record run: a run the queue never runs (a sweep, a cron firing) that the
+    /// process driving it marks running now and closes with [`Store::close_record`]. With a
+    /// `key` that exists already, returns that run (a sweep resumed): `(run, created)`.
+    pub fn open_record(&mut self, n: &NewRun) -> HostResult<(Run, bool)> {
+        debug_assert!(n.kind.is_record());
+        let state = self.state.clone();
+        let tx = self.write()?;
+        let (run, created) = create_tx(&tx, &state, n)?;
+        if run.status == RunStatus::Queued || (!created && !run.status.is_finished()) {
+            exec(
+                &tx,
+                "UPDATE runs SET status = 'running', started = COALESCE(started, ?1), ended = NULL WHERE id = ?2",
+                params![crate::clock::unix(), run.id],
+            )
+            .map_err(db_err)?;
+            event(
+                &tx,
+                run.id,
+                RunStatus::Running,
+                if created { "" } else { "resumed" },
+            )?;
+        } else if !created {
+            // A finished record taken up again (a sweep run again after it ended).
+            exec(
+                &tx,
+                "UPDATE runs SET status = 'running', ended = NULL, error = NULL WHERE id = ?1",
+                [run.id],
+            )
+            .map_err(db_err)?;
+            event(&tx, run.id, RunStatus::Running, "resumed")?;
+        }
+        let run = get_tx(&tx, run.id)?;
+        tx.commit().map_err(db_err)?;
+        if created {
+            ensure_run_dir(&run)?;
+        }
+        Ok((run, created))
+    }
+
+    /// Closes a record run with its final status.
+    pub fn close_record(
+        &mut self,
+        id: i64,
+        status: RunStatus,
+        error: Option<&str>,
+    ) -> HostResult<()> {
+        let tx = self.write()?;
+        exec(
+            &tx,
+            "UPDATE runs SET status = ?1, ended = ?2, error = ?3 WHERE id = ?4",
+            params![
+                status,
+                crate::clock::unix(),
+                error.map(crate::redact::apply),
+                id
+            ],
+        )
+        .map_err(db_err)?;
+        event(&tx, id, status, error.unwrap_or(""))?;
+        tx.commit().map_err(db_err)
+    }
+
+    /// Moves the runs keyed `key` or `key/…` out of the way (their keys get `~<id>`), so a
+    /// new run can take the key: `--rerun` of a sweep. Returns how many moved.
+    pub fn retire_key(&mut self, key: &str) -> HostResult<usize> {
+        let tx = self.write()?;
+        let n = tx
+            .execute(
+                "UPDATE runs SET key = key || '~' || id WHERE key = ?1 OR substr(key, 1, length(?1) + 1) = ?1 || '/'",
+                [key],
+            )
+            .map_err(db_err)?;
+        tx.commit().map_err(db_err)?;
+        Ok(n)
+    }
+
     pub fn get(&self, id: i64) -> HostResult<Run> {
         get_tx(&self.conn, id)
     }

@@ -122,6 +122,12 @@ impl RunKind {
         RunKind::Remote,
     ];
 
+    /// Runs the queue never runs: the process that drives them records their start and end
+    /// (a sweep's parent run, a cron firing, a remote run).
+    pub fn is_record(self) -> bool {
+        matches!(self, RunKind::Sweep | RunKind::Cron | RunKind::Remote)
+    }
+
     pub fn as_str(self) -> &'static str {
         match self {
             RunKind::Job => "job",

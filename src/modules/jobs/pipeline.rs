@@ -106,28 +106,6 @@ struct File {
     jobs: Vec<Value>,
 }
 
-/// Single-quotes `s` for sh unless it is plainly safe.
-fn quote(s: &str) -> String {
-    if !s.is_empty()
-        && s.chars()
-            .all(|c| c.is_ascii_alphanumeric() || "-_./=:,+@%".contains(c))
-    {
-        s.to_string()
-    } else {
-        format!("'{}'", s.replace('\'', r"'\''"))
-    }
-}
-
-/// FNV-1a: a key that stays the same across labhost builds (std's hasher does not promise it).
-fn fnv(text: &str) -> String {
-    let mut h: u64 = 0xcbf29ce484222325;
-    for b in text.bytes() {
-        h ^= u64::from(b);
-        h = h.wrapping_mul(0x100000001b3);
-    }
-    format!("{h:016x}")
-}
-
 /// `python` when it is on PATH (a virtualenv), else `python3` (Debian has no `python`).
 fn python() -> String {
     let on_path = |p: &str| {
@@ -200,7 +178,7 @@ fn step_command(
                     (None, Some(e)) if e == "sh" => Some("sh".into()),
                     (None, Some(e)) if e == "rhai" => Some(format!(
                         "{} run",
-                        quote(
+                        crate::util::shell_quote(
                             &std::env::current_exe()
                                 .map(|p| p.display().to_string())
                                 .unwrap_or_else(|_| "labhost".into())
@@ -209,8 +187,8 @@ fn step_command(
                     _ => None,
                 };
                 let line = match interp {
-                    Some(i) => format!("{i} {}", quote(script)),
-                    None => quote(script),
+                    Some(i) => format!("{i} {}", crate::util::shell_quote(script)),
+                    None => crate::util::shell_quote(script),
                 };
                 (line, None)
             };
@@ -227,7 +205,7 @@ fn step_command(
                 Some(Args::List(a)) => {
                     for v in a {
                         line.push(' ');
-                        line.push_str(&quote(
+                        line.push_str(&crate::util::shell_quote(
                             &v.as_str()
                                 .map(str::to_string)
                                 .unwrap_or_else(|| v.to_string()),
@@ -379,7 +357,7 @@ pub fn load(path: &Path, rerun: bool) -> HostResult<(Vec<JobSpec>, Option<u64>, 
                 Some(format!(
                     "pipeline:{}:{i}:{}",
                     abs.display(),
-                    fnv(&fingerprint.to_string())
+                    crate::util::fnv(&fingerprint.to_string())
                 ))
             }
         };

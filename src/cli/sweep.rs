@@ -1,0 +1,244 @@
+//! `labhost sweep FILE.yml|FILE.rhai [--dry-run] [--max-concurrent N] [--seed S] [--set K=V]
+//! [--rerun]` and `labhost submit FILE.yml --local`: Azure ML sweep and command job YAML run
+//! on the local job engine.
+use std::path::PathBuf;
+
+use clap::Args;
+
+use super::error::{CmdResult, Failure};
+use crate::error::HostError;
+use crate::modules::sweep::{self, run as srun};
+use crate::store::RunStatus;
+
+#[derive(Debug, Args)]
+pub struct SweepArgs {
+    /// An Azure ML sweep (or command) job YAML, or a Rhai script that runs a sweep
+    pub file: PathBuf,
+    /// Print the planned trials (parameters, command, GPUs) and run nothing
+    #[arg(long)]
+    pub dry_run: bool,
+    /// Trials at once (overrides limits.max_concurrent_trials)
+    #[arg(long, value_parser = clap::value_parser!(u64).range(1..))]
+    pub max_concurrent: Option<u64>,
+    /// Seed for random, sobol and bayesian sampling (part of the sweep's identity)
+    #[arg(long)]
+    pub seed: Option<u64>,
+    /// Override a value of the YAML: `--set inputs.A=1 --set limits.max_total_trials=8`
+    #[arg(long = "set", value_name = "KEY=VALUE")]
+    pub sets: Vec<String>,
+    /// Start anew, even if this sweep ran (or was interrupted) before
+    #[arg(long)]
+    pub rerun: bool,
+    /// Print the result as JSON on stdout
+    #[arg(long)]
+    pub json: bool,
+    /// Script arguments (for a .rhai file)
+    #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
+    pub args: Vec<String>,
+}
+
+#[derive(Debug, Args)]
+pub struct SubmitArgs {
+    /// An Azure ML command or sweep job YAML
+    pub file: PathBuf,
+    /// Run it on this machine's job engine (the only backend until the azure module lands)
+    #[arg(long)]
+    pub local: bool,
+    #[command(flatten)]
+    pub sweep: SubmitSweepArgs,
+}
+
+#[derive(Debug, Args)]
+pub struct SubmitSweepArgs {
+    /// Print the planned trials and run nothing
+    #[arg(long)]
+    pub dry_run: bool,
+    /// Override a value of the YAML: `--set inputs.A=1`
+    #[arg(long = "set", value_name = "KEY=VALUE")]
+    pub sets: Vec<String>,
+    /// Start anew, even if this job ran before
+    #[arg(long)]
+    pub rerun: bool,
+}
+
+pub fn submit(a: SubmitArgs, ctx: &super::Ctx) -> CmdResult {
+    if !a.local {
+        return Err(Failure::Usage(
+            "submit needs --local for now: the azure backend is not built yet".into(),
+        ));
+    }
+    run(
+        SweepArgs {
+            file: a.file,
+            dry_run: a.sweep.dry_run,
+            max_concurrent: None,
+            seed: None,
+            sets: a.sweep.sets,
+            rerun: a.sweep.rerun,
+            json: false,
+            args: vec![],
+        },
+        ctx,
+    )
+}
+
+pub fn run(a: SweepArgs, ctx: &super::Ctx) -> CmdResult {
+    if a.file.extension().is_some_and(|e| e == "rhai") {
+        if a.dry_run
+            || a.max_concurrent.is_some()
+            || a.seed.is_some()
+            || !a.sets.is_empty()
+            || a.rerun
+        {
+            return Err(Failure::Usage(
+                "--dry-run, --max-concurrent, --seed, --set and --rerun go with a YAML file; a script says them itself (s.plan(n), #{rerun: true})".into(),
+            ));
+        }
+        return super::script::run(
+            super::script::RunArgs {
+                file: a.file,
+                args: a.args,
+            },
+            ctx,
+        );
+    }
+    if !a.args.is_empty() {
+        return Err(Failure::Usage(format!(
+            "unexpected argument '{}'",
+            a.args[0]
+        )));
+    }
+    let mut sets = Vec::new();
+    for s in &a.sets {
+        let Some((k, v)) = s.split_once('=') else {
+            return Err(Failure::Usage(format!("--set {s}: want KEY=VALUE")));
+        };
+        sets.push((k.trim().to_string(), v.to_string()));
+    }
+    if let Some(seed) = a.seed {
+        sets.push(("sampling_algorithm.seed".into(), seed.to_string()));
+    }
+    let s = load_with_seed(&a.file, &sets)?;
+    for n in &s.notes {
+        eprintln!("note: {n}");
+    }
+    if a.dry_run {
+        let seed = srun::seed_of(&s).unwrap_or(0);
+        let gpus = s.trial.num_gpus;
+        for (i, p) in srun::plan(&s, s.planned(), seed) {
+            println!(
+                "{i:>4}  {}  gpus={gpus}  {}",
+                serde_json::Value::Object(p.clone()),
+                crate::redact::apply(&s.command_for(&p))
+            );
+        }
+        let conc = a
+            .max_concurrent
+            .or(s.doc.limits.as_ref().and_then(|l| l.max_concurrent_trials));
+        println!(
+            "{} trial(s){}{}",
+            s.planned(),
+            conc.map(|c| format!(", {c} at once")).unwrap_or_default(),
+            if srun::seed_of(&s).is_none() && !matches!(s.algorithm, sweep::Algorithm::Grid) {
+                " (unseeded: the sweep draws its seed when it starts; these use seed 0)"
+            } else {
+                ""
+            }
+        );
+        return Ok(());
+    }
+    crate::host::install_ctrl_c(true);
+    let opts = srun::RunOpts {
+        rerun: a.rerun,
+        max_concurrent: a.max_concurrent,
+        quiet: false,
+    };
+    let mut w = srun::Progress::new(&s, a.json);
+    let cancel = crate::host::ctx().cancel.token();
+    match srun::run(&s, &opts, &mut w, &cancel) {
+        Ok(r) => {
+            crate::engine::at_exit(crate::engine::AtExit::Wait);
+            if a.json {
+                let mut v = serde_json::to_value(&r)
+                    .map_err(|e| HostError::new("internal", e.to_string()))?;
+                v["best"] = serde_json::to_value(r.best_row()).unwrap_or_default();
+                println!("{}", serde_json::to_string_pretty(&v).unwrap_or_default());
+            } else {
+                println!("{}", r.table());
+                match r.best_row() {
+                    Some(b) => println!(
+                        "best: trial {} (run {}) {} = {} with {}",
+                        b.trial,
+                        b.run_id,
+                        r.metric,
+                        b.best.unwrap_or(f64::NAN),
+                        serde_json::Value::Object(b.params.clone())
+                    ),
+                    None if !s.single => println!("best: no trial reported {}", r.metric),
+                    None => {}
+                }
+                println!(
+                    "sweep run {} ({}): labhost jobs --parent {}",
+                    r.sweep_id, r.run_dir, r.sweep_id
+                );
+            }
+            if r.status == RunStatus::Completed && (!s.single || r.count(RunStatus::Completed) == 1)
+            {
+                Ok(())
+            } else {
+                Err(Failure::Code(crate::error::exit::SCRIPT))
+            }
+        }
+        Err(e) if e.is_cancelled() => {
+            crate::engine::at_exit(crate::engine::AtExit::Stop);
+            eprintln!("interrupted: run the same command again (or `labhost resume`) to continue the sweep");
+            Err(Failure::Code(crate::error::exit::INTERRUPTED))
+        }
+        Err(e) => Err(e.into()),
+    }
+}
+
+/// `--seed` on a sweep whose sampling_algorithm is a bare string: make it a map first.
+fn load_with_seed(
+    file: &std::path::Path,
+    sets: &[(String, String)],
+) -> Result<sweep::Sweep, Failure> {
+    match sweep::load(file, sets) {
+        Err(e)
+            if e.message.contains("sampling_algorithm")
+                && sets.iter().any(|(k, _)| k == "sampling_algorithm.seed") =>
+        {
+            let text = crate::modules::fs::read(file)?;
+            let mut doc = sweep::parse_doc(&text, &file.display().to_string())?;
+            if let Some(sweep::SamplingField(s)) = &mut doc.sampling_algorithm {
+                s.seed = sets
+                    .iter()
+                    .rev()
+                    .find(|(k, _)| k == "sampling_algorithm.seed")
+                    .and_then(|(_, v)| v.parse().ok());
+            }
+            let others: Vec<(String, String)> = sets
+                .iter()
+                .filter(|(k, _)| k != "sampling_algorithm.seed")
+                .cloned()
+                .collect();
+            sweep::apply_sets(&mut doc, &others, &file.display().to_string())?;
+            let base = file
+                .parent()
+                .filter(|p| !p.as_os_str().is_empty())
+                .unwrap_or(std::path::Path::new("."))
+                .canonicalize()
+                .unwrap_or_else(|_| ".".into());
+            let src = file.display().to_string();
+            Ok(sweep::resolve(
+                doc,
+                &sweep::Origin {
+                    source: &src,
+                    text: Some(&text),
+                },
+                &base,
+            )?)
+        }
+        other => Ok(other?),
+    }
+}

@@ -1,0 +1,928 @@
+//! `sweep`: Azure ML sweep jobs ("HyperDrive") run locally on the job engine, written as a
+//! script (`sweep::new(#{…})`) or as the unchanged CLI v2 YAML (`sweep::load`, `labhost sweep
+//! FILE.yml`). One object, [`Sweep`], for both: parsed and validated here with Azure's rules
+//! (reference/azureml-api.md §1.6, §3), sampled by `sampler`, judged by `policy`, run by `run`.
+pub mod policy;
+pub mod rhai;
+pub mod run;
+pub mod sampler;
+pub mod space;
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+use serde_json::{Map, Value};
+
+use crate::error::{HostError, HostResult};
+use crate::util::Seconds;
+pub use policy::Policy;
+pub use sampler::{Params, Space};
+pub use space::{Dist, RawDist};
+
+/// Azure's cap on `max_total_trials`.
+pub const MAX_TRIALS: u64 = 1000;
+/// Azure's default sweep timeout: 60 days.
+pub const DEFAULT_TIMEOUT_S: f64 = 5_184_000.0;
+
+/// `sampling_algorithm`: `random` | `grid` | `bayesian`, or `{type, seed, rule}`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+pub struct Sampling {
+    #[serde(rename = "type")]
+    pub kind: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub seed: Option<u64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rule: Option<String>,
+}
+
+/// A string or a map, for `sampling_algorithm` (`"random"` ≡ `{type: random}`).
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[serde(transparent)]
+pub struct SamplingField(pub Sampling);
+
+impl<'de> Deserialize<'de> for SamplingField {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V;
+        impl<'de> serde::de::Visitor<'de> for V {
+            type Value = SamplingField;
+            fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+                f.write_str("\"random\", \"grid\", \"bayesian\" or a map with `type`")
+            }
+            fn visit_str<E: serde::de::Error>(self, s: &str) -> Result<SamplingField, E> {
+                Ok(SamplingField(Sampling {
+                    kind: s.to_string(),
+                    ..Default::default()
+                }))
+            }
+            fn visit_map<A: serde::de::MapAccess<'de>>(
+                self,
+                a: A,
+            ) -> Result<SamplingField, A::Error> {
+                Sampling::deserialize(serde::de::value::MapAccessDeserializer::new(a))
+                    .map(SamplingField)
+            }
+        }
+        d.deserialize_any(V)
+    }
+}
+
+/// `objective`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Objective {
+    pub goal: String,
+    #[serde(alias = "primary_metric_name")]
+    pub primary_metric: String,
+}
+
+/// `limits` (InnerEye's `max_total_runs` / `max_concurrent_runs` are aliases).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+pub struct Limits {
+    #[serde(alias = "max_total_runs", skip_serializing_if = "Option::is_none")]
+    pub max_total_trials: Option<u64>,
+    #[serde(alias = "max_concurrent_runs", skip_serializing_if = "Option::is_none")]
+    pub max_concurrent_trials: Option<u64>,
+    #[serde(skip_serializing_if = "Option::is_none", serialize_with = "secs")]
+    pub timeout: Option<Seconds>,
+    #[serde(skip_serializing_if = "Option::is_none", serialize_with = "secs")]
+    pub trial_timeout: Option<Seconds>,
+}
+
+fn secs<S: serde::Serializer>(v: &Option<Seconds>, s: S) -> Result<S::Ok, S::Error> {
+    match v {
+        Some(x) if x.0.subsec_nanos() == 0 => s.serialize_u64(x.0.as_secs()),
+        Some(x) => s.serialize_f64(x.0.as_secs_f64()),
+        None => s.serialize_none(),
+    }
+}
+
+/// The trial: a command job (inline), or `./component.yml` (a command component).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+pub struct Trial {
+    #[serde(rename = "$schema", skip_serializing_if = "Option::is_none")]
+    pub schema: Option<String>,
+    #[serde(rename = "type", skip_serializing_if = "Option::is_none")]
+    pub kind: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub name: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub display_name: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub version: Option<Value>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub description: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub is_deterministic: Option<bool>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tags: Option<Map<String, Value>>,
+    /// A component's input declarations (`{type, default, optional}`), whose defaults apply.
+    #[serde(default, skip_serializing_if = "Map::is_empty")]
+    pub inputs: Map<String, Value>,
+    #[serde(default, skip_serializing_if = "Map::is_empty")]
+    pub outputs: Map<String, Value>,
+    #[serde(default)]
+    pub command: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub code: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub environment: Option<Value>,
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub environment_variables: BTreeMap<String, crate::util::Text>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub distribution: Option<Value>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub resources: Option<Value>,
+    /// Local: GPUs each trial leases from the job host.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub num_gpus: u32,
+    /// Local: `"host"` (default) or `"docker"` (an inline `environment.image`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub run_in: Option<crate::store::RunIn>,
+    /// Local: copy `code` once per sweep into its run folder (default true).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub snapshot: Option<bool>,
+}
+
+fn is_zero(n: &u32) -> bool {
+    *n == 0
+}
+
+/// The trial field: inline, or a path to a component YAML (relative to the sweep file).
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[serde(untagged)]
+pub enum TrialField {
+    Path(String),
+    Inline(Box<Trial>),
+}
+
+impl<'de> Deserialize<'de> for TrialField {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V;
+        impl<'de> serde::de::Visitor<'de> for V {
+            type Value = TrialField;
+            fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+                f.write_str("a map (command, code, environment, …) or the path of a component YAML")
+            }
+            fn visit_str<E: serde::de::Error>(self, s: &str) -> Result<TrialField, E> {
+                Ok(TrialField::Path(s.to_string()))
+            }
+            fn visit_map<A: serde::de::MapAccess<'de>>(self, a: A) -> Result<TrialField, A::Error> {
+                Trial::deserialize(serde::de::value::MapAccessDeserializer::new(a))
+                    .map(|t| TrialField::Inline(Box::new(t)))
+            }
+        }
+        d.deserialize_any(V)
+    }
+}
+
+/// A sweep (or command) job document: Azure's CLI v2 YAML schema, and what `sweep::new` takes.
+/// Unknown keys are errors.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+pub struct SweepDoc {
+    #[serde(rename = "$schema", skip_serializing_if = "Option::is_none")]
+    pub schema: Option<String>,
+    #[serde(rename = "type", skip_serializing_if = "Option::is_none")]
+    pub kind: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub name: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub display_name: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub experiment_name: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub description: Option<String>,
+    #[serde(default, skip_serializing_if = "Map::is_empty")]
+    pub tags: Map<String, Value>,
+    #[serde(default, skip_serializing_if = "Map::is_empty")]
+    pub properties: Map<String, Value>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub compute: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub identity: Option<Value>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub queue_settings: Option<Value>,
+    #[serde(default, skip_serializing_if = "Map::is_empty")]
+    pub inputs: Map<String, Value>,
+    #[serde(default, skip_serializing_if = "Map::is_empty")]
+    pub outputs: Map<String, Value>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub sampling_algorithm: Option<SamplingField>,
+    #[serde(default, skip_serializing_if = "Map::is_empty")]
+    pub search_space: Map<String, Value>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub objective: Option<Objective>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub limits: Option<Limits>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub early_termination: Option<Policy>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub trial: Option<TrialField>,
+    // A command job's own keys (`type: command`): the job is its own single trial.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub command: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub code: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub environment: Option<Value>,
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub environment_variables: BTreeMap<String, crate::util::Text>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub distribution: Option<Value>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub resources: Option<Value>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub services: Option<Value>,
+    // A pipeline job's keys (`type: pipeline`): read so the file parses; not run here yet.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub jobs: Option<Value>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub settings: Option<Value>,
+}
+
+/// How trials are drawn.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Algorithm {
+    Grid,
+    /// `seed: None` → drawn from the OS when the sweep starts, and recorded.
+    Random {
+        seed: Option<u64>,
+        sobol: bool,
+    },
+    Bayesian {
+        seed: Option<u64>,
+    },
+}
+
+/// A validated sweep: what `run` runs and `azure::submit` will send.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Sweep {
+    /// The document as written (after `--set`), for `to_yaml` and the identity.
+    pub doc: SweepDoc,
+    /// Where it came from: a file path, or `script:<file>` / `repl`.
+    pub source: String,
+    /// Relative `code` and input paths resolve against this folder.
+    pub base_dir: PathBuf,
+    pub space: Space,
+    pub algorithm: Algorithm,
+    pub maximize: bool,
+    pub metric: String,
+    pub max_total: u64,
+    pub max_concurrent: u64,
+    pub timeout: std::time::Duration,
+    pub trial_timeout: Option<std::time::Duration>,
+    pub policy: Option<Policy>,
+    /// The trial with a component's fields merged in.
+    pub trial: Trial,
+    /// Input values (sweep inputs over component defaults), as the command sees them.
+    pub inputs: BTreeMap<String, InputValue>,
+    pub outputs: Vec<String>,
+    /// Notes for the user (an `azureml:` environment recorded, not used locally, …).
+    pub notes: Vec<String>,
+    /// `type: command`: one trial, no search space.
+    pub single: bool,
+}
+
+/// An input as the trial command sees it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct InputValue {
+    pub text: String,
+    /// A remote URI (`azureml:`, `wasbs://`, `https://`) that runs locally as written.
+    pub remote: bool,
+}
+
+/// Where an error points: a file and its text (positions found by key), or a script call.
+pub struct Origin<'a> {
+    pub source: &'a str,
+    pub text: Option<&'a str>,
+}
+
+impl Origin<'_> {
+    fn at(&self, needle: &str) -> String {
+        match self.text {
+            Some(t) if !needle.is_empty() => crate::modules::yaml::locate(t, self.source, needle),
+            _ => self.source.to_string(),
+        }
+    }
+
+    fn err(&self, needle: &str, msg: impl std::fmt::Display) -> HostError {
+        HostError::new("sweep.invalid", format!("{}: {msg}", self.at(needle)))
+    }
+}
+
+/// Reads a sweep or command job YAML (Azure's schema, unchanged). `sets` are `--set
+/// inputs.A=1` style overrides (dotted path = YAML value).
+pub fn load(path: &Path, sets: &[(String, String)]) -> HostResult<Sweep> {
+    let text =
+        crate::modules::fs::read(path).map_err(|e| HostError::new("sweep.invalid", e.message))?;
+    let source = path.display().to_string();
+    let mut doc = parse_doc(&text, &source)?;
+    apply_sets(&mut doc, sets, &source)?;
+    let base = path
+        .parent()
+        .map(|p| {
+            if p.as_os_str().is_empty() {
+                Path::new(".")
+            } else {
+                p
+            }
+        })
+        .unwrap_or(Path::new("."))
+        .to_path_buf();
+    let base = base.canonicalize().unwrap_or(base);
+    let origin = Origin {
+        source: &source,
+        text: Some(&text),
+    };
+    resolve(doc, &origin, &base)
+}
+
+/// Parses YAML text into the document (unknown keys and wrong types with line:column).
+pub fn parse_doc(text: &str, source: &str) -> HostResult<SweepDoc> {
+    let mut o = serde_saphyr::Options::default();
+    o.strict_booleans = true;
+    serde_saphyr::from_str_with_options::<SweepDoc>(text, o).map_err(|e| {
+        let at = match e.location() {
+            Some(l) => format!("{source}:{}:{}", l.line(), l.column()),
+            None => source.to_string(),
+        };
+        let msg = e.to_string();
+        let first = msg.lines().next().unwrap_or(&msg).trim();
+        let first = first.strip_prefix("error: ").unwrap_or(first);
+        let first = match first.split_once(": ") {
+            Some((pos, rest)) if pos.starts_with("line ") && pos.contains(" column ") => rest,
+            _ => first,
+        };
+        HostError::new("sweep.invalid", format!("{at}: {first}"))
+    })
+}
+
+/// `--set a.b=v`: the value is read as YAML (`1` a number, `x` a string).
+pub fn apply_sets(doc: &mut SweepDoc, sets: &[(String, String)], source: &str) -> HostResult<()> {
+    if sets.is_empty() {
+        return Ok(());
+    }
+    let mut v =
+        serde_json::to_value(&*doc).map_err(|e| HostError::new("internal", e.to_string()))?;
+    for (path, raw) in sets {
+        let val = crate::modules::yaml::parse(raw, "--set")?;
+        let mut cur = &mut v;
+        let parts: Vec<&str> = path.split('.').collect();
+        for (i, p) in parts.iter().enumerate() {
+            let obj = cur.as_object_mut().ok_or_else(|| {
+                HostError::new(
+                    "sweep.invalid",
+                    format!("--set {path}: `{}` is not a map", parts[..i].join(".")),
+                )
+            })?;
+            if i + 1 == parts.len() {
+                obj.insert(p.to_string(), val.clone());
+                break;
+            }
+            cur = obj
+                .entry(p.to_string())
+                .or_insert_with(|| Value::Object(Map::new()));
+        }
+    }
+    *doc = serde_json::from_value(v)
+        .map_err(|e| HostError::new("sweep.invalid", format!("{source}: after --set: {e}")))?;
+    Ok(())
+}
+
+fn goal_max(goal: &str) -> Option<bool> {
+    match goal.to_ascii_lowercase().as_str() {
+        "maximize" => Some(true),
+        "minimize" => Some(false),
+        _ => None,
+    }
+}
+
+fn valid_name(n: &str) -> bool {
+    let mut c = n.chars();
+    matches!(c.next(), Some(x) if x.is_ascii_alphabetic() || x == '_')
+        && c.all(|x| x.is_ascii_alphanumeric() || x == '_')
+}
+
+/// Validates a document with Azure's rules and resolves it (component file, inputs, space).
+pub fn resolve(doc: SweepDoc, o: &Origin<'_>, base: &Path) -> HostResult<Sweep> {
+    let kind = doc.kind.clone().unwrap_or_else(|| {
+        if doc.trial.is_some() || !doc.search_space.is_empty() {
+            "sweep".into()
+        } else {
+            "command".into()
+        }
+    });
+    let mut notes = Vec::new();
+    let single = match kind.as_str() {
+        "sweep" => false,
+        "command" => true,
+        "pipeline" => {
+            return Err(o.err("type:", "type: pipeline jobs do not run locally yet (only command and sweep jobs do); run each step's YAML with `labhost sweep`"))
+        }
+        k => return Err(o.err("type:", format!("`type` must be sweep or command, got \"{k}\""))),
+    };
+    let mut trial = if single {
+        for (k, here) in [
+            ("trial", doc.trial.is_some()),
+            ("search_space", !doc.search_space.is_empty()),
+            ("sampling_algorithm", doc.sampling_algorithm.is_some()),
+            ("objective", doc.objective.is_some()),
+            ("early_termination", doc.early_termination.is_some()),
+        ] {
+            if here {
+                return Err(o.err(
+                    &format!("{k}:"),
+                    format!("`{k}` goes with type: sweep, not a command job"),
+                ));
+            }
+        }
+        let Some(command) = doc.command.clone() else {
+            return Err(o.err("", "a command job needs `command`"));
+        };
+        Trial {
+            command,
+            code: doc.code.clone(),
+            environment: doc.environment.clone(),
+            environment_variables: doc.environment_variables.clone(),
+            distribution: doc.distribution.clone(),
+            resources: doc.resources.clone(),
+            ..Default::default()
+        }
+    } else {
+        for (k, here) in [
+            ("command", doc.command.is_some()),
+            ("code", doc.code.is_some()),
+            ("environment", doc.environment.is_some()),
+        ] {
+            if here {
+                return Err(o.err(
+                    &format!("{k}:"),
+                    format!("a sweep's `{k}` goes under `trial:`"),
+                ));
+            }
+        }
+        match doc.trial.clone() {
+            None => return Err(o.err("", "a sweep needs `trial` (a command, or ./component.yml)")),
+            Some(TrialField::Inline(t)) => *t,
+            Some(TrialField::Path(p)) => {
+                let path = base.join(&p);
+                let text = crate::modules::fs::read(&path)
+                    .map_err(|e| o.err("trial:", format!("trial: {}", e.message)))?;
+                let src = path.display().to_string();
+                let mut yo = serde_saphyr::Options::default();
+                yo.strict_booleans = true;
+                let mut t: Trial = serde_saphyr::from_str_with_options(&text, yo).map_err(|e| {
+                    let at = e
+                        .location()
+                        .map(|l| format!("{src}:{}:{}", l.line(), l.column()))
+                        .unwrap_or(src.clone());
+                    HostError::new(
+                        "sweep.invalid",
+                        format!("{at}: {}", e.to_string().lines().next().unwrap_or("")),
+                    )
+                })?;
+                // The component's code is relative to the component file.
+                if let Some(c) = &t.code {
+                    if !is_remote(c) {
+                        let d = path.parent().unwrap_or(base).join(c);
+                        t.code = Some(d.display().to_string());
+                    }
+                }
+                t
+            }
+        }
+    };
+    if trial.command.trim().is_empty() {
+        return Err(o.err("command:", "the trial needs a `command`"));
+    }
+    if trial.kind.as_deref().is_some_and(|k| k != "command") {
+        return Err(o.err("type:", "a trial must be a command (component)"));
+    }
+    // Search space, in declaration order.
+    let mut space = Vec::new();
+    for (name, v) in &doc.search_space {
+        if !valid_name(name) {
+            return Err(o.err(&format!("{name}:"), format!("search_space: `{name}` is not a valid parameter name (letters, digits, _; not starting with a digit)")));
+        }
+        let raw: RawDist = serde_json::from_value(v.clone()).map_err(|e| {
+            o.err(
+                &format!("{name}:"),
+                format!("search_space.{name}: {}", words(&e.to_string())),
+            )
+        })?;
+        let d = raw
+            .to_dist()
+            .map_err(|e| o.err(&format!("{name}:"), format!("search_space.{name}: {e}")))?;
+        space.push((name.clone(), d));
+    }
+    let space = Space(space);
+    if !single && space.0.is_empty() {
+        return Err(o.err("search_space", "a sweep needs a non-empty `search_space`"));
+    }
+    // Sampling.
+    let sampling = doc
+        .sampling_algorithm
+        .clone()
+        .map(|s| s.0)
+        .unwrap_or(Sampling {
+            kind: "random".into(),
+            ..Default::default()
+        });
+    let algorithm = match sampling.kind.to_ascii_lowercase().as_str() {
+        "grid" => {
+            if sampling.seed.is_some() || sampling.rule.is_some() {
+                return Err(o.err("sampling_algorithm", "grid sampling takes no seed or rule"));
+            }
+            if let Some((n, d)) = space.0.iter().find(|(_, d)| !matches!(d, Dist::Choice(_))) {
+                return Err(o.err(
+                    &format!("{n}:"),
+                    format!(
+                        "grid sampling needs choice expressions only; `{n}` is {}",
+                        d.kind()
+                    ),
+                ));
+            }
+            Algorithm::Grid
+        }
+        "random" => {
+            let sobol = match sampling
+                .rule
+                .as_deref()
+                .map(str::to_ascii_lowercase)
+                .as_deref()
+            {
+                None | Some("random") => false,
+                Some("sobol") => true,
+                Some(r) => {
+                    return Err(o.err(
+                        "rule:",
+                        format!("`rule` must be random or sobol, got \"{r}\""),
+                    ))
+                }
+            };
+            Algorithm::Random {
+                seed: sampling.seed,
+                sobol,
+            }
+        }
+        "bayesian" => {
+            if sampling.rule.is_some() {
+                return Err(o.err("rule:", "bayesian sampling takes no rule"));
+            }
+            if let Some((n, d)) = space.0.iter().find(|(_, d)| !d.bayesian_ok()) {
+                return Err(o.err(
+                    &format!("{n}:"),
+                    format!(
+                        "bayesian sampling supports choice, uniform and quniform only; `{n}` is {}",
+                        d.kind()
+                    ),
+                ));
+            }
+            if doc.early_termination.is_some() {
+                return Err(o.err(
+                    "early_termination",
+                    "bayesian sampling does not support early termination (Azure: use no policy)",
+                ));
+            }
+            Algorithm::Bayesian {
+                seed: sampling.seed,
+            }
+        }
+        k => {
+            return Err(o.err(
+                "sampling_algorithm",
+                format!(
+                    "`sampling_algorithm` must be random, grid or bayesian, got \"{k}\"{}",
+                    crate::util::did_you_mean(k, &["random", "grid", "bayesian"])
+                        .map(|s| format!(" (did you mean \"{s}\"?)"))
+                        .unwrap_or_default()
+                ),
+            ))
+        }
+    };
+    // Objective.
+    let (maximize, metric) = match &doc.objective {
+        Some(ob) => {
+            let m = goal_max(&ob.goal).ok_or_else(|| {
+                o.err(
+                    "goal:",
+                    format!(
+                        "objective.goal must be minimize or maximize, got \"{}\"",
+                        ob.goal
+                    ),
+                )
+            })?;
+            if ob.primary_metric.trim().is_empty() {
+                return Err(o.err("primary_metric", "objective.primary_metric is empty"));
+            }
+            (m, ob.primary_metric.clone())
+        }
+        None if single => (false, String::new()),
+        None => return Err(o.err("", "a sweep needs `objective: {goal, primary_metric}`")),
+    };
+    // Limits.
+    let lim = doc.limits.clone().unwrap_or_default();
+    let max_total = lim.max_total_trials.unwrap_or(MAX_TRIALS);
+    if !(1..=MAX_TRIALS).contains(&max_total) {
+        return Err(o.err(
+            "max_total_trials",
+            format!("limits.max_total_trials must be 1 to {MAX_TRIALS}, got {max_total}"),
+        ));
+    }
+    let max_concurrent = lim.max_concurrent_trials.unwrap_or(max_total);
+    if max_concurrent == 0 {
+        return Err(o.err(
+            "max_concurrent_trials",
+            "limits.max_concurrent_trials must be at least 1",
+        ));
+    }
+    let timeout = lim
+        .timeout
+        .map(|s| s.0)
+        .unwrap_or(std::time::Duration::from_secs_f64(DEFAULT_TIMEOUT_S));
+    if timeout.is_zero() {
+        return Err(o.err("timeout", "limits.timeout must be more than 0"));
+    }
+    if lim.trial_timeout.is_some_and(|t| t.0.is_zero()) {
+        return Err(o.err("trial_timeout", "limits.trial_timeout must be more than 0"));
+    }
+    let trial_timeout = lim.trial_timeout.map(|s| s.0);
+    if let Some(p) = &doc.early_termination {
+        p.validate()
+            .map_err(|e| o.err("early_termination", format!("early_termination: {e}")))?;
+    }
+    // Inputs: sweep inputs over the component's defaults.
+    let mut inputs = BTreeMap::new();
+    for (k, decl) in &trial.inputs {
+        if let Some(def) = decl.get("default") {
+            inputs.insert(k.clone(), input_value(def, base));
+        }
+    }
+    for (k, v) in &doc.inputs {
+        inputs.insert(k.clone(), input_value(v, base));
+    }
+    for (k, v) in &inputs {
+        if v.remote {
+            notes.push(format!(
+                "input `{k}` is remote ({}): passed as written, not downloaded",
+                v.text
+            ));
+        }
+    }
+    let mut outputs: Vec<String> = doc.outputs.keys().cloned().collect();
+    for k in trial.outputs.keys() {
+        if !outputs.contains(k) {
+            outputs.push(k.clone());
+        }
+    }
+    // Every binding in the command must exist.
+    for b in bindings(&trial.command) {
+        let ok = match b.split_once('.') {
+            Some(("search_space", n)) => space.0.iter().any(|(x, _)| x == n),
+            Some(("inputs", n)) => inputs.contains_key(n),
+            Some(("outputs", n)) => outputs.iter().any(|x| x == n),
+            _ => false,
+        };
+        if !ok {
+            let what = match b.split_once('.') {
+                Some(("search_space", n)) => format!("`{n}` is not in search_space"),
+                Some(("inputs", n)) => format!("`{n}` is not an input"),
+                Some(("outputs", n)) => format!("`{n}` is not an output"),
+                _ => "bindings are ${{search_space.X}}, ${{inputs.X}} and ${{outputs.X}}".into(),
+            };
+            return Err(o.err(
+                &format!("${{{{{b}}}}}"),
+                format!("unknown binding ${{{{{b}}}}}: {what}"),
+            ));
+        }
+    }
+    match &trial.environment {
+        Some(Value::String(e)) => notes.push(format!(
+            "environment {e} is recorded, not used: trials run on this host's own environment"
+        )),
+        Some(Value::Object(m)) if m.contains_key("image") && trial.run_in != Some(crate::store::RunIn::Docker) => {
+            notes.push(format!(
+                "environment image {} is recorded; trials run on the host (run_in: docker runs them in it)",
+                m["image"].as_str().unwrap_or("?")
+            ))
+        }
+        _ => {}
+    }
+    if trial.run_in == Some(crate::store::RunIn::Docker)
+        && trial
+            .environment
+            .as_ref()
+            .is_none_or(|e| e.get("image").is_none())
+    {
+        return Err(o.err(
+            "run_in",
+            "run_in: docker needs an inline `environment: {image: …}`",
+        ));
+    }
+    if let Some(Value::String(c)) = trial.code.as_ref().map(|c| Value::String(c.clone())) {
+        if is_remote(&c) {
+            return Err(o.err(
+                "code:",
+                format!("code {c} is remote: a local sweep needs a local folder"),
+            ));
+        }
+    }
+    trial.snapshot = trial.snapshot.or(Some(true));
+    Ok(Sweep {
+        doc,
+        source: o.source.to_string(),
+        base_dir: base.to_path_buf(),
+        space,
+        algorithm,
+        maximize,
+        metric,
+        max_total: if single { 1 } else { max_total },
+        max_concurrent,
+        timeout,
+        trial_timeout,
+        policy: None,
+        trial,
+        inputs,
+        outputs,
+        notes,
+        single,
+    }
+    .with_policy())
+}
+
+impl Sweep {
+    fn with_policy(mut self) -> Self {
+        self.policy = self.doc.early_termination.clone();
+        self
+    }
+
+    /// The sweep as Azure's YAML (what `sweep::load` reads back to the same sweep).
+    pub fn to_yaml(&self) -> HostResult<String> {
+        let mut doc = self.doc.clone();
+        if !self.single && doc.kind.is_none() {
+            doc.kind = Some("sweep".into());
+        }
+        let v =
+            serde_json::to_value(&doc).map_err(|e| HostError::new("internal", e.to_string()))?;
+        crate::modules::yaml::dump(&crate::modules::yaml::redact_value(&v))
+    }
+
+    /// How many trials the sweep plans: `max_total_trials`, or the grid if smaller.
+    pub fn planned(&self) -> u64 {
+        match self.algorithm {
+            Algorithm::Grid => self.space.grid_size().unwrap_or(0).min(self.max_total),
+            _ => self.max_total,
+        }
+    }
+
+    /// The sweep's identity: its resolved document and where it came from. Running the same
+    /// file or script again continues the same sweep.
+    pub fn identity(&self) -> String {
+        let doc = serde_json::to_string(&self.doc).unwrap_or_default();
+        let inputs: Vec<String> = self
+            .inputs
+            .iter()
+            .map(|(k, v)| format!("{k}={}", v.text))
+            .collect();
+        crate::util::fnv(&format!("{}\n{}\n{}", self.source, doc, inputs.join("\n")))
+    }
+
+    /// The trial command with `${{search_space.X}}`, `${{inputs.X}}` and `${{outputs.X}}`
+    /// substituted (outputs are folders in the trial's run folder).
+    pub fn command_for(&self, params: &Params) -> String {
+        let mut out = String::new();
+        let mut rest = self.trial.command.as_str();
+        while let Some(i) = rest.find("${{") {
+            out.push_str(&rest[..i]);
+            let after = &rest[i + 3..];
+            let Some(j) = after.find("}}") else {
+                out.push_str(&rest[i..]);
+                rest = "";
+                break;
+            };
+            let b = after[..j].trim();
+            let val = match b.split_once('.') {
+                Some(("search_space", n)) => params.get(n).map(value_text),
+                Some(("inputs", n)) => self.inputs.get(n).map(|v| v.text.clone()),
+                Some(("outputs", n)) => Some(format!("\"$LABHOST_RUN_DIR/outputs/{n}\"")),
+                _ => None,
+            };
+            match val {
+                Some(v) if b.starts_with("outputs.") => out.push_str(&v),
+                Some(v) => out.push_str(&crate::util::shell_quote(&v)),
+                None => out.push_str(&rest[i..i + 3 + j + 2]),
+            }
+            rest = &after[j + 2..];
+        }
+        out.push_str(rest);
+        let used: Vec<&String> = self
+            .outputs
+            .iter()
+            .filter(|n| self.trial.command.contains(&format!("outputs.{n}")))
+            .collect();
+        if used.is_empty() {
+            return out;
+        }
+        // Azure makes output folders before the command runs.
+        let dirs: Vec<String> = used
+            .iter()
+            .map(|n| format!("\"$LABHOST_RUN_DIR/outputs/{n}\""))
+            .collect();
+        format!("mkdir -p {} && {out}", dirs.join(" "))
+    }
+}
+
+/// The text a value has on a command line (strings bare, numbers as JSON writes them).
+pub fn value_text(v: &Value) -> String {
+    match v {
+        Value::String(s) => s.clone(),
+        Value::Bool(true) => "True".into(),
+        Value::Bool(false) => "False".into(),
+        other => other.to_string(),
+    }
+}
+
+fn is_remote(p: &str) -> bool {
+    p.starts_with("azureml:") || p.contains("://")
+}
+
+fn input_value(v: &Value, base: &Path) -> InputValue {
+    match v {
+        Value::Object(m) => {
+            let p = m
+                .get("path")
+                .or_else(|| m.get("default"))
+                .map(value_text)
+                .unwrap_or_default();
+            if is_remote(&p) {
+                InputValue {
+                    text: p,
+                    remote: true,
+                }
+            } else if m.contains_key("path") {
+                let p = p.strip_prefix("file:").unwrap_or(&p);
+                InputValue {
+                    text: base.join(p).display().to_string(),
+                    remote: false,
+                }
+            } else {
+                InputValue {
+                    text: p,
+                    remote: false,
+                }
+            }
+        }
+        other => InputValue {
+            text: value_text(other),
+            remote: false,
+        },
+    }
+}
+
+/// The `${{…}}` bindings of a command, in order.
+pub fn bindings(cmd: &str) -> Vec<String> {
+    let mut out = Vec::new();
+    let mut rest = cmd;
+    while let Some(i) = rest.find("${{") {
+        let after = &rest[i + 3..];
+        let Some(j) = after.find("}}") else { break };
+        out.push(after[..j].trim().to_string());
+        rest = &after[j + 2..];
+    }
+    out
+}
+
+/// serde's words → ours ("unknown field `x`, expected one of …" → "unknown key `x` …").
+fn words(e: &str) -> String {
+    if let Some(rest) = e.strip_prefix("unknown field `") {
+        if let Some((name, _)) = rest.split_once('`') {
+            let keys = [
+                "type",
+                "values",
+                "upper",
+                "min_value",
+                "max_value",
+                "mu",
+                "sigma",
+                "q",
+            ];
+            return format!(
+                "unknown key `{name}`{}",
+                crate::util::did_you_mean(name, &keys)
+                    .map(|s| format!(" (did you mean `{s}`?)"))
+                    .unwrap_or_else(|| format!(" (keys: {})", keys.join(", ")))
+            );
+        }
+    }
+    if e.starts_with("missing field `type`") {
+        return "needs `type` (choice, randint, uniform, …)".into();
+    }
+    e.replace("invalid type: ", "").replace("field", "key")
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,590 @@
+//! Rhai binding for `sweep`.
+use std::sync::Arc;
+
+use rhai::plugin::*;
+#[allow(unused_imports)]
+use rhai::{Array, Map};
+
+use crate::modules::sweep as m;
+use crate::script::bridge::{decode, host_err, RhaiResult};
+
+pub fn module() -> Module {
+    exported_module!(api)
+}
+
+/// A sweep: what `sweep::new` / `sweep::load` return.
+#[derive(Debug, Clone)]
+pub struct SweepObj(pub Arc<m::Sweep>);
+
+/// How a sweep ended: what `s.run()` returns.
+#[derive(Debug, Clone)]
+pub struct ResultObj(pub Arc<m::run::SweepResult>);
+
+/// `s.run(opts)` options.
+#[derive(serde::Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct RunArgs {
+    #[serde(default)]
+    rerun: bool,
+    max_concurrent: Option<std::num::NonZeroU32>,
+    #[serde(default)]
+    quiet: bool,
+}
+
+fn dist(ctx: &NativeCallContext, raw: m::RawDist) -> RhaiResult<Map> {
+    raw.to_dist()
+        .map_err(|e| host_err(ctx, "sweep.invalid", format!("sweep::{}: {e}", raw.kind)))?;
+    let v = serde_json::to_value(&raw).map_err(|e| host_err(ctx, "internal", e.to_string()))?;
+    rhai::serde::to_dynamic(v)?
+        .try_cast::<Map>()
+        .ok_or_else(|| host_err(ctx, "internal", "not a map"))
+}
+
+fn num(ctx: &NativeCallContext, what: &str, v: &Dynamic) -> RhaiResult<f64> {
+    v.as_float()
+        .ok()
+        .or_else(|| v.as_int().ok().map(|i| i as f64))
+        .ok_or_else(|| {
+            host_err(
+                ctx,
+                "invalid_argument",
+                format!(
+                    "sweep::{what}: arguments must be numbers, got {}",
+                    v.type_name()
+                ),
+            )
+        })
+}
+
+fn range(
+    ctx: &NativeCallContext,
+    kind: &str,
+    a: &Dynamic,
+    b: &Dynamic,
+    q: Option<&Dynamic>,
+) -> RhaiResult<Map> {
+    let (a, b) = (num(ctx, kind, a)?, num(ctx, kind, b)?);
+    let q = q.map(|q| num(ctx, kind, q)).transpose()?;
+    let mut r = m::RawDist {
+        kind: kind.into(),
+        q,
+        ..Default::default()
+    };
+    if kind.contains("normal") {
+        (r.mu, r.sigma) = (Some(a), Some(b));
+    } else {
+        (r.min_value, r.max_value) = (Some(a), Some(b));
+    }
+    dist(ctx, r)
+}
+
+fn policy(ctx: &NativeCallContext, kind: &str, mut opts: Map) -> RhaiResult<Map> {
+    opts.insert("type".into(), kind.into());
+    let p: m::Policy = decode(ctx, &format!("sweep::{kind} options"), opts.clone().into())?;
+    p.validate()
+        .map_err(|e| host_err(ctx, "sweep.invalid", format!("sweep::{kind}: {e}")))?;
+    Ok(opts)
+}
+
+#[export_module]
+pub mod api {
+    use super::{ResultObj, SweepObj};
+    use crate::modules::sweep as m;
+    use crate::script::bridge::{encode, OrRhai};
+
+    pub type Sweep = SweepObj;
+    pub type SweepResult = ResultObj;
+
+    /// A sweep from a map in Azure ML's sweep YAML schema: `trial` (`#{command, code,
+    /// environment, environment_variables, num_gpus, run_in, snapshot}` or the path of a
+    /// command component YAML), `search_space` (`sweep::choice(…)`, `sweep::uniform(…)`, …),
+    /// `sampling_algorithm` (`"random"`, `"grid"`, `"bayesian"`, or `#{type: "random", seed,
+    /// rule: "sobol"}`), `objective` (`#{goal, primary_metric}`), `limits`
+    /// (`#{max_total_trials, max_concurrent_trials, timeout, trial_timeout}`; durations as
+    /// seconds or `"6h"`), `early_termination` (`sweep::bandit(…)`, …), `inputs`, `outputs`,
+    /// `experiment_name`, `display_name`, `tags`. The trial command uses
+    /// `${{search_space.X}}`, `${{inputs.X}}` and `${{outputs.X}}`. InnerEye's names are
+    /// aliases: `max_total_runs`, `max_concurrent_runs`, `primary_metric_name`. A script's
+    /// map keeps its keys sorted, so grid order follows parameter names here (a YAML file
+    /// keeps its declaration order). Errors: `sweep.invalid`, `invalid_argument`.
+    ///
+    /// ```rhai
+    /// let s = sweep::new(#{
+    ///     trial: #{command: "echo lr=${{search_space.lr}} bs=${{search_space.bs}}"},
+    ///     search_space: #{lr: sweep::loguniform(-9.2, -2.3), bs: sweep::choice([32, 64])},
+    ///     sampling_algorithm: #{type: "random", seed: 7},
+    ///     objective: #{goal: "maximize", primary_metric: "acc"},
+    ///     limits: #{max_total_trials: 4, max_concurrent_trials: 2},
+    /// });
+    /// assert_eq(s.trials, 4);
+    /// ```
+    #[rhai_fn(return_raw, volatile)]
+    pub fn new(ctx: NativeCallContext, spec: Map) -> Result<Sweep, Box<EvalAltResult>> {
+        let doc: m::SweepDoc = crate::script::bridge::decode(&ctx, "sweep::new", spec.into())?;
+        let source = ctx
+            .call_source()
+            .map(|s| format!("script:{s}"))
+            .unwrap_or_else(|| "script".into());
+        let base = std::env::current_dir().unwrap_or_else(|_| ".".into());
+        let o = m::Origin {
+            source: "sweep::new",
+            text: None,
+        };
+        let mut s = m::resolve(doc, &o, &base).or_rhai(&ctx)?;
+        s.source = source;
+        Ok(SweepObj(std::sync::Arc::new(s)))
+    }
+
+    /// Reads a sweep (or command) job YAML exactly as Azure ML's CLI v2 writes it: errors
+    /// name the file, line and column. Relative `code`, input paths and `trial:
+    /// ./component.yml` resolve against the file's folder.
+    ///
+    /// ```rhai
+    /// fs::write("hello-sweep.yml", "type: sweep\ntrial:\n  command: echo ${{search_space.B}}\n" +
+    ///     "sampling_algorithm: grid\nsearch_space:\n  B: {type: choice, values: [hello, world]}\n" +
+    ///     "objective: {goal: minimize, primary_metric: random_metric}\n");
+    /// let s = sweep::load("hello-sweep.yml");
+    /// assert_eq(s.trials, 2);
+    /// ```
+    #[rhai_fn(return_raw, volatile)]
+    pub fn load(ctx: NativeCallContext, path: &str) -> Result<Sweep, Box<EvalAltResult>> {
+        let s = m::load(std::path::Path::new(path), &[]).or_rhai(&ctx)?;
+        Ok(SweepObj(std::sync::Arc::new(s)))
+    }
+
+    /// How many trials the sweep plans (`max_total_trials`, or the grid if smaller).
+    ///
+    /// ```rhai
+    /// let s = sweep::new(#{trial: #{command: "true"}, sampling_algorithm: "grid",
+    ///     search_space: #{a: sweep::choice([1, 2, 3])}, objective: #{goal: "minimize", primary_metric: "loss"}});
+    /// assert_eq(s.trials, 3);
+    /// ```
+    #[rhai_fn(global, get = "trials", pure)]
+    pub fn trials(s: &mut Sweep) -> i64 {
+        s.0.planned() as i64
+    }
+
+    /// The first `n` planned trials without running anything: `[#{trial, params, command}]`.
+    /// Random and Sobol trials are exactly those the sweep will run (given its seed; an
+    /// unseeded sweep shows seed 0's); bayesian ones after the first 10 depend on results.
+    ///
+    /// ```rhai
+    /// let s = sweep::new(#{trial: #{command: "train --lr ${{search_space.lr}}"},
+    ///     search_space: #{lr: sweep::choice([0.1, 0.01])}, sampling_algorithm: "grid",
+    ///     objective: #{goal: "minimize", primary_metric: "loss"}});
+    /// let p = s.plan(5);
+    /// assert_eq(p.len(), 2);
+    /// assert_eq(p[1].command, "train --lr 0.01");
+    /// ```
+    #[rhai_fn(global, return_raw, pure)]
+    pub fn plan(
+        ctx: NativeCallContext,
+        s: &mut Sweep,
+        n: i64,
+    ) -> Result<Array, Box<EvalAltResult>> {
+        let seed = m::run::seed_of(&s.0).unwrap_or(0);
+        let mut out = Array::new();
+        for (i, p) in m::run::plan(&s.0, n.max(0) as u64, seed) {
+            let mut row = rhai::Map::new();
+            row.insert("trial".into(), (i as i64).into());
+            row.insert("command".into(), s.0.command_for(&p).into());
+            row.insert("params".into(), encode(&ctx, &p)?);
+            out.push(row.into());
+        }
+        Ok(out)
+    }
+
+    /// The sweep as Azure ML YAML (what `sweep::load` reads back as the same sweep).
+    ///
+    /// ```rhai
+    /// let s = sweep::new(#{trial: #{command: "true"}, search_space: #{x: sweep::uniform(0, 1)},
+    ///     objective: #{goal: "maximize", primary_metric: "acc"}, limits: #{max_total_trials: 3}});
+    /// let y = s.to_yaml();
+    /// assert(y.contains("type: sweep"));
+    /// assert(y.contains("primary_metric: acc"));
+    /// ```
+    #[rhai_fn(global, return_raw, pure)]
+    pub fn to_yaml(ctx: NativeCallContext, s: &mut Sweep) -> Result<String, Box<EvalAltResult>> {
+        s.0.to_yaml().or_rhai(&ctx)
+    }
+
+    /// Runs the sweep on the local job engine and waits for it (progress on stderr). Running
+    /// the same sweep again continues it (nothing finished runs twice); `#{rerun: true}`
+    /// starts anew; `max_concurrent` overrides the limit; `quiet: true` shows nothing.
+    ///
+    /// ```rhai
+    /// let s = sweep::new(#{
+    ///     trial: #{command: "echo '{\"name\": \"acc\", \"value\":' ${{search_space.x}} '}' >> $LABHOST_METRICS"},
+    ///     search_space: #{x: sweep::choice([0.2, 0.9, 0.5])}, sampling_algorithm: "grid",
+    ///     objective: #{goal: "maximize", primary_metric: "acc"},
+    /// });
+    /// let r = s.run(#{quiet: true});
+    /// assert_eq(r.best().params.x, 0.9);
+    /// assert_eq(r.completed, 3);
+    /// ```
+    #[rhai_fn(global, name = "run", return_raw, volatile)]
+    pub fn run_with(
+        ctx: NativeCallContext,
+        s: &mut Sweep,
+        opts: Map,
+    ) -> Result<SweepResult, Box<EvalAltResult>> {
+        let a: super::RunArgs =
+            crate::script::bridge::decode(&ctx, "sweep run options", opts.into())?;
+        let o = m::run::RunOpts {
+            rerun: a.rerun,
+            max_concurrent: a.max_concurrent.map(|n| u64::from(n.get())),
+            quiet: a.quiet,
+        };
+        let mut w = m::run::Progress::new(&s.0, o.quiet);
+        let token = crate::host::ctx().cancel.token();
+        let r = m::run::run(&s.0, &o, &mut w, &token).or_rhai(&ctx)?;
+        Ok(ResultObj(std::sync::Arc::new(r)))
+    }
+
+    /// `run` with default options.
+    ///
+    /// ```rhai
+    /// let s = sweep::new(#{trial: #{command: "true"}, search_space: #{x: sweep::choice([1])},
+    ///     sampling_algorithm: "grid", objective: #{goal: "maximize", primary_metric: "acc"}});
+    /// assert_eq(s.run().completed, 1);
+    /// ```
+    #[rhai_fn(global, name = "run", return_raw, volatile)]
+    pub fn run(ctx: NativeCallContext, s: &mut Sweep) -> Result<SweepResult, Box<EvalAltResult>> {
+        run_with(ctx, s, rhai::Map::new())
+    }
+
+    /// The best trial by the primary metric (its best report, as Azure ranks):
+    /// `#{trial, params, metric, run_id}`, or `()` when no trial reported it.
+    ///
+    /// ```rhai
+    /// let s = sweep::new(#{
+    ///     trial: #{command: "echo '{\"name\": \"loss\", \"value\":' ${{search_space.x}} '}' >> $LABHOST_METRICS"},
+    ///     search_space: #{x: sweep::choice([3, 1, 2])}, sampling_algorithm: "grid",
+    ///     objective: #{goal: "minimize", primary_metric: "loss"}});
+    /// let b = s.run(#{quiet: true}).best();
+    /// assert_eq([b.trial, b.metric], [1, 1.0]);
+    /// ```
+    #[rhai_fn(global, return_raw, pure)]
+    pub fn best(
+        ctx: NativeCallContext,
+        r: &mut SweepResult,
+    ) -> Result<Dynamic, Box<EvalAltResult>> {
+        let Some(t) = r.0.best_row() else {
+            return Ok(Dynamic::UNIT);
+        };
+        let mut row = rhai::Map::new();
+        row.insert("trial".into(), (t.trial as i64).into());
+        row.insert("params".into(), encode(&ctx, &t.params)?);
+        row.insert("metric".into(), t.best.unwrap_or(f64::NAN).into());
+        row.insert("run_id".into(), t.run_id.into());
+        Ok(row.into())
+    }
+
+    /// Every trial as a text table: parameters, status, best and last metric, reports, time
+    /// and why it was cancelled; the best trial is starred.
+    ///
+    /// ```rhai
+    /// let s = sweep::new(#{trial: #{command: "true"}, search_space: #{x: sweep::choice([1, 2])},
+    ///     sampling_algorithm: "grid", objective: #{goal: "maximize", primary_metric: "acc"}});
+    /// let t = s.run(#{quiet: true}).table();
+    /// assert_eq(t.split("\n").len(), 3);
+    /// ```
+    #[rhai_fn(global, pure)]
+    pub fn table(r: &mut SweepResult) -> String {
+        r.0.table()
+    }
+
+    /// Every trial as a map: `trial, run_id, params, status, best, last, reports, duration,
+    /// reason`.
+    ///
+    /// ```rhai
+    /// let s = sweep::new(#{trial: #{command: "exit ${{search_space.x}}"}, search_space: #{x: sweep::choice([0, 3])},
+    ///     sampling_algorithm: "grid", objective: #{goal: "maximize", primary_metric: "acc"}});
+    /// let t = s.run(#{quiet: true}).rows();
+    /// assert_eq(t.map(|r| r.status), ["completed", "failed"]);
+    /// ```
+    #[rhai_fn(global, return_raw, pure)]
+    pub fn rows(
+        ctx: NativeCallContext,
+        r: &mut SweepResult,
+    ) -> Result<Dynamic, Box<EvalAltResult>> {
+        encode(&ctx, &r.0.trials)
+    }
+
+    /// The sweep's run id (its parent run in the store; trials are its children).
+    ///
+    /// ```rhai
+    /// let s = sweep::new(#{trial: #{command: "true"}, search_space: #{x: sweep::choice([1])},
+    ///     sampling_algorithm: "grid", objective: #{goal: "maximize", primary_metric: "acc"}});
+    /// let r = s.run(#{quiet: true});
+    /// assert_eq(jobs::get(r.id).id, r.id);
+    /// ```
+    #[rhai_fn(global, get = "id", pure)]
+    pub fn id(r: &mut SweepResult) -> i64 {
+        r.0.sweep_id
+    }
+
+    /// Trials that completed.
+    ///
+    /// ```rhai
+    /// let s = sweep::new(#{trial: #{command: "true"}, search_space: #{x: sweep::choice([1, 2])},
+    ///     objective: #{goal: "maximize", primary_metric: "acc"}, sampling_algorithm: "grid"});
+    /// assert_eq(s.run(#{quiet: true}).completed, 2);
+    /// ```
+    #[rhai_fn(global, get = "completed", pure)]
+    pub fn completed(r: &mut SweepResult) -> i64 {
+        r.0.count(crate::store::RunStatus::Completed) as i64
+    }
+
+    /// Trials cancelled (by the policy, a limit or a user).
+    ///
+    /// ```rhai
+    /// let s = sweep::new(#{trial: #{command: "true"}, search_space: #{x: sweep::choice([1])},
+    ///     sampling_algorithm: "grid", objective: #{goal: "maximize", primary_metric: "acc"}});
+    /// assert_eq(s.run(#{quiet: true}).cancelled, 0);
+    /// ```
+    #[rhai_fn(global, get = "cancelled", pure)]
+    pub fn cancelled(r: &mut SweepResult) -> i64 {
+        r.0.count(crate::store::RunStatus::Cancelled) as i64
+    }
+
+    /// The seed random, Sobol and bayesian sampling used (drawn and recorded when the sweep
+    /// gave none), or `()` for grid.
+    ///
+    /// ```rhai
+    /// let s = sweep::new(#{trial: #{command: "true"}, search_space: #{x: sweep::uniform(0, 1)},
+    ///     sampling_algorithm: #{type: "random", seed: 42}, limits: #{max_total_trials: 1},
+    ///     objective: #{goal: "maximize", primary_metric: "acc"}});
+    /// assert_eq(s.run(#{quiet: true}).seed, 42);
+    /// ```
+    #[rhai_fn(global, get = "seed", pure)]
+    pub fn seed(r: &mut SweepResult) -> Dynamic {
+        r.0.seed
+            .map(|s| Dynamic::from(s as i64))
+            .unwrap_or(Dynamic::UNIT)
+    }
+
+    /// `choice(values)`: one of the values (Azure's `choice`).
+    ///
+    /// ```rhai
+    /// assert_eq(sweep::choice([1, 2]), #{type: "choice", values: [1, 2]});
+    /// ```
+    #[rhai_fn(return_raw)]
+    pub fn choice(ctx: NativeCallContext, values: Array) -> Result<rhai::Map, Box<EvalAltResult>> {
+        let v: Vec<serde_json::Value> =
+            crate::script::bridge::decode(&ctx, "sweep::choice", values.into())?;
+        super::dist(
+            &ctx,
+            m::RawDist {
+                kind: "choice".into(),
+                values: Some(v),
+                ..Default::default()
+            },
+        )
+    }
+
+    /// `randint(upper)`: an integer in `[0, upper)`.
+    ///
+    /// ```rhai
+    /// assert_eq(sweep::randint(10).upper, 10.0);
+    /// ```
+    #[rhai_fn(return_raw)]
+    pub fn randint(ctx: NativeCallContext, upper: i64) -> Result<rhai::Map, Box<EvalAltResult>> {
+        super::dist(
+            &ctx,
+            m::RawDist {
+                kind: "randint".into(),
+                upper: Some(upper as f64),
+                ..Default::default()
+            },
+        )
+    }
+
+    /// `uniform(min, max)`.
+    ///
+    /// ```rhai
+    /// assert_eq(sweep::uniform(0.1, 0.5).type, "uniform");
+    /// ```
+    #[rhai_fn(return_raw)]
+    pub fn uniform(
+        ctx: NativeCallContext,
+        min: Dynamic,
+        max: Dynamic,
+    ) -> Result<rhai::Map, Box<EvalAltResult>> {
+        super::range(&ctx, "uniform", &min, &max, None)
+    }
+
+    /// `loguniform(min, max)`: `exp(uniform(min, max))`, the bounds in log space.
+    ///
+    /// ```rhai
+    /// assert_eq(sweep::loguniform(-9.2, -2.3).min_value, -9.2);
+    /// ```
+    #[rhai_fn(return_raw)]
+    pub fn loguniform(
+        ctx: NativeCallContext,
+        min: Dynamic,
+        max: Dynamic,
+    ) -> Result<rhai::Map, Box<EvalAltResult>> {
+        super::range(&ctx, "loguniform", &min, &max, None)
+    }
+
+    /// `quniform(min, max, q)`: `round(uniform(min, max) / q) * q`.
+    ///
+    /// ```rhai
+    /// assert_eq(sweep::quniform(0, 10, 2).q, 2.0);
+    /// ```
+    #[rhai_fn(return_raw)]
+    pub fn quniform(
+        ctx: NativeCallContext,
+        min: Dynamic,
+        max: Dynamic,
+        q: Dynamic,
+    ) -> Result<rhai::Map, Box<EvalAltResult>> {
+        super::range(&ctx, "quniform", &min, &max, Some(&q))
+    }
+
+    /// `qloguniform(min, max, q)`: `round(exp(uniform(min, max)) / q) * q`.
+    ///
+    /// ```rhai
+    /// assert_eq(sweep::qloguniform(0, 3, 1).type, "qloguniform");
+    /// ```
+    #[rhai_fn(return_raw)]
+    pub fn qloguniform(
+        ctx: NativeCallContext,
+        min: Dynamic,
+        max: Dynamic,
+        q: Dynamic,
+    ) -> Result<rhai::Map, Box<EvalAltResult>> {
+        super::range(&ctx, "qloguniform", &min, &max, Some(&q))
+    }
+
+    /// `normal(mu, sigma)`.
+    ///
+    /// ```rhai
+    /// assert_eq(sweep::normal(0, 1).sigma, 1.0);
+    /// ```
+    #[rhai_fn(return_raw)]
+    pub fn normal(
+        ctx: NativeCallContext,
+        mu: Dynamic,
+        sigma: Dynamic,
+    ) -> Result<rhai::Map, Box<EvalAltResult>> {
+        super::range(&ctx, "normal", &mu, &sigma, None)
+    }
+
+    /// `qnormal(mu, sigma, q)`.
+    ///
+    /// ```rhai
+    /// assert_eq(sweep::qnormal(10, 2, 1).type, "qnormal");
+    /// ```
+    #[rhai_fn(return_raw)]
+    pub fn qnormal(
+        ctx: NativeCallContext,
+        mu: Dynamic,
+        sigma: Dynamic,
+        q: Dynamic,
+    ) -> Result<rhai::Map, Box<EvalAltResult>> {
+        super::range(&ctx, "qnormal", &mu, &sigma, Some(&q))
+    }
+
+    /// `lognormal(mu, sigma)`: `exp(normal(mu, sigma))`.
+    ///
+    /// ```rhai
+    /// assert_eq(sweep::lognormal(0, 1).mu, 0.0);
+    /// ```
+    #[rhai_fn(return_raw)]
+    pub fn lognormal(
+        ctx: NativeCallContext,
+        mu: Dynamic,
+        sigma: Dynamic,
+    ) -> Result<rhai::Map, Box<EvalAltResult>> {
+        super::range(&ctx, "lognormal", &mu, &sigma, None)
+    }
+
+    /// `qlognormal(mu, sigma, q)`.
+    ///
+    /// ```rhai
+    /// assert_eq(sweep::qlognormal(0, 1, 0.5).type, "qlognormal");
+    /// ```
+    #[rhai_fn(return_raw)]
+    pub fn qlognormal(
+        ctx: NativeCallContext,
+        mu: Dynamic,
+        sigma: Dynamic,
+        q: Dynamic,
+    ) -> Result<rhai::Map, Box<EvalAltResult>> {
+        super::range(&ctx, "qlognormal", &mu, &sigma, Some(&q))
+    }
+
+    /// Bandit early termination: `#{slack_factor | slack_amount, evaluation_interval,
+    /// delay_evaluation}`. A trial whose best report is below the best trial's by more than
+    /// the slack is cancelled (maximise: `best / (1 + slack_factor)` or `best -
+    /// slack_amount`; minimise mirrored).
+    ///
+    /// ```rhai
+    /// let p = sweep::bandit(#{slack_factor: 0.1, evaluation_interval: 1, delay_evaluation: 5});
+    /// assert_eq(p.type, "bandit");
+    /// ```
+    #[rhai_fn(return_raw)]
+    pub fn bandit(
+        ctx: NativeCallContext,
+        opts: rhai::Map,
+    ) -> Result<rhai::Map, Box<EvalAltResult>> {
+        super::policy(&ctx, "bandit", opts)
+    }
+
+    /// Median stopping: a trial whose best report is worse than the median of all trials'
+    /// running averages at that interval is cancelled. `#{evaluation_interval,
+    /// delay_evaluation}`.
+    ///
+    /// ```rhai
+    /// assert_eq(sweep::median_stopping(#{delay_evaluation: 5}).type, "median_stopping");
+    /// ```
+    #[rhai_fn(return_raw)]
+    pub fn median_stopping(
+        ctx: NativeCallContext,
+        opts: rhai::Map,
+    ) -> Result<rhai::Map, Box<EvalAltResult>> {
+        super::policy(&ctx, "median_stopping", opts)
+    }
+
+    /// Truncation selection: at each evaluation the lowest `truncation_percentage`% of trials
+    /// at that interval are cancelled. `#{truncation_percentage, evaluation_interval,
+    /// delay_evaluation, exclude_finished_jobs}`.
+    ///
+    /// ```rhai
+    /// let p = sweep::truncation_selection(#{truncation_percentage: 20});
+    /// assert_eq(p.truncation_percentage, 20);
+    /// ```
+    #[rhai_fn(return_raw)]
+    pub fn truncation_selection(
+        ctx: NativeCallContext,
+        opts: rhai::Map,
+    ) -> Result<rhai::Map, Box<EvalAltResult>> {
+        super::policy(&ctx, "truncation_selection", opts)
+    }
+
+    /// `print(s)` / `` `${s}` ``: the sweep's source and planned trials.
+    ///
+    /// ```rhai
+    /// let s = sweep::new(#{trial: #{command: "true"}, search_space: #{x: sweep::choice([1, 2])},
+    ///     sampling_algorithm: "grid", objective: #{goal: "maximize", primary_metric: "acc"}});
+    /// assert(s.to_string().ends_with("2 trials)"));
+    /// ```
+    #[rhai_fn(global, name = "to_string", pure)]
+    pub fn sweep_to_string(s: &mut Sweep) -> String {
+        format!("sweep({}, {} trials)", s.0.source, s.0.planned())
+    }
+
+    /// `print(r)`: the trial table.
+    ///
+    /// ```rhai
+    /// let s = sweep::new(#{trial: #{command: "true"}, search_space: #{x: sweep::choice([1])},
+    ///     sampling_algorithm: "grid", objective: #{goal: "maximize", primary_metric: "acc"}});
+    /// assert(s.run(#{quiet: true}).to_string().starts_with("trial"));
+    /// ```
+    #[rhai_fn(global, name = "to_string", pure)]
+    pub fn result_to_string(r: &mut SweepResult) -> String {
+        r.0.table()
+    }
+}

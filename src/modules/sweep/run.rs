@@ -1,0 +1,877 @@
+//! Running a sweep on the local job engine with Azure's semantics: a parent run (kind sweep)
+//! and one child run (kind trial) per trial, each trial's parameters journaled in the store
+//! (the trial's queued run with its params) before it can start, at most
+//! `max_concurrent_trials` at once, a new trial the moment one ends (woken by the job host),
+//! the policy judging reports of the primary metric as they arrive, `timeout` and
+//! `trial_timeout` enforced. The same sweep run again (same document, same source) continues:
+//! trials already drawn keep their numbers and parameters, finished ones are not run again,
+//! TPE is rebuilt from the journaled results.
+use std::collections::{BTreeMap, HashSet};
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use serde::Serialize;
+use serde_json::{json, Value};
+use tokio_util::sync::CancellationToken;
+
+use super::policy::{Evaluator, Trial as PolicyTrial};
+use super::{Algorithm, Params, Sweep};
+use crate::command::Command;
+use crate::error::{HostError, HostResult};
+use crate::modules::jobs::{self, JobSpec};
+use crate::store::{NewRun, Run, RunKind, RunStatus, StoredSpec};
+use crate::util::{Seconds, Text};
+
+/// How to run a sweep (not part of its identity).
+#[derive(Debug, Clone, Default)]
+pub struct RunOpts {
+    /// Start anew even if this sweep ran before.
+    pub rerun: bool,
+    /// Overrides `limits.max_concurrent_trials`.
+    pub max_concurrent: Option<u64>,
+    pub quiet: bool,
+}
+
+/// One trial as the table shows it.
+#[derive(Debug, Clone, Serialize)]
+pub struct TrialRow {
+    pub trial: u64,
+    pub run_id: i64,
+    pub params: Params,
+    pub status: RunStatus,
+    /// The last report of the primary metric.
+    pub last: Option<f64>,
+    /// The best report (what Azure ranks by).
+    pub best: Option<f64>,
+    pub reports: usize,
+    pub duration: Option<f64>,
+    pub reason: Option<String>,
+}
+
+/// How a sweep ended.
+#[derive(Debug, Clone, Serialize)]
+pub struct SweepResult {
+    pub sweep_id: i64,
+    pub status: RunStatus,
+    pub metric: String,
+    pub goal: String,
+    pub seed: Option<u64>,
+    pub trials: Vec<TrialRow>,
+    /// Index into `trials` of the best one.
+    #[serde(skip)]
+    pub best: Option<usize>,
+    pub best_child_run_id: Option<i64>,
+    pub run_dir: String,
+}
+
+impl SweepResult {
+    pub fn best_row(&self) -> Option<&TrialRow> {
+        self.best.map(|i| &self.trials[i])
+    }
+
+    pub fn count(&self, s: RunStatus) -> usize {
+        self.trials.iter().filter(|t| t.status == s).count()
+    }
+
+    /// The trial table as text (one row per trial, params as columns).
+    pub fn table(&self) -> String {
+        let names: Vec<String> = self
+            .trials
+            .first()
+            .map(|t| t.params.keys().cloned().collect())
+            .unwrap_or_default();
+        let mut rows: Vec<Vec<String>> = vec![{
+            let mut h = vec!["trial".to_string(), "run".into()];
+            h.extend(names.iter().cloned());
+            h.extend([
+                "status".into(),
+                format!("best {}", self.metric),
+                "last".into(),
+                "reports".into(),
+                "time".into(),
+                "note".into(),
+            ]);
+            h
+        }];
+        for (i, t) in self.trials.iter().enumerate() {
+            let mut r = vec![
+                format!("{}{}", t.trial, if Some(i) == self.best { "*" } else { "" }),
+                t.run_id.to_string(),
+            ];
+            for n in &names {
+                r.push(t.params.get(n).map(short).unwrap_or_default());
+            }
+            r.push(t.status.as_str().into());
+            r.push(t.best.map(num).unwrap_or_else(|| "-".into()));
+            r.push(t.last.map(num).unwrap_or_else(|| "-".into()));
+            r.push(t.reports.to_string());
+            r.push(
+                t.duration
+                    .map(|d| format!("{d:.1}s"))
+                    .unwrap_or_else(|| "-".into()),
+            );
+            r.push(t.reason.clone().unwrap_or_default());
+            rows.push(r);
+        }
+        let cols = rows[0].len();
+        let widths: Vec<usize> = (0..cols)
+            .map(|c| rows.iter().map(|r| r[c].chars().count()).max().unwrap_or(0))
+            .collect();
+        rows.iter()
+            .map(|r| {
+                r.iter()
+                    .enumerate()
+                    .map(|(c, x)| {
+                        if c + 1 == cols {
+                            x.clone()
+                        } else {
+                            format!("{x:<w$}", w = widths[c])
+                        }
+                    })
+                    .collect::<Vec<_>>()
+                    .join("  ")
+                    .trim_end()
+                    .to_string()
+            })
+            .collect::<Vec<_>>()
+            .join("\n")
+    }
+}
+
+fn num(x: f64) -> String {
+    let s = format!("{x:.6}");
+    let s = s.trim_end_matches('0').trim_end_matches('.');
+    s.to_string()
+}
+
+fn short(v: &Value) -> String {
+    match v.as_f64() {
+        Some(x) if v.is_f64() => format!("{}", (x * 1e6).round() / 1e6),
+        _ => super::value_text(v),
+    }
+}
+
+/// Told where the sweep stands after every look (a progress bar, a line, nothing).
+pub trait Watcher {
+    fn update(
+        &mut self,
+        done: usize,
+        running: usize,
+        planned: u64,
+        best: Option<(u64, f64)>,
+        last: bool,
+    );
+    /// A trial was cancelled by the policy or a limit.
+    fn cancelled(&mut self, _trial: u64, _reason: &str) {}
+}
+
+/// Shows nothing.
+pub struct Quiet;
+impl Watcher for Quiet {
+    fn update(&mut self, _: usize, _: usize, _: u64, _: Option<(u64, f64)>, _: bool) {}
+}
+
+/// The sweep's key in the store: `sweep:<identity>`; trials are `<key>/<index>`.
+pub fn key_of(s: &Sweep) -> String {
+    format!("sweep:{}", s.identity())
+}
+
+/// The trial's parameters for `index`: from the journal, else drawn.
+fn draw(s: &Sweep, seed: u64, index: u64, obs: &[(Params, f64)]) -> Params {
+    match s.algorithm {
+        Algorithm::Grid => s.space.grid_point(index),
+        Algorithm::Random { sobol: false, .. } => s.space.random_point(seed, index),
+        Algorithm::Random { sobol: true, .. } => s.space.sobol_point(seed, index),
+        Algorithm::Bayesian { .. } => s.space.tpe_point(seed, index, obs, !s.maximize),
+    }
+}
+
+/// The planned trials without running anything: `(index, params)`. For bayesian sampling only
+/// the first (random) trials can be known in advance; later ones are shown as drawn by TPE.
+pub fn plan(s: &Sweep, n: u64, seed: u64) -> Vec<(u64, Params)> {
+    (0..n.min(s.planned()))
+        .map(|i| (i, draw(s, seed, i, &[])))
+        .collect()
+}
+
+/// The seed a sweep uses: the document's, else `fallback`.
+pub fn seed_of(s: &Sweep) -> Option<u64> {
+    match s.algorithm {
+        Algorithm::Grid => None,
+        Algorithm::Random { seed, .. } | Algorithm::Bayesian { seed } => seed,
+    }
+}
+
+fn experiment_name(s: &Sweep) -> String {
+    s.doc.experiment_name.clone().unwrap_or_else(|| {
+        // Azure CLI's default: the name of the working directory.
+        std::env::current_dir()
+            .ok()
+            .and_then(|d| d.file_name().map(|n| n.to_string_lossy().into_owned()))
+            .unwrap_or_else(|| "Default".into())
+    })
+}
+
+/// Copies `src` into `dst` once (files and folders; symlinks are copied as links, never
+/// followed; `.git` and what `.amlignore` / `.gitignore` name at the top are skipped).
+fn snapshot(src: &Path, dst: &Path) -> HostResult<()> {
+    if dst.join(".labhost-snapshot-done").exists() {
+        return Ok(());
+    }
+    let io = |e: std::io::Error, p: &Path| crate::error::io_err("sweep", "cannot snapshot", p, &e);
+    let mut ignore: Vec<String> = vec![".git".into()];
+    for f in [".amlignore", ".gitignore"] {
+        if let Ok(t) = std::fs::read_to_string(src.join(f)) {
+            ignore.extend(
+                t.lines()
+                    .map(|l| l.trim().trim_matches('/').to_string())
+                    .filter(|l| !l.is_empty() && !l.starts_with('#') && !l.contains('*')),
+            );
+        }
+    }
+    fn walk(
+        src: &Path,
+        dst: &Path,
+        top: bool,
+        ignore: &[String],
+        io: &dyn Fn(std::io::Error, &Path) -> HostError,
+    ) -> HostResult<()> {
+        std::fs::create_dir_all(dst).map_err(|e| io(e, dst))?;
+        for e in std::fs::read_dir(src).map_err(|e| io(e, src))? {
+            let e = e.map_err(|e| io(e, src))?;
+            let name = e.file_name();
+            if top && ignore.iter().any(|i| *i == name.to_string_lossy()) {
+                continue;
+            }
+            let (from, to) = (e.path(), dst.join(&name));
+            let ft = e.file_type().map_err(|e| io(e, &from))?;
+            if ft.is_symlink() {
+                let target = std::fs::read_link(&from).map_err(|e| io(e, &from))?;
+                let _ = std::fs::remove_file(&to);
+                std::os::unix::fs::symlink(target, &to).map_err(|e| io(e, &to))?;
+            } else if ft.is_dir() {
+                walk(&from, &to, false, ignore, io)?;
+            } else {
+                std::fs::copy(&from, &to).map_err(|e| io(e, &from))?;
+            }
+        }
+        Ok(())
+    }
+    walk(src, dst, true, &ignore, &io)?;
+    std::fs::write(dst.join(".labhost-snapshot-done"), b"").map_err(|e| io(e, dst))
+}
+
+/// The trial's working directory: the code snapshot, the code folder, or the sweep's folder.
+fn workdir(s: &Sweep, sweep_dir: &Path) -> HostResult<PathBuf> {
+    let Some(code) = &s.trial.code else {
+        return Ok(s.base_dir.clone());
+    };
+    let src = s.base_dir.join(code);
+    if !src.is_dir() {
+        return Err(HostError::new(
+            "sweep.invalid",
+            format!("{}: code folder {} does not exist", s.source, src.display()),
+        ));
+    }
+    if s.trial.snapshot == Some(false) {
+        return Ok(src);
+    }
+    let dst = sweep_dir.join("snapshot");
+    snapshot(&src, &dst)?;
+    Ok(dst)
+}
+
+/// Runs the sweep and waits for it. Ctrl-C (the token) returns `cancelled`; the host's exit
+/// handling then stops the trials and puts them back, and running the sweep again continues.
+pub fn run(
+    s: &Sweep,
+    opts: &RunOpts,
+    watcher: &mut dyn Watcher,
+    cancel: &CancellationToken,
+) -> HostResult<SweepResult> {
+    let key = key_of(s);
+    if opts.rerun {
+        jobs::with_store(|st| st.retire_key(&key))?;
+    }
+    let exp_name = experiment_name(s);
+    let exp = jobs::with_store(|st| st.experiment_id(&exp_name))?;
+    let display = s
+        .doc
+        .display_name
+        .clone()
+        .or(s.doc.name.clone())
+        .unwrap_or_else(|| "sweep".into());
+    let given_seed = seed_of(s);
+    let fresh_seed = given_seed.unwrap_or_else(|| fastrand::u64(..) >> 1);
+    let mut tags = vec![
+        ("runTemplate".to_string(), "HyperDrive".to_string()),
+        ("azureml.runsource".into(), "hyperdrive".into()),
+        ("source".into(), s.source.clone()),
+        (
+            "_aml_system_generator_config".into(),
+            json!({"parameter_space": s.space.0.iter().map(|(n, d)| (n.clone(), d.to_rest())).collect::<serde_json::Map<_, _>>()}).to_string(),
+        ),
+        (
+            "_aml_system_primary_metric_config".into(),
+            json!({"name": s.metric, "goal": if s.maximize {"maximize"} else {"minimize"}}).to_string(),
+        ),
+        ("_aml_system_max_total_jobs".into(), s.planned().to_string()),
+    ];
+    for (k, v) in &s.doc.tags {
+        tags.push((k.clone(), super::value_text(v)));
+    }
+    let parent_spec = StoredSpec {
+        command: Command::Shell(format!(
+            "labhost sweep {}",
+            crate::util::shell_quote(&s.source)
+        )),
+        cwd: Some(s.base_dir.display().to_string()),
+        env: Default::default(),
+        num_gpus: 0,
+        timeout: Some(s.timeout.as_secs_f64()),
+        run_in: Default::default(),
+        image: None,
+        mounts: vec![],
+        network: None,
+    };
+    let mut params: Vec<(String, Value)> = vec![
+        (
+            "sampling".into(),
+            json!(match s.algorithm {
+                Algorithm::Grid => "grid",
+                Algorithm::Random { sobol: true, .. } => "sobol",
+                Algorithm::Random { .. } => "random",
+                Algorithm::Bayesian { .. } => "bayesian",
+            }),
+        ),
+        ("primary_metric".into(), json!(s.metric)),
+        (
+            "goal".into(),
+            json!(if s.maximize { "maximize" } else { "minimize" }),
+        ),
+        ("max_total_trials".into(), json!(s.max_total)),
+    ];
+    if s.algorithm != Algorithm::Grid {
+        params.push(("seed".into(), json!(fresh_seed)));
+    }
+    let (parent, created) = jobs::with_store(|st| {
+        st.open_record(&NewRun {
+            parent_id: None,
+            kind: RunKind::Sweep,
+            name: display.clone(),
+            key: Some(key.clone()),
+            spec: parent_spec,
+            priority: 0,
+            max_retries: 0,
+            backoff: 1.0,
+            depends_on: vec![],
+            params,
+            tags,
+            owner: None,
+            retry_failed: false,
+            experiment_id: Some(exp),
+        })
+    })?;
+    // The seed: the one recorded when the sweep first started (an unseeded sweep draws one).
+    let seed = if created {
+        fresh_seed
+    } else {
+        jobs::with_store(|st| st.params(parent.id))?
+            .into_iter()
+            .find(|(k, _)| k == "seed")
+            .and_then(|(_, v)| v.as_u64())
+            .unwrap_or(fresh_seed)
+    };
+    let sweep_dir = PathBuf::from(&parent.run_dir);
+    std::fs::create_dir_all(&sweep_dir)
+        .map_err(|e| crate::error::io_err("sweep", "cannot create", &sweep_dir, &e))?;
+    let _ = std::fs::write(sweep_dir.join("sweep.yml"), s.to_yaml()?);
+    let cwd = workdir(s, &sweep_dir)?;
+    let result = drive(
+        s, opts, watcher, cancel, &parent, seed, &key, exp, &cwd, &display,
+    );
+    let status = match &result {
+        Ok(r) if r.trials.is_empty() || r.count(RunStatus::Completed) > 0 || r.best.is_some() => {
+            RunStatus::Completed
+        }
+        Ok(_) => RunStatus::Failed,
+        Err(e) if e.kind == crate::error::CANCELLED => return result,
+        Err(_) => RunStatus::Failed,
+    };
+    let r = result?;
+    jobs::with_store(|st| {
+        if let Some(b) = r.best_child_run_id {
+            st.set_tag(parent.id, "best_child_run_id", &b.to_string())?;
+        }
+        st.set_tag(parent.id, "_aml_system_all_jobs_generated", "true")?;
+        st.close_record(
+            parent.id,
+            status,
+            (status == RunStatus::Failed).then_some("no trial completed"),
+        )
+    })?;
+    Ok(SweepResult { status, ..r })
+}
+
+#[allow(clippy::too_many_arguments)]
+fn drive(
+    s: &Sweep,
+    opts: &RunOpts,
+    watcher: &mut dyn Watcher,
+    cancel: &CancellationToken,
+    parent: &Run,
+    seed: u64,
+    key: &str,
+    exp: i64,
+    cwd: &Path,
+    display: &str,
+) -> HostResult<SweepResult> {
+    let planned = s.planned();
+    let cpus = std::thread::available_parallelism()
+        .map(|n| n.get() as u64)
+        .unwrap_or(2);
+    let concurrent = opts
+        .max_concurrent
+        .or(s.doc.limits.as_ref().and_then(|l| l.max_concurrent_trials))
+        .unwrap_or(planned.min(cpus))
+        .max(1);
+    jobs::set_workers(concurrent as usize)?;
+    // The journal: trials recorded before (a resumed sweep), by index.
+    let mut journal: BTreeMap<u64, (Run, Params)> = BTreeMap::new();
+    jobs::with_store(|st| {
+        for r in st.list(None, Some(parent.id), usize::MAX >> 1)? {
+            let Some(i) = r
+                .key
+                .as_deref()
+                .and_then(|k| k.rsplit('/').next())
+                .and_then(|x| x.parse::<u64>().ok())
+            else {
+                continue;
+            };
+            let p: Params = st
+                .params(r.id)?
+                .into_iter()
+                .filter(|(k, _)| s.space.0.iter().any(|(n, _)| n == k))
+                .collect();
+            journal.insert(i, (r, p));
+        }
+        Ok(())
+    })?;
+    let started = Instant::now()
+        - Duration::from_secs_f64(
+            (crate::clock::unix() - parent.started.unwrap_or(crate::clock::unix())).max(0.0),
+        );
+    let deadline = started + s.timeout;
+    let mut evaluator = s.policy.clone().map(|p| Evaluator::new(p, s.maximize));
+    let mut in_flight: BTreeMap<i64, u64> = BTreeMap::new();
+    let mut ids: BTreeMap<u64, i64> = BTreeMap::new();
+    let mut done: HashSet<i64> = HashSet::new();
+    let mut cancelled_by_us: HashSet<i64> = HashSet::new();
+    let mut next: u64 = 0;
+    let mut stop_submitting = false;
+    let mut histories: BTreeMap<i64, Vec<f64>> = BTreeMap::new();
+    let trial_spec = |i: u64, p: &Params| -> JobSpec {
+        let hp = Value::Object(p.clone()).to_string();
+        let mut env: BTreeMap<String, Text> = s.trial.environment_variables.clone();
+        env.insert("LABHOST_SWEEP_ID".into(), Text(parent.id.to_string()));
+        env.insert("LABHOST_TRIAL".into(), Text(i.to_string()));
+        let mut tags: BTreeMap<String, Text> = BTreeMap::new();
+        tags.insert("hyperparameters".into(), Text(hp));
+        tags.insert("mlflow.parentRunId".into(), Text(parent.id.to_string()));
+        tags.insert("trial".into(), Text(i.to_string()));
+        let image = s
+            .trial
+            .environment
+            .as_ref()
+            .and_then(|e| e.get("image"))
+            .and_then(|v| v.as_str())
+            .map(str::to_string);
+        JobSpec {
+            command: Some(Command::Shell(s.command_for(p))),
+            cwd: Some(cwd.display().to_string()),
+            env,
+            num_gpus: s.trial.num_gpus,
+            name: Some(format!("{display}_{i}")),
+            tags,
+            params: p.iter().map(|(k, v)| (k.clone(), v.clone())).collect(),
+            timeout: s.trial_timeout.map(Seconds),
+            key: Some(format!("{key}/{i}")),
+            parent: Some(parent.id),
+            run_in: s.trial.run_in,
+            image: if s.trial.run_in == Some(crate::store::RunIn::Docker) {
+                image
+            } else {
+                None
+            },
+            kind: RunKind::Trial,
+            experiment_id: Some(exp),
+            ..Default::default()
+        }
+    };
+    // Trials whose parameters do not depend on results are queued ahead of the free slots
+    // (the job host runs `concurrent` at once), so a slot is refilled by the worker that
+    // frees it, in the same transaction; TPE waits for results and draws one at a time.
+    let adaptive = matches!(s.algorithm, Algorithm::Bayesian { .. });
+    let window = if adaptive {
+        concurrent as usize
+    } else {
+        (concurrent as usize) * 2 + 64
+    };
+    let mut cursor = jobs::with_store(|st| st.last_event_id())?;
+    let mut last_look = Instant::now() - Duration::from_secs(1);
+    loop {
+        if cancel.is_cancelled() {
+            return Err(HostError::cancelled());
+        }
+        let now = Instant::now();
+        if now >= deadline && !stop_submitting {
+            stop_submitting = true;
+            for (&id, &i) in &in_flight {
+                let why = format!(
+                    "cancelled: the sweep's timeout ({}) was reached",
+                    crate::util::fmt_duration(s.timeout)
+                );
+                crate::engine::job_host()?.cancel(id, &why)?;
+                cancelled_by_us.insert(id);
+                watcher.cancelled(i, &why);
+            }
+        }
+        // Fill the free slots, in index order; TPE sees every result so far.
+        let mut batch: Vec<JobSpec> = Vec::new();
+        let mut batch_idx: Vec<u64> = Vec::new();
+        // Queued ahead: topped up in batches once half the lookahead has run.
+        let top_up = adaptive || in_flight.len() <= concurrent as usize + window / 4;
+        while !stop_submitting
+            && top_up
+            && next < planned
+            && (in_flight.len() + batch.len()) < window
+        {
+            let i = next;
+            next += 1;
+            let params = match journal.get(&i) {
+                Some((r, p)) if r.status.is_finished() => {
+                    ids.insert(i, r.id);
+                    done.insert(r.id);
+                    continue;
+                }
+                Some((_, p)) => p.clone(),
+                None => {
+                    let obs = if matches!(s.algorithm, Algorithm::Bayesian { .. }) {
+                        observations(s, parent.id, &done)?
+                    } else {
+                        Vec::new()
+                    };
+                    draw(s, seed, i, &obs)
+                }
+            };
+            batch.push(trial_spec(i, &params));
+            batch_idx.push(i);
+            // TPE draws each trial knowing the results so far: one at a time.
+            if matches!(s.algorithm, Algorithm::Bayesian { .. }) {
+                break;
+            }
+        }
+        if !batch.is_empty() {
+            let runs = jobs::submit_many(&batch)?;
+            for (r, i) in runs.into_iter().zip(batch_idx) {
+                ids.insert(i, r.id);
+                if r.status.is_finished() {
+                    done.insert(r.id);
+                } else {
+                    in_flight.insert(r.id, i);
+                }
+            }
+            continue;
+        }
+        if in_flight.is_empty() && (next >= planned || stop_submitting) {
+            break;
+        }
+        let seen = crate::engine::ended_count();
+        // Ends wake us at once; metrics are looked at every 100 ms while a policy judges.
+        let wait = if evaluator.is_some() {
+            Duration::from_millis(100)
+        } else {
+            Duration::from_millis(500)
+        };
+        let wait = wait.min(
+            deadline
+                .saturating_duration_since(Instant::now())
+                .max(Duration::from_millis(1)),
+        );
+        let looked = Instant::now();
+        crate::engine::wait_for_end(seen, wait);
+        // With trials queued ahead, the workers refill the slots themselves: look at most
+        // every 20 ms (each look is a query and maybe a transaction).
+        if !adaptive && in_flight.len() > concurrent as usize {
+            let next_look = looked + Duration::from_millis(20);
+            let now = Instant::now();
+            if now < next_look {
+                std::thread::sleep(next_look - now);
+            }
+        }
+        // Which trials ended: the transitions recorded since the last look.
+        let events = jobs::with_store(|st| st.events_since(cursor))?;
+        let mut ended = Vec::new();
+        for (ev, run, status) in events {
+            cursor = ev;
+            if status.is_finished() && in_flight.contains_key(&run) {
+                ended.push(run);
+            }
+        }
+        for id in ended {
+            in_flight.remove(&id);
+            done.insert(id);
+        }
+        if let Some(ev) = evaluator.as_mut() {
+            if !in_flight.is_empty() {
+                let m = jobs::with_store(|st| st.children_metrics(parent.id, &s.metric))?;
+                let trials: BTreeMap<i64, PolicyTrial> = m
+                    .iter()
+                    .map(|(id, pts)| {
+                        (
+                            *id,
+                            PolicyTrial {
+                                reports: pts.iter().map(|p| p.value).collect(),
+                                running: in_flight.contains_key(id)
+                                    && !cancelled_by_us.contains(id),
+                            },
+                        )
+                    })
+                    .collect();
+                for (id, why) in ev.decide(&trials) {
+                    crate::engine::job_host()?.cancel(id, &why)?;
+                    cancelled_by_us.insert(id);
+                    if let Some(i) = in_flight.get(&id) {
+                        watcher.cancelled(*i, &why);
+                    }
+                }
+                histories = m
+                    .into_iter()
+                    .map(|(k, v)| (k, v.into_iter().map(|p| p.value).collect()))
+                    .collect();
+            }
+        }
+        if last_look.elapsed() >= Duration::from_millis(100) {
+            last_look = Instant::now();
+            if evaluator.is_none() {
+                histories = jobs::with_store(|st| st.children_metrics(parent.id, &s.metric))?
+                    .into_iter()
+                    .map(|(k, v)| (k, v.into_iter().map(|p| p.value).collect()))
+                    .collect();
+            }
+            let best = best_so_far(s, &ids, &histories);
+            watcher.update(
+                done.len(),
+                in_flight.len().min(concurrent as usize),
+                planned,
+                best,
+                false,
+            );
+        }
+    }
+    let r = result(s, parent, seed, &ids)?;
+    let best = r.best_row().map(|t| (t.trial, t.best.unwrap_or(f64::NAN)));
+    watcher.update(done.len(), 0, planned, best, true);
+    Ok(r)
+}
+
+fn best_so_far(
+    s: &Sweep,
+    ids: &BTreeMap<u64, i64>,
+    h: &BTreeMap<i64, Vec<f64>>,
+) -> Option<(u64, f64)> {
+    let mut best: Option<(u64, f64)> = None;
+    for (i, id) in ids {
+        let Some(v) = h.get(id).and_then(|xs| best_of(s.maximize, xs)) else {
+            continue;
+        };
+        if best.is_none_or(|(_, b)| better(s.maximize, v, b)) {
+            best = Some((*i, v));
+        }
+    }
+    best
+}
+
+fn better(maximize: bool, a: f64, b: f64) -> bool {
+    if maximize {
+        a > b
+    } else {
+        a < b
+    }
+}
+
+fn best_of(maximize: bool, xs: &[f64]) -> Option<f64> {
+    xs.iter()
+        .copied()
+        .filter(|x| !x.is_nan())
+        .reduce(|a, b| if better(maximize, b, a) { b } else { a })
+}
+
+/// `(params, best value)` of the finished trials, for TPE.
+fn observations(s: &Sweep, parent: i64, done: &HashSet<i64>) -> HostResult<Vec<(Params, f64)>> {
+    jobs::with_store(|st| {
+        let m = st.children_metrics(parent, &s.metric)?;
+        let mut out = Vec::new();
+        for (id, pts) in m.into_iter().filter(|(id, _)| done.contains(id)) {
+            let vals: Vec<f64> = pts.iter().map(|p| p.value).collect();
+            if let Some(v) = best_of(s.maximize, &vals) {
+                let p: Params = st
+                    .params(id)?
+                    .into_iter()
+                    .filter(|(k, _)| s.space.0.iter().any(|(n, _)| n == k))
+                    .collect();
+                out.push((p, v));
+            }
+        }
+        Ok(out)
+    })
+}
+
+/// The result of a sweep from the store (also for a sweep that ran before).
+pub fn result(
+    s: &Sweep,
+    parent: &Run,
+    seed: u64,
+    ids: &BTreeMap<u64, i64>,
+) -> HostResult<SweepResult> {
+    jobs::with_store(|st| {
+        let m = st.children_metrics(parent.id, &s.metric)?;
+        let mut trials = Vec::new();
+        for (&i, &id) in ids {
+            let r = st.get(id)?;
+            let p: Params = st
+                .params(id)?
+                .into_iter()
+                .filter(|(k, _)| s.space.0.iter().any(|(n, _)| n == k))
+                .collect();
+            let vals: Vec<f64> = m
+                .get(&id)
+                .map(|v| v.iter().map(|p| p.value).collect())
+                .unwrap_or_default();
+            let reason = r.cancel_reason.clone().or_else(|| {
+                (r.status != RunStatus::Completed)
+                    .then(|| r.error.clone())
+                    .flatten()
+            });
+            trials.push(TrialRow {
+                trial: i,
+                run_id: id,
+                params: p,
+                status: r.status,
+                last: vals.last().copied(),
+                best: best_of(s.maximize, &vals),
+                reports: vals.len(),
+                duration: r.started.zip(r.ended).map(|(a, b)| b - a),
+                reason,
+            });
+        }
+        let mut best: Option<usize> = None;
+        for (k, t) in trials.iter().enumerate() {
+            if let Some(v) = t.best {
+                if best.is_none_or(|b| better(s.maximize, v, trials[b].best.unwrap_or(f64::NAN))) {
+                    best = Some(k);
+                }
+            }
+        }
+        Ok(SweepResult {
+            sweep_id: parent.id,
+            status: st.get(parent.id)?.status,
+            metric: s.metric.clone(),
+            goal: if s.maximize { "maximize" } else { "minimize" }.into(),
+            seed: (s.algorithm != Algorithm::Grid).then_some(seed),
+            best_child_run_id: best.map(|b| trials[b].run_id),
+            best,
+            trials,
+            run_dir: parent.run_dir.clone(),
+        })
+    })
+}
+
+/// The sweep's progress on stderr: a bar on a terminal, else a line at most once a second
+/// (and the last one); early terminations are said as they happen. Nothing when quiet.
+pub struct Progress {
+    bar: Option<indicatif::ProgressBar>,
+    quiet: bool,
+    metric: String,
+    last: Option<Instant>,
+    said: String,
+    started: Instant,
+}
+
+impl Progress {
+    pub fn new(s: &Sweep, quiet: bool) -> Progress {
+        use std::io::IsTerminal;
+        let quiet = quiet || !tracing::enabled!(tracing::Level::INFO);
+        let bar = (!quiet && std::io::stderr().is_terminal()).then(|| {
+            let b = indicatif::ProgressBar::new(s.planned());
+            b.set_style(
+                indicatif::ProgressStyle::with_template(
+                    "sweep {bar:30.cyan/blue} {pos}/{len} trials · {msg} · {elapsed}",
+                )
+                .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar())
+                .progress_chars("=> "),
+            );
+            b.enable_steady_tick(Duration::from_millis(200));
+            b
+        });
+        Progress {
+            bar,
+            quiet,
+            metric: s.metric.clone(),
+            last: None,
+            said: String::new(),
+            started: Instant::now(),
+        }
+    }
+}
+
+impl Watcher for Progress {
+    fn update(
+        &mut self,
+        done: usize,
+        running: usize,
+        planned: u64,
+        best: Option<(u64, f64)>,
+        last: bool,
+    ) {
+        if self.quiet {
+            return;
+        }
+        let best = best
+            .map(|(t, v)| format!("best {} {} (trial {t})", self.metric, num(v)))
+            .unwrap_or_else(|| format!("no {} reported yet", self.metric));
+        let msg = format!("{running} running · {best}");
+        if let Some(b) = &self.bar {
+            b.set_length(planned);
+            b.set_position(done as u64);
+            b.set_message(msg);
+            if last {
+                b.finish();
+            }
+            return;
+        }
+        let key = format!("{done} {msg}");
+        let spell = self
+            .last
+            .is_some_and(|w| w.elapsed() < Duration::from_secs(1));
+        if last || (key != self.said && !spell) {
+            crate::host::ctx().sink.eprint(&format!(
+                "sweep: {done}/{planned} trials done, {msg} ({:.1}s)",
+                self.started.elapsed().as_secs_f64()
+            ));
+            self.last = Some(Instant::now());
+            self.said = key;
+        }
+    }
+
+    fn cancelled(&mut self, trial: u64, reason: &str) {
+        if self.quiet {
+            return;
+        }
+        let line = format!("sweep: trial {trial} {reason}");
+        match &self.bar {
+            Some(b) => b.println(line),
+            None => crate::host::ctx().sink.eprint(&line),
+        }
+    }
+}

@@ -1,0 +1,482 @@
+//! Sweeps on the local engine: Azure ML's example YAMLs unchanged, early termination seen by
+//! the user, kill -9 of the host during a 200-trial sweep then resume, and bad sweep files.
+use std::collections::{BTreeMap, HashMap};
+use std::path::PathBuf;
+use std::time::Duration;
+
+use crate::util::TestCmd;
+
+fn example(name: &str) -> String {
+    let p = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("../shared/examples/azureml")
+        .join(name);
+    std::fs::read_to_string(&p).unwrap_or_else(|e| panic!("{}: {e}", p.display()))
+}
+
+/// A stand-in for the examples' training scripts: reports `metric` = A·C (+ step·0.01) over
+/// three steps through LABHOST_METRICS, and prints its arguments.
+const HELLO_PY: &str = r#"
+import argparse, json, os
+p = argparse.ArgumentParser()
+p.add_argument("--A", type=float); p.add_argument("--B"); p.add_argument("--C", type=float)
+a = p.parse_args()
+with open(os.environ["LABHOST_METRICS"], "a") as f:
+    for step in range(3):
+        f.write(json.dumps({"name": "random_metric", "value": a.A * a.C + step * 0.01, "step": step}) + "\n")
+print("args", a.A, a.B, a.C)
+"#;
+
+#[test]
+fn every_azureml_example_parses() {
+    let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../shared/examples/azureml");
+    let mut seen = 0;
+    for e in std::fs::read_dir(&dir).unwrap() {
+        let p = e.unwrap().path();
+        if p.extension().is_none_or(|x| x != "yml") {
+            continue;
+        }
+        let name = p.file_name().unwrap().to_str().unwrap().to_string();
+        let text = std::fs::read_to_string(&p).unwrap();
+        let t = TestCmd::new()
+            .file(&name, &text)
+            .args(["sweep", &name, "--dry-run"]);
+        let o = t.run();
+        if text.contains("type: pipeline") {
+            // Pipeline jobs are not sweeps: a clear pointer, not a parse error.
+            o.stderr_has("type: pipeline");
+            assert_ne!(o.code, 0);
+        } else {
+            o.success();
+            let planned: u64 = o
+                .stdout
+                .lines()
+                .last()
+                .unwrap()
+                .split(' ')
+                .next()
+                .unwrap()
+                .parse()
+                .unwrap();
+            let want = if text.contains("type: sweep") {
+                text.lines()
+                    .find_map(|l| l.trim().strip_prefix("max_total_trials: "))
+                    .unwrap()
+                    .parse()
+                    .unwrap()
+            } else {
+                1
+            };
+            assert_eq!(planned, want, "{name}:\n{}", o.stdout);
+            assert_eq!(o.stdout.lines().count() as u64, planned + 1, "{name}");
+        }
+        seen += 1;
+    }
+    assert!(seen >= 6, "only {seen} examples");
+}
+
+#[test]
+fn the_hello_sweep_runs_locally_unchanged_and_a_second_run_continues_it() {
+    let yml = example("sweep-hello.yml").replace("python hello-sweep.py", "python3 hello-sweep.py");
+    let t = TestCmd::new()
+        .file("sweep-hello.yml", &yml)
+        .file("src/hello-sweep.py", HELLO_PY);
+    let o = t
+        .spawn(["sweep", "sweep-hello.yml", "--seed", "5", "--json"])
+        .finish();
+    assert_eq!(o.0, Some(0), "{}", o.2);
+    let r: serde_json::Value = serde_json::from_str(&o.1).unwrap();
+    let trials = r["trials"].as_array().unwrap();
+    assert_eq!(trials.len(), 4);
+    assert_eq!(r["seed"], 5);
+    // Each trial got its own B and C, ran with --A 0.5, and reported three values.
+    let mut best: Option<(f64, i64)> = None;
+    for tr in trials {
+        assert_eq!(tr["status"], "completed", "{tr}");
+        assert_eq!(tr["reports"], 3);
+        let c = tr["params"]["C"].as_f64().unwrap();
+        assert!((0.1..=1.0).contains(&c));
+        assert!(["hello", "world", "hello_world"].contains(&tr["params"]["B"].as_str().unwrap()));
+        // Minimise: the best report is the first, 0.5·C.
+        let b = tr["best"].as_f64().unwrap();
+        assert!((b - 0.5 * c).abs() < 1e-9, "{tr}");
+        if best.is_none_or(|(v, _)| b < v) {
+            best = Some((b, tr["run_id"].as_i64().unwrap()));
+        }
+        let id = tr["run_id"].as_i64().unwrap();
+        let (_, log, _) = t.spawn(["logs", &id.to_string()]).finish();
+        assert!(
+            log.starts_with(&format!(
+                "args 0.5 {} ",
+                tr["params"]["B"].as_str().unwrap()
+            )),
+            "{log}"
+        );
+    }
+    assert_eq!(r["best_child_run_id"].as_i64(), best.map(|b| b.1));
+    // The trials are children of the sweep run, tagged as Azure tags them.
+    let sweep_id = r["sweep_id"].as_i64().unwrap();
+    let (_, kids, _) = t
+        .spawn(["jobs", "--parent", &sweep_id.to_string(), "--json"])
+        .finish();
+    let kids: Vec<serde_json::Value> = serde_json::from_str(&kids).unwrap();
+    assert_eq!(kids.len(), 4);
+    assert!(kids.iter().all(|k| k["kind"] == "trial"));
+    // The code folder was snapshotted once into the sweep's run folder.
+    let snap = PathBuf::from(r["run_dir"].as_str().unwrap()).join("snapshot/hello-sweep.py");
+    assert!(snap.exists(), "{}", snap.display());
+    // A second run is the same sweep: nothing runs again, same result.
+    let o2 = t
+        .spawn(["sweep", "sweep-hello.yml", "--seed", "5", "--json"])
+        .finish();
+    let r2: serde_json::Value = serde_json::from_str(&o2.1).unwrap();
+    assert_eq!(r2["sweep_id"], r["sweep_id"]);
+    assert_eq!(r2["trials"], r["trials"]);
+    // --rerun starts a new sweep with the same trials (same seed).
+    let o3 = t
+        .spawn([
+            "sweep",
+            "sweep-hello.yml",
+            "--seed",
+            "5",
+            "--json",
+            "--rerun",
+        ])
+        .finish();
+    let r3: serde_json::Value = serde_json::from_str(&o3.1).unwrap();
+    assert_ne!(r3["sweep_id"], r["sweep_id"]);
+    let params = |r: &serde_json::Value| -> Vec<serde_json::Value> {
+        r["trials"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|t| t["params"].clone())
+            .collect()
+    };
+    assert_eq!(params(&r3), params(&r));
+}
+
+#[test]
+fn the_iris_sweep_runs_with_a_local_input_set_on_the_command_line() {
+    let yml = example("sweep-sklearn-iris.yml").replace("python main.py", "python3 main.py");
+    let main = r#"
+import argparse, json, os
+p = argparse.ArgumentParser()
+p.add_argument("--iris-csv"); p.add_argument("--C", type=float); p.add_argument("--kernel"); p.add_argument("--coef0", type=float)
+a = p.parse_args()
+rows = open(a.iris_csv).read().split()
+f1 = 1.0 - abs(a.C - 0.7) - (0.1 if a.kernel == "poly" else 0.0) + 0.001 * len(rows)
+with open(os.environ["LABHOST_METRICS"], "a") as f:
+    f.write(json.dumps({"name": "training_f1_score", "value": f1, "step": 0}) + "\n")
+os.makedirs("outputs", exist_ok=True)
+"#;
+    let t = TestCmd::new()
+        .file("iris.yml", &yml)
+        .file("src/main.py", main)
+        .file(
+            "data/iris.csv",
+            "5.1,3.5,1.4,0.2,setosa\n4.9,3.0,1.4,0.2,setosa\n",
+        );
+    // The remote input is passed as written (with a note); --set points it at a local file.
+    let o = t.spawn(["sweep", "iris.yml", "--dry-run"]).finish();
+    assert_eq!(o.0, Some(0), "{}", o.2);
+    assert!(o.2.contains("input `iris_csv` is remote"), "{}", o.2);
+    assert!(
+        o.1.contains("--iris-csv wasbs://datasets@azuremlexamples.blob.core.windows.net/iris.csv"),
+        "{}",
+        o.1
+    );
+    let o = t
+        .spawn([
+            "sweep",
+            "iris.yml",
+            "--set",
+            "inputs.iris_csv={type: uri_file, path: data/iris.csv}",
+            "--set",
+            "limits.max_total_trials=6",
+            "--seed",
+            "1",
+            "--json",
+        ])
+        .finish();
+    assert_eq!(o.0, Some(0), "{}", o.2);
+    let r: serde_json::Value = serde_json::from_str(&o.1).unwrap();
+    assert_eq!(r["trials"].as_array().unwrap().len(), 6);
+    assert_eq!(r["goal"], "minimize");
+    for tr in r["trials"].as_array().unwrap() {
+        assert_eq!(tr["status"], "completed", "{tr}");
+        assert_eq!(tr["reports"], 1);
+    }
+}
+
+/// Four trials at once report x (0.9, 0.3, 0.85, 0.2) ten times, 0.1 s apart, under a bandit
+/// policy (slack 0.1 after 2 intervals): the two far below the best are cancelled, with the
+/// policy's reason shown by the sweep, its table and `labhost jobs`.
+#[test]
+fn bandit_early_termination_cancels_the_bad_trials_and_says_why() {
+    let yml = r#"
+type: sweep
+trial:
+  command: >-
+    for i in 1 2 3 4 5 6 7 8 9 10; do
+    echo "{\"name\": \"acc\", \"value\": ${{search_space.x}}, \"step\": $i}" >> $LABHOST_METRICS; sleep 0.1; done
+sampling_algorithm: grid
+search_space:
+  x: {type: choice, values: [0.9, 0.3, 0.85, 0.2]}
+objective: {goal: maximize, primary_metric: acc}
+limits: {max_concurrent_trials: 4}
+early_termination: {type: bandit, slack_factor: 0.1, evaluation_interval: 1, delay_evaluation: 2}
+"#;
+    let t = TestCmd::new().file("s.yml", yml);
+    let o = t.spawn(["sweep", "s.yml"]).finish();
+    assert_eq!(o.0, Some(0), "{}\n{}", o.1, o.2);
+    let rows: BTreeMap<String, String> =
+        o.1.lines()
+            .skip(1)
+            .take(4)
+            .map(|l| {
+                let f: Vec<&str> = l.split_whitespace().collect();
+                (f[2].to_string(), l.to_string())
+            })
+            .collect();
+    for x in ["0.3", "0.2"] {
+        assert!(
+            rows[x].contains("cancelled") && rows[x].contains("cancelled by policy: bandit"),
+            "{x}: {}",
+            o.1
+        );
+    }
+    for x in ["0.9", "0.85"] {
+        assert!(rows[x].contains("completed"), "{x}: {}", o.1);
+    }
+    assert!(
+        o.2.contains("trial 1 cancelled by policy: bandit, 0.3 < 0.8"),
+        "{}",
+        o.2
+    );
+    assert!(o.1.contains("best: trial 0"), "{}", o.1);
+    let (_, jobs, _) = t.spawn(["jobs"]).finish();
+    assert!(jobs.contains("cancelled by policy: bandit"), "{jobs}");
+}
+
+/// 200 short trials, 4 at once; each attempt logs its trial and parameters, notes an overlap
+/// if another attempt of its trial is alive, and logs done at its end.
+const KILL_SWEEP: &str = r#"
+type: sweep
+trial:
+  command: >-
+    echo "start ${{search_space.t}} ${{search_space.x}} ${{search_space.k}}" >> ../../ledger.txt;
+    p=$(cat ../../running/${{search_space.t}} 2>/dev/null);
+    if [ -n "$p" ] && [ -r /proc/$p/stat ] && ! grep -q ") Z " /proc/$p/stat; then echo "overlap ${{search_space.t}}" >> ../../ledger.txt; fi;
+    echo $$ > ../../running/${{search_space.t}};
+    sleep 0.$(( ${{search_space.t}} % 4 ));
+    echo "{\"name\": \"loss\", \"value\": $(awk "BEGIN{print (${{search_space.x}} - 0.3)^2 + ${{search_space.k}}/10}"), \"step\": 0}" >> $LABHOST_METRICS;
+    echo "done ${{search_space.t}} ${{search_space.x}} ${{search_space.k}}" >> ../../ledger.txt
+  code: work/a
+  snapshot: false
+sampling_algorithm: {type: random, seed: 42}
+search_space:
+  t: {type: randint, upper: 1000000}
+  x: {type: uniform, min_value: 0, max_value: 1}
+  k: {type: choice, values: [0, 1, 2]}
+objective: {goal: minimize, primary_metric: loss}
+limits: {max_total_trials: 200, max_concurrent_trials: 4}
+"#;
+
+#[test]
+fn kill_9_the_host_twenty_times_during_a_sweep_and_resume_runs_every_trial_once() {
+    let t = TestCmd::new()
+        .file("s.yml", KILL_SWEEP)
+        .file("work/a/.keep", "")
+        .file("running/.keep", "");
+    let mut seed = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_nanos() as u64;
+    eprintln!("seed {seed}");
+    let mut kills = 0;
+    while kills < 20 {
+        let mut r = t.spawn(["-q", "sweep", "s.yml"]);
+        seed = seed
+            .wrapping_mul(6364136223846793005)
+            .wrapping_add(1442695040888963407);
+        std::thread::sleep(Duration::from_millis(100 + (seed >> 33) % 400));
+        if !r.is_running() {
+            break;
+        }
+        r.signal(libc::SIGKILL);
+        r.finish();
+        kills += 1;
+    }
+    eprintln!("killed the host {kills} times");
+    let (code, out, err) = t.spawn(["-q", "sweep", "s.yml", "--json"]).finish();
+    assert_eq!(code, Some(0), "{err}");
+    let r: serde_json::Value = serde_json::from_str(&out).unwrap();
+    let trials = r["trials"].as_array().unwrap();
+    assert_eq!(trials.len(), 200);
+    let ledger = std::fs::read_to_string(t.path().join("ledger.txt")).unwrap();
+    assert!(
+        !ledger.contains("overlap"),
+        "two attempts of one trial were alive at once:\n{ledger}"
+    );
+    // Every attempt of a trial ran with the journaled parameters; each trial's last entry is
+    // its completion (nothing started again after it completed); starts ≤ attempts.
+    let mut params: HashMap<&str, (&str, &str)> = HashMap::new();
+    let mut starts: HashMap<&str, i64> = HashMap::new();
+    let mut last: HashMap<&str, &str> = HashMap::new();
+    for l in ledger.lines() {
+        let f: Vec<&str> = l.split(' ').collect();
+        let (what, tr, x, k) = (f[0], f[1], f[2], f[3]);
+        if let Some(p) = params.insert(tr, (x, k)) {
+            assert_eq!(p, (x, k), "trial {tr} ran with other parameters");
+        }
+        if what == "start" {
+            *starts.entry(tr).or_default() += 1;
+        }
+        last.insert(tr, what);
+    }
+    let (_, jobs, _) = t
+        .spawn([
+            "jobs",
+            "--json",
+            "--limit",
+            "1000",
+            "--parent",
+            &r["sweep_id"].to_string(),
+        ])
+        .finish();
+    let jobs: Vec<serde_json::Value> = serde_json::from_str(&jobs).unwrap();
+    let attempts: HashMap<i64, i64> = jobs
+        .iter()
+        .map(|j| (j["id"].as_i64().unwrap(), j["attempt"].as_i64().unwrap()))
+        .collect();
+    assert_eq!(jobs.len(), 200, "one run per trial");
+    for tr in trials {
+        assert_eq!(tr["status"], "completed", "{tr}");
+        let tname = tr["params"]["t"].to_string();
+        let x = tr["params"]["x"].to_string();
+        assert_eq!(
+            params.get(tname.as_str()).map(|p| p.0),
+            Some(x.as_str()),
+            "trial {tname}: journal and ledger differ"
+        );
+        assert_eq!(
+            last.get(tname.as_str()).copied(),
+            Some("done"),
+            "trial {tname} was started after it completed"
+        );
+        let n = starts[tname.as_str()];
+        assert!(
+            n >= 1 && n <= attempts[&tr["run_id"].as_i64().unwrap()],
+            "{tname}: {n} starts"
+        );
+    }
+    // The same sweep uninterrupted, elsewhere: the same trials and the same best.
+    let u = TestCmd::new()
+        .file("s.yml", KILL_SWEEP)
+        .file("work/a/.keep", "")
+        .file("running/.keep", "");
+    let (code, out2, err2) = u.spawn(["-q", "sweep", "s.yml", "--json"]).finish();
+    assert_eq!(code, Some(0), "{err2}");
+    let r2: serde_json::Value = serde_json::from_str(&out2).unwrap();
+    let ps = |r: &serde_json::Value| -> Vec<serde_json::Value> {
+        r["trials"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|t| t["params"].clone())
+            .collect()
+    };
+    assert_eq!(ps(&r), ps(&r2));
+    assert_eq!(r["best"]["trial"], r2["best"]["trial"]);
+    assert_eq!(r["best"]["params"], r2["best"]["params"]);
+}
+
+/// Malformed sweep files: each an error naming the file, line and column and what is wrong;
+/// nothing runs.
+#[test]
+fn bad_sweep_files_are_errors_with_locations() {
+    let good = "type: sweep\ntrial:\n  command: echo ${{search_space.x}}\nsearch_space:\n  x: {type: uniform, min_value: 0, max_value: 1}\nobjective: {goal: maximize, primary_metric: acc}\n";
+    let cases: &[(&str, &str, &str)] = &[
+        // (file text, location, message fragment)
+        ("type: sweep\ntrail:\n  command: x\n", ":2:1", "unknown field `trail`"),
+        ("type: sweeep\ntrial: {command: x}\n", ":1:", "must be sweep or command"),
+        (&good.replace("uniform,", "unifrom,"), ":5:3", "did you mean \"uniform\""),
+        (&good.replace("max_value: 1", "max_valeu: 1"), ":5:", "max_valeu"),
+        (&good.replace("min_value: 0, max_value: 1", "min_value: 2, max_value: 1"), ":5:3", "must be less than max_value"),
+        (&good.replace("{type: uniform, min_value: 0, max_value: 1}", "{type: choice, values: []}"), ":5:3", "at least one value"),
+        (&good.replace("{type: uniform, min_value: 0, max_value: 1}", "{type: randint, upper: 2.5}"), ":5:3", "whole number"),
+        (&good.replace("{type: uniform, min_value: 0, max_value: 1}", "{type: normal, mu: 0, sigma: -1}"), ":5:3", "sigma must be more than 0"),
+        (&good.replace("{type: uniform, min_value: 0, max_value: 1}", "{type: quniform, min_value: 0, max_value: 1}"), ":5:3", "needs `q`"),
+        (&good.replace("{type: uniform, min_value: 0, max_value: 1}", "{min_value: 0, max_value: 1}"), ":5:3", "needs `type`"),
+        (&good.replace("search_space.x", "search_space.y"), ":3:", "unknown binding ${{search_space.y}}: `y` is not in search_space"),
+        (&good.replace("search_space.x", "inputs.data"), ":3:", "`data` is not an input"),
+        (&good.replace("goal: maximize", "goal: maximise"), ":6:", "minimize or maximize"),
+        (&format!("{good}sampling_algorithm: grid\n"), ":5:3", "grid sampling needs choice expressions only"),
+        (&format!("{good}sampling_algorithm: bayesain\n"), ":7:", "did you mean \"bayesian\""),
+        (&format!("{good}sampling_algorithm: {{type: random, rule: halton}}\n"), ":7:", "random or sobol"),
+        (&(good.replace("{type: uniform, min_value: 0, max_value: 1}", "{type: loguniform, min_value: 0, max_value: 1}") + "sampling_algorithm: bayesian\n"), ":5:3", "bayesian sampling supports choice, uniform and quniform only"),
+        (&format!("{good}sampling_algorithm: bayesian\nearly_termination: {{type: median_stopping}}\n"), ":8:", "does not support early termination"),
+        (&format!("{good}early_termination: {{type: bandit, slack_factor: 0.1, slack_amount: 0.2}}\n"), ":7:", "not both"),
+        (&format!("{good}early_termination: {{type: bandit}}\n"), ":7:", "needs slack_factor or slack_amount"),
+        (&format!("{good}early_termination: {{type: truncation_selection, truncation_percentage: 0}}\n"), ":7:", "1 to 99"),
+        (&format!("{good}early_termination: {{type: median_stoping, delay_evaluation: 5}}\n"), ":7:", "did you mean \"median_stopping\""),
+        (&format!("{good}limits: {{max_total_trials: 5000}}\n"), ":7:", "1 to 1000"),
+        (&format!("{good}limits: {{max_concurrent_trials: 0}}\n"), ":7:", "at least 1"),
+        (&format!("{good}limits: {{timeout: -3}}\n"), ":7:19", "must be a duration"),
+        (&good.replace("objective: {goal: maximize, primary_metric: acc}\n", ""), "s.yml", "needs `objective"),
+        (&good.replace("trial:\n  command: echo ${{search_space.x}}\n", ""), "s.yml", "needs `trial`"),
+        (&good.replace("  x: {", "  2x: {"), ":5:3", "not a valid parameter name"),
+        (&good.replace("trial:\n", "trial: ./missing.yml\nx:\n"), ":", "unknown field `x`"),
+        ("type: sweep\ntrial: ./missing.yml\nsearch_space: {x: {type: choice, values: [1]}}\nobjective: {goal: minimize, primary_metric: l}\n", ":2:1", "missing.yml"),
+        ("type: sweep\ntrial: {command: x}\nsearch_space: {x: {type: choice, values: [1]}\nobjective: {}\n", "s.yml:", ""),
+    ];
+    assert!(cases.len() >= 20);
+    for (text, at, msg) in cases {
+        let o = TestCmd::new()
+            .file("s.yml", text)
+            .args(["sweep", "s.yml", "--dry-run"])
+            .run();
+        assert_ne!(o.code, 0, "accepted:\n{text}");
+        assert!(
+            o.stdout.is_empty(),
+            "printed a plan for:\n{text}\n{}",
+            o.stdout
+        );
+        let first = o.stderr.lines().find(|l| l.contains("s.yml")).unwrap_or("");
+        assert!(
+            first.contains(&format!("s.yml{at}")) || (at.starts_with('s') && first.contains(at)),
+            "want s.yml{at} for:\n{text}\ngot:\n{}",
+            o.stderr
+        );
+        assert!(
+            o.stderr.contains(msg),
+            "want {msg:?} for:\n{text}\ngot:\n{}",
+            o.stderr
+        );
+        assert!(
+            !o.dir.join(".labhost/runs").exists()
+                || std::fs::read_dir(o.dir.join(".labhost/runs"))
+                    .unwrap()
+                    .count()
+                    == 0,
+            "a run was recorded for:\n{text}"
+        );
+    }
+}
+
+#[test]
+fn trial_timeout_and_a_failing_trial_are_recorded_not_retried() {
+    let yml = "type: sweep\ntrial:\n  command: 'if [ ${{search_space.x}} = 1 ]; then exit 3; elif [ ${{search_space.x}} = 2 ]; then sleep 5; fi'\nsampling_algorithm: grid\nsearch_space:\n  x: {type: choice, values: [0, 1, 2]}\nobjective: {goal: maximize, primary_metric: acc}\nlimits: {trial_timeout: 0.5}\n";
+    let t = TestCmd::new().file("s.yml", yml);
+    let o = t.spawn(["sweep", "s.yml", "--json"]).finish();
+    let r: serde_json::Value = serde_json::from_str(&o.1).unwrap();
+    let st: Vec<&str> = r["trials"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|t| t["status"].as_str().unwrap())
+        .collect();
+    assert_eq!(st, ["completed", "failed", "timed_out"], "{}", o.2);
+    // Nothing reported the metric: no best trial.
+    assert!(r["best"].is_null());
+}
