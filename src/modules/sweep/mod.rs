@@ -7,6 +7,7 @@ pub mod rhai;
 pub mod run;
 pub mod sampler;
 pub mod space;
+pub mod study;
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -502,24 +503,7 @@ pub fn resolve(doc: SweepDoc, o: &Origin<'_>, base: &Path) -> HostResult<Sweep> 
     if trial.kind.as_deref().is_some_and(|k| k != "command") {
         return Err(o.err("type:", "a trial must be a command (component)"));
     }
-    // Search space, in declaration order.
-    let mut space = Vec::new();
-    for (name, v) in &doc.search_space {
-        if !valid_name(name) {
-            return Err(o.err(&format!("{name}:"), format!("search_space: `{name}` is not a valid parameter name (letters, digits, _; not starting with a digit)")));
-        }
-        let raw: RawDist = serde_json::from_value(v.clone()).map_err(|e| {
-            o.err(
-                &format!("{name}:"),
-                format!("search_space.{name}: {}", words(&e.to_string())),
-            )
-        })?;
-        let d = raw
-            .to_dist()
-            .map_err(|e| o.err(&format!("{name}:"), format!("search_space.{name}: {e}")))?;
-        space.push((name.clone(), d));
-    }
-    let space = Space(space);
+    let space = parse_space(&doc.search_space, o)?;
     if !single && space.0.is_empty() {
         return Err(o.err("search_space", "a sweep needs a non-empty `search_space`"));
     }
@@ -752,6 +736,24 @@ pub fn resolve(doc: SweepDoc, o: &Origin<'_>, base: &Path) -> HostResult<Sweep> 
         single,
     }
     .with_policy())
+}
+
+/// A search space from its map form (`name → {type, …}`), in the map's order.
+pub fn parse_space(m: &Map<String, Value>, o: &Origin<'_>) -> HostResult<Space> {
+    let mut space = Vec::new();
+    for (name, v) in m {
+        if !valid_name(name) {
+            return Err(o.err(&format!("{name}:"), format!("search_space: `{name}` is not a valid parameter name (letters, digits, _; not starting with a digit)")));
+        }
+        let raw: RawDist = serde_json::from_value(v.clone()).map_err(|e| {
+            o.err(&format!("{name}:"), format!("search_space.{name}: {}", words(&e.to_string())))
+        })?;
+        let d = raw
+            .to_dist()
+            .map_err(|e| o.err(&format!("{name}:"), format!("search_space.{name}: {e}")))?;
+        space.push((name.clone(), d));
+    }
+    Ok(Space(space))
 }
 
 impl Sweep {

@@ -20,6 +20,29 @@ pub struct SweepObj(pub Arc<m::Sweep>);
 #[derive(Debug, Clone)]
 pub struct ResultObj(pub Arc<m::run::SweepResult>);
 
+/// An ask-and-tell study: what `sweep::study` returns.
+#[derive(Debug, Clone)]
+pub struct StudyObj(pub Arc<std::sync::Mutex<m::study::Study>>);
+
+/// `sweep::study` options.
+#[derive(serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+struct StudyArgs {
+    #[serde(default = "tpe")]
+    sampler: String,
+    #[serde(default = "minimize")]
+    goal: String,
+    seed: Option<u64>,
+}
+
+fn tpe() -> String {
+    "tpe".into()
+}
+
+fn minimize() -> String {
+    "minimize".into()
+}
+
 /// `s.run(opts)` options.
 #[derive(serde::Deserialize, Default)]
 #[serde(deny_unknown_fields)]
@@ -90,10 +113,107 @@ fn policy(ctx: &NativeCallContext, kind: &str, mut opts: Map) -> RhaiResult<Map>
 pub mod api {
     use super::{ResultObj, SweepObj};
     use crate::modules::sweep as m;
-    use crate::script::bridge::{encode, OrRhai};
+    use crate::script::bridge::{encode, host_err, OrRhai};
 
     pub type Sweep = SweepObj;
     pub type SweepResult = ResultObj;
+    pub type Study = super::StudyObj;
+
+    /// An ask-and-tell study over a search space (the same expressions as sweeps): the script
+    /// computes the objective itself. Options: `sampler` (`"tpe"` default, `"random"`,
+    /// `"sobol"`, `"grid"`), `goal` (`"minimize"` default or `"maximize"`), `seed`. The study
+    /// lives in memory while the script runs.
+    ///
+    /// ```rhai
+    /// let st = sweep::study(#{x: sweep::uniform(-5, 5)}, #{sampler: "tpe", goal: "minimize", seed: 1});
+    /// for i in 0..30 {
+    ///     let t = st.ask();
+    ///     st.tell(t, (t.params.x - 2.0) ** 2);
+    /// }
+    /// assert(st.best().value < 0.5);
+    /// assert_eq(st.told, 30);
+    /// ```
+    #[rhai_fn(return_raw)]
+    pub fn study(ctx: NativeCallContext, space: rhai::Map, opts: rhai::Map) -> Result<Study, Box<EvalAltResult>> {
+        let sp: serde_json::Map<String, serde_json::Value> =
+            crate::script::bridge::decode(&ctx, "sweep::study space", space.into())?;
+        let o: super::StudyArgs = crate::script::bridge::decode(&ctx, "sweep::study options", opts.into())?;
+        let origin = m::Origin { source: "sweep::study", text: None };
+        let space = m::parse_space(&sp, &origin).or_rhai(&ctx)?;
+        let st = m::study::Study::new(space, &o.sampler, &o.goal, o.seed).or_rhai(&ctx)?;
+        Ok(super::StudyObj(std::sync::Arc::new(std::sync::Mutex::new(st))))
+    }
+
+    /// The next trial to evaluate: `#{number, params}`.
+    ///
+    /// ```rhai
+    /// let st = sweep::study(#{bs: sweep::choice([32, 64])}, #{sampler: "grid"});
+    /// assert_eq(st.ask().params.bs, 32);
+    /// assert_eq(st.ask().number, 1);
+    /// ```
+    #[rhai_fn(global, return_raw, pure)]
+    pub fn ask(ctx: NativeCallContext, st: &mut Study) -> Result<rhai::Map, Box<EvalAltResult>> {
+        let (n, p) = st.0.lock().unwrap_or_else(|e| e.into_inner()).ask().or_rhai(&ctx)?;
+        let mut row = rhai::Map::new();
+        row.insert("number".into(), (n as i64).into());
+        row.insert("params".into(), encode(&ctx, &p)?);
+        Ok(row)
+    }
+
+    /// Records the objective's value for a trial (the map `ask` returned, or its number).
+    ///
+    /// ```rhai
+    /// let st = sweep::study(#{x: sweep::uniform(0, 1)}, #{seed: 3});
+    /// let t = st.ask();
+    /// st.tell(t, 0.5);
+    /// assert_eq(st.best().value, 0.5);
+    /// ```
+    #[rhai_fn(global, return_raw)]
+    pub fn tell(ctx: NativeCallContext, st: &mut Study, trial: Dynamic, value: Dynamic) -> Result<(), Box<EvalAltResult>> {
+        let n = match trial.read_lock::<rhai::Map>() {
+            Some(m) => m.get("number").and_then(|v| v.as_int().ok()),
+            None => trial.as_int().ok(),
+        }
+        .ok_or_else(|| host_err(&ctx, "invalid_argument", "tell: the trial is the map ask() returned, or its number"))?;
+        let v = value
+            .as_float()
+            .ok()
+            .or_else(|| value.as_int().ok().map(|i| i as f64))
+            .ok_or_else(|| host_err(&ctx, "invalid_argument", format!("tell: the value must be a number, got {}", value.type_name())))?;
+        st.0.lock().unwrap_or_else(|e| e.into_inner()).tell(n.max(0) as u64, v).or_rhai(&ctx)
+    }
+
+    /// The best trial told so far: `#{number, params, value}`, or `()`.
+    ///
+    /// ```rhai
+    /// let st = sweep::study(#{x: sweep::choice([1, 2])}, #{sampler: "grid", goal: "maximize"});
+    /// let a = st.ask(); st.tell(a, 1);
+    /// let b = st.ask(); st.tell(b, 7);
+    /// assert_eq(st.best().params.x, 2);
+    /// ```
+    #[rhai_fn(global, name = "best", return_raw, pure)]
+    pub fn study_best(ctx: NativeCallContext, st: &mut Study) -> Result<Dynamic, Box<EvalAltResult>> {
+        let g = st.0.lock().unwrap_or_else(|e| e.into_inner());
+        let Some((n, p, v)) = g.best() else {
+            return Ok(Dynamic::UNIT);
+        };
+        let mut row = rhai::Map::new();
+        row.insert("number".into(), (*n as i64).into());
+        row.insert("params".into(), encode(&ctx, p)?);
+        row.insert("value".into(), (*v).into());
+        Ok(row.into())
+    }
+
+    /// How many trials were told.
+    ///
+    /// ```rhai
+    /// let st = sweep::study(#{x: sweep::uniform(0, 1)}, #{});
+    /// assert_eq(st.told, 0);
+    /// ```
+    #[rhai_fn(global, get = "told", pure)]
+    pub fn told(st: &mut Study) -> i64 {
+        st.0.lock().unwrap_or_else(|e| e.into_inner()).told.len() as i64
+    }
 
     /// A sweep from a map in Azure ML's sweep YAML schema: `trial` (`#{command, code,
     /// environment, environment_variables, num_gpus, run_in, snapshot}` or the path of a

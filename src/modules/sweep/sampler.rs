@@ -63,17 +63,17 @@ impl Space {
 
     /// TPE suggestion for trial `index` given finished trials' `(params, value)`; `minimize`
     /// says which way is better. Fewer than [`TPE_STARTUP`] observations: a random point.
-    pub fn tpe_point(
+    pub fn tpe_point<P: std::borrow::Borrow<Params>>(
         &self,
         seed: u64,
         index: u64,
-        obs: &[(Params, f64)],
+        obs: &[(P, f64)],
         minimize: bool,
     ) -> Params {
         let obs: Vec<(&Params, f64)> = obs
             .iter()
             .filter(|(_, v)| v.is_finite())
-            .map(|(p, v)| (p, if minimize { *v } else { -*v }))
+            .map(|(p, v)| (p.borrow(), if minimize { *v } else { -*v }))
             .collect();
         if obs.len() < TPE_STARTUP {
             return self.random_point(seed, index);
