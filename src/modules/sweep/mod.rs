@@ -746,7 +746,10 @@ pub fn parse_space(m: &Map<String, Value>, o: &Origin<'_>) -> HostResult<Space> 
             return Err(o.err(&format!("{name}:"), format!("search_space: `{name}` is not a valid parameter name (letters, digits, _; not starting with a digit)")));
         }
         let raw: RawDist = serde_json::from_value(v.clone()).map_err(|e| {
-            o.err(&format!("{name}:"), format!("search_space.{name}: {}", words(&e.to_string())))
+            o.err(
+                &format!("{name}:"),
+                format!("search_space.{name}: {}", words(&e.to_string())),
+            )
         })?;
         let d = raw
             .to_dist()

@@ -134,14 +134,24 @@ pub mod api {
     /// assert_eq(st.told, 30);
     /// ```
     #[rhai_fn(return_raw)]
-    pub fn study(ctx: NativeCallContext, space: rhai::Map, opts: rhai::Map) -> Result<Study, Box<EvalAltResult>> {
+    pub fn study(
+        ctx: NativeCallContext,
+        space: rhai::Map,
+        opts: rhai::Map,
+    ) -> Result<Study, Box<EvalAltResult>> {
         let sp: serde_json::Map<String, serde_json::Value> =
             crate::script::bridge::decode(&ctx, "sweep::study space", space.into())?;
-        let o: super::StudyArgs = crate::script::bridge::decode(&ctx, "sweep::study options", opts.into())?;
-        let origin = m::Origin { source: "sweep::study", text: None };
+        let o: super::StudyArgs =
+            crate::script::bridge::decode(&ctx, "sweep::study options", opts.into())?;
+        let origin = m::Origin {
+            source: "sweep::study",
+            text: None,
+        };
         let space = m::parse_space(&sp, &origin).or_rhai(&ctx)?;
         let st = m::study::Study::new(space, &o.sampler, &o.goal, o.seed).or_rhai(&ctx)?;
-        Ok(super::StudyObj(std::sync::Arc::new(std::sync::Mutex::new(st))))
+        Ok(super::StudyObj(std::sync::Arc::new(std::sync::Mutex::new(
+            st,
+        ))))
     }
 
     /// The next trial to evaluate: `#{number, params}`.
@@ -153,7 +163,11 @@ pub mod api {
     /// ```
     #[rhai_fn(global, return_raw, pure)]
     pub fn ask(ctx: NativeCallContext, st: &mut Study) -> Result<rhai::Map, Box<EvalAltResult>> {
-        let (n, p) = st.0.lock().unwrap_or_else(|e| e.into_inner()).ask().or_rhai(&ctx)?;
+        let (n, p) =
+            st.0.lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .ask()
+                .or_rhai(&ctx)?;
         let mut row = rhai::Map::new();
         row.insert("number".into(), (n as i64).into());
         row.insert("params".into(), encode(&ctx, &p)?);
@@ -169,18 +183,41 @@ pub mod api {
     /// assert_eq(st.best().value, 0.5);
     /// ```
     #[rhai_fn(global, return_raw)]
-    pub fn tell(ctx: NativeCallContext, st: &mut Study, trial: Dynamic, value: Dynamic) -> Result<(), Box<EvalAltResult>> {
+    pub fn tell(
+        ctx: NativeCallContext,
+        st: &mut Study,
+        trial: Dynamic,
+        value: Dynamic,
+    ) -> Result<(), Box<EvalAltResult>> {
         let n = match trial.read_lock::<rhai::Map>() {
             Some(m) => m.get("number").and_then(|v| v.as_int().ok()),
             None => trial.as_int().ok(),
         }
-        .ok_or_else(|| host_err(&ctx, "invalid_argument", "tell: the trial is the map ask() returned, or its number"))?;
+        .ok_or_else(|| {
+            host_err(
+                &ctx,
+                "invalid_argument",
+                "tell: the trial is the map ask() returned, or its number",
+            )
+        })?;
         let v = value
             .as_float()
             .ok()
             .or_else(|| value.as_int().ok().map(|i| i as f64))
-            .ok_or_else(|| host_err(&ctx, "invalid_argument", format!("tell: the value must be a number, got {}", value.type_name())))?;
-        st.0.lock().unwrap_or_else(|e| e.into_inner()).tell(n.max(0) as u64, v).or_rhai(&ctx)
+            .ok_or_else(|| {
+                host_err(
+                    &ctx,
+                    "invalid_argument",
+                    format!(
+                        "tell: the value must be a number, got {}",
+                        value.type_name()
+                    ),
+                )
+            })?;
+        st.0.lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .tell(n.max(0) as u64, v)
+            .or_rhai(&ctx)
     }
 
     /// The best trial told so far: `#{number, params, value}`, or `()`.
@@ -192,7 +229,10 @@ pub mod api {
     /// assert_eq(st.best().params.x, 2);
     /// ```
     #[rhai_fn(global, name = "best", return_raw, pure)]
-    pub fn study_best(ctx: NativeCallContext, st: &mut Study) -> Result<Dynamic, Box<EvalAltResult>> {
+    pub fn study_best(
+        ctx: NativeCallContext,
+        st: &mut Study,
+    ) -> Result<Dynamic, Box<EvalAltResult>> {
         let g = st.0.lock().unwrap_or_else(|e| e.into_inner());
         let Some((n, p, v)) = g.best() else {
             return Ok(Dynamic::UNIT);

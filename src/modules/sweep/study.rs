@@ -43,7 +43,11 @@ impl Study {
         let minimize = match goal.to_ascii_lowercase().as_str() {
             "minimize" => true,
             "maximize" => false,
-            g => return Err(bad(format!("goal must be minimize or maximize, got \"{g}\""))),
+            g => {
+                return Err(bad(format!(
+                    "goal must be minimize or maximize, got \"{g}\""
+                )))
+            }
         };
         Ok(Study {
             space,
