@@ -8,7 +8,7 @@ use crate::util::TestCmd;
 
 fn example(name: &str) -> String {
     let p = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-        .join("../shared/examples/azureml")
+        .join("tests/fixtures/azureml")
         .join(name);
     std::fs::read_to_string(&p).unwrap_or_else(|e| panic!("{}: {e}", p.display()))
 }
@@ -28,7 +28,7 @@ print("args", a.A, a.B, a.C)
 
 #[test]
 fn every_azureml_example_parses() {
-    let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../shared/examples/azureml");
+    let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/azureml");
     let mut seen = 0;
     for e in std::fs::read_dir(&dir).unwrap() {
         let p = e.unwrap().path();

@@ -797,7 +797,7 @@ impl Sweep {
     }
 
     /// The trial command with `${{search_space.X}}`, `${{inputs.X}}` and `${{outputs.X}}`
-    /// substituted (outputs are folders in the trial's run folder).
+    /// substituted verbatim, as Azure does (outputs are folders in the trial's run folder).
     pub fn command_for(&self, params: &Params) -> String {
         let mut out = String::new();
         let mut rest = self.trial.command.as_str();
@@ -816,9 +816,9 @@ impl Sweep {
                 Some(("outputs", n)) => Some(format!("\"$LABHOST_RUN_DIR/outputs/{n}\"")),
                 _ => None,
             };
+            // Verbatim, as Azure substitutes (a command that quotes `'${{…}}'` itself works).
             match val {
-                Some(v) if b.starts_with("outputs.") => out.push_str(&v),
-                Some(v) => out.push_str(&crate::util::shell_quote(&v)),
+                Some(v) => out.push_str(&v),
                 None => out.push_str(&rest[i..i + 3 + j + 2]),
             }
             rest = &after[j + 2..];

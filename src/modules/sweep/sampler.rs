@@ -61,8 +61,12 @@ impl Space {
         )
     }
 
-    /// TPE suggestion for trial `index` given finished trials' `(params, value)`; `minimize`
-    /// says which way is better. Fewer than [`TPE_STARTUP`] observations: a random point.
+    /// TPE suggestion for trial `index` given finished trials' `(params, value)` in trial
+    /// order; `minimize` says which way is better. Fewer than [`TPE_STARTUP`] observations: a
+    /// random point. As Optuna's `TPESampler` (univariate bandwidths, product mixture): the
+    /// good trials (the best `min(ceil(n/10), 25)`) and the rest each make a mixture whose
+    /// components are whole trials (one kernel per parameter) plus a prior; 24 candidates are
+    /// drawn from the good mixture and the one with the highest `log l(x) - log g(x)` wins.
     pub fn tpe_point<P: std::borrow::Borrow<Params>>(
         &self,
         seed: u64,
@@ -70,66 +74,59 @@ impl Space {
         obs: &[(P, f64)],
         minimize: bool,
     ) -> Params {
-        let obs: Vec<(&Params, f64)> = obs
+        // Each observation as coordinates: a position in [0, 1] per numeric parameter, the
+        // index of the value per choice.
+        let coords: Vec<(Vec<f64>, f64)> = obs
             .iter()
             .filter(|(_, v)| v.is_finite())
-            .map(|(p, v)| (p.borrow(), if minimize { *v } else { -*v }))
+            .filter_map(|(p, v)| {
+                let p = p.borrow();
+                let c: Option<Vec<f64>> = self
+                    .0
+                    .iter()
+                    .map(|(n, d)| {
+                        let x = p.get(n)?;
+                        match d {
+                            Dist::Choice(vs) => vs.iter().position(|c| c == x).map(|i| i as f64),
+                            _ => d.position(x),
+                        }
+                    })
+                    .collect();
+                c.map(|c| (c, if minimize { *v } else { -*v }))
+            })
             .collect();
-        if obs.len() < TPE_STARTUP {
+        if coords.len() < TPE_STARTUP {
             return self.random_point(seed, index);
         }
         let mut rng = rng_for(seed, index);
-        let mut order: Vec<usize> = (0..obs.len()).collect();
-        order.sort_by(|a, b| obs[*a].1.total_cmp(&obs[*b].1));
-        // Optuna's default gamma: min(ceil(0.1 n), 25) good trials.
-        let n_below = ((obs.len() as f64 * 0.1).ceil() as usize).clamp(1, 25);
-        let (below, above) = order.split_at(n_below);
+        let mut order: Vec<usize> = (0..coords.len()).collect();
+        order.sort_by(|a, b| coords[*a].1.total_cmp(&coords[*b].1).then(a.cmp(b)));
+        let n_below = ((coords.len() as f64 * 0.1).ceil() as usize).clamp(1, 25);
+        let mut below: Vec<usize> = order[..n_below].to_vec();
+        let mut above: Vec<usize> = order[n_below..].to_vec();
+        // Trial order (older first), as Optuna weighs them.
+        below.sort_unstable();
+        above.sort_unstable();
+        let pts = |idx: &[usize]| -> Vec<&[f64]> {
+            idx.iter().map(|i| coords[*i].0.as_slice()).collect()
+        };
+        let l = Mixture::new(&self.0, &pts(&below));
+        let g = Mixture::new(&self.0, &pts(&above));
+        let mut best = (f64::NEG_INFINITY, Vec::new());
+        for _ in 0..TPE_CANDIDATES {
+            let x = l.sample(&mut rng);
+            let score = l.log_pdf(&x) - g.log_pdf(&x);
+            if score > best.0 {
+                best = (score, x);
+            }
+        }
         let vals = self
             .0
             .iter()
-            .map(|(name, d)| {
-                let pos = |idx: &[usize]| -> Vec<f64> {
-                    idx.iter()
-                        .filter_map(|i| obs[*i].0.get(name).and_then(|v| d.position(v)))
-                        .collect()
-                };
-                let (b, a) = (pos(below), pos(above));
-                match d {
-                    Dist::Choice(vs) => {
-                        let k = vs.len();
-                        let weights = |xs: &[f64]| {
-                            // Counts plus a prior of 1 spread evenly (Optuna's prior_weight).
-                            let mut w = vec![1.0 / k as f64; k];
-                            for x in xs {
-                                w[((x * k as f64) as usize).min(k - 1)] += 1.0;
-                            }
-                            let s: f64 = w.iter().sum();
-                            w.iter().map(|x| x / s).collect::<Vec<_>>()
-                        };
-                        let (l, g) = (weights(&b), weights(&a));
-                        let mut best = (f64::NEG_INFINITY, 0);
-                        for _ in 0..TPE_CANDIDATES {
-                            let i = pick(&l, rng.f64());
-                            let score = l[i].ln() - g[i].ln();
-                            if score > best.0 {
-                                best = (score, i);
-                            }
-                        }
-                        vs[best.1].clone()
-                    }
-                    _ => {
-                        let (l, g) = (Parzen::new(&b, obs.len()), Parzen::new(&a, obs.len()));
-                        let mut best = (f64::NEG_INFINITY, 0.5);
-                        for _ in 0..TPE_CANDIDATES {
-                            let x = l.sample(&mut rng);
-                            let score = l.log_pdf(x) - g.log_pdf(x);
-                            if score > best.0 {
-                                best = (score, x);
-                            }
-                        }
-                        d.at(best.1)
-                    }
-                }
+            .zip(&best.1)
+            .map(|((_, d), x)| match d {
+                Dist::Choice(vs) => vs[(*x as usize).min(vs.len() - 1)].clone(),
+                _ => d.at(*x),
             })
             .collect();
         self.named(vals)
@@ -163,73 +160,195 @@ fn pick(weights: &[f64], u: f64) -> usize {
     weights.len() - 1
 }
 
-/// A mixture of Gaussians truncated to `[0, 1]`, one at each observation plus a wide prior
-/// (Optuna's univariate Parzen estimator: bandwidth = the larger gap to a neighbour; prior
-/// N(0.5, 1) with weight 1). The smallest bandwidth is `1 / (1 + trials so far)`, not
-/// hyperopt's `1 / min(100, 1 + n)` of the estimator's own points: with that floor the good
-/// points' kernels stayed a 26th of the range wide and 1,000 trials of a 4-parameter
-/// quadratic stalled at 0.45 (this floor: 0.04; Optuna 0.0002 — bench/sweep.sh).
-struct Parzen {
-    mus: Vec<f64>,
-    sigmas: Vec<f64>,
-    /// log(weight / (sigma · Z)) per component, Z the mass inside [0, 1].
-    log_norm: Vec<f64>,
-    weights: Vec<f64>,
+/// One parameter's kernel in one mixture component.
+enum Kernel {
+    /// A Gaussian truncated to `[0, 1]`: mean, sd, log of 1 / (sd · √(2π) · mass inside).
+    Num(f64, f64, f64),
+    /// A choice kernel peaked at the observed index: its log-probability there and elsewhere,
+    /// and both probabilities (for sampling). `usize::MAX`: the uniform prior.
+    Cat {
+        at: usize,
+        k: usize,
+        lp_hit: f64,
+        lp_miss: f64,
+        p_hit: f64,
+    },
 }
 
-impl Parzen {
-    fn new(points: &[f64], total: usize) -> Parzen {
-        let mut mus: Vec<f64> = points.to_vec();
-        mus.sort_by(f64::total_cmp);
-        let n = mus.len();
-        let min_bw = 1.0 / (1.0 + total as f64);
-        let mut sigmas = Vec::with_capacity(n + 1);
-        for i in 0..n {
-            let left = mus[i] - if i == 0 { 0.0 } else { mus[i - 1] };
-            let right = if i + 1 == n { 1.0 } else { mus[i + 1] } - mus[i];
-            sigmas.push(left.max(right).clamp(min_bw, 1.0));
-        }
-        mus.push(0.5);
-        sigmas.push(1.0);
-        let w = 1.0 / (n as f64 + 1.0);
-        let weights = vec![w; n + 1];
-        let log_norm = mus
-            .iter()
-            .zip(&sigmas)
-            .map(|(m, s)| {
-                let z = (normal_cdf((1.0 - m) / s) - normal_cdf((0.0 - m) / s)).max(1e-12);
-                w.ln() - (s * z * (2.0 * std::f64::consts::PI).sqrt()).ln()
-            })
-            .collect();
-        Parzen {
-            mus,
-            sigmas,
-            log_norm,
-            weights,
-        }
-    }
+/// Optuna's Parzen estimator: a mixture whose components are whole observations (a kernel
+/// per parameter, multiplied) plus a prior component; weights 1 each, older observations
+/// ramped down when there are more than 25 (Optuna's `default_weights`), the prior 1.
+struct Mixture {
+    log_w: Vec<f64>,
+    w: Vec<f64>,
+    comps: Vec<Vec<Kernel>>,
+}
 
-    fn sample(&self, rng: &mut fastrand::Rng) -> f64 {
-        let i = pick(&self.weights, rng.f64());
-        for _ in 0..64 {
-            // Box–Muller; rejection keeps the truncation exact.
-            let (u1, u2) = (rng.f64().max(1e-300), rng.f64());
-            let z = (-2.0 * u1.ln()).sqrt() * (2.0 * std::f64::consts::PI * u2).cos();
-            let x = self.mus[i] + self.sigmas[i] * z;
-            if (0.0..1.0).contains(&x) {
-                return x;
+impl Mixture {
+    fn new(space: &[(String, Dist)], pts: &[&[f64]]) -> Mixture {
+        let n = pts.len();
+        let mut w: Vec<f64> = if n < 25 {
+            vec![1.0; n]
+        } else {
+            let ramp = n - 25;
+            (0..n)
+                .map(|i| {
+                    if i < ramp {
+                        1.0 / n as f64
+                            + (1.0 - 1.0 / n as f64) * i as f64
+                                / ramp.max(2).saturating_sub(1) as f64
+                    } else {
+                        1.0
+                    }
+                })
+                .collect()
+        };
+        w.push(1.0);
+        let sum: f64 = w.iter().sum();
+        let w: Vec<f64> = w.iter().map(|x| x / sum).collect();
+        let mut comps: Vec<Vec<Kernel>> =
+            (0..=n).map(|_| Vec::with_capacity(space.len())).collect();
+        for (d, (_, dist)) in space.iter().enumerate() {
+            match dist {
+                Dist::Choice(vs) => {
+                    // Optuna: prior weight spread over the choices, plus 1 at the observed one.
+                    let k = vs.len();
+                    let base = 1.0 / (n as f64 + 1.0);
+                    let total = base * k as f64 + 1.0;
+                    let (hit, miss) = ((base + 1.0) / total, base / total);
+                    for (i, p) in pts.iter().enumerate() {
+                        comps[i].push(Kernel::Cat {
+                            at: (p[d] as usize).min(k - 1),
+                            k,
+                            lp_hit: hit.ln(),
+                            lp_miss: miss.ln(),
+                            p_hit: hit,
+                        });
+                    }
+                    let u = 1.0 / k as f64;
+                    comps[n].push(Kernel::Cat {
+                        at: usize::MAX,
+                        k,
+                        lp_hit: u.ln(),
+                        lp_miss: u.ln(),
+                        p_hit: u,
+                    });
+                }
+                _ => {
+                    // Bandwidth: the larger gap to a neighbour among the points, the prior's
+                    // mean and the ends; the first and last use their inner gap; clipped to
+                    // [1 / min(100, n + 2), 1].
+                    let mut sorted: Vec<(f64, usize)> =
+                        pts.iter().enumerate().map(|(i, p)| (p[d], i)).collect();
+                    sorted.push((0.5, n));
+                    sorted.sort_by(|a, b| a.0.total_cmp(&b.0));
+                    let m = sorted.len();
+                    let ends: Vec<f64> = std::iter::once(0.0)
+                        .chain(sorted.iter().map(|x| x.0))
+                        .chain(std::iter::once(1.0))
+                        .collect();
+                    let min_bw = 1.0 / 100f64.min(n as f64 + 2.0);
+                    let mut sig = vec![0.0; n + 1];
+                    for j in 0..m {
+                        let mut s = (ends[j + 1] - ends[j]).max(ends[j + 2] - ends[j + 1]);
+                        if m >= 2 && j == 0 {
+                            s = ends[2] - ends[1];
+                        } else if m >= 2 && j == m - 1 {
+                            s = ends[m] - ends[m - 1];
+                        }
+                        sig[sorted[j].1] = s.clamp(min_bw, 1.0);
+                    }
+                    sig[n] = 1.0;
+                    for (i, c) in comps.iter_mut().enumerate() {
+                        let mu = if i == n { 0.5 } else { pts[i][d] };
+                        let s = sig[i];
+                        let z = (normal_cdf((1.0 - mu) / s) - normal_cdf(-mu / s)).max(1e-12);
+                        c.push(Kernel::Num(
+                            mu,
+                            s,
+                            -(s * z * (2.0 * std::f64::consts::PI).sqrt()).ln(),
+                        ));
+                    }
+                }
             }
         }
-        self.mus[i].clamp(0.0, 1.0 - 1e-12)
+        Mixture {
+            log_w: w.iter().map(|x| x.ln()).collect(),
+            w,
+            comps,
+        }
     }
 
-    fn log_pdf(&self, x: f64) -> f64 {
-        let mut s = 0.0;
-        for ((m, sg), ln) in self.mus.iter().zip(&self.sigmas).zip(&self.log_norm) {
-            let z = (x - m) / sg;
-            s += (ln - 0.5 * z * z).exp();
+    fn sample(&self, rng: &mut fastrand::Rng) -> Vec<f64> {
+        let i = pick(&self.w, rng.f64());
+        self.comps[i]
+            .iter()
+            .map(|k| match k {
+                Kernel::Cat { at, k, p_hit, .. } => {
+                    let u = rng.f64();
+                    if *at == usize::MAX {
+                        ((u * *k as f64) as usize).min(k - 1) as f64
+                    } else if u < *p_hit {
+                        *at as f64
+                    } else {
+                        // One of the other k - 1, evenly.
+                        let j =
+                            (((u - p_hit) / (1.0 - p_hit) * (*k - 1) as f64) as usize).min(k - 2);
+                        (if j >= *at { j + 1 } else { j }) as f64
+                    }
+                }
+                Kernel::Num(mu, s, _) => {
+                    for _ in 0..64 {
+                        let (u1, u2) = (rng.f64().max(1e-300), rng.f64());
+                        let z = (-2.0 * u1.ln()).sqrt() * (2.0 * std::f64::consts::PI * u2).cos();
+                        let x = mu + s * z;
+                        if (0.0..1.0).contains(&x) {
+                            return x;
+                        }
+                    }
+                    mu.clamp(0.0, 1.0 - 1e-12)
+                }
+            })
+            .collect()
+    }
+
+    /// log Σ_i w_i Π_d k_id(x_d), by a streaming log-sum-exp.
+    fn log_pdf(&self, x: &[f64]) -> f64 {
+        let (mut m, mut acc) = (f64::NEG_INFINITY, 0.0);
+        for (c, lw) in self.comps.iter().zip(&self.log_w) {
+            let mut t = *lw;
+            for (k, xd) in c.iter().zip(x) {
+                t += match k {
+                    Kernel::Cat {
+                        at,
+                        lp_hit,
+                        lp_miss,
+                        ..
+                    } => {
+                        if *xd as usize == *at {
+                            *lp_hit
+                        } else {
+                            *lp_miss
+                        }
+                    }
+                    Kernel::Num(mu, s, ln) => {
+                        let z = (xd - mu) / s;
+                        ln - 0.5 * z * z
+                    }
+                };
+            }
+            if t > m {
+                acc = acc * (m - t).exp() + 1.0;
+                m = t;
+            } else if t - m > -40.0 {
+                acc += (t - m).exp();
+            }
         }
-        s.max(1e-300).ln()
+        if m.is_finite() {
+            m + acc.ln()
+        } else {
+            m
+        }
     }
 }
 
