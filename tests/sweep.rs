@@ -480,3 +480,70 @@ fn trial_timeout_and_a_failing_trial_are_recorded_not_retried() {
     // Nothing reported the metric: no best trial.
     assert!(r["best"].is_null());
 }
+
+/// `labhost resume` continues a sweep whose host was killed: the trials left are drawn and
+/// run, and the sweep run ends completed; running the file again then runs nothing.
+#[test]
+fn labhost_resume_continues_a_sweep_whose_host_died() {
+    let yml = "type: sweep\ntrial:\n  command: echo ${{search_space.x}} >> ../ledger.txt; sleep 0.2\n  code: w\n  snapshot: false\nsampling_algorithm: {type: random, seed: 3}\nsearch_space:\n  x: {type: randint, upper: 1000000}\nobjective: {goal: minimize, primary_metric: loss}\nlimits: {max_total_trials: 12, max_concurrent_trials: 2}\n";
+    let t = TestCmd::new().file("s.yml", yml).file("w/.keep", "");
+    let mut r = t.spawn(["-q", "sweep", "s.yml"]);
+    std::thread::sleep(Duration::from_millis(500));
+    assert!(r.is_running(), "the sweep ended before the kill");
+    r.signal(libc::SIGKILL);
+    r.finish();
+    let (code, _, err) = t.spawn(["resume"]).finish();
+    assert_eq!(code, Some(0), "{err}");
+    assert!(err.contains("continuing sweep"), "{err}");
+    assert!(err.contains("12 of 12 trials completed"), "{err}");
+    let (_, jobs, _) = t.spawn(["jobs", "--json", "--limit", "100"]).finish();
+    let jobs: Vec<serde_json::Value> = serde_json::from_str(&jobs).unwrap();
+    let sweep: Vec<&serde_json::Value> = jobs.iter().filter(|j| j["kind"] == "sweep").collect();
+    assert_eq!(sweep.len(), 1);
+    assert_eq!(sweep[0]["status"], "completed");
+    let before = std::fs::read_to_string(t.path().join("ledger.txt")).unwrap();
+    let (code, out, err) = t.spawn(["sweep", "s.yml", "--json"]).finish();
+    assert_eq!(code, Some(0), "{err}");
+    let r: serde_json::Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(r["sweep_id"], sweep[0]["id"]);
+    assert_eq!(
+        std::fs::read_to_string(t.path().join("ledger.txt")).unwrap(),
+        before,
+        "a trial ran again"
+    );
+    // Every trial value appears in the ledger; killed attempts may appear twice, nothing else.
+    let mut seen: Vec<&str> = before.lines().collect();
+    seen.sort_unstable();
+    seen.dedup();
+    assert_eq!(seen.len(), 12, "{before}");
+}
+
+#[test]
+fn dry_run_places_trials_on_the_gpus_and_runs_nothing() {
+    let yml = "type: sweep\ntrial: {command: 'echo ${{search_space.x}}', num_gpus: 2}\nsampling_algorithm: grid\nsearch_space: {x: {type: choice, values: [1, 2, 3]}}\nobjective: {goal: minimize, primary_metric: l}\n";
+    let o = TestCmd::new()
+        .env("LABHOST_FAKE_GPUS", "4x24GiB")
+        .file("s.yml", yml)
+        .args(["sweep", "s.yml", "--dry-run"])
+        .run();
+    o.success();
+    let place: Vec<&str> = o
+        .stdout
+        .lines()
+        .take(3)
+        .map(|l| l.trim_start().split("  ").nth(2).unwrap_or(""))
+        .collect();
+    assert_eq!(place, ["gpu 0,1", "gpu 2,3", "gpu 0,1"], "{}", o.stdout);
+    assert!(
+        o.stdout.lines().nth(1).unwrap().ends_with("echo 2"),
+        "{}",
+        o.stdout
+    );
+    assert!(
+        !o.dir.join(".labhost/runs").exists()
+            || std::fs::read_dir(o.dir.join(".labhost/runs"))
+                .unwrap()
+                .count()
+                == 0
+    );
+}

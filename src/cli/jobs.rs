@@ -227,6 +227,28 @@ pub fn resume(a: ResumeArgs) -> CmdResult {
     if let Some(w) = a.workers {
         host.set_workers(w);
     }
+    // Sweeps whose driver died: continue each (its trials run on this host meanwhile).
+    for (id, key, s) in crate::modules::sweep::run::orphaned_sweeps()? {
+        eprintln!("continuing sweep {id} ({})", s.source);
+        let opts = crate::modules::sweep::run::RunOpts {
+            key: Some(key),
+            ..Default::default()
+        };
+        let mut w = crate::modules::sweep::run::Progress::new(&s, false);
+        match crate::modules::sweep::run::run(&s, &opts, &mut w, &crate::host::ctx().cancel.token())
+        {
+            Ok(r) => eprintln!(
+                "sweep {id}: {} of {} trials completed",
+                r.count(RunStatus::Completed),
+                r.trials.len()
+            ),
+            Err(e) if e.is_cancelled() => {
+                crate::engine::at_exit(crate::engine::AtExit::Stop);
+                return Err(Failure::Interrupted);
+            }
+            Err(e) => return Err(e.into()),
+        }
+    }
     let store = open()?;
     let mut last = -1;
     loop {

@@ -133,11 +133,19 @@ impl Store {
     /// Opens a record run: a run the queue never runs (a sweep, a cron firing) that the
     /// process driving it marks running now and closes with [`Store::close_record`]. With a
     /// `key` that exists already, returns that run (a sweep resumed): `(run, created)`.
-    pub fn open_record(&mut self, n: &NewRun) -> HostResult<(Run, bool)> {
+    /// `host` is the process driving it (so `labhost resume` takes up only records whose
+    /// driver died).
+    pub fn open_record(&mut self, n: &NewRun, host: Option<&str>) -> HostResult<(Run, bool)> {
         debug_assert!(n.kind.is_record());
         let state = self.state.clone();
         let tx = self.write()?;
         let (run, created) = create_tx(&tx, &state, n)?;
+        exec(
+            &tx,
+            "UPDATE runs SET host = ?1 WHERE id = ?2",
+            params![host, run.id],
+        )
+        .map_err(db_err)?;
         if run.status == RunStatus::Queued || (!created && !run.status.is_finished()) {
             exec(
                 &tx,
@@ -190,6 +198,38 @@ impl Store {
         .map_err(db_err)?;
         event(&tx, id, status, error.unwrap_or(""))?;
         tx.commit().map_err(db_err)
+    }
+
+    /// Records a run that happened elsewhere (a study's told trial) as finished with `status`,
+    /// with its params and metrics, in one transaction.
+    pub fn record_finished(
+        &mut self,
+        n: &NewRun,
+        status: RunStatus,
+        metrics: &[super::Metric],
+    ) -> HostResult<Run> {
+        let state = self.state.clone();
+        let tx = self.write()?;
+        let (run, _) = create_tx(&tx, &state, n)?;
+        let now = crate::clock::unix();
+        exec(
+            &tx,
+            "UPDATE runs SET status = ?1, started = ?2, ended = ?2 WHERE id = ?3",
+            params![status, now, run.id],
+        )
+        .map_err(db_err)?;
+        for m in metrics {
+            exec(
+                &tx,
+                "INSERT INTO metrics (run_id, name, value, step, ts) VALUES (?1, ?2, ?3, ?4, ?5)",
+                params![run.id, m.name, m.value, m.step, now],
+            )
+            .map_err(db_err)?;
+        }
+        event(&tx, run.id, status, "")?;
+        let run = get_tx(&tx, run.id)?;
+        tx.commit().map_err(db_err)?;
+        Ok(run)
     }
 
     /// Moves the runs keyed `key` or `key/…` out of the way (their keys get `~<id>`), so a

@@ -286,6 +286,8 @@ pub struct Sweep {
     pub notes: Vec<String>,
     /// `type: command`: one trial, no search space.
     pub single: bool,
+    /// What each child run is: a trial, or a fold of a cross-validation.
+    pub child_kind: crate::store::RunKind,
 }
 
 /// An input as the trial command sees it.
@@ -734,8 +736,71 @@ pub fn resolve(doc: SweepDoc, o: &Origin<'_>, base: &Path) -> HostResult<Sweep> 
         outputs,
         notes,
         single,
+        child_kind: crate::store::RunKind::Trial,
     }
     .with_policy())
+}
+
+/// InnerEye's cross-validation parameter (hi-ml `create_crossval_hyperparam_args_v2`).
+pub const CV_INDEX: &str = "cross_validation_split_index";
+/// InnerEye's argument naming the number of folds.
+pub const CV_SPLITS: &str = "number_of_cross_validation_splits";
+
+/// A cross-validation as InnerEye runs it on Azure: a grid sweep over `choice(0..splits)` of
+/// `cross_validation_split_index`, every fold a child run (kind fold) given
+/// `--cross_validation_split_index=i --number_of_cross_validation_splits=N` (and the same as
+/// environment variables `CROSS_VALIDATION_SPLIT_INDEX`, `NUMBER_OF_CROSS_VALIDATION_SPLITS`).
+pub fn cross_validation(
+    trial: Trial,
+    splits: u32,
+    primary_metric: &str,
+    max_concurrent: Option<u64>,
+    base: &Path,
+    source: &str,
+) -> HostResult<Sweep> {
+    if splits < 2 {
+        return Err(HostError::new(
+            "sweep.invalid",
+            format!("{source}: splits must be at least 2, got {splits}"),
+        ));
+    }
+    let mut t = trial;
+    t.command = format!(
+        "{} --{CV_INDEX}=${{{{search_space.{CV_INDEX}}}}} --{CV_SPLITS}={splits}",
+        t.command.trim_end()
+    );
+    t.environment_variables.insert(
+        "NUMBER_OF_CROSS_VALIDATION_SPLITS".into(),
+        crate::util::Text(splits.to_string()),
+    );
+    let mut space = Map::new();
+    space.insert(
+        CV_INDEX.into(),
+        serde_json::json!({"type": "choice", "values": (0..splits).collect::<Vec<_>>()}),
+    );
+    let doc = SweepDoc {
+        kind: Some("sweep".into()),
+        display_name: Some("cross_validation".into()),
+        trial: Some(TrialField::Inline(Box::new(t))),
+        sampling_algorithm: Some(SamplingField(Sampling {
+            kind: "grid".into(),
+            ..Default::default()
+        })),
+        search_space: space,
+        objective: Some(Objective {
+            goal: "minimize".into(),
+            primary_metric: primary_metric.into(),
+        }),
+        limits: Some(Limits {
+            max_total_trials: Some(u64::from(splits)),
+            max_concurrent_trials: Some(max_concurrent.unwrap_or(u64::from(splits))),
+            ..Default::default()
+        }),
+        ..Default::default()
+    };
+    let mut s = resolve(doc, &Origin { source, text: None }, base)?;
+    s.child_kind = crate::store::RunKind::Fold;
+    Ok(s)
 }
 
 /// A search space from its map form (`name → {type, …}`), in the map's order.

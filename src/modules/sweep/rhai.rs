@@ -33,6 +33,8 @@ struct StudyArgs {
     #[serde(default = "minimize")]
     goal: String,
     seed: Option<u64>,
+    /// Persist the study in the store under this name (the same name continues it).
+    name: Option<String>,
 }
 
 fn tpe() -> String {
@@ -41,6 +43,25 @@ fn tpe() -> String {
 
 fn minimize() -> String {
     "minimize".into()
+}
+
+/// `sweep::cross_validate` options.
+#[derive(serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+struct CvArgs {
+    splits: u32,
+    /// The metric `best` ranks folds by (hi-ml: `val/loss`).
+    #[serde(default = "val_loss")]
+    primary_metric: String,
+    max_concurrent: Option<std::num::NonZeroU32>,
+    #[serde(default)]
+    rerun: bool,
+    #[serde(default)]
+    quiet: bool,
+}
+
+fn val_loss() -> String {
+    "val/loss".into()
 }
 
 /// `s.run(opts)` options.
@@ -121,8 +142,10 @@ pub mod api {
 
     /// An ask-and-tell study over a search space (the same expressions as sweeps): the script
     /// computes the objective itself. Options: `sampler` (`"tpe"` default, `"random"`,
-    /// `"sobol"`, `"grid"`), `goal` (`"minimize"` default or `"maximize"`), `seed`. The study
-    /// lives in memory while the script runs.
+    /// `"sobol"`, `"grid"`), `goal` (`"minimize"` default or `"maximize"`), `seed`, `name`.
+    /// Without a name the study lives while the script runs; with one it is kept in the store
+    /// (every told trial a child run with its params and metric `value`) and the same name
+    /// continues it, in this script or a later one.
     ///
     /// ```rhai
     /// let st = sweep::study(#{x: sweep::uniform(-5, 5)}, #{sampler: "tpe", goal: "minimize", seed: 1});
@@ -132,6 +155,11 @@ pub mod api {
     /// }
     /// assert(st.best().value < 0.5);
     /// assert_eq(st.told, 30);
+    /// // A named study survives the script: opening it again continues it.
+    /// let a = sweep::study(#{x: sweep::uniform(0, 1)}, #{name: "demo", seed: 2});
+    /// a.tell(a.ask(), 0.25);
+    /// let b = sweep::study(#{x: sweep::uniform(0, 1)}, #{name: "demo"});
+    /// assert_eq([b.told, b.ask().number], [1, 1]);
     /// ```
     #[rhai_fn(return_raw)]
     pub fn study(
@@ -148,7 +176,10 @@ pub mod api {
             text: None,
         };
         let space = m::parse_space(&sp, &origin).or_rhai(&ctx)?;
-        let st = m::study::Study::new(space, &o.sampler, &o.goal, o.seed).or_rhai(&ctx)?;
+        let mut st = m::study::Study::new(space, &o.sampler, &o.goal, o.seed).or_rhai(&ctx)?;
+        if let Some(name) = &o.name {
+            st = st.open(name).or_rhai(&ctx)?;
+        }
         Ok(super::StudyObj(std::sync::Arc::new(std::sync::Mutex::new(
             st,
         ))))
@@ -312,6 +343,119 @@ pub mod api {
         Ok(SweepObj(std::sync::Arc::new(s)))
     }
 
+    /// Cross-validation with InnerEye's semantics: `splits` child runs (kind fold) of the
+    /// trial (`#{command, code, environment_variables, num_gpus, …}`), fold `i` given
+    /// `--cross_validation_split_index=i --number_of_cross_validation_splits=N` (and as the
+    /// environment variables `CROSS_VALIDATION_SPLIT_INDEX`,
+    /// `NUMBER_OF_CROSS_VALIDATION_SPLITS`). Returns `#{id, completed, folds: [#{index,
+    /// run_id, status, metrics}], metrics: #{name: #{mean, std, min, max, count}}}`: every
+    /// metric's last value per fold, aggregated (std is the sample standard deviation); each
+    /// fold's `outputs/` is copied to `outputs/fold_<i>/` of the cross-validation's run
+    /// folder. Options: `splits`, `primary_metric` (default `val/loss`), `max_concurrent`,
+    /// `rerun`, `quiet`. Running it again continues it, as sweeps.
+    ///
+    /// ```rhai
+    /// let cv = sweep::cross_validate(
+    ///     #{command: "echo '{\"name\": \"val/loss\", \"value\":' $CROSS_VALIDATION_SPLIT_INDEX '}' >> $LABHOST_METRICS; echo"},
+    ///     #{splits: 3, quiet: true});
+    /// assert_eq(cv.completed, 3);
+    /// assert_eq(cv.folds.map(|f| f.index), [0, 1, 2]);
+    /// assert_eq(cv.metrics["val/loss"].mean, 1.0);
+    /// assert_eq(cv.metrics["val/loss"].max, 2.0);
+    /// assert(sweep::is_cross_validation_child_run(cv.folds[1].run_id));
+    /// assert_eq(sweep::get_cross_validation_split_index(cv.folds[1].run_id), 1);
+    /// ```
+    #[rhai_fn(return_raw, volatile)]
+    pub fn cross_validate(
+        ctx: NativeCallContext,
+        trial: rhai::Map,
+        opts: rhai::Map,
+    ) -> Result<rhai::Map, Box<EvalAltResult>> {
+        let t: m::Trial =
+            crate::script::bridge::decode(&ctx, "sweep::cross_validate trial", trial.into())?;
+        let o: super::CvArgs =
+            crate::script::bridge::decode(&ctx, "sweep::cross_validate options", opts.into())?;
+        let source = ctx
+            .call_source()
+            .map(|s| format!("script:{s}"))
+            .unwrap_or_else(|| "script".into());
+        let base = std::env::current_dir().unwrap_or_else(|_| ".".into());
+        let s = m::cross_validation(
+            t,
+            o.splits,
+            &o.primary_metric,
+            o.max_concurrent.map(|n| u64::from(n.get())),
+            &base,
+            &source,
+        )
+        .map_err(|e| {
+            host_err(
+                &ctx,
+                &e.kind,
+                e.message
+                    .replace(&format!("{source}: "), "sweep::cross_validate: "),
+            )
+        })?;
+        let ro = m::run::RunOpts {
+            rerun: o.rerun,
+            max_concurrent: None,
+            quiet: o.quiet,
+            key: None,
+        };
+        let mut w = m::run::Progress::new(&s, o.quiet);
+        let token = crate::host::ctx().cancel.token();
+        let r = m::run::run(&s, &ro, &mut w, &token).or_rhai(&ctx)?;
+        let (folds, agg) = m::run::cross_validation_result(&r).or_rhai(&ctx)?;
+        let mut out = rhai::Map::new();
+        out.insert("id".into(), r.sweep_id.into());
+        out.insert(
+            "completed".into(),
+            (r.count(crate::store::RunStatus::Completed) as i64).into(),
+        );
+        out.insert("folds".into(), encode(&ctx, &folds)?);
+        out.insert("metrics".into(), encode(&ctx, &agg)?);
+        Ok(out)
+    }
+
+    /// Whether a run is a fold of a cross-validation (InnerEye
+    /// `is_cross_validation_child_run`).
+    ///
+    /// ```rhai
+    /// let j = jobs::submit(#{command: "true"});
+    /// assert(!sweep::is_cross_validation_child_run(j.id));
+    /// ```
+    #[rhai_fn(return_raw)]
+    pub fn is_cross_validation_child_run(
+        ctx: NativeCallContext,
+        run_id: i64,
+    ) -> Result<bool, Box<EvalAltResult>> {
+        Ok(get_cross_validation_split_index(ctx, run_id)? >= 0)
+    }
+
+    /// The fold index of a cross-validation child run, or -1 (InnerEye's
+    /// `DEFAULT_CROSS_VALIDATION_SPLIT_INDEX`) for any other run.
+    ///
+    /// ```rhai
+    /// let j = jobs::submit(#{command: "true"});
+    /// assert_eq(sweep::get_cross_validation_split_index(j.id), -1);
+    /// ```
+    #[rhai_fn(return_raw)]
+    pub fn get_cross_validation_split_index(
+        ctx: NativeCallContext,
+        run_id: i64,
+    ) -> Result<i64, Box<EvalAltResult>> {
+        let tags = crate::modules::jobs::with_store(|st| {
+            st.get(run_id)?;
+            st.tags(run_id)
+        })
+        .or_rhai(&ctx)?;
+        Ok(tags
+            .iter()
+            .find(|(k, _)| k == m::CV_INDEX)
+            .and_then(|(_, v)| v.parse::<i64>().ok())
+            .unwrap_or(-1))
+    }
+
     /// How many trials the sweep plans (`max_total_trials`, or the grid if smaller).
     ///
     /// ```rhai
@@ -394,6 +538,7 @@ pub mod api {
             rerun: a.rerun,
             max_concurrent: a.max_concurrent.map(|n| u64::from(n.get())),
             quiet: a.quiet,
+            key: None,
         };
         let mut w = m::run::Progress::new(&s.0, o.quiet);
         let token = crate::host::ctx().cancel.token();

@@ -30,6 +30,9 @@ pub struct RunOpts {
     /// Overrides `limits.max_concurrent_trials`.
     pub max_concurrent: Option<u64>,
     pub quiet: bool,
+    /// Continue the sweep recorded under this key (`labhost resume`) rather than the one
+    /// the document's identity names.
+    pub key: Option<String>,
 }
 
 /// One trial as the table shows it.
@@ -151,16 +154,19 @@ fn short(v: &Value) -> String {
     }
 }
 
+/// Where a sweep stands: trials ended (of which failed or timed out, and cancelled) and
+/// running.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Counts {
+    pub done: usize,
+    pub running: usize,
+    pub failed: usize,
+    pub cancelled: usize,
+}
+
 /// Told where the sweep stands after every look (a progress bar, a line, nothing).
 pub trait Watcher {
-    fn update(
-        &mut self,
-        done: usize,
-        running: usize,
-        planned: u64,
-        best: Option<(u64, f64)>,
-        last: bool,
-    );
+    fn update(&mut self, c: Counts, planned: u64, best: Option<(u64, f64)>, last: bool);
     /// A trial was cancelled by the policy or a limit.
     fn cancelled(&mut self, _trial: u64, _reason: &str) {}
 }
@@ -168,7 +174,7 @@ pub trait Watcher {
 /// Shows nothing.
 pub struct Quiet;
 impl Watcher for Quiet {
-    fn update(&mut self, _: usize, _: usize, _: u64, _: Option<(u64, f64)>, _: bool) {}
+    fn update(&mut self, _: Counts, _: u64, _: Option<(u64, f64)>, _: bool) {}
 }
 
 /// The sweep's key in the store: `sweep:<identity>`; trials are `<key>/<index>`.
@@ -289,7 +295,7 @@ pub fn run(
     watcher: &mut dyn Watcher,
     cancel: &CancellationToken,
 ) -> HostResult<SweepResult> {
-    let key = key_of(s);
+    let key = opts.key.clone().unwrap_or_else(|| key_of(s));
     if opts.rerun {
         jobs::with_store(|st| st.retire_key(&key))?;
     }
@@ -354,23 +360,27 @@ pub fn run(
     if s.algorithm != Algorithm::Grid {
         params.push(("seed".into(), json!(fresh_seed)));
     }
+    let me = crate::engine::job_host()?.id.clone();
     let (parent, created) = jobs::with_store(|st| {
-        st.open_record(&NewRun {
-            parent_id: None,
-            kind: RunKind::Sweep,
-            name: display.clone(),
-            key: Some(key.clone()),
-            spec: parent_spec,
-            priority: 0,
-            max_retries: 0,
-            backoff: 1.0,
-            depends_on: vec![],
-            params,
-            tags,
-            owner: None,
-            retry_failed: false,
-            experiment_id: Some(exp),
-        })
+        st.open_record(
+            &NewRun {
+                parent_id: None,
+                kind: RunKind::Sweep,
+                name: display.clone(),
+                key: Some(key.clone()),
+                spec: parent_spec,
+                priority: 0,
+                max_retries: 0,
+                backoff: 1.0,
+                depends_on: vec![],
+                params,
+                tags,
+                owner: None,
+                retry_failed: false,
+                experiment_id: Some(exp),
+            },
+            Some(&me),
+        )
     })?;
     // The seed: the one recorded when the sweep first started (an unseeded sweep draws one).
     let seed = if created {
@@ -479,6 +489,14 @@ fn drive(
         tags.insert("hyperparameters".into(), Text(hp));
         tags.insert("mlflow.parentRunId".into(), Text(parent.id.to_string()));
         tags.insert("trial".into(), Text(i.to_string()));
+        if s.child_kind == RunKind::Fold {
+            let k = p
+                .get(super::CV_INDEX)
+                .map(super::value_text)
+                .unwrap_or_default();
+            env.insert("CROSS_VALIDATION_SPLIT_INDEX".into(), Text(k.clone()));
+            tags.insert(super::CV_INDEX.into(), Text(k));
+        }
         let image = s
             .trial
             .environment
@@ -503,7 +521,7 @@ fn drive(
             } else {
                 None
             },
-            kind: RunKind::Trial,
+            kind: s.child_kind,
             experiment_id: Some(exp),
             ..Default::default()
         }
@@ -518,6 +536,7 @@ fn drive(
         (concurrent as usize) * 2 + 64
     };
     let mut cursor = jobs::with_store(|st| st.last_event_id())?;
+    let mut counts = Counts::default();
     let mut last_look = Instant::now() - Duration::from_secs(1);
     loop {
         if cancel.is_cancelled() {
@@ -549,9 +568,10 @@ fn drive(
             let i = next;
             next += 1;
             let params = match journal.get(&i) {
-                Some((r, p)) if r.status.is_finished() => {
+                Some((r, _)) if r.status.is_finished() => {
                     ids.insert(i, r.id);
                     done.insert(r.id);
+                    tally(&mut counts, r.status);
                     continue;
                 }
                 Some((_, p)) => p.clone(),
@@ -616,6 +636,7 @@ fn drive(
             cursor = ev;
             if status.is_finished() && in_flight.contains_key(&run) {
                 ended.push(run);
+                tally(&mut counts, status);
             }
         }
         for id in ended {
@@ -660,19 +681,25 @@ fn drive(
                     .collect();
             }
             let best = best_so_far(s, &ids, &histories);
-            watcher.update(
-                done.len(),
-                in_flight.len().min(concurrent as usize),
-                planned,
-                best,
-                false,
-            );
+            counts.done = done.len();
+            counts.running = in_flight.len().min(concurrent as usize);
+            watcher.update(counts, planned, best, false);
         }
     }
     let r = result(s, parent, seed, &ids)?;
     let best = r.best_row().map(|t| (t.trial, t.best.unwrap_or(f64::NAN)));
-    watcher.update(done.len(), 0, planned, best, true);
+    counts.done = done.len();
+    counts.running = 0;
+    watcher.update(counts, planned, best, true);
     Ok(r)
+}
+
+fn tally(c: &mut Counts, st: RunStatus) {
+    match st {
+        RunStatus::Failed | RunStatus::TimedOut => c.failed += 1,
+        RunStatus::Cancelled => c.cancelled += 1,
+        _ => {}
+    }
 }
 
 fn best_so_far(
@@ -826,21 +853,22 @@ impl Progress {
 }
 
 impl Watcher for Progress {
-    fn update(
-        &mut self,
-        done: usize,
-        running: usize,
-        planned: u64,
-        best: Option<(u64, f64)>,
-        last: bool,
-    ) {
+    fn update(&mut self, c: Counts, planned: u64, best: Option<(u64, f64)>, last: bool) {
         if self.quiet {
             return;
         }
+        let (done, running) = (c.done, c.running);
         let best = best
             .map(|(t, v)| format!("best {} {} (trial {t})", self.metric, num(v)))
             .unwrap_or_else(|| format!("no {} reported yet", self.metric));
-        let msg = format!("{running} running · {best}");
+        let mut msg = format!("{running} running");
+        if c.cancelled > 0 {
+            msg.push_str(&format!(", {} cancelled", c.cancelled));
+        }
+        if c.failed > 0 {
+            msg.push_str(&format!(", {} failed", c.failed));
+        }
+        let msg = format!("{msg} · {best}");
         if let Some(b) = &self.bar {
             b.set_length(planned);
             b.set_position(done as u64);
@@ -874,4 +902,152 @@ impl Watcher for Progress {
             None => crate::host::ctx().sink.eprint(&line),
         }
     }
+}
+
+/// One fold of a cross-validation: its index, run, status and the last value of each metric.
+#[derive(Debug, Clone, Serialize)]
+pub struct Fold {
+    pub index: i64,
+    pub run_id: i64,
+    pub status: RunStatus,
+    pub metrics: BTreeMap<String, f64>,
+}
+
+/// A metric across folds (the last value each fold reported): mean, sample standard
+/// deviation (as pandas' `describe`, which InnerEye's reports use), min, max.
+#[derive(Debug, Clone, Serialize)]
+pub struct Aggregate {
+    pub mean: f64,
+    pub std: f64,
+    pub min: f64,
+    pub max: f64,
+    pub count: usize,
+}
+
+/// The folds of a finished cross-validation and every metric aggregated across them; each
+/// fold's `outputs/` is copied to `<cross-validation run>/outputs/fold_<i>/`.
+pub fn cross_validation_result(
+    r: &SweepResult,
+) -> HostResult<(Vec<Fold>, BTreeMap<String, Aggregate>)> {
+    let mut folds = Vec::new();
+    for t in &r.trials {
+        let index = t
+            .params
+            .get(super::CV_INDEX)
+            .and_then(|v| v.as_i64())
+            .unwrap_or(-1);
+        let ms = jobs::with_store(|st| st.metrics(t.run_id, None))?;
+        let mut last: BTreeMap<String, (i64, f64, f64)> = BTreeMap::new();
+        for m in ms {
+            let e = last
+                .entry(m.name.clone())
+                .or_insert((m.step, m.ts, m.value));
+            if (m.step, m.ts) >= (e.0, e.1) {
+                *e = (m.step, m.ts, m.value);
+            }
+        }
+        let run = jobs::get(t.run_id)?;
+        let src = Path::new(&run.run_dir).join("outputs");
+        let dst = Path::new(&r.run_dir)
+            .join("outputs")
+            .join(format!("fold_{index}"));
+        if src.is_dir()
+            && std::fs::read_dir(&src)
+                .map(|mut d| d.next().is_some())
+                .unwrap_or(false)
+        {
+            snapshot_plain(&src, &dst)?;
+        }
+        folds.push(Fold {
+            index,
+            run_id: t.run_id,
+            status: t.status,
+            metrics: last.into_iter().map(|(k, v)| (k, v.2)).collect(),
+        });
+    }
+    let mut by: BTreeMap<String, Vec<f64>> = BTreeMap::new();
+    for f in &folds {
+        for (k, v) in &f.metrics {
+            by.entry(k.clone()).or_default().push(*v);
+        }
+    }
+    let agg = by
+        .into_iter()
+        .map(|(k, xs)| {
+            let n = xs.len() as f64;
+            let mean = xs.iter().sum::<f64>() / n;
+            let var = if xs.len() > 1 {
+                xs.iter().map(|x| (x - mean).powi(2)).sum::<f64>() / (n - 1.0)
+            } else {
+                0.0
+            };
+            (
+                k,
+                Aggregate {
+                    mean,
+                    std: var.sqrt(),
+                    min: xs.iter().copied().fold(f64::INFINITY, f64::min),
+                    max: xs.iter().copied().fold(f64::NEG_INFINITY, f64::max),
+                    count: xs.len(),
+                },
+            )
+        })
+        .collect();
+    Ok((folds, agg))
+}
+
+/// Copies a folder (files and folders; links as links).
+fn snapshot_plain(src: &Path, dst: &Path) -> HostResult<()> {
+    let _ = std::fs::remove_file(dst.join(".labhost-snapshot-done"));
+    snapshot(src, dst)?;
+    let _ = std::fs::remove_file(dst.join(".labhost-snapshot-done"));
+    Ok(())
+}
+
+/// Sweeps whose driving process died before they ended: `(run id, key, sweep)` rebuilt from
+/// the `sweep.yml` kept in each one's run folder, for `labhost resume`.
+pub fn orphaned_sweeps() -> HostResult<Vec<(i64, String, Sweep)>> {
+    let state = crate::state::dir()?;
+    let runs = jobs::with_store(|st| st.list(Some(RunStatus::Running), None, usize::MAX >> 1))?;
+    let mut out = Vec::new();
+    for r in runs {
+        let Some(key) = r
+            .key
+            .clone()
+            .filter(|k| k.starts_with("sweep:") && r.kind == RunKind::Sweep)
+        else {
+            continue;
+        };
+        if r.host
+            .as_deref()
+            .is_some_and(|h| crate::engine::host_alive(&state, h))
+        {
+            continue;
+        }
+        let file = Path::new(&r.run_dir).join("sweep.yml");
+        let text = crate::modules::fs::read(&file)?;
+        let src = file.display().to_string();
+        let doc = super::parse_doc(&text, &src)?;
+        let base = PathBuf::from(r.spec.cwd.clone().unwrap_or_else(|| ".".into()));
+        let mut s = super::resolve(
+            doc,
+            &super::Origin {
+                source: &src,
+                text: Some(&text),
+            },
+            &base,
+        )?;
+        let tags = jobs::with_store(|st| st.tags(r.id))?;
+        if let Some((_, v)) = tags.iter().find(|(k, _)| k == "source") {
+            s.source = v.clone();
+        }
+        if jobs::with_store(|st| st.list(None, Some(r.id), 1))?
+            .first()
+            .is_some_and(|c| c.kind == RunKind::Fold)
+        {
+            s.child_kind = RunKind::Fold;
+        }
+        out.push((r.id, key, s));
+    }
+    Ok(out)
 }

@@ -1,5 +1,8 @@
 //! Ask-and-tell: the objective is computed by the caller (a script), the sampler suggests.
-//! Same samplers as sweeps. In memory for now: a study lives as long as its script.
+//! Same samplers as sweeps. A named study lives in the store: a parent run (kind sweep, key
+//! `study:<name>`) with its space, sampler, goal and seed, and one finished child run (kind
+//! trial) per told trial with its params and the metric `value` — so the same script run
+//! again (or another one) continues it, TPE rebuilt from what was told.
 use super::sampler::{Params, Space};
 use crate::error::{HostError, HostResult};
 
@@ -21,6 +24,8 @@ pub struct Study {
     /// Told trials: `(number, params, value)`.
     pub told: Vec<(u64, Params, f64)>,
     pending: std::collections::BTreeMap<u64, Params>,
+    /// The study's run in the store (named studies).
+    pub run_id: Option<i64>,
 }
 
 impl Study {
@@ -57,7 +62,104 @@ impl Study {
             asked: 0,
             told: Vec::new(),
             pending: Default::default(),
+            run_id: None,
         })
+    }
+
+    /// A named study: opened from the store if it exists (its space must be the same; its
+    /// recorded seed wins), else recorded there.
+    pub fn open(mut self, name: &str) -> HostResult<Study> {
+        use crate::store::{NewRun, RunKind, StoredSpec};
+        let space_json = serde_json::Value::Object(
+            self.space
+                .0
+                .iter()
+                .map(|(n, d)| (n.clone(), d.to_rest()))
+                .collect(),
+        )
+        .to_string();
+        let sampler = format!("{:?}", self.sampler).to_ascii_lowercase();
+        let n = NewRun {
+            parent_id: None,
+            kind: RunKind::Sweep,
+            name: name.to_string(),
+            key: Some(format!("study:{name}")),
+            spec: StoredSpec {
+                command: crate::command::Command::Shell(format!("study {name}")),
+                cwd: None,
+                env: Default::default(),
+                num_gpus: 0,
+                timeout: None,
+                run_in: Default::default(),
+                image: None,
+                mounts: vec![],
+                network: None,
+            },
+            priority: 0,
+            max_retries: 0,
+            backoff: 1.0,
+            depends_on: vec![],
+            params: vec![
+                (
+                    "space".into(),
+                    serde_json::Value::String(space_json.clone()),
+                ),
+                ("sampler".into(), serde_json::json!(sampler)),
+                (
+                    "goal".into(),
+                    serde_json::json!(if self.minimize {
+                        "minimize"
+                    } else {
+                        "maximize"
+                    }),
+                ),
+                ("seed".into(), serde_json::json!(self.seed)),
+            ],
+            tags: vec![("study".into(), name.to_string())],
+            owner: None,
+            retry_failed: false,
+            experiment_id: None,
+        };
+        let (run, created) = crate::modules::jobs::with_store(|st| st.open_record(&n, None))?;
+        self.run_id = Some(run.id);
+        if created {
+            return Ok(self);
+        }
+        let (params, kids) = crate::modules::jobs::with_store(|st| {
+            let p = st.params(run.id)?;
+            let mut kids = Vec::new();
+            let mut list = st.list(None, Some(run.id), usize::MAX >> 1)?;
+            list.reverse();
+            for k in list {
+                let num: u64 = k
+                    .key
+                    .as_deref()
+                    .and_then(|x| x.rsplit('/').next())
+                    .and_then(|x| x.parse().ok())
+                    .unwrap_or(0);
+                let p: Params = st.params(k.id)?.into_iter().collect();
+                let v = st
+                    .metrics(k.id, Some("value"))?
+                    .first()
+                    .map(|m| m.value)
+                    .unwrap_or(f64::NAN);
+                kids.push((num, p, v));
+            }
+            Ok((p, kids))
+        })?;
+        let get = |k: &str| params.iter().find(|(n, _)| n == k).map(|(_, v)| v.clone());
+        if get("space").and_then(|v| v.as_str().map(str::to_string)) != Some(space_json) {
+            return Err(HostError::new(
+                "sweep.invalid",
+                format!("study `{name}` exists with another search space (give it another name)"),
+            ));
+        }
+        if let Some(seed) = get("seed").and_then(|v| v.as_u64()) {
+            self.seed = seed;
+        }
+        self.asked = kids.iter().map(|k| k.0 + 1).max().unwrap_or(0);
+        self.told = kids;
+        Ok(self)
     }
 
     /// The next trial: `(number, params)`.
@@ -91,6 +193,44 @@ impl Study {
                 format!("trial {number} was not asked, or was told already"),
             )
         })?;
+        if let Some(parent) = self.run_id {
+            use crate::store::{Metric, NewRun, RunKind, RunStatus, StoredSpec};
+            let n = NewRun {
+                parent_id: Some(parent),
+                kind: RunKind::Trial,
+                name: format!("trial_{number}"),
+                key: Some(format!("study:{parent}/{number}")),
+                spec: StoredSpec {
+                    command: crate::command::Command::Shell("told".into()),
+                    cwd: None,
+                    env: Default::default(),
+                    num_gpus: 0,
+                    timeout: None,
+                    run_in: Default::default(),
+                    image: None,
+                    mounts: vec![],
+                    network: None,
+                },
+                priority: 0,
+                max_retries: 0,
+                backoff: 1.0,
+                depends_on: vec![],
+                params: p.iter().map(|(k, v)| (k.clone(), v.clone())).collect(),
+                tags: vec![],
+                owner: None,
+                retry_failed: false,
+                experiment_id: None,
+            };
+            let m = Metric {
+                name: "value".into(),
+                value,
+                step: 0,
+                ts: 0.0,
+            };
+            crate::modules::jobs::with_store(|st| {
+                st.record_finished(&n, RunStatus::Completed, std::slice::from_ref(&m))
+            })?;
+        }
         self.told.push((number, p, value));
         Ok(())
     }
