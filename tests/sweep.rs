@@ -42,9 +42,13 @@ fn every_azureml_example_parses() {
             .args(["sweep", &name, "--dry-run"]);
         let o = t.run();
         if text.contains("type: pipeline") {
-            // Pipeline jobs are not sweeps: a clear pointer, not a parse error.
-            o.stderr_has("type: pipeline");
-            assert_ne!(o.code, 0);
+            // Pipeline jobs: their steps in dependency order.
+            o.success();
+            assert!(
+                o.stdout.ends_with("2 step(s), in this order\n"),
+                "{name}: {}",
+                o.stdout
+            );
         } else {
             o.success();
             let planned: u64 = o
@@ -429,6 +433,8 @@ fn bad_sweep_files_are_errors_with_locations() {
         (&good.replace("trial:\n", "trial: ./missing.yml\nx:\n"), ":", "unknown field `x`"),
         ("type: sweep\ntrial: ./missing.yml\nsearch_space: {x: {type: choice, values: [1]}}\nobjective: {goal: minimize, primary_metric: l}\n", ":2:1", "missing.yml"),
         ("type: sweep\ntrial: {command: x}\nsearch_space: {x: {type: choice, values: [1]}\nobjective: {}\n", "s.yml:", ""),
+        ("type: pipeline\njobs:\n  a:\n    command: cat ${{inputs.i}}\n    inputs:\n      i: ${{parent.jobs.b.outputs.o}}\n", ":6:", "binds the outputs of `b`, which is not a step"),
+        ("type: pipeline\njobs:\n  a:\n    command: cat ${{inputs.i}}\n    inputs: {i: '${{parent.jobs.b.outputs.o}}'}\n  b:\n    command: cat ${{inputs.i}}\n    inputs: {i: '${{parent.jobs.a.outputs.o}}'}\n", ":2:1", "bind each other's outputs in a cycle"),
     ];
     assert!(cases.len() >= 20);
     for (text, at, msg) in cases {
@@ -546,4 +552,51 @@ fn dry_run_places_trials_on_the_gpus_and_runs_nothing() {
                 .count()
                 == 0
     );
+}
+
+#[test]
+fn azures_pipeline_examples_run_their_steps_in_order_and_hand_outputs_on() {
+    // hello → world through an output folder, the file unchanged.
+    let t = TestCmd::new().file("p.yml", example("pipeline-hello-io.yml"));
+    let (code, out, err) = t.spawn(["sweep", "p.yml", "--json"]).finish();
+    assert_eq!(code, Some(0), "{err}");
+    let r: serde_json::Value = serde_json::from_str(&out).unwrap();
+    let world = r["world_job"]["trials"][0]["run_id"].to_string();
+    let (_, log, _) = t.spawn(["logs", &world]).finish();
+    assert_eq!(log, "world\n");
+    assert!(err.contains("environment azureml://registries/azureml/environments/sklearn-1.5/labels/latest is recorded"), "{err}");
+
+    // A sweep step whose trial is a component, then a step reading the best trial's outputs.
+    let train = "type: command\nname: train_model\ninputs:\n  data: {type: uri_file}\n  c_value: {type: number, default: 1.0}\n  kernel: {type: string, default: rbf}\n  coef0: {type: number, default: 0}\noutputs:\n  model_output: {type: mlflow_model}\n  test_data: {type: uri_folder}\ncode: ./train-src\ncommand: >-\n  sh train.sh ${{inputs.c_value}} ${{inputs.kernel}} ${{inputs.coef0}} ${{outputs.model_output}} ${{outputs.test_data}}\n";
+    let train_sh = "f1=$(awk -v c=\"$1\" -v k0=\"$3\" 'BEGIN { print (c - 0.7)^2 + k0 / 10 }')\necho \"{\\\"name\\\": \\\"training_f1_score\\\", \\\"value\\\": $f1}\" >> \"$LABHOST_METRICS\"\necho \"C=$1 kernel=$2 coef0=$3\" > \"$4/model.txt\"\necho test > \"$5/test.csv\"\n";
+    let predict = "type: command\ninputs:\n  model: {type: mlflow_model}\n  test_data: {type: uri_folder}\noutputs:\n  predict_result: {type: uri_folder}\ncommand: cat ${{inputs.model}}/model.txt ${{inputs.test_data}}/test.csv > ${{outputs.predict_result}}/p.txt && cat ${{outputs.predict_result}}/p.txt\n";
+    let t = TestCmd::new()
+        .file("p.yml", example("pipeline-with-sweep.yml"))
+        .file("train.yml", train)
+        .file("train-src/train.sh", train_sh)
+        .file("predict.yml", predict);
+    let (code, out, err) = t.spawn(["sweep", "p.yml", "--json"]).finish();
+    assert_eq!(code, Some(0), "{err}");
+    let r: serde_json::Value = serde_json::from_str(&out).unwrap();
+    let trials = r["sweep_step"]["trials"].as_array().unwrap();
+    assert_eq!(trials.len(), 5);
+    let best = trials
+        .iter()
+        .min_by(|a, b| {
+            a["best"]
+                .as_f64()
+                .unwrap()
+                .total_cmp(&b["best"].as_f64().unwrap())
+        })
+        .unwrap();
+    assert_eq!(r["sweep_step"]["best_child_run_id"], best["run_id"]);
+    let pred = r["predict_step"]["trials"][0]["run_id"].to_string();
+    let (_, log, _) = t.spawn(["logs", &pred]).finish();
+    let want = format!(
+        "C={} kernel={} coef0={}\ntest\n",
+        best["params"]["c_value"],
+        best["params"]["kernel"].as_str().unwrap(),
+        best["params"]["coef0"]
+    );
+    assert_eq!(log, want, "predict did not read the best trial's model");
 }

@@ -80,7 +80,7 @@ pub enum Command {
     /// trials journaled, early termination, best trial and table. Running it again after a
     /// crash continues the same sweep
     Sweep(sweep::SweepArgs),
-    /// Submit an Azure ML command or sweep job YAML; --local runs it on this machine
+    /// Submit an Azure ML command, sweep or pipeline job YAML; --local runs it on this machine
     Submit(sweep::SubmitArgs),
     /// Print shell completions
     Completions { shell: clap_complete::Shell },

@@ -12,7 +12,7 @@ use crate::store::RunStatus;
 
 #[derive(Debug, Args)]
 pub struct SweepArgs {
-    /// An Azure ML sweep (or command) job YAML, or a Rhai script that runs a sweep
+    /// An Azure ML sweep, command or pipeline job YAML, or a Rhai script that runs a sweep
     pub file: PathBuf,
     /// Print the planned trials (parameters, command, GPUs) and run nothing
     #[arg(long)]
@@ -39,7 +39,7 @@ pub struct SweepArgs {
 
 #[derive(Debug, Args)]
 pub struct SubmitArgs {
-    /// An Azure ML command or sweep job YAML
+    /// An Azure ML command, sweep or pipeline job YAML
     pub file: PathBuf,
     /// Run it on this machine's job engine (the only backend until the azure module lands)
     #[arg(long)]
@@ -117,6 +117,15 @@ pub fn run(a: SweepArgs, ctx: &super::Ctx) -> CmdResult {
     }
     if let Some(seed) = a.seed {
         sets.push(("sampling_algorithm.seed".into(), seed.to_string()));
+    }
+    if is_pipeline(&a.file) {
+        if !sets.is_empty() || a.max_concurrent.is_some() {
+            return Err(Failure::Usage(
+                "--set, --seed and --max-concurrent go with a sweep or command job, not a pipeline"
+                    .into(),
+            ));
+        }
+        return run_pipeline(&a);
     }
     let s = load_with_seed(&a.file, &sets)?;
     for n in &s.notes {
@@ -270,5 +279,103 @@ fn load_with_seed(
             )?)
         }
         other => Ok(other?),
+    }
+}
+
+fn is_pipeline(file: &std::path::Path) -> bool {
+    crate::modules::fs::read(file)
+        .ok()
+        .and_then(|t| sweep::parse_doc(&t, "").ok())
+        .is_some_and(|d| d.kind.as_deref() == Some("pipeline"))
+}
+
+/// `type: pipeline`: the steps in dependency order, each through the sweep runner.
+fn run_pipeline(a: &SweepArgs) -> CmdResult {
+    use crate::modules::sweep::pipeline;
+    let p = pipeline::load(&a.file)?;
+    let order = pipeline::order(&p)?;
+    if a.dry_run {
+        for i in &order {
+            let (name, m) = &p.steps[*i];
+            let kind = m.get("type").and_then(|v| v.as_str()).unwrap_or("command");
+            let cmd = m
+                .get("command")
+                .and_then(|v| v.as_str())
+                .map(str::to_string)
+                .or_else(|| {
+                    m.get("component")
+                        .or(m.get("trial"))
+                        .map(|c| format!("({})", sweep::value_text(c)))
+                });
+            println!(
+                "{name}  {kind}  {}",
+                crate::redact::apply(&cmd.unwrap_or_default())
+            );
+        }
+        println!("{} step(s), in this order", order.len());
+        return Ok(());
+    }
+    crate::host::install_ctrl_c(true);
+    let opts = srun::RunOpts {
+        rerun: a.rerun,
+        ..Default::default()
+    };
+    let cancel = crate::host::ctx().cancel.token();
+    let quiet = a.json;
+    let mut make = |s: &sweep::Sweep| -> Box<dyn srun::Watcher> {
+        for n in &s.notes {
+            eprintln!(
+                "note: {}: {n}",
+                s.doc.display_name.as_deref().unwrap_or("step")
+            );
+        }
+        Box::new(srun::Progress::new(s, quiet))
+    };
+    match pipeline::run(&p, &opts, &mut make, &cancel) {
+        Ok(results) => {
+            crate::engine::at_exit(crate::engine::AtExit::Wait);
+            let mut ok = results.len() == p.steps.len();
+            let mut json = serde_json::Map::new();
+            for (name, r) in &results {
+                let done = r.count(RunStatus::Completed);
+                let step_ok = done == r.trials.len() || (done > 0 && r.trials.len() > 1);
+                ok &= step_ok;
+                if a.json {
+                    json.insert(name.clone(), serde_json::to_value(r).unwrap_or_default());
+                } else {
+                    println!(
+                        "{name}: {done} of {} run(s) completed (run {}: labhost jobs --parent {})",
+                        r.trials.len(),
+                        r.sweep_id,
+                        r.sweep_id
+                    );
+                }
+            }
+            if a.json {
+                println!(
+                    "{}",
+                    serde_json::to_string_pretty(&serde_json::Value::Object(json))
+                        .unwrap_or_default()
+                );
+            }
+            for (name, _) in p
+                .steps
+                .iter()
+                .filter(|(n, _)| !results.iter().any(|(r, _)| r == n))
+            {
+                println!("{name}: not run (an earlier step did not complete)");
+            }
+            if ok {
+                Ok(())
+            } else {
+                Err(Failure::Code(crate::error::exit::SCRIPT))
+            }
+        }
+        Err(e) if e.is_cancelled() => {
+            crate::engine::at_exit(crate::engine::AtExit::Stop);
+            eprintln!("interrupted: run the same command again to continue the pipeline");
+            Err(Failure::Code(crate::error::exit::INTERRUPTED))
+        }
+        Err(e) => Err(e.into()),
     }
 }

@@ -2,6 +2,7 @@
 //! script (`sweep::new(#{…})`) or as the unchanged CLI v2 YAML (`sweep::load`, `labhost sweep
 //! FILE.yml`). One object, [`Sweep`], for both: parsed and validated here with Azure's rules
 //! (reference/azureml-api.md §1.6, §3), sampled by `sampler`, judged by `policy`, run by `run`.
+pub mod pipeline;
 pub mod policy;
 pub mod rhai;
 pub mod run;
@@ -424,7 +425,7 @@ pub fn resolve(doc: SweepDoc, o: &Origin<'_>, base: &Path) -> HostResult<Sweep> 
         "sweep" => false,
         "command" => true,
         "pipeline" => {
-            return Err(o.err("type:", "type: pipeline jobs do not run locally yet (only command and sweep jobs do); run each step's YAML with `labhost sweep`"))
+            return Err(o.err("type:", "a pipeline job is not a sweep: run it with `labhost sweep FILE` or `labhost submit FILE --local`"))
         }
         k => return Err(o.err("type:", format!("`type` must be sweep or command, got \"{k}\""))),
     };
@@ -669,7 +670,9 @@ pub fn resolve(doc: SweepDoc, o: &Origin<'_>, base: &Path) -> HostResult<Sweep> 
     for b in bindings(&trial.command) {
         let ok = match b.split_once('.') {
             Some(("search_space", n)) => space.0.iter().any(|(x, _)| x == n),
-            Some(("inputs", n)) => inputs.contains_key(n),
+            // A component's inputs named like search-space parameters take their values
+            // (how Azure feeds a sweep step's parameters to its component).
+            Some(("inputs", n)) => inputs.contains_key(n) || space.0.iter().any(|(x, _)| x == n),
             Some(("outputs", n)) => outputs.iter().any(|x| x == n),
             _ => false,
         };
@@ -877,7 +880,10 @@ impl Sweep {
             let b = after[..j].trim();
             let val = match b.split_once('.') {
                 Some(("search_space", n)) => params.get(n).map(value_text),
-                Some(("inputs", n)) => self.inputs.get(n).map(|v| v.text.clone()),
+                Some(("inputs", n)) => params
+                    .get(n)
+                    .map(value_text)
+                    .or_else(|| self.inputs.get(n).map(|v| v.text.clone())),
                 Some(("outputs", n)) => Some(format!("\"$LABHOST_RUN_DIR/outputs/{n}\"")),
                 _ => None,
             };

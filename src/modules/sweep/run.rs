@@ -858,9 +858,11 @@ impl Watcher for Progress {
             return;
         }
         let (done, running) = (c.done, c.running);
-        let best = best
-            .map(|(t, v)| format!("best {} {} (trial {t})", self.metric, num(v)))
-            .unwrap_or_else(|| format!("no {} reported yet", self.metric));
+        let best = match best {
+            Some((t, v)) => format!(" · best {} {} (trial {t})", self.metric, num(v)),
+            None if self.metric.is_empty() => String::new(),
+            None => format!(" · no {} reported yet", self.metric),
+        };
         let mut msg = format!("{running} running");
         if c.cancelled > 0 {
             msg.push_str(&format!(", {} cancelled", c.cancelled));
@@ -868,7 +870,7 @@ impl Watcher for Progress {
         if c.failed > 0 {
             msg.push_str(&format!(", {} failed", c.failed));
         }
-        let msg = format!("{msg} · {best}");
+        let msg = format!("{msg}{best}");
         if let Some(b) = &self.bar {
             b.set_length(planned);
             b.set_position(done as u64);

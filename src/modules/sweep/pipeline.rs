@@ -1,0 +1,332 @@
+//! Azure ML pipeline jobs (`type: pipeline`) run locally: each step (a command, a command
+//! `component: ./x.yml`, or a sweep) runs through the same sweep runner, in dependency order
+//! (a step depends on the steps whose outputs its inputs bind with
+//! `${{parent.jobs.<step>.outputs.<name>}}`); `${{parent.inputs.X}}` takes the pipeline's
+//! inputs. A step's output is the folder `outputs/<name>` of its run (a sweep step: of its
+//! best trial, as Azure hands on the best child's outputs). Steps run one after another;
+//! Azure runs independent steps in parallel.
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+use serde_json::{Map, Value};
+use tokio_util::sync::CancellationToken;
+
+use super::run::{RunOpts, SweepResult, Watcher};
+use super::{Origin, Sweep, SweepDoc};
+use crate::error::{HostError, HostResult};
+
+/// A pipeline file, parsed; steps in the file's order.
+pub struct Pipeline {
+    pub source: String,
+    pub text: String,
+    pub base: PathBuf,
+    pub inputs: Map<String, Value>,
+    pub steps: Vec<(String, Map<String, Value>)>,
+}
+
+fn err(o: &Origin<'_>, needle: &str, msg: impl std::fmt::Display) -> HostError {
+    o.err(needle, msg)
+}
+
+/// Reads a `type: pipeline` YAML.
+pub fn load(path: &Path) -> HostResult<Pipeline> {
+    let text =
+        crate::modules::fs::read(path).map_err(|e| HostError::new("sweep.invalid", e.message))?;
+    let source = path.display().to_string();
+    let doc = super::parse_doc(&text, &source)?;
+    let o = Origin {
+        source: &source,
+        text: Some(&text),
+    };
+    if doc.kind.as_deref() != Some("pipeline") {
+        return Err(err(&o, "type:", "not a pipeline job (type: pipeline)"));
+    }
+    let Some(Value::Object(jobs)) = doc.jobs.clone() else {
+        return Err(err(&o, "jobs", "a pipeline needs `jobs:`, a map of steps"));
+    };
+    let mut steps = Vec::new();
+    for (name, v) in jobs {
+        let Value::Object(m) = v else {
+            return Err(err(
+                &o,
+                &format!("{name}:"),
+                format!("jobs.{name} must be a map"),
+            ));
+        };
+        steps.push((name, m));
+    }
+    let base = path
+        .parent()
+        .filter(|p| !p.as_os_str().is_empty())
+        .unwrap_or(Path::new("."))
+        .to_path_buf();
+    let base = base.canonicalize().unwrap_or(base);
+    Ok(Pipeline {
+        source,
+        text,
+        base,
+        inputs: doc.inputs.clone(),
+        steps,
+    })
+}
+
+/// `parent.jobs.<step>.outputs.<name>` bindings in a value (strings anywhere inside).
+fn upstream(v: &Value, out: &mut Vec<(String, String)>) {
+    match v {
+        Value::String(s) => {
+            for b in super::bindings(s) {
+                let parts: Vec<&str> = b.split('.').collect();
+                if parts.len() == 5
+                    && parts[0] == "parent"
+                    && parts[1] == "jobs"
+                    && parts[3] == "outputs"
+                {
+                    out.push((parts[2].to_string(), parts[4].to_string()));
+                }
+            }
+        }
+        Value::Array(a) => a.iter().for_each(|x| upstream(x, out)),
+        Value::Object(m) => m.values().for_each(|x| upstream(x, out)),
+        _ => {}
+    }
+}
+
+/// Replaces `${{parent.…}}` bindings in strings: `parent.inputs.X` and
+/// `parent.jobs.S.outputs.O` (from `outputs`, the folders of steps that ran).
+fn bind(
+    v: &Value,
+    p: &Pipeline,
+    outputs: &BTreeMap<(String, String), String>,
+    o: &Origin<'_>,
+) -> HostResult<Value> {
+    Ok(match v {
+        Value::String(s) if s.contains("${{parent.") => {
+            let mut text = s.clone();
+            for b in super::bindings(s) {
+                let parts: Vec<&str> = b.split('.').collect();
+                let val = match parts.as_slice() {
+                    ["parent", "inputs", x] => p.inputs.get(*x).map(|v| match v {
+                        Value::Object(m) => {
+                            m.get("path").map(super::value_text).unwrap_or_default()
+                        }
+                        other => super::value_text(other),
+                    }),
+                    ["parent", "jobs", step, "outputs", name] => {
+                        outputs.get(&(step.to_string(), name.to_string())).cloned()
+                    }
+                    _ => None,
+                };
+                let Some(val) = val else {
+                    return Err(err(
+                        o,
+                        &format!("${{{{{b}}}}}"),
+                        format!("unknown binding ${{{{{b}}}}}"),
+                    ));
+                };
+                text = text.replace(&format!("${{{{{b}}}}}"), &val);
+            }
+            Value::String(text)
+        }
+        Value::Array(a) => Value::Array(
+            a.iter()
+                .map(|x| bind(x, p, outputs, o))
+                .collect::<HostResult<_>>()?,
+        ),
+        Value::Object(m) => Value::Object(
+            m.iter()
+                .map(|(k, x)| Ok((k.clone(), bind(x, p, outputs, o)?)))
+                .collect::<HostResult<_>>()?,
+        ),
+        other => other.clone(),
+    })
+}
+
+/// The steps in an order that runs every step after the steps it binds (file order among
+/// independent ones). A cycle or a binding to an unknown step is an error.
+pub fn order(p: &Pipeline) -> HostResult<Vec<usize>> {
+    let o = Origin {
+        source: &p.source,
+        text: Some(&p.text),
+    };
+    let names: Vec<&str> = p.steps.iter().map(|(n, _)| n.as_str()).collect();
+    let mut deps: Vec<Vec<usize>> = Vec::new();
+    for (name, m) in &p.steps {
+        let mut ups = Vec::new();
+        upstream(&Value::Object(m.clone()), &mut ups);
+        let mut d = Vec::new();
+        for (s, _) in ups {
+            let i = names.iter().position(|n| *n == s).ok_or_else(|| {
+                err(
+                    &o,
+                    &format!("parent.jobs.{s}."),
+                    format!("jobs.{name} binds the outputs of `{s}`, which is not a step"),
+                )
+            })?;
+            d.push(i);
+        }
+        deps.push(d);
+    }
+    let mut done = vec![false; p.steps.len()];
+    let mut out = Vec::new();
+    while out.len() < p.steps.len() {
+        let next = (0..p.steps.len()).find(|i| !done[*i] && deps[*i].iter().all(|d| done[*d]));
+        let Some(i) = next else {
+            let left: Vec<&str> = (0..p.steps.len())
+                .filter(|i| !done[*i])
+                .map(|i| names[i])
+                .collect();
+            return Err(err(
+                &o,
+                "jobs",
+                format!(
+                    "the steps {} bind each other's outputs in a cycle",
+                    left.join(", ")
+                ),
+            ));
+        };
+        done[i] = true;
+        out.push(i);
+    }
+    Ok(out)
+}
+
+/// Step `i` as a sweep (or command) job, its bindings to upstream outputs resolved.
+pub fn step(
+    p: &Pipeline,
+    i: usize,
+    outputs: &BTreeMap<(String, String), String>,
+) -> HostResult<Sweep> {
+    let o = Origin {
+        source: &p.source,
+        text: Some(&p.text),
+    };
+    let (name, m) = &p.steps[i];
+    let mut m = match bind(&Value::Object(m.clone()), p, outputs, &o)? {
+        Value::Object(m) => m,
+        _ => unreachable!("bind keeps a map a map"),
+    };
+    let kind = m
+        .get("type")
+        .and_then(|v| v.as_str())
+        .unwrap_or("command")
+        .to_string();
+    // The compute target names a cluster; steps run here.
+    m.remove("compute");
+    if let Some(Value::String(c)) = m.remove("component") {
+        if kind != "command" {
+            return Err(err(
+                &o,
+                "component:",
+                format!("jobs.{name}: `component` goes with a command step"),
+            ));
+        }
+        // A command component: its command, code, environment and input defaults.
+        let path = p.base.join(&c);
+        let ctext = crate::modules::fs::read(&path)
+            .map_err(|e| err(&o, "component:", format!("jobs.{name}: {}", e.message)))?;
+        let mut yo = serde_saphyr::Options::default();
+        yo.strict_booleans = true;
+        let comp: super::Trial = serde_saphyr::from_str_with_options(&ctext, yo).map_err(|e| {
+            let at = e
+                .location()
+                .map(|l| format!("{}:{}:{}", path.display(), l.line(), l.column()))
+                .unwrap_or(path.display().to_string());
+            HostError::new(
+                "sweep.invalid",
+                format!("{at}: {}", e.to_string().lines().next().unwrap_or("")),
+            )
+        })?;
+        m.insert("command".into(), Value::String(comp.command.clone()));
+        if let Some(code) = &comp.code {
+            let d = path.parent().unwrap_or(&p.base).join(code);
+            m.insert("code".into(), Value::String(d.display().to_string()));
+        }
+        if let Some(env) = &comp.environment {
+            m.entry("environment").or_insert(env.clone());
+        }
+        let inputs = m.entry("inputs").or_insert(Value::Object(Map::new()));
+        if let Value::Object(inputs) = inputs {
+            for (k, decl) in &comp.inputs {
+                if let Some(d) = decl.get("default") {
+                    inputs.entry(k.clone()).or_insert(d.clone());
+                }
+            }
+        }
+        let outs = m.entry("outputs").or_insert(Value::Object(Map::new()));
+        if let Value::Object(outs) = outs {
+            for k in comp.outputs.keys() {
+                outs.entry(k.clone()).or_insert(Value::Null);
+            }
+        }
+    }
+    let mut doc: SweepDoc = serde_json::from_value(Value::Object(m)).map_err(|e| {
+        err(
+            &o,
+            &format!("{name}:"),
+            format!("jobs.{name}: {}", super::words(&e.to_string())),
+        )
+    })?;
+    doc.kind = Some(kind);
+    if doc.display_name.is_none() {
+        doc.display_name = Some(name.clone());
+    }
+    let mut s = super::resolve(doc, &o, &p.base).map_err(|e| {
+        HostError::new(
+            &e.kind,
+            e.message.replacen(": ", &format!(": jobs.{name}: "), 1),
+        )
+    })?;
+    s.source = format!("{}#{name}", p.source);
+    Ok(s)
+}
+
+/// The folder of output `name` of a step that ran.
+fn output_dir(r: &SweepResult, name: &str) -> HostResult<Option<String>> {
+    let row = r.best_row().or_else(|| {
+        r.trials
+            .iter()
+            .find(|t| t.status == crate::store::RunStatus::Completed)
+    });
+    let Some(row) = row else { return Ok(None) };
+    let run = crate::modules::jobs::get(row.run_id)?;
+    Ok(Some(
+        Path::new(&run.run_dir)
+            .join("outputs")
+            .join(name)
+            .display()
+            .to_string(),
+    ))
+}
+
+/// Runs the pipeline's steps in order; a step that does not complete stops the pipeline
+/// (Azure's default, `continue_on_step_failure: false`). Returns each step's result.
+pub fn run(
+    p: &Pipeline,
+    opts: &RunOpts,
+    watcher: &mut dyn FnMut(&Sweep) -> Box<dyn Watcher>,
+    cancel: &CancellationToken,
+) -> HostResult<Vec<(String, SweepResult)>> {
+    let mut outputs: BTreeMap<(String, String), String> = BTreeMap::new();
+    let mut results = Vec::new();
+    for i in order(p)? {
+        let s = step(p, i, &outputs)?;
+        let name = p.steps[i].0.clone();
+        let mut w = watcher(&s);
+        let r = super::run::run(&s, opts, w.as_mut(), cancel)?;
+        for o in &s.outputs {
+            if let Some(d) = output_dir(&r, o)? {
+                outputs.insert((name.clone(), o.clone()), d);
+            }
+        }
+        let ok = r.count(crate::store::RunStatus::Completed) > 0
+            && (!s.single
+                || r.trials
+                    .iter()
+                    .all(|t| t.status == crate::store::RunStatus::Completed));
+        results.push((name, r));
+        if !ok {
+            break;
+        }
+    }
+    Ok(results)
+}
