@@ -600,3 +600,63 @@ fn azures_pipeline_examples_run_their_steps_in_order_and_hand_outputs_on() {
     );
     assert_eq!(log, want, "predict did not read the best trial's model");
 }
+
+#[test]
+fn the_sweep_timeout_cancels_what_runs_and_stops_drawing_trials() {
+    let yml = "type: sweep\ntrial:\n  command: sleep 30\nsampling_algorithm: {type: random, seed: 1}\nsearch_space:\n  x: {type: uniform, min_value: 0, max_value: 1}\nobjective: {goal: maximize, primary_metric: acc}\nlimits: {max_total_trials: 10, max_concurrent_trials: 2, timeout: 1}\n";
+    let t = TestCmd::new().file("s.yml", yml);
+    let start = std::time::Instant::now();
+    let (_, out, err) = t.spawn(["sweep", "s.yml", "--json"]).finish();
+    assert!(
+        start.elapsed() < Duration::from_secs(20),
+        "the timeout did not stop the sweep"
+    );
+    let r: serde_json::Value =
+        serde_json::from_str(&out).unwrap_or_else(|e| panic!("{e}: {out}\n{err}"));
+    let trials = r["trials"].as_array().unwrap();
+    // Every trial was cancelled with the reason: the two that ran (they have a duration) and
+    // those queued behind them, which never started.
+    assert!(trials.iter().all(|t| t["status"] == "cancelled"), "{out}");
+    assert!(
+        trials.iter().all(|t| t["reason"]
+            .as_str()
+            .is_some_and(|x| x.contains("the sweep's timeout (1s) was reached"))),
+        "{out}"
+    );
+    let ran = trials.iter().filter(|t| !t["duration"].is_null()).count();
+    assert_eq!(ran, 2, "{out}");
+}
+
+#[test]
+fn a_cross_validation_copies_fold_outputs_and_aggregates_metrics() {
+    let script = r#"
+let cv = sweep::cross_validate(
+    #{command: "echo '{\"name\": \"val/loss\", \"value\":' $CROSS_VALIDATION_SPLIT_INDEX '}' >> $LABHOST_METRICS; echo fold $CROSS_VALIDATION_SPLIT_INDEX of $NUMBER_OF_CROSS_VALIDATION_SPLITS > $LABHOST_RUN_DIR/outputs/f.txt; echo", splits: 4},
+    #{quiet: true, splits: 4});
+print(cv.metrics["val/loss"]);
+print(jobs::get(cv.id).run_dir);
+"#;
+    let t = TestCmd::new().script(script);
+    let o = t.run();
+    assert_ne!(o.code, 0, "`splits` is not a trial key");
+    assert!(o.stderr.contains("unknown key `splits`"), "{}", o.stderr);
+    let fixed = script.replace(", splits: 4},\n", "},\n");
+    let o = TestCmd::new().script(&fixed).run();
+    o.success();
+    let mut lines = o.stdout.lines();
+    let agg = lines.next().unwrap();
+    assert!(
+        agg.contains("\"mean\": 1.5")
+            && agg.contains("\"min\": 0.0")
+            && agg.contains("\"max\": 3.0")
+            && agg.contains("\"count\": 4"),
+        "{agg}"
+    );
+    // Sample standard deviation of 0, 1, 2, 3.
+    assert!(agg.contains("\"std\": 1.29099"), "{agg}");
+    let dir = std::path::PathBuf::from(lines.next().unwrap());
+    for i in 0..4 {
+        let f = std::fs::read_to_string(dir.join(format!("outputs/fold_{i}/f.txt"))).unwrap();
+        assert_eq!(f, format!("fold {i} of 4\n"));
+    }
+}

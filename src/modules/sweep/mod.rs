@@ -144,6 +144,10 @@ pub struct Trial {
     /// Local: `"host"` (default) or `"docker"` (an inline `environment.image`).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub run_in: Option<crate::store::RunIn>,
+    /// Local: run a failed trial again up to this many times (default 0: failures are
+    /// recorded, not retried, as on Azure).
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub retries: u32,
     /// Local: copy `code` once per sweep into its run folder (default true).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub snapshot: Option<bool>,

@@ -513,6 +513,7 @@ fn drive(
             tags,
             params: p.iter().map(|(k, v)| (k.clone(), v.clone())).collect(),
             timeout: s.trial_timeout.map(Seconds),
+            retries: s.trial.retries,
             key: Some(format!("{key}/{i}")),
             parent: Some(parent.id),
             run_in: s.trial.run_in,
@@ -545,7 +546,8 @@ fn drive(
         let now = Instant::now();
         if now >= deadline && !stop_submitting {
             stop_submitting = true;
-            for (&id, &i) in &in_flight {
+            // Queued ones first (newest first), so no worker freed by a cancel starts one.
+            for (&id, &i) in in_flight.iter().rev() {
                 let why = format!(
                     "cancelled: the sweep's timeout ({}) was reached",
                     crate::util::fmt_duration(s.timeout)

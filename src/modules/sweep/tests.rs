@@ -89,3 +89,16 @@ fn set_overrides_values_and_identity_follows_the_document() {
     assert_ne!(a.identity(), b.identity());
     assert_eq!(a.identity(), load(&f, &[]).unwrap().identity());
 }
+
+#[test]
+fn innereye_names_are_aliases() {
+    let text = "type: sweep\ntrial: {command: x}\nsearch_space: {a: {type: choice, values: [1, 2]}}\nobjective: {goal: Maximize, primary_metric_name: val_acc}\nlimits: {max_total_runs: 7, max_concurrent_runs: 3}\n";
+    let dir = tempfile::tempdir().unwrap();
+    let p = dir.path().join("s.yml");
+    std::fs::write(&p, text).unwrap();
+    let s = load(&p, &[]).unwrap();
+    assert_eq!((s.max_total, s.max_concurrent), (7, 3));
+    assert_eq!(s.metric, "val_acc");
+    // "Maximize" as Azure echoes it is accepted.
+    assert!(s.maximize);
+}
