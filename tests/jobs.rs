@@ -1,7 +1,6 @@
 //! The persistent job engine across real processes: crash/resume under kill -9, two hosts on
 //! one state directory, bad specs, and the jobs/logs/cancel commands.
 use std::collections::HashMap;
-use std::time::Duration;
 
 use crate::util::TestCmd;
 
@@ -29,29 +28,10 @@ fn kill_9_the_host_twenty_times_and_every_job_runs_to_completion_once() {
     let t = TestCmd::new();
     let cwd = t.path().display().to_string();
     let t = t.file("pool.rhai", POOL.replace("CWD", &format!("{cwd:?}")));
-    let mut seed = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
-        .as_nanos() as u64;
-    eprintln!("seed {seed}");
-    let mut kills = 0;
-    while kills < 20 {
-        let mut r = t.spawn(["run", "pool.rhai"]);
-        seed = seed
-            .wrapping_mul(6364136223846793005)
-            .wrapping_add(1442695040888963407);
-        std::thread::sleep(Duration::from_millis(150 + (seed >> 33) % 700));
-        if !r.is_running() {
-            break; // finished before this kill
-        }
-        r.signal(libc::SIGKILL);
-        r.finish();
-        kills += 1;
-    }
+    t.kill_9_at_random(&["run", "pool.rhai"], 20, 150, 700);
     let (code, out, err) = t.spawn(["run", "pool.rhai"]).finish();
     assert_eq!(code, Some(0), "{err}");
     assert_eq!(out, "completed 200 of 200\n");
-    eprintln!("killed the host {kills} times");
     // Exactly one done marker per job.
     for i in 0..200 {
         assert!(

@@ -292,26 +292,7 @@ fn kill_9_the_host_twenty_times_during_a_sweep_and_resume_runs_every_trial_once(
         .file("s.yml", KILL_SWEEP)
         .file("work/a/.keep", "")
         .file("running/.keep", "");
-    let mut seed = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
-        .as_nanos() as u64;
-    eprintln!("seed {seed}");
-    let mut kills = 0;
-    while kills < 20 {
-        let mut r = t.spawn(["-q", "sweep", "s.yml"]);
-        seed = seed
-            .wrapping_mul(6364136223846793005)
-            .wrapping_add(1442695040888963407);
-        std::thread::sleep(Duration::from_millis(100 + (seed >> 33) % 400));
-        if !r.is_running() {
-            break;
-        }
-        r.signal(libc::SIGKILL);
-        r.finish();
-        kills += 1;
-    }
-    eprintln!("killed the host {kills} times");
+    t.kill_9_at_random(&["-q", "sweep", "s.yml"], 20, 100, 400);
     let (code, out, err) = t.spawn(["-q", "sweep", "s.yml", "--json"]).finish();
     assert_eq!(code, Some(0), "{err}");
     let r: serde_json::Value = serde_json::from_str(&out).unwrap();

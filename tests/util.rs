@@ -238,3 +238,34 @@ impl Running {
         )
     }
 }
+
+impl TestCmd {
+    /// Starts `labhost ARGS` and kills it with SIGKILL after a random 0–`spread` ms past
+    /// `min_ms`, up to `times` times (fewer if a run ends first); the seed is printed so a
+    /// failure can be replayed. Returns how many kills there were.
+    pub fn kill_9_at_random(&self, args: &[&str], times: usize, min_ms: u64, spread: u64) -> usize {
+        let mut seed = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_nanos() as u64;
+        eprintln!("seed {seed}");
+        let mut kills = 0;
+        while kills < times {
+            let mut r = self.spawn(args);
+            seed = seed
+                .wrapping_mul(6364136223846793005)
+                .wrapping_add(1442695040888963407);
+            std::thread::sleep(std::time::Duration::from_millis(
+                min_ms + (seed >> 33) % spread,
+            ));
+            if !r.is_running() {
+                break; // finished before this kill
+            }
+            r.signal(libc::SIGKILL);
+            r.finish();
+            kills += 1;
+        }
+        eprintln!("killed the host {kills} times");
+        kills
+    }
+}

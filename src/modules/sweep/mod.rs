@@ -351,22 +351,14 @@ pub fn load(path: &Path, sets: &[(String, String)]) -> HostResult<Sweep> {
 
 /// Parses YAML text into the document (unknown keys and wrong types with line:column).
 pub fn parse_doc(text: &str, source: &str) -> HostResult<SweepDoc> {
-    let mut o = serde_saphyr::Options::default();
-    o.strict_booleans = true;
-    serde_saphyr::from_str_with_options::<SweepDoc>(text, o).map_err(|e| {
-        let at = match e.location() {
-            Some(l) => format!("{source}:{}:{}", l.line(), l.column()),
-            None => source.to_string(),
-        };
-        let msg = e.to_string();
-        let first = msg.lines().next().unwrap_or(&msg).trim();
-        let first = first.strip_prefix("error: ").unwrap_or(first);
-        let first = match first.split_once(": ") {
-            Some((pos, rest)) if pos.starts_with("line ") && pos.contains(" column ") => rest,
-            _ => first,
-        };
-        HostError::new("sweep.invalid", format!("{at}: {first}"))
-    })
+    crate::modules::yaml::parse_as(text, source, "sweep.invalid")
+}
+
+/// Reads a command component YAML (`trial: ./train.yml`, `component: ./x.yml`).
+pub fn load_component(path: &Path) -> HostResult<Trial> {
+    let text =
+        crate::modules::fs::read(path).map_err(|e| HostError::new("sweep.invalid", e.message))?;
+    crate::modules::yaml::parse_as(&text, &path.display().to_string(), "sweep.invalid")
 }
 
 /// `--set a.b=v`: the value is read as YAML (`1` a number, `x` a string).
@@ -478,21 +470,13 @@ pub fn resolve(doc: SweepDoc, o: &Origin<'_>, base: &Path) -> HostResult<Sweep> 
             Some(TrialField::Inline(t)) => *t,
             Some(TrialField::Path(p)) => {
                 let path = base.join(&p);
-                let text = crate::modules::fs::read(&path)
-                    .map_err(|e| o.err("trial:", format!("trial: {}", e.message)))?;
-                let src = path.display().to_string();
-                let mut yo = serde_saphyr::Options::default();
-                yo.strict_booleans = true;
-                let mut t: Trial = serde_saphyr::from_str_with_options(&text, yo).map_err(|e| {
-                    let at = e
-                        .location()
-                        .map(|l| format!("{src}:{}:{}", l.line(), l.column()))
-                        .unwrap_or(src.clone());
-                    HostError::new(
-                        "sweep.invalid",
-                        format!("{at}: {}", e.to_string().lines().next().unwrap_or("")),
-                    )
-                })?;
+                if !path.is_file() {
+                    return Err(o.err(
+                        "trial:",
+                        format!("trial: component {} does not exist", path.display()),
+                    ));
+                }
+                let mut t = load_component(&path)?;
                 // The component's code is relative to the component file.
                 if let Some(c) = &t.code {
                     if !is_remote(c) {

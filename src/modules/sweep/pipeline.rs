@@ -222,20 +222,14 @@ pub fn step(
         }
         // A command component: its command, code, environment and input defaults.
         let path = p.base.join(&c);
-        let ctext = crate::modules::fs::read(&path)
-            .map_err(|e| err(&o, "component:", format!("jobs.{name}: {}", e.message)))?;
-        let mut yo = serde_saphyr::Options::default();
-        yo.strict_booleans = true;
-        let comp: super::Trial = serde_saphyr::from_str_with_options(&ctext, yo).map_err(|e| {
-            let at = e
-                .location()
-                .map(|l| format!("{}:{}:{}", path.display(), l.line(), l.column()))
-                .unwrap_or(path.display().to_string());
-            HostError::new(
-                "sweep.invalid",
-                format!("{at}: {}", e.to_string().lines().next().unwrap_or("")),
-            )
-        })?;
+        if !path.is_file() {
+            return Err(err(
+                &o,
+                "component:",
+                format!("jobs.{name}: component {} does not exist", path.display()),
+            ));
+        }
+        let comp = super::load_component(&path)?;
         m.insert("command".into(), Value::String(comp.command.clone()));
         if let Some(code) = &comp.code {
             let d = path.parent().unwrap_or(&p.base).join(code);

@@ -332,13 +332,8 @@ pub fn run(
             crate::util::shell_quote(&s.source)
         )),
         cwd: Some(s.base_dir.display().to_string()),
-        env: Default::default(),
-        num_gpus: 0,
         timeout: Some(s.timeout.as_secs_f64()),
-        run_in: Default::default(),
-        image: None,
-        mounts: vec![],
-        network: None,
+        ..Default::default()
     };
     let mut params: Vec<(String, Value)> = vec![
         (

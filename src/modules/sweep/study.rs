@@ -86,14 +86,7 @@ impl Study {
             key: Some(format!("study:{name}")),
             spec: StoredSpec {
                 command: crate::command::Command::Shell(format!("study {name}")),
-                cwd: None,
-                env: Default::default(),
-                num_gpus: 0,
-                timeout: None,
-                run_in: Default::default(),
-                image: None,
-                mounts: vec![],
-                network: None,
+                ..Default::default()
             },
             priority: 0,
             max_retries: 0,
@@ -202,14 +195,7 @@ impl Study {
                 key: Some(format!("study:{parent}/{number}")),
                 spec: StoredSpec {
                     command: crate::command::Command::Shell("told".into()),
-                    cwd: None,
-                    env: Default::default(),
-                    num_gpus: 0,
-                    timeout: None,
-                    run_in: Default::default(),
-                    image: None,
-                    mounts: vec![],
-                    network: None,
+                    ..Default::default()
                 },
                 priority: 0,
                 max_retries: 0,

@@ -45,7 +45,17 @@ pub fn parse(text: &str, source: &str) -> HostResult<Value> {
     if text.trim().is_empty() {
         return Ok(Value::Null);
     }
-    serde_saphyr::from_str_with_options::<Value>(text, parse_options()).map_err(|e| {
+    parse_as(text, source, "yaml.parse")
+}
+
+/// Parses YAML text straight into a typed value (unknown keys and wrong types are errors at
+/// their `source:line:col`), with error kind `kind`.
+pub fn parse_as<T: serde::de::DeserializeOwned>(
+    text: &str,
+    source: &str,
+    kind: &str,
+) -> HostResult<T> {
+    serde_saphyr::from_str_with_options::<T>(text, parse_options()).map_err(|e| {
         let at = match e.location() {
             Some(l) => format!("{source}:{}:{}", l.line(), l.column()),
             None => source.to_string(),
@@ -59,7 +69,7 @@ pub fn parse(text: &str, source: &str) -> HostResult<Value> {
             _ => first,
         }
         .to_string();
-        HostError::new("yaml.parse", format!("{at}: {first}"))
+        HostError::new(kind, format!("{at}: {first}"))
     })
 }
 
