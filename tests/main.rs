@@ -11,6 +11,7 @@ pub mod examples;
 mod gpu;
 mod jobs;
 mod lifecycle;
+mod mlflow;
 mod modules;
 mod projects;
 mod repl;

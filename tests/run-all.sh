@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # The whole labhost test suite, from a fresh machine: installs what is missing, then checks
 # formatting and lints, and runs every test (unit, integration, doc examples, scripts/).
-# Service-backed suites (Docker engine, Azurite, mlflow) are started here as they land.
+# Service-backed suites (Docker engine, the mlflow client; Azurite next) are set up here.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -51,6 +51,15 @@ cp "$(command -v busybox)" "$rootfs/bin/busybox"
 for a in sh echo cat ls sleep env true false id pwd touch mkdir wc rm test printf; do ln -sf busybox "$rootfs/bin/$a"; done
 tar -C "$rootfs" -c . | docker import - labhost-test:busybox >/dev/null
 
+# The real mlflow client (mlflow-skinny: the client only) in a venv under target/, made once.
+MLFLOW_VENV="$PWD/target/mlflow-venv"
+if ! "$MLFLOW_VENV/bin/python" -c 'import mlflow' >/dev/null 2>&1; then
+    log "installing mlflow-skinny into $MLFLOW_VENV"
+    python3 -m venv "$MLFLOW_VENV" 2>/dev/null || { DEBIAN_FRONTEND=noninteractive apt-get install -y -qq python3-venv >/dev/null; python3 -m venv "$MLFLOW_VENV"; }
+    "$MLFLOW_VENV/bin/pip" install -q mlflow-skinny
+fi
+export LABHOST_TEST_MLFLOW_PYTHON="$MLFLOW_VENV/bin/python"
+
 export CARGO_TERM_COLOR="${CARGO_TERM_COLOR:-never}"
 export INSTA_UPDATE=no        # snapshots are compared, never rewritten, here
 
@@ -65,3 +74,6 @@ cargo test --locked --all-targets 2>&1
 
 log "cargo test: tests against the Docker engine"
 cargo test --locked --test integration docker -- --ignored 2>&1
+
+log "cargo test: tests with the real mlflow client"
+cargo test --locked --test integration mlflow -- --ignored 2>&1

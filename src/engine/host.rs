@@ -87,6 +87,10 @@ pub fn get() -> HostResult<Arc<JobHost>> {
     let rt = &crate::host::ctx().rt;
     let sched = h.clone();
     rt.spawn(async move { sched.schedule().await });
+    // Jobs report through MLflow's API too; a failure to listen only loses that channel.
+    if let Err(e) = super::mlflow::start(&state) {
+        tracing::warn!("{}", e.message);
+    }
     Ok(h)
 }
 

@@ -8,6 +8,7 @@ pub mod contain;
 mod docker_run;
 pub mod host;
 mod metrics;
+pub mod mlflow;
 pub mod spawn;
 pub mod supervisor;
 

@@ -177,6 +177,17 @@ impl Store {
         Ok((run, created))
     }
 
+    /// Renames a run.
+    pub fn rename(&mut self, id: i64, name: &str) -> HostResult<()> {
+        exec(
+            &self.conn,
+            "UPDATE runs SET name = ?1 WHERE id = ?2",
+            params![name, id],
+        )
+        .map_err(db_err)?;
+        Ok(())
+    }
+
     /// Closes a record run with its final status.
     pub fn close_record(
         &mut self,

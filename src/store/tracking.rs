@@ -118,6 +118,96 @@ impl Store {
         .map(|_| ())
     }
 
+    /// Removes a tag.
+    pub fn delete_tag(&mut self, id: i64, key: &str) -> HostResult<bool> {
+        let n = self
+            .conn
+            .execute(
+                "DELETE FROM tags WHERE run_id = ?1 AND key = ?2",
+                params![id, key],
+            )
+            .map_err(db_err)?;
+        Ok(n > 0)
+    }
+
+    /// MLflow's log-batch in one transaction: params (immutable: logging a different value
+    /// for a key that has one is an error and nothing is written), tags, metrics. Returns
+    /// `Err(key)` naming a param whose value would change.
+    pub fn log_batch(
+        &mut self,
+        id: i64,
+        ms: &[Metric],
+        ps: &[(String, String)],
+        tags: &[(String, String)],
+    ) -> HostResult<Result<(), String>> {
+        let tx = self.conn.transaction().map_err(db_err)?;
+        for (k, v) in ps {
+            let old: Option<String> = tx
+                .query_row(
+                    "SELECT value FROM params WHERE run_id = ?1 AND key = ?2",
+                    params![id, k],
+                    |r| r.get(0),
+                )
+                .optional()
+                .map_err(db_err)?;
+            let new = Value::String(crate::redact::apply(v)).to_string();
+            match old {
+                Some(o) if o != new => return Ok(Err(k.clone())),
+                Some(_) => {}
+                None => {
+                    tx.execute(
+                        "INSERT INTO params (run_id, key, value) VALUES (?1, ?2, ?3)",
+                        params![id, k, new],
+                    )
+                    .map_err(db_err)?;
+                }
+            }
+        }
+        for (k, v) in tags {
+            tx.execute(
+                "INSERT OR REPLACE INTO tags (run_id, key, value) VALUES (?1, ?2, ?3)",
+                params![id, k, crate::redact::apply(v)],
+            )
+            .map_err(db_err)?;
+        }
+        {
+            let mut st = tx
+                .prepare_cached("INSERT INTO metrics (run_id, name, value, step, ts) VALUES (?1, ?2, ?3, ?4, ?5)")
+                .map_err(db_err)?;
+            for m in ms {
+                let ts = if m.ts > 0.0 {
+                    m.ts
+                } else {
+                    crate::clock::unix()
+                };
+                st.execute(params![id, m.name, m.value, m.step, ts])
+                    .map_err(db_err)?;
+            }
+        }
+        tx.commit().map_err(db_err)?;
+        Ok(Ok(()))
+    }
+
+    /// The latest value of every metric of a run (highest step, then newest).
+    pub fn latest_metrics(&self, id: i64) -> HostResult<Vec<Metric>> {
+        all(
+            &self.conn,
+            "SELECT name, value, step, ts FROM metrics m WHERE run_id = ?1 AND rowid = (
+                 SELECT rowid FROM metrics WHERE run_id = ?1 AND name = m.name ORDER BY step DESC, ts DESC, rowid DESC LIMIT 1)
+             ORDER BY name",
+            [id],
+            |r| {
+                Ok(Metric {
+                    name: r.get(0)?,
+                    value: r.get(1)?,
+                    step: r.get(2)?,
+                    ts: r.get(3)?,
+                })
+            },
+        )
+        .map_err(db_err)
+    }
+
     /// The id of experiment `name`, created if missing.
     pub fn experiment_id(&mut self, name: &str) -> HostResult<i64> {
         if name.trim().is_empty() {

@@ -307,16 +307,30 @@ pub mod api {
         Ok(m::cancel(j.id, reason).or_rhai(&ctx)?.to_string())
     }
 
-    /// The job's record: `#{id, name, status, attempt, exit_code, error, run_dir, spec, …}`.
+    /// The job's record: `#{id, name, status, attempt, exit_code, error, run_dir, spec, …}`,
+    /// with its `params` and `tags` (what the spec gave and what the job logged, e.g. through
+    /// MLflow).
     ///
     /// ```rhai
-    /// let j = jobs::submit(#{command: "true", name: "rec", key: "info-example"});
+    /// let j = jobs::submit(#{command: "true", name: "rec", key: "info-example", params: #{lr: 0.1}});
     /// j.wait();
     /// assert_eq(j.info().name, "rec");
+    /// assert_eq(j.info().params.lr, 0.1);
     /// ```
     #[rhai_fn(global, return_raw, volatile)]
     pub fn info(ctx: NativeCallContext, j: &mut JobHandle) -> Result<Dynamic, Box<EvalAltResult>> {
-        encode(&ctx, &m::get(j.id).or_rhai(&ctx)?)
+        let run = m::get(j.id).or_rhai(&ctx)?;
+        let (params, tags) =
+            m::with_store(|s| Ok((s.params(j.id)?, s.tags(j.id)?))).or_rhai(&ctx)?;
+        let mut v = serde_json::to_value(&run)
+            .map_err(|e| crate::script::bridge::host_err(&ctx, "internal", e.to_string()))?;
+        v["params"] = serde_json::Value::Object(params.into_iter().collect());
+        v["tags"] = serde_json::Value::Object(
+            tags.into_iter()
+                .map(|(k, t)| (k, serde_json::Value::String(t)))
+                .collect(),
+        );
+        encode(&ctx, &v)
     }
 
     /// `Job(17)`.

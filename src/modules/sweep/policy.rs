@@ -116,18 +116,22 @@ impl Evaluator {
     }
 
     /// Trials to cancel, with the reason, given every trial's reports so far. Each running
-    /// trial is judged at every interval it reached since the last call and the policy
-    /// applies to.
+    /// trial is judged at every interval it has reached that the policy applies to — again
+    /// whenever any trial reported since the last call, because what the others had at
+    /// interval k grows as they catch up (a trial that runs ahead of the others is judged
+    /// once they get there, not only when it got there first).
     pub fn decide(&mut self, trials: &BTreeMap<i64, Trial>) -> Vec<(i64, String)> {
+        let total: usize = trials.values().map(|t| t.reports.len()).sum();
+        if self.seen.get(&-1) == Some(&total) {
+            return Vec::new();
+        }
+        self.seen.insert(-1, total);
         let mut out = Vec::new();
         for (id, t) in trials {
-            let from = self.seen.get(id).copied().unwrap_or(0);
-            let to = t.reports.len();
             if !t.running {
-                self.seen.insert(*id, to);
                 continue;
             }
-            for k in (from + 1)..=to {
+            for k in 1..=t.reports.len() {
                 if !self.policy.applies_at(k) {
                     continue;
                 }
@@ -136,7 +140,6 @@ impl Evaluator {
                     break;
                 }
             }
-            self.seen.insert(*id, to);
         }
         out
     }
@@ -350,8 +353,22 @@ mod tests {
             e.decide(&t).iter().map(|x| x.0).collect::<Vec<_>>(),
             vec![2]
         );
-        // And not judged again at the same interval.
+        // Nothing new reported: nothing new decided.
         assert!(e.decide(&t).is_empty());
+        // A trial ahead of the others is judged when they catch up: trial 3 reached interval
+        // 4 with 0.5 when trial 1 had only 2 reports (best at 4: its own 0.5)…
+        let mut e = Evaluator::new(e.policy.clone(), true);
+        let t = trials(&[(1, &[0.9, 0.9], true), (3, &[0.5, 0.5, 0.5, 0.5], true)]);
+        assert!(e.decide(&t).is_empty());
+        // …and is cancelled once trial 1 reaches interval 4 with 0.9.
+        let t = trials(&[
+            (1, &[0.9, 0.9, 0.9, 0.9], true),
+            (3, &[0.5, 0.5, 0.5, 0.5, 0.5], true),
+        ]);
+        assert_eq!(
+            e.decide(&t).iter().map(|x| x.0).collect::<Vec<_>>(),
+            vec![3]
+        );
     }
 
     #[test]
