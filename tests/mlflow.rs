@@ -139,3 +139,67 @@ print(j.info().params);
         "no-token 401 UNAUTHENTICATED\nunknown-run 404 RESOURCE_DOES_NOT_EXIST\nwrong-type 400 INVALID_PARAMETER_VALUE\nno-timestamp 400 INVALID_PARAMETER_VALUE\noversize 400 INVALID_PARAMETER_VALUE\nparam 200 ok\nparam-change 400 INVALID_PARAMETER_VALUE\nbatch-half 400 INVALID_PARAMETER_VALUE\nunknown-experiment 404 RESOURCE_DOES_NOT_EXIST\nhistory 200 ok\n\n[]\n#{\"p\": \"1\"}\n"
     );
 }
+
+/// `labhost track serve`: the real MlflowClient searches the store (filter, order, paging)
+/// and reads histories.
+#[test]
+#[ignore = "needs mlflow-skinny (tests/run-all.sh installs it)"]
+fn the_mlflow_client_searches_the_store_through_track_serve() {
+    let py = mlflow_python();
+    let port = {
+        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        l.local_addr().unwrap().port()
+    };
+    let t = TestCmd::new().script(
+        r#"
+for x in [0.2, 0.9, 0.5, 0.7] {
+    jobs::submit(#{command: `echo '{"name": "acc", "value": ${x}, "step": 1}' >> $LABHOST_METRICS`, params: #{x: x}, name: `x${x}`}).wait();
+}
+"#,
+    );
+    let o = t.run();
+    o.success();
+    let client = format!(
+        r#"
+from mlflow.tracking import MlflowClient
+c = MlflowClient("http://127.0.0.1:{port}")
+page = c.search_runs(["0"], "metrics.acc > 0.3", order_by=["metrics.acc DESC"], max_results=2)
+print([r.info.run_name for r in page], page.token is not None)
+rest = c.search_runs(["0"], "metrics.acc > 0.3", order_by=["metrics.acc DESC"], max_results=2, page_token=page.token)
+print([r.info.run_name for r in rest])
+r = page[0]
+print(r.data.params["x"], [m.value for m in c.get_metric_history(r.info.run_id, "acc")])
+try:
+    c.search_runs(["0"], "metrics.acc > 0.3 or params.x = '1'")
+except Exception as e:
+    print(type(e).__name__, "INVALID_PARAMETER_VALUE" in str(e))
+"#
+    );
+    std::fs::write(o.dir.join("client.py"), client).unwrap();
+    let mut server = std::process::Command::new(crate::util::BIN)
+        .args(["track", "serve", "--port", &port.to_string()])
+        .current_dir(&o.dir)
+        .env("LABHOST_HOME", o.dir.join(".labhost"))
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    for _ in 0..100 {
+        if std::net::TcpStream::connect(("127.0.0.1", port)).is_ok() {
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    let out = std::process::Command::new(&py)
+        .arg("client.py")
+        .current_dir(&o.dir)
+        .output()
+        .unwrap();
+    let _ = server.kill();
+    let _ = server.wait();
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout),
+        "['x0.9', 'x0.7'] True\n['x0.5']\n0.9 [0.9]\nRestException True\n",
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}

@@ -641,3 +641,60 @@ print(jobs::get(cv.id).run_dir);
         assert_eq!(f, format!("fold {i} of 4\n"));
     }
 }
+
+/// `labhost runs`: a sweep's trials queried with MLflow's grammar, as a table and as JSON.
+#[test]
+fn labhost_runs_queries_the_store_with_mlflows_filter_grammar() {
+    let yml = "type: sweep\ntrial:\n  command: >-\n    echo '{\"name\": \"acc\", \"value\":' ${{search_space.x}} '}' >> $LABHOST_METRICS\nsampling_algorithm: grid\nsearch_space:\n  x: {type: choice, values: [0.2, 0.9, 0.5]}\nobjective: {goal: maximize, primary_metric: acc}\nexperiment_name: exp-a\n";
+    let t = TestCmd::new().file("s.yml", yml);
+    let (code, out, err) = t.spawn(["-q", "sweep", "s.yml", "--json"]).finish();
+    assert_eq!(code, Some(0), "{err}");
+    let r: serde_json::Value = serde_json::from_str(&out).unwrap();
+    let parent = r["sweep_id"].to_string();
+    let (code, out, err) = t
+        .spawn([
+            "runs",
+            "--experiment",
+            "exp-a",
+            "--filter",
+            &format!("tags.mlflow.parentRunId = '{parent}' and metrics.acc >= 0.5"),
+            "--order-by",
+            "metrics.acc DESC",
+        ])
+        .finish();
+    assert_eq!(code, Some(0), "{err}");
+    let lines: Vec<&str> = out.lines().collect();
+    assert_eq!(lines.len(), 3, "{out}");
+    assert!(
+        lines[0].starts_with("ID")
+            && lines[0].contains("params.x")
+            && lines[0].contains("metrics.acc"),
+        "{out}"
+    );
+    assert!(
+        lines[1].contains("trial") && lines[1].trim_end().ends_with("0.9"),
+        "{out}"
+    );
+    assert!(lines[2].trim_end().ends_with("0.5"), "{out}");
+    let (_, json, _) = t
+        .spawn([
+            "runs",
+            "--filter",
+            "attributes.status = 'FINISHED' and params.x = '0.2'",
+            "--json",
+        ])
+        .finish();
+    let v: serde_json::Value = serde_json::from_str(&json).unwrap();
+    assert_eq!(v.as_array().unwrap().len(), 1);
+    assert_eq!(v[0]["metrics"]["acc"], 0.2);
+    // A bad filter: MLflow's message, exit 1, nothing printed on stdout.
+    let (code, out, err) = t
+        .spawn(["runs", "--filter", "metrics.acc > 0.5 or params.x = '1'"])
+        .finish();
+    assert_eq!(code, Some(1));
+    assert!(out.is_empty());
+    assert!(err.contains("OR is not supported"), "{err}");
+    let (code, _, err) = t.spawn(["runs", "--experiment", "nope"]).finish();
+    assert_ne!(code, Some(0));
+    assert!(err.contains("no experiment named 'nope'"), "{err}");
+}

@@ -10,6 +10,7 @@ mod jobs;
 mod pipeline;
 mod script;
 mod sweep;
+mod track;
 
 use std::io::IsTerminal;
 use std::process::ExitCode;
@@ -82,6 +83,12 @@ pub enum Command {
     Sweep(sweep::SweepArgs),
     /// Submit an Azure ML command, sweep or pipeline job YAML; --local runs it on this machine
     Submit(sweep::SubmitArgs),
+    /// Runs in the store (jobs, sweeps, trials, MLflow-logged runs) with MLflow's filter and
+    /// order-by grammar, their latest metrics and params
+    Runs(track::RunsArgs),
+    /// The run store as an MLflow tracking server
+    #[command(subcommand)]
+    Track(track::TrackCommand),
     /// Print shell completions
     Completions { shell: clap_complete::Shell },
 }
@@ -133,6 +140,8 @@ fn dispatch(cmd: Command, ctx: &Ctx) -> CmdResult {
         Command::Pipeline(a) => pipeline::run(a),
         Command::Sweep(a) => sweep::run(a, ctx),
         Command::Submit(a) => sweep::submit(a, ctx),
+        Command::Runs(a) => track::runs(a),
+        Command::Track(c) => track::run(c),
         Command::Completions { shell } => {
             use clap::CommandFactory;
             clap_complete::generate(

@@ -106,6 +106,11 @@ fn router(ctx: Ctx) -> Router {
             post(experiments_create),
         )
         .route(&format!("{api}/runs/get"), get(runs_get))
+        .route(&format!("{api}/runs/search"), post(runs_search))
+        .route(
+            &format!("{api}/experiments/search"),
+            post(experiments_search),
+        )
         .route(&format!("{api}/runs/create"), post(runs_create))
         .route(&format!("{api}/runs/update"), post(runs_update))
         .route(&format!("{api}/runs/log-metric"), post(log_metric))
@@ -790,4 +795,127 @@ async fn artifacts_proxy_list(
         ))
     })
     .await
+}
+
+/// Paging tokens: base64 of `{"offset": n}`, as MLflow's (opaque to clients).
+fn token_of(offset: usize) -> String {
+    use base64::Engine as _;
+    base64::engine::general_purpose::STANDARD.encode(format!("{{\"offset\": {offset}}}"))
+}
+
+fn offset_of(token: &str) -> Result<usize, ApiError> {
+    use base64::Engine as _;
+    let bad = || invalid(format!("Invalid page token '{token}'"));
+    let raw = base64::engine::general_purpose::STANDARD
+        .decode(token)
+        .map_err(|_| bad())?;
+    let v: Value = serde_json::from_slice(&raw).map_err(|_| bad())?;
+    v.get("offset")
+        .and_then(|o| o.as_u64())
+        .map(|o| o as usize)
+        .ok_or_else(bad)
+}
+
+async fn runs_search(State(ctx): State<Ctx>, Json(b): Json<Value>) -> ApiResult {
+    let exps: Vec<i64> = b
+        .get("experiment_ids")
+        .and_then(|v| v.as_array())
+        .cloned()
+        .unwrap_or_default()
+        .iter()
+        .map(|e| {
+            e.as_str()
+                .map(str::to_string)
+                .unwrap_or_else(|| e.to_string())
+                .parse::<i64>()
+        })
+        .collect::<Result<_, _>>()
+        .map_err(|_| invalid("experiment_ids must be experiment ids"))?;
+    let filter =
+        crate::store::search::Filter::parse(b.get("filter").and_then(|v| v.as_str()).unwrap_or(""))
+            .map_err(|e| invalid(e.message))?;
+    let order: Vec<String> = b
+        .get("order_by")
+        .and_then(|v| v.as_array())
+        .cloned()
+        .unwrap_or_default()
+        .iter()
+        .filter_map(|v| v.as_str().map(str::to_string))
+        .collect();
+    let order = crate::store::search::parse_order(&order).map_err(|e| invalid(e.message))?;
+    let max = b
+        .get("max_results")
+        .and_then(|v| v.as_u64())
+        .unwrap_or(1000) as usize;
+    if max > 50000 {
+        return Err(invalid(format!(
+            "Invalid value {max} for parameter 'max_results' supplied. It must be at most 50000"
+        )));
+    }
+    let offset = match b.get("page_token").and_then(|v| v.as_str()) {
+        Some(t) if !t.is_empty() => offset_of(t)?,
+        _ => 0,
+    };
+    store(&ctx, move |s| {
+        let (page, next) = s
+            .search_runs(&exps, &filter, &order, offset, max)
+            .map_err(internal)?;
+        let runs = page
+            .iter()
+            .map(|f| run_json(s, &f.run))
+            .collect::<Result<Vec<_>, _>>()?;
+        let mut out = json!({"runs": runs});
+        if let Some(n) = next {
+            out["next_page_token"] = json!(token_of(n));
+        }
+        Ok(Json(out))
+    })
+    .await
+}
+
+async fn experiments_search(State(ctx): State<Ctx>, Json(b): Json<Value>) -> ApiResult {
+    let filter = b
+        .get("filter")
+        .and_then(|v| v.as_str())
+        .unwrap_or("")
+        .to_string();
+    let max = b
+        .get("max_results")
+        .and_then(|v| v.as_u64())
+        .unwrap_or(1000) as usize;
+    let offset = match b.get("page_token").and_then(|v| v.as_str()) {
+        Some(t) if !t.is_empty() => offset_of(t)?,
+        _ => 0,
+    };
+    store(&ctx, move |s| {
+        let all_e = s
+            .search_experiments(&filter)
+            .map_err(|e| invalid(e.message))?;
+        let total = all_e.len();
+        let page: Vec<Value> = all_e
+            .iter()
+            .skip(offset)
+            .take(max)
+            .map(experiment_json)
+            .collect();
+        let mut out = json!({"experiments": page});
+        if offset + max < total {
+            out["next_page_token"] = json!(token_of(offset + max));
+        }
+        Ok(Json(out))
+    })
+    .await
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn page_tokens_are_base64_json_offsets_as_mlflows() {
+        // MLflow's own token for offset 2 (reference §4.1).
+        assert_eq!(super::token_of(2), "eyJvZmZzZXQiOiAyfQ==");
+        for n in [0, 7, 1000, 123456] {
+            assert_eq!(super::offset_of(&super::token_of(n)).ok(), Some(n));
+        }
+        assert!(super::offset_of("!!").is_err());
+    }
 }

@@ -18,6 +18,7 @@ pub mod settings;
 pub mod sh;
 pub mod sweep;
 pub mod time;
+pub mod track;
 pub mod util;
 pub mod yaml;
 
@@ -39,4 +40,5 @@ pub const NATIVE: &[&str] = &[
     "docker",
     "jobs",
     "sweep",
+    "track",
 ];

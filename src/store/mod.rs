@@ -14,6 +14,7 @@
 pub mod queue;
 pub mod runs;
 pub mod schema;
+pub mod search;
 pub mod tracking;
 pub mod types;
 

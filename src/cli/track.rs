@@ -1,0 +1,112 @@
+//! `labhost runs [--experiment E] [--filter F] [--order-by O]... [--limit N] [--json]` and
+//! `labhost track serve [--port P] [--token T]`.
+use clap::{Args, Subcommand};
+
+use super::error::{CmdResult, Failure};
+use crate::modules::track;
+
+#[derive(Debug, Args)]
+pub struct RunsArgs {
+    /// Only runs of this experiment
+    #[arg(long)]
+    pub experiment: Option<String>,
+    /// MLflow's filter grammar: "metrics.acc > 0.9 and params.lr = '0.1'"
+    #[arg(long, default_value = "")]
+    pub filter: String,
+    /// "metrics.acc DESC", "attributes.start_time" (repeatable)
+    #[arg(long = "order-by")]
+    pub order_by: Vec<String>,
+    #[arg(long, default_value_t = 50)]
+    pub limit: u32,
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum TrackCommand {
+    /// Serve the state directory's runs over MLflow's REST API (any MLflow client or tool)
+    Serve {
+        /// Port on 127.0.0.1 (default 5000, MLflow's)
+        #[arg(long, default_value_t = 5000)]
+        port: u16,
+        /// Require this bearer token from clients (MLFLOW_TRACKING_TOKEN on their side)
+        #[arg(long, env = "LABHOST_TRACK_TOKEN")]
+        token: Option<String>,
+    },
+}
+
+pub fn runs(a: RunsArgs) -> CmdResult {
+    let q = track::Query {
+        experiment: a.experiment,
+        filter: a.filter,
+        order_by: a.order_by,
+        limit: Some(a.limit),
+    };
+    let rs = track::runs(&q)?;
+    if a.json {
+        println!("{}", serde_json::to_string_pretty(&rs).unwrap_or_default());
+        return Ok(());
+    }
+    let mut mcols: Vec<String> = rs.iter().flat_map(|r| r.metrics.keys().cloned()).collect();
+    mcols.sort();
+    mcols.dedup();
+    let mut pcols: Vec<String> = rs.iter().flat_map(|r| r.params.keys().cloned()).collect();
+    pcols.sort();
+    pcols.dedup();
+    let mut rows = vec![{
+        let mut h = vec![
+            "ID".to_string(),
+            "KIND".into(),
+            "STATUS".into(),
+            "NAME".into(),
+        ];
+        h.extend(pcols.iter().map(|p| format!("params.{p}")));
+        h.extend(mcols.iter().map(|m| format!("metrics.{m}")));
+        h
+    }];
+    for r in &rs {
+        let mut row = vec![
+            r.id.to_string(),
+            r.kind.clone(),
+            r.status.clone(),
+            r.name.clone(),
+        ];
+        row.extend(
+            pcols
+                .iter()
+                .map(|p| r.params.get(p).cloned().unwrap_or_else(|| "-".into())),
+        );
+        row.extend(mcols.iter().map(|m| {
+            r.metrics
+                .get(m)
+                .map(|v| format!("{}", (v * 1e6).round() / 1e6))
+                .unwrap_or_else(|| "-".into())
+        }));
+        rows.push(row);
+    }
+    println!("{}", track::table(&rows));
+    Ok(())
+}
+
+pub fn run(c: TrackCommand) -> CmdResult {
+    match c {
+        TrackCommand::Serve { port, token } => {
+            crate::host::install_ctrl_c(true);
+            let state = crate::state::dir()?;
+            let addr = std::net::SocketAddr::from(([127, 0, 0, 1], port));
+            eprintln!(
+                "serving {} on http://{addr} (MLFLOW_TRACKING_URI); Ctrl-C stops",
+                state.display()
+            );
+            let h = crate::host::ctx();
+            let token_ctl = h.cancel.token();
+            let r = h.rt.block_on(async move {
+                tokio::select! {
+                    r = crate::engine::mlflow::serve(addr, state, token) => r,
+                    _ = token_ctl.cancelled() => Ok(()),
+                }
+            });
+            r.map_err(Failure::from)
+        }
+    }
+}

@@ -1,0 +1,266 @@
+//! `track`: the run store as a tracking server's data — queries with MLflow's filter and
+//! order-by grammar, a run's metric histories and artifacts, a comparison table, and logging
+//! from a script (into its job's run inside a job, else into a run of its own).
+pub mod rhai;
+
+use std::collections::BTreeMap;
+use std::sync::OnceLock;
+
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+
+use crate::error::{HostError, HostResult};
+use crate::modules::jobs::with_store;
+use crate::store::search::{parse_order, Filter};
+use crate::store::{Metric, NewRun, RunKind, StoredSpec};
+
+/// `track::runs` / `labhost runs` options.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Query {
+    /// An experiment name (default: all).
+    pub experiment: Option<String>,
+    /// MLflow's filter grammar: `metrics.acc > 0.9 and params.lr = '0.1'`.
+    #[serde(default)]
+    pub filter: String,
+    /// `["metrics.acc DESC", "attributes.start_time"]`.
+    #[serde(default)]
+    pub order_by: Vec<String>,
+    pub limit: Option<u32>,
+}
+
+/// A run as queries show it.
+#[derive(Debug, Clone, Serialize)]
+pub struct RunView {
+    pub id: i64,
+    pub name: String,
+    pub kind: String,
+    pub status: String,
+    pub experiment_id: Option<i64>,
+    pub parent_id: Option<i64>,
+    pub started: Option<f64>,
+    pub ended: Option<f64>,
+    pub run_dir: String,
+    /// The latest value of each metric.
+    pub metrics: BTreeMap<String, f64>,
+    pub params: BTreeMap<String, String>,
+    pub tags: BTreeMap<String, String>,
+}
+
+fn view(f: crate::store::search::Found) -> RunView {
+    RunView {
+        id: f.run.id,
+        name: f.run.name.clone(),
+        kind: f.run.kind.as_str().into(),
+        status: f.run.status.as_str().into(),
+        experiment_id: f.run.experiment_id,
+        parent_id: f.run.parent_id,
+        started: f.run.started,
+        ended: f.run.ended,
+        run_dir: f.run.run_dir.clone(),
+        metrics: f.metrics,
+        params: f.params,
+        tags: f.tags,
+    }
+}
+
+/// Runs matching a query, best first by `order_by` (newest first otherwise).
+pub fn runs(q: &Query) -> HostResult<Vec<RunView>> {
+    let filter = Filter::parse(&q.filter)?;
+    let order = parse_order(&q.order_by)?;
+    with_store(|s| {
+        let exps = match &q.experiment {
+            Some(name) => match s.experiment_by_name(name)? {
+                Some(e) => vec![e.id],
+                None => {
+                    return Err(HostError::new(
+                        "track.not_found",
+                        format!("no experiment named '{name}'"),
+                    ))
+                }
+            },
+            None => vec![],
+        };
+        let (page, _) = s.search_runs(
+            &exps,
+            &filter,
+            &order,
+            0,
+            q.limit.map(|l| l as usize).unwrap_or(usize::MAX >> 1),
+        )?;
+        Ok(page.into_iter().map(view).collect())
+    })
+}
+
+/// One run.
+pub fn run(id: i64) -> HostResult<RunView> {
+    with_store(|s| {
+        let r = s
+            .get(id)
+            .map_err(|_| HostError::new("track.not_found", format!("no run with id {id}")))?;
+        Ok(view(s.found(r)?))
+    })
+}
+
+/// A metric's history (step order).
+pub fn metrics(id: i64, key: &str) -> HostResult<Vec<Metric>> {
+    with_store(|s| {
+        s.get(id)
+            .map_err(|_| HostError::new("track.not_found", format!("no run with id {id}")))?;
+        s.metrics(id, Some(key))
+    })
+}
+
+/// Files a run produced: `artifacts/…` (logged through MLflow) and `outputs/…`, relative to
+/// its run folder.
+pub fn artifacts(id: i64) -> HostResult<Vec<String>> {
+    let r = run(id)?;
+    let root = std::path::PathBuf::from(&r.run_dir);
+    let mut out = Vec::new();
+    fn walk(root: &std::path::Path, dir: &std::path::Path, out: &mut Vec<String>) {
+        let Ok(rd) = std::fs::read_dir(dir) else {
+            return;
+        };
+        let mut es: Vec<_> = rd.flatten().collect();
+        es.sort_by_key(|e| e.file_name());
+        for e in es {
+            let p = e.path();
+            if p.is_dir() {
+                walk(root, &p, out);
+            } else if let Ok(rel) = p.strip_prefix(root) {
+                out.push(rel.display().to_string());
+            }
+        }
+    }
+    for d in ["artifacts", "outputs"] {
+        walk(&root, &root.join(d), &mut out);
+    }
+    Ok(out)
+}
+
+/// Runs side by side: one row per run, its params and latest metrics as columns.
+pub fn compare(ids: &[i64]) -> HostResult<String> {
+    let runs: Vec<RunView> = ids.iter().map(|i| run(*i)).collect::<HostResult<_>>()?;
+    let mut pcols: Vec<String> = runs.iter().flat_map(|r| r.params.keys().cloned()).collect();
+    pcols.sort();
+    pcols.dedup();
+    let mut mcols: Vec<String> = runs
+        .iter()
+        .flat_map(|r| r.metrics.keys().cloned())
+        .collect();
+    mcols.sort();
+    mcols.dedup();
+    let mut rows = vec![{
+        let mut h = vec!["run".to_string(), "name".into(), "status".into()];
+        h.extend(pcols.iter().cloned());
+        h.extend(mcols.iter().cloned());
+        h
+    }];
+    for r in &runs {
+        let mut row = vec![r.id.to_string(), r.name.clone(), r.status.clone()];
+        row.extend(
+            pcols
+                .iter()
+                .map(|k| r.params.get(k).cloned().unwrap_or_else(|| "-".into())),
+        );
+        row.extend(mcols.iter().map(|k| {
+            r.metrics
+                .get(k)
+                .map(|v| format!("{}", (v * 1e6).round() / 1e6))
+                .unwrap_or_else(|| "-".into())
+        }));
+        rows.push(row);
+    }
+    Ok(table(&rows))
+}
+
+/// Left-aligned columns two spaces apart.
+pub fn table(rows: &[Vec<String>]) -> String {
+    let n = rows.iter().map(Vec::len).max().unwrap_or(0);
+    let w: Vec<usize> = (0..n)
+        .map(|c| {
+            rows.iter()
+                .map(|r| r.get(c).map(|x| x.chars().count()).unwrap_or(0))
+                .max()
+                .unwrap_or(0)
+        })
+        .collect();
+    rows.iter()
+        .map(|r| {
+            r.iter()
+                .enumerate()
+                .map(|(c, x)| format!("{x:<w$}", w = w[c]))
+                .collect::<Vec<_>>()
+                .join("  ")
+                .trim_end()
+                .to_string()
+        })
+        .collect::<Vec<_>>()
+        .join("\n")
+}
+
+static OWN_RUN: OnceLock<i64> = OnceLock::new();
+
+/// The run a script logs into: its job's (`LABHOST_JOB_ID`) inside a job, else one of its
+/// own (kind remote, named after the script), made on first use.
+pub fn current_run(script: &str) -> HostResult<i64> {
+    if let Some(id) = std::env::var("LABHOST_JOB_ID")
+        .ok()
+        .and_then(|v| v.parse::<i64>().ok())
+    {
+        return Ok(id);
+    }
+    if let Some(id) = OWN_RUN.get() {
+        return Ok(*id);
+    }
+    let n = NewRun {
+        parent_id: None,
+        kind: RunKind::Remote,
+        name: script.to_string(),
+        key: None,
+        spec: StoredSpec {
+            command: crate::command::Command::Shell(format!("labhost run {script}")),
+            cwd: std::env::current_dir()
+                .ok()
+                .map(|d| d.display().to_string()),
+            ..Default::default()
+        },
+        priority: 0,
+        max_retries: 0,
+        backoff: 1.0,
+        depends_on: vec![],
+        params: vec![],
+        tags: vec![("mlflow.source.name".into(), script.to_string())],
+        owner: None,
+        retry_failed: false,
+        experiment_id: None,
+    };
+    let (r, _) = with_store(|s| s.open_record(&n, None))?;
+    Ok(*OWN_RUN.get_or_init(|| r.id))
+}
+
+/// Logs into the current run (see [`current_run`]): metrics, params (immutable, as MLflow's)
+/// and tags.
+pub fn log(
+    script: &str,
+    ms: &[Metric],
+    ps: &[(String, String)],
+    tags: &[(String, String)],
+) -> HostResult<i64> {
+    let id = current_run(script)?;
+    match with_store(|s| s.log_batch(id, ms, ps, tags))? {
+        Ok(()) => Ok(id),
+        Err(k) => Err(HostError::new(
+            "track.invalid",
+            format!("param `{k}` was logged already with another value (params do not change)"),
+        )),
+    }
+}
+
+/// A param value as text (MLflow params are strings).
+pub fn text(v: &Value) -> String {
+    match v {
+        Value::String(s) => s.clone(),
+        other => other.to_string(),
+    }
+}

@@ -1,0 +1,551 @@
+//! Searching runs with MLflow's filter and order-by grammar (reference/azureml-api.md §4.2,
+//! `mlflow.utils.search_utils`): clauses joined by AND (OR is rejected);
+//! `metrics.<k>`, `params.<k>`, `tags.<k>`, `attributes.<k>` (backticks around keys with
+//! special characters; `tags.mlflow.parentRunId` also parses); metrics and numeric attributes
+//! compare with `= != < <= > >=`, params, tags and string attributes with `= != LIKE ILIKE`;
+//! `attributes.run_id IN (…)` / `NOT IN (…)`; strings in single (or double) quotes.
+use std::collections::BTreeMap;
+
+use super::{all, db_err, runs::run_row, runs::RUN_COLS, Run, RunStatus, Store};
+use crate::error::{HostError, HostResult};
+
+#[derive(Debug, Clone, Copy, PartialEq)]
+enum Kind {
+    Metric,
+    Param,
+    Tag,
+    Attr,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+enum Lit {
+    Num(f64),
+    Str(String),
+    List(Vec<String>),
+}
+
+#[derive(Debug, Clone, PartialEq)]
+struct Clause {
+    kind: Kind,
+    key: String,
+    op: String,
+    value: Lit,
+}
+
+/// A parsed filter: clauses, all of which must hold.
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct Filter(Vec<Clause>);
+
+/// One `order_by` term.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Order {
+    kind: Kind,
+    key: String,
+    asc: bool,
+}
+
+fn bad(m: impl std::fmt::Display) -> HostError {
+    HostError::new("track.invalid_filter", m.to_string())
+}
+
+const NUM_ATTRS: &[&str] = &["start_time", "end_time", "created"];
+const STR_ATTRS: &[&str] = &[
+    "run_id",
+    "run_name",
+    "status",
+    "artifact_uri",
+    "user_id",
+    "kind",
+    "experiment_id",
+];
+
+struct Lexer<'a> {
+    s: &'a str,
+    i: usize,
+}
+
+impl<'a> Lexer<'a> {
+    fn ws(&mut self) {
+        while self.s[self.i..].starts_with(char::is_whitespace) {
+            self.i += self.s[self.i..]
+                .chars()
+                .next()
+                .map(char::len_utf8)
+                .unwrap_or(1);
+        }
+    }
+    fn done(&mut self) -> bool {
+        self.ws();
+        self.i >= self.s.len()
+    }
+    fn word_ci(&mut self, w: &str) -> bool {
+        self.ws();
+        let rest = &self.s[self.i..];
+        if rest.len() >= w.len() && rest[..w.len()].eq_ignore_ascii_case(w) {
+            let after = rest[w.len()..].chars().next();
+            if after.is_none_or(|c| !(c.is_alphanumeric() || c == '_')) {
+                self.i += w.len();
+                return true;
+            }
+        }
+        false
+    }
+    /// `kind.key` with `key` dotted or in backticks / double quotes.
+    fn ident(&mut self) -> HostResult<(Kind, String)> {
+        self.ws();
+        let rest = &self.s[self.i..];
+        let dot = rest.find('.').ok_or_else(|| bad(format!("Invalid identifier at '{rest}': want metrics.<key>, params.<key>, tags.<key> or attributes.<key>")))?;
+        let kind = match rest[..dot].to_ascii_lowercase().as_str() {
+            "metric" | "metrics" => Kind::Metric,
+            "param" | "params" | "parameter" | "parameters" => Kind::Param,
+            "tag" | "tags" => Kind::Tag,
+            "attribute" | "attributes" | "attr" | "run" => Kind::Attr,
+            other => return Err(bad(format!("Invalid entity type '{other}'. Valid values are ['metric', 'parameter', 'tag', 'attribute']"))),
+        };
+        self.i += dot + 1;
+        let rest = &self.s[self.i..];
+        let key = if let Some(q) = rest.strip_prefix('`').or_else(|| rest.strip_prefix('"')) {
+            let close = if rest.starts_with('`') { '`' } else { '"' };
+            let end = q
+                .find(close)
+                .ok_or_else(|| bad(format!("Unterminated key in '{rest}'")))?;
+            self.i += end + 2;
+            q[..end].to_string()
+        } else {
+            let end = rest
+                .find(|c: char| c.is_whitespace() || "=!<>(".contains(c))
+                .unwrap_or(rest.len());
+            self.i += end;
+            rest[..end].to_string()
+        };
+        if key.is_empty() {
+            return Err(bad("Invalid identifier: empty key"));
+        }
+        if kind == Kind::Attr
+            && !NUM_ATTRS.contains(&key.as_str())
+            && !STR_ATTRS.contains(&key.as_str())
+        {
+            return Err(bad(format!("Invalid attribute key '{key}' specified. Valid keys are {NUM_ATTRS:?} and {STR_ATTRS:?}")));
+        }
+        Ok((kind, key))
+    }
+    fn op(&mut self) -> HostResult<String> {
+        self.ws();
+        for o in ["<=", ">=", "!=", "=", "<", ">"] {
+            if self.s[self.i..].starts_with(o) {
+                self.i += o.len();
+                return Ok(o.into());
+            }
+        }
+        for w in ["NOT IN", "ILIKE", "LIKE", "IN"] {
+            let save = self.i;
+            let mut ok = true;
+            for part in w.split(' ') {
+                if !self.word_ci(part) {
+                    ok = false;
+                    break;
+                }
+            }
+            if ok {
+                return Ok(w.into());
+            }
+            self.i = save;
+        }
+        Err(bad(format!(
+            "Invalid comparator at '{}'",
+            &self.s[self.i..]
+        )))
+    }
+    fn string(&mut self) -> HostResult<String> {
+        self.ws();
+        let rest = &self.s[self.i..];
+        let q = rest
+            .chars()
+            .next()
+            .filter(|c| *c == '\'' || *c == '"')
+            .ok_or_else(|| bad(format!("Expected a quoted string at '{rest}'")))?;
+        let body = &rest[1..];
+        let end = body
+            .find(q)
+            .ok_or_else(|| bad(format!("Unterminated string at '{rest}'")))?;
+        self.i += end + 2;
+        Ok(body[..end].to_string())
+    }
+    fn value(&mut self, op: &str) -> HostResult<Lit> {
+        self.ws();
+        if op.ends_with("IN") {
+            if !self.s[self.i..].starts_with('(') {
+                return Err(bad("IN needs a parenthesised list of strings"));
+            }
+            self.i += 1;
+            let mut out = Vec::new();
+            loop {
+                out.push(self.string()?);
+                self.ws();
+                if self.s[self.i..].starts_with(',') {
+                    self.i += 1;
+                } else if self.s[self.i..].starts_with(')') {
+                    self.i += 1;
+                    return Ok(Lit::List(out));
+                } else {
+                    return Err(bad("IN list: want ',' or ')'"));
+                }
+            }
+        }
+        let rest = &self.s[self.i..];
+        if rest.starts_with('\'') || rest.starts_with('"') {
+            return self.string().map(Lit::Str);
+        }
+        let end = rest.find(char::is_whitespace).unwrap_or(rest.len());
+        let n = rest[..end]
+            .parse::<f64>()
+            .map_err(|_| bad(format!("Expected a number or a quoted string at '{rest}'")))?;
+        self.i += end;
+        Ok(Lit::Num(n))
+    }
+}
+
+impl Filter {
+    /// Parses `metrics.acc > 0.9 and params.lr = '0.1'` (empty → matches everything).
+    pub fn parse(text: &str) -> HostResult<Filter> {
+        let mut lx = Lexer { s: text, i: 0 };
+        let mut out = Vec::new();
+        if lx.done() {
+            return Ok(Filter(out));
+        }
+        loop {
+            let (kind, key) = lx.ident()?;
+            let op = lx.op()?;
+            let value = lx.value(&op)?;
+            let numeric =
+                kind == Kind::Metric || (kind == Kind::Attr && NUM_ATTRS.contains(&key.as_str()));
+            let ok = match (&value, op.as_str()) {
+                (Lit::List(_), _) => kind == Kind::Attr && key == "run_id",
+                (Lit::Num(_), o) => numeric && ["=", "!=", "<", "<=", ">", ">="].contains(&o),
+                (Lit::Str(_), o) => !numeric && ["=", "!=", "LIKE", "ILIKE"].contains(&o),
+            };
+            if !ok {
+                return Err(bad(format!(
+                    "Invalid clause(s) in filter string: '{}' cannot compare with '{op}' against {}",
+                    match kind {
+                        Kind::Metric => format!("metrics.{key}"),
+                        Kind::Param => format!("params.{key}"),
+                        Kind::Tag => format!("tags.{key}"),
+                        Kind::Attr => format!("attributes.{key}"),
+                    },
+                    match value {
+                        Lit::Num(_) => "a number",
+                        Lit::Str(_) => "a string",
+                        Lit::List(_) => "a list",
+                    }
+                )));
+            }
+            out.push(Clause {
+                kind,
+                key,
+                op,
+                value,
+            });
+            if lx.done() {
+                return Ok(Filter(out));
+            }
+            if lx.word_ci("OR") {
+                return Err(bad(
+                    "Invalid clause(s) in filter string: OR is not supported, only AND",
+                ));
+            }
+            if !lx.word_ci("AND") {
+                return Err(bad(format!(
+                    "Invalid clause(s) in filter string: want AND at '{}'",
+                    &lx.s[lx.i..]
+                )));
+            }
+        }
+    }
+}
+
+/// `["metrics.val_loss ASC", "attributes.start_time DESC"]`.
+pub fn parse_order(terms: &[String]) -> HostResult<Vec<Order>> {
+    terms
+        .iter()
+        .map(|t| {
+            let mut lx = Lexer { s: t, i: 0 };
+            let (kind, key) = lx.ident()?;
+            let asc = if lx.word_ci("DESC") {
+                false
+            } else {
+                lx.word_ci("ASC");
+                true
+            };
+            if !lx.done() {
+                return Err(bad(format!("Invalid order_by clause '{t}'")));
+            }
+            Ok(Order { kind, key, asc })
+        })
+        .collect()
+}
+
+/// SQL LIKE: `%` any run, `_` one character.
+fn like(text: &str, pat: &str, ci: bool) -> bool {
+    let (t, p): (Vec<char>, Vec<char>) = if ci {
+        (
+            text.to_lowercase().chars().collect(),
+            pat.to_lowercase().chars().collect(),
+        )
+    } else {
+        (text.chars().collect(), pat.chars().collect())
+    };
+    fn m(t: &[char], p: &[char]) -> bool {
+        match p.first() {
+            None => t.is_empty(),
+            Some('%') => (0..=t.len()).any(|i| m(&t[i..], &p[1..])),
+            Some('_') => !t.is_empty() && m(&t[1..], &p[1..]),
+            Some(c) => t.first() == Some(c) && m(&t[1..], &p[1..]),
+        }
+    }
+    m(&t, &p)
+}
+
+/// A run with what a search looks at.
+#[derive(Debug, Clone)]
+pub struct Found {
+    pub run: Run,
+    pub metrics: BTreeMap<String, f64>,
+    pub params: BTreeMap<String, String>,
+    pub tags: BTreeMap<String, String>,
+}
+
+fn status_word(s: RunStatus) -> &'static str {
+    match s {
+        RunStatus::Queued | RunStatus::Leased => "SCHEDULED",
+        RunStatus::Running => "RUNNING",
+        RunStatus::Completed => "FINISHED",
+        RunStatus::Failed | RunStatus::TimedOut => "FAILED",
+        RunStatus::Cancelled => "KILLED",
+    }
+}
+
+enum V {
+    N(f64),
+    S(String),
+}
+
+fn get(f: &Found, kind: Kind, key: &str) -> Option<V> {
+    match kind {
+        Kind::Metric => f.metrics.get(key).map(|v| V::N(*v)),
+        Kind::Param => f.params.get(key).map(|v| V::S(v.clone())),
+        Kind::Tag => match key {
+            "mlflow.parentRunId" => f
+                .tags
+                .get(key)
+                .cloned()
+                .or(f.run.parent_id.map(|p| p.to_string()))
+                .map(V::S),
+            "mlflow.runName" => Some(V::S(f.run.name.clone())),
+            _ => f.tags.get(key).map(|v| V::S(v.clone())),
+        },
+        Kind::Attr => Some(match key {
+            "start_time" => V::N((f.run.started.unwrap_or(f.run.created) * 1000.0).floor()),
+            "end_time" => V::N(
+                f.run
+                    .ended
+                    .map(|e| (e * 1000.0).floor())
+                    .unwrap_or(f64::NAN),
+            ),
+            "created" => V::N((f.run.created * 1000.0).floor()),
+            "run_id" => V::S(f.run.id.to_string()),
+            "run_name" => V::S(f.run.name.clone()),
+            "status" => V::S(status_word(f.run.status).into()),
+            "kind" => V::S(f.run.kind.as_str().into()),
+            "experiment_id" => V::S(f.run.experiment_id.unwrap_or(0).to_string()),
+            "artifact_uri" => V::S(format!(
+                "mlflow-artifacts:/{}/{}/artifacts",
+                f.run.experiment_id.unwrap_or(0),
+                f.run.id
+            )),
+            _ => V::S(String::new()),
+        }),
+    }
+}
+
+impl Filter {
+    pub fn matches(&self, f: &Found) -> bool {
+        self.0.iter().all(|c| {
+            let Some(v) = get(f, c.kind, &c.key) else {
+                return false;
+            };
+            match (&c.value, v) {
+                (Lit::List(l), V::S(s)) => (c.op == "IN") == l.contains(&s),
+                (Lit::Num(n), V::N(x)) => match c.op.as_str() {
+                    "=" => x == *n,
+                    "!=" => x != *n,
+                    "<" => x < *n,
+                    "<=" => x <= *n,
+                    ">" => x > *n,
+                    _ => x >= *n,
+                },
+                (Lit::Str(p), V::S(s)) => match c.op.as_str() {
+                    "=" => s == *p,
+                    "!=" => s != *p,
+                    "LIKE" => like(&s, p, false),
+                    _ => like(&s, p, true),
+                },
+                _ => false,
+            }
+        })
+    }
+}
+
+impl Store {
+    /// A run with its latest metrics, params (as text) and tags.
+    pub fn found(&self, r: Run) -> HostResult<Found> {
+        let metrics = self
+            .latest_metrics(r.id)?
+            .into_iter()
+            .map(|m| (m.name, m.value))
+            .collect();
+        let params = self
+            .params(r.id)?
+            .into_iter()
+            .map(|(k, v)| {
+                (
+                    k,
+                    v.as_str()
+                        .map(str::to_string)
+                        .unwrap_or_else(|| v.to_string()),
+                )
+            })
+            .collect();
+        let tags = self.tags(r.id)?.into_iter().collect();
+        Ok(Found {
+            run: r,
+            metrics,
+            params,
+            tags,
+        })
+    }
+
+    /// Runs of the given experiments (all when empty) that match `filter`, sorted by `order`
+    /// (then newest first), from `offset`, at most `limit`; and the offset of the next page.
+    pub fn search_runs(
+        &self,
+        experiments: &[i64],
+        filter: &Filter,
+        order: &[Order],
+        offset: usize,
+        limit: usize,
+    ) -> HostResult<(Vec<Found>, Option<usize>)> {
+        let runs: Vec<Run> = all(
+            &self.conn,
+            &format!("SELECT {RUN_COLS} FROM runs ORDER BY id DESC"),
+            [],
+            run_row,
+        )
+        .map_err(db_err)?;
+        let mut found = Vec::new();
+        for r in runs {
+            if !experiments.is_empty() && !experiments.contains(&r.experiment_id.unwrap_or(0)) {
+                continue;
+            }
+            let f = self.found(r)?;
+            if filter.matches(&f) {
+                found.push(f);
+            }
+        }
+        found.sort_by(|a, b| {
+            for o in order {
+                let (x, y) = (get(a, o.kind, &o.key), get(b, o.kind, &o.key));
+                let c = match (x, y) {
+                    (Some(V::N(x)), Some(V::N(y))) if !x.is_nan() && !y.is_nan() => x.total_cmp(&y),
+                    (Some(V::S(x)), Some(V::S(y))) => x.cmp(&y),
+                    // Missing values last, whichever the direction (as MLflow).
+                    (Some(V::N(x)), _) if !x.is_nan() => return std::cmp::Ordering::Less,
+                    (Some(V::S(_)), _) => return std::cmp::Ordering::Less,
+                    (_, Some(V::N(y))) if !y.is_nan() => return std::cmp::Ordering::Greater,
+                    (_, Some(V::S(_))) => return std::cmp::Ordering::Greater,
+                    _ => std::cmp::Ordering::Equal,
+                };
+                let c = if o.asc { c } else { c.reverse() };
+                if c != std::cmp::Ordering::Equal {
+                    return c;
+                }
+            }
+            b.run.id.cmp(&a.run.id)
+        });
+        let total = found.len();
+        let page: Vec<Found> = found.into_iter().skip(offset).take(limit).collect();
+        let next = (offset + page.len() < total).then_some(offset + page.len());
+        Ok((page, next))
+    }
+
+    /// Experiments whose name matches a filter on `name` (`name = 'x'`, `name LIKE 'a%'`).
+    pub fn search_experiments(&self, filter: &str) -> HostResult<Vec<super::Experiment>> {
+        let all_e = self.experiments()?;
+        let f = filter.trim();
+        if f.is_empty() {
+            return Ok(all_e);
+        }
+        let mut lx = Lexer { s: f, i: 0 };
+        if !(lx.word_ci("name") || lx.word_ci("attribute.name") || lx.word_ci("attributes.name")) {
+            return Err(bad(format!(
+                "Invalid experiment filter '{f}': only name is searchable"
+            )));
+        }
+        let op = lx.op()?;
+        let v = lx.string()?;
+        Ok(all_e
+            .into_iter()
+            .filter(|e| match op.as_str() {
+                "=" => e.name == v,
+                "!=" => e.name != v,
+                "LIKE" => like(&e.name, &v, false),
+                "ILIKE" => like(&e.name, &v, true),
+                _ => false,
+            })
+            .collect())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_documented_filters_parse_and_bad_ones_are_refused() {
+        for ok in [
+            "metrics.val_loss < 0.4 and attributes.status = 'FINISHED' and tags.fold ILIKE '%0'",
+            "tags.`mlflow.parentRunId` = '12'",
+            "tags.mlflow.parentRunId = '12'",
+            "params.lr = '0.1' AND metrics.acc >= 0.9",
+            "attributes.run_id IN ('1', '2')",
+            "attribute.run_id NOT IN ('3')",
+            "",
+        ] {
+            Filter::parse(ok).unwrap_or_else(|e| panic!("{ok}: {}", e.message));
+        }
+        for (bad, why) in [
+            (
+                "metrics.acc > 0.9 or params.lr = '1'",
+                "OR is not supported",
+            ),
+            ("params.x IN ('1')", "cannot compare with 'IN'"),
+            ("metrics.acc = 'high'", "against a string"),
+            ("params.lr > 0.1", "against a number"),
+            ("foo.bar = 1", "Invalid entity type"),
+            ("attributes.color = 'red'", "Invalid attribute key"),
+            ("metrics.acc >", "Expected a number"),
+            ("params.lr = 'x", "Unterminated string"),
+        ] {
+            let e = Filter::parse(bad).unwrap_err();
+            assert!(e.message.contains(why), "{bad}: {}", e.message);
+        }
+    }
+
+    #[test]
+    fn like_is_sqls() {
+        assert!(like("fold0", "%0", false));
+        assert!(like("Fold0", "fold_", true));
+        assert!(!like("Fold0", "fold_", false));
+        assert!(!like("fold10", "fold_", false));
+    }
+}
