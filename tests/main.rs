@@ -15,4 +15,5 @@ mod mlflow;
 mod modules;
 mod projects;
 mod repl;
+mod report;
 mod sweep;

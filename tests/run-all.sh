@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # The whole labhost test suite, from a fresh machine: installs what is missing, then checks
 # formatting and lints, and runs every test (unit, integration, doc examples, scripts/).
-# Service-backed suites (Docker engine, the mlflow client; Azurite next) are set up here.
+# Service-backed suites (Docker engine, the mlflow client, Chromium; Azurite next) are set up
+# here.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -59,6 +60,10 @@ if ! "$MLFLOW_VENV/bin/python" -c 'import mlflow' >/dev/null 2>&1; then
     "$MLFLOW_VENV/bin/pip" install -q mlflow-skinny
 fi
 export LABHOST_TEST_MLFLOW_PYTHON="$MLFLOW_VENV/bin/python"
+# Debian's Chromium, driven over the DevTools protocol (websocket-client) by the report test.
+apt_install chromium chromium
+"$MLFLOW_VENV/bin/python" -c 'import websocket' >/dev/null 2>&1 || "$MLFLOW_VENV/bin/pip" install -q websocket-client
+export LABHOST_TEST_CHROMIUM="$(command -v chromium)"
 
 export CARGO_TERM_COLOR="${CARGO_TERM_COLOR:-never}"
 export INSTA_UPDATE=no        # snapshots are compared, never rewritten, here
@@ -76,4 +81,7 @@ log "cargo test: tests against the Docker engine"
 cargo test --locked --test integration docker -- --ignored 2>&1
 
 log "cargo test: tests with the real mlflow client"
-cargo test --locked --test integration mlflow -- --ignored 2>&1
+cargo test --locked --test integration mlflow:: -- --ignored 2>&1
+
+log "cargo test: the HTML report in headless Chromium (screenshot: target/test-artifacts/report.png)"
+cargo test --locked --test integration report:: -- --ignored 2>&1

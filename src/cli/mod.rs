@@ -89,6 +89,10 @@ pub enum Command {
     /// The run store as an MLflow tracking server
     #[command(subcommand)]
     Track(track::TrackCommand),
+    /// A report of a sweep, cross-validation, run or experiment: one self-contained HTML file
+    /// (sortable table, best trial, curves, parallel coordinates, early-termination reasons,
+    /// aggregation across folds), or --format md|json|csv
+    Report(track::ReportArgs),
     /// Print shell completions
     Completions { shell: clap_complete::Shell },
 }
@@ -142,6 +146,7 @@ fn dispatch(cmd: Command, ctx: &Ctx) -> CmdResult {
         Command::Submit(a) => sweep::submit(a, ctx),
         Command::Runs(a) => track::runs(a),
         Command::Track(c) => track::run(c),
+        Command::Report(a) => track::report(a),
         Command::Completions { shell } => {
             use clap::CommandFactory;
             clap_complete::generate(

@@ -220,6 +220,9 @@ pub fn run(a: SweepArgs, ctx: &super::Ctx) -> CmdResult {
                     "sweep run {} ({}): labhost jobs --parent {}",
                     r.sweep_id, r.run_dir, r.sweep_id
                 );
+                if let Some(p) = &r.report {
+                    println!("report: {p}");
+                }
             }
             if r.status == RunStatus::Completed && (!s.single || r.count(RunStatus::Completed) == 1)
             {

@@ -22,6 +22,39 @@ pub struct RunsArgs {
     pub json: bool,
 }
 
+#[derive(Debug, Args)]
+pub struct ReportArgs {
+    /// A sweep, cross-validation or run id, or an experiment name
+    pub target: String,
+    /// Where to write it (default: report.html for html; stdout for the others)
+    #[arg(long)]
+    pub out: Option<std::path::PathBuf>,
+    #[arg(long, value_parser = ["html", "md", "json", "csv"], default_value = "html")]
+    pub format: String,
+}
+
+pub fn report(a: ReportArgs) -> CmdResult {
+    use crate::modules::track::report as rep;
+    let r = rep::build(&a.target)?;
+    let text = match a.format.as_str() {
+        "md" => rep::markdown(&r),
+        "json" => rep::to_json(&r),
+        "csv" => rep::csv(&r),
+        _ => rep::html(&r),
+    };
+    let out = a
+        .out
+        .or_else(|| (a.format == "html").then(|| "report.html".into()));
+    match out {
+        Some(p) => {
+            crate::modules::fs::write_atomic(&p, text.as_bytes())?;
+            println!("{}", p.display());
+        }
+        None => print!("{text}"),
+    }
+    Ok(())
+}
+
 #[derive(Debug, Subcommand)]
 pub enum TrackCommand {
     /// Serve the state directory's runs over MLflow's REST API (any MLflow client or tool)

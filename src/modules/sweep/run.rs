@@ -65,6 +65,8 @@ pub struct SweepResult {
     pub best: Option<usize>,
     pub best_child_run_id: Option<i64>,
     pub run_dir: String,
+    /// The HTML report written when the sweep ended (`<run folder>/report.html`).
+    pub report: Option<String>,
 }
 
 impl SweepResult {
@@ -415,7 +417,25 @@ pub fn run(
             (status == RunStatus::Failed).then_some("no trial completed"),
         )
     })?;
-    Ok(SweepResult { status, ..r })
+    // The report people look at, next to the sweep's files.
+    let page = std::path::Path::new(&r.run_dir).join("report.html");
+    let report = match crate::modules::track::report::build(&parent.id.to_string()) {
+        Ok(rep) => crate::modules::fs::write_atomic(
+            &page,
+            crate::modules::track::report::html(&rep).as_bytes(),
+        )
+        .ok()
+        .map(|_| page.display().to_string()),
+        Err(e) => {
+            tracing::warn!("no report: {}", e.message);
+            None
+        }
+    };
+    Ok(SweepResult {
+        status,
+        report,
+        ..r
+    })
 }
 
 #[allow(clippy::too_many_arguments)]
@@ -807,6 +827,7 @@ pub fn result(
             best,
             trials,
             run_dir: parent.run_dir.clone(),
+            report: None,
         })
     })
 }
