@@ -48,6 +48,15 @@ pub fn parse_duration(text: &str) -> HostResult<Duration> {
     secs_to_duration(total).ok_or_else(|| bad("out of range"))
 }
 
+/// This machine's host name (`localhost` when it cannot be read).
+pub fn hostname_or_local() -> String {
+    std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .map(|h| h.trim().to_string())
+        .ok()
+        .filter(|h| !h.is_empty())
+        .unwrap_or_else(|| "localhost".into())
+}
+
 /// A duration as people write it: `45s`, `1.5m`, `2h`, `3d` (the largest unit that fits).
 pub fn fmt_duration(d: Duration) -> String {
     let s = d.as_secs_f64();

@@ -203,3 +203,230 @@ except Exception as e:
         String::from_utf8_lossy(&out.stderr)
     );
 }
+
+/// `labhost track push` into a real `mlflow server` (tests/run-all.sh installs full mlflow
+/// in a venv; LABHOST_TEST_MLFLOW_SERVER names its `mlflow`): every field read back through
+/// the server's REST API equals the store's; a second push adds nothing.
+#[test]
+#[ignore = "needs an mlflow server (tests/run-all.sh installs it)"]
+fn track_push_copies_runs_to_a_real_mlflow_server_once() {
+    let mlflow = std::env::var("LABHOST_TEST_MLFLOW_SERVER").expect("LABHOST_TEST_MLFLOW_SERVER");
+    let py = mlflow_python();
+    let yml = "type: sweep\ntrial:\n  command: >-\n    for i in 1 2 3; do echo '{\"name\": \"loss\", \"value\":' ${{search_space.x}} ', \"step\":' $i '}' >> $LABHOST_METRICS; done;\n    echo model-${{search_space.x}} > $LABHOST_RUN_DIR/outputs/model.txt\nsampling_algorithm: grid\nsearch_space:\n  x: {type: choice, values: [1, 2]}\nobjective: {goal: minimize, primary_metric: loss}\nexperiment_name: pushed\n";
+    let t = TestCmd::new().file("s.yml", yml);
+    let (code, out, err) = t.spawn(["-q", "sweep", "s.yml", "--json"]).finish();
+    assert_eq!(code, Some(0), "{err}");
+    let sweep: serde_json::Value = serde_json::from_str(&out).unwrap();
+    let id = sweep["sweep_id"].to_string();
+    // A fresh server in its own temp folder.
+    let srv = tempfile::tempdir().unwrap();
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    use std::os::unix::process::CommandExt;
+    let mut server = std::process::Command::new(&mlflow)
+        .args([
+            "server",
+            "--host",
+            "127.0.0.1",
+            "--port",
+            &port.to_string(),
+            "--workers",
+            "1",
+        ])
+        .arg("--backend-store-uri")
+        .arg(format!("sqlite:///{}/mlflow.db", srv.path().display()))
+        .arg("--artifacts-destination")
+        .arg(srv.path().join("art"))
+        .current_dir(srv.path())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .process_group(0)
+        .spawn()
+        .unwrap();
+    struct Stop(i32);
+    impl Drop for Stop {
+        fn drop(&mut self) {
+            // SAFETY: signalling the server's own process group.
+            unsafe { libc::kill(-self.0, libc::SIGKILL) };
+        }
+    }
+    let _stop = Stop(server.id() as i32);
+    let url = format!("http://127.0.0.1:{port}");
+    let mut up = false;
+    for _ in 0..240 {
+        if std::net::TcpStream::connect(("127.0.0.1", port)).is_ok() {
+            up = true;
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(250));
+    }
+    assert!(up, "mlflow server did not start");
+    std::thread::sleep(std::time::Duration::from_secs(1));
+    let (code, out, err) = t.spawn(["track", "push", "--to", &url, &id]).finish();
+    assert_eq!(code, Some(0), "{err}");
+    assert_eq!(
+        out,
+        "3 run(s): 3 created, 0 already there; 6 metric point(s), 6 param(s), 2 artifact(s) sent\n",
+        "{err}"
+    );
+    // Read back, field by field, through the REST API.
+    let read = format!(
+        r##"
+import json, urllib.request
+base = "{url}/api/2.0/mlflow/"
+def call(path, body=None):
+    req = urllib.request.Request(base + path, data=json.dumps(body).encode() if body else None, headers={{"Content-Type": "application/json"}}, method="POST" if body else "GET")
+    return json.loads(urllib.request.urlopen(req).read())
+exp = call("experiments/get-by-name?experiment_name=pushed")["experiment"]["experiment_id"]
+runs = call("runs/search", {{"experiment_ids": [exp], "max_results": 100}})["runs"]
+by_remote = {{r["info"]["run_id"]: r for r in runs}}
+out = {{}}
+for r in runs:
+    tags = {{t["key"]: t["value"] for t in r["data"].get("tags", [])}}
+    local = tags["labhost.source"].rsplit("#", 1)[1]
+    parent = tags.get("mlflow.parentRunId")
+    hist = {{}}
+    for m in r["data"].get("metrics", []):
+        h = call("metrics/get-history?run_id=%s&metric_key=%s" % (r["info"]["run_id"], m["key"]))["metrics"]
+        hist[m["key"]] = sorted([[x["step"], x["value"], x["timestamp"]] for x in h])
+    arts = call("artifacts/list?run_id=%s&path=outputs" % r["info"]["run_id"]).get("files", [])
+    out[local] = {{
+        "name": r["info"]["run_name"], "status": r["info"]["status"],
+        "params": {{p["key"]: p["value"] for p in r["data"].get("params", [])}},
+        "hyperparameters": tags.get("hyperparameters"),
+        "parent": by_remote[parent]["data"]["tags"] and {{t["key"]: t["value"] for t in by_remote[parent]["data"]["tags"]}}["labhost.source"].rsplit("#", 1)[1] if parent else None,
+        "metrics": hist, "artifacts": sorted(a["path"] for a in arts),
+    }}
+print(json.dumps(out, sort_keys=True))
+"##
+    );
+    std::fs::write(t.path().join("read.py"), read).unwrap();
+    let remote = || {
+        let o = std::process::Command::new(&py)
+            .arg("read.py")
+            .current_dir(t.path())
+            .output()
+            .unwrap();
+        assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+        serde_json::from_slice::<serde_json::Value>(&o.stdout).unwrap()
+    };
+    let got = remote();
+    // The same from the store.
+    let (_, local, _) = t
+        .spawn(["runs", "--experiment", "pushed", "--json", "--limit", "100"])
+        .finish();
+    let local: Vec<serde_json::Value> = serde_json::from_str(&local).unwrap();
+    assert_eq!(got.as_object().unwrap().len(), 3);
+    for l in &local {
+        let id = l["id"].to_string();
+        let g = &got[&id];
+        assert_eq!(g["name"], l["name"], "{id}");
+        assert_eq!(g["status"], "FINISHED", "{id}");
+        assert_eq!(g["params"], l["params"], "{id}");
+        assert_eq!(g["hyperparameters"], l["tags"]["hyperparameters"], "{id}");
+        assert_eq!(
+            g["parent"],
+            l["parent_id"]
+                .as_i64()
+                .map(|p| serde_json::json!(p.to_string()))
+                .unwrap_or(serde_json::Value::Null),
+            "{id}"
+        );
+        if l["kind"] == "trial" {
+            let x = l["params"]["x"].as_str().unwrap().parse::<f64>().unwrap();
+            let steps: Vec<(i64, f64)> = g["metrics"]["loss"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|p| (p[0].as_i64().unwrap(), p[1].as_f64().unwrap()))
+                .collect();
+            assert_eq!(steps, [(1, x), (2, x), (3, x)], "{id}");
+            assert_eq!(
+                g["artifacts"],
+                serde_json::json!(["outputs/model.txt"]),
+                "{id}"
+            );
+        }
+    }
+    // Timestamps match the store's to the millisecond.
+    let trial = local.iter().find(|l| l["kind"] == "trial").unwrap();
+    let tid = trial["id"].as_i64().unwrap();
+    std::fs::write(
+        t.path().join("ts.rhai"),
+        format!("print(track::metrics({tid}, \"loss\").map(|m| (m.ts * 1000.0).to_int()));"),
+    )
+    .unwrap();
+    let (_, ts, _) = t.spawn(["run", "ts.rhai"]).finish();
+    let want: Vec<i64> = serde_json::from_str(ts.trim()).unwrap();
+    let have: Vec<i64> = got[&tid.to_string()]["metrics"]["loss"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| p[2].as_i64().unwrap())
+        .collect();
+    assert_eq!(have, want);
+    // A second push adds nothing.
+    let (code, out, err) = t.spawn(["track", "push", "--to", &url, &id]).finish();
+    assert_eq!(code, Some(0), "{err}");
+    assert_eq!(
+        out,
+        "3 run(s): 0 created, 3 already there; 0 metric point(s), 0 param(s), 0 artifact(s) sent\n"
+    );
+    assert_eq!(remote(), got);
+    let _ = server.kill();
+    let _ = server.wait();
+}
+
+/// 8 clients at once, each logging 10,000 metric points through the endpoint (9,000 by
+/// log-batch, 1,000 by log-metric): every point is stored once with its step, and the host
+/// answers `labhost status` meanwhile.
+#[test]
+fn eight_clients_log_ten_thousand_metrics_each_and_every_point_is_stored_once() {
+    let client = r#"
+import json, os, urllib.request
+base = os.environ["MLFLOW_TRACKING_URI"] + "/api/2.0/mlflow/"
+run = os.environ["MLFLOW_RUN_ID"]
+tok = os.environ["MLFLOW_TRACKING_TOKEN"]
+def post(path, body):
+    req = urllib.request.Request(base + path, data=json.dumps(body).encode(), method="POST",
+                                 headers={"Content-Type": "application/json", "Authorization": "Bearer " + tok})
+    urllib.request.urlopen(req).read()
+for b in range(9):
+    post("runs/log-batch", {"run_id": run, "metrics": [{"key": "m", "value": float(s), "timestamp": 1, "step": s} for s in range(b * 1000, b * 1000 + 1000)]})
+for s in range(9000, 10000):
+    post("runs/log-metric", {"run_id": run, "key": "m", "value": float(s), "timestamp": 1, "step": s})
+open(os.environ["LABHOST_RUN_DIR"] + "/outputs/done", "w").write("ok")
+"#;
+    let t = TestCmd::new().file("client.py", client).file(
+        "load.rhai",
+        r#"
+let specs = [];
+for i in 0..8 { specs.push(#{command: "python3 client.py", name: `client${i}`}); }
+let s = jobs::pool(specs, #{max_workers: 8, quiet: true});
+let ok = 0;
+for j in s.jobs {
+    let h = track::metrics(j.id, "m");
+    // In step order: exactly steps 0..9999, each once, with its value.
+    let good = h.len() == 10000;
+    if good { for k in 0..10000 { if h[k].step != k || h[k].value != k.to_float() { good = false; break; } } }
+    if good { ok += 1; }
+}
+print(`${s.completed} ${ok}`);
+"#,
+    );
+    let mut r = t.spawn(["run", "load.rhai"]);
+    // The host answers while the clients write.
+    std::thread::sleep(std::time::Duration::from_millis(1500));
+    let st = t.spawn(["status"]).finish();
+    assert_eq!(st.0, Some(0), "labhost status failed under load: {}", st.2);
+    assert!(
+        r.is_running(),
+        "the load ended before status was asked; make it bigger"
+    );
+    let (code, out, err) = r.finish();
+    assert_eq!(code, Some(0), "{err}");
+    assert_eq!(out, "8 8\n", "{err}");
+}

@@ -60,6 +60,14 @@ if ! "$MLFLOW_VENV/bin/python" -c 'import mlflow' >/dev/null 2>&1; then
     "$MLFLOW_VENV/bin/pip" install -q mlflow-skinny
 fi
 export LABHOST_TEST_MLFLOW_PYTHON="$MLFLOW_VENV/bin/python"
+# The real `mlflow server` (full mlflow: ~850 MB, a few minutes the first time) for the push test.
+MLFLOW_SERVER_VENV="$PWD/target/mlflow-server-venv"
+if [ ! -x "$MLFLOW_SERVER_VENV/bin/mlflow" ]; then
+    log "installing mlflow (server) into $MLFLOW_SERVER_VENV"
+    python3 -m venv "$MLFLOW_SERVER_VENV"
+    "$MLFLOW_SERVER_VENV/bin/pip" install -q mlflow
+fi
+export LABHOST_TEST_MLFLOW_SERVER="$MLFLOW_SERVER_VENV/bin/mlflow"
 # Debian's Chromium, driven over the DevTools protocol (websocket-client) by the report test.
 apt_install chromium chromium
 "$MLFLOW_VENV/bin/python" -c 'import websocket' >/dev/null 2>&1 || "$MLFLOW_VENV/bin/pip" install -q websocket-client

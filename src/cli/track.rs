@@ -57,6 +57,21 @@ pub fn report(a: ReportArgs) -> CmdResult {
 
 #[derive(Debug, Subcommand)]
 pub enum TrackCommand {
+    /// Copy runs (params, tags, metric histories, artifacts, parent links) to a real MLflow
+    /// server; a second push adds only what is new
+    Push {
+        /// The server, e.g. http://127.0.0.1:5000
+        #[arg(long)]
+        to: String,
+        /// Only the runs of this experiment (default: the RUNs given, else all)
+        #[arg(long)]
+        experiment: Option<String>,
+        /// Bearer token for the server (MLFLOW_TRACKING_TOKEN)
+        #[arg(long, env = "MLFLOW_TRACKING_TOKEN")]
+        token: Option<String>,
+        /// Run ids (a sweep's trials come with it)
+        runs: Vec<i64>,
+    },
     /// Serve the state directory's runs over MLflow's REST API (any MLflow client or tool)
     Serve {
         /// Port on 127.0.0.1 (default 5000, MLflow's)
@@ -123,6 +138,28 @@ pub fn runs(a: RunsArgs) -> CmdResult {
 
 pub fn run(c: TrackCommand) -> CmdResult {
     match c {
+        TrackCommand::Push {
+            to,
+            experiment,
+            token,
+            runs,
+        } => {
+            crate::host::install_ctrl_c(true);
+            let ids = push_ids(experiment.as_deref(), &runs)?;
+            let h = crate::host::ctx();
+            let r =
+                h.rt.block_on(crate::modules::track::push::push(&to, &ids, token))?;
+            println!(
+                "{} run(s): {} created, {} already there; {} metric point(s), {} param(s), {} artifact(s) sent",
+                ids.len(),
+                r.runs_created,
+                r.runs_found,
+                r.metrics,
+                r.params,
+                r.artifacts
+            );
+            Ok(())
+        }
         TrackCommand::Serve { port, token } => {
             crate::host::install_ctrl_c(true);
             let state = crate::state::dir()?;
@@ -142,4 +179,29 @@ pub fn run(c: TrackCommand) -> CmdResult {
             r.map_err(Failure::from)
         }
     }
+}
+
+/// The runs a push sends: those named (with their children), an experiment's, or all.
+fn push_ids(experiment: Option<&str>, runs: &[i64]) -> Result<Vec<i64>, Failure> {
+    let q = track::Query {
+        experiment: experiment.map(str::to_string),
+        ..Default::default()
+    };
+    let all = track::runs(&q)?;
+    if runs.is_empty() {
+        return Ok(all.iter().map(|r| r.id).collect());
+    }
+    let mut out: Vec<i64> = Vec::new();
+    for id in runs {
+        track::run(*id)?;
+        out.push(*id);
+        out.extend(
+            all.iter()
+                .filter(|r| r.parent_id == Some(*id))
+                .map(|r| r.id),
+        );
+    }
+    out.sort_unstable();
+    out.dedup();
+    Ok(out)
 }

@@ -447,11 +447,7 @@ impl JobHost {
 }
 
 fn hostname() -> String {
-    std::fs::read_to_string("/proc/sys/kernel/hostname")
-        .map(|h| h.trim().to_string())
-        .ok()
-        .filter(|h| !h.is_empty())
-        .unwrap_or_else(|| "localhost".into())
+    crate::util::hostname_or_local()
 }
 
 /// Stops what is left of the attempts of hosts that died (their cgroups, process groups and

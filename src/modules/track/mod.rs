@@ -1,6 +1,7 @@
 //! `track`: the run store as a tracking server's data — queries with MLflow's filter and
 //! order-by grammar, a run's metric histories and artifacts, a comparison table, and logging
 //! from a script (into its job's run inside a job, else into a run of its own).
+pub mod push;
 pub mod report;
 pub mod rhai;
 
