@@ -21,6 +21,9 @@ mlflow.set_tag("model", "tiny")
 with open("hello.txt", "w") as f:
     f.write("hello artifact")
 mlflow.log_artifact("hello.txt")
+with open("weights.bin", "wb") as f:
+    f.write(bytes(range(256)) * 12288)
+mlflow.log_artifact("weights.bin", artifact_path="model")
 mlflow.log_metrics({"acc": 0.9, "f1": 0.8})
 mlflow.end_run()
 "#;
@@ -40,13 +43,27 @@ let m = j.metrics();
 print(m.loss.map(|p| [p.step, p.value]));
 print([m.acc[0].value, m.f1[0].value]);
 print(fs::read(j.run_dir + "/artifacts/hello.txt"));
+print(track::artifacts(j.id));
 "#
     ));
     let o = t.run();
     o.success();
+    // A 3 MiB artifact (over axum's default body limit) arrives whole.
+    let dir = std::fs::read_dir(o.dir.join(".labhost/runs"))
+        .unwrap()
+        .flatten()
+        .next()
+        .unwrap()
+        .path();
+    assert_eq!(
+        std::fs::metadata(dir.join("artifacts/model/weights.bin"))
+            .unwrap()
+            .len(),
+        256 * 12288
+    );
     assert_eq!(
         o.stdout,
-        "completed\n#{\"epochs\": \"5\", \"lr\": \"0.01\", \"optimizer\": \"adam\"}\ntiny\n[[0, 1.0], [1, 0.5], [2, 0.3333333333333333], [3, 0.25], [4, 0.2]]\n[0.9, 0.8]\nhello artifact\n"
+        "completed\n#{\"epochs\": \"5\", \"lr\": \"0.01\", \"optimizer\": \"adam\"}\ntiny\n[[0, 1.0], [1, 0.5], [2, 0.3333333333333333], [3, 0.25], [4, 0.2]]\n[0.9, 0.8]\nhello artifact\n[\"artifacts/hello.txt\", \"artifacts/model/weights.bin\"]\n"
     );
 }
 

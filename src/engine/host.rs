@@ -407,6 +407,11 @@ impl JobHost {
         {
             launch.env = real.clone();
         }
+        let experiment = match run.experiment_id {
+            Some(e) => self.store(|s| s.experiment(e)).ok().map(|e| e.name),
+            None => None,
+        };
+        super::mlflow::job_env(run, experiment.as_deref(), &mut launch.env);
         // GPUs: a lease from the ledger, held until the process ends.
         let num_gpus = spec.num_gpus as usize;
         let lease = if num_gpus > 0 {

@@ -31,6 +31,35 @@ use crate::store::{Metric, Run, Store};
 /// Where this process's endpoint listens, and its token.
 static ENDPOINT: OnceLock<(u16, String)> = OnceLock::new();
 
+/// The MLflow variables of a job run by this host: its client reports to this endpoint,
+/// into its own run (a job that sets `MLFLOW_TRACKING_URI` itself keeps its own; a container
+/// cannot reach the host's loopback).
+pub fn job_env(
+    run: &Run,
+    experiment: Option<&str>,
+    env: &mut std::collections::BTreeMap<String, String>,
+) {
+    let Some((port, token)) = endpoint() else {
+        return;
+    };
+    if run.spec.run_in == crate::store::RunIn::Docker || env.contains_key("MLFLOW_TRACKING_URI") {
+        return;
+    }
+    env.insert(
+        "MLFLOW_TRACKING_URI".into(),
+        format!("http://127.0.0.1:{port}"),
+    );
+    env.insert("MLFLOW_TRACKING_TOKEN".into(), token.clone());
+    env.insert("MLFLOW_RUN_ID".into(), run.id.to_string());
+    env.insert(
+        "MLFLOW_EXPERIMENT_ID".into(),
+        run.experiment_id.unwrap_or(0).to_string(),
+    );
+    if let Some(name) = experiment {
+        env.insert("MLFLOW_EXPERIMENT_NAME".into(), name.to_string());
+    }
+}
+
 /// `(port, token)` of this process's endpoint, once started.
 pub fn endpoint() -> Option<&'static (u16, String)> {
     ENDPOINT.get()
@@ -121,13 +150,19 @@ fn router(ctx: Ctx) -> Router {
         .route(&format!("{api}/runs/log-inputs"), post(log_inputs))
         .route(&format!("{api}/metrics/get-history"), get(get_history))
         .route(&format!("{api}/artifacts/list"), get(artifacts_list))
-        .route(
-            "/api/2.0/mlflow-artifacts/artifacts/{*path}",
-            get(artifact_get).put(artifact_put),
-        )
-        .route(
-            "/api/2.0/mlflow-artifacts/artifacts",
-            get(artifacts_proxy_list),
+        // MLflow's 1 MB request limit for the JSON API; artifacts may be any size.
+        .layer(axum::extract::DefaultBodyLimit::max(1 << 20))
+        .merge(
+            Router::new()
+                .route(
+                    "/api/2.0/mlflow-artifacts/artifacts/{*path}",
+                    get(artifact_get).put(artifact_put),
+                )
+                .route(
+                    "/api/2.0/mlflow-artifacts/artifacts",
+                    get(artifacts_proxy_list),
+                )
+                .layer(axum::extract::DefaultBodyLimit::disable()),
         )
         .layer(axum::middleware::from_fn_with_state(ctx.clone(), guard))
         .with_state(ctx)

@@ -272,23 +272,6 @@ pub fn launch_for(run: &crate::store::Run) -> HostResult<Launch> {
     spec.command
         .check_not_empty()
         .map_err(|m| HostError::new("jobs.invalid_spec", m))?;
-    let mut env = spec.env.clone();
-    // MLflow clients in the job report to this host's endpoint, into this run (a job that
-    // sets MLFLOW_TRACKING_URI itself keeps its own). Containers cannot reach loopback.
-    if let Some((port, token)) = super::mlflow::endpoint() {
-        if spec.run_in != crate::store::RunIn::Docker && !env.contains_key("MLFLOW_TRACKING_URI") {
-            env.insert(
-                "MLFLOW_TRACKING_URI".into(),
-                format!("http://127.0.0.1:{port}"),
-            );
-            env.insert("MLFLOW_TRACKING_TOKEN".into(), token.clone());
-            env.insert("MLFLOW_RUN_ID".into(), run.id.to_string());
-            env.insert(
-                "MLFLOW_EXPERIMENT_ID".into(),
-                run.experiment_id.unwrap_or(0).to_string(),
-            );
-        }
-    }
     Ok(Launch {
         job_id: run.id,
         host: run.host.clone().unwrap_or_default(),
@@ -296,7 +279,7 @@ pub fn launch_for(run: &crate::store::Run) -> HostResult<Launch> {
         keep_fds: Vec::new(),
         command: spec.command.clone(),
         cwd: spec.cwd.as_deref().map(PathBuf::from),
-        env,
+        env: spec.env.clone(),
         run_dir: PathBuf::from(&run.run_dir),
         timeout: spec.timeout.map(Duration::from_secs_f64),
         docker: (spec.run_in == crate::store::RunIn::Docker).then(|| DockerLaunch {

@@ -262,7 +262,12 @@ impl Mixture {
                     for (i, c) in comps.iter_mut().enumerate() {
                         let mu = if i == n { 0.5 } else { pts[i][d] };
                         let s = sig[i];
-                        let z = (normal_cdf((1.0 - mu) / s) - normal_cdf(-mu / s)).max(1e-12);
+                        // The mass inside [0, 1]; 1 to 1e-9 when both ends are 6 sd away.
+                        let z = if mu - 6.0 * s > 0.0 && mu + 6.0 * s < 1.0 {
+                            1.0
+                        } else {
+                            (normal_cdf((1.0 - mu) / s) - normal_cdf(-mu / s)).max(1e-12)
+                        };
                         c.push(Kernel::Num(
                             mu,
                             s,
