@@ -139,6 +139,11 @@ show("param-change", call("POST", "runs/log-parameter", {"run_id": run, "key": "
 show("batch-half", call("POST", "runs/log-batch", {"run_id": run, "metrics": [{"key": "half", "value": 1, "timestamp": 1}], "params": [{"key": "p", "value": "3"}]}))
 show("unknown-experiment", call("GET", "experiments/get?experiment_id=424242"))
 show("history", call("GET", "metrics/get-history?run_id=" + run + "&metric_key=half"))
+show("two", call("POST", "runs/log-batch", {"run_id": run, "metrics": [{"key": "m2", "value": 1, "timestamp": 1, "step": 0}, {"key": "m2", "value": 2, "timestamp": 1, "step": 1}]}))
+code, body = call("GET", "metrics/get-history?run_id=" + run + "&metric_key=m2&max_results=1")
+print("page", [m["value"] for m in body["metrics"]], "next_page_token" in body)
+code, body = call("GET", "metrics/get-history?run_id=" + run + "&metric_key=m2&max_results=1&page_token=" + body["next_page_token"])
+print("page", [m["value"] for m in body["metrics"]], "next_page_token" in body)
 "#;
     let t = TestCmd::new().file("probe.py", probe).script(
         r#"
@@ -153,7 +158,7 @@ print(j.info().params);
     o.success();
     assert_eq!(
         o.stdout,
-        "no-token 401 UNAUTHENTICATED\nunknown-run 404 RESOURCE_DOES_NOT_EXIST\nwrong-type 400 INVALID_PARAMETER_VALUE\nno-timestamp 400 INVALID_PARAMETER_VALUE\noversize 400 INVALID_PARAMETER_VALUE\nparam 200 ok\nparam-change 400 INVALID_PARAMETER_VALUE\nbatch-half 400 INVALID_PARAMETER_VALUE\nunknown-experiment 404 RESOURCE_DOES_NOT_EXIST\nhistory 200 ok\n\n[]\n#{\"p\": \"1\"}\n"
+        "no-token 401 UNAUTHENTICATED\nunknown-run 404 RESOURCE_DOES_NOT_EXIST\nwrong-type 400 INVALID_PARAMETER_VALUE\nno-timestamp 400 INVALID_PARAMETER_VALUE\noversize 400 INVALID_PARAMETER_VALUE\nparam 200 ok\nparam-change 400 INVALID_PARAMETER_VALUE\nbatch-half 400 INVALID_PARAMETER_VALUE\nunknown-experiment 404 RESOURCE_DOES_NOT_EXIST\nhistory 200 ok\ntwo 200 ok\npage [1.0] True\npage [2.0] False\n\n[\"m2\"]\n#{\"p\": \"1\"}\n"
     );
 }
 

@@ -574,15 +574,34 @@ async fn get_history(
         .get("metric_key")
         .cloned()
         .ok_or_else(|| invalid("Missing value for required parameter 'metric_key'"))?;
+    // Pages of `max_results` (default 25,000, MLflow's) with the same tokens as searches.
+    let max = match q.get("max_results") {
+        Some(m) => m.parse::<usize>().ok().filter(|m| *m > 0).ok_or_else(|| {
+            invalid(format!(
+                "Invalid value {m} for parameter 'max_results' supplied"
+            ))
+        })?,
+        None => 25_000,
+    };
+    let offset = match q.get("page_token").filter(|t| !t.is_empty()) {
+        Some(t) => offset_of(t)?,
+        None => 0,
+    };
     store(&ctx, move |s| {
         get_run(s, id)?;
-        let ms: Vec<Value> = s
-            .metrics(id, Some(&key))
-            .map_err(internal)?
+        let all_m = s.metrics(id, Some(&key)).map_err(internal)?;
+        let total = all_m.len();
+        let ms: Vec<Value> = all_m
             .into_iter()
+            .skip(offset)
+            .take(max)
             .map(|m| json!({"key": m.name, "value": m.value, "timestamp": (m.ts * 1000.0) as i64, "step": m.step}))
             .collect();
-        Ok(Json(json!({"metrics": ms})))
+        let mut out = json!({"metrics": ms});
+        if offset + max < total {
+            out["next_page_token"] = json!(token_of(offset + max));
+        }
+        Ok(Json(out))
     })
     .await
 }
