@@ -543,6 +543,11 @@ pub mod api {
         let mut w = m::run::Progress::new(&s.0, o.quiet);
         let token = crate::host::ctx().cancel.token();
         let r = m::run::run(&s.0, &o, &mut w, &token).or_rhai(&ctx)?;
+        if let (false, Some(p)) = (o.quiet, &r.report) {
+            crate::host::ctx()
+                .sink
+                .eprint(&format!("sweep: report {p}"));
+        }
         Ok(ResultObj(std::sync::Arc::new(r)))
     }
 
@@ -627,6 +632,22 @@ pub mod api {
     #[rhai_fn(global, get = "id", pure)]
     pub fn id(r: &mut SweepResult) -> i64 {
         r.0.sweep_id
+    }
+
+    /// The HTML report the sweep wrote when it ended (`<sweep run folder>/report.html`), or
+    /// `()`.
+    ///
+    /// ```rhai
+    /// let s = sweep::new(#{trial: #{command: "true"}, search_space: #{x: sweep::choice([1])},
+    ///     sampling_algorithm: "grid", objective: #{goal: "maximize", primary_metric: "acc"}});
+    /// assert(s.run(#{quiet: true}).report.ends_with("report.html"));
+    /// ```
+    #[rhai_fn(global, get = "report", pure)]
+    pub fn report(r: &mut SweepResult) -> Dynamic {
+        r.0.report
+            .clone()
+            .map(Dynamic::from)
+            .unwrap_or(Dynamic::UNIT)
     }
 
     /// Trials that completed.
