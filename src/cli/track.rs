@@ -95,44 +95,7 @@ pub fn runs(a: RunsArgs) -> CmdResult {
         println!("{}", serde_json::to_string_pretty(&rs).unwrap_or_default());
         return Ok(());
     }
-    let mut mcols: Vec<String> = rs.iter().flat_map(|r| r.metrics.keys().cloned()).collect();
-    mcols.sort();
-    mcols.dedup();
-    let mut pcols: Vec<String> = rs.iter().flat_map(|r| r.params.keys().cloned()).collect();
-    pcols.sort();
-    pcols.dedup();
-    let mut rows = vec![{
-        let mut h = vec![
-            "ID".to_string(),
-            "KIND".into(),
-            "STATUS".into(),
-            "NAME".into(),
-        ];
-        h.extend(pcols.iter().map(|p| format!("params.{p}")));
-        h.extend(mcols.iter().map(|m| format!("metrics.{m}")));
-        h
-    }];
-    for r in &rs {
-        let mut row = vec![
-            r.id.to_string(),
-            r.kind.clone(),
-            r.status.clone(),
-            r.name.clone(),
-        ];
-        row.extend(
-            pcols
-                .iter()
-                .map(|p| r.params.get(p).cloned().unwrap_or_else(|| "-".into())),
-        );
-        row.extend(mcols.iter().map(|m| {
-            r.metrics
-                .get(m)
-                .map(|v| format!("{}", (v * 1e6).round() / 1e6))
-                .unwrap_or_else(|| "-".into())
-        }));
-        rows.push(row);
-    }
-    println!("{}", track::table(&rows));
+    println!("{}", track::runs_table(&rs, true));
     Ok(())
 }
 

@@ -94,3 +94,10 @@ pub fn duration_of(v: &Dynamic) -> HostResult<std::time::Duration> {
 pub fn error_message(err: &EvalAltResult) -> String {
     crate::script::diag::from_eval(err, "").message
 }
+
+/// A script number (int or float) as f64.
+pub fn number(v: &rhai::Dynamic) -> Option<f64> {
+    v.as_float()
+        .ok()
+        .or_else(|| v.as_int().ok().map(|i| i as f64))
+}

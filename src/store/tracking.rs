@@ -21,20 +21,7 @@ fn experiment_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<Experiment> {
 
 impl Store {
     pub fn add_metrics(&mut self, id: i64, ms: &[Metric]) -> HostResult<()> {
-        let tx = self.conn.transaction().map_err(db_err)?;
-        {
-            let mut st = tx.prepare_cached("INSERT INTO metrics (run_id, name, value, step, ts) VALUES (?1, ?2, ?3, ?4, ?5)").map_err(db_err)?;
-            for m in ms {
-                let ts = if m.ts > 0.0 {
-                    m.ts
-                } else {
-                    crate::clock::unix()
-                };
-                st.execute(params![id, m.name, m.value, m.step, ts])
-                    .map_err(db_err)?;
-            }
-        }
-        tx.commit().map_err(db_err)
+        self.log_batch(id, ms, &[], &[]).map(|_| ())
     }
 
     /// Metric history of a run in step order (one name, or all).

@@ -85,19 +85,16 @@ fn dist(ctx: &NativeCallContext, raw: m::RawDist) -> RhaiResult<Map> {
 }
 
 fn num(ctx: &NativeCallContext, what: &str, v: &Dynamic) -> RhaiResult<f64> {
-    v.as_float()
-        .ok()
-        .or_else(|| v.as_int().ok().map(|i| i as f64))
-        .ok_or_else(|| {
-            host_err(
-                ctx,
-                "invalid_argument",
-                format!(
-                    "sweep::{what}: arguments must be numbers, got {}",
-                    v.type_name()
-                ),
-            )
-        })
+    crate::script::bridge::number(v).ok_or_else(|| {
+        host_err(
+            ctx,
+            "invalid_argument",
+            format!(
+                "sweep::{what}: arguments must be numbers, got {}",
+                v.type_name()
+            ),
+        )
+    })
 }
 
 fn range(
@@ -231,20 +228,16 @@ pub mod api {
                 "tell: the trial is the map ask() returned, or its number",
             )
         })?;
-        let v = value
-            .as_float()
-            .ok()
-            .or_else(|| value.as_int().ok().map(|i| i as f64))
-            .ok_or_else(|| {
-                host_err(
-                    &ctx,
-                    "invalid_argument",
-                    format!(
-                        "tell: the value must be a number, got {}",
-                        value.type_name()
-                    ),
-                )
-            })?;
+        let v = crate::script::bridge::number(&value).ok_or_else(|| {
+            host_err(
+                &ctx,
+                "invalid_argument",
+                format!(
+                    "tell: the value must be a number, got {}",
+                    value.type_name()
+                ),
+            )
+        })?;
         st.0.lock()
             .unwrap_or_else(|e| e.into_inner())
             .tell(n.max(0) as u64, v)

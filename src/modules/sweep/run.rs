@@ -118,28 +118,7 @@ impl SweepResult {
             r.push(t.reason.clone().unwrap_or_default());
             rows.push(r);
         }
-        let cols = rows[0].len();
-        let widths: Vec<usize> = (0..cols)
-            .map(|c| rows.iter().map(|r| r[c].chars().count()).max().unwrap_or(0))
-            .collect();
-        rows.iter()
-            .map(|r| {
-                r.iter()
-                    .enumerate()
-                    .map(|(c, x)| {
-                        if c + 1 == cols {
-                            x.clone()
-                        } else {
-                            format!("{x:<w$}", w = widths[c])
-                        }
-                    })
-                    .collect::<Vec<_>>()
-                    .join("  ")
-                    .trim_end()
-                    .to_string()
-            })
-            .collect::<Vec<_>>()
-            .join("\n")
+        crate::modules::track::table(&rows)
     }
 }
 

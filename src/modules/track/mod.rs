@@ -117,9 +117,20 @@ pub fn metrics(id: i64, key: &str) -> HostResult<Vec<Metric>> {
 /// its run folder.
 pub fn artifacts(id: i64) -> HostResult<Vec<String>> {
     let r = run(id)?;
-    let root = std::path::PathBuf::from(&r.run_dir);
-    let mut out = Vec::new();
-    fn walk(root: &std::path::Path, dir: &std::path::Path, out: &mut Vec<String>) {
+    Ok(run_files(std::path::Path::new(&r.run_dir))
+        .into_iter()
+        .map(|(rel, _)| rel)
+        .collect())
+}
+
+/// The files under a run folder's `artifacts/` and `outputs/` (symlinks not followed):
+/// `(path relative to the run folder, full path)`, sorted.
+pub fn run_files(run_dir: &std::path::Path) -> Vec<(String, std::path::PathBuf)> {
+    fn walk(
+        root: &std::path::Path,
+        dir: &std::path::Path,
+        out: &mut Vec<(String, std::path::PathBuf)>,
+    ) {
         let Ok(rd) = std::fs::read_dir(dir) else {
             return;
         };
@@ -127,39 +138,63 @@ pub fn artifacts(id: i64) -> HostResult<Vec<String>> {
         es.sort_by_key(|e| e.file_name());
         for e in es {
             let p = e.path();
+            if e.file_type().is_ok_and(|t| t.is_symlink()) {
+                continue;
+            }
             if p.is_dir() {
                 walk(root, &p, out);
             } else if let Ok(rel) = p.strip_prefix(root) {
-                out.push(rel.display().to_string());
+                out.push((rel.display().to_string(), p.clone()));
             }
         }
     }
+    let mut out = Vec::new();
     for d in ["artifacts", "outputs"] {
-        walk(&root, &root.join(d), &mut out);
+        walk(run_dir, &run_dir.join(d), &mut out);
     }
-    Ok(out)
+    out
 }
 
 /// Runs side by side: one row per run, its params and latest metrics as columns.
 pub fn compare(ids: &[i64]) -> HostResult<String> {
     let runs: Vec<RunView> = ids.iter().map(|i| run(*i)).collect::<HostResult<_>>()?;
-    let mut pcols: Vec<String> = runs.iter().flat_map(|r| r.params.keys().cloned()).collect();
-    pcols.sort();
-    pcols.dedup();
-    let mut mcols: Vec<String> = runs
-        .iter()
-        .flat_map(|r| r.metrics.keys().cloned())
-        .collect();
-    mcols.sort();
-    mcols.dedup();
-    let mut rows = vec![{
-        let mut h = vec!["run".to_string(), "name".into(), "status".into()];
-        h.extend(pcols.iter().cloned());
-        h.extend(mcols.iter().cloned());
-        h
-    }];
-    for r in &runs {
-        let mut row = vec![r.id.to_string(), r.name.clone(), r.status.clone()];
+    Ok(runs_table(&runs, false))
+}
+
+/// Runs as a table: id, (kind,) status, name, then every param and every latest metric as
+/// columns (`long`: the kind too, and `params.` / `metrics.` in the headers, as `labhost
+/// runs` shows them).
+pub fn runs_table(runs: &[RunView], long: bool) -> String {
+    let cols = |f: &dyn Fn(&RunView) -> Vec<String>| {
+        let mut c: Vec<String> = runs.iter().flat_map(f).collect();
+        c.sort();
+        c.dedup();
+        c
+    };
+    let pcols = cols(&|r| r.params.keys().cloned().collect());
+    let mcols = cols(&|r| r.metrics.keys().cloned().collect());
+    let (pp, mp) = if long {
+        ("params.", "metrics.")
+    } else {
+        ("", "")
+    };
+    let mut head = vec![if long { "ID" } else { "run" }.to_string()];
+    if long {
+        head.push("KIND".into());
+    }
+    head.extend([
+        if long { "STATUS" } else { "status" }.to_string(),
+        if long { "NAME" } else { "name" }.to_string(),
+    ]);
+    head.extend(pcols.iter().map(|p| format!("{pp}{p}")));
+    head.extend(mcols.iter().map(|m| format!("{mp}{m}")));
+    let mut rows = vec![head];
+    for r in runs {
+        let mut row = vec![r.id.to_string()];
+        if long {
+            row.push(r.kind.clone());
+        }
+        row.extend([r.status.clone(), r.name.clone()]);
         row.extend(
             pcols
                 .iter()
@@ -173,7 +208,7 @@ pub fn compare(ids: &[i64]) -> HostResult<String> {
         }));
         rows.push(row);
     }
-    Ok(table(&rows))
+    table(&rows)
 }
 
 /// Left-aligned columns two spaces apart.

@@ -102,40 +102,20 @@ fn mlflow_status(s: RunStatus) -> &'static str {
     }
 }
 
-/// Files under the run folder's `artifacts/` (as they are) and `outputs/` (under `outputs/`).
+/// A run's files as MLflow artifact paths: `artifacts/x` is the artifact `x` (MLflow's
+/// artifact root), `outputs/x` stays `outputs/x`.
 fn files(run_dir: &Path) -> Vec<(String, std::path::PathBuf)> {
-    fn walk(base: &Path, dir: &Path, prefix: &str, out: &mut Vec<(String, std::path::PathBuf)>) {
-        let Ok(rd) = std::fs::read_dir(dir) else {
-            return;
-        };
-        let mut es: Vec<_> = rd.flatten().collect();
-        es.sort_by_key(|e| e.file_name());
-        for e in es {
-            let p = e.path();
-            if e.file_type().is_ok_and(|t| t.is_symlink()) {
-                continue;
-            }
-            if p.is_dir() {
-                walk(base, &p, prefix, out);
-            } else if let Ok(rel) = p.strip_prefix(base) {
-                out.push((format!("{prefix}{}", rel.display()), p.clone()));
-            }
-        }
-    }
-    let mut out = Vec::new();
-    walk(
-        &run_dir.join("artifacts"),
-        &run_dir.join("artifacts"),
-        "",
-        &mut out,
-    );
-    walk(
-        &run_dir.join("outputs"),
-        &run_dir.join("outputs"),
-        "outputs/",
-        &mut out,
-    );
-    out
+    super::run_files(run_dir)
+        .into_iter()
+        .map(|(rel, p)| {
+            (
+                rel.strip_prefix("artifacts/")
+                    .map(str::to_string)
+                    .unwrap_or(rel),
+                p,
+            )
+        })
+        .collect()
 }
 
 /// Pushes runs `ids` (parents first) to the server at `to`.

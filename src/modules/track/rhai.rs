@@ -78,20 +78,16 @@ pub mod api {
         value: Dynamic,
         step: i64,
     ) -> Result<i64, Box<EvalAltResult>> {
-        let v = value
-            .as_float()
-            .ok()
-            .or_else(|| value.as_int().ok().map(|i| i as f64))
-            .ok_or_else(|| {
-                host_err(
-                    &ctx,
-                    "invalid_argument",
-                    format!(
-                        "track::log_metric: value must be a number, got {}",
-                        value.type_name()
-                    ),
-                )
-            })?;
+        let v = crate::script::bridge::number(&value).ok_or_else(|| {
+            host_err(
+                &ctx,
+                "invalid_argument",
+                format!(
+                    "track::log_metric: value must be a number, got {}",
+                    value.type_name()
+                ),
+            )
+        })?;
         let metric = crate::store::Metric {
             name: key.into(),
             value: v,
