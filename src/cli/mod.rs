@@ -72,7 +72,8 @@ pub enum Command {
     /// Running and queued jobs, GPUs and their holders (-v: how jobs are contained and
     /// watched on this machine)
     Status,
-    /// Re-queue the jobs of hosts that died and run every unfinished job to the end
+    /// Continue the sweeps of hosts that died, re-queue their jobs and run every unfinished
+    /// job to the end
     Resume(jobs::ResumeArgs),
     /// Run a nussl-style pipeline file (a list of jobs: script/command, config, args, num_gpus,
     /// blocking, run_in) on the job engine. Running it again skips what completed.
