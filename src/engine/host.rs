@@ -29,6 +29,8 @@ pub struct JobHost {
     cancels: Mutex<HashMap<i64, CancellationToken>>,
     /// Real env values of jobs whose stored spec has secrets masked, by run id.
     secret_env: Mutex<HashMap<i64, std::collections::BTreeMap<String, String>>>,
+    /// Experiment names by id (they never change), for jobs' MLFLOW_EXPERIMENT_NAME.
+    experiments: Mutex<HashMap<i64, String>>,
 }
 
 fn hosts_dir(state: &Path) -> PathBuf {
@@ -153,6 +155,7 @@ impl JobHost {
             wake: Notify::new(),
             cancels: Mutex::new(HashMap::new()),
             secret_env: Mutex::new(HashMap::new()),
+            experiments: Mutex::new(HashMap::new()),
         })
     }
 
@@ -408,7 +411,24 @@ impl JobHost {
             launch.env = real.clone();
         }
         let experiment = match run.experiment_id {
-            Some(e) => self.store(|s| s.experiment(e)).ok().map(|e| e.name),
+            Some(e) => {
+                let known = self
+                    .experiments
+                    .lock()
+                    .unwrap_or_else(|p| p.into_inner())
+                    .get(&e)
+                    .cloned();
+                match known {
+                    Some(n) => Some(n),
+                    None => self.store(|s| s.experiment(e)).ok().map(|x| {
+                        self.experiments
+                            .lock()
+                            .unwrap_or_else(|p| p.into_inner())
+                            .insert(e, x.name.clone());
+                        x.name
+                    }),
+                }
+            }
             None => None,
         };
         super::mlflow::job_env(run, experiment.as_deref(), &mut launch.env);

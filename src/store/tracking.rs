@@ -68,6 +68,28 @@ impl Store {
         Ok(out)
     }
 
+    /// The best value of metric `name` of every child of `parent` (max or min), in one
+    /// aggregate query: what a sweep's progress shows, without reading whole histories.
+    pub fn children_best(
+        &self,
+        parent: i64,
+        name: &str,
+        maximize: bool,
+    ) -> HostResult<BTreeMap<i64, f64>> {
+        let agg = if maximize { "MAX" } else { "MIN" };
+        let rows: Vec<(i64, f64)> = all(
+            &self.conn,
+            &format!(
+                "SELECT m.run_id, {agg}(m.value) FROM runs r JOIN metrics m ON m.run_id = r.id
+                 WHERE r.parent_id = ?1 AND m.name = ?2 AND m.value = m.value GROUP BY m.run_id"
+            ),
+            params![parent, name],
+            |r| Ok((r.get(0)?, r.get(1)?)),
+        )
+        .map_err(db_err)?;
+        Ok(rows.into_iter().collect())
+    }
+
     pub fn params(&self, id: i64) -> HostResult<Vec<(String, Value)>> {
         all(
             &self.conn,
@@ -351,6 +373,14 @@ mod tests {
         let vals: Vec<(i64, f64)> = h[&trials[0]].iter().map(|m| (m.step, m.value)).collect();
         assert_eq!(vals, vec![(1, 0.4), (2, 0.5)]);
         assert!(s.children_metrics(other.id, "acc").unwrap().is_empty());
+        // Each child's best, by the goal, in one aggregate.
+        let best = s.children_best(sweep.id, "acc", true).unwrap();
+        assert_eq!(
+            best.into_iter().collect::<Vec<_>>(),
+            vec![(trials[0], 0.5), (trials[2], 0.9)]
+        );
+        let worst = s.children_best(sweep.id, "acc", false).unwrap();
+        assert_eq!(worst[&trials[0]], 0.4);
     }
 
     #[test]

@@ -671,10 +671,12 @@ fn drive(
         if last_look.elapsed() >= Duration::from_millis(100) {
             last_look = Instant::now();
             if evaluator.is_none() {
-                histories = jobs::with_store(|st| st.children_metrics(parent.id, &s.metric))?
-                    .into_iter()
-                    .map(|(k, v)| (k, v.into_iter().map(|p| p.value).collect()))
-                    .collect();
+                // Only each trial's best is shown: one aggregate query, not the histories.
+                histories =
+                    jobs::with_store(|st| st.children_best(parent.id, &s.metric, s.maximize))?
+                        .into_iter()
+                        .map(|(k, v)| (k, vec![v]))
+                        .collect();
             }
             let best = best_so_far(s, &ids, &histories);
             counts.done = done.len();
