@@ -88,4 +88,20 @@ CREATE INDEX metrics_name ON metrics(name, run_id, step);
 ALTER TABLE runs ADD COLUMN leader_start INTEGER;
 ALTER TABLE runs ADD COLUMN cgroup TEXT;
 "#,
+    // v5: a metric may be NaN (a diverged loss; MLflow keeps them), which SQLite stores as
+    // NULL: the NOT NULL on metrics.value made a whole batch with one NaN fail.
+    r#"
+CREATE TABLE metrics_v5 (
+    run_id INTEGER NOT NULL REFERENCES runs(id),
+    name   TEXT NOT NULL,
+    value  REAL,
+    step   INTEGER NOT NULL,
+    ts     REAL NOT NULL
+);
+INSERT INTO metrics_v5 (rowid, run_id, name, value, step, ts) SELECT rowid, run_id, name, value, step, ts FROM metrics;
+DROP TABLE metrics;
+ALTER TABLE metrics_v5 RENAME TO metrics;
+CREATE INDEX metrics_run ON metrics(run_id, name, step);
+CREATE INDEX metrics_name ON metrics(name, run_id, step);
+"#,
 ];

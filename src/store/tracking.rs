@@ -29,7 +29,7 @@ impl Store {
         all(&self.conn, "SELECT name, value, step, ts FROM metrics WHERE run_id = ?1 AND (?2 IS NULL OR name = ?2) ORDER BY name, step, ts", params![id, name], |r| {
                 Ok(Metric {
                     name: r.get(0)?,
-                    value: r.get(1)?,
+                    value: r.get::<_, Option<f64>>(1)?.unwrap_or(f64::NAN),
                     step: r.get(2)?,
                     ts: r.get(3)?,
                 })
@@ -53,7 +53,7 @@ impl Store {
                     r.get(0)?,
                     Metric {
                         name: name.to_string(),
-                        value: r.get(1)?,
+                        value: r.get::<_, Option<f64>>(1)?.unwrap_or(f64::NAN),
                         step: r.get(2)?,
                         ts: r.get(3)?,
                     },
@@ -208,7 +208,7 @@ impl Store {
             |r| {
                 Ok(Metric {
                     name: r.get(0)?,
-                    value: r.get(1)?,
+                    value: r.get::<_, Option<f64>>(1)?.unwrap_or(f64::NAN),
                     step: r.get(2)?,
                     ts: r.get(3)?,
                 })
@@ -381,6 +381,20 @@ mod tests {
         );
         let worst = s.children_best(sweep.id, "acc", false).unwrap();
         assert_eq!(worst[&trials[0]], 0.4);
+        // A NaN report (a diverged loss) is kept, and does not sink the batch it came in;
+        // it is never anyone's best.
+        s.add_metrics(
+            trials[1],
+            &[m("acc", 0.3, 1), m("acc", f64::NAN, 2), m("acc", 0.2, 3)],
+        )
+        .unwrap();
+        let h = s.metrics(trials[1], Some("acc")).unwrap();
+        assert_eq!(h.len(), 3);
+        assert!(h[1].value.is_nan() && h[0].value == 0.3 && h[2].value == 0.2);
+        assert_eq!(
+            s.children_best(sweep.id, "acc", true).unwrap()[&trials[1]],
+            0.3
+        );
     }
 
     #[test]
