@@ -210,13 +210,17 @@ fn a_waiting_reservation_sees_memory_freed_while_it_waits() {
     let mut w = t.spawn(["run", "wait.rhai"]);
     w.expect_line("waiting");
     assert!(w.is_running());
+    // Replaced atomically, as a device's state changes: the waiting reader polls the file
+    // and must never see it half-written (std::fs::write truncates first).
+    let tmp = spec.with_extension("tmp");
     std::fs::write(
-        &spec,
+        &tmp,
         "devices:\n  - {memory_total: 24GiB, memory_used: 1GiB}\n",
     )
     .unwrap();
-    let (code, out, _) = w.finish();
-    assert_eq!((code, out.as_str()), (Some(0), "[0]\n"));
+    std::fs::rename(&tmp, &spec).unwrap();
+    let (code, out, err) = w.finish();
+    assert_eq!((code, out.as_str()), (Some(0), "[0]\n"), "{err}");
 }
 
 #[test]
