@@ -26,6 +26,16 @@ with open(os.environ["LABHOST_METRICS"], "a") as f:
 print("args", a.A, a.B, a.C)
 "#;
 
+/// The parameters of every trial of a `labhost sweep --json` result, in trial order.
+fn trial_params(r: &serde_json::Value) -> Vec<serde_json::Value> {
+    r["trials"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|t| t["params"].clone())
+        .collect()
+}
+
 #[test]
 fn every_azureml_example_parses() {
     let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/azureml");
@@ -148,15 +158,7 @@ fn the_hello_sweep_runs_locally_unchanged_and_a_second_run_continues_it() {
         .finish();
     let r3: serde_json::Value = serde_json::from_str(&o3.1).unwrap();
     assert_ne!(r3["sweep_id"], r["sweep_id"]);
-    let params = |r: &serde_json::Value| -> Vec<serde_json::Value> {
-        r["trials"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .map(|t| t["params"].clone())
-            .collect()
-    };
-    assert_eq!(params(&r3), params(&r));
+    assert_eq!(trial_params(&r3), trial_params(&r));
 }
 
 #[test]
@@ -364,15 +366,7 @@ fn kill_9_the_host_twenty_times_during_a_sweep_and_resume_runs_every_trial_once(
     let (code, out2, err2) = u.spawn(["-q", "sweep", "s.yml", "--json"]).finish();
     assert_eq!(code, Some(0), "{err2}");
     let r2: serde_json::Value = serde_json::from_str(&out2).unwrap();
-    let ps = |r: &serde_json::Value| -> Vec<serde_json::Value> {
-        r["trials"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .map(|t| t["params"].clone())
-            .collect()
-    };
-    assert_eq!(ps(&r), ps(&r2));
+    assert_eq!(trial_params(&r), trial_params(&r2));
     assert_eq!(r["best"]["trial"], r2["best"]["trial"]);
     assert_eq!(r["best"]["params"], r2["best"]["params"]);
 }

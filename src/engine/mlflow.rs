@@ -706,22 +706,13 @@ async fn runs_create(State(ctx): State<Ctx>, Json(b): Json<Value>) -> ApiResult 
             .and_then(|(_, v)| v.parse::<i64>().ok());
         let n = crate::store::NewRun {
             parent_id: parent,
-            kind: crate::store::RunKind::Remote,
-            name: name.clone(),
-            key: None,
-            spec: crate::store::StoredSpec {
-                command: crate::command::Command::Shell("mlflow client run".into()),
-                ..Default::default()
-            },
-            priority: 0,
-            max_retries: 0,
-            backoff: 1.0,
-            depends_on: vec![],
-            params: vec![],
             tags: tags.clone(),
-            owner: None,
-            retry_failed: false,
             experiment_id: (e != 0).then_some(e),
+            ..crate::store::NewRun::record(
+                crate::store::RunKind::Remote,
+                &name,
+                "mlflow client run",
+            )
         };
         let (r, _) = s.open_record(&n, None).map_err(internal)?;
         Ok(Json(json!({"run": run_json(s, &r)?})))

@@ -270,6 +270,24 @@ pub struct NewRun {
     pub experiment_id: Option<i64>,
 }
 
+impl NewRun {
+    /// A run that is recorded rather than run by the queue (a sweep, a study and its told
+    /// trials, a client's or a script's own run): `kind` and `name`, a spec whose command says
+    /// what made it, no retries; the caller sets the rest with struct update syntax.
+    pub fn record(kind: RunKind, name: &str, command: &str) -> NewRun {
+        NewRun {
+            kind,
+            name: name.to_string(),
+            spec: StoredSpec {
+                command: crate::command::Command::Shell(command.to_string()),
+                ..Default::default()
+            },
+            backoff: 1.0,
+            ..Default::default()
+        }
+    }
+}
+
 /// A run as recorded.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct Run {

@@ -340,20 +340,12 @@ pub fn run(
     let (parent, created) = jobs::with_store(|st| {
         st.open_record(
             &NewRun {
-                parent_id: None,
-                kind: RunKind::Sweep,
-                name: display.clone(),
                 key: Some(key.clone()),
                 spec: parent_spec,
-                priority: 0,
-                max_retries: 0,
-                backoff: 1.0,
-                depends_on: vec![],
                 params,
                 tags,
-                owner: None,
-                retry_failed: false,
                 experiment_id: Some(exp),
+                ..NewRun::record(RunKind::Sweep, &display, "")
             },
             Some(&me),
         )

@@ -69,7 +69,7 @@ impl Study {
     /// A named study: opened from the store if it exists (its space must be the same; its
     /// recorded seed wins), else recorded there.
     pub fn open(mut self, name: &str) -> HostResult<Study> {
-        use crate::store::{NewRun, RunKind, StoredSpec};
+        use crate::store::{NewRun, RunKind};
         let space_json = serde_json::Value::Object(
             self.space
                 .0
@@ -80,18 +80,7 @@ impl Study {
         .to_string();
         let sampler = format!("{:?}", self.sampler).to_ascii_lowercase();
         let n = NewRun {
-            parent_id: None,
-            kind: RunKind::Sweep,
-            name: name.to_string(),
             key: Some(format!("study:{name}")),
-            spec: StoredSpec {
-                command: crate::command::Command::Shell(format!("study {name}")),
-                ..Default::default()
-            },
-            priority: 0,
-            max_retries: 0,
-            backoff: 1.0,
-            depends_on: vec![],
             params: vec![
                 (
                     "space".into(),
@@ -109,9 +98,7 @@ impl Study {
                 ("seed".into(), serde_json::json!(self.seed)),
             ],
             tags: vec![("study".into(), name.to_string())],
-            owner: None,
-            retry_failed: false,
-            experiment_id: None,
+            ..NewRun::record(RunKind::Sweep, name, &format!("study {name}"))
         };
         let (run, created) = crate::modules::jobs::with_store(|st| st.open_record(&n, None))?;
         self.run_id = Some(run.id);
@@ -187,25 +174,12 @@ impl Study {
             )
         })?;
         if let Some(parent) = self.run_id {
-            use crate::store::{Metric, NewRun, RunKind, RunStatus, StoredSpec};
+            use crate::store::{Metric, NewRun, RunKind, RunStatus};
             let n = NewRun {
                 parent_id: Some(parent),
-                kind: RunKind::Trial,
-                name: format!("trial_{number}"),
                 key: Some(format!("study:{parent}/{number}")),
-                spec: StoredSpec {
-                    command: crate::command::Command::Shell("told".into()),
-                    ..Default::default()
-                },
-                priority: 0,
-                max_retries: 0,
-                backoff: 1.0,
-                depends_on: vec![],
                 params: p.iter().map(|(k, v)| (k.clone(), v.clone())).collect(),
-                tags: vec![],
-                owner: None,
-                retry_failed: false,
-                experiment_id: None,
+                ..NewRun::record(RunKind::Trial, &format!("trial_{number}"), "told")
             };
             let m = Metric {
                 name: "value".into(),

@@ -251,10 +251,6 @@ pub fn current_run(script: &str) -> HostResult<i64> {
         return Ok(*id);
     }
     let n = NewRun {
-        parent_id: None,
-        kind: RunKind::Remote,
-        name: script.to_string(),
-        key: None,
         spec: StoredSpec {
             command: crate::command::Command::Shell(format!("labhost run {script}")),
             cwd: std::env::current_dir()
@@ -262,15 +258,8 @@ pub fn current_run(script: &str) -> HostResult<i64> {
                 .map(|d| d.display().to_string()),
             ..Default::default()
         },
-        priority: 0,
-        max_retries: 0,
-        backoff: 1.0,
-        depends_on: vec![],
-        params: vec![],
         tags: vec![("mlflow.source.name".into(), script.to_string())],
-        owner: None,
-        retry_failed: false,
-        experiment_id: None,
+        ..NewRun::record(RunKind::Remote, script, "")
     };
     let (r, _) = with_store(|s| s.open_record(&n, None))?;
     Ok(*OWN_RUN.get_or_init(|| r.id))
