@@ -3,6 +3,7 @@
 //! `script::engine::register_modules`; its functions then appear in `labhost doc`, REPL
 //! completion and the doc-example test automatically.
 
+pub mod azure;
 pub mod docker;
 pub mod env;
 pub mod experiment;
@@ -41,4 +42,5 @@ pub const NATIVE: &[&str] = &[
     "jobs",
     "sweep",
     "track",
+    "azure",
 ];

@@ -88,4 +88,5 @@ pub fn register_modules(e: &mut Engine) {
     e.register_static_module("jobs", jobs::rhai::module().into());
     e.register_static_module("sweep", sweep::rhai::module().into());
     e.register_static_module("track", track::rhai::module().into());
+    e.register_static_module("azure", azure::rhai::module().into());
 }
