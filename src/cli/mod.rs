@@ -3,6 +3,7 @@
 //!
 //! To add a command: a file here with its `Args` struct and a `run(args, &Ctx) -> CmdResult`
 //! handler, a variant in [`Command`], a line in [`dispatch`].
+mod azure;
 mod docker_run;
 mod error;
 mod gpus;
@@ -82,8 +83,12 @@ pub enum Command {
     /// trials journaled, early termination, best trial and table. Running it again after a
     /// crash continues the same sweep
     Sweep(sweep::SweepArgs),
-    /// Submit an Azure ML command, sweep or pipeline job YAML; --local runs it on this machine
+    /// Submit an Azure ML command, sweep or pipeline job YAML to Azure ML (code uploaded,
+    /// environments registered, run tags from git); --local runs it on this machine instead
     Submit(sweep::SubmitArgs),
+    /// Azure ML jobs: list, status, download outputs, cancel
+    #[command(subcommand)]
+    Azure(azure::AzureCommand),
     /// Runs in the store (jobs, sweeps, trials, MLflow-logged runs) with MLflow's filter and
     /// order-by grammar, their latest metrics and params
     Runs(track::RunsArgs),
@@ -145,6 +150,7 @@ fn dispatch(cmd: Command, ctx: &Ctx) -> CmdResult {
         Command::Pipeline(a) => pipeline::run(a),
         Command::Sweep(a) => sweep::run(a, ctx),
         Command::Submit(a) => sweep::submit(a, ctx),
+        Command::Azure(c) => azure::run(c),
         Command::Runs(a) => track::runs(a),
         Command::Track(c) => track::run(c),
         Command::Report(a) => track::report(a),

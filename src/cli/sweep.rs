@@ -41,31 +41,54 @@ pub struct SweepArgs {
 pub struct SubmitArgs {
     /// An Azure ML command, sweep or pipeline job YAML
     pub file: PathBuf,
-    /// Run it on this machine's job engine (the only backend until the azure module lands)
+    /// Run it on this machine's job engine instead of Azure ML
     #[arg(long)]
     pub local: bool,
+    /// Azure ML: wait for the job to end, printing its status changes (exit 1 unless it
+    /// completed)
+    #[arg(long, conflicts_with = "local")]
+    pub wait: bool,
+    /// Azure ML, with --wait: give up after this many seconds in Running (Queued does not count)
+    #[arg(long, requires = "wait")]
+    pub timeout: Option<f64>,
+    /// Azure ML: the job name (default: <experiment>_<unix seconds>_<hex>)
+    #[arg(long, conflicts_with = "local")]
+    pub name: Option<String>,
+    /// Azure ML: an extra run tag (InnerEye additional_run_tags)
+    #[arg(long = "tag", value_name = "KEY=VALUE", conflicts_with = "local")]
+    pub tags: Vec<String>,
     #[command(flatten)]
     pub sweep: SubmitSweepArgs,
+    #[command(flatten)]
+    pub conn: super::azure::ConnArgs,
 }
 
 #[derive(Debug, Args)]
 pub struct SubmitSweepArgs {
-    /// Print the planned trials and run nothing
+    /// Print what would happen and do nothing: the REST requests Azure ML would receive
+    /// (pretty JSON, secrets redacted, no network), or with --local the planned trials
     #[arg(long)]
     pub dry_run: bool,
     /// Override a value of the YAML: `--set inputs.A=1`
     #[arg(long = "set", value_name = "KEY=VALUE")]
     pub sets: Vec<String>,
-    /// Start anew, even if this job ran before
-    #[arg(long)]
+    /// --local: start anew, even if this job ran before
+    #[arg(long, requires = "local")]
     pub rerun: bool,
 }
 
 pub fn submit(a: SubmitArgs, ctx: &super::Ctx) -> CmdResult {
     if !a.local {
-        return Err(Failure::Usage(
-            "submit needs --local for now: the azure backend is not built yet".into(),
-        ));
+        return super::azure::submit(super::azure::Submit {
+            file: a.file,
+            dry_run: a.sweep.dry_run,
+            wait: a.wait,
+            timeout: a.timeout,
+            sets: a.sweep.sets,
+            name: a.name,
+            tags: a.tags,
+            conn: a.conn,
+        });
     }
     run(
         SweepArgs {

@@ -35,6 +35,7 @@ pub struct AzureConfig {
     pub num_nodes: u64,
     /// `3.5h`, `2d`, `90m`, `30s` (InnerEye `run_duration_string_to_seconds`).
     pub max_run_duration: String,
+    /// `resources.shm_size` when a job sets none (InnerEye used 440g; empty: Azure's default).
     pub docker_shm_size: String,
     pub pip_extra_index_url: String,
     pub wait_for_completion: bool,
@@ -91,7 +92,7 @@ pub fn schema() -> Map<String, Value> {
     json!({
         "subscription_id": "", "resource_group": "", "workspace_name": "", "tenant_id": "",
         "application_id": "", "cluster": "", "datastore": "", "experiment_name": "", "tag": "",
-        "num_nodes": 1, "max_run_duration": "", "docker_shm_size": "440g",
+        "num_nodes": 1, "max_run_duration": "", "docker_shm_size": "",
         "pip_extra_index_url": "", "wait_for_completion": false, "run_recovery_id": "",
         "use_dataset_mount": false, "hyperdrive": false,
         "azure_dataset_id": "", "extra_azure_dataset_ids": [""], "dataset_mountpoint": "",
