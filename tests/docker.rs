@@ -53,7 +53,7 @@ fn remaining(test: &str) -> usize {
 #[test]
 #[ignore = "needs a Docker engine (tests/run-all.sh starts one)"]
 fn docker_examples_run() {
-    let ran = crate::examples::run_examples(|m| m == "docker");
+    let ran = crate::examples::run_examples(|m| m == "docker", &[]);
     assert!(ran >= 15, "only {ran} docker examples ran");
 }
 

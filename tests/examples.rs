@@ -2,8 +2,9 @@
 //! and every script under scripts/.
 use crate::util::TestCmd;
 
-/// Runs the examples of every module for which `keep(module name)` is true; returns how many.
-pub fn run_examples(keep: impl Fn(&str) -> bool) -> usize {
+/// Runs the examples of every module for which `keep(module name)` is true, with `env` set;
+/// returns how many.
+pub fn run_examples(keep: impl Fn(&str) -> bool, env: &[(&str, &str)]) -> usize {
     let o = TestCmd::new().args(["doc", "--format", "json"]).run();
     o.success();
     let mods: serde_json::Value = serde_json::from_str(&o.stdout).unwrap();
@@ -19,10 +20,11 @@ pub fn run_examples(keep: impl Fn(&str) -> bool) -> usize {
             assert!(!examples.is_empty(), "{sig} has no example");
             for ex in examples {
                 // GPU examples run against two fake 24 GiB devices.
-                let o = TestCmd::new()
-                    .env("LABHOST_FAKE_GPUS", "2x24GiB")
-                    .script(ex.as_str().unwrap())
-                    .run();
+                let mut t = TestCmd::new().env("LABHOST_FAKE_GPUS", "2x24GiB");
+                for (k, v) in env {
+                    t = t.env(k, v);
+                }
+                let o = t.script(ex.as_str().unwrap()).run();
                 ran += 1;
                 if o.code != 0 {
                     failures.push(format!("{sig}:\n{}\n{}", ex.as_str().unwrap(), o.stderr));
@@ -42,7 +44,7 @@ pub fn run_examples(keep: impl Fn(&str) -> bool) -> usize {
 fn every_documented_example_runs() {
     // The docker module's examples need an engine (tests/docker.rs runs them), the azure
     // module's a workspace (tests/azure.rs runs them against the fake ARM + Azurite + mlflow).
-    let ran = run_examples(|m| m != "docker" && m != "azure");
+    let ran = run_examples(|m| m != "docker" && m != "azure", &[]);
     assert!(ran >= 40, "only {ran} examples ran");
 }
 

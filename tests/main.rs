@@ -2,6 +2,8 @@
 mod util;
 
 mod architecture;
+mod azure;
+pub mod azure_fake;
 mod bad_input;
 mod cli;
 mod config;

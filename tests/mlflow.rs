@@ -242,53 +242,8 @@ fn track_push_copies_runs_to_a_real_mlflow_server_once() {
     assert_eq!(code, Some(0), "{err}");
     let sweep: serde_json::Value = serde_json::from_str(&out).unwrap();
     let id = sweep["sweep_id"].to_string();
-    // A fresh server in its own temp folder.
-    let srv = tempfile::tempdir().unwrap();
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
-    use std::os::unix::process::CommandExt;
-    let mut server = std::process::Command::new(&mlflow)
-        .args([
-            "server",
-            "--host",
-            "127.0.0.1",
-            "--port",
-            &port.to_string(),
-            "--workers",
-            "1",
-        ])
-        .arg("--backend-store-uri")
-        .arg(format!("sqlite:///{}/mlflow.db", srv.path().display()))
-        .arg("--artifacts-destination")
-        .arg(srv.path().join("art"))
-        .current_dir(srv.path())
-        .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::null())
-        .process_group(0)
-        .spawn()
-        .unwrap();
-    struct Stop(i32);
-    impl Drop for Stop {
-        fn drop(&mut self) {
-            // SAFETY: signalling the server's own process group.
-            unsafe { libc::kill(-self.0, libc::SIGKILL) };
-        }
-    }
-    let _stop = Stop(server.id() as i32);
-    let url = format!("http://127.0.0.1:{port}");
-    let mut up = false;
-    for _ in 0..240 {
-        if std::net::TcpStream::connect(("127.0.0.1", port)).is_ok() {
-            up = true;
-            break;
-        }
-        std::thread::sleep(std::time::Duration::from_millis(250));
-    }
-    assert!(up, "mlflow server did not start");
-    std::thread::sleep(std::time::Duration::from_secs(1));
+    let server = crate::util::MlflowServer::start(&mlflow);
+    let url = server.url.clone();
     let (code, out, err) = t.spawn(["track", "push", "--to", &url, &id]).finish();
     assert_eq!(code, Some(0), "{err}");
     assert_eq!(
@@ -400,8 +355,7 @@ print(json.dumps(out, sort_keys=True))
         "3 run(s): 0 created, 3 already there; 0 metric point(s), 0 param(s), 0 artifact(s) sent\n"
     );
     assert_eq!(remote(), got);
-    let _ = server.kill();
-    let _ = server.wait();
+    drop(server);
 }
 
 /// 8 clients at once, each logging 10,000 metric points through the endpoint (9,000 by

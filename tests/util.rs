@@ -269,3 +269,113 @@ impl TestCmd {
         kills
     }
 }
+
+/// A background server process in its own process group, killed with its group on drop.
+pub struct Background {
+    pub pid: i32,
+    pub url: String,
+    _dir: tempfile::TempDir,
+}
+
+impl Drop for Background {
+    fn drop(&mut self) {
+        // SAFETY: signalling the server's own process group.
+        unsafe { libc::kill(-self.pid, libc::SIGKILL) };
+    }
+}
+
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// Starts `cmd` (given its temp folder and port) in a fresh temp folder and waits until the
+/// port accepts connections.
+pub fn background(
+    what: &str,
+    timeout: std::time::Duration,
+    cmd: impl FnOnce(&Path, u16) -> Command,
+) -> Background {
+    use std::os::unix::process::CommandExt;
+    let dir = tempfile::tempdir().unwrap();
+    let port = free_port();
+    let child = cmd(dir.path(), port)
+        .current_dir(dir.path())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .process_group(0)
+        .spawn()
+        .unwrap_or_else(|e| panic!("cannot start {what}: {e}"));
+    let bg = Background {
+        pid: child.id() as i32,
+        url: format!("http://127.0.0.1:{port}"),
+        _dir: dir,
+    };
+    let until = std::time::Instant::now() + timeout;
+    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+        assert!(std::time::Instant::now() < until, "{what} did not start");
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+    bg
+}
+
+/// A real `mlflow server` (sqlite store, artifacts proxied) in a fresh temp folder.
+pub struct MlflowServer;
+
+impl MlflowServer {
+    pub fn start(mlflow: &str) -> Background {
+        let bg = background(
+            "mlflow server",
+            std::time::Duration::from_secs(60),
+            |dir, port| {
+                let mut c = Command::new(mlflow);
+                c.args([
+                    "server",
+                    "--host",
+                    "127.0.0.1",
+                    "--port",
+                    &port.to_string(),
+                    "--workers",
+                    "1",
+                ])
+                .arg("--backend-store-uri")
+                .arg(format!("sqlite:///{}/mlflow.db", dir.display()))
+                .arg("--artifacts-destination")
+                .arg(dir.join("art"));
+                c
+            },
+        );
+        // The port opens before the app has loaded.
+        std::thread::sleep(std::time::Duration::from_secs(1));
+        bg
+    }
+}
+
+/// Azurite's blob service (in memory); `url` is its account base URL.
+pub fn azurite(bin: &str) -> Background {
+    let mut bg = background(
+        "azurite",
+        std::time::Duration::from_secs(30),
+        |dir, port| {
+            let mut c = Command::new(bin);
+            c.args([
+                "--blobHost",
+                "127.0.0.1",
+                "--blobPort",
+                &port.to_string(),
+                "--inMemoryPersistence",
+                "--silent",
+                "--skipApiVersionCheck",
+                "--disableTelemetry",
+                "--location",
+            ])
+            .arg(dir);
+            c
+        },
+    );
+    bg.url = format!("{}/devstoreaccount1", bg.url);
+    bg
+}

@@ -143,6 +143,14 @@ pub fn load(req: &Request) -> HostResult<AzureConfig> {
         },
     };
     let private = req.private.clone().or_else(settings::private_file);
+    // A private file may hold only `secrets:` (the service principal's key): then it has no
+    // settings to give.
+    let skip_private = match &private {
+        Some(p) if p.exists() => settings::read_optional_section(p, "variables", true)?
+            .0
+            .is_none(),
+        _ => false,
+    };
     let parsed = settings::parse(&settings::Request {
         schema: schema(),
         yaml: settings_file.clone(),
@@ -150,6 +158,7 @@ pub fn load(req: &Request) -> HostResult<AzureConfig> {
         args: req.args.clone(),
         fail_on_unknown: true,
         substitute: true,
+        skip_private,
     })
     .map_err(|e| HostError::new("azure.config", e.message))?;
     let a = &parsed.args;
@@ -167,7 +176,8 @@ pub fn load(req: &Request) -> HostResult<AzureConfig> {
     };
     let b = |k: &str| a.get(k).and_then(Value::as_bool).unwrap_or(false);
     let private = private.filter(|p| p.exists());
-    let application_key = secrets::lookup(APPLICATION_KEY, private.as_deref())?;
+    let application_key =
+        secrets::lookup(APPLICATION_KEY, private.as_deref())?.filter(|k| !k.is_empty());
     let trim = |u: String| u.trim_end_matches('/').to_string();
     let cfg = AzureConfig {
         subscription_id: s("subscription_id"),

@@ -184,6 +184,8 @@ pub struct Request {
     /// Command-line values (`--key=value`), already split.
     pub args: Map<String, Value>,
     pub fail_on_unknown: bool,
+    /// Read no private settings file (its caller found it holds only `secrets:`).
+    pub skip_private: bool,
     /// Resolve `${…}` in the settings files (off: InnerEye reads them as written).
     pub substitute: bool,
 }
@@ -211,7 +213,7 @@ pub fn parse(req: &Request) -> HostResult<Parsed> {
         .private
         .clone()
         .or_else(private_file)
-        .filter(|p| p.exists() || req.private.is_some());
+        .filter(|p| !req.skip_private && (p.exists() || req.private.is_some()));
     if let Some(p) = &private {
         check_private_file(p);
         let (m, text) = read_section(p, "variables", req.substitute)?;

@@ -68,6 +68,7 @@ pub mod api {
             substitute: o.substitute,
             args: o.args,
             fail_on_unknown: o.fail_on_unknown,
+            skip_private: false,
         };
         encode(&ctx, &m::parse(&req).or_rhai(&ctx)?)
     }
