@@ -554,7 +554,7 @@ fn check_env(v: &Value, st: &State, what: &str) -> Result<(), String> {
 }
 
 fn check_component(p: &Value, st: &State, what: &str) -> Result<(), String> {
-    if !p["command"].as_str().is_some_and(|c| !c.trim().is_empty()) {
+    if p["command"].as_str().is_none_or(|c| c.trim().is_empty()) {
         return Err(format!("{what}.command is required"));
     }
     check_env(&p["environmentId"], st, what)?;
@@ -875,9 +875,9 @@ fn command_of(v: &Value) -> String {
         .to_string()
 }
 
-/// The grid a fake sweep runs: choice lists crossed; other expressions give their first
-/// argument.
-fn trials(space: &Value, max: usize) -> Vec<serde_json::Map<String, Value>> {
+/// The trials a fake sweep runs: choice lists crossed (other expressions give their first
+/// argument), up to `max`; a random sweep runs `max`, going round the grid.
+fn trials(space: &Value, max: usize, grid: bool) -> Vec<serde_json::Map<String, Value>> {
     let mut out = vec![serde_json::Map::new()];
     for (k, e) in space.as_object().into_iter().flatten() {
         let vals: Vec<Value> = match e[0].as_str() {
@@ -895,8 +895,12 @@ fn trials(space: &Value, max: usize) -> Vec<serde_json::Map<String, Value>> {
             })
             .collect();
     }
-    out.truncate(max);
-    out
+    if grid {
+        out.truncate(max);
+        out
+    } else {
+        (0..max).map(|i| out[i % out.len()].clone()).collect()
+    }
 }
 
 async fn get_job(st: &Arc<Mutex<State>>, name: &str) -> Response {
@@ -965,7 +969,14 @@ async fn complete(st: &Arc<Mutex<State>>, name: &str, v: &Value) {
     if p["jobType"] == "Sweep" {
         let max = p["limits"]["maxTotalTrials"].as_u64().unwrap_or(1) as usize;
         let mut kids = Vec::new();
-        for (i, hp) in trials(&p["searchSpace"], max).into_iter().enumerate() {
+        for (i, hp) in trials(
+            &p["searchSpace"],
+            max,
+            p["samplingAlgorithm"]["samplingAlgorithmType"] == "Grid",
+        )
+        .into_iter()
+        .enumerate()
+        {
             let child = format!("{name}_{i}");
             let hp_text = serde_json::to_string(&Value::Object(hp)).unwrap();
             kids.push(json!({"runId": child, "parentRunId": name, "status": "Completed", "displayName": child,

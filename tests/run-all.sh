@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # The whole labhost test suite, from a fresh machine: installs what is missing, then checks
 # formatting and lints, and runs every test (unit, integration, doc examples, scripts/).
-# Service-backed suites (Docker engine, the mlflow client, Chromium; Azurite next) are set up
-# here.
+# Service-backed suites (Docker engine, the mlflow client and server, Chromium, Azurite) are
+# set up here.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -73,6 +73,17 @@ apt_install chromium chromium
 "$MLFLOW_VENV/bin/python" -c 'import websocket' >/dev/null 2>&1 || "$MLFLOW_VENV/bin/pip" install -q websocket-client
 export LABHOST_TEST_CHROMIUM="$(command -v chromium)"
 
+# Azurite (the Azure Storage emulator, from npm) for the azure module's blob uploads and
+# downloads; the azure tests start it themselves, in a temp folder, on a free port.
+apt_install npm npm
+AZURITE_DIR="$PWD/target/azurite"
+if [ ! -x "$AZURITE_DIR/node_modules/.bin/azurite-blob" ]; then
+    log "installing azurite into $AZURITE_DIR"
+    mkdir -p "$AZURITE_DIR"
+    npm install --prefix "$AZURITE_DIR" --no-audit --no-fund --silent azurite@3.35 >/dev/null
+fi
+export LABHOST_TEST_AZURITE="$AZURITE_DIR/node_modules/.bin/azurite-blob"
+
 export CARGO_TERM_COLOR="${CARGO_TERM_COLOR:-never}"
 export INSTA_UPDATE=no        # snapshots are compared, never rewritten, here
 
@@ -93,3 +104,6 @@ cargo test --locked --test integration mlflow:: -- --ignored 2>&1
 
 log "cargo test: the HTML report in headless Chromium (screenshot: target/test-artifacts/report.png)"
 cargo test --locked --test integration report:: -- --ignored 2>&1
+
+log "cargo test: the azure module against the ARM fake, Azurite and an mlflow server"
+cargo test --locked --test integration azure:: -- --ignored 2>&1

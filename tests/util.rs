@@ -272,7 +272,7 @@ impl TestCmd {
 
 /// A background server process in its own process group, killed with its group on drop.
 pub struct Background {
-    pub pid: i32,
+    child: std::process::Child,
     pub url: String,
     _dir: tempfile::TempDir,
 }
@@ -280,7 +280,8 @@ pub struct Background {
 impl Drop for Background {
     fn drop(&mut self) {
         // SAFETY: signalling the server's own process group.
-        unsafe { libc::kill(-self.pid, libc::SIGKILL) };
+        unsafe { libc::kill(-(self.child.id() as i32), libc::SIGKILL) };
+        let _ = self.child.wait();
     }
 }
 
@@ -302,21 +303,27 @@ pub fn background(
     use std::os::unix::process::CommandExt;
     let dir = tempfile::tempdir().unwrap();
     let port = free_port();
+    let log = std::fs::File::create(dir.path().join("server.log")).unwrap();
     let child = cmd(dir.path(), port)
         .current_dir(dir.path())
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
+        .stdin(Stdio::null())
+        .stdout(log.try_clone().unwrap())
+        .stderr(log)
         .process_group(0)
         .spawn()
         .unwrap_or_else(|e| panic!("cannot start {what}: {e}"));
     let bg = Background {
-        pid: child.id() as i32,
+        child,
         url: format!("http://127.0.0.1:{port}"),
         _dir: dir,
     };
     let until = std::time::Instant::now() + timeout;
     while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
-        assert!(std::time::Instant::now() < until, "{what} did not start");
+        assert!(
+            std::time::Instant::now() < until,
+            "{what} did not start:\n{}",
+            std::fs::read_to_string(bg._dir.path().join("server.log")).unwrap_or_default()
+        );
         std::thread::sleep(std::time::Duration::from_millis(100));
     }
     bg
@@ -354,7 +361,7 @@ impl MlflowServer {
     }
 }
 
-/// Azurite's blob service (in memory); `url` is its account base URL.
+/// Azurite's blob service, its data in the temp folder; `url` is its account base URL.
 pub fn azurite(bin: &str) -> Background {
     let mut bg = background(
         "azurite",
@@ -366,7 +373,6 @@ pub fn azurite(bin: &str) -> Background {
                 "127.0.0.1",
                 "--blobPort",
                 &port.to_string(),
-                "--inMemoryPersistence",
                 "--silent",
                 "--skipApiVersionCheck",
                 "--disableTelemetry",

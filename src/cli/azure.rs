@@ -135,7 +135,7 @@ pub fn run(c: AzureCommand) -> CmdResult {
                 return Ok(());
             }
             let rows = az::runs_table(&runs);
-            let mut w = vec![4, 4, 6, 10];
+            let mut w = [4, 4, 6, 10];
             for r in &rows {
                 for (i, c) in r.iter().take(4).enumerate() {
                     w[i] = w[i].max(c.chars().count());

@@ -161,7 +161,15 @@ pub fn prepare(what: &What, o: &SubmitOpts) -> HostResult<Prepared> {
         tags,
         project,
     };
-    let body = match (doc.kind.as_deref().unwrap_or("command"), &sweep_obj) {
+    // `sweep::new` maps need not say `type: sweep`: a search space says it.
+    let kind = doc.kind.clone().unwrap_or_else(|| {
+        if sweep_obj.as_ref().is_some_and(|s| !s.single) {
+            "sweep".into()
+        } else {
+            "command".into()
+        }
+    });
+    let body = match (kind.as_str(), &sweep_obj) {
         ("pipeline", _) => body::pipeline_job(&doc, &cx)?,
         ("sweep", Some(s)) => body::sweep_job(&doc, s, &cx)?,
         ("command", _) => {

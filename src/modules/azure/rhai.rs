@@ -206,13 +206,14 @@ pub mod api {
     ///
     /// ```rhai
     /// fs::write("settings.yml", "variables:\n  workspace_name: ws\n  cluster: gpu-a\n  max_run_duration: 3.5h\n");
-    /// let c = azure::config(#{args: #{cluster: "gpu-b"}});
+    /// let c = azure::config(#{settings: "settings.yml", args: #{cluster: "gpu-b"}});
     /// assert_eq(c.workspace_name, "ws");
     /// assert_eq(c.cluster, "gpu-b");
     /// assert_eq(c.api_version, "2024-10-01");
     /// assert(!("application_key" in c));
-    /// let e = try { azure::config(#{args: #{max_run_duration: "3w"}}) } catch (e) { e };
-    /// assert_eq(e.kind, "azure.config");
+    /// let kind = "";
+    /// try { azure::config(#{settings: "settings.yml", args: #{max_run_duration: "3w"}}); } catch (e) { kind = e.kind; }
+    /// assert_eq(kind, "azure.config");
     /// ```
     #[rhai_fn(return_raw, volatile)]
     pub fn config(ctx: NativeCallContext, opts: Map) -> Result<Dynamic, Box<EvalAltResult>> {
@@ -325,7 +326,9 @@ pub mod api {
     /// ```rhai
     /// fs::write("hello.yml", "command: echo hello\nenvironment: azureml:AzureML-sklearn-1.5:3\n");
     /// let job = azure::submit("hello.yml");
-    /// let again = azure::fetch_run(fs::read("most_recent_run.txt").trim(), #{});
+    /// let id = fs::read("most_recent_run.txt");
+    /// id.trim();
+    /// let again = azure::fetch_run(id, #{});
     /// assert_eq(again.name, job.name);
     /// ```
     #[rhai_fn(return_raw, volatile)]
@@ -552,7 +555,9 @@ pub mod api {
     /// fs::write("out.yml", "command: write-outputs\nenvironment: azureml:e:1\n");
     /// let job = azure::submit("out.yml", #{wait: true, poll: 0.05});
     /// let files = azure::download_run_outputs_by_prefix(job, "checkpoints", "ckpt");
-    /// assert_eq(files.map(|f| f.split("/").pop()).sort(), ["best.ckpt", "last.ckpt"]);
+    /// let names = files.map(|f| f.split("/").pop());
+    /// names.sort();
+    /// assert_eq(names, ["best.ckpt", "last.ckpt"]);
     /// ```
     #[rhai_fn(return_raw, volatile)]
     pub fn download_run_outputs_by_prefix(
@@ -763,7 +768,9 @@ pub mod api {
     ///     objective: #{goal: "minimize", primary_metric: "loss"}});
     /// let job = azure::submit(s, #{wait: true, poll: 0.05});
     /// let kids = job.children();
-    /// assert_eq(kids.map(|k| parse_json(k.tags.hyperparameters).a).sort(), [1, 2]);
+    /// let values = kids.map(|k| parse_json(k.tags.hyperparameters).a);
+    /// values.sort();
+    /// assert_eq(values, [1, 2]);
     /// ```
     #[rhai_fn(global, name = "children", return_raw, volatile)]
     pub fn children(ctx: NativeCallContext, j: &mut Job) -> Result<Array, Box<EvalAltResult>> {
@@ -852,7 +859,9 @@ pub mod api {
     ///     objective: #{goal: "minimize", primary_metric: "loss"}});
     /// let job = azure::submit(s, #{wait: true, poll: 0.05});
     /// let got = job.download_children("checkpoints", "cv");
-    /// assert_eq(got.keys().sort(), ["0", "1"]);
+    /// let folders = got.keys();
+    /// folders.sort();
+    /// assert_eq(folders, ["0", "1"]);
     /// assert(fs::exists("cv/1/best.ckpt"));
     /// ```
     #[rhai_fn(global, return_raw, volatile)]

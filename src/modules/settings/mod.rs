@@ -322,6 +322,7 @@ mod tests {
             args: obj(json!({"epochs": 3, "fast": true, "layers": "64,32", "typo": 1})),
             fail_on_unknown: false,
             substitute: false,
+            skip_private: false,
         };
         let p = parse(&req).unwrap();
         assert_eq!(
