@@ -495,3 +495,138 @@ fn azure_doc_examples_run_against_the_fakes() {
     assert!(ran >= 30, "only {ran} examples ran");
     assert!(rig.fake.rejected().is_empty(), "{:?}", rig.fake.rejected());
 }
+
+/// `--wait --timeout`: the clock starts at Running (the fake keeps a `sleep 3600` job
+/// Running); the wait gives up with exit 1 and says the job goes on.
+#[test]
+fn wait_timeout_counts_from_running() {
+    let rig = Rig::arm();
+    let t = rig.cmd().file(
+        "job.yml",
+        "command: sleep 3600\nenvironment: azureml:env:2\nexperiment_name: slow\n",
+    );
+    let (code, out, err) = t
+        .spawn(["submit", "job.yml", "--wait", "--timeout", "0.3"])
+        .finish();
+    assert_eq!(code, Some(1), "{out}{err}");
+    assert!(
+        err.contains("Queued → Running")
+            && err.contains(
+                "is still Running after 0 s in Running; it goes on (labhost azure cancel slow:"
+            ),
+        "{err}"
+    );
+}
+
+/// However many calls want a token at once, Azure AD is asked once per scope; a second
+/// scope (storage) gets its own token.
+#[test]
+fn concurrent_callers_share_one_token_fetch() {
+    let rig = Rig::arm();
+    let t = tempfile::tempdir().unwrap();
+    let f = t.path().join("settings.yml");
+    std::fs::write(&f, rig.fake.settings_yaml("")).unwrap();
+    // The secret from the private file's `secrets:` section (a file without `variables:`).
+    let private = t.path().join("private.yml");
+    std::fs::write(
+        &private,
+        format!("secrets:\n  application_key: {}\n", fake::SECRET),
+    )
+    .unwrap();
+    let cfg = labhost::modules::azure::config::load(&labhost::modules::azure::config::Request {
+        settings: Some(f),
+        private: Some(private),
+        args: Default::default(),
+    })
+    .unwrap();
+    let cl = std::sync::Arc::new(labhost::modules::azure::Client::new(cfg));
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let toks = rt.block_on(async {
+        let mut hs = Vec::new();
+        for i in 0..16 {
+            let cl = cl.clone();
+            let scope = if i % 2 == 0 {
+                "https://management.azure.com/.default"
+            } else {
+                "https://storage.azure.com/.default"
+            };
+            hs.push(tokio::spawn(
+                async move { cl.auth.token(scope).await.unwrap() },
+            ));
+        }
+        let mut out = Vec::new();
+        for h in hs {
+            out.push(h.await.unwrap());
+        }
+        out
+    });
+    let mut distinct = toks.clone();
+    distinct.sort();
+    distinct.dedup();
+    assert_eq!(distinct.len(), 2, "one token per scope");
+    let mut scopes = rig.fake.state.lock().unwrap().token_scopes.clone();
+    scopes.sort();
+    assert_eq!(
+        scopes,
+        vec![
+            "https://management.azure.com/.default",
+            "https://storage.azure.com/.default"
+        ]
+    );
+}
+
+/// A file above the single-request limit goes up as Put Block + Put Block List; Azurite
+/// accepts the SharedKey signatures and gives back the same bytes.
+#[test]
+#[ignore = "needs Azurite (tests/run-all.sh installs it)"]
+fn large_files_go_up_in_blocks_and_come_back_whole() {
+    let bin = std::env::var("LABHOST_TEST_AZURITE").expect("LABHOST_TEST_AZURITE");
+    let az = crate::util::azurite(&bin);
+    let t = tempfile::tempdir().unwrap();
+    let src = t.path().join("big.bin");
+    let data: Vec<u8> = (0..3_500_000u32)
+        .map(|i| (i.wrapping_mul(2654435761) >> 13) as u8)
+        .collect();
+    std::fs::write(&src, &data).unwrap();
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let c = fake::container(&az.url, "blocks");
+    let http = reqwest::Client::new();
+    rt.block_on(async {
+        c.create(&http).await.unwrap();
+        c.put_file_sized(&http, "dir/big file.bin", &src, 1 << 20, 1 << 20)
+            .await
+            .unwrap();
+        c.set_metadata(&http, "dir/big file.bin", &[("upload_status", "completed")])
+            .await
+            .unwrap();
+        let meta = c.metadata(&http, "dir/big file.bin").await.unwrap();
+        assert_eq!(
+            meta,
+            vec![("upload_status".to_string(), "completed".to_string())]
+        );
+        let listed = c.list(&http, "dir/").await.unwrap();
+        assert_eq!(
+            listed,
+            vec![labhost::modules::azure::blob::BlobItem {
+                name: "dir/big file.bin".into(),
+                size: data.len() as u64
+            }]
+        );
+        let back = t.path().join("back.bin");
+        assert_eq!(
+            c.get_to(&http, "dir/big file.bin", &back).await.unwrap(),
+            data.len() as u64
+        );
+        assert_eq!(std::fs::read(&back).unwrap(), data);
+        // A wrong key is refused by Azurite: the signature is what it checks.
+        let bad = labhost::modules::azure::blob::Container {
+            url: c.url.clone(),
+            cred: labhost::modules::azure::blob::Cred::SharedKey {
+                account: fake::AZURITE_ACCOUNT.into(),
+                key: b"not the key".to_vec(),
+            },
+        };
+        let e = bad.list(&http, "dir/").await.unwrap_err();
+        assert!(e.message.contains("403"), "{}", e.message);
+    });
+}

@@ -259,10 +259,24 @@ impl Container {
         name: &str,
         path: &Path,
     ) -> HostResult<()> {
+        self.put_file_sized(http, name, path, SINGLE_PUT_MAX, BLOCK_SIZE)
+            .await
+    }
+
+    /// [`Container::put_file`] with its thresholds given: files above `single_max` bytes go
+    /// up in blocks of `block_size`.
+    pub async fn put_file_sized(
+        &self,
+        http: &reqwest::Client,
+        name: &str,
+        path: &Path,
+        single_max: u64,
+        block_size: usize,
+    ) -> HostResult<()> {
         let size = std::fs::metadata(path)
             .map_err(|e| err(format!("{}: {e}", path.display())))?
             .len();
-        if size <= SINGLE_PUT_MAX {
+        if size <= single_max {
             let data = std::fs::read(path).map_err(|e| err(format!("{}: {e}", path.display())))?;
             return self.put(http, name, data).await;
         }
@@ -270,7 +284,7 @@ impl Container {
         let mut f =
             std::fs::File::open(path).map_err(|e| err(format!("{}: {e}", path.display())))?;
         let mut ids = Vec::new();
-        let mut buf = vec![0u8; BLOCK_SIZE];
+        let mut buf = vec![0u8; block_size];
         loop {
             let mut filled = 0;
             while filled < buf.len() {
