@@ -97,7 +97,7 @@ pub struct DownloadArgs {
 
 /// A job name or recovery id → the run.
 fn find(cl: &az::Client, id: &str) -> Result<az::Run, Failure> {
-    if id.contains(':') || az::jobs::split_recovery_id(id).is_ok() {
+    if id.contains(':') || crate::modules::util::split_recovery_id(id).is_ok() {
         match az::fetch_run(cl, id) {
             Ok(r) => return Ok(r),
             Err(e) if e.kind == "azure.not_found" && !id.contains(':') => {}

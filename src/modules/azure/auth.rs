@@ -8,6 +8,7 @@ use std::sync::Arc;
 
 use serde_json::Value;
 
+use super::blob::percent_encode;
 use super::config::AzureConfig;
 use crate::error::{HostError, HostResult};
 
@@ -267,7 +268,7 @@ impl Auth {
         form.extend(cred.iter().cloned());
         let body = form
             .iter()
-            .map(|(k, v)| format!("{}={}", urlencode(k), urlencode(v)))
+            .map(|(k, v)| format!("{}={}", percent_encode(k), percent_encode(v)))
             .collect::<Vec<_>>()
             .join("&");
         let r = self
@@ -310,19 +311,6 @@ impl Auth {
 enum Fail {
     Unavailable(String),
     Refused(HostError),
-}
-
-fn urlencode(s: &str) -> String {
-    let mut out = String::new();
-    for b in s.bytes() {
-        match b {
-            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => {
-                out.push(b as char)
-            }
-            _ => out.push_str(&format!("%{b:02X}")),
-        }
-    }
-    out
 }
 
 /// `{access_token, expires_in}` (relative) or `{access_token, expires_on}` (unix, maybe a
@@ -427,7 +415,7 @@ mod tests {
         assert_eq!(format!("{t:?}"), "Token(***, expires_at 1900000001)");
         assert_eq!(crate::redact::apply("x tok-cli-1 y"), "x *** y");
         assert_eq!(
-            urlencode("https://a.b/.default"),
+            percent_encode("https://a.b/.default"),
             "https%3A%2F%2Fa.b%2F.default"
         );
     }

@@ -57,21 +57,24 @@ fn err(m: impl std::fmt::Display) -> HostError {
     HostError::new("azure.blob", crate::redact::apply(&m.to_string()))
 }
 
+/// Percent-encodes everything but RFC 3986's unreserved characters.
+pub fn percent_encode(s: &str) -> String {
+    let mut out = String::new();
+    for b in s.bytes() {
+        match b {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => {
+                out.push(b as char)
+            }
+            _ => out.push_str(&format!("%{b:02X}")),
+        }
+    }
+    out
+}
+
 /// Percent-encodes a blob name for a URL path (each `/`-separated segment).
 pub fn encode_path(name: &str) -> String {
     name.split('/')
-        .map(|seg| {
-            let mut out = String::new();
-            for b in seg.bytes() {
-                match b {
-                    b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => {
-                        out.push(b as char)
-                    }
-                    _ => out.push_str(&format!("%{b:02X}")),
-                }
-            }
-            out
-        })
+        .map(percent_encode)
         .collect::<Vec<_>>()
         .join("/")
 }
@@ -298,7 +301,7 @@ impl Container {
                 break;
             }
             let id = base64::engine::general_purpose::STANDARD.encode(format!("{:08}", ids.len()));
-            let q = format!("comp=block&blockid={}", encode_path(&id));
+            let q = format!("comp=block&blockid={}", percent_encode(&id));
             self.send(
                 http,
                 Method::PUT,
@@ -386,13 +389,10 @@ impl Container {
         loop {
             let mut q = format!(
                 "restype=container&comp=list&prefix={}",
-                encode_path(prefix).replace('/', "%2F")
+                percent_encode(prefix)
             );
             if !marker.is_empty() {
-                q.push_str(&format!(
-                    "&marker={}",
-                    encode_path(&marker).replace('/', "%2F")
-                ));
+                q.push_str(&format!("&marker={}", percent_encode(&marker)));
             }
             let r = self.send(http, Method::GET, "", &q, vec![], None).await?;
             let text = r.text().await.map_err(|e| err(e.to_string()))?;

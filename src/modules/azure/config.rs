@@ -345,10 +345,20 @@ impl AzureConfig {
         )
     }
 
-    /// `max_run_duration` in seconds (`None` when unset).
+    /// `max_run_duration` in seconds (`None` when unset): InnerEye's
+    /// `run_duration_string_to_seconds` (`3.5h`, `2d`, `90m`).
     pub fn max_run_seconds(&self) -> HostResult<Option<u64>> {
-        run_duration_seconds(&self.max_run_duration)
-            .map_err(|m| HostError::new("azure.config", format!("max_run_duration: {m}")))
+        crate::modules::util::run_duration_string_to_seconds(&self.max_run_duration)
+            .map(|s| s.map(|s| s.max(0) as u64))
+            .map_err(|e| {
+                HostError::new(
+                    "azure.config",
+                    format!(
+                        "max_run_duration: '{}': {}",
+                        self.max_run_duration, e.message
+                    ),
+                )
+            })
     }
 
     /// InnerEye `create_dataset_configs`: N dataset ids with 0 or N mount points and 0 or N
@@ -414,49 +424,9 @@ pub fn create_dataset_configs(
         .collect())
 }
 
-/// InnerEye `run_duration_string_to_seconds`: `""` → `None`; a number with suffix `s`, `m`,
-/// `h` or `d` (`3.5h`, `2d`) → whole seconds.
-pub fn run_duration_seconds(s: &str) -> Result<Option<u64>, String> {
-    let s = s.trim();
-    if s.is_empty() {
-        return Ok(None);
-    }
-    let (num, unit) = s.split_at(s.len() - s.chars().last().map_or(0, char::len_utf8));
-    let mult = match unit {
-        "s" => 1.0,
-        "m" => 60.0,
-        "h" => 3600.0,
-        "d" => 86400.0,
-        _ => {
-            return Err(format!(
-                "'{s}': the duration must end in s, m, h or d (for example 3.5h or 2d)"
-            ))
-        }
-    };
-    match num.parse::<f64>() {
-        Ok(n) if n > 0.0 && n.is_finite() => Ok(Some((n * mult).round() as u64)),
-        _ => Err(format!("'{s}': '{num}' is not a positive number")),
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn durations_as_innereye_reads_them() {
-        assert_eq!(run_duration_seconds("3.5h"), Ok(Some(12600)));
-        assert_eq!(run_duration_seconds("2d"), Ok(Some(172800)));
-        assert_eq!(run_duration_seconds("90m"), Ok(Some(5400)));
-        assert_eq!(run_duration_seconds(" 30s "), Ok(Some(30)));
-        assert_eq!(run_duration_seconds(""), Ok(None));
-        assert!(run_duration_seconds("3w")
-            .unwrap_err()
-            .contains("end in s, m, h or d"));
-        assert!(run_duration_seconds("xh")
-            .unwrap_err()
-            .contains("not a positive number"));
-    }
 
     #[test]
     fn dataset_configs_are_validated_as_innereye_does() {

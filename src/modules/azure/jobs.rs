@@ -162,54 +162,22 @@ impl Run {
     }
 }
 
-/// InnerEye `tag_values_all_distinct`: every run has a different value of `tag`.
-pub fn tag_values_all_distinct(runs: &[Run], tag: &str) -> bool {
-    let vals: Vec<Option<&String>> = runs.iter().map(|r| r.tags.get(tag)).collect();
-    let mut uniq = vals.clone();
-    uniq.sort();
-    uniq.dedup();
-    uniq.len() == vals.len()
-}
-
-/// hi-ml `split_recovery_id`: `experiment:run`, or a bare `<experiment>_<digits>_<hex>` /
-/// `<experiment>_<digits>` id whose experiment is its prefix.
-pub fn split_recovery_id(id: &str) -> HostResult<(String, String)> {
-    let id = id.trim();
-    let parts: Vec<&str> = id.split(':').collect();
-    match parts.as_slice() {
-        [e, r] if !e.is_empty() && !r.is_empty() => Ok((e.to_string(), r.to_string())),
-        [bare] => {
-            let word =
-                |s: &str| !s.is_empty() && s.chars().all(|c| c.is_alphanumeric() || c == '_');
-            let bits: Vec<&str> = bare.rsplitn(3, '_').collect();
-            let ok = match bits.as_slice() {
-                [hex, digits, exp]
-                    if word(exp)
-                        && !digits.is_empty()
-                        && digits.chars().all(|c| c.is_ascii_digit())
-                        && !hex.is_empty()
-                        && hex
-                            .chars()
-                            .all(|c| c.is_ascii_hexdigit() && !c.is_ascii_uppercase()) =>
-                {
-                    Some(exp.to_string())
-                }
-                _ => None,
-            };
-            let ok = ok.or_else(|| {
-                let (exp, digits) = bare.rsplit_once('_')?;
-                (word(exp) && !digits.is_empty() && digits.chars().all(|c| c.is_ascii_digit()))
-                    .then(|| exp.to_string())
-            });
-            ok.map(|e| (e, bare.to_string())).ok_or_else(|| {
-                HostError::new("azure.invalid", format!("the recovery id '{id}' is not in the expected format experiment:run_id (or experiment_<number>_<hex>)"))
-            })
+/// InnerEye `tag_values_all_distinct`: every run has a different value of `tag`; a run
+/// without the tag is an error (InnerEye's `KeyError`), as in `util::tag_values_all_distinct`.
+pub fn tag_values_all_distinct(runs: &[Run], tag: &str) -> HostResult<bool> {
+    let mut seen = std::collections::HashSet::new();
+    for r in runs {
+        let v = r.tags.get(tag).ok_or_else(|| {
+            HostError::new(
+                "azure.missing_tag",
+                format!("run {} has no tag '{tag}'", r.name),
+            )
+        })?;
+        if !seen.insert(v) {
+            return Ok(false);
         }
-        _ => Err(HostError::new(
-            "azure.invalid",
-            format!("recovery ids are experiment:run_id or experiment_run_id, not '{id}'"),
-        )),
     }
+    Ok(true)
 }
 
 /// A job name in hi-ml's shape `<experiment>_<unix seconds>_<8 hex>`: valid for ARM
@@ -354,7 +322,10 @@ impl Client {
             if let Some(n) = v["nextLink"].as_str().filter(|n| !n.is_empty()) {
                 url = n.to_string();
             } else if let Some(t) = v["continuationToken"].as_str().filter(|t| !t.is_empty()) {
-                url = format!("{base}?$continuationtoken={}", super::blob::encode_path(t));
+                url = format!(
+                    "{base}?$continuationtoken={}",
+                    super::blob::percent_encode(t)
+                );
             } else {
                 return Ok(out);
             }
@@ -605,7 +576,7 @@ impl Client {
                 Method::GET,
                 &format!(
                     "{base}/experiments/get-by-name?experiment_name={}",
-                    super::blob::encode_path(&run.experiment)
+                    super::blob::percent_encode(&run.experiment)
                 ),
                 None,
             )
@@ -669,10 +640,13 @@ impl Client {
             let mut url = format!(
                 "{}/api/2.0/mlflow/metrics/get-history?run_id={id}&metric_key={}",
                 ws.mlflow,
-                super::blob::encode_path(key)
+                super::blob::percent_encode(key)
             );
             if !token.is_empty() {
-                url.push_str(&format!("&page_token={}", super::blob::encode_path(&token)));
+                url.push_str(&format!(
+                    "&page_token={}",
+                    super::blob::percent_encode(&token)
+                ));
             }
             let v = self.call(Method::GET, &url, None).await?.body;
             for m in v["metrics"].as_array().into_iter().flatten() {
@@ -702,26 +676,9 @@ mod tests {
     use super::*;
 
     #[test]
-    fn recovery_ids_split_as_hi_ml_splits_them() {
-        assert_eq!(
-            split_recovery_id("exp:run_1").unwrap(),
-            ("exp".into(), "run_1".into())
-        );
-        assert_eq!(
-            split_recovery_id("my_exp_1612345678_0a1b2c3d").unwrap(),
-            ("my_exp".into(), "my_exp_1612345678_0a1b2c3d".into())
-        );
-        assert_eq!(
-            split_recovery_id("HD_12").unwrap(),
-            ("HD".into(), "HD_12".into())
-        );
-        assert!(split_recovery_id("a:b:c").is_err());
-        assert!(split_recovery_id("no-format")
-            .unwrap_err()
-            .message
-            .contains("expected format"));
+    fn job_names_are_bare_recovery_ids_of_their_experiment() {
         let n = new_job_name("feature/x-y");
-        let (e, r) = split_recovery_id(&n).unwrap();
+        let (e, r) = crate::modules::util::split_recovery_id(&n).unwrap();
         assert_eq!((e.as_str(), r.as_str()), ("feature_x_y", n.as_str()));
     }
 
@@ -738,11 +695,8 @@ mod tests {
         );
         assert!(p.is_parent_run() && p.is_ensemble_run() && !p.is_cross_validation_child_run());
         assert_eq!(p.recovery_id, "e:p");
-        assert!(tag_values_all_distinct(
-            &[c.clone(), p.clone()],
-            "hyperparameters"
-        ));
-        assert!(!tag_values_all_distinct(&[c.clone(), c], "hyperparameters"));
+        assert!(tag_values_all_distinct(&[c.clone(), p.clone()], "hyperparameters").is_err());
+        assert!(!tag_values_all_distinct(&[c.clone(), c], "hyperparameters").unwrap());
         assert_eq!(
             parse_azureml_uri("azureml://datastores/workspaceartifactstore/ExperimentRun/dcid.j"),
             Some((

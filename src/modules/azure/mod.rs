@@ -334,7 +334,7 @@ pub fn wait(
 
 /// `fetch_run(recovery_id)`: the job of an `experiment:run` (or bare hi-ml) id.
 pub fn fetch_run(cl: &Client, recovery_id: &str) -> HostResult<Run> {
-    let (exp, name) = jobs::split_recovery_id(recovery_id)?;
+    let (exp, name) = crate::modules::util::split_recovery_id(recovery_id)?;
     let r = block(cl.run(&name))?;
     if r.experiment != exp && recovery_id.contains(':') {
         tracing::warn!(

@@ -483,7 +483,7 @@ pub mod api {
             })?;
             rs.push(j.get());
         }
-        Ok(m::jobs::tag_values_all_distinct(&rs, tag))
+        m::jobs::tag_values_all_distinct(&rs, tag).or_rhai(&ctx)
     }
 
     /// The Azure ML run this script runs in (from the environment Azure ML sets), or an
