@@ -212,7 +212,7 @@ pub mod api {
     /// assert_eq(c.api_version, "2024-10-01");
     /// assert(!("application_key" in c));
     /// let kind = "";
-    /// try { azure::config(#{settings: "settings.yml", args: #{max_run_duration: "3w"}}); } catch (e) { kind = e.kind; }
+    /// try { azure::config(#{settings: "settings.yml", args: #{max_run_duration: "soon"}}); } catch (e) { kind = e.kind; }
     /// assert_eq(kind, "azure.config");
     /// ```
     #[rhai_fn(return_raw, volatile)]
