@@ -7,6 +7,7 @@ pub mod azure_fake;
 mod bad_input;
 mod cli;
 mod config;
+mod cron;
 mod diagnostics;
 mod docker;
 pub mod examples;

@@ -4,6 +4,7 @@
 //! To add a command: a file here with its `Args` struct and a `run(args, &Ctx) -> CmdResult`
 //! handler, a variant in [`Command`], a line in [`dispatch`].
 mod azure;
+mod cron;
 mod docker_run;
 mod error;
 mod gpus;
@@ -89,6 +90,10 @@ pub enum Command {
     /// Azure ML jobs: list, status, download outputs, cancel
     #[command(subcommand)]
     Azure(azure::AzureCommand),
+    /// Run a schedule: scripts fired by cron expressions in their time zones, never
+    /// overlapping by accident, missed fires caught up after a restart; `cron status` lists
+    /// what ran
+    Cron(cron::CronArgs),
     /// Runs in the store (jobs, sweeps, trials, MLflow-logged runs) with MLflow's filter and
     /// order-by grammar, their latest metrics and params
     Runs(track::RunsArgs),
@@ -151,6 +156,7 @@ fn dispatch(cmd: Command, ctx: &Ctx) -> CmdResult {
         Command::Sweep(a) => sweep::run(a, ctx),
         Command::Submit(a) => sweep::submit(a, ctx),
         Command::Azure(c) => azure::run(c),
+        Command::Cron(a) => cron::run(a),
         Command::Runs(a) => track::runs(a),
         Command::Track(c) => track::run(c),
         Command::Report(a) => track::report(a),

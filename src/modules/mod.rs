@@ -4,6 +4,7 @@
 //! completion and the doc-example test automatically.
 
 pub mod azure;
+pub mod cron;
 pub mod docker;
 pub mod env;
 pub mod experiment;
@@ -43,4 +44,5 @@ pub const NATIVE: &[&str] = &[
     "sweep",
     "track",
     "azure",
+    "cron",
 ];

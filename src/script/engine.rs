@@ -89,4 +89,5 @@ pub fn register_modules(e: &mut Engine) {
     e.register_static_module("sweep", sweep::rhai::module().into());
     e.register_static_module("track", track::rhai::module().into());
     e.register_static_module("azure", azure::rhai::module().into());
+    e.register_static_module("cron", cron::rhai::module().into());
 }

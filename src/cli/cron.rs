@@ -1,0 +1,268 @@
+//! `labhost cron FILE [--check | --next N | --once NAME] [--grace S]` and `labhost cron status`.
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use clap::{Args, Subcommand};
+
+use super::error::{CmdResult, Failure};
+use crate::modules::cron::{self as cron, host};
+
+#[derive(Debug, Args)]
+#[command(args_conflicts_with_subcommands = true)]
+pub struct CronArgs {
+    #[command(subcommand)]
+    pub sub: Option<CronSub>,
+    /// A schedule file (YAML: a list of entries with name, schedule, script, args, timezone,
+    /// overlap, catch_up, timeout, env, enabled) or a script that calls cron::schedule
+    pub file: Option<PathBuf>,
+    /// Validate the file (expressions, keys, time zones, scripts) and show each entry's next fire
+    #[arg(long)]
+    pub check: bool,
+    /// Print the next N fire times of each entry, in its time zone
+    #[arg(long, value_name = "N")]
+    pub next: Option<usize>,
+    /// Fire one entry now and exit with its outcome
+    #[arg(long, value_name = "NAME")]
+    pub once: Option<String>,
+    /// Seconds running fires may take to finish after SIGTERM/SIGINT before they are stopped
+    #[arg(long, default_value_t = 30.0)]
+    pub grace: f64,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum CronSub {
+    /// Every entry this state directory has scheduled: last fire, its outcome, next fire
+    Status {
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+struct Loaded {
+    entries: Vec<cron::Entry>,
+    functions: Option<host::Functions>,
+    source: String,
+}
+
+fn load(file: &Path) -> Result<Loaded, Failure> {
+    let source = file
+        .canonicalize()
+        .map_err(|e| Failure::Usage(format!("cannot read '{}': {e}", file.display())))?
+        .display()
+        .to_string();
+    if file.extension().is_some_and(|x| x == "rhai") {
+        let text = crate::script::run::read_script(file).map_err(Failure::Usage)?;
+        let engine = crate::script::engine::build(Default::default());
+        let mut scope = crate::script::run::script_scope(&[]);
+        let mut ast = match engine.compile_with_scope(&scope, &text) {
+            Ok(a) => a,
+            Err(e) => {
+                return Err(Failure::Script(crate::script::run::Outcome::Failed {
+                    diag: Box::new(crate::script::diag::from_parse(
+                        &e,
+                        &file.display().to_string(),
+                        &text,
+                    )),
+                    text: Some(text),
+                }))
+            }
+        };
+        ast.set_source(file.display().to_string());
+        let r = engine.eval_ast_with_scope::<rhai::Dynamic>(&mut scope, &ast);
+        if let Err(e) = r {
+            return Err(Failure::Script(crate::script::run::outcome_of(
+                Err(e),
+                &file.display().to_string(),
+            )));
+        }
+        let defined = cron::rhai::take_defined();
+        let fns: Vec<Option<rhai::FnPtr>> = defined.iter().map(|d| d.function.clone()).collect();
+        let engine = Arc::new(engine);
+        let ast = Arc::new(ast);
+        let functions: host::Functions = Arc::new(move |id| {
+            let Some(Some(f)) = fns.get(id) else {
+                return Err(format!("no function {id}"));
+            };
+            f.call::<rhai::Dynamic>(&engine, &ast, ())
+                .map(|_| ())
+                .map_err(|e| crate::redact::apply(&e.to_string()))
+        });
+        Ok(Loaded {
+            entries: defined.into_iter().map(|d| d.entry).collect(),
+            functions: Some(functions),
+            source,
+        })
+    } else {
+        Ok(Loaded {
+            entries: cron::load(file)?,
+            functions: None,
+            source,
+        })
+    }
+}
+
+pub fn run(a: CronArgs) -> CmdResult {
+    if let Some(CronSub::Status { json }) = a.sub {
+        return status(json);
+    }
+    let Some(file) = a.file else {
+        return Err(Failure::Usage(
+            "labhost cron needs a schedule file (or `labhost cron status`)".into(),
+        ));
+    };
+    let l = load(&file)?;
+    if l.entries.is_empty() {
+        return Err(Failure::Usage(format!("{}: no entries", file.display())));
+    }
+    let now = chrono::Utc::now();
+    if a.check || a.next.is_some() {
+        for e in &l.entries {
+            let mut t = now;
+            let mut times = Vec::new();
+            for _ in 0..a.next.unwrap_or(1) {
+                match e.schedule.next_after(t) {
+                    Some(n) => {
+                        times.push(e.schedule.zone.show(n));
+                        t = n;
+                    }
+                    None => break,
+                }
+            }
+            if a.next.is_some() {
+                println!(
+                    "{} ({}, {}):",
+                    e.name,
+                    e.schedule.text,
+                    e.schedule.zone.name()
+                );
+                for x in times {
+                    println!("  {x}");
+                }
+            } else {
+                println!(
+                    "{}  {}  {}  next {}{}",
+                    e.name,
+                    e.schedule.text,
+                    e.schedule.zone.name(),
+                    times.first().cloned().unwrap_or_else(|| "never".into()),
+                    if e.enabled { "" } else { "  (disabled)" }
+                );
+            }
+        }
+        if a.check {
+            println!(
+                "{}: {} entr{} OK",
+                file.display(),
+                l.entries.len(),
+                if l.entries.len() == 1 { "y" } else { "ies" }
+            );
+        }
+        return Ok(());
+    }
+    let opts = host::Opts {
+        source: l.source.clone(),
+        grace: std::time::Duration::from_secs_f64(a.grace.max(0.0)),
+        quiet: false,
+        functions: l.functions.clone(),
+    };
+    let rt = crate::host::ctx().rt.clone();
+    if let Some(name) = a.once {
+        let Some(e) = l.entries.iter().find(|e| e.name == name).cloned() else {
+            let names: Vec<&str> = l.entries.iter().map(|e| e.name.as_str()).collect();
+            return Err(Failure::Usage(format!(
+                "no entry '{name}' (entries: {})",
+                names.join(", ")
+            )));
+        };
+        let fire = cron::Fire {
+            entry: 0,
+            at: now,
+            catch_up: false,
+        };
+        let end = rt.block_on(host::run_fire(e, fire, opts, Default::default()))?;
+        return match end.status {
+            crate::store::RunStatus::Completed => Ok(()),
+            _ => Err(Failure::Code(1)),
+        };
+    }
+    let stop = tokio_util::sync::CancellationToken::new();
+    {
+        let _g = rt.enter();
+        for kind in [
+            tokio::signal::unix::SignalKind::terminate(),
+            tokio::signal::unix::SignalKind::interrupt(),
+        ] {
+            if let Ok(mut sig) = tokio::signal::unix::signal(kind) {
+                let stop = stop.clone();
+                rt.spawn(async move {
+                    if sig.recv().await.is_some() {
+                        stop.cancel();
+                    }
+                });
+            }
+        }
+    }
+    rt.block_on(host::serve(l.entries, opts, stop))?;
+    eprintln!("[cron] stopped");
+    Ok(())
+}
+
+fn status(json: bool) -> CmdResult {
+    let saved = host::all_saved()?;
+    let mut rows = Vec::new();
+    for s in &saved {
+        for (name, e) in &s.entries {
+            let zone = cron::Zone::parse(Some(&e.timezone)).unwrap_or(cron::Zone::Local);
+            let next = cron::Schedule::parse(&e.schedule, zone)
+                .ok()
+                .and_then(|sc| sc.next_after(chrono::Utc::now()));
+            let run = e.last_run.and_then(|id| crate::modules::jobs::get(id).ok());
+            let outcome = run
+                .as_ref()
+                .map(|r| match (&r.cancel_reason, &r.error) {
+                    (Some(c), _) => format!("{} ({c})", r.status.as_str()),
+                    (_, Some(err)) => format!("{} ({err})", r.status.as_str()),
+                    _ => r.status.as_str().to_string(),
+                })
+                .unwrap_or_else(|| "-".into());
+            rows.push(serde_json::json!({
+                "file": s.source, "entry": name, "schedule": e.schedule, "timezone": e.timezone,
+                "last_fire": e.last_fire.map(|t| zone.show(t)), "last_run": e.last_run,
+                "outcome": outcome, "next": next.map(|t| zone.show(t)),
+            }));
+        }
+    }
+    if json {
+        println!(
+            "{}",
+            serde_json::to_string_pretty(&rows).unwrap_or_default()
+        );
+        return Ok(());
+    }
+    if rows.is_empty() {
+        println!("no schedules have run with this state directory");
+        return Ok(());
+    }
+    let mut file = String::new();
+    for r in &rows {
+        let f = r["file"].as_str().unwrap_or("");
+        if f != file {
+            println!("{f}");
+            file = f.to_string();
+        }
+        println!(
+            "  {:<16} {:<16} {:<14} last {}  run {}  {}  next {}",
+            r["entry"].as_str().unwrap_or(""),
+            r["schedule"].as_str().unwrap_or(""),
+            r["timezone"].as_str().unwrap_or(""),
+            r["last_fire"].as_str().unwrap_or("-"),
+            r["last_run"]
+                .as_i64()
+                .map(|i| i.to_string())
+                .unwrap_or("-".into()),
+            r["outcome"].as_str().unwrap_or("-"),
+            r["next"].as_str().unwrap_or("-")
+        );
+    }
+    Ok(())
+}

@@ -1,0 +1,475 @@
+//! Runs a schedule: fires become record runs (kind cron) in the store, scripts run as
+//! `labhost run SCRIPT ARGS…` in their own process group with their output in the run's
+//! `stdout.log`/`stderr.log`, functions run on blocking threads; each entry's last fire is
+//! persisted under `<state>/cron/` before its run starts, so a restart neither repeats nor
+//! loses a fire. SIGTERM/SIGINT stop firing, let running fires finish for a grace period,
+//! then stop them (recorded as cancelled) and return.
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+use tokio_util::sync::CancellationToken;
+
+use super::{Action, Decision, Entry, Fire, Scheduler};
+use crate::error::{HostError, HostResult};
+use crate::modules::jobs::with_store;
+use crate::store::{NewRun, RunKind, RunStatus};
+
+/// Calls a script-defined entry's function (`Action::Function { id }`): Err = its error.
+pub type Functions = Arc<dyn Fn(usize) -> Result<(), String> + Send + Sync>;
+
+/// How a schedule is run.
+#[derive(Clone)]
+pub struct Opts {
+    /// The schedule's identity in the state directory (its absolute path).
+    pub source: String,
+    /// How long running fires may finish after SIGTERM/SIGINT.
+    pub grace: Duration,
+    pub quiet: bool,
+    pub functions: Option<Functions>,
+}
+
+/// What is persisted per schedule: each entry's last handled fire and its run.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct Saved {
+    pub source: String,
+    pub entries: BTreeMap<String, SavedEntry>,
+}
+
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct SavedEntry {
+    pub schedule: String,
+    pub timezone: String,
+    pub last_fire: Option<DateTime<Utc>>,
+    pub last_run: Option<i64>,
+}
+
+fn state_file(source: &str) -> HostResult<PathBuf> {
+    Ok(crate::state::dir()?
+        .join("cron")
+        .join(format!("{}.json", crate::util::fnv(source))))
+}
+
+pub fn load_saved(source: &str) -> HostResult<Saved> {
+    let f = state_file(source)?;
+    match std::fs::read_to_string(&f) {
+        Ok(t) => serde_json::from_str(&t)
+            .map_err(|e| HostError::new("cron.state", format!("{}: {e}", f.display()))),
+        Err(_) => Ok(Saved {
+            source: source.to_string(),
+            ..Default::default()
+        }),
+    }
+}
+
+/// Every schedule this state directory has run.
+pub fn all_saved() -> HostResult<Vec<Saved>> {
+    let dir = crate::state::dir()?.join("cron");
+    let mut out = Vec::new();
+    for e in std::fs::read_dir(&dir).into_iter().flatten().flatten() {
+        if let Ok(t) = std::fs::read_to_string(e.path()) {
+            if let Ok(s) = serde_json::from_str::<Saved>(&t) {
+                out.push(s);
+            }
+        }
+    }
+    out.sort_by(|a, b| a.source.cmp(&b.source));
+    Ok(out)
+}
+
+fn save(s: &Saved) -> HostResult<()> {
+    let f = state_file(&s.source)?;
+    if let Some(p) = f.parent() {
+        std::fs::create_dir_all(p).map_err(|e| HostError::new("cron.state", e.to_string()))?;
+    }
+    crate::modules::fs::write_atomic(
+        &f,
+        serde_json::to_string_pretty(s)
+            .unwrap_or_default()
+            .as_bytes(),
+    )
+}
+
+fn command_text(e: &Entry) -> String {
+    match &e.action {
+        Action::Script { path, args } => {
+            let mut s = format!(
+                "labhost run {}",
+                crate::util::shell_quote(&path.display().to_string())
+            );
+            for a in args {
+                s.push(' ');
+                s.push_str(&crate::util::shell_quote(a));
+            }
+            s
+        }
+        Action::Function { .. } => format!("cron function {}", e.name),
+    }
+}
+
+fn new_run(e: &Entry, f: &Fire, source: &str) -> NewRun {
+    NewRun {
+        key: Some(format!("cron:{source}#{}@{}", e.name, f.at.to_rfc3339())),
+        tags: vec![
+            ("cron.entry".into(), e.name.clone()),
+            ("cron.schedule".into(), e.schedule.text.clone()),
+            ("cron.timezone".into(), e.schedule.zone.name()),
+            ("cron.fire_time".into(), f.at.to_rfc3339()),
+            ("cron.file".into(), source.to_string()),
+        ]
+        .into_iter()
+        .chain(
+            f.catch_up
+                .then(|| ("cron.catch_up".to_string(), "true".to_string())),
+        )
+        .collect(),
+        ..NewRun::record(RunKind::Cron, &e.name, &command_text(e))
+    }
+}
+
+/// A fire that does not run (overlap): a cancelled run that says why.
+fn record_skip(e: &Entry, f: &Fire, source: &str, reason: &str) -> HostResult<i64> {
+    with_store(|st| {
+        let (r, _) = st.create(&new_run(e, f, source))?;
+        st.cancel(r.id, reason)?;
+        Ok(r.id)
+    })
+}
+
+/// How one fire ended.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Ended {
+    pub run_id: i64,
+    pub status: RunStatus,
+    pub error: Option<String>,
+}
+
+/// Runs one fire to its end: opens its record (an existing finished record of the same fire
+/// means it ran already: nothing runs), runs it, closes the record.
+pub async fn run_fire(e: Entry, f: Fire, opts: Opts, kill: CancellationToken) -> HostResult<Ended> {
+    let host = format!("cron:{}", std::process::id());
+    let (run, created) =
+        with_store(|st| st.open_record(&new_run(&e, &f, &opts.source), Some(&host)))?;
+    if !created && run.status.is_finished() {
+        return Ok(Ended {
+            run_id: run.id,
+            status: run.status,
+            error: run.error,
+        });
+    }
+    let started = std::time::Instant::now();
+    if !opts.quiet {
+        eprintln!(
+            "[cron] {} ({}) started: run {}",
+            e.name,
+            e.schedule.zone.show(f.at),
+            run.id
+        );
+    }
+    let (status, error) = match &e.action {
+        Action::Script { path, args } => run_script(&e, path, args, &run, &kill).await,
+        Action::Function { id } => match &opts.functions {
+            None => (
+                RunStatus::Failed,
+                Some("no function table (a script entry outside its script)".into()),
+            ),
+            Some(funcs) => {
+                let funcs = funcs.clone();
+                let id = *id;
+                match tokio::task::spawn_blocking(move || funcs(id)).await {
+                    Ok(Ok(())) => (RunStatus::Completed, None),
+                    Ok(Err(m)) => (RunStatus::Failed, Some(m)),
+                    Err(j) => (
+                        RunStatus::Failed,
+                        Some(format!("the function panicked: {j}")),
+                    ),
+                }
+            }
+        },
+    };
+    with_store(|st| {
+        if status == RunStatus::Cancelled || status == RunStatus::TimedOut {
+            st.cancel(run.id, error.as_deref().unwrap_or("cancelled"))?;
+        }
+        st.close_record(
+            run.id,
+            status,
+            if status == RunStatus::Failed {
+                error.as_deref()
+            } else {
+                None
+            },
+        )
+    })?;
+    if !opts.quiet {
+        eprintln!(
+            "[cron] {} run {} {} after {}{}",
+            e.name,
+            run.id,
+            status.as_str(),
+            crate::util::fmt_duration(started.elapsed()),
+            error
+                .as_ref()
+                .map(|m| format!(": {}", crate::redact::apply(m)))
+                .unwrap_or_default()
+        );
+    }
+    Ok(Ended {
+        run_id: run.id,
+        status,
+        error,
+    })
+}
+
+async fn run_script(
+    e: &Entry,
+    path: &std::path::Path,
+    args: &[String],
+    run: &crate::store::Run,
+    kill: &CancellationToken,
+) -> (RunStatus, Option<String>) {
+    let dir = PathBuf::from(&run.run_dir);
+    let _ = std::fs::create_dir_all(&dir);
+    let open = |n: &str| std::fs::File::create(dir.join(n));
+    let (Ok(out), Ok(err)) = (open("stdout.log"), open("stderr.log")) else {
+        return (
+            RunStatus::Failed,
+            Some(format!("cannot write the logs in {}", dir.display())),
+        );
+    };
+    let exe = std::env::current_exe().unwrap_or_else(|_| PathBuf::from("labhost"));
+    let mut c = tokio::process::Command::new(exe);
+    c.arg("run")
+        .arg(path)
+        .args(args)
+        .envs(&e.env)
+        .env("LABHOST_JOB_ID", run.id.to_string())
+        .env("LABHOST_RUN_DIR", &dir)
+        .env("LABHOST_CRON_ENTRY", &e.name)
+        .stdin(std::process::Stdio::null())
+        .stdout(out)
+        .stderr(err)
+        .process_group(0)
+        .kill_on_drop(true);
+    let mut child = match c.spawn() {
+        Ok(ch) => ch,
+        Err(x) => {
+            return (
+                RunStatus::Failed,
+                Some(format!("cannot start labhost run: {x}")),
+            )
+        }
+    };
+    let pgid = child.id().map(|p| p as i32);
+    let _ = with_store(|st| st.set_tag(run.id, "cron.pid", &pgid.unwrap_or(0).to_string()));
+    let timeout = async {
+        match e.timeout {
+            Some(t) => tokio::time::sleep(t).await,
+            None => std::future::pending().await,
+        }
+    };
+    let stop = |why: &str| {
+        if let Some(g) = pgid {
+            // SAFETY: signalling the fire's own process group.
+            unsafe { libc::kill(-g, libc::SIGTERM) };
+        }
+        why.to_string()
+    };
+    let ended = tokio::select! {
+        s = child.wait() => Ok(s),
+        _ = timeout => Err((RunStatus::TimedOut, stop(&format!("timed out after {}", crate::util::fmt_duration(e.timeout.unwrap_or_default()))))),
+        _ = kill.cancelled() => Err((RunStatus::Cancelled, stop("cancelled: labhost cron stopped and the grace period ran out"))),
+    };
+    match ended {
+        Ok(Ok(s)) if s.success() => (RunStatus::Completed, None),
+        Ok(Ok(s)) => {
+            let tail = std::fs::read_to_string(dir.join("stderr.log")).unwrap_or_default();
+            let last = tail
+                .lines()
+                .rev()
+                .find(|l| l.starts_with("error"))
+                .or_else(|| tail.lines().rev().find(|l| !l.trim().is_empty()));
+            let code = s
+                .code()
+                .map(|c| format!("exit code {c}"))
+                .unwrap_or_else(|| "killed by a signal".into());
+            (
+                RunStatus::Failed,
+                Some(match last {
+                    Some(l) => format!("{code}: {}", l.trim()),
+                    None => code,
+                }),
+            )
+        }
+        Ok(Err(x)) => (RunStatus::Failed, Some(x.to_string())),
+        Err((status, why)) => {
+            // The script's process group gets 5 s after SIGTERM, then SIGKILL.
+            if tokio::time::timeout(Duration::from_secs(5), child.wait())
+                .await
+                .is_err()
+            {
+                if let Some(g) = pgid {
+                    // SAFETY: as above.
+                    unsafe { libc::kill(-g, libc::SIGKILL) };
+                }
+                let _ = child.wait().await;
+            }
+            (status, Some(why))
+        }
+    }
+}
+
+/// The clock the loop reads (tests use the scheduler with their own instants).
+pub fn now() -> DateTime<Utc> {
+    Utc::now()
+}
+
+fn persist(saved: &mut Saved, e: &Entry, at: DateTime<Utc>, run: Option<i64>) {
+    let s = saved.entries.entry(e.name.clone()).or_default();
+    s.schedule = e.schedule.text.clone();
+    s.timezone = e.schedule.zone.name();
+    if s.last_fire.is_none_or(|l| l < at) {
+        s.last_fire = Some(at);
+    }
+    if run.is_some() {
+        s.last_run = run;
+    }
+    if let Err(x) = save(saved) {
+        tracing::warn!("cannot save the cron state: {}", x.message);
+    }
+}
+
+/// Runs the schedule until `stop` fires (SIGTERM/SIGINT): the loop of the module doc.
+pub async fn serve(entries: Vec<Entry>, opts: Opts, stop: CancellationToken) -> HostResult<()> {
+    let mut saved = load_saved(&opts.source)?;
+    // Entries no longer in the file are forgotten.
+    saved
+        .entries
+        .retain(|k, _| entries.iter().any(|e| &e.name == k));
+    let last: BTreeMap<String, DateTime<Utc>> = saved
+        .entries
+        .iter()
+        .filter_map(|(k, v)| v.last_fire.map(|l| (k.clone(), l)))
+        .collect();
+    let start = now();
+    let (mut sched, catch_up) = Scheduler::start(entries, start, &last);
+    for (e, n) in sched.entries.iter().zip(&sched.next) {
+        // An entry seen for the first time counts from now: a fire missed from here on is
+        // caught up after a restart.
+        let base = saved
+            .entries
+            .get(&e.name)
+            .and_then(|s| s.last_fire)
+            .unwrap_or(start);
+        persist(&mut saved, e, base, None);
+        if !opts.quiet {
+            match n {
+                Some(n) => eprintln!(
+                    "[cron] {}: {} ({}), next {}",
+                    e.name,
+                    e.schedule.text,
+                    e.schedule.zone.name(),
+                    e.schedule.zone.show(*n)
+                ),
+                None => eprintln!("[cron] {}: disabled", e.name),
+            }
+        }
+    }
+    let kill = CancellationToken::new();
+    let mut tasks: tokio::task::JoinSet<(usize, DateTime<Utc>, HostResult<Ended>)> =
+        tokio::task::JoinSet::new();
+    let handle =
+        |sched: &mut Scheduler, tasks: &mut tokio::task::JoinSet<_>, saved: &mut Saved, f: Fire| {
+            let e = sched.entries[f.entry].clone();
+            match sched.decide(&f) {
+                Decision::Run => {
+                    sched.running[f.entry] += 1;
+                    persist(saved, &e, f.at, None);
+                    let (o, k, i, at) = (opts.clone(), kill.clone(), f.entry, f.at);
+                    tasks.spawn(async move { (i, at, run_fire(e, f, o, k).await) });
+                }
+                Decision::Queue => {
+                    persist(saved, &e, f.at, None);
+                    sched.queued[f.entry].push(f);
+                }
+                Decision::Skip(reason) => {
+                    let id = record_skip(&e, &f, &opts.source, &reason).ok();
+                    persist(saved, &e, f.at, id);
+                    if !opts.quiet {
+                        eprintln!(
+                            "[cron] {} ({}): {reason}",
+                            e.name,
+                            e.schedule.zone.show(f.at)
+                        );
+                    }
+                }
+            }
+        };
+    for f in catch_up {
+        handle(&mut sched, &mut tasks, &mut saved, f);
+    }
+    loop {
+        let wait = sched
+            .next_wake()
+            .map(|w| (w - now()).to_std().unwrap_or(Duration::ZERO))
+            .unwrap_or(Duration::from_secs(3600));
+        tokio::select! {
+            _ = stop.cancelled() => break,
+            _ = tokio::time::sleep(wait) => {
+                for f in sched.due(now()) {
+                    handle(&mut sched, &mut tasks, &mut saved, f);
+                }
+            }
+            Some(done) = tasks.join_next(), if !tasks.is_empty() => {
+                if let Ok((i, at, r)) = done {
+                    sched.running[i] = sched.running[i].saturating_sub(1);
+                    if let Ok(end) = &r {
+                        // The outcome shown is the latest fire's.
+                        let e = sched.entries[i].clone();
+                        let s = saved.entries.entry(e.name.clone()).or_default();
+                        if s.last_fire.is_none_or(|l| l <= at) {
+                            s.last_run = Some(end.run_id);
+                            let _ = save(&saved);
+                        }
+                    }
+                    if let Err(x) = r {
+                        tracing::warn!("cron: {}", x.message);
+                    }
+                    if !sched.queued[i].is_empty() {
+                        let f = sched.queued[i].remove(0);
+                        handle(&mut sched, &mut tasks, &mut saved, f);
+                    }
+                }
+            }
+        }
+    }
+    // Stopping: queued fires are recorded as skipped; running ones get the grace period.
+    for (i, q) in sched.queued.iter_mut().enumerate() {
+        for f in q.drain(..) {
+            let _ = record_skip(
+                &sched.entries[i],
+                &f,
+                &opts.source,
+                "skipped: labhost cron stopped before the previous run ended (overlap: queue)",
+            );
+        }
+    }
+    if !tasks.is_empty() {
+        if !opts.quiet {
+            eprintln!(
+                "[cron] stopping: {} run(s) still going get {} to finish",
+                tasks.len(),
+                crate::util::fmt_duration(opts.grace)
+            );
+        }
+        let drain = async { while tasks.join_next().await.is_some() {} };
+        if tokio::time::timeout(opts.grace, drain).await.is_err() {
+            kill.cancel();
+            while tasks.join_next().await.is_some() {}
+        }
+    }
+    Ok(())
+}

@@ -1,0 +1,600 @@
+//! `cron`: scheduled scripts (nightly retrain, hourly sweep top-up, weekly report) that never
+//! overlap by accident and never silently miss a run.
+//!
+//! A schedule file (YAML: a list of entries) or a script calling `cron::schedule` gives the
+//! entries; [`Scheduler`] (pure: a clock goes in, fires come out) decides what fires when,
+//! with croner's next-occurrence rules in each entry's IANA time zone (DST: a fixed time in a
+//! spring-forward gap runs once at the first valid instant, a fall-back overlap fires once);
+//! [`host`] runs the fires — each a record run (kind cron) in the store with its output log
+//! and outcome — and persists each entry's last fire so a restart applies `catch_up`.
+pub mod host;
+pub mod rhai;
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::str::FromStr;
+
+use chrono::{DateTime, TimeZone, Utc};
+use serde::{Deserialize, Serialize};
+
+use crate::error::{HostError, HostResult};
+
+/// `catch_up: all` runs at most this many missed fires per entry (the most recent ones).
+pub const MAX_CATCH_UP: usize = 100;
+
+/// What a fire does when the entry's previous run is still going.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "snake_case")]
+pub enum Overlap {
+    /// The fire is recorded as skipped (a cancelled run saying why) and does not run.
+    #[default]
+    Skip,
+    /// The fire waits and runs when the previous run ends (one waiting at most: fires that
+    /// find one waiting already are recorded as skipped).
+    Queue,
+    /// The fire runs alongside.
+    Allow,
+}
+
+/// Which fires missed while labhost was down run when it comes back.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "snake_case")]
+pub enum CatchUp {
+    None,
+    /// The most recent missed fire only.
+    #[default]
+    Last,
+    /// Every missed fire, oldest first (at most [`MAX_CATCH_UP`]).
+    All,
+}
+
+/// A time zone: the machine's, or an IANA one.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum Zone {
+    Local,
+    Named(chrono_tz::Tz),
+}
+
+impl Zone {
+    pub fn parse(name: Option<&str>) -> Result<Zone, String> {
+        match name {
+            None | Some("") | Some("local") => Ok(Zone::Local),
+            Some(n) => chrono_tz::Tz::from_str(n)
+                .map(Zone::Named)
+                .map_err(|_| format!("unknown time zone '{n}' (an IANA name such as Europe/Berlin or America/New_York)")),
+        }
+    }
+
+    pub fn name(&self) -> String {
+        match self {
+            Zone::Local => "local".into(),
+            Zone::Named(t) => t.name().to_string(),
+        }
+    }
+
+    /// `t` as this zone's wall-clock time, for display.
+    pub fn show(&self, t: DateTime<Utc>) -> String {
+        match self {
+            Zone::Local => t
+                .with_timezone(&chrono::Local)
+                .format("%Y-%m-%d %H:%M:%S %Z")
+                .to_string(),
+            Zone::Named(z) => t
+                .with_timezone(z)
+                .format("%Y-%m-%d %H:%M:%S %Z")
+                .to_string(),
+        }
+    }
+}
+
+/// A parsed cron expression in a zone.
+#[derive(Debug, Clone)]
+pub struct Schedule {
+    pub text: String,
+    pub cron: croner::Cron,
+    pub zone: Zone,
+}
+
+impl Schedule {
+    /// Crontab 5-field, 6-field (seconds first) or `@hourly`/`@daily`/`@weekly`/`@monthly`/
+    /// `@yearly`; `L`, `W`, `#` as croner reads them.
+    pub fn parse(text: &str, zone: Zone) -> Result<Schedule, String> {
+        let cron = croner::Cron::from_str(text.trim())
+            .map_err(|e| format!("bad schedule '{text}': {e}"))?;
+        Ok(Schedule {
+            text: text.trim().to_string(),
+            cron,
+            zone,
+        })
+    }
+
+    fn next_in<Tz: TimeZone>(&self, t: DateTime<Tz>) -> Option<DateTime<Utc>> {
+        self.cron
+            .find_next_occurrence(&t, false)
+            .ok()
+            .map(|n| n.with_timezone(&Utc))
+    }
+
+    /// The first fire strictly after `t`.
+    pub fn next_after(&self, t: DateTime<Utc>) -> Option<DateTime<Utc>> {
+        match self.zone {
+            Zone::Local => self.next_in(t.with_timezone(&chrono::Local)),
+            Zone::Named(z) => self.next_in(t.with_timezone(&z)),
+        }
+    }
+
+    /// The fires in `(after, until]`, at most `max` (the latest ones), oldest first.
+    pub fn between(
+        &self,
+        after: DateTime<Utc>,
+        until: DateTime<Utc>,
+        max: usize,
+    ) -> Vec<DateTime<Utc>> {
+        let mut out = std::collections::VecDeque::new();
+        let mut t = after;
+        while let Some(n) = self.next_after(t) {
+            if n > until {
+                break;
+            }
+            out.push_back(n);
+            if out.len() > max {
+                out.pop_front();
+            }
+            t = n;
+        }
+        out.into()
+    }
+}
+
+/// What a fire runs.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Action {
+    /// `labhost run SCRIPT ARGS…` in its own process (output to the run's logs).
+    Script { path: PathBuf, args: Vec<String> },
+    /// A function of the script that defined the entry (`cron::schedule(name, expr, || …)`),
+    /// called on a blocking thread; `id` indexes the host's function table.
+    Function { id: usize },
+}
+
+/// An entry, validated.
+#[derive(Debug, Clone)]
+pub struct Entry {
+    pub name: String,
+    pub schedule: Schedule,
+    pub action: Action,
+    pub overlap: Overlap,
+    pub catch_up: CatchUp,
+    pub timeout: Option<std::time::Duration>,
+    pub env: BTreeMap<String, String>,
+    pub enabled: bool,
+}
+
+/// An entry as the schedule file writes it.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawEntry {
+    pub name: String,
+    pub schedule: String,
+    pub script: String,
+    #[serde(default)]
+    pub args: Vec<crate::util::Text>,
+    pub timezone: Option<String>,
+    #[serde(default)]
+    pub overlap: Overlap,
+    #[serde(default)]
+    pub catch_up: CatchUp,
+    pub timeout: Option<crate::util::Seconds>,
+    #[serde(default)]
+    pub env: BTreeMap<String, crate::util::Text>,
+    #[serde(default = "yes")]
+    pub enabled: bool,
+}
+
+fn yes() -> bool {
+    true
+}
+
+/// Reads and validates a schedule file: every problem names the file, line and column.
+pub fn load(path: &Path) -> HostResult<Vec<Entry>> {
+    let text =
+        crate::modules::fs::read(path).map_err(|e| HostError::new("cron.invalid", e.message))?;
+    let src = path.display().to_string();
+    let raw: Vec<RawEntry> = crate::modules::yaml::parse_as(&text, &src, "cron.invalid")?;
+    let base = path
+        .parent()
+        .filter(|p| !p.as_os_str().is_empty())
+        .unwrap_or(Path::new("."));
+    let mut out: Vec<Entry> = Vec::new();
+    for (i, r) in raw.into_iter().enumerate() {
+        let at = |needle: &str| {
+            // The i-th occurrence of the entry's key, so repeated keys point at their entry.
+            locate_nth(&text, &src, needle, i)
+        };
+        let bad = |needle: &str, msg: String| {
+            HostError::new("cron.invalid", format!("{}: {msg}", at(needle)))
+        };
+        if r.name.trim().is_empty() {
+            return Err(bad("name:", "an entry needs a name".into()));
+        }
+        if out.iter().any(|e| e.name == r.name) {
+            return Err(HostError::new(
+                "cron.invalid",
+                format!(
+                    "{}: a second entry named '{}'",
+                    locate_nth(&text, &src, &format!("name: {}", r.name), 1),
+                    r.name
+                ),
+            ));
+        }
+        let zone = Zone::parse(r.timezone.as_deref()).map_err(|m| bad("timezone:", m))?;
+        let schedule = Schedule::parse(&r.schedule, zone).map_err(|m| bad("schedule:", m))?;
+        let script = base.join(&r.script);
+        if !script.is_file() {
+            return Err(bad(
+                "script:",
+                format!("script {} does not exist", script.display()),
+            ));
+        }
+        out.push(Entry {
+            name: r.name,
+            schedule,
+            action: Action::Script {
+                path: script,
+                args: r.args.into_iter().map(|a| a.0).collect(),
+            },
+            overlap: r.overlap,
+            catch_up: r.catch_up,
+            timeout: r.timeout.map(|t| t.0),
+            env: r.env.into_iter().map(|(k, v)| (k, v.0)).collect(),
+            enabled: r.enabled,
+        });
+    }
+    Ok(out)
+}
+
+/// `file:line:col` of the `n`-th (0-based) line that starts (after blanks and `- `) with
+/// `needle`; the file alone when there is none.
+fn locate_nth(text: &str, src: &str, needle: &str, n: usize) -> String {
+    let mut seen = 0;
+    let mut fallback = None;
+    for (i, line) in text.lines().enumerate() {
+        let t = line.trim_start().trim_start_matches("- ").trim_start();
+        if t.starts_with(needle) {
+            let col = line.len() - t.len() + 1;
+            let here = format!("{src}:{}:{col}", i + 1);
+            if seen == n {
+                return here;
+            }
+            fallback.get_or_insert(here);
+            seen += 1;
+        }
+    }
+    fallback.unwrap_or_else(|| src.to_string())
+}
+
+/// One fire decided by the scheduler.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Fire {
+    pub entry: usize,
+    /// The scheduled instant (the run's identity: one run per entry and instant).
+    pub at: DateTime<Utc>,
+    /// A missed fire run on start (`catch_up`).
+    pub catch_up: bool,
+}
+
+/// What to do with a fire given the entry's runs.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Decision {
+    Run,
+    /// Waits for the running one (overlap: queue).
+    Queue,
+    /// Recorded as skipped with this reason.
+    Skip(String),
+}
+
+/// The pure scheduler: entries and their next fires; a clock's `now` goes in, fires come out.
+pub struct Scheduler {
+    pub entries: Vec<Entry>,
+    pub next: Vec<Option<DateTime<Utc>>>,
+    pub running: Vec<usize>,
+    pub queued: Vec<Vec<Fire>>,
+}
+
+impl Scheduler {
+    /// Starts at `now`: each enabled entry's missed fires since its persisted last fire,
+    /// after its `catch_up` (none, the last, or all — at most [`MAX_CATCH_UP`]), and its
+    /// next fire after `now`. An entry never fired before starts from now (no catch-up).
+    pub fn start(
+        entries: Vec<Entry>,
+        now: DateTime<Utc>,
+        last: &BTreeMap<String, DateTime<Utc>>,
+    ) -> (Scheduler, Vec<Fire>) {
+        let mut fires = Vec::new();
+        let mut next = Vec::new();
+        for (i, e) in entries.iter().enumerate() {
+            if !e.enabled {
+                next.push(None);
+                continue;
+            }
+            if let Some(l) = last.get(&e.name) {
+                let missed = e.schedule.between(*l, now, MAX_CATCH_UP);
+                let take: Vec<DateTime<Utc>> = match e.catch_up {
+                    CatchUp::None => vec![],
+                    CatchUp::Last => missed.last().cloned().into_iter().collect(),
+                    CatchUp::All => missed,
+                };
+                fires.extend(take.into_iter().map(|at| Fire {
+                    entry: i,
+                    at,
+                    catch_up: true,
+                }));
+            }
+            next.push(e.schedule.next_after(now));
+        }
+        let n = entries.len();
+        (
+            Scheduler {
+                entries,
+                next,
+                running: vec![0; n],
+                queued: vec![Vec::new(); n],
+            },
+            fires,
+        )
+    }
+
+    /// The fires due at `now`, each entry's next fire moved on. Fires that came due while
+    /// the process could not look (a suspended machine) are not run one by one: the latest
+    /// of them runs (as `catch_up: last` would).
+    pub fn due(&mut self, now: DateTime<Utc>) -> Vec<Fire> {
+        let mut out = Vec::new();
+        for (i, n) in self.next.iter_mut().enumerate() {
+            let Some(at) = *n else { continue };
+            if at > now {
+                continue;
+            }
+            let s = &self.entries[i].schedule;
+            let mut latest = at;
+            while let Some(x) = s.next_after(latest).filter(|x| *x <= now) {
+                latest = x;
+            }
+            out.push(Fire {
+                entry: i,
+                at: latest,
+                catch_up: false,
+            });
+            *n = s.next_after(latest.max(now));
+        }
+        out.sort_by_key(|f| f.at);
+        out
+    }
+
+    /// When the next fire is due.
+    pub fn next_wake(&self) -> Option<DateTime<Utc>> {
+        self.next.iter().flatten().min().cloned()
+    }
+
+    /// The overlap policy applied to a fire (the caller then counts it as running or queued).
+    pub fn decide(&self, f: &Fire) -> Decision {
+        let e = &self.entries[f.entry];
+        if self.running[f.entry] == 0 {
+            return Decision::Run;
+        }
+        match e.overlap {
+            Overlap::Allow => Decision::Run,
+            Overlap::Queue if self.queued[f.entry].is_empty() => Decision::Queue,
+            Overlap::Queue => Decision::Skip("skipped: the previous run is still going and another fire already waits for it (overlap: queue)".into()),
+            Overlap::Skip => Decision::Skip("skipped: the previous run is still going (overlap: skip)".into()),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn utc(s: &str) -> DateTime<Utc> {
+        DateTime::parse_from_rfc3339(s).unwrap().with_timezone(&Utc)
+    }
+
+    fn sched(expr: &str, tz: &str) -> Schedule {
+        Schedule::parse(expr, Zone::parse(Some(tz)).unwrap()).unwrap()
+    }
+
+    fn nexts(s: &Schedule, from: &str, n: usize) -> Vec<String> {
+        let mut t = utc(from);
+        (0..n)
+            .map(|_| {
+                t = s.next_after(t).unwrap();
+                t.to_rfc3339()
+            })
+            .collect()
+    }
+
+    /// Europe/Berlin springs forward on 2026-03-29 (02:00 → 03:00) and falls back on
+    /// 2026-10-25 (03:00 → 02:00).
+    #[test]
+    fn berlin_dst_spring_forward_runs_once_and_fall_back_does_not_double_fire() {
+        // 02:30 does not exist on 03-29: the fixed-time job runs at the first valid instant.
+        let s = sched("30 2 * * *", "Europe/Berlin");
+        assert_eq!(
+            nexts(&s, "2026-03-27T12:00:00Z", 3),
+            [
+                "2026-03-28T01:30:00+00:00",
+                "2026-03-29T01:00:00+00:00",
+                "2026-03-30T00:30:00+00:00"
+            ]
+        );
+        // 02:30 happens twice on 10-25: it fires once.
+        assert_eq!(
+            nexts(&s, "2026-10-24T12:00:00Z", 3),
+            [
+                "2026-10-25T00:30:00+00:00",
+                "2026-10-26T01:30:00+00:00",
+                "2026-10-27T01:30:00+00:00"
+            ]
+        );
+        // An hourly job (an interval, not a fixed time) runs every real hour across both.
+        let h = sched("0 * * * *", "Europe/Berlin");
+        let fall = nexts(&h, "2026-10-24T23:30:00Z", 4);
+        assert_eq!(
+            fall,
+            [
+                "2026-10-25T00:00:00+00:00",
+                "2026-10-25T01:00:00+00:00",
+                "2026-10-25T02:00:00+00:00",
+                "2026-10-25T03:00:00+00:00"
+            ]
+        );
+    }
+
+    /// America/New_York springs forward on 2026-03-08 and falls back on 2026-11-01.
+    #[test]
+    fn new_york_dst() {
+        let s = sched("0 2 * * *", "America/New_York");
+        assert_eq!(
+            nexts(&s, "2026-03-07T12:00:00Z", 2),
+            ["2026-03-08T07:00:00+00:00", "2026-03-09T06:00:00+00:00"]
+        );
+        assert_eq!(
+            nexts(&s, "2026-10-31T12:00:00Z", 2),
+            ["2026-11-01T07:00:00+00:00", "2026-11-02T07:00:00+00:00"]
+        );
+        // 01:30 is ambiguous on 11-01 (EDT then EST): once.
+        let s = sched("30 1 * * *", "America/New_York");
+        assert_eq!(
+            nexts(&s, "2026-10-31T12:00:00Z", 2),
+            ["2026-11-01T05:30:00+00:00", "2026-11-02T06:30:00+00:00"]
+        );
+    }
+
+    #[test]
+    fn last_day_nearest_weekday_and_nth_weekday() {
+        // L: the last day of the month (February 2027 has 28 days).
+        let s = sched("0 12 L * *", "UTC");
+        assert_eq!(
+            nexts(&s, "2027-02-01T00:00:00Z", 2),
+            ["2027-02-28T12:00:00+00:00", "2027-03-31T12:00:00+00:00"]
+        );
+        // 15W: the weekday nearest the 15th (2026-08-15 is a Saturday → Friday the 14th).
+        let s = sched("0 9 15W * *", "UTC");
+        assert_eq!(
+            nexts(&s, "2026-08-01T00:00:00Z", 1),
+            ["2026-08-14T09:00:00+00:00"]
+        );
+        // FRI#2: the second Friday (2026-12-11).
+        let s = sched("0 18 * * FRI#2", "UTC");
+        assert_eq!(
+            nexts(&s, "2026-12-01T00:00:00Z", 1),
+            ["2026-12-11T18:00:00+00:00"]
+        );
+        // 6 fields: seconds first; @daily.
+        assert_eq!(
+            nexts(&sched("*/20 * * * * *", "UTC"), "2026-01-01T00:00:05Z", 2),
+            ["2026-01-01T00:00:20+00:00", "2026-01-01T00:00:40+00:00"]
+        );
+        assert_eq!(
+            nexts(&sched("@daily", "UTC"), "2026-01-01T00:00:05Z", 1),
+            ["2026-01-02T00:00:00+00:00"]
+        );
+        assert!(Schedule::parse("61 * * * *", Zone::Local)
+            .unwrap_err()
+            .contains("bad schedule '61 * * * *'"));
+        assert!(Zone::parse(Some("Mars/Olympus"))
+            .unwrap_err()
+            .contains("unknown time zone"));
+    }
+
+    fn entry(name: &str, expr: &str, overlap: Overlap, catch_up: CatchUp) -> Entry {
+        Entry {
+            name: name.into(),
+            schedule: sched(expr, "UTC"),
+            action: Action::Function { id: 0 },
+            overlap,
+            catch_up,
+            timeout: None,
+            env: BTreeMap::new(),
+            enabled: true,
+        }
+    }
+
+    /// A clock injected: three hours of downtime, then start — none, last or all of the
+    /// missed hourly fires run; a daily entry that missed nothing runs nothing.
+    #[test]
+    fn catch_up_after_downtime() {
+        let last: BTreeMap<String, DateTime<Utc>> = [
+            ("none", "2026-05-01T09:00:00Z"),
+            ("last", "2026-05-01T09:00:00Z"),
+            ("all", "2026-05-01T09:00:00Z"),
+            ("daily", "2026-05-01T00:00:00Z"),
+        ]
+        .into_iter()
+        .map(|(k, v)| (k.to_string(), utc(v)))
+        .collect();
+        let es = vec![
+            entry("none", "0 * * * *", Overlap::Skip, CatchUp::None),
+            entry("last", "0 * * * *", Overlap::Skip, CatchUp::Last),
+            entry("all", "0 * * * *", Overlap::Skip, CatchUp::All),
+            entry("daily", "0 0 * * *", Overlap::Skip, CatchUp::All),
+            entry("new", "0 * * * *", Overlap::Skip, CatchUp::All),
+        ];
+        let now = utc("2026-05-01T12:30:00Z");
+        let (s, fires) = Scheduler::start(es, now, &last);
+        let got: Vec<(usize, String)> = fires
+            .iter()
+            .map(|f| (f.entry, f.at.format("%H:%M").to_string()))
+            .collect();
+        assert_eq!(
+            got,
+            vec![
+                (1, "12:00".into()),
+                (2, "10:00".into()),
+                (2, "11:00".into()),
+                (2, "12:00".into())
+            ]
+        );
+        assert!(fires.iter().all(|f| f.catch_up));
+        assert_eq!(s.next_wake(), Some(utc("2026-05-01T13:00:00Z")));
+        // Bounded: a year down runs at most MAX_CATCH_UP, the latest ones.
+        let last: BTreeMap<String, DateTime<Utc>> =
+            [("all".to_string(), utc("2025-05-01T00:00:00Z"))].into();
+        let (_, fires) = Scheduler::start(
+            vec![entry("all", "0 * * * *", Overlap::Skip, CatchUp::All)],
+            now,
+            &last,
+        );
+        assert_eq!(fires.len(), MAX_CATCH_UP);
+        assert_eq!(fires.last().unwrap().at, utc("2026-05-01T12:00:00Z"));
+    }
+
+    #[test]
+    fn due_fires_and_overlap_decisions() {
+        let now = utc("2026-05-01T12:00:30Z");
+        let es = vec![
+            entry("skip", "* * * * *", Overlap::Skip, CatchUp::Last),
+            entry("queue", "* * * * *", Overlap::Queue, CatchUp::Last),
+            entry("allow", "* * * * *", Overlap::Allow, CatchUp::Last),
+        ];
+        let (mut s, _) = Scheduler::start(es, now, &BTreeMap::new());
+        assert!(s.due(now).is_empty());
+        let fires = s.due(utc("2026-05-01T12:01:00Z"));
+        assert_eq!(fires.len(), 3);
+        assert!(fires.iter().all(|f| s.decide(f) == Decision::Run));
+        s.running = vec![1, 1, 1];
+        // Five minutes asleep: one fire each, the latest.
+        let fires = s.due(utc("2026-05-01T12:06:10Z"));
+        assert_eq!(
+            fires
+                .iter()
+                .map(|f| f.at.format("%H:%M").to_string())
+                .collect::<Vec<_>>(),
+            vec!["12:06"; 3]
+        );
+        assert!(matches!(s.decide(&fires[0]), Decision::Skip(r) if r.contains("overlap: skip")));
+        assert_eq!(s.decide(&fires[1]), Decision::Queue);
+        s.queued[1].push(fires[1].clone());
+        assert!(matches!(s.decide(&fires[1]), Decision::Skip(r) if r.contains("overlap: queue")));
+        assert_eq!(s.decide(&fires[2]), Decision::Run);
+        assert_eq!(s.next_wake(), Some(utc("2026-05-01T12:07:00Z")));
+    }
+}

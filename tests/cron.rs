@@ -1,0 +1,301 @@
+//! `labhost cron`: real schedules of one-second entries, the processes they start watched in
+//! /proc, records read back with `labhost jobs --json` and `labhost cron status`. (Next-fire
+//! rules across DST, `L`/`W`/`#`, catch-up over hours of downtime and the overlap decisions
+//! are unit tests of the pure scheduler with an injected clock: src/modules/cron/mod.rs.)
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+
+use crate::util::TestCmd;
+
+/// The most processes whose command line contains `needle` seen alive at once while `run`
+/// runs, sampling /proc every 20 ms.
+fn max_alive_while(needle: &str, run: impl FnOnce()) -> usize {
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let s = stop.clone();
+    let needle = needle.to_string();
+    let watcher = std::thread::spawn(move || {
+        let mut max = 0;
+        while !s.load(std::sync::atomic::Ordering::SeqCst) {
+            max = max.max(alive(&needle));
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        max
+    });
+    run();
+    stop.store(true, std::sync::atomic::Ordering::SeqCst);
+    watcher.join().unwrap()
+}
+
+/// Processes alive now whose command line contains `needle`.
+fn alive(needle: &str) -> usize {
+    let mut n = 0;
+    for e in std::fs::read_dir("/proc").unwrap().flatten() {
+        if !e
+            .file_name()
+            .to_string_lossy()
+            .chars()
+            .all(|c| c.is_ascii_digit())
+        {
+            continue;
+        }
+        let Ok(cmd) = std::fs::read(e.path().join("cmdline")) else {
+            continue;
+        };
+        let cmd = String::from_utf8_lossy(&cmd).replace('\0', " ");
+        // Zombies have an empty cmdline; the cron host's own command line names the schedule.
+        if cmd.contains(needle) && cmd.contains(" run ") {
+            n += 1;
+        }
+    }
+    n
+}
+
+fn jobs(t: &TestCmd) -> Vec<Value> {
+    let (code, out, err) = t.spawn(["jobs", "--json", "--limit", "1000"]).finish();
+    assert_eq!(code, Some(0), "{err}");
+    serde_json::from_str(&out).unwrap()
+}
+
+/// Runs `labhost cron FILE` for `secs`, then SIGTERM; returns stderr.
+fn serve_for(t: &TestCmd, file: &str, secs: f64, extra: &[&str]) -> String {
+    let mut args = vec!["cron", file];
+    args.extend_from_slice(extra);
+    let r = t.spawn(args);
+    std::thread::sleep(Duration::from_secs_f64(secs));
+    r.signal(libc::SIGTERM);
+    let (code, _, err) = r.finish();
+    assert_eq!(code, Some(0), "{err}");
+    assert!(err.ends_with("[cron] stopped\n"), "{err}");
+    err
+}
+
+#[test]
+fn check_names_file_line_and_column_of_bad_entries() {
+    let cases = [
+        ("- name: a\n  schedule: '61 * * * *'\n  script: ok.rhai\n", "s.yml:2:3: bad schedule '61 * * * *'"),
+        ("- name: a\n  schedule: '@daily'\n  script: ok.rhai\n  timezone: Mars/Olympus\n", "s.yml:4:3: unknown time zone 'Mars/Olympus'"),
+        ("- name: a\n  schedule: '@daily'\n  script: ok.rhai\n  overlaps: skip\n", "s.yml:4:3: unknown field `overlaps`"),
+        ("- name: a\n  schedule: '@daily'\n  script: missing.rhai\n", "s.yml:3:3: script ./missing.rhai does not exist"),
+        ("- name: a\n  schedule: '@daily'\n  script: ok.rhai\n  overlap: sometimes\n", "s.yml:4:12: unknown variant `sometimes`"),
+        ("- name: a\n  schedule: '@daily'\n  script: ok.rhai\n- name: a\n  schedule: '@hourly'\n  script: ok.rhai\n", "s.yml:4:3: a second entry named 'a'"),
+    ];
+    for (yml, want) in cases {
+        let o = TestCmd::new()
+            .file("ok.rhai", "print(1);")
+            .file("s.yml", yml)
+            .args(["cron", "s.yml", "--check"])
+            .run();
+        assert_ne!(o.code, 0, "{yml}");
+        assert!(
+            o.stderr.contains(want),
+            "want {want:?} for\n{yml}\ngot:\n{}",
+            o.stderr
+        );
+    }
+    let o = TestCmd::new()
+        .file("ok.rhai", "print(1);")
+        .file("s.yml", "- name: nightly\n  schedule: '30 2 * * *'\n  script: ok.rhai\n  timezone: Europe/Berlin\n- name: off\n  schedule: '@hourly'\n  script: ok.rhai\n  enabled: false\n")
+        .args(["cron", "s.yml", "--next", "3"])
+        .run();
+    assert_eq!(o.code, 0, "{}", o.stderr);
+    let lines: Vec<&str> = o.stdout.lines().collect();
+    assert_eq!(lines[0], "nightly (30 2 * * *, Europe/Berlin):");
+    assert!(
+        lines[1..4].iter().all(|l| l.contains(" 02:30:00 CE")),
+        "{}",
+        o.stdout
+    );
+}
+
+/// skip: never two at once, the skipped fires recorded with the reason; queue: never two at
+/// once, a waiting fire runs when the running one ends; allow: they overlap.
+#[test]
+fn overlap_policies_with_a_slow_script() {
+    let t = TestCmd::new()
+        .file("skip.rhai", "time::sleep(1.6);")
+        .file("queue.rhai", "time::sleep(1.6);")
+        .file("allow.rhai", "time::sleep(1.6);")
+        .file(
+            "s.yml",
+            "- {name: skip, schedule: '* * * * * *', script: skip.rhai, overlap: skip}\n- {name: queue, schedule: '* * * * * *', script: queue.rhai, overlap: queue}\n- {name: allow, schedule: '* * * * * *', script: allow.rhai, overlap: allow}\n",
+        );
+    let mut counts = (0, 0, 0);
+    let skip = max_alive_while("skip.rhai", || {
+        let q = max_alive_while("queue.rhai", || {
+            let a = max_alive_while("allow.rhai", || {
+                serve_for(&t, "s.yml", 4.5, &["--grace", "10"]);
+            });
+            counts.2 = a;
+        });
+        counts.1 = q;
+    });
+    counts.0 = skip;
+    assert_eq!(counts.0, 1, "skip: at most one at a time");
+    assert_eq!(counts.1, 1, "queue: at most one at a time");
+    assert!(counts.2 >= 2, "allow: they overlap ({})", counts.2);
+    let js = jobs(&t);
+    let of = |name: &str, status: &str| {
+        js.iter()
+            .filter(|j| j["name"] == name && j["status"] == status)
+            .count()
+    };
+    assert!(of("skip", "cancelled") >= 2, "{js:#?}");
+    assert!(js
+        .iter()
+        .filter(|j| j["name"] == "skip" && j["status"] == "cancelled")
+        .all(|j| j["cancel_reason"] == "skipped: the previous run is still going (overlap: skip)"));
+    assert!(of("skip", "completed") >= 2);
+    assert!(
+        of("queue", "completed") >= 2,
+        "a queued fire ran after the one before it"
+    );
+    assert!(of("allow", "completed") >= 3);
+    assert_eq!(alive(".rhai"), 0, "nothing outlives labhost cron");
+}
+
+/// A failing script is recorded (its error, the run's stderr log) and the others go on.
+#[test]
+fn a_script_error_is_recorded_and_the_schedule_goes_on() {
+    let t = TestCmd::new()
+        .file("bad.rhai", "let x = 1;\nthrow `disk full ${x}`;")
+        .file("good.rhai", "print(`tick ${ARGS[0]} ${env::get(\"WHO\")}`);")
+        .file("s.yml", "- {name: bad, schedule: '* * * * * *', script: bad.rhai}\n- name: good\n  schedule: '* * * * * *'\n  script: good.rhai\n  args: [x]\n  env: {WHO: me}\n");
+    serve_for(&t, "s.yml", 3.3, &[]);
+    let js = jobs(&t);
+    let bad: Vec<&Value> = js.iter().filter(|j| j["name"] == "bad").collect();
+    let good: Vec<&Value> = js.iter().filter(|j| j["name"] == "good").collect();
+    assert!(bad.len() >= 2 && good.len() >= 2, "{js:#?}");
+    assert!(
+        bad.iter().all(|j| j["status"] == "failed"
+            && j["error"]
+                .as_str()
+                .unwrap()
+                .contains("exit code 1: error[throw]: disk full 1")),
+        "{bad:#?}"
+    );
+    assert!(good.iter().all(|j| j["status"] == "completed"));
+    let id = good[0]["id"].as_i64().unwrap().to_string();
+    let (_, out, _) = t.spawn(["logs", &id]).finish();
+    assert_eq!(out, "tick x me\n");
+    let (code, out, _) = t.spawn(["cron", "status"]).finish();
+    assert_eq!(code, Some(0));
+    assert!(
+        out.contains("bad")
+            && out.contains("failed (exit code 1: error[throw]: disk full 1)")
+            && out.contains("completed"),
+        "{out}"
+    );
+}
+
+/// SIGTERM: no new fires; a running script gets the grace period, then it is stopped — all
+/// of its processes — and recorded as cancelled with the reason.
+#[test]
+fn graceful_shutdown_stops_a_script_after_the_grace_period() {
+    let t = TestCmd::new()
+        .file("long.rhai", "sh::run(\"sleep 30\");")
+        .file(
+            "s.yml",
+            "- {name: long, schedule: '* * * * * *', script: long.rhai, overlap: skip}\n",
+        );
+    let r = t.spawn(["cron", "s.yml", "--grace", "1"]);
+    std::thread::sleep(Duration::from_millis(2500));
+    assert_eq!(alive("long.rhai"), 1);
+    let stopped = Instant::now();
+    r.signal(libc::SIGTERM);
+    let (code, _, err) = r.finish();
+    assert_eq!(code, Some(0), "{err}");
+    assert!(
+        stopped.elapsed() < Duration::from_secs(10),
+        "the grace period is 1 s"
+    );
+    assert!(
+        err.contains("[cron] stopping: 1 run(s) still going get 1s to finish"),
+        "{err}"
+    );
+    assert_eq!(alive("long.rhai"), 0);
+    assert_eq!(
+        alive("sleep 30"),
+        0,
+        "the script's own children went with it"
+    );
+    let js = jobs(&t);
+    let cancelled: Vec<&Value> = js
+        .iter()
+        .filter(|j| {
+            j["status"] == "cancelled"
+                && j["cancel_reason"]
+                    .as_str()
+                    .unwrap_or("")
+                    .contains("grace period ran out")
+        })
+        .collect();
+    assert_eq!(cancelled.len(), 1, "{js:#?}");
+}
+
+/// Down for three seconds: `catch_up: last` runs the latest missed fire once on restart,
+/// `all` runs each, `none` none; a fire is never run twice.
+#[test]
+fn missed_fires_are_caught_up_after_a_restart() {
+    let t = TestCmd::new()
+        .file("x.rhai", "print(1);")
+        .file("s.yml", "- {name: last, schedule: '* * * * * *', script: x.rhai, catch_up: last}\n- {name: all, schedule: '* * * * * *', script: x.rhai, catch_up: all}\n- {name: none, schedule: '* * * * * *', script: x.rhai, catch_up: none}\n");
+    serve_for(&t, "s.yml", 1.5, &[]);
+    std::thread::sleep(Duration::from_secs(3));
+    let err = serve_for(&t, "s.yml", 0.5, &[]);
+    let js = jobs(&t);
+    let caught = |name: &str| {
+        let (_, out, _) = t
+            .spawn([
+                "runs",
+                "--filter",
+                &format!("tags.`cron.catch_up` = 'true' and attributes.run_name = '{name}'"),
+                "--json",
+            ])
+            .finish();
+        serde_json::from_str::<Vec<Value>>(&out).unwrap().len()
+    };
+    assert_eq!(caught("last"), 1, "{err}");
+    assert!((3..=4).contains(&caught("all")), "{err}");
+    assert_eq!(caught("none"), 0);
+    // One run per entry and fire time.
+    let mut keys: Vec<String> = js
+        .iter()
+        .filter_map(|j| j["key"].as_str().map(str::to_string))
+        .collect();
+    let n = keys.len();
+    keys.sort();
+    keys.dedup();
+    assert_eq!(keys.len(), n);
+}
+
+/// `labhost cron FILE.rhai`: entries a script defines with `cron::schedule`, functions
+/// included; `--once` fires one entry now.
+#[test]
+fn script_defined_entries_and_once() {
+    let t = TestCmd::new()
+        .file("job.rhai", "fs::append(\"script.txt\", \"s\");")
+        .file("sched.rhai", "let n = 0;\ncron::schedule(\"tick\", \"* * * * * *\", || fs::append(\"ticks.txt\", \"t\"));\ncron::schedule(\"job\", \"* * * * * *\", \"job.rhai\", #{overlap: \"allow\"});\n");
+    serve_for(&t, "sched.rhai", 2.5, &[]);
+    let ticks = std::fs::read_to_string(t.path().join("ticks.txt")).unwrap();
+    let script = std::fs::read_to_string(t.path().join("script.txt")).unwrap();
+    assert!(ticks.len() >= 2 && script.len() >= 2, "{ticks} {script}");
+    let js = jobs(&t);
+    assert!(
+        js.iter()
+            .filter(|j| j["name"] == "tick" && j["status"] == "completed")
+            .count()
+            >= 2
+    );
+    let o = TestCmd::new().file("ok.rhai", "print(\"now\");").file("bad.rhai", "throw 1;").file("s.yml", "- {name: ok, schedule: '@yearly', script: ok.rhai}\n- {name: bad, schedule: '@yearly', script: bad.rhai}\n").args(["cron", "s.yml", "--once", "ok"]).run();
+    assert_eq!(o.code, 0, "{}", o.stderr);
+    let o = TestCmd::new()
+        .file("bad.rhai", "throw 1;")
+        .file(
+            "s.yml",
+            "- {name: bad, schedule: '@yearly', script: bad.rhai}\n",
+        )
+        .args(["cron", "s.yml", "--once", "bad"])
+        .run();
+    assert_eq!(o.code, 1, "{}", o.stderr);
+}
