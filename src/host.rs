@@ -141,23 +141,32 @@ pub fn install_sink(sink: Sink) -> bool {
 /// Ctrl-C: the first one cancels the running script or command (it ends with exit 130); with
 /// `hard_exit`, a second one exits the process at once. `hard_exit: false` (the REPL) only
 /// cancels, so the prompt comes back.
+///
+/// With `hard_exit`, SIGTERM (`kill`, systemd, `labhost cron` stopping a fire) is handled the
+/// same way, so what the script started — commands, jobs, containers — is stopped before the
+/// process ends instead of being orphaned. Without it (the REPL) SIGTERM keeps its default.
 pub fn install_ctrl_c(hard_exit: bool) {
     let h = ctx();
     let _guard = h.rt.enter();
-    let Ok(mut sig) = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::interrupt())
-    else {
-        return;
-    };
-    h.rt.spawn(async move {
-        while sig.recv().await.is_some() {
-            let c = &ctx().cancel;
-            if hard_exit && c.is_cancelled() {
-                run_hard_exit_hooks();
-                std::process::exit(i32::from(crate::error::exit::INTERRUPTED));
+    let mut kinds = vec![tokio::signal::unix::SignalKind::interrupt()];
+    if hard_exit {
+        kinds.push(tokio::signal::unix::SignalKind::terminate());
+    }
+    for kind in kinds {
+        let Ok(mut sig) = tokio::signal::unix::signal(kind) else {
+            continue;
+        };
+        h.rt.spawn(async move {
+            while sig.recv().await.is_some() {
+                let c = &ctx().cancel;
+                if hard_exit && c.is_cancelled() {
+                    run_hard_exit_hooks();
+                    std::process::exit(i32::from(crate::error::exit::INTERRUPTED));
+                }
+                c.cancel();
             }
-            c.cancel();
-        }
-    });
+        });
+    }
 }
 
 static HARD_EXIT: Mutex<Vec<fn()>> = Mutex::new(Vec::new());

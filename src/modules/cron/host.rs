@@ -254,6 +254,19 @@ async fn run_script(
         .stderr(err)
         .process_group(0)
         .kill_on_drop(true);
+    // The script dies with this process (a kill -9 of `labhost cron` leaves no fire
+    // running unwatched); the restarted cron records the fire as failed.
+    let parent = std::process::id() as i32;
+    // SAFETY: only async-signal-safe calls (prctl, getppid, _exit) between fork and exec.
+    unsafe {
+        c.pre_exec(move || {
+            libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGTERM);
+            if libc::getppid() != parent {
+                libc::_exit(1);
+            }
+            Ok(())
+        });
+    }
     let mut child = match c.spawn() {
         Ok(ch) => ch,
         Err(x) => {
@@ -342,8 +355,86 @@ fn persist(saved: &mut Saved, e: &Entry, at: DateTime<Utc>, run: Option<i64>) {
     }
 }
 
+fn host_lock(pid: u32) -> HostResult<PathBuf> {
+    Ok(crate::state::dir()?
+        .join("cron")
+        .join("hosts")
+        .join(format!("{pid}.lock")))
+}
+
+/// This process's liveness lock: held while it runs fires (the kernel drops it when the
+/// process dies, however it dies).
+pub fn hold_host_lock() -> HostResult<std::fs::File> {
+    let p = host_lock(std::process::id())?;
+    if let Some(d) = p.parent() {
+        std::fs::create_dir_all(d).map_err(|e| HostError::new("cron.state", e.to_string()))?;
+    }
+    let f = std::fs::File::create(&p)
+        .map_err(|e| HostError::new("cron.state", format!("{}: {e}", p.display())))?;
+    f.lock()
+        .map_err(|e| HostError::new("cron.state", e.to_string()))?;
+    Ok(f)
+}
+
+fn host_alive(pid: &str) -> bool {
+    let Ok(p) = pid
+        .parse::<u32>()
+        .map_err(|_| ())
+        .and_then(|p| host_lock(p).map_err(|_| ()))
+    else {
+        return false;
+    };
+    match std::fs::File::open(&p) {
+        Ok(f) => match f.try_lock_shared() {
+            Ok(()) => {
+                let _ = f.unlock();
+                let _ = std::fs::remove_file(&p);
+                false
+            }
+            Err(_) => true,
+        },
+        Err(_) => false,
+    }
+}
+
+/// Fires whose `labhost cron` died while they ran (kill -9, a crash, a reboot): recorded as
+/// failed, their process group stopped if anything of it is left. They are not run again.
+pub fn close_orphans() -> HostResult<Vec<i64>> {
+    let runs = with_store(|st| st.list(Some(RunStatus::Running), None, usize::MAX >> 1))?;
+    let mut closed = Vec::new();
+    for r in runs.into_iter().filter(|r| r.kind == RunKind::Cron) {
+        let Some(pid) = r.host.as_deref().and_then(|h| h.strip_prefix("cron:")) else {
+            continue;
+        };
+        if host_alive(pid) {
+            continue;
+        }
+        let tags = with_store(|st| st.tags(r.id))?;
+        if let Some(g) = tags
+            .iter()
+            .find(|(k, _)| k == "cron.pid")
+            .and_then(|(_, v)| v.parse::<i32>().ok())
+            .filter(|g| *g > 0)
+        {
+            // SAFETY: the fire's own process group (it had its own pgid).
+            unsafe { libc::kill(-g, libc::SIGKILL) };
+        }
+        with_store(|st| {
+            st.close_record(r.id, RunStatus::Failed, Some("the labhost cron process running this fire died (kill -9, crash or reboot); the fire is not run again"))
+        })?;
+        closed.push(r.id);
+    }
+    Ok(closed)
+}
+
 /// Runs the schedule until `stop` fires (SIGTERM/SIGINT): the loop of the module doc.
 pub async fn serve(entries: Vec<Entry>, opts: Opts, stop: CancellationToken) -> HostResult<()> {
+    let _lock = hold_host_lock()?;
+    for id in close_orphans()? {
+        if !opts.quiet {
+            eprintln!("[cron] run {id}: its labhost cron died while it ran; recorded as failed");
+        }
+    }
     let mut saved = load_saved(&opts.source)?;
     // Entries no longer in the file are forgotten.
     saved
