@@ -394,30 +394,17 @@ async fn handle(st: Arc<Mutex<State>>, m: Method, u: Uri, h: HeaderMap, b: Bytes
                 }
             }
             if let Some(w) = why {
-                st.lock().unwrap().rejected.push(w.clone());
-                return arm_error(StatusCode::BAD_REQUEST, "UserError", &w);
+                return reject(&st, w);
             }
-            let v = json!({"id": format!("{ws}/codes/{name}/versions/{ver}"), "name": ver, "properties": p});
-            st.lock()
-                .unwrap()
-                .codes
-                .insert(format!("{name}/{ver}"), v.clone());
-            (StatusCode::CREATED, axum::Json(v)).into_response()
+            register(&st, "codes", name, ver, p)
         }
         ("PUT", ["environments", name, "versions", ver]) => {
             let p = &body["properties"];
             if !p["image"].is_string() || !(p["condaFile"].is_null() || p["condaFile"].is_string())
             {
-                let w = "environments PUT: properties.image (string) is required; condaFile is a string".to_string();
-                st.lock().unwrap().rejected.push(w.clone());
-                return arm_error(StatusCode::BAD_REQUEST, "UserError", &w);
+                return reject(&st, "environments PUT: properties.image (string) is required; condaFile is a string".into());
             }
-            let v = json!({"id": format!("{ws}/environments/{name}/versions/{ver}"), "name": ver, "properties": p});
-            st.lock()
-                .unwrap()
-                .envs
-                .insert(format!("{name}/{ver}"), v.clone());
-            (StatusCode::CREATED, axum::Json(v)).into_response()
+            register(&st, "environments", name, ver, p)
         }
         ("GET", [kind @ ("environments" | "data"), name, "versions"]) => {
             let known = matches!(
@@ -491,6 +478,25 @@ async fn handle(st: Arc<Mutex<State>>, m: Method, u: Uri, h: HeaderMap, b: Bytes
             &format!("the fake has no route for {m} {rest}"),
         ),
     }
+}
+
+/// A refused body: recorded, answered with ARM's 400.
+fn reject(st: &Arc<Mutex<State>>, why: String) -> Response {
+    st.lock().unwrap().rejected.push(why.clone());
+    arm_error(StatusCode::BAD_REQUEST, "UserError", &why)
+}
+
+/// A registered asset version (`codes` or `environments`), answered as ARM does.
+fn register(st: &Arc<Mutex<State>>, kind: &str, name: &str, ver: &str, p: &Value) -> Response {
+    let v = json!({"id": format!("{}/{kind}/{name}/versions/{ver}", ws_path()), "name": ver, "properties": p});
+    let mut s = st.lock().unwrap();
+    let map = if kind == "codes" {
+        &mut s.codes
+    } else {
+        &mut s.envs
+    };
+    map.insert(format!("{name}/{ver}"), v.clone());
+    (StatusCode::CREATED, axum::Json(v)).into_response()
 }
 
 fn datastore(name: &str) -> Value {
