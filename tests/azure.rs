@@ -630,3 +630,38 @@ fn large_files_go_up_in_blocks_and_come_back_whole() {
         assert!(e.message.contains("403"), "{}", e.message);
     });
 }
+
+/// Ctrl-C during `submit --wait` in a terminal asks whether to cancel the job on Azure ML
+/// too; "y" cancels it (the fake sees the cancel request), the command exits 130.
+#[test]
+fn ctrl_c_while_waiting_asks_whether_to_cancel_the_job() {
+    use expectrl::{ControlCode, Expect, Session};
+    let rig = Rig::arm();
+    let t = tempfile::tempdir().unwrap();
+    std::fs::write(t.path().join("settings.yml"), rig.fake.settings_yaml("")).unwrap();
+    std::fs::write(
+        t.path().join("job.yml"),
+        "command: sleep 3600\nenvironment: azureml:env:2\nexperiment_name: slow\n",
+    )
+    .unwrap();
+    let mut c = std::process::Command::new(crate::util::BIN);
+    c.args(["submit", "job.yml", "--wait"])
+        .env("NO_COLOR", "1")
+        .env("LABHOST_HOME", t.path().join(".labhost"))
+        .env("APPLICATION_KEY", fake::SECRET)
+        .env("AZUREML_RUN_POLLING_INTERVAL_MIN", "0.05")
+        .env("AZUREML_RUN_POLLING_INTERVAL_MAX", "0.2")
+        .env("TERM", "xterm")
+        .current_dir(t.path());
+    let mut s = Session::spawn(c).expect("spawn labhost");
+    s.set_expect_timeout(Some(std::time::Duration::from_secs(20)));
+    s.expect("Queued → Running").unwrap();
+    s.send(ControlCode::EndOfText).unwrap();
+    s.expect("on Azure ML too? [y/N]").unwrap();
+    s.send_line("y").unwrap();
+    s.expect("cancellation of slow_").unwrap();
+    s.expect(expectrl::Eof).unwrap();
+    let st = rig.fake.state.lock().unwrap();
+    let name = st.order[0].clone();
+    assert!(st.jobs[&name].cancel, "the job was asked to cancel");
+}
