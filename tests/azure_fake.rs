@@ -305,6 +305,23 @@ async fn handle(st: Arc<Mutex<State>>, m: Method, u: Uri, h: HeaderMap, b: Bytes
             return ok(v);
         }
     }
+    if let Some(id) = path.strip_prefix(&format!("/history/v1.0{ws}/runs/")) {
+        // A run as run history has it: a failed run's error lives here, not in ARM's job.
+        let s = st.lock().unwrap();
+        let Some(j) = s.jobs.get(id) else {
+            return arm_error(
+                StatusCode::NOT_FOUND,
+                "NotFound",
+                &format!("run {id} not found"),
+            );
+        };
+        let p = &j.v["properties"];
+        let mut v = json!({"runId": id, "status": p["status"], "experimentId": "e0", "tags": p["tags"], "properties": p["properties"]});
+        if p["status"] == "Failed" {
+            v["error"] = json!({"error": {"code": "UserError", "message": "Execution failed. User process 'python' exited with status code 1: ValueError: loss is nan"}});
+        }
+        return ok(v);
+    }
     if path.starts_with("/history/") {
         return arm_error(
             StatusCode::NOT_FOUND,
@@ -943,9 +960,6 @@ async fn get_job(st: &Arc<Mutex<State>>, name: &str) -> Response {
             }
         };
         j.v["properties"]["status"] = next.clone().into();
-        if next == "Failed" {
-            j.v["properties"]["error"] = json!({"code": "UserError", "message": "Execution failed. User process 'python' exited with status code 1: ValueError: loss is nan"});
-        }
         let finish = next == "Completed" && !j.done;
         if finish {
             j.done = true;

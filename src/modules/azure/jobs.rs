@@ -243,8 +243,21 @@ impl Client {
         self.get(&self.job_url(name)).await
     }
 
+    /// The job; a failed one's error comes from run history (`GET …/runs/{name}`), where
+    /// Azure ML keeps it (ARM's job has no error field).
     pub async fn run(&self, name: &str) -> HostResult<Run> {
-        Ok(Run::from_job(&self.get_job(name).await?))
+        let mut r = Run::from_job(&self.get_job(name).await?);
+        if r.status == "Failed" && r.error.is_none() {
+            if let Ok(url) = self.history_url(&format!("/runs/{name}")).await {
+                if let Ok(h) = self.get(&url).await {
+                    r.error = h["error"]["error"]["message"]
+                        .as_str()
+                        .or(h["error"]["message"].as_str())
+                        .map(str::to_string);
+                }
+            }
+        }
+        Ok(r)
     }
 
     /// PUTs a body (assets resolved) as job `name`.
