@@ -264,7 +264,7 @@ pub fn submit(a: Submit) -> CmdResult {
     }
     let req = a.conn.request()?;
     let o = az::SubmitOpts {
-        config: req.clone(),
+        config: req,
         sets,
         name: a.name.clone(),
         tags,
@@ -278,7 +278,7 @@ pub fn submit(a: Submit) -> CmdResult {
         );
         return Ok(());
     }
-    let cl = az::client(&req)?;
+    let cl = az::client_for(p.cfg.clone())?;
     let s = az::submit(&p, &cl)?;
     println!("{}", s.run.name);
     eprintln!(

@@ -44,8 +44,12 @@ pub fn block<F: std::future::Future>(f: F) -> F::Output {
 /// One client per configuration, so tokens and workspace discovery are shared by every call
 /// of a process.
 pub fn client(req: &config::Request) -> HostResult<Arc<Client>> {
+    client_for(config::load(req)?)
+}
+
+/// [`client`] for a configuration already read (a submit's, from [`prepare`]).
+pub fn client_for(cfg: AzureConfig) -> HostResult<Arc<Client>> {
     static CLIENTS: Mutex<Vec<(AzureConfig, Arc<Client>)>> = Mutex::new(Vec::new());
-    let cfg = config::load(req)?;
     let mut c = CLIENTS.lock().unwrap_or_else(|e| e.into_inner());
     if let Some((_, cl)) = c.iter().find(|(k, _)| *k == cfg) {
         return Ok(cl.clone());

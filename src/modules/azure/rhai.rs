@@ -163,7 +163,7 @@ fn submit_any(ctx: &NativeCallContext, what: m::What, opts: Map) -> RhaiResult<D
     }
     .request();
     let so = m::SubmitOpts {
-        config: req.clone(),
+        config: req,
         sets: o.set.iter().map(|(k, v)| (k.clone(), text(v))).collect(),
         name: o.name.clone(),
         tags: o.tags.iter().map(|(k, v)| (k.clone(), text(v))).collect(),
@@ -173,7 +173,7 @@ fn submit_any(ctx: &NativeCallContext, what: m::What, opts: Map) -> RhaiResult<D
     if o.dry_run {
         return crate::script::bridge::encode(ctx, &m::dry_run(&p).or_rhai(ctx)?);
     }
-    let cl = m::client(&req).or_rhai(ctx)?;
+    let cl = m::client_for(p.cfg.clone()).or_rhai(ctx)?;
     let s = m::submit(&p, &cl).or_rhai(ctx)?;
     let job = JobObj::new(Some(cl), s.run);
     if o.wait || p.cfg.wait_for_completion {
