@@ -1,6 +1,6 @@
 //! The script runner: a file (or text) → a scope with `ARGS`/`OPTS` → evaluation → an
-//! [`Outcome`]. Used by `labhost run` (which cron starts for each script fire), the REPL and pipelines. It prints
-//! nothing: the caller shows the outcome.
+//! [`Outcome`]. Used by `labhost run` (which cron starts for each script fire), the REPL and
+//! pipelines. It prints nothing: the caller shows the outcome.
 use std::path::Path;
 
 use rhai::{Dynamic, EvalAltResult, Scope};
