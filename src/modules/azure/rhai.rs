@@ -343,6 +343,64 @@ pub mod api {
         Ok(JobObj::new(Some(cl), r))
     }
 
+    /// [`fetch_run`] with the default settings (`settings.yml` / `$LABHOST_AZURE_SETTINGS`).
+    ///
+    /// ```rhai
+    /// fs::write("hello.yml", "command: echo hello\nenvironment: azureml:e:1\nexperiment_name: again\n");
+    /// let job = azure::submit("hello.yml");
+    /// assert_eq(azure::fetch_run(job.recovery_id).name, job.name);
+    /// ```
+    #[rhai_fn(name = "fetch_run", return_raw, volatile)]
+    pub fn fetch_run_default(
+        ctx: NativeCallContext,
+        recovery_id: &str,
+    ) -> Result<Job, Box<EvalAltResult>> {
+        fetch_run(ctx, recovery_id, Map::new())
+    }
+
+    /// [`fetch_runs`] with the default settings.
+    ///
+    /// ```rhai
+    /// azure::submit(#{command: "echo a", environment: "azureml:env:1", experiment_name: "doc-list2"}, #{wait: true, poll: 0.05});
+    /// assert(azure::fetch_runs("doc-list2", []).len() >= 1);
+    /// ```
+    #[rhai_fn(name = "fetch_runs", return_raw, volatile)]
+    pub fn fetch_runs_default(
+        ctx: NativeCallContext,
+        experiment: &str,
+        statuses: Array,
+    ) -> Result<Array, Box<EvalAltResult>> {
+        fetch_runs(ctx, experiment, statuses, Map::new())
+    }
+
+    /// [`fetch_child_runs`] of every status, without a count check.
+    ///
+    /// ```rhai
+    /// let s = sweep::new(#{trial: #{command: "t ${{search_space.a}}", environment: "azureml:e:1"},
+    ///     sampling_algorithm: "grid", search_space: #{a: sweep::choice([1, 2])},
+    ///     objective: #{goal: "minimize", primary_metric: "loss"}});
+    /// let job = azure::submit(s, #{wait: true, poll: 0.05});
+    /// assert_eq(azure::fetch_child_runs(job).len(), 2);
+    /// ```
+    #[rhai_fn(name = "fetch_child_runs", return_raw, volatile)]
+    pub fn fetch_child_runs_default(
+        ctx: NativeCallContext,
+        run: Job,
+    ) -> Result<Array, Box<EvalAltResult>> {
+        fetch_child_runs(ctx, run, Map::new())
+    }
+
+    /// [`config`] from the default places.
+    ///
+    /// ```rhai
+    /// let c = azure::config();
+    /// assert_eq(c.api_version, "2024-10-01");
+    /// ```
+    #[rhai_fn(name = "config", return_raw, volatile)]
+    pub fn config_default(ctx: NativeCallContext) -> Result<Dynamic, Box<EvalAltResult>> {
+        config(ctx, Map::new())
+    }
+
     /// The jobs of an experiment (all pages), those with one of `statuses` when it is not
     /// empty (`["Completed", "Failed"]`).
     ///
