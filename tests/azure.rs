@@ -232,12 +232,32 @@ fn submit_wait_and_children_across_pages() {
         .iter()
         .filter(|r| r.contains(&format!("/runs/{name}/children")))
         .count();
-    assert_eq!(pages, 3, "5 children, 2 per page");
+    // 5 children, 2 per page: 3 pages for the copy into the store after the wait, 3 for
+    // `azure status`.
+    assert_eq!(pages, 6);
     let (code, out, _) = t.spawn(["jobs"]).finish();
     assert_eq!(code, Some(0));
     assert!(
         out.contains("azure submit sweep.yml") && out.contains("completed"),
         "{out}"
+    );
+    // The sweep's children were copied into the store when the wait ended: the report of the
+    // remote run is a sweep report with one row per child and its parameters.
+    let (_, out, _) = t.spawn(["jobs", "--json"]).finish();
+    let id = serde_json::from_str::<Vec<Value>>(&out)
+        .unwrap()
+        .into_iter()
+        .find(|j| j["name"] == name.as_str())
+        .unwrap()["id"]
+        .to_string();
+    let (code, csv, err) = t.spawn(["report", &id, "--format", "csv"]).finish();
+    assert_eq!(code, Some(0), "{err}");
+    let rows: Vec<&str> = csv.lines().collect();
+    assert_eq!(rows.len(), 6, "{csv}");
+    assert!(rows[0].starts_with("run_id,name,status,params.lr"), "{csv}");
+    assert!(
+        rows[1].contains(&format!("{name}_0,completed,0.1")),
+        "{csv}"
     );
     assert!(rig.fake.rejected().is_empty(), "{:?}", rig.fake.rejected());
 }
@@ -428,6 +448,29 @@ print(ckpt.keys().len());
         assert!(l.ends_with(" 4 0.25 2"), "{out}");
     }
     assert_eq!(lines[5], "4");
+    // The wait copied the sweep into the local store: its report has the children's
+    // parameters and metric histories.
+    let (_, js, _) = t.spawn(["jobs", "--json"]).finish();
+    let rec = serde_json::from_str::<Vec<Value>>(&js)
+        .unwrap()
+        .into_iter()
+        .find(|j| j["kind"] == "remote")
+        .unwrap();
+    let (code, rep, err) = t
+        .spawn(["report", &rec["id"].to_string(), "--format", "json"])
+        .finish();
+    assert_eq!(code, Some(0), "{err}");
+    let rep = json(&rep);
+    assert_eq!(rep["what"], "sweep");
+    assert_eq!(rep["rows"].as_array().unwrap().len(), 4);
+    assert!(
+        rep["rows"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|r| r["metrics"]["loss"] == 0.25 && r["params"]["B"].is_string()),
+        "{rep}"
+    );
     let job = rig.fake.state.lock().unwrap().order[0].clone();
     let f = t.path().join(format!("dl/{job}_1/checkpoints/best.ckpt"));
     assert_eq!(

@@ -352,7 +352,8 @@ async fn handle(st: Arc<Mutex<State>>, m: Method, u: Uri, h: HeaderMap, b: Bytes
             ok(
                 json!({"id": ws, "name": WS_NAME, "type": "Microsoft.MachineLearningServices/workspaces", "properties": {
                 "discoveryUrl": format!("{}/discovery", s.url),
-                "mlFlowTrackingUri": s.mlflow.clone().unwrap_or_else(|| format!("azureml://westeurope.api.azureml.ms/mlflow/v1.0{ws}")),
+                // Without an mlflow server: this fake, which has no MLflow routes (404).
+                "mlFlowTrackingUri": s.mlflow.clone().unwrap_or_else(|| format!("{}/mlflow/v1.0{ws}", s.url)),
                 "workspaceId": "aaaabbbb-cccc-dddd-eeee-ffff00001111"}}),
             )
         }

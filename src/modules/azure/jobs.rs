@@ -646,6 +646,33 @@ impl Client {
             .as_str()
             .unwrap_or(&run.name)
             .to_string();
+        Ok(self
+            .history_of(&id, key)
+            .await?
+            .into_iter()
+            .map(|m| (m.step, m.value))
+            .collect())
+    }
+
+    /// Every metric's whole history (steps, values, times), for copying a run's results into
+    /// the local store.
+    pub async fn histories(&self, run: &Run) -> HostResult<Vec<crate::store::Metric>> {
+        let r = self.mlflow_run(run).await?;
+        let id = r["info"]["run_id"]
+            .as_str()
+            .unwrap_or(&run.name)
+            .to_string();
+        let mut out = Vec::new();
+        for m in r["data"]["metrics"].as_array().into_iter().flatten() {
+            if let Some(key) = m["key"].as_str() {
+                out.extend(self.history_of(&id, key).await?);
+            }
+        }
+        Ok(out)
+    }
+
+    /// `metrics/get-history` of an MLflow run id, all pages.
+    async fn history_of(&self, id: &str, key: &str) -> HostResult<Vec<crate::store::Metric>> {
         let ws = self.workspace().await?;
         let mut out = Vec::new();
         let mut token = String::new();
@@ -663,10 +690,12 @@ impl Client {
             }
             let v = self.call(Method::GET, &url, None).await?.body;
             for m in v["metrics"].as_array().into_iter().flatten() {
-                out.push((
-                    m["step"].as_i64().unwrap_or(0),
-                    m["value"].as_f64().unwrap_or(f64::NAN),
-                ));
+                out.push(crate::store::Metric {
+                    name: key.to_string(),
+                    value: m["value"].as_f64().unwrap_or(f64::NAN),
+                    step: m["step"].as_i64().unwrap_or(0),
+                    ts: m["timestamp"].as_f64().map(|t| t / 1000.0).unwrap_or(0.0),
+                });
             }
             match v["next_page_token"].as_str() {
                 Some(t) if !t.is_empty() => token = t.to_string(),

@@ -320,7 +320,8 @@ pub fn submit(p: &Prepared, cl: &Client) -> HostResult<Submitted> {
     })
 }
 
-/// Waits for a job, keeping its local record's status current.
+/// Waits for a job, keeping its local record's status current; once it has ended, its
+/// results are copied into the store ([`import`]).
 pub fn wait(
     cl: &Client,
     name: &str,
@@ -333,7 +334,101 @@ pub fn wait(
             tracing::warn!("cannot record the status of {}: {}", r.name, e.message);
         }
     };
-    block(cl.wait(name, o, interrupted, &on_status))
+    let (r, end) = block(cl.wait(name, o, interrupted, &on_status))?;
+    if r.is_terminal() {
+        if let Err(e) = record(&cl.cfg, &r, "").and_then(|id| import(cl, id, &r)) {
+            tracing::warn!(
+                "the results of {} were not copied into the local store: {}",
+                r.name,
+                e.message
+            );
+        }
+    }
+    Ok((r, end))
+}
+
+/// Copies an ended job's results into the local store once (tag `azureml.imported`), so
+/// `labhost report ID`, `labhost runs` and `track::runs` show an Azure sweep as they show a
+/// local one: the sweep's objective (params `primary_metric`, `goal`), each child as a
+/// finished trial run under the job's record (params = its hyperparameters, tags
+/// `azureml.job_name` and `hyperparameters`, metric histories from the workspace's MLflow), a
+/// command job's own metric histories. Metrics that cannot be read (no MLflow endpoint) are
+/// left out with a warning. Returns how many child runs were copied.
+pub fn import(cl: &Client, record_id: i64, run: &Run) -> HostResult<usize> {
+    let done = crate::modules::jobs::with_store(|st| st.tags(record_id))?
+        .iter()
+        .any(|(k, v)| k == "azureml.imported" && v == "true");
+    if done {
+        return Ok(0);
+    }
+    let mut warned = false;
+    let mut metrics_of = |r: &Run| -> Vec<crate::store::Metric> {
+        match block(cl.histories(r)) {
+            Ok(m) => m,
+            Err(e) => {
+                if !warned {
+                    tracing::warn!("metrics of {} not copied: {}", r.name, e.message);
+                    warned = true;
+                }
+                vec![]
+            }
+        }
+    };
+    let job = block(cl.get_job(&run.name))?;
+    let mut copied = 0;
+    if run.is_parent_run() {
+        let obj = &job["properties"]["objective"];
+        let goal = obj["goal"].as_str().unwrap_or("").to_lowercase();
+        let params: Vec<(String, String)> = [
+            (
+                "primary_metric",
+                obj["primaryMetric"].as_str().unwrap_or(""),
+            ),
+            ("goal", goal.as_str()),
+        ]
+        .into_iter()
+        .filter(|(_, v)| !v.is_empty())
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect();
+        crate::modules::jobs::with_store(|st| st.log_batch(record_id, &[], &params, &[]))?
+            .map_err(|k| {
+                HostError::new("azure.import", format!("run {record_id} has another {k}"))
+            })?;
+        for child in block(cl.children(run))? {
+            let ms = metrics_of(&child);
+            let hp_text = child
+                .tags
+                .get("hyperparameters")
+                .cloned()
+                .unwrap_or_default();
+            let hp: serde_json::Map<String, Value> =
+                serde_json::from_str(&hp_text).unwrap_or_default();
+            let n = NewRun {
+                parent_id: Some(record_id),
+                key: Some(record_key(&cl.cfg, &child.name)),
+                params: hp.into_iter().collect(),
+                tags: vec![
+                    ("azureml.job_name".into(), child.name.clone()),
+                    ("azureml.status".into(), child.status.clone()),
+                    ("hyperparameters".into(), hp_text),
+                ],
+                ..NewRun::record(
+                    RunKind::Trial,
+                    &child.name,
+                    &format!("azure child of {}", run.name),
+                )
+            };
+            crate::modules::jobs::with_store(|st| {
+                st.record_finished(&n, local_status(&child.status), &ms)
+            })?;
+            copied += 1;
+        }
+    } else {
+        let ms = metrics_of(run);
+        crate::modules::jobs::with_store(|st| st.add_metrics(record_id, &ms))?;
+    }
+    crate::modules::jobs::with_store(|st| st.set_tag(record_id, "azureml.imported", "true"))?;
+    Ok(copied)
 }
 
 /// `fetch_run(recovery_id)`: the job of an `experiment:run` (or bare hi-ml) id.
