@@ -171,7 +171,17 @@ pub fn run(c: AzureCommand) -> CmdResult {
         AzureCommand::Status(a) => {
             let cl = az::client(&a.conn.request()?)?;
             let r = find(&cl, &a.id)?;
-            az::record(&cl.cfg, &r, "")?;
+            let rec = az::record(&cl.cfg, &r, "")?;
+            if r.is_terminal() {
+                // A job submitted without --wait: its results join the store once it ended.
+                if let Err(e) = az::import(&cl, rec, &r) {
+                    tracing::warn!(
+                        "the results of {} were not copied into the local store: {}",
+                        r.name,
+                        e.message
+                    );
+                }
+            }
             let kids = if r.is_parent_run() {
                 az::block(cl.children(&r))?
             } else {
