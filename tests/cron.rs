@@ -248,12 +248,13 @@ fn missed_fires_are_caught_up_after_a_restart() {
     std::thread::sleep(Duration::from_secs(3));
     let err = serve_for(&t, "s.yml", 0.5, &[]);
     let js = jobs(&t);
+    // Caught-up fires run (completed, one after another), not skipped as overlaps.
     let caught = |name: &str| {
         let (_, out, _) = t
             .spawn([
                 "runs",
                 "--filter",
-                &format!("tags.`cron.catch_up` = 'true' and attributes.run_name = '{name}'"),
+                &format!("tags.`cron.catch_up` = 'true' and attributes.run_name = '{name}' and attributes.status = 'FINISHED'"),
                 "--json",
             ])
             .finish();

@@ -374,7 +374,8 @@ impl Scheduler {
         self.next.iter().flatten().min().cloned()
     }
 
-    /// The overlap policy applied to a fire (the caller then counts it as running or queued).
+    /// The overlap policy applied to a fire (the caller then counts it as running or queued);
+    /// caught-up fires of one entry always wait for each other (unless `allow`).
     pub fn decide(&self, f: &Fire) -> Decision {
         let e = &self.entries[f.entry];
         if self.running[f.entry] == 0 {
@@ -382,6 +383,9 @@ impl Scheduler {
         }
         match e.overlap {
             Overlap::Allow => Decision::Run,
+            // Missed fires caught up on start are a backlog, not an overlap: they run one
+            // after another.
+            _ if f.catch_up => Decision::Queue,
             Overlap::Queue if self.queued[f.entry].is_empty() => Decision::Queue,
             Overlap::Queue => Decision::Skip("skipped: the previous run is still going and another fire already waits for it (overlap: queue)".into()),
             Overlap::Skip => Decision::Skip("skipped: the previous run is still going (overlap: skip)".into()),
@@ -596,5 +600,16 @@ mod tests {
         assert!(matches!(s.decide(&fires[1]), Decision::Skip(r) if r.contains("overlap: queue")));
         assert_eq!(s.decide(&fires[2]), Decision::Run);
         assert_eq!(s.next_wake(), Some(utc("2026-05-01T12:07:00Z")));
+        // A caught-up backlog waits in line whatever the overlap policy.
+        let backlog = Fire {
+            catch_up: true,
+            ..fires[0].clone()
+        };
+        assert_eq!(s.decide(&backlog), Decision::Queue);
+        let backlog = Fire {
+            catch_up: true,
+            ..fires[1].clone()
+        };
+        assert_eq!(s.decide(&backlog), Decision::Queue);
     }
 }
