@@ -280,18 +280,39 @@ fn missed_fires_are_caught_up_after_a_restart() {
 fn script_defined_entries_and_once() {
     let t = TestCmd::new()
         .file("job.rhai", "fs::append(\"script.txt\", \"s\");")
-        .file("sched.rhai", "let n = 0;\ncron::schedule(\"tick\", \"* * * * * *\", || fs::append(\"ticks.txt\", \"t\"));\ncron::schedule(\"job\", \"* * * * * *\", \"job.rhai\", #{overlap: \"allow\"});\n");
+        .file(
+            "sched.rhai",
+            "let who = \"me\";\n\
+             cron::schedule(\"tick\", \"* * * * * *\", || { print(`tick ${who}`); fs::append(\"ticks.txt\", \"t\"); });\n\
+             cron::schedule(\"spin\", \"* * * * * *\", || { loop { } }, #{timeout: 0.4});\n\
+             cron::schedule(\"job\", \"* * * * * *\", \"job.rhai\", #{overlap: \"allow\"});\n",
+        );
     serve_for(&t, "sched.rhai", 3.5, &[]);
     let ticks = std::fs::read_to_string(t.path().join("ticks.txt")).unwrap();
     let script = std::fs::read_to_string(t.path().join("script.txt")).unwrap();
     assert!(ticks.len() >= 2 && script.len() >= 2, "{ticks} {script}");
     let js = jobs(&t);
+    let ticks: Vec<&Value> = js
+        .iter()
+        .filter(|j| j["name"] == "tick" && j["status"] == "completed")
+        .collect();
+    assert!(ticks.len() >= 2, "{js:#?}");
+    // A function fire's prints are in its run's log; its timeout stops it.
+    let (_, out, _) = t.spawn(["logs", &ticks[0]["id"].to_string()]).finish();
+    assert_eq!(out, "tick me\n");
+    let spins: Vec<&Value> = js.iter().filter(|j| j["name"] == "spin").collect();
+    assert!(!spins.is_empty(), "{js:#?}");
     assert!(
-        js.iter()
-            .filter(|j| j["name"] == "tick" && j["status"] == "completed")
-            .count()
-            >= 2
+        spins.iter().all(|j| (j["status"] == "timed_out"
+            && j["cancel_reason"] == "timed out after 0.4s")
+            || (j["status"] == "cancelled"
+                && j["cancel_reason"]
+                    .as_str()
+                    .unwrap_or("")
+                    .starts_with("skipped"))),
+        "{spins:#?}"
     );
+    assert!(spins.iter().any(|j| j["status"] == "timed_out"));
     let o = TestCmd::new().file("ok.rhai", "print(\"now\");").file("bad.rhai", "throw 1;").file("s.yml", "- {name: ok, schedule: '@yearly', script: ok.rhai}\n- {name: bad, schedule: '@yearly', script: bad.rhai}\n").args(["cron", "s.yml", "--once", "ok"]).run();
     assert_eq!(o.code, 0, "{}", o.stderr);
     let o = TestCmd::new()

@@ -77,12 +77,42 @@ fn load(file: &Path) -> Result<Loaded, Failure> {
         }
         let defined = cron::rhai::take_defined();
         let fns: Vec<Option<rhai::FnPtr>> = defined.iter().map(|d| d.function.clone()).collect();
-        let engine = Arc::new(engine);
         let ast = Arc::new(ast);
-        let functions: host::Functions = Arc::new(move |id| {
+        // Each fire calls its function in an engine of its own: `print`/`debug` go to the
+        // fire's logs, and the fire's timeout or stop ends it between two operations.
+        let functions: host::Functions = Arc::new(move |id, io: host::FireIo| {
             let Some(Some(f)) = fns.get(id) else {
                 return Err(format!("no function {id}"));
             };
+            let log = |p: &Path| {
+                std::sync::Mutex::new(
+                    std::fs::OpenOptions::new()
+                        .create(true)
+                        .append(true)
+                        .open(p)
+                        .ok(),
+                )
+            };
+            let (out, err) = (Arc::new(log(&io.out)), Arc::new(log(&io.err)));
+            let mut engine = crate::script::engine::build(Default::default());
+            engine.on_print(move |s| {
+                use std::io::Write;
+                if let Some(f) = out.lock().unwrap_or_else(|e| e.into_inner()).as_mut() {
+                    let _ = writeln!(f, "{}", crate::redact::apply(s));
+                }
+            });
+            engine.on_debug(move |s, _, _| {
+                use std::io::Write;
+                if let Some(f) = err.lock().unwrap_or_else(|e| e.into_inner()).as_mut() {
+                    let _ = writeln!(f, "{}", crate::redact::apply(s));
+                }
+            });
+            let stop = io.stop.clone();
+            engine.on_progress(move |_| {
+                (stop.load(std::sync::atomic::Ordering::SeqCst) != 0
+                    || crate::host::ctx().cancel.is_cancelled())
+                .then(|| "stopped".into())
+            });
             f.call::<rhai::Dynamic>(&engine, &ast, ())
                 .map(|_| ())
                 .map_err(|e| crate::redact::apply(&e.to_string()))

@@ -18,8 +18,22 @@ use crate::error::{HostError, HostResult};
 use crate::modules::jobs::with_store;
 use crate::store::{NewRun, RunKind, RunStatus};
 
-/// Calls a script-defined entry's function (`Action::Function { id }`): Err = its error.
-pub type Functions = Arc<dyn Fn(usize) -> Result<(), String> + Send + Sync>;
+/// Calls a script-defined entry's function (`Action::Function { id }`) for one fire, its
+/// output going to the fire's logs and stopping when `io.stop` says so: Err = its error.
+pub type Functions = Arc<dyn Fn(usize, FireIo) -> Result<(), String> + Send + Sync>;
+
+/// What a function fire writes to and listens to.
+#[derive(Clone)]
+pub struct FireIo {
+    /// The run's `stdout.log` / `stderr.log`: `print` and `debug` of the function.
+    pub out: PathBuf,
+    pub err: PathBuf,
+    /// 0 while it may run; [`STOP_TIMEOUT`] or [`STOP_CANCEL`] when it must stop.
+    pub stop: Arc<std::sync::atomic::AtomicU8>,
+}
+
+pub const STOP_TIMEOUT: u8 = 1;
+pub const STOP_CANCEL: u8 = 2;
 
 /// How a schedule is run.
 #[derive(Clone)]
@@ -176,18 +190,7 @@ pub async fn run_fire(e: Entry, f: Fire, opts: Opts, kill: CancellationToken) ->
                 RunStatus::Failed,
                 Some("no function table (a script entry outside its script)".into()),
             ),
-            Some(funcs) => {
-                let funcs = funcs.clone();
-                let id = *id;
-                match tokio::task::spawn_blocking(move || funcs(id)).await {
-                    Ok(Ok(())) => (RunStatus::Completed, None),
-                    Ok(Err(m)) => (RunStatus::Failed, Some(m)),
-                    Err(j) => (
-                        RunStatus::Failed,
-                        Some(format!("the function panicked: {j}")),
-                    ),
-                }
-            }
+            Some(funcs) => run_function(&e, funcs.clone(), *id, &run, &kill).await,
         },
     };
     with_store(|st| {
@@ -222,6 +225,63 @@ pub async fn run_fire(e: Entry, f: Fire, opts: Opts, kill: CancellationToken) ->
         status,
         error,
     })
+}
+
+/// A function fire on a blocking thread: its prints in the run's logs; the timeout and a
+/// stop raise the flag the function's engine checks between operations.
+async fn run_function(
+    e: &Entry,
+    funcs: Functions,
+    id: usize,
+    run: &crate::store::Run,
+    kill: &CancellationToken,
+) -> (RunStatus, Option<String>) {
+    use std::sync::atomic::Ordering;
+    let dir = PathBuf::from(&run.run_dir);
+    let _ = std::fs::create_dir_all(&dir);
+    let io = FireIo {
+        out: dir.join("stdout.log"),
+        err: dir.join("stderr.log"),
+        stop: Default::default(),
+    };
+    let stop = io.stop.clone();
+    let mut call = tokio::task::spawn_blocking(move || funcs(id, io));
+    let timeout = async {
+        match e.timeout {
+            Some(t) => tokio::time::sleep(t).await,
+            None => std::future::pending().await,
+        }
+    };
+    let r = tokio::select! {
+        r = &mut call => r,
+        _ = timeout => {
+            stop.store(STOP_TIMEOUT, Ordering::SeqCst);
+            call.await
+        }
+        _ = kill.cancelled() => {
+            stop.store(STOP_CANCEL, Ordering::SeqCst);
+            call.await
+        }
+    };
+    match (stop.load(Ordering::SeqCst), r) {
+        (STOP_TIMEOUT, _) => (
+            RunStatus::TimedOut,
+            Some(format!(
+                "timed out after {}",
+                crate::util::fmt_duration(e.timeout.unwrap_or_default())
+            )),
+        ),
+        (STOP_CANCEL, _) => (
+            RunStatus::Cancelled,
+            Some("cancelled: labhost cron stopped and the grace period ran out".into()),
+        ),
+        (_, Ok(Ok(()))) => (RunStatus::Completed, None),
+        (_, Ok(Err(m))) => (RunStatus::Failed, Some(m)),
+        (_, Err(j)) => (
+            RunStatus::Failed,
+            Some(format!("the function panicked: {j}")),
+        ),
+    }
 }
 
 async fn run_script(
