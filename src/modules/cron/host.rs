@@ -227,6 +227,14 @@ pub async fn run_fire(e: Entry, f: Fire, opts: Opts, kill: CancellationToken) ->
     })
 }
 
+/// Completes when the entry's timeout has passed (never without one).
+async fn timeout_of(e: &Entry) {
+    match e.timeout {
+        Some(t) => tokio::time::sleep(t).await,
+        None => std::future::pending().await,
+    }
+}
+
 /// A function fire on a blocking thread: its prints in the run's logs; the timeout and a
 /// stop raise the flag the function's engine checks between operations.
 async fn run_function(
@@ -246,12 +254,7 @@ async fn run_function(
     };
     let stop = io.stop.clone();
     let mut call = tokio::task::spawn_blocking(move || funcs(id, io));
-    let timeout = async {
-        match e.timeout {
-            Some(t) => tokio::time::sleep(t).await,
-            None => std::future::pending().await,
-        }
-    };
+    let timeout = timeout_of(e);
     let r = tokio::select! {
         r = &mut call => r,
         _ = timeout => {
@@ -338,12 +341,7 @@ async fn run_script(
     };
     let pgid = child.id().map(|p| p as i32);
     let _ = with_store(|st| st.set_tag(run.id, "cron.pid", &pgid.unwrap_or(0).to_string()));
-    let timeout = async {
-        match e.timeout {
-            Some(t) => tokio::time::sleep(t).await,
-            None => std::future::pending().await,
-        }
-    };
+    let timeout = timeout_of(e);
     let stop = |why: &str| {
         if let Some(g) = pgid {
             // SAFETY: signalling the fire's own process group.
