@@ -54,20 +54,8 @@ fn load(file: &Path) -> Result<Loaded, Failure> {
         let text = crate::script::run::read_script(file).map_err(Failure::Usage)?;
         let engine = crate::script::engine::build(Default::default());
         let mut scope = crate::script::run::script_scope(&[]);
-        let mut ast = match engine.compile_with_scope(&scope, &text) {
-            Ok(a) => a,
-            Err(e) => {
-                return Err(Failure::Script(crate::script::run::Outcome::Failed {
-                    diag: Box::new(crate::script::diag::from_parse(
-                        &e,
-                        &file.display().to_string(),
-                        &text,
-                    )),
-                    text: Some(text),
-                }))
-            }
-        };
-        ast.set_source(file.display().to_string());
+        let ast = crate::script::run::compile(&engine, &scope, &text, &file.display().to_string())
+            .map_err(Failure::Script)?;
         let r = engine.eval_ast_with_scope::<rhai::Dynamic>(&mut scope, &ast);
         if let Err(e) = r {
             return Err(Failure::Script(crate::script::run::outcome_of(

@@ -144,21 +144,33 @@ pub fn outcome_of(result: Result<Dynamic, Box<EvalAltResult>>, source: &str) -> 
 pub fn run_text(text: &str, source: &str, args: &[String]) -> Outcome {
     let engine = engine::build(engine::Options::default());
     let mut scope = script_scope(args);
-    let mut ast = match engine.compile_with_scope(&scope, text) {
+    let ast = match compile(&engine, &scope, text, source) {
         Ok(a) => a,
-        Err(e) => {
-            return Outcome::Failed {
-                diag: Box::new(diag::from_parse(&e, source, text)),
-                text: Some(text.to_string()),
-            }
-        }
+        Err(o) => return o,
     };
-    ast.set_source(source);
     let result = engine.eval_ast_with_scope::<Dynamic>(&mut scope, &ast);
     crate::modules::docker::cleanup_blocking();
     let outcome = outcome_of(result, source);
     finish_jobs(&outcome);
     outcome
+}
+
+/// Compiles `text` (named `source`) against `scope`'s variables; a syntax error is the
+/// script's outcome, with the caret line.
+pub fn compile(
+    engine: &rhai::Engine,
+    scope: &Scope,
+    text: &str,
+    source: &str,
+) -> Result<rhai::AST, Outcome> {
+    let mut ast = engine
+        .compile_with_scope(scope, text)
+        .map_err(|e| Outcome::Failed {
+            diag: Box::new(diag::from_parse(&e, source, text)),
+            text: Some(text.to_string()),
+        })?;
+    ast.set_source(source);
+    Ok(ast)
 }
 
 /// What happens to the jobs a script submitted when it ends: after a normal end (or
@@ -183,12 +195,11 @@ pub fn run_file(file: &Path, args: &[String]) -> Result<Outcome, String> {
 /// Compiles `file` without running it: `Ok(None)` when it compiles.
 pub fn check_file(engine: &rhai::Engine, file: &Path) -> Result<Option<Outcome>, String> {
     let text = read_script(file)?;
-    let scope = script_scope(&[]);
-    Ok(engine
-        .compile_with_scope(&scope, &text)
-        .err()
-        .map(|e| Outcome::Failed {
-            diag: Box::new(diag::from_parse(&e, &file.display().to_string(), &text)),
-            text: Some(text),
-        }))
+    Ok(compile(
+        engine,
+        &script_scope(&[]),
+        &text,
+        &file.display().to_string(),
+    )
+    .err())
 }
