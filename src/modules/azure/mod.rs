@@ -97,27 +97,13 @@ pub fn prepare(what: &What, o: &SubmitOpts) -> HostResult<Prepared> {
     let cfg = config::load(&o.config)?;
     let (doc, source, base, sweep_obj): (SweepDoc, String, PathBuf, Option<Sweep>) = match what {
         What::Path(p) => {
-            let text = crate::modules::fs::read(p)
-                .map_err(|e| HostError::new("azure.invalid", e.message))?;
-            let source = p.display().to_string();
-            let mut doc = sweep::parse_doc(&text, &source)?;
-            sweep::apply_sets(&mut doc, &o.sets, &source)?;
-            let base = p
-                .parent()
-                .filter(|b| !b.as_os_str().is_empty())
-                .unwrap_or(Path::new("."))
-                .to_path_buf();
-            let base = base.canonicalize().unwrap_or(base);
-            let s = if doc.kind.as_deref() == Some("pipeline") {
+            let f = sweep::read_doc(p, &o.sets)?;
+            let s = if f.doc.kind.as_deref() == Some("pipeline") {
                 None
             } else {
-                let origin = sweep::Origin {
-                    source: &source,
-                    text: Some(&text),
-                };
-                Some(sweep::resolve(doc.clone(), &origin, &base)?)
+                Some(f.resolve()?)
             };
-            (doc, source, base, s)
+            (f.doc, f.source, f.base, s)
         }
         What::Sweep(s) => (
             s.doc.clone(),

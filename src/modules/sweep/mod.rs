@@ -325,6 +325,22 @@ impl Origin<'_> {
 /// Reads a sweep or command job YAML (Azure's schema, unchanged). `sets` are `--set
 /// inputs.A=1` style overrides (dotted path = YAML value).
 pub fn load(path: &Path, sets: &[(String, String)]) -> HostResult<Sweep> {
+    let f = read_doc(path, sets)?;
+    f.resolve()
+}
+
+/// A job YAML as read, before validation: the document (after `--set`), its text and name,
+/// and the folder its relative paths resolve against. A pipeline stops here; a sweep or
+/// command job goes on to [`JobFile::resolve`].
+pub struct JobFile {
+    pub doc: SweepDoc,
+    pub text: String,
+    pub source: String,
+    pub base: PathBuf,
+}
+
+/// Reads a job YAML and applies `sets` (see [`load`]).
+pub fn read_doc(path: &Path, sets: &[(String, String)]) -> HostResult<JobFile> {
     let text =
         crate::modules::fs::read(path).map_err(|e| HostError::new("sweep.invalid", e.message))?;
     let source = path.display().to_string();
@@ -332,21 +348,27 @@ pub fn load(path: &Path, sets: &[(String, String)]) -> HostResult<Sweep> {
     apply_sets(&mut doc, sets, &source)?;
     let base = path
         .parent()
-        .map(|p| {
-            if p.as_os_str().is_empty() {
-                Path::new(".")
-            } else {
-                p
-            }
-        })
+        .filter(|p| !p.as_os_str().is_empty())
         .unwrap_or(Path::new("."))
         .to_path_buf();
     let base = base.canonicalize().unwrap_or(base);
-    let origin = Origin {
-        source: &source,
-        text: Some(&text),
-    };
-    resolve(doc, &origin, &base)
+    Ok(JobFile {
+        doc,
+        text,
+        source,
+        base,
+    })
+}
+
+impl JobFile {
+    /// Validates it with Azure's rules (errors at `file:line:col`).
+    pub fn resolve(&self) -> HostResult<Sweep> {
+        let origin = Origin {
+            source: &self.source,
+            text: Some(&self.text),
+        };
+        resolve(self.doc.clone(), &origin, &self.base)
+    }
 }
 
 /// Parses YAML text into the document (unknown keys and wrong types with line:column).
