@@ -135,8 +135,9 @@ fn pascal(s: &str) -> String {
         .collect()
 }
 
+/// Remote as the sweep module reads paths, or an ARM id.
 fn is_remote(p: &str) -> bool {
-    p.starts_with("azureml:") || p.contains("://") || p.starts_with("/subscriptions/")
+    sweep::is_remote(p) || p.starts_with("/subscriptions/")
 }
 
 /// `azureml:<name>@latest` → the name.

@@ -932,7 +932,9 @@ pub fn value_text(v: &Value) -> String {
     }
 }
 
-fn is_remote(p: &str) -> bool {
+/// A path that names something in Azure or on the web (`azureml:…`, `wasbs://…`,
+/// `https://…`), not a local file.
+pub fn is_remote(p: &str) -> bool {
     p.starts_with("azureml:") || p.contains("://")
 }
 
