@@ -507,6 +507,15 @@ print(ckpt.keys().len());
         .collect();
     assert_eq!(names, vec!["/.amlignore", "/hello-sweep.py"]);
     assert!(rig.fake.rejected().is_empty(), "{:?}", rig.fake.rejected());
+    // The script asked each datastore for its key once (the code's, the outputs'), not once
+    // per child download.
+    let secrets = rig
+        .fake
+        .requests()
+        .iter()
+        .filter(|r| r.ends_with("/listSecrets"))
+        .count();
+    assert_eq!(secrets, 2);
     // Submitting the same code again uploads nothing: the code version is found by its hash.
     let (code, _, err) = t.spawn(["submit", "sweep-hello.yml"]).finish();
     assert_eq!(code, Some(0), "{err}");

@@ -200,8 +200,28 @@ pub struct Datastore {
 
 impl Client {
     /// The datastore `name` (`None`: the workspace's default) with a credential: the account
-    /// key or SAS from `listSecrets`, or an AAD storage token for identity-based ones.
+    /// key or SAS from `listSecrets`, or an AAD storage token for identity-based ones. A key
+    /// or SAS is reused for 45 minutes (it is asked to last an hour), so downloading the
+    /// outputs of many children asks for it once.
     pub async fn datastore(&self, name: Option<&str>) -> HostResult<Datastore> {
+        const REUSE: std::time::Duration = std::time::Duration::from_secs(45 * 60);
+        let key = name.map(str::to_string);
+        {
+            let mut c = self.datastores.lock().unwrap_or_else(|e| e.into_inner());
+            c.retain(|(_, at, _)| at.elapsed() < REUSE);
+            if let Some((_, _, d)) = c.iter().find(|(k, _, _)| *k == key) {
+                return Ok(d.clone());
+            }
+        }
+        let d = self.fetch_datastore(name).await?;
+        if !matches!(d.blob.cred, Cred::Bearer(_)) {
+            let mut c = self.datastores.lock().unwrap_or_else(|e| e.into_inner());
+            c.push((key, std::time::Instant::now(), d.clone()));
+        }
+        Ok(d)
+    }
+
+    async fn fetch_datastore(&self, name: Option<&str>) -> HostResult<Datastore> {
         let v = match name {
             Some(n) => self.get(&self.ws_url(&format!("/datastores/{n}"))).await?,
             None => {

@@ -22,6 +22,10 @@ pub struct Client {
     pub http: reqwest::Client,
     pub auth: Arc<Auth>,
     workspace: tokio::sync::OnceCell<Workspace>,
+    /// Datastores with key or SAS credentials, by name, with when they were fetched (their
+    /// secrets are asked to last an hour; see `Client::datastore`).
+    pub(super) datastores:
+        std::sync::Mutex<Vec<(Option<String>, std::time::Instant, super::assets::Datastore)>>,
 }
 
 /// What the workspace GET tells: where run history and MLflow live.
@@ -104,6 +108,7 @@ impl Client {
             cfg,
             http,
             workspace: tokio::sync::OnceCell::new(),
+            datastores: Default::default(),
         }
     }
 
