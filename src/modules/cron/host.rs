@@ -398,7 +398,8 @@ pub fn now() -> DateTime<Utc> {
     Utc::now()
 }
 
-fn persist(saved: &mut Saved, e: &Entry, at: DateTime<Utc>, run: Option<i64>) {
+/// Notes a handled fire of `e` at `at` (and its run) in `saved`, without writing it.
+fn note(saved: &mut Saved, e: &Entry, at: DateTime<Utc>, run: Option<i64>) {
     let s = saved.entries.entry(e.name.clone()).or_default();
     s.schedule = e.schedule.text.clone();
     s.timezone = e.schedule.zone.name();
@@ -408,9 +409,18 @@ fn persist(saved: &mut Saved, e: &Entry, at: DateTime<Utc>, run: Option<i64>) {
     if run.is_some() {
         s.last_run = run;
     }
+}
+
+fn write(saved: &Saved) {
     if let Err(x) = save(saved) {
         tracing::warn!("cannot save the cron state: {}", x.message);
     }
+}
+
+/// [`note`], then the state written.
+fn persist(saved: &mut Saved, e: &Entry, at: DateTime<Utc>, run: Option<i64>) {
+    note(saved, e, at, run);
+    write(saved);
 }
 
 fn host_lock(pid: u32) -> HostResult<PathBuf> {
@@ -513,7 +523,7 @@ pub async fn serve(entries: Vec<Entry>, opts: Opts, stop: CancellationToken) -> 
             .get(&e.name)
             .and_then(|s| s.last_fire)
             .unwrap_or(start);
-        persist(&mut saved, e, base, None);
+        note(&mut saved, e, base, None);
         if !opts.quiet {
             match n {
                 Some(n) => eprintln!(
@@ -527,6 +537,7 @@ pub async fn serve(entries: Vec<Entry>, opts: Opts, stop: CancellationToken) -> 
             }
         }
     }
+    write(&saved);
     let kill = CancellationToken::new();
     let mut tasks: tokio::task::JoinSet<(usize, DateTime<Utc>, HostResult<Ended>)> =
         tokio::task::JoinSet::new();
@@ -581,7 +592,7 @@ pub async fn serve(entries: Vec<Entry>, opts: Opts, stop: CancellationToken) -> 
                         let s = saved.entries.entry(e.name.clone()).or_default();
                         if s.last_fire.is_none_or(|l| l <= at) {
                             s.last_run = Some(end.run_id);
-                            let _ = save(&saved);
+                            write(&saved);
                         }
                     }
                     if let Err(x) = r {
