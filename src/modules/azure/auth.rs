@@ -100,8 +100,6 @@ pub struct Auth {
     http: reqwest::Client,
     /// One lock per scope: the first caller refreshes, the others wait and reuse.
     cache: std::sync::Mutex<HashMap<String, Arc<tokio::sync::Mutex<Option<Token>>>>>,
-    /// The source that worked last (auto mode tries it first).
-    pub fetches: std::sync::atomic::AtomicUsize,
 }
 
 impl Auth {
@@ -110,7 +108,6 @@ impl Auth {
             cfg,
             http,
             cache: Default::default(),
-            fetches: Default::default(),
         }
     }
 
@@ -145,8 +142,6 @@ impl Auth {
             match self.fetch_from(src, scope).await {
                 Ok(t) => {
                     crate::redact::register(&t.secret);
-                    self.fetches
-                        .fetch_add(1, std::sync::atomic::Ordering::SeqCst);
                     tracing::debug!("azure: token for {scope} from {}", src.name());
                     return Ok(t);
                 }

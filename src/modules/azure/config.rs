@@ -297,18 +297,13 @@ impl AzureConfig {
         Ok(())
     }
 
-    /// The workspace coordinates every call needs; the error names each missing one and
-    /// where it would come from.
-    pub fn require_workspace(&self) -> HostResult<()> {
-        let missing: Vec<&str> = [
-            ("subscription_id", &self.subscription_id),
-            ("resource_group", &self.resource_group),
-            ("workspace_name", &self.workspace_name),
-        ]
-        .into_iter()
-        .filter(|(_, v)| v.is_empty())
-        .map(|(k, _)| k)
-        .collect();
+    /// An error naming each of `fields` that is empty and where it would come from.
+    fn require(&self, fields: &[(&str, &String)]) -> HostResult<()> {
+        let missing: Vec<&str> = fields
+            .iter()
+            .filter(|(_, v)| v.is_empty())
+            .map(|(k, _)| *k)
+            .collect();
         if missing.is_empty() {
             Ok(())
         } else {
@@ -316,21 +311,22 @@ impl AzureConfig {
         }
     }
 
+    /// The workspace coordinates every call needs; the error names each missing one and
+    /// where it would come from.
+    pub fn require_workspace(&self) -> HostResult<()> {
+        self.require(&[
+            ("subscription_id", &self.subscription_id),
+            ("resource_group", &self.resource_group),
+            ("workspace_name", &self.workspace_name),
+        ])
+    }
+
     /// What a service principal needs; the error names the missing keys and the secret.
     pub fn require_service_principal(&self) -> HostResult<&str> {
-        let mut missing: Vec<&str> = [
+        self.require(&[
             ("tenant_id", &self.tenant_id),
             ("application_id", &self.application_id),
-        ]
-        .into_iter()
-        .filter(|(_, v)| v.is_empty())
-        .map(|(k, _)| k)
-        .collect();
-        if !missing.is_empty() {
-            let e = self.missing(&missing);
-            missing.clear();
-            return Err(e);
-        }
+        ])?;
         self.application_key.as_deref().ok_or_else(|| {
             let f: Option<&Path> = self.sources.private.as_deref();
             secrets::missing(&[APPLICATION_KEY.to_string()], f)
