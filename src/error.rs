@@ -15,14 +15,14 @@ pub mod exit {
 /// An error from a module's typed API. `kind` is machine readable (`fs.not_found`,
 /// `sh.timeout`, …) and becomes `e.kind` in a script's `catch (e)`.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct HostError {
+pub struct LabError {
     pub kind: String,
     pub message: String,
 }
 
-impl HostError {
+impl LabError {
     pub fn new(kind: impl Into<String>, message: impl Into<String>) -> Self {
-        HostError {
+        LabError {
             kind: kind.into(),
             message: message.into(),
         }
@@ -30,7 +30,7 @@ impl HostError {
 
     /// The one kind that is not an error but a stop: the user pressed Ctrl-C.
     pub fn cancelled() -> Self {
-        HostError::new(CANCELLED, "cancelled")
+        LabError::new(CANCELLED, "cancelled")
     }
 
     pub fn is_cancelled(&self) -> bool {
@@ -41,19 +41,19 @@ impl HostError {
 /// Kind used for cancellation; the bridge turns it into a non-catchable termination.
 pub const CANCELLED: &str = "cancelled";
 
-impl fmt::Display for HostError {
+impl fmt::Display for LabError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(&self.message)
     }
 }
 
-impl std::error::Error for HostError {}
+impl std::error::Error for LabError {}
 
 /// Shorthand result for module APIs.
-pub type HostResult<T> = Result<T, HostError>;
+pub type LabResult<T> = Result<T, LabError>;
 
 /// Maps an I/O error on `path` to a kinded error in module `m` (`fs.not_found`, …).
-pub fn io_err(m: &str, what: &str, path: &std::path::Path, e: &std::io::Error) -> HostError {
+pub fn io_err(m: &str, what: &str, path: &std::path::Path, e: &std::io::Error) -> LabError {
     use std::io::ErrorKind as K;
     let k = match e.kind() {
         K::NotFound => "not_found",
@@ -65,7 +65,7 @@ pub fn io_err(m: &str, what: &str, path: &std::path::Path, e: &std::io::Error) -
         K::InvalidData => "invalid_data",
         _ => "io",
     };
-    HostError::new(
+    LabError::new(
         format!("{m}.{k}"),
         format!("{what} '{}': {}", path.display(), strip_os_code(e)),
     )

@@ -3,12 +3,12 @@
 //! (the nearest folder with `.git`), else the XDG state dir (`~/.local/state/labhost`).
 use std::path::{Path, PathBuf};
 
-use crate::error::{io_err, HostResult};
+use crate::error::{io_err, LabResult};
 
 /// Where the state directory is, without creating it.
 pub fn locate(cwd: &Path) -> PathBuf {
-    if let Some(h) = std::env::var_os("LABHOST_HOME").filter(|h| !h.is_empty()) {
-        return PathBuf::from(h);
+    if let Some(h) = crate::config::home() {
+        return h;
     }
     for dir in cwd.ancestors() {
         let candidate = dir.join(".labhost");
@@ -35,12 +35,12 @@ fn xdg_state_home() -> PathBuf {
 }
 
 /// The state directory for this process, created if missing.
-pub fn dir() -> HostResult<PathBuf> {
+pub fn dir() -> LabResult<PathBuf> {
     // Asked for per job (and per wait): remembered while LABHOST_HOME and the cwd stay put.
     type Key = (Option<std::ffi::OsString>, PathBuf);
     static LAST: std::sync::Mutex<Option<(Key, PathBuf)>> = std::sync::Mutex::new(None);
     let cwd = std::env::current_dir().unwrap_or_else(|_| PathBuf::from("."));
-    let key = (std::env::var_os("LABHOST_HOME"), cwd);
+    let key = (crate::config::home_raw(), cwd);
     let mut last = LAST.lock().unwrap_or_else(|e| e.into_inner());
     if let Some((k, d)) = last.as_ref() {
         if *k == key && d.is_dir() {
@@ -60,7 +60,7 @@ mod tests {
     #[test]
     fn finds_enclosing_dot_labhost_then_git_root() {
         // LABHOST_HOME would short-circuit; these assertions only hold without it.
-        if std::env::var_os("LABHOST_HOME").is_some() {
+        if crate::config::home().is_some() {
             return;
         }
         let t = tempfile::tempdir().unwrap();

@@ -1,12 +1,12 @@
 //! Small parsers shared by the CLI and modules: durations, byte sizes, typed option values.
 use std::time::Duration;
 
-use crate::error::{HostError, HostResult};
+use crate::error::{LabError, LabResult};
 
 /// Parses `90s`, `3.5h`, `2d`, `1h30m`, `250ms`, or a bare number of seconds.
-pub fn parse_duration(text: &str) -> HostResult<Duration> {
+pub fn parse_duration(text: &str) -> LabResult<Duration> {
     let bad = |why: &str| {
-        HostError::new(
+        LabError::new(
             "time.invalid_duration",
             format!("invalid duration '{text}': {why} (examples: 90s, 3.5h, 2d, 1h30m, 250ms)"),
         )
@@ -48,6 +48,12 @@ pub fn parse_duration(text: &str) -> HostResult<Duration> {
     secs_to_duration(total).ok_or_else(|| bad("out of range"))
 }
 
+/// [`parse_duration`] as a clap value parser: every duration flag takes `90s`, `1.5h` or a
+/// number of seconds, and refuses negative, NaN and infinite values (exit 2).
+pub fn duration_arg(text: &str) -> Result<Duration, String> {
+    parse_duration(text).map_err(|e| e.message)
+}
+
 /// This machine's host name (`localhost` when it cannot be read).
 pub fn hostname_or_local() -> String {
     std::fs::read_to_string("/proc/sys/kernel/hostname")
@@ -73,14 +79,16 @@ pub fn fmt_duration(d: Duration) -> String {
     format!("{}{u}", t.trim_end_matches('0').trim_end_matches('.'))
 }
 
-fn secs_to_duration(secs: f64) -> Option<Duration> {
+/// A number of seconds as a duration: `None` for a negative, NaN, infinite or absurd
+/// (≥ 10¹² s) number, which `Duration::from_secs_f64` would panic on.
+pub fn secs_to_duration(secs: f64) -> Option<Duration> {
     (secs.is_finite() && (0.0..1e12).contains(&secs)).then(|| Duration::from_secs_f64(secs))
 }
 
 /// Parses byte sizes: `1024`, `10GiB`, `1.5 GB`, `512MiB`, `4k`.
-pub fn parse_bytes(text: &str) -> HostResult<u64> {
+pub fn parse_bytes(text: &str) -> LabResult<u64> {
     let bad = || {
-        HostError::new(
+        LabError::new(
             "invalid_size",
             format!("invalid size '{text}' (examples: 512MiB, 10GiB, 1.5GB, 4096)"),
         )

@@ -1,4 +1,4 @@
-//! A fake of what Azure ML has no emulator for (reference/azureml-api.md §5.2): Azure AD's
+//! A fake of what Azure ML has no emulator for: Azure AD's
 //! token endpoint, ARM's Microsoft.MachineLearningServices workspace (jobs with a status
 //! machine, codes, environments, data, datastores + listSecrets) and the run-history data
 //! plane (children, paged). It validates request bodies against the shapes of the recorded
@@ -638,7 +638,7 @@ fn check_component(p: &Value, st: &State, what: &str) -> Result<(), String> {
     Ok(())
 }
 
-/// Validates a job body against the shapes of reference/azureml-api.md §1.4–§1.7.
+/// Validates a job body against the shapes Azure ML takes (its REST API, version 2024-10-01).
 pub fn validate(body: &Value, st: &State) -> Result<(), String> {
     let p = &body["properties"];
     let Some(m) = p.as_object() else {

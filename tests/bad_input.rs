@@ -293,3 +293,87 @@ fn configuration_bad_input_table() {
         o.code(1).stderr_has(want).stderr_has("--> main.rhai:1:");
     }
 }
+
+/// Every user-facing duration — script options, YAML fields, CLI flags, environment
+/// variables — refuses negative, NaN, infinite and malformed values with a located error
+/// (the script's error with file:line:col, or exit 2 naming the flag or variable), never a
+/// panic (`TestCmd::run` fails on one).
+#[test]
+fn every_duration_input_refuses_negative_nan_infinite_and_malformed_values() {
+    let bad = ["-1", "-1.5", "\"-1\"", "\"nan\"", "\"inf\"", "\"1x\""];
+    // Script options: `D` is replaced by each bad value.
+    let scripts = [
+        "sh::run(\"true\", #{timeout: D});",
+        "jobs::submit(#{command: \"true\", timeout: D});",
+        "jobs::submit(#{command: \"true\", retries: 1, backoff: D});",
+        "time::sleep(D);",
+        "gpu::reserve(1, #{timeout: D});",
+        "gpu::reserve(1, #{grace: D});",
+        "cron::schedule(\"e\", \"* * * * *\", \"x.rhai\", #{timeout: D});",
+        "sweep::new(#{trial: #{command: \"true\"}, search_space: #{a: sweep::choice([1])}, \
+         objective: #{goal: \"minimize\", primary_metric: \"m\"}, limits: #{max_total_trials: 1, timeout: D}});",
+        "sweep::new(#{trial: #{command: \"true\"}, search_space: #{a: sweep::choice([1])}, \
+         objective: #{goal: \"minimize\", primary_metric: \"m\"}, limits: #{max_total_trials: 1, trial_timeout: D}});",
+    ];
+    for s in scripts {
+        for v in bad {
+            let text = format!("let x = 0;\n{}\n", s.replace('D', v));
+            let o = TestCmd::new()
+                .env("LABHOST_FAKE_GPUS", "1x24GiB")
+                .script(&text)
+                .run();
+            o.code(1).stderr_has("--> main.rhai:2:");
+        }
+    }
+    // A sweep YAML's limits.
+    for v in ["-1", "\"-5s\"", ".nan", ".inf", "\"1x\""] {
+        let yml = format!(
+            "$schema: https://azuremlschemas.azureedge.net/latest/sweepJob.schema.json\n\
+             type: sweep\ntrial:\n  command: echo ${{{{search_space.a}}}}\n\
+             search_space:\n  a: {{type: choice, values: [1]}}\n\
+             sampling_algorithm: random\nobjective: {{goal: minimize, primary_metric: m}}\n\
+             limits:\n  max_total_trials: 1\n  timeout: {v}\n"
+        );
+        let o = TestCmd::new()
+            .file("s.yml", yml)
+            .args(["sweep", "s.yml", "--dry-run"])
+            .run();
+        assert_ne!(o.code, 0, "{v}: {}", o.stderr);
+        o.stderr_has("s.yml:11:");
+    }
+    // CLI flags: a usage error naming the flag.
+    for v in ["-1", "nan", "inf", "1x"] {
+        let t = TestCmd::new().file("c.yml", "- {name: a, schedule: '@daily', script: x.rhai}\n");
+        t.args(["cron", "c.yml", &format!("--grace={v}")])
+            .run()
+            .code(2)
+            .stderr_has("--grace");
+        TestCmd::new()
+            .args(["gpus", &format!("--watch={v}")])
+            .run()
+            .code(2)
+            .stderr_has("--watch");
+        TestCmd::new()
+            .file("j.yml", "command: echo\n")
+            .args(["submit", "j.yml", "--wait", &format!("--timeout={v}")])
+            .run()
+            .code(2)
+            .stderr_has("--timeout");
+    }
+    // Environment variables: exit 2 naming the variable, before anything runs.
+    for var in [
+        "LABHOST_KILL_GRACE",
+        "LABHOST_GPU_GRACE",
+        "AZUREML_RUN_POLLING_INTERVAL_MIN",
+        "AZUREML_RUN_POLLING_INTERVAL_MAX",
+    ] {
+        for v in ["-1", "nan", "inf", "1x"] {
+            TestCmd::new()
+                .env(var, v)
+                .script("print(1);")
+                .run()
+                .code(2)
+                .stderr_has(&format!("environment variable {var}"));
+        }
+    }
+}

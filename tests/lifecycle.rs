@@ -372,3 +372,41 @@ fn sh_run_with_a_timeout_does_not_wait_out_the_grace() {
     o.success();
     assert_eq!(o.stdout, "sh.timeout\ntrue\n");
 }
+
+/// SIGTERM to labhost stops what an `sh::run` and a cron fire started exactly as it stops a
+/// job's processes: a background descendant that ignores SIGTERM gets SIGKILL after the
+/// grace, and nothing of the command is left (checked in /proc, by the marker every process
+/// of the command carries in its environment).
+#[test]
+fn sigterm_stops_sh_run_and_cron_fire_descendants_that_ignore_it() {
+    // The command: a descendant in the background that ignores SIGTERM, then a wait.
+    let stubborn = "trap '' TERM; (trap '' TERM; sleep 60; sleep 60) & echo started; wait";
+    let script = format!(
+        "sh::run(\"{stubborn}\", #{{env: #{{LH_MARK: \"lh-mark-\" + env::get(\"LH_TAG\", \"\")}}}});"
+    );
+    for (what, args) in [
+        ("sh::run", vec!["run", "main.rhai"]),
+        ("cron fire", vec!["cron", "s.yml", "--grace", "0"]),
+    ] {
+        let tag = format!("{}-{}", std::process::id(), what.replace([':', ' '], "_"));
+        let needle = format!("LH_MARK=lh-mark-{tag}");
+        let t = TestCmd::new()
+            .env("LABHOST_KILL_GRACE", "300ms")
+            .env("LH_TAG", &tag)
+            .file("main.rhai", &script)
+            .file(
+                "s.yml",
+                "- {name: hold, schedule: '* * * * * *', script: main.rhai, overlap: skip, catch_up: none}\n",
+            );
+        let r = t.spawn(args);
+        wait_until(&format!("{what}: the command started"), || {
+            processes_of(&needle).len() >= 2
+        });
+        r.signal(libc::SIGTERM);
+        let (_, _, err) = r.finish();
+        wait_until(
+            &format!("{what}: nothing of the command is left ({err})"),
+            || processes_of(&needle).is_empty(),
+        );
+    }
+}

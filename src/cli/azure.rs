@@ -18,18 +18,15 @@ pub struct ConnArgs {
     pub settings: Option<PathBuf>,
     /// An AzureConfig setting for this command, over the settings files: `--config
     /// cluster=gpu-2 --config num_nodes=2`
-    #[arg(long = "config", value_name = "KEY=VALUE")]
-    pub config: Vec<String>,
+    #[arg(long = "config", value_name = "KEY=VALUE", value_parser = crate::config::key_value_arg)]
+    pub config: Vec<(String, String)>,
 }
 
 impl ConnArgs {
     pub fn request(&self) -> Result<az::config::Request, Failure> {
         let mut args = Map::new();
-        for kv in &self.config {
-            let Some((k, v)) = kv.split_once('=') else {
-                return Err(Failure::Usage(format!("--config {kv}: want KEY=VALUE")));
-            };
-            args.insert(k.trim().to_string(), Value::String(v.to_string()));
+        for (k, v) in &self.config {
+            args.insert(k.clone(), Value::String(v.clone()));
         }
         Ok(az::config::Request {
             settings: self.settings.clone(),
@@ -40,7 +37,7 @@ impl ConnArgs {
 }
 
 #[derive(Debug, Subcommand)]
-pub enum AzureCommand {
+pub enum AzureVerb {
     /// Jobs of the workspace (all pages), newest first as Azure lists them
     Runs(RunsArgs),
     /// A job's status, studio link and children (a recovery id `experiment:run` or a job name)
@@ -96,7 +93,7 @@ pub struct DownloadArgs {
 }
 
 /// A job name or recovery id → the run.
-fn find(cl: &az::Client, id: &str) -> Result<az::Run, Failure> {
+fn find(cl: &az::Client, id: &str) -> Result<az::AzureRun, Failure> {
     if id.contains(':') || crate::modules::util::split_recovery_id(id).is_ok() {
         match az::fetch_run(cl, id) {
             Ok(r) => return Ok(r),
@@ -107,7 +104,7 @@ fn find(cl: &az::Client, id: &str) -> Result<az::Run, Failure> {
     Ok(az::block(cl.run(id))?)
 }
 
-fn show(r: &az::Run) {
+fn show(r: &az::AzureRun) {
     println!("{}  {}  {}", r.name, r.job_type, r.status);
     println!("  experiment   {}", r.experiment);
     println!("  recovery id  {}", r.recovery_id);
@@ -122,9 +119,9 @@ fn show(r: &az::Run) {
     }
 }
 
-pub fn run(c: AzureCommand) -> CmdResult {
+pub fn run(c: AzureVerb) -> CmdResult {
     match c {
-        AzureCommand::Runs(a) => {
+        AzureVerb::Runs(a) => {
             let cl = az::client(&a.conn.request()?)?;
             let runs = az::block(cl.list_jobs(a.experiment.as_deref(), &a.statuses))?;
             if a.json {
@@ -168,7 +165,7 @@ pub fn run(c: AzureCommand) -> CmdResult {
             }
             Ok(())
         }
-        AzureCommand::Status(a) => {
+        AzureVerb::Status(a) => {
             let cl = az::client(&a.conn.request()?)?;
             let r = find(&cl, &a.id)?;
             let rec = az::record(&cl.cfg, &r, "")?;
@@ -206,7 +203,7 @@ pub fn run(c: AzureCommand) -> CmdResult {
             }
             Ok(())
         }
-        AzureCommand::Cancel(a) => {
+        AzureVerb::Cancel(a) => {
             let cl = az::client(&a.conn.request()?)?;
             let r = find(&cl, &a.id)?;
             az::block(cl.cancel(&r.name))?;
@@ -215,7 +212,7 @@ pub fn run(c: AzureCommand) -> CmdResult {
             println!("{}: {}", r.name, r.status);
             Ok(())
         }
-        AzureCommand::Download(a) => {
+        AzureVerb::Download(a) => {
             let cl = az::client(&a.conn.request()?)?;
             let r = find(&cl, &a.id)?;
             if !r.is_terminal() {
@@ -250,28 +247,16 @@ pub struct Submit {
     pub file: PathBuf,
     pub dry_run: bool,
     pub wait: bool,
-    pub timeout: Option<f64>,
-    pub sets: Vec<String>,
+    pub timeout: Option<std::time::Duration>,
+    pub sets: Vec<(String, String)>,
     pub name: Option<String>,
-    pub tags: Vec<String>,
+    pub tags: Vec<(String, String)>,
     pub conn: ConnArgs,
 }
 
 pub fn submit(a: Submit) -> CmdResult {
-    let mut sets = Vec::new();
-    for s in &a.sets {
-        let Some((k, v)) = s.split_once('=') else {
-            return Err(Failure::Usage(format!("--set {s}: want KEY=VALUE")));
-        };
-        sets.push((k.trim().to_string(), v.to_string()));
-    }
-    let mut tags = std::collections::BTreeMap::new();
-    for t in &a.tags {
-        let Some((k, v)) = t.split_once('=') else {
-            return Err(Failure::Usage(format!("--tag {t}: want KEY=VALUE")));
-        };
-        tags.insert(k.trim().to_string(), v.to_string());
-    }
+    let sets = a.sets.clone();
+    let tags: std::collections::BTreeMap<String, String> = a.tags.iter().cloned().collect();
     let req = a.conn.request()?;
     let o = az::SubmitOpts {
         config: req,
@@ -308,12 +293,12 @@ pub fn submit(a: Submit) -> CmdResult {
     if !(a.wait || p.cfg.wait_for_completion) {
         return Ok(());
     }
-    crate::host::install_ctrl_c(false);
+    crate::runtime::install_ctrl_c(false);
     let opts = az::WaitOpts {
-        timeout: a.timeout.map(std::time::Duration::from_secs_f64),
+        timeout: a.timeout,
         ..Default::default()
     };
-    let interrupted = || crate::host::ctx().cancel.is_cancelled();
+    let interrupted = || crate::runtime::ctx().cancel.is_cancelled();
     let (r, end) = az::wait(&cl, &s.run.name, &opts, &interrupted)?;
     match end {
         az::WaitEnd::Terminal => {
@@ -328,7 +313,7 @@ pub fn submit(a: Submit) -> CmdResult {
                 "{} is still {} after {:.0} s in Running; it goes on (labhost azure cancel {})",
                 r.name,
                 r.status,
-                a.timeout.unwrap_or(0.0),
+                a.timeout.unwrap_or_default().as_secs_f64(),
                 r.recovery_id
             );
             Err(Failure::Code(1))

@@ -5,7 +5,7 @@ use std::sync::Arc;
 use clap::{Args, Subcommand};
 
 use super::error::{CmdResult, Failure};
-use crate::modules::cron::{self as cron, host};
+use crate::modules::cron::{self as cron, daemon};
 
 #[derive(Debug, Args)]
 #[command(args_conflicts_with_subcommands = true)]
@@ -24,9 +24,10 @@ pub struct CronArgs {
     /// Fire one entry now and exit with its outcome
     #[arg(long, value_name = "NAME")]
     pub once: Option<String>,
-    /// Seconds running fires may take to finish after SIGTERM/SIGINT before they are stopped
-    #[arg(long, default_value_t = 30.0)]
-    pub grace: f64,
+    /// How long running fires may take to finish after SIGTERM/SIGINT before they are stopped
+    /// (`30s`, `2m`, or seconds)
+    #[arg(long, default_value = "30s", value_parser = crate::util::duration_arg)]
+    pub grace: std::time::Duration,
 }
 
 #[derive(Debug, Subcommand)]
@@ -40,7 +41,7 @@ pub enum CronSub {
 
 struct Loaded {
     entries: Vec<cron::Entry>,
-    functions: Option<host::Functions>,
+    functions: Option<daemon::Functions>,
     source: String,
 }
 
@@ -68,7 +69,7 @@ fn load(file: &Path) -> Result<Loaded, Failure> {
         let ast = Arc::new(ast);
         // Each fire calls its function in an engine of its own: `print`/`debug` go to the
         // fire's logs, and the fire's timeout or stop ends it between two operations.
-        let functions: host::Functions = Arc::new(move |id, io: host::FireIo| {
+        let functions: daemon::Functions = Arc::new(move |id, io: daemon::FireIo| {
             let Some(Some(f)) = fns.get(id) else {
                 return Err(format!("no function {id}"));
             };
@@ -98,7 +99,7 @@ fn load(file: &Path) -> Result<Loaded, Failure> {
             let stop = io.stop.clone();
             engine.on_progress(move |_| {
                 (stop.load(std::sync::atomic::Ordering::SeqCst) != 0
-                    || crate::host::ctx().cancel.is_cancelled())
+                    || crate::runtime::ctx().cancel.is_cancelled())
                 .then(|| "stopped".into())
             });
             f.call::<rhai::Dynamic>(&engine, &ast, ())
@@ -177,13 +178,13 @@ pub fn run(a: CronArgs) -> CmdResult {
         }
         return Ok(());
     }
-    let opts = host::Opts {
+    let opts = daemon::Opts {
         source: l.source.clone(),
-        grace: std::time::Duration::from_secs_f64(a.grace.max(0.0)),
+        grace: a.grace,
         quiet: false,
         functions: l.functions.clone(),
     };
-    let rt = crate::host::ctx().rt.clone();
+    let rt = crate::runtime::ctx().rt.clone();
     if let Some(name) = a.once {
         let Some(e) = l.entries.iter().find(|e| e.name == name).cloned() else {
             let names: Vec<&str> = l.entries.iter().map(|e| e.name.as_str()).collect();
@@ -197,7 +198,7 @@ pub fn run(a: CronArgs) -> CmdResult {
             at: now,
             catch_up: false,
         };
-        let end = rt.block_on(host::run_fire(e, fire, opts, Default::default()))?;
+        let end = rt.block_on(daemon::run_fire(e, fire, opts, Default::default()))?;
         return match end.status {
             crate::store::RunStatus::Completed => Ok(()),
             _ => Err(Failure::Code(1)),
@@ -220,13 +221,13 @@ pub fn run(a: CronArgs) -> CmdResult {
             }
         }
     }
-    rt.block_on(host::serve(l.entries, opts, stop))?;
+    rt.block_on(daemon::serve(l.entries, opts, stop))?;
     eprintln!("[cron] stopped");
     Ok(())
 }
 
 fn status(json: bool) -> CmdResult {
-    let saved = host::all_saved()?;
+    let saved = daemon::all_saved()?;
     let mut rows = Vec::new();
     for s in &saved {
         for (name, e) in &s.entries {

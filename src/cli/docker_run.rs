@@ -28,21 +28,21 @@ pub struct DockerRunArgs {
 
 /// Exits with the container's exit code.
 pub fn run(a: DockerRunArgs) -> CmdResult {
-    crate::host::install_ctrl_c(true);
+    crate::runtime::install_ctrl_c(true);
     let spec = docker::RunSpec {
         image: a.image,
         command: Some(a.command),
         name: a.name,
         network: a.network,
-        storage: a.storage.then(crate::modules::experiment::storage_dirs),
+        storage: a.storage.then(crate::modules::experiment::dirs),
         git_commit: crate::modules::git::head_commit(std::path::Path::new(".")),
         gpus: a.gpus.as_deref().map(docker::Gpus::parse),
         auto_remove: true,
         prefix: Some(String::new()),
         ..Default::default()
     };
-    let h = crate::host::ctx();
-    let mut emit = |s: crate::host::Stream, l: &str| h.sink.line(s, l);
+    let h = crate::runtime::ctx();
+    let mut emit = |s: crate::runtime::Stream, l: &str| h.sink.line(s, l);
     let r =
         h.rt.block_on(docker::run(&spec, &mut emit, h.cancel.token()))?;
     match u8::try_from(r.exit_code) {

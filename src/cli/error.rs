@@ -1,9 +1,9 @@
 //! The one error printer: every command's failure goes through [`report`], which picks the
 //! exit code, colours the `error[kind]` header, shows `file:line:col` with a caret for script
 //! errors, and masks secrets.
-use crate::error::{exit, HostError};
+use crate::error::{exit, LabError};
 use crate::script::diag;
-use crate::script::run::Outcome;
+use crate::script::run::ScriptOutcome;
 
 /// Why a command failed.
 #[derive(Debug)]
@@ -11,17 +11,17 @@ pub enum Failure {
     /// Bad command line or unreadable input file: exit 2.
     Usage(String),
     /// A module or store error (`error[kind]: message`): exit 1.
-    Host(HostError),
+    Host(LabError),
     /// A script's outcome that is not a plain success (error, interrupt, `exit(n)`).
-    Script(Outcome),
+    Script(ScriptOutcome),
     /// Ctrl-C: "interrupted", exit 130.
     Interrupted,
     /// Already shown to the user (e.g. a table of failed jobs): just this exit code.
     Code(u8),
 }
 
-impl From<HostError> for Failure {
-    fn from(e: HostError) -> Self {
+impl From<LabError> for Failure {
+    fn from(e: LabError) -> Self {
         if e.is_cancelled() {
             Failure::Interrupted
         } else {
@@ -63,14 +63,14 @@ pub fn report(f: Failure, color: bool) -> u8 {
         }
         Failure::Code(c) => c,
         Failure::Script(o) => match o {
-            Outcome::Exit { code, message } => {
+            ScriptOutcome::Exit { code, message } => {
                 if let Some(m) = message {
                     eprintln!("{}", crate::redact::apply(&m));
                 }
                 code
             }
-            Outcome::Interrupted => report(Failure::Interrupted, color),
-            Outcome::Failed { diag: d, text } => {
+            ScriptOutcome::Interrupted => report(Failure::Interrupted, color),
+            ScriptOutcome::Failed { diag: d, text } => {
                 let read = |name: &str| text.clone().or_else(|| diag::read_source(name));
                 eprint!("{}", diag::render(&d, &read, &diag::Style { color }));
                 exit::SCRIPT
@@ -80,9 +80,9 @@ pub fn report(f: Failure, color: bool) -> u8 {
 }
 
 /// A script outcome as a command result.
-pub fn script(o: Outcome) -> CmdResult {
+pub fn script(o: ScriptOutcome) -> CmdResult {
     match o {
-        Outcome::Exit {
+        ScriptOutcome::Exit {
             code: 0,
             message: None,
         } => Ok(()),

@@ -15,8 +15,8 @@ pub struct GpusArgs {
     #[arg(long)]
     pub json: bool,
     /// Redraw every SECS seconds until Ctrl-C
-    #[arg(long, value_name = "SECS")]
-    pub watch: Option<f64>,
+    #[arg(long, value_name = "SECS", value_parser = crate::util::duration_arg)]
+    pub watch: Option<std::time::Duration>,
 }
 
 fn opt<T: std::fmt::Display>(v: Option<T>, unit: &str) -> String {
@@ -96,15 +96,15 @@ pub fn run(a: GpusArgs) -> CmdResult {
         once();
         return Ok(());
     };
-    crate::host::install_ctrl_c(true);
-    let period = Duration::from_secs_f64(secs.max(0.1));
+    crate::runtime::install_ctrl_c(true);
+    let period = secs.max(Duration::from_millis(100));
     let tty = std::io::stdout().is_terminal();
-    while !crate::host::ctx().cancel.is_cancelled() {
+    while !crate::runtime::ctx().cancel.is_cancelled() {
         if tty {
             print!("\x1b[2J\x1b[H");
         }
         once();
-        let host = crate::host::ctx();
+        let host = crate::runtime::ctx();
         if host
             .rt
             .block_on(crate::modules::time::sleep(period, host.cancel.token()))

@@ -119,7 +119,7 @@ pub fn logs(a: LogsArgs) -> CmdResult {
         std::path::Path::new(&run.run_dir).join(if a.stderr { "stderr.log" } else { "stdout.log" });
     let mut offset = 0usize;
     if a.follow {
-        crate::host::install_ctrl_c(true);
+        crate::runtime::install_ctrl_c(true);
     }
     let print_new = |offset: &mut usize| {
         if let Ok(bytes) = std::fs::read(&path) {
@@ -156,7 +156,7 @@ pub fn logs(a: LogsArgs) -> CmdResult {
         if !a.follow {
             return why_not(&run, offset);
         }
-        if crate::host::ctx().cancel.is_cancelled() {
+        if crate::runtime::ctx().cancel.is_cancelled() {
             return Err(Failure::Interrupted);
         }
         match store.get(a.id) {
@@ -187,9 +187,7 @@ pub fn cancel(a: CancelArgs) -> CmdResult {
             }
         }
     }
-    let deadline = std::time::Instant::now()
-        + crate::engine::supervisor::kill_grace()
-        + Duration::from_secs(30);
+    let deadline = std::time::Instant::now() + crate::process::grace() + Duration::from_secs(30);
     while !waiting.is_empty() {
         // Jobs of hosts that died have no one to stop them: this process does.
         crate::engine::recover_orphans(&state, "")?;
@@ -222,7 +220,7 @@ pub fn cancel(a: CancelArgs) -> CmdResult {
 /// `labhost resume`: re-queues the jobs of hosts that died, adopts every job nobody runs, and
 /// runs them all to the end.
 pub fn resume(a: ResumeArgs) -> CmdResult {
-    crate::host::install_ctrl_c(true);
+    crate::runtime::install_ctrl_c(true);
     let host = crate::engine::job_host()?;
     if let Some(w) = a.workers {
         host.set_workers(w);
@@ -235,8 +233,12 @@ pub fn resume(a: ResumeArgs) -> CmdResult {
             ..Default::default()
         };
         let mut w = crate::modules::sweep::run::Progress::new(&s, false);
-        match crate::modules::sweep::run::run(&s, &opts, &mut w, &crate::host::ctx().cancel.token())
-        {
+        match crate::modules::sweep::run::run(
+            &s,
+            &opts,
+            &mut w,
+            &crate::runtime::ctx().cancel.token(),
+        ) {
             Ok(r) => eprintln!(
                 "sweep {id}: {} of {} trials completed",
                 r.count(RunStatus::Completed),
@@ -262,7 +264,7 @@ pub fn resume(a: ResumeArgs) -> CmdResult {
             crate::engine::at_exit(crate::engine::AtExit::Wait);
             return Ok(());
         }
-        if crate::host::ctx().cancel.is_cancelled() {
+        if crate::runtime::ctx().cancel.is_cancelled() {
             crate::engine::at_exit(crate::engine::AtExit::Stop);
             return Err(Failure::Interrupted);
         }
@@ -273,7 +275,7 @@ pub fn resume(a: ResumeArgs) -> CmdResult {
 pub fn status(verbose: bool) -> CmdResult {
     let store = open()?;
     if verbose {
-        use crate::engine::{contain, spawn};
+        use crate::process::{contain, spawn};
         println!("containment: {}", contain::probe().describe());
         println!(
             "exit watch: {}",

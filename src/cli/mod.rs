@@ -1,8 +1,8 @@
 //! The command line: clap definitions (one file per command), dispatch, and the one error
 //! printer ([`error`]). Nothing else in the crate imports this module.
 //!
-//! To add a command: a file here with its `Args` struct and a `run(args, &Ctx) -> CmdResult`
-//! handler, a variant in [`Command`], a line in [`dispatch`].
+//! To add a command: a file here with its `Args` struct and a `run(args, &Flags) -> CmdResult`
+//! handler, a variant in [`Verb`], a line in [`dispatch`].
 mod azure;
 mod cron;
 mod docker_run;
@@ -39,7 +39,7 @@ pub struct Cli {
     #[arg(long, value_enum, default_value_t = ColorChoice::Auto, global = true)]
     pub color: ColorChoice,
     #[command(subcommand)]
-    pub command: Command,
+    pub command: Verb,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -50,7 +50,7 @@ pub enum ColorChoice {
 }
 
 #[derive(Debug, Subcommand)]
-pub enum Command {
+pub enum Verb {
     /// Compile and run a script. The script sees ARGS (positional arguments) and OPTS
     /// (a map of --key=value and --flag options, typed int/float/bool/string)
     Run(script::RunArgs),
@@ -89,7 +89,7 @@ pub enum Command {
     Submit(sweep::SubmitArgs),
     /// Azure ML jobs: list, status, download outputs, cancel
     #[command(subcommand)]
-    Azure(azure::AzureCommand),
+    Azure(azure::AzureVerb),
     /// Run a schedule: scripts fired by cron expressions in their time zones, never
     /// overlapping by accident, missed fires caught up after a restart; `cron status` lists
     /// what ran
@@ -99,7 +99,7 @@ pub enum Command {
     Runs(track::RunsArgs),
     /// The run store as an MLflow tracking server
     #[command(subcommand)]
-    Track(track::TrackCommand),
+    Track(track::TrackVerb),
     /// A report of a sweep, cross-validation, run or experiment: one self-contained HTML file
     /// (sortable table, best trial, curves, parallel coordinates, early-termination reasons,
     /// aggregation across folds), or --format md|json|csv
@@ -109,7 +109,7 @@ pub enum Command {
 }
 
 /// What every handler may need from the global flags.
-pub struct Ctx {
+pub struct Flags {
     pub color: bool,
     /// `-v` given (once or more).
     pub verbose: bool,
@@ -128,10 +128,13 @@ pub fn main() -> ExitCode {
         }
     };
     init_logging(&cli);
-    let ctx = Ctx {
+    let ctx = Flags {
         color: use_color(cli.color),
         verbose: cli.verbose > 0,
     };
+    if let Err(e) = crate::config::check() {
+        return ExitCode::from(error::report(error::Failure::Usage(e.message), ctx.color));
+    }
     let code = match dispatch(cli.command, &ctx) {
         Ok(()) => crate::error::exit::OK,
         Err(f) => error::report(f, ctx.color),
@@ -139,28 +142,28 @@ pub fn main() -> ExitCode {
     ExitCode::from(code)
 }
 
-fn dispatch(cmd: Command, ctx: &Ctx) -> CmdResult {
+fn dispatch(cmd: Verb, ctx: &Flags) -> CmdResult {
     match cmd {
-        Command::Run(a) => script::run(a, ctx),
-        Command::Check(a) => script::check(a, ctx),
-        Command::Repl => script::repl(ctx),
-        Command::Doc(a) => script::doc(a),
-        Command::Gpus(a) => gpus::run(a),
-        Command::DockerRun(a) => docker_run::run(a),
-        Command::Jobs(a) => jobs::list(a),
-        Command::Logs(a) => jobs::logs(a),
-        Command::Cancel(a) => jobs::cancel(a),
-        Command::Status => jobs::status(ctx.verbose),
-        Command::Resume(a) => jobs::resume(a),
-        Command::Pipeline(a) => pipeline::run(a),
-        Command::Sweep(a) => sweep::run(a, ctx),
-        Command::Submit(a) => sweep::submit(a, ctx),
-        Command::Azure(c) => azure::run(c),
-        Command::Cron(a) => cron::run(a),
-        Command::Runs(a) => track::runs(a),
-        Command::Track(c) => track::run(c),
-        Command::Report(a) => track::report(a),
-        Command::Completions { shell } => {
+        Verb::Run(a) => script::run(a, ctx),
+        Verb::Check(a) => script::check(a, ctx),
+        Verb::Repl => script::repl(ctx),
+        Verb::Doc(a) => script::doc(a),
+        Verb::Gpus(a) => gpus::run(a),
+        Verb::DockerRun(a) => docker_run::run(a),
+        Verb::Jobs(a) => jobs::list(a),
+        Verb::Logs(a) => jobs::logs(a),
+        Verb::Cancel(a) => jobs::cancel(a),
+        Verb::Status => jobs::status(ctx.verbose),
+        Verb::Resume(a) => jobs::resume(a),
+        Verb::Pipeline(a) => pipeline::run(a),
+        Verb::Sweep(a) => sweep::run(a, ctx),
+        Verb::Submit(a) => sweep::submit(a, ctx),
+        Verb::Azure(c) => azure::run(c),
+        Verb::Cron(a) => cron::run(a),
+        Verb::Runs(a) => track::runs(a),
+        Verb::Track(c) => track::run(c),
+        Verb::Report(a) => track::report(a),
+        Verb::Completions { shell } => {
             use clap::CommandFactory;
             clap_complete::generate(
                 shell,
@@ -180,7 +183,7 @@ fn init_logging(cli: &Cli) {
         (false, 1) => "debug",
         (false, _) => "trace",
     };
-    let filter = tracing_subscriber::EnvFilter::try_from_env("LABHOST_LOG")
+    let filter = tracing_subscriber::EnvFilter::try_from_env(crate::config::LOG_VAR)
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default));
     let ansi = use_color(cli.color);
     let builder = tracing_subscriber::fmt()

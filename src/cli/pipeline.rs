@@ -28,7 +28,7 @@ pub struct PipelineArgs {
 }
 
 pub fn run(a: PipelineArgs) -> CmdResult {
-    crate::host::install_ctrl_c(true);
+    crate::runtime::install_ctrl_c(true);
     let (specs, num_jobs, file_fail_fast) = pipeline::load(&a.file, a.rerun)?;
     let workers = a.workers.or(num_jobs).unwrap_or(1) as usize;
     if a.dry_run {
@@ -52,7 +52,7 @@ pub fn run(a: PipelineArgs) -> CmdResult {
         max_workers: Some(workers),
         fail_fast: a.fail_fast || file_fail_fast,
     };
-    let cancel = crate::host::ctx().cancel.token();
+    let cancel = crate::runtime::ctx().cancel.token();
     let label = a.file.display().to_string();
     let mut progress = Progress::new(specs.len(), &label, false);
     let total = specs.len();

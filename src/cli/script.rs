@@ -4,7 +4,7 @@ use std::path::PathBuf;
 use clap::{Args, ValueEnum};
 
 use super::error::{script as script_result, CmdResult, Failure};
-use super::Ctx;
+use super::Flags;
 use crate::script::{doc as docs, engine, repl as shell, run as runner};
 
 #[derive(Debug, Args)]
@@ -36,9 +36,9 @@ pub struct DocArgs {
     pub format: DocFormat,
 }
 
-pub fn run(a: RunArgs, _ctx: &Ctx) -> CmdResult {
+pub fn run(a: RunArgs, _ctx: &Flags) -> CmdResult {
     let text = runner::read_script(&a.file).map_err(Failure::Usage)?;
-    crate::host::install_ctrl_c(true);
+    crate::runtime::install_ctrl_c(true);
     script_result(runner::run_text(
         &text,
         &a.file.display().to_string(),
@@ -46,14 +46,14 @@ pub fn run(a: RunArgs, _ctx: &Ctx) -> CmdResult {
     ))
 }
 
-pub fn check(a: CheckArgs, ctx: &Ctx) -> CmdResult {
+pub fn check(a: CheckArgs, ctx: &Flags) -> CmdResult {
     let engine = engine::build(engine::Options::default());
     let mut failed = 0;
     for f in &a.files {
         let bad = match runner::check_file(&engine, f) {
             Ok(None) => None,
             Ok(Some(outcome)) => Some(Failure::Script(outcome)),
-            Err(msg) => Some(Failure::Host(crate::error::HostError::new("check", msg))),
+            Err(msg) => Some(Failure::Host(crate::error::LabError::new("check", msg))),
         };
         if let Some(b) = bad {
             super::error::report(b, ctx.color);
@@ -69,7 +69,7 @@ pub fn check(a: CheckArgs, ctx: &Ctx) -> CmdResult {
     }
 }
 
-pub fn repl(ctx: &Ctx) -> CmdResult {
+pub fn repl(ctx: &Flags) -> CmdResult {
     match shell::run(ctx.color) {
         0 => Ok(()),
         c => Err(Failure::Code(c)),

@@ -6,7 +6,7 @@ use std::path::PathBuf;
 use clap::Args;
 
 use super::error::{CmdResult, Failure};
-use crate::error::HostError;
+use crate::error::LabError;
 use crate::modules::sweep::{self, run as srun};
 use crate::store::RunStatus;
 
@@ -24,8 +24,8 @@ pub struct SweepArgs {
     #[arg(long)]
     pub seed: Option<u64>,
     /// Override a value of the YAML: `--set inputs.A=1 --set limits.max_total_trials=8`
-    #[arg(long = "set", value_name = "KEY=VALUE")]
-    pub sets: Vec<String>,
+    #[arg(long = "set", value_name = "KEY=VALUE", value_parser = crate::config::key_value_arg)]
+    pub sets: Vec<(String, String)>,
     /// Start anew, even if this sweep ran (or was interrupted) before
     #[arg(long)]
     pub rerun: bool,
@@ -48,15 +48,16 @@ pub struct SubmitArgs {
     /// completed)
     #[arg(long, conflicts_with = "local")]
     pub wait: bool,
-    /// Azure ML, with --wait: give up after this many seconds in Running (Queued does not count)
-    #[arg(long, requires = "wait")]
-    pub timeout: Option<f64>,
+    /// Azure ML, with --wait: give up after this long in Running (Queued does not count):
+    /// `90m`, `2h`, or seconds
+    #[arg(long, requires = "wait", value_parser = crate::util::duration_arg)]
+    pub timeout: Option<std::time::Duration>,
     /// Azure ML: the job name (default: <experiment>_<unix seconds>_<hex>)
     #[arg(long, conflicts_with = "local")]
     pub name: Option<String>,
     /// Azure ML: an extra run tag (InnerEye additional_run_tags)
-    #[arg(long = "tag", value_name = "KEY=VALUE", conflicts_with = "local")]
-    pub tags: Vec<String>,
+    #[arg(long = "tag", value_name = "KEY=VALUE", conflicts_with = "local", value_parser = crate::config::key_value_arg)]
+    pub tags: Vec<(String, String)>,
     #[command(flatten)]
     pub sweep: SubmitSweepArgs,
     #[command(flatten)]
@@ -70,14 +71,14 @@ pub struct SubmitSweepArgs {
     #[arg(long)]
     pub dry_run: bool,
     /// Override a value of the YAML: `--set inputs.A=1`
-    #[arg(long = "set", value_name = "KEY=VALUE")]
-    pub sets: Vec<String>,
+    #[arg(long = "set", value_name = "KEY=VALUE", value_parser = crate::config::key_value_arg)]
+    pub sets: Vec<(String, String)>,
     /// --local: start anew, even if this job ran before
     #[arg(long, requires = "local")]
     pub rerun: bool,
 }
 
-pub fn submit(a: SubmitArgs, ctx: &super::Ctx) -> CmdResult {
+pub fn submit(a: SubmitArgs, ctx: &super::Flags) -> CmdResult {
     if !a.local {
         return super::azure::submit(super::azure::Submit {
             file: a.file,
@@ -105,7 +106,7 @@ pub fn submit(a: SubmitArgs, ctx: &super::Ctx) -> CmdResult {
     )
 }
 
-pub fn run(a: SweepArgs, ctx: &super::Ctx) -> CmdResult {
+pub fn run(a: SweepArgs, ctx: &super::Flags) -> CmdResult {
     if a.file.extension().is_some_and(|e| e == "rhai") {
         if a.dry_run
             || a.max_concurrent.is_some()
@@ -131,13 +132,7 @@ pub fn run(a: SweepArgs, ctx: &super::Ctx) -> CmdResult {
             a.args[0]
         )));
     }
-    let mut sets = Vec::new();
-    for s in &a.sets {
-        let Some((k, v)) = s.split_once('=') else {
-            return Err(Failure::Usage(format!("--set {s}: want KEY=VALUE")));
-        };
-        sets.push((k.trim().to_string(), v.to_string()));
-    }
+    let mut sets = a.sets.clone();
     if let Some(seed) = a.seed {
         sets.push(("sampling_algorithm.seed".into(), seed.to_string()));
     }
@@ -208,7 +203,7 @@ pub fn run(a: SweepArgs, ctx: &super::Ctx) -> CmdResult {
         );
         return Ok(());
     }
-    crate::host::install_ctrl_c(true);
+    crate::runtime::install_ctrl_c(true);
     let opts = srun::RunOpts {
         rerun: a.rerun,
         max_concurrent: a.max_concurrent,
@@ -216,13 +211,13 @@ pub fn run(a: SweepArgs, ctx: &super::Ctx) -> CmdResult {
         key: None,
     };
     let mut w = srun::Progress::new(&s, a.json);
-    let cancel = crate::host::ctx().cancel.token();
+    let cancel = crate::runtime::ctx().cancel.token();
     match srun::run(&s, &opts, &mut w, &cancel) {
         Ok(r) => {
             crate::engine::at_exit(crate::engine::AtExit::Wait);
             if a.json {
                 let mut v = serde_json::to_value(&r)
-                    .map_err(|e| HostError::new("internal", e.to_string()))?;
+                    .map_err(|e| LabError::new("internal", e.to_string()))?;
                 v["best"] = serde_json::to_value(r.best_row()).unwrap_or_default();
                 println!("{}", serde_json::to_string_pretty(&v).unwrap_or_default());
             } else {
@@ -341,12 +336,12 @@ fn run_pipeline(a: &SweepArgs) -> CmdResult {
         println!("{} step(s), in this order", order.len());
         return Ok(());
     }
-    crate::host::install_ctrl_c(true);
+    crate::runtime::install_ctrl_c(true);
     let opts = srun::RunOpts {
         rerun: a.rerun,
         ..Default::default()
     };
-    let cancel = crate::host::ctx().cancel.token();
+    let cancel = crate::runtime::ctx().cancel.token();
     let quiet = a.json;
     let mut make = |s: &sweep::Sweep| -> Box<dyn srun::Watcher> {
         for n in &s.notes {

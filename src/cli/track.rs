@@ -56,7 +56,7 @@ pub fn report(a: ReportArgs) -> CmdResult {
 }
 
 #[derive(Debug, Subcommand)]
-pub enum TrackCommand {
+pub enum TrackVerb {
     /// Copy runs (params, tags, metric histories, artifacts, parent links) to a real MLflow
     /// server; a second push adds only what is new
     Push {
@@ -78,7 +78,7 @@ pub enum TrackCommand {
         #[arg(long, default_value_t = 5000)]
         port: u16,
         /// Require this bearer token from clients (MLFLOW_TRACKING_TOKEN on their side)
-        #[arg(long, env = "LABHOST_TRACK_TOKEN")]
+        #[arg(long, env = crate::config::TRACK_TOKEN_VAR)]
         token: Option<String>,
     },
 }
@@ -99,17 +99,17 @@ pub fn runs(a: RunsArgs) -> CmdResult {
     Ok(())
 }
 
-pub fn run(c: TrackCommand) -> CmdResult {
+pub fn run(c: TrackVerb) -> CmdResult {
     match c {
-        TrackCommand::Push {
+        TrackVerb::Push {
             to,
             experiment,
             token,
             runs,
         } => {
-            crate::host::install_ctrl_c(true);
+            crate::runtime::install_ctrl_c(true);
             let ids = push_ids(experiment.as_deref(), &runs)?;
-            let h = crate::host::ctx();
+            let h = crate::runtime::ctx();
             let r =
                 h.rt.block_on(crate::modules::track::push::push(&to, &ids, token))?;
             println!(
@@ -123,15 +123,15 @@ pub fn run(c: TrackCommand) -> CmdResult {
             );
             Ok(())
         }
-        TrackCommand::Serve { port, token } => {
-            crate::host::install_ctrl_c(true);
+        TrackVerb::Serve { port, token } => {
+            crate::runtime::install_ctrl_c(true);
             let state = crate::state::dir()?;
             let addr = std::net::SocketAddr::from(([127, 0, 0, 1], port));
             eprintln!(
                 "serving {} on http://{addr} (MLFLOW_TRACKING_URI); Ctrl-C stops",
                 state.display()
             );
-            let h = crate::host::ctx();
+            let h = crate::runtime::ctx();
             let token_ctl = h.cancel.token();
             let r = h.rt.block_on(async move {
                 tokio::select! {

@@ -5,11 +5,11 @@ use std::path::Path;
 
 use tokio_util::sync::CancellationToken;
 
-use crate::error::HostResult;
+use crate::error::LabResult;
 use crate::store::{Metric, RunStatus};
 
 use super::metrics::MetricsTail;
-use super::supervisor::{DockerLaunch, Launch, Outcome, METRICS_POLL};
+use super::supervisor::{AttemptEnd, DockerLaunch, Launch, METRICS_POLL};
 
 /// `run_in: "docker"`: the job's command in a container named `labhost-job-<id>` (one left by
 /// a host that died is removed first, so an attempt never runs beside a stale one), with the
@@ -24,7 +24,7 @@ pub(super) async fn run_docker(
     started: &mut (dyn FnMut(&crate::store::Started) + Send),
     metrics: &mut (dyn FnMut(Vec<Metric>) + Send),
     cancel: CancellationToken,
-) -> HostResult<Outcome> {
+) -> LabResult<AttemptEnd> {
     use crate::modules::docker;
     use std::io::Write;
     let name = format!("labhost-job-{}", l.job_id);
@@ -83,10 +83,10 @@ pub(super) async fn run_docker(
         leader_start: None,
         cgroup: None,
     });
-    let mut emit = |s: crate::host::Stream, line: &str| {
+    let mut emit = |s: crate::runtime::Stream, line: &str| {
         let f = match s {
-            crate::host::Stream::Out => &mut out,
-            crate::host::Stream::Err => &mut err,
+            crate::runtime::Stream::Out => &mut out,
+            crate::runtime::Stream::Err => &mut err,
         };
         let _ = writeln!(f, "{line}");
     };
@@ -103,7 +103,7 @@ pub(super) async fn run_docker(
         }
     };
     tail.pump(metrics);
-    let outcome = |status: RunStatus, exit_code: Option<i64>, error: Option<String>| Outcome {
+    let outcome = |status: RunStatus, exit_code: Option<i64>, error: Option<String>| AttemptEnd {
         status,
         exit_code,
         error,

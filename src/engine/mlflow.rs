@@ -1,5 +1,5 @@
 //! The job host's MLflow-compatible tracking endpoint (REST 2.0, as `mlflow server` 3.17
-//! answers it; reference/azureml-api.md §4): a training script that calls
+//! answers it): a training script that calls
 //! `mlflow.log_param / log_metric / set_tag / log_artifact` reports into the run store when
 //! it runs as a labhost job, unchanged. Served on 127.0.0.1 and a free port while the host
 //! runs; each host job gets `MLFLOW_TRACKING_URI`, `MLFLOW_RUN_ID` (its run id),
@@ -25,7 +25,7 @@ use axum::routing::{get, post};
 use axum::{Json, Router};
 use serde_json::{json, Value};
 
-use crate::error::{HostError, HostResult};
+use crate::error::{LabError, LabResult};
 use crate::store::{Metric, Run, Store};
 
 /// Where this process's endpoint listens, and its token.
@@ -66,23 +66,23 @@ pub fn endpoint() -> Option<&'static (u16, String)> {
 }
 
 #[derive(Clone)]
-struct Ctx {
+struct EndpointState {
     state: PathBuf,
     token: Option<String>,
 }
 
 /// Starts the endpoint on the runtime (once per process); `LABHOST_MLFLOW=off` leaves it off.
-pub fn start(state: &Path) -> HostResult<()> {
-    if ENDPOINT.get().is_some() || std::env::var("LABHOST_MLFLOW").is_ok_and(|v| v == "off") {
+pub fn start(state: &Path) -> LabResult<()> {
+    if ENDPOINT.get().is_some() || crate::config::mlflow_off() {
         return Ok(());
     }
     let l = std::net::TcpListener::bind("127.0.0.1:0")
-        .map_err(|e| HostError::new("track.serve", format!("cannot listen on 127.0.0.1: {e}")))?;
+        .map_err(|e| LabError::new("track.serve", format!("cannot listen on 127.0.0.1: {e}")))?;
     l.set_nonblocking(true)
-        .map_err(|e| HostError::new("track.serve", e.to_string()))?;
+        .map_err(|e| LabError::new("track.serve", e.to_string()))?;
     let port = l
         .local_addr()
-        .map_err(|e| HostError::new("track.serve", e.to_string()))?
+        .map_err(|e| LabError::new("track.serve", e.to_string()))?
         .port();
     let token = format!(
         "{:032x}",
@@ -91,11 +91,11 @@ pub fn start(state: &Path) -> HostResult<()> {
     if ENDPOINT.set((port, token.clone())).is_err() {
         return Ok(());
     }
-    let ctx = Ctx {
+    let ctx = EndpointState {
         state: state.to_path_buf(),
         token: Some(token),
     };
-    let rt = &crate::host::ctx().rt;
+    let rt = &crate::runtime::ctx().rt;
     rt.spawn(async move {
         let Ok(l) = tokio::net::TcpListener::from_std(l) else {
             return;
@@ -110,17 +110,18 @@ pub fn start(state: &Path) -> HostResult<()> {
 
 /// Serves the endpoint on `addr` until the process ends (`labhost track serve`); `token`:
 /// required from clients when given.
-pub async fn serve(addr: SocketAddr, state: PathBuf, token: Option<String>) -> HostResult<()> {
+pub async fn serve(addr: SocketAddr, state: PathBuf, token: Option<String>) -> LabResult<()> {
     let l = tokio::net::TcpListener::bind(addr)
         .await
-        .map_err(|e| HostError::new("track.serve", format!("cannot listen on {addr}: {e}")))?;
-    let app = router(Ctx { state, token }).into_make_service_with_connect_info::<SocketAddr>();
+        .map_err(|e| LabError::new("track.serve", format!("cannot listen on {addr}: {e}")))?;
+    let app =
+        router(EndpointState { state, token }).into_make_service_with_connect_info::<SocketAddr>();
     axum::serve(l, app)
         .await
-        .map_err(|e| HostError::new("track.serve", e.to_string()))
+        .map_err(|e| LabError::new("track.serve", e.to_string()))
 }
 
-fn router(ctx: Ctx) -> Router {
+fn router(ctx: EndpointState) -> Router {
     let api = "/api/2.0/mlflow";
     Router::new()
         .route("/health", get(|| async { "OK" }))
@@ -191,7 +192,7 @@ fn missing(m: impl Into<String>) -> ApiError {
     ApiError(StatusCode::NOT_FOUND, "RESOURCE_DOES_NOT_EXIST", m.into())
 }
 
-fn internal(e: HostError) -> ApiError {
+fn internal(e: LabError) -> ApiError {
     ApiError(
         StatusCode::INTERNAL_SERVER_ERROR,
         "INTERNAL_ERROR",
@@ -201,7 +202,7 @@ fn internal(e: HostError) -> ApiError {
 
 /// Loopback clients only; the token when one is set.
 async fn guard(
-    State(ctx): State<Ctx>,
+    State(ctx): State<EndpointState>,
     ConnectInfo(peer): ConnectInfo<SocketAddr>,
     headers: HeaderMap,
     req: axum::extract::Request,
@@ -235,7 +236,7 @@ async fn guard(
 
 /// Runs `f` on the store off the async threads.
 async fn store<T: Send + 'static>(
-    ctx: &Ctx,
+    ctx: &EndpointState,
     f: impl FnOnce(&mut Store) -> Result<T, ApiError> + Send + 'static,
 ) -> Result<T, ApiError> {
     let state = ctx.state.clone();
@@ -248,11 +249,11 @@ async fn store<T: Send + 'static>(
         match (r, out) {
             (_, Some(x)) => x,
             (Err(e), None) => Err(internal(e)),
-            (Ok(()), None) => Err(internal(HostError::new("internal", "no result"))),
+            (Ok(()), None) => Err(internal(LabError::new("internal", "no result"))),
         }
     })
     .await
-    .map_err(|e| internal(HostError::new("internal", e.to_string())))?
+    .map_err(|e| internal(LabError::new("internal", e.to_string())))?
 }
 
 fn run_id_of(body: &Value) -> Result<i64, ApiError> {
@@ -339,7 +340,7 @@ fn run_json(s: &Store, r: &Run) -> Result<Value, ApiError> {
 }
 
 async fn runs_get(
-    State(ctx): State<Ctx>,
+    State(ctx): State<EndpointState>,
     Query(q): Query<std::collections::HashMap<String, String>>,
 ) -> ApiResult {
     let id = run_id_of(&json!({"run_id": q.get("run_id").or(q.get("run_uuid"))}))?;
@@ -351,7 +352,7 @@ async fn runs_get(
     Ok(Json(json!({"run": v})))
 }
 
-async fn runs_update(State(ctx): State<Ctx>, Json(b): Json<Value>) -> ApiResult {
+async fn runs_update(State(ctx): State<EndpointState>, Json(b): Json<Value>) -> ApiResult {
     let id = run_id_of(&b)?;
     let status = b.get("status").and_then(|v| v.as_str()).map(str::to_string);
     if let Some(st) = &status {
@@ -461,7 +462,7 @@ fn kv(v: &Value, what: &str, max: usize) -> Result<(String, String), ApiError> {
 }
 
 async fn write(
-    ctx: &Ctx,
+    ctx: &EndpointState,
     id: i64,
     ms: Vec<Metric>,
     ps: Vec<(String, String)>,
@@ -477,25 +478,25 @@ async fn write(
     .await
 }
 
-async fn log_metric(State(ctx): State<Ctx>, Json(b): Json<Value>) -> ApiResult {
+async fn log_metric(State(ctx): State<EndpointState>, Json(b): Json<Value>) -> ApiResult {
     let id = run_id_of(&b)?;
     let m = metric_of(&b)?;
     write(&ctx, id, vec![m], vec![], vec![]).await
 }
 
-async fn log_parameter(State(ctx): State<Ctx>, Json(b): Json<Value>) -> ApiResult {
+async fn log_parameter(State(ctx): State<EndpointState>, Json(b): Json<Value>) -> ApiResult {
     let id = run_id_of(&b)?;
     let p = kv(&b, "Param", 6000)?;
     write(&ctx, id, vec![], vec![p], vec![]).await
 }
 
-async fn set_tag(State(ctx): State<Ctx>, Json(b): Json<Value>) -> ApiResult {
+async fn set_tag(State(ctx): State<EndpointState>, Json(b): Json<Value>) -> ApiResult {
     let id = run_id_of(&b)?;
     let t = kv(&b, "Tag", 8000)?;
     write(&ctx, id, vec![], vec![], vec![t]).await
 }
 
-async fn delete_tag(State(ctx): State<Ctx>, Json(b): Json<Value>) -> ApiResult {
+async fn delete_tag(State(ctx): State<EndpointState>, Json(b): Json<Value>) -> ApiResult {
     let id = run_id_of(&b)?;
     let k = b
         .get("key")
@@ -515,12 +516,12 @@ async fn delete_tag(State(ctx): State<Ctx>, Json(b): Json<Value>) -> ApiResult {
     .await
 }
 
-async fn log_inputs(State(ctx): State<Ctx>, Json(b): Json<Value>) -> ApiResult {
+async fn log_inputs(State(ctx): State<EndpointState>, Json(b): Json<Value>) -> ApiResult {
     let id = run_id_of(&b)?;
     store(&ctx, move |s| get_run(s, id).map(|_| Json(json!({})))).await
 }
 
-async fn log_batch(State(ctx): State<Ctx>, Json(b): Json<Value>) -> ApiResult {
+async fn log_batch(State(ctx): State<EndpointState>, Json(b): Json<Value>) -> ApiResult {
     let id = run_id_of(&b)?;
     let arr = |k: &str| {
         b.get(k)
@@ -566,7 +567,7 @@ async fn log_batch(State(ctx): State<Ctx>, Json(b): Json<Value>) -> ApiResult {
 }
 
 async fn get_history(
-    State(ctx): State<Ctx>,
+    State(ctx): State<EndpointState>,
     Query(q): Query<std::collections::HashMap<String, String>>,
 ) -> ApiResult {
     let id = run_id_of(&json!({"run_id": q.get("run_id").or(q.get("run_uuid"))}))?;
@@ -614,7 +615,7 @@ fn experiment_json(e: &crate::store::Experiment) -> Value {
 }
 
 async fn experiments_get(
-    State(ctx): State<Ctx>,
+    State(ctx): State<EndpointState>,
     Query(q): Query<std::collections::HashMap<String, String>>,
 ) -> ApiResult {
     let id = q.get("experiment_id").cloned().unwrap_or_default();
@@ -631,7 +632,7 @@ async fn experiments_get(
 }
 
 async fn experiments_get_by_name(
-    State(ctx): State<Ctx>,
+    State(ctx): State<EndpointState>,
     Query(q): Query<std::collections::HashMap<String, String>>,
 ) -> ApiResult {
     let name = q
@@ -649,7 +650,7 @@ async fn experiments_get_by_name(
     .await
 }
 
-async fn experiments_create(State(ctx): State<Ctx>, Json(b): Json<Value>) -> ApiResult {
+async fn experiments_create(State(ctx): State<EndpointState>, Json(b): Json<Value>) -> ApiResult {
     let name = b
         .get("name")
         .and_then(|v| v.as_str())
@@ -670,7 +671,7 @@ async fn experiments_create(State(ctx): State<Ctx>, Json(b): Json<Value>) -> Api
     .await
 }
 
-async fn runs_create(State(ctx): State<Ctx>, Json(b): Json<Value>) -> ApiResult {
+async fn runs_create(State(ctx): State<EndpointState>, Json(b): Json<Value>) -> ApiResult {
     let exp = b
         .get("experiment_id")
         .and_then(|v| {
@@ -744,7 +745,7 @@ fn proxy_path(p: &str) -> Result<(i64, String), ApiError> {
 }
 
 async fn artifact_put(
-    State(ctx): State<Ctx>,
+    State(ctx): State<EndpointState>,
     axum::extract::Path(p): axum::extract::Path<String>,
     body: Bytes,
 ) -> ApiResult {
@@ -757,7 +758,7 @@ async fn artifact_put(
         let f = artifacts_dir(&r).join(&rel);
         if let Some(d) = f.parent() {
             std::fs::create_dir_all(d)
-                .map_err(|e| internal(HostError::new("track", e.to_string())))?;
+                .map_err(|e| internal(LabError::new("track", e.to_string())))?;
         }
         std::fs::write(&f, &body)
             .map_err(|e| internal(crate::error::io_err("track", "cannot write", &f, &e)))?;
@@ -767,7 +768,7 @@ async fn artifact_put(
 }
 
 async fn artifact_get(
-    State(ctx): State<Ctx>,
+    State(ctx): State<EndpointState>,
     axum::extract::Path(p): axum::extract::Path<String>,
 ) -> Result<Response, ApiError> {
     let (id, rel) = proxy_path(&p)?;
@@ -810,7 +811,7 @@ fn list_dir(root: &Path, rel: &str, prefix_with_rel: bool) -> Vec<Value> {
 }
 
 async fn artifacts_list(
-    State(ctx): State<Ctx>,
+    State(ctx): State<EndpointState>,
     Query(q): Query<std::collections::HashMap<String, String>>,
 ) -> ApiResult {
     let id = run_id_of(&json!({"run_id": q.get("run_id").or(q.get("run_uuid"))}))?;
@@ -829,7 +830,7 @@ async fn artifacts_list(
 }
 
 async fn artifacts_proxy_list(
-    State(ctx): State<Ctx>,
+    State(ctx): State<EndpointState>,
     Query(q): Query<std::collections::HashMap<String, String>>,
 ) -> ApiResult {
     let (id, rel) = proxy_path(q.get("path").map(String::as_str).unwrap_or(""))?;
@@ -861,7 +862,7 @@ fn offset_of(token: &str) -> Result<usize, ApiError> {
         .ok_or_else(bad)
 }
 
-async fn runs_search(State(ctx): State<Ctx>, Json(b): Json<Value>) -> ApiResult {
+async fn runs_search(State(ctx): State<EndpointState>, Json(b): Json<Value>) -> ApiResult {
     let exps: Vec<i64> = b
         .get("experiment_ids")
         .and_then(|v| v.as_array())
@@ -918,7 +919,7 @@ async fn runs_search(State(ctx): State<Ctx>, Json(b): Json<Value>) -> ApiResult 
     .await
 }
 
-async fn experiments_search(State(ctx): State<Ctx>, Json(b): Json<Value>) -> ApiResult {
+async fn experiments_search(State(ctx): State<EndpointState>, Json(b): Json<Value>) -> ApiResult {
     let filter = b
         .get("filter")
         .and_then(|v| v.as_str())
@@ -956,7 +957,7 @@ async fn experiments_search(State(ctx): State<Ctx>, Json(b): Json<Value>) -> Api
 mod tests {
     #[test]
     fn page_tokens_are_base64_json_offsets_as_mlflows() {
-        // MLflow's own token for offset 2 (reference §4.1).
+        // MLflow's own token for offset 2.
         assert_eq!(super::token_of(2), "eyJvZmZzZXQiOiAyfQ==");
         for n in [0, 7, 1000, 123456] {
             assert_eq!(super::offset_of(&super::token_of(n)).ok(), Some(n));

@@ -4,17 +4,14 @@
 //! tables live with the callers.
 //!
 //! Modules reach it through the items re-exported here, never through its submodules.
-pub mod contain;
 mod docker_run;
-pub mod host;
+pub mod job_host;
 mod metrics;
 pub mod mlflow;
-pub mod spawn;
 pub mod supervisor;
 
-pub use contain::{forget_child, group_alive, own_child, spawn_guard};
-pub use host::{
-    at_exit, ended_count, get as job_host, host_alive, recover_orphans, wait_for_end, AtExit,
+pub use job_host::{
+    at_exit, ended_count, get as job_host, job_host_alive, recover_orphans, wait_for_end, AtExit,
     JobHost,
 };
 pub use supervisor::{launch_for, Launch};

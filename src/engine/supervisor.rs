@@ -4,7 +4,7 @@
 //! (`LABHOST_METRICS`, JSON lines `{"name","value","step"}`) tailed while it runs, exit seen by
 //! the event (`wait`). An attempt ends only when all of its processes are gone: what is left
 //! when the leader exits, and everything on timeout or cancel, gets SIGTERM, then SIGKILL
-//! after the grace (`LABHOST_KILL_GRACE`, default 3 s).
+//! after the grace (`process::grace()`).
 //!
 //! Spawn from a long-lived thread: `PR_SET_PDEATHSIG` fires when the *thread* that spawned the
 //! child exits, and tokio's blocking-pool threads exit when idle.
@@ -17,25 +17,12 @@ use std::time::Duration;
 
 use tokio_util::sync::CancellationToken;
 
-use super::contain::{self, Attempt};
 pub use super::metrics::read_metrics;
 use super::metrics::MetricsTail;
-use super::spawn;
-use crate::error::{HostError, HostResult};
-use crate::modules::sh::{Cmd, KILL_GRACE};
+use crate::command::Command;
+use crate::error::{LabError, LabResult};
+use crate::process::{self, contain, contain::Attempt};
 use crate::store::{Metric, RunStatus, Started};
-
-/// SIGTERM → SIGKILL grace for a job's processes: `LABHOST_KILL_GRACE` (a duration), else
-/// 3 s.
-pub fn kill_grace() -> Duration {
-    static G: std::sync::OnceLock<Duration> = std::sync::OnceLock::new();
-    *G.get_or_init(|| {
-        std::env::var("LABHOST_KILL_GRACE")
-            .ok()
-            .and_then(|g| crate::util::parse_duration(&g).ok())
-            .unwrap_or(KILL_GRACE)
-    })
-}
 
 /// How often the metrics file is read while the job runs.
 pub const METRICS_POLL: Duration = Duration::from_millis(200);
@@ -52,7 +39,7 @@ pub struct Launch {
     pub attempt: i64,
     /// Fds the process keeps (its GPU lease's locks: held while any process of it lives).
     pub keep_fds: Vec<std::os::fd::RawFd>,
-    pub command: Cmd,
+    pub command: Command,
     pub cwd: Option<PathBuf>,
     pub env: BTreeMap<String, String>,
     pub run_dir: PathBuf,
@@ -70,7 +57,7 @@ pub struct DockerLaunch {
 }
 
 #[derive(Debug, Clone, PartialEq)]
-pub struct Outcome {
+pub struct AttemptEnd {
     /// `completed`, `failed`, `timed_out` or `cancelled`.
     pub status: RunStatus,
     pub exit_code: Option<i64>,
@@ -81,14 +68,14 @@ pub struct Outcome {
 }
 
 /// Runs the process to its end. `started(pid)` is called once it has run for `START_RECORD`
-/// (the store records it; `Outcome::start` carries it otherwise); `metrics(batch)` receives
+/// (the store records it; `AttemptEnd::start` carries it otherwise); `metrics(batch)` receives
 /// metric lines as they are written.
 pub async fn run(
     l: &Launch,
     started: &mut (dyn FnMut(&Started) + Send),
     metrics: &mut (dyn FnMut(Vec<Metric>) + Send),
     cancel: CancellationToken,
-) -> HostResult<Outcome> {
+) -> LabResult<AttemptEnd> {
     let log = |name: &str| {
         let p = l.run_dir.join(name);
         std::fs::OpenOptions::new()
@@ -115,8 +102,8 @@ pub async fn run(
     };
     let metrics_path = l.run_dir.join("metrics.jsonl");
     let argv: Vec<OsString> = match &l.command {
-        Cmd::Shell(s) => vec!["sh".into(), "-c".into(), s.into()],
-        Cmd::Argv(a) => a.iter().map(OsString::from).collect(),
+        Command::Shell(s) => vec!["sh".into(), "-c".into(), s.into()],
+        Command::Argv(a) => a.iter().map(OsString::from).collect(),
     };
     let job_id = l.job_id.to_string();
     let attempt = Attempt::new(&l.host, l.job_id, l.attempt)?;
@@ -131,35 +118,35 @@ pub async fn run(
         .iter()
         .map(|(k, v)| (OsStr::new(k.as_str()), OsStr::new(v.as_str())))
         .chain(extra.iter().map(|(k, v)| (OsStr::new(*k), *v)));
-    let not_found = || Outcome {
+    let not_found = || AttemptEnd {
         status: RunStatus::Failed,
         exit_code: Some(127),
         error: Some(format!("command not found: {}", l.command.program())),
         start: None,
     };
-    let prepared = match spawn::Prepared::new(&argv, env, l.cwd.as_deref()) {
+    let program = match process::Program::new(&argv, env, l.cwd.as_deref()) {
         Ok(p) => p,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(not_found()),
         Err(e) => {
-            return Err(HostError::new(
+            return Err(LabError::new(
                 "jobs.spawn",
                 format!("cannot start job {}: {e}", l.job_id),
             ))
         }
     };
-    let io = spawn::Io {
+    let io = process::Io {
         stdio: [null.as_raw_fd(), out.as_raw_fd(), err.as_raw_fd()],
         cgroup_procs: attempt.procs_fd(),
         cgroup_dir: attempt.dir_fd(),
         keep: &l.keep_fds,
     };
-    let mut child = match spawn::spawn(&prepared, &io) {
+    let mut child = match process::spawn(&program, &io) {
         Ok(ch) => ch,
-        Err(spawn::SpawnError::Exec(e)) if e.kind() == std::io::ErrorKind::NotFound => {
+        Err(process::SpawnError::Exec(e)) if e.kind() == std::io::ErrorKind::NotFound => {
             return Ok(not_found())
         }
-        Err(spawn::SpawnError::Cwd(e)) => {
-            return Err(HostError::new(
+        Err(process::SpawnError::Cwd(e)) => {
+            return Err(LabError::new(
                 "jobs.invalid_cwd",
                 format!(
                     "working directory '{}': {e}",
@@ -167,14 +154,14 @@ pub async fn run(
                 ),
             ))
         }
-        Err(spawn::SpawnError::Exec(e)) => {
-            return Err(HostError::new(
+        Err(process::SpawnError::Exec(e)) => {
+            return Err(LabError::new(
                 "jobs.spawn",
                 format!("cannot start job {}: {e}", l.job_id),
             ))
         }
-        Err(spawn::SpawnError::Contain(e)) => {
-            return Err(HostError::new(
+        Err(process::SpawnError::Contain(e)) => {
+            return Err(LabError::new(
                 "jobs.containment",
                 format!(
                     "job {}: cannot join its cgroup {}: {e}",
@@ -200,7 +187,7 @@ pub async fn run(
         leader_start: None,
         cgroup: attempt.cgroup.as_ref().map(|c| c.display().to_string()),
     });
-    let grace = kill_grace();
+    let grace = process::grace();
     let mut tail = MetricsTail::new(metrics_path);
     let deadline = l.timeout.map(|t| tokio::time::Instant::now() + t);
     let mut tick =
@@ -214,7 +201,7 @@ pub async fn run(
         };
         tokio::select! {
             st = child.wait() => {
-                let st = st.map_err(|e| HostError::new("jobs.wait", e.to_string()))?;
+                let st = st.map_err(|e| LabError::new("jobs.wait", e.to_string()))?;
                 // The job is over when all of it is: what the leader left behind is stopped.
                 if attempt.any_left(pgid) {
                     attempt.stop(pgid, grace, &mut || {}).await;
@@ -228,23 +215,23 @@ pub async fn run(
                     Some(c) => Some(format!("exit {c}")),
                     None => Some("killed".to_string()),
                 };
-                break Outcome { status, exit_code: code, error, start };
+                break AttemptEnd { status, exit_code: code, error, start };
             }
             _ = tick.tick() => {
                 if let Some(mut st) = start.take() {
-                    st.leader_start = contain::start_time(pgid);
+                    st.leader_start = process::start_time(pgid);
                     started(&st);
                 }
                 tail.pump(metrics);
             }
             _ = until_deadline => {
                 stop_all(&attempt, &mut child, grace).await;
-                break Outcome { status: RunStatus::TimedOut, exit_code: None,
+                break AttemptEnd { status: RunStatus::TimedOut, exit_code: None,
                     error: Some(format!("timed out after {:.1}s", l.timeout.unwrap_or_default().as_secs_f64())), start };
             }
             _ = cancel.cancelled() => {
                 stop_all(&attempt, &mut child, grace).await;
-                break Outcome { status: RunStatus::Cancelled, exit_code: None, error: Some("cancelled".into()), start };
+                break AttemptEnd { status: RunStatus::Cancelled, exit_code: None, error: Some("cancelled".into()), start };
             }
         }
     };
@@ -256,7 +243,7 @@ pub async fn run(
 /// Stops every process of the attempt (the leader's group, its cgroup or its adopted
 /// orphans): SIGTERM, SIGKILL after `grace`. The leader is reaped as soon as it exits (a
 /// zombie leader would keep the group "alive"). Returns when nothing of it is left.
-async fn stop_all(attempt: &Attempt, child: &mut spawn::Child, grace: Duration) {
+async fn stop_all(attempt: &Attempt, child: &mut process::Child, grace: Duration) {
     let pgid = child.pid;
     attempt
         .stop(pgid, grace, &mut || {
@@ -267,11 +254,11 @@ async fn stop_all(attempt: &Attempt, child: &mut spawn::Child, grace: Duration) 
 }
 
 /// The launch description of a stored run (command, env, cwd, timeout from its spec).
-pub fn launch_for(run: &crate::store::Run) -> HostResult<Launch> {
+pub fn launch_for(run: &crate::store::Run) -> LabResult<Launch> {
     let spec = &run.spec;
     spec.command
         .check_not_empty()
-        .map_err(|m| HostError::new("jobs.invalid_spec", m))?;
+        .map_err(|m| LabError::new("jobs.invalid_spec", m))?;
     Ok(Launch {
         job_id: run.id,
         host: run.host.clone().unwrap_or_default(),
@@ -281,7 +268,7 @@ pub fn launch_for(run: &crate::store::Run) -> HostResult<Launch> {
         cwd: spec.cwd.as_deref().map(PathBuf::from),
         env: spec.env.clone(),
         run_dir: PathBuf::from(&run.run_dir),
-        timeout: spec.timeout.map(Duration::from_secs_f64),
+        timeout: spec.timeout.and_then(crate::util::secs_to_duration),
         docker: (spec.run_in == crate::store::RunIn::Docker).then(|| DockerLaunch {
             image: spec.image.clone(),
             mounts: spec.mounts.clone(),
@@ -302,7 +289,7 @@ mod tests {
 
     /// Test driver: claims queued runs and runs them one after another, the way the job host
     /// does (without workers or GPU leases); returns the ids it ran.
-    async fn drain(state: &Path, host: &str, cancel: CancellationToken) -> HostResult<Vec<i64>> {
+    async fn drain(state: &Path, host: &str, cancel: CancellationToken) -> LabResult<Vec<i64>> {
         let mut store = Store::open(state)?;
         let mut ran = Vec::new();
         while let Some(job) = store.claim_next(host)? {

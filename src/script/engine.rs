@@ -1,7 +1,7 @@
 //! `build()`: the one engine used by file runs, `check`, the REPL, docs and tests.
 use rhai::{Engine, OptimizationLevel};
 
-use crate::host;
+use crate::runtime;
 use crate::script::stdlib::Resolver;
 
 /// Engine limits, set explicitly so debug (test) and release builds behave the same
@@ -40,19 +40,19 @@ pub fn build(opts: Options) -> Engine {
         .set_optimization_level(OptimizationLevel::Simple);
 
     e.on_progress(|_| {
-        host::ctx()
+        runtime::ctx()
             .cancel
             .is_cancelled()
             .then(|| "cancelled".into())
     });
-    e.on_print(|s| host::ctx().sink.print(s));
+    e.on_print(|s| runtime::ctx().sink.print(s));
     e.on_debug(|s, src, pos| {
         let at = match (src, pos.line()) {
             (Some(src), Some(l)) => format!("[{src}:{l}:{}] ", pos.position().unwrap_or(0)),
             (None, Some(l)) => format!("[{l}:{}] ", pos.position().unwrap_or(0)),
             _ => String::new(),
         };
-        host::ctx().sink.eprint(&format!("{at}{s}"));
+        runtime::ctx().sink.eprint(&format!("{at}{s}"));
     });
     e.set_module_resolver(Resolver::new(Resolver::env_path(), !opts.repl));
     // `new` is reserved by Rhai but unused by it; Azure's SDK and our users write

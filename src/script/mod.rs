@@ -1,8 +1,7 @@
-//! The script host: engine construction and module registration, the script runner, the
-//! async bridge and the decoding of script values, embedded stdlib, diagnostics, the REPL and
-//! doc generation. Everything that touches rhai outside `modules/*/rhai.rs` lives here.
-pub mod bridge;
-pub mod decode;
+//! The script host: engine construction and module registration, the script runner,
+//! embedded stdlib, diagnostics, the REPL and doc generation. Bindings reach rhai through
+//! `modules/*/rhai.rs` and `crate::bridge` (below this host: the async bridge, errors and the
+//! decoding of script values).
 pub mod diag;
 pub mod doc;
 pub mod engine;

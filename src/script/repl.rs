@@ -12,9 +12,9 @@ use rustyline::error::ReadlineError;
 use rustyline::validate::{ValidationContext, ValidationResult, Validator};
 use rustyline::{Context, Editor, Helper, Highlighter, Hinter};
 
+use crate::bridge::exit_value;
 use crate::error::exit;
-use crate::host;
-use crate::modules::prelude::rhai::exit_value;
+use crate::runtime;
 use crate::script::{diag, doc, engine};
 
 pub const PROMPT: &str = "labhost> ";
@@ -194,7 +194,7 @@ impl Session {
 
     /// Compiles and runs `input` (source name `source`), keeping variables and functions.
     fn eval(&mut self, input: &str, source: &str) -> Flow {
-        host::ctx().cancel.reset();
+        runtime::ctx().cancel.reset();
         let mut ast = match self.engine.compile_with_scope(&self.scope, input) {
             Ok(a) => a,
             Err(e) => {
@@ -220,29 +220,29 @@ impl Session {
         self.refresh_names();
         match result {
             Ok(v) if v.is_unit() => {}
-            Ok(v) => host::ctx().sink.print(&format!("=> {v:?}")),
+            Ok(v) => runtime::ctx().sink.print(&format!("=> {v:?}")),
             Err(e) => match *e {
                 ref t if exit_value(t).is_some() => {
                     let code =
                         match crate::script::run::exit_outcome(exit_value(t).unwrap_or_default()) {
-                            crate::script::run::Outcome::Exit { code, message } => {
+                            crate::script::run::ScriptOutcome::Exit { code, message } => {
                                 if let Some(m) = message {
                                     eprintln!("{}", crate::redact::apply(&m));
                                 }
                                 code
                             }
-                            crate::script::run::Outcome::Failed { diag: d, .. } => {
+                            crate::script::run::ScriptOutcome::Failed { diag: d, .. } => {
                                 eprint!(
                                     "{}",
                                     diag::render(&d, &|_| None, &diag::Style { color: self.color })
                                 );
                                 exit::SCRIPT
                             }
-                            crate::script::run::Outcome::Interrupted => exit::INTERRUPTED,
+                            crate::script::run::ScriptOutcome::Interrupted => exit::INTERRUPTED,
                         };
                     return Flow::Quit(code);
                 }
-                EvalAltResult::ErrorTerminated(..) if host::ctx().cancel.is_cancelled() => {
+                EvalAltResult::ErrorTerminated(..) if runtime::ctx().cancel.is_cancelled() => {
                     eprintln!("interrupted")
                 }
                 ref other => self.report(other, source, input),
@@ -326,7 +326,7 @@ fn history_path() -> Option<PathBuf> {
 }
 
 pub fn run(color: bool) -> u8 {
-    crate::host::install_ctrl_c(false);
+    crate::runtime::install_ctrl_c(false);
     let engine = Arc::new(engine::build(engine::Options { repl: true }));
     let docs = doc::collect();
     let mut modules = BTreeMap::new();
@@ -414,7 +414,7 @@ pub fn run(color: bool) -> u8 {
         let _ = rl.save_history(h);
     }
     // Jobs submitted in the session: waited for, or (Ctrl-C) stopped and re-queued.
-    crate::host::ctx().cancel.reset();
+    crate::runtime::ctx().cancel.reset();
     crate::engine::at_exit(crate::engine::AtExit::Wait);
     code
 }

@@ -1,18 +1,18 @@
 //! The script runner: a file (or text) → a scope with `ARGS`/`OPTS` → evaluation → an
-//! [`Outcome`]. Used by `labhost run` (which cron starts for each script fire), the REPL and
+//! [`ScriptOutcome`]. Used by `labhost run` (which cron starts for each script fire), the REPL and
 //! pipelines. It prints nothing: the caller shows the outcome.
 use std::path::Path;
 
 use rhai::{Dynamic, EvalAltResult, Scope};
 
+use crate::bridge::exit_value;
 use crate::error::exit;
-use crate::host;
-use crate::modules::prelude::rhai::exit_value;
+use crate::runtime;
 use crate::script::{diag, engine};
 
 /// How a script ended.
 #[derive(Debug)]
-pub enum Outcome {
+pub enum ScriptOutcome {
     /// It ran to its end, or called `exit(n)`: the exit code, and the text of
     /// `exit("message")` (printed as is, like Python's `sys.exit("message")`).
     Exit { code: u8, message: Option<String> },
@@ -26,9 +26,9 @@ pub enum Outcome {
     },
 }
 
-impl Outcome {
-    pub fn ok() -> Outcome {
-        Outcome::Exit {
+impl ScriptOutcome {
+    pub fn ok() -> ScriptOutcome {
+        ScriptOutcome::Exit {
             code: exit::OK,
             message: None,
         }
@@ -88,8 +88,8 @@ pub fn script_scope(args: &[String]) -> Scope<'static> {
 
 /// `exit()` → 0, `exit(n)` → n (0–255), `exit("text")` → 1 with the text (Python's
 /// `sys.exit("text")`); anything else is an error.
-pub fn exit_outcome(v: Dynamic) -> Outcome {
-    let failed = |msg: String| Outcome::Failed {
+pub fn exit_outcome(v: Dynamic) -> ScriptOutcome {
+    let failed = |msg: String| ScriptOutcome::Failed {
         diag: Box::new(diag::Diagnostic {
             kind: "exit".into(),
             message: msg,
@@ -98,11 +98,11 @@ pub fn exit_outcome(v: Dynamic) -> Outcome {
         text: None,
     };
     if v.is_unit() {
-        return Outcome::ok();
+        return ScriptOutcome::ok();
     }
     if let Ok(n) = v.as_int() {
         return match u8::try_from(n) {
-            Ok(code) => Outcome::Exit {
+            Ok(code) => ScriptOutcome::Exit {
                 code,
                 message: None,
             },
@@ -110,7 +110,7 @@ pub fn exit_outcome(v: Dynamic) -> Outcome {
         };
     }
     if v.is_string() {
-        return Outcome::Exit {
+        return ScriptOutcome::Exit {
             code: exit::SCRIPT,
             message: Some(v.to_string()),
         };
@@ -122,16 +122,16 @@ pub fn exit_outcome(v: Dynamic) -> Outcome {
 }
 
 /// Maps the end of an evaluation to an outcome.
-pub fn outcome_of(result: Result<Dynamic, Box<EvalAltResult>>, source: &str) -> Outcome {
+pub fn outcome_of(result: Result<Dynamic, Box<EvalAltResult>>, source: &str) -> ScriptOutcome {
     match result {
-        Ok(_) => Outcome::ok(),
+        Ok(_) => ScriptOutcome::ok(),
         Err(e) => match *e {
             ref t if exit_value(t).is_some() => exit_outcome(exit_value(t).unwrap_or_default()),
             EvalAltResult::Exit(v, _) => exit_outcome(v),
-            EvalAltResult::ErrorTerminated(..) if host::ctx().cancel.is_cancelled() => {
-                Outcome::Interrupted
+            EvalAltResult::ErrorTerminated(..) if runtime::ctx().cancel.is_cancelled() => {
+                ScriptOutcome::Interrupted
             }
-            ref other => Outcome::Failed {
+            ref other => ScriptOutcome::Failed {
                 diag: Box::new(diag::from_eval(other, source)),
                 text: None,
             },
@@ -141,7 +141,7 @@ pub fn outcome_of(result: Result<Dynamic, Box<EvalAltResult>>, source: &str) -> 
 
 /// Compiles and runs `text` (named `source` in diagnostics) with `ARGS`/`OPTS` from `args`.
 /// Containers the script started and left are removed before it returns.
-pub fn run_text(text: &str, source: &str, args: &[String]) -> Outcome {
+pub fn run_text(text: &str, source: &str, args: &[String]) -> ScriptOutcome {
     let engine = engine::build(engine::Options::default());
     let mut scope = script_scope(args);
     let ast = match compile(&engine, &scope, text, source) {
@@ -149,7 +149,7 @@ pub fn run_text(text: &str, source: &str, args: &[String]) -> Outcome {
         Err(o) => return o,
     };
     let result = engine.eval_ast_with_scope::<Dynamic>(&mut scope, &ast);
-    crate::modules::docker::cleanup_blocking();
+    crate::runtime::script_ended();
     let outcome = outcome_of(result, source);
     finish_jobs(&outcome);
     outcome
@@ -162,10 +162,10 @@ pub fn compile(
     scope: &Scope,
     text: &str,
     source: &str,
-) -> Result<rhai::AST, Outcome> {
+) -> Result<rhai::AST, ScriptOutcome> {
     let mut ast = engine
         .compile_with_scope(scope, text)
-        .map_err(|e| Outcome::Failed {
+        .map_err(|e| ScriptOutcome::Failed {
             diag: Box::new(diag::from_parse(&e, source, text)),
             text: Some(text.to_string()),
         })?;
@@ -177,23 +177,23 @@ pub fn compile(
 /// `exit(n)`) they are waited for, with a line saying so; after an error or Ctrl-C (or a
 /// Ctrl-C while waiting) the running ones are stopped, all of their processes, and put back
 /// in the queue for `labhost resume`. Either way no process of a job outlives its host.
-pub fn finish_jobs(outcome: &Outcome) {
+pub fn finish_jobs(outcome: &ScriptOutcome) {
     let how = match outcome {
-        Outcome::Exit { .. } => crate::engine::AtExit::Wait,
-        Outcome::Interrupted | Outcome::Failed { .. } => crate::engine::AtExit::Stop,
+        ScriptOutcome::Exit { .. } => crate::engine::AtExit::Wait,
+        ScriptOutcome::Interrupted | ScriptOutcome::Failed { .. } => crate::engine::AtExit::Stop,
     };
     crate::engine::at_exit(how);
 }
 
 /// Reads and runs a script file. `Err` is a message about the file itself (missing, a folder,
 /// not UTF-8): a usage error.
-pub fn run_file(file: &Path, args: &[String]) -> Result<Outcome, String> {
+pub fn run_file(file: &Path, args: &[String]) -> Result<ScriptOutcome, String> {
     let text = read_script(file)?;
     Ok(run_text(&text, &file.display().to_string(), args))
 }
 
 /// Compiles `file` without running it: `Ok(None)` when it compiles.
-pub fn check_file(engine: &rhai::Engine, file: &Path) -> Result<Option<Outcome>, String> {
+pub fn check_file(engine: &rhai::Engine, file: &Path) -> Result<Option<ScriptOutcome>, String> {
     let text = read_script(file)?;
     Ok(compile(
         engine,

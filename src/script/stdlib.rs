@@ -56,13 +56,7 @@ impl Resolver {
 
     /// Folders from `LABHOST_PATH` (colon separated).
     pub fn env_path() -> Vec<PathBuf> {
-        std::env::var_os("LABHOST_PATH")
-            .map(|p| {
-                std::env::split_paths(&p)
-                    .filter(|d| !d.as_os_str().is_empty())
-                    .collect()
-            })
-            .unwrap_or_default()
+        crate::config::import_path()
     }
 
     fn resolve_std(

@@ -23,7 +23,7 @@ use std::time::Duration;
 
 use rusqlite::{params, Connection, TransactionBehavior};
 
-use crate::error::{HostError, HostResult};
+use crate::error::{LabError, LabResult};
 pub use runs::ensure_run_dir;
 use schema::MIGRATIONS;
 pub use types::{Experiment, Metric, NewRun, Run, RunIn, RunKind, RunStatus, Started, StoredSpec};
@@ -59,8 +59,8 @@ fn all<T>(
     c.prepare_cached(sql)?.query_map(p, f)?.collect()
 }
 
-fn db_err(e: rusqlite::Error) -> HostError {
-    HostError::new("jobs.store", format!("state database: {e}"))
+fn db_err(e: rusqlite::Error) -> LabError {
+    LabError::new("jobs.store", format!("state database: {e}"))
 }
 
 /// Appends a transition to the event log.
@@ -69,7 +69,7 @@ fn event(
     run: i64,
     status: RunStatus,
     detail: &str,
-) -> HostResult<()> {
+) -> LabResult<()> {
     exec(
         tx,
         "INSERT INTO events (run_id, ts, status, detail) VALUES (?1, ?2, ?3, ?4)",
@@ -81,7 +81,7 @@ fn event(
 
 enum OpenError {
     Busy(rusqlite::Error),
-    Other(HostError),
+    Other(LabError),
 }
 use OpenError::{Busy, Other};
 
@@ -91,7 +91,7 @@ use OpenError::{Busy, Other};
 static SHARED: std::sync::Mutex<Option<Store>> = std::sync::Mutex::new(None);
 
 /// Runs `f` on the shared connection to the database in `state` (opened on first use).
-pub fn with<T>(state: &Path, f: impl FnOnce(&mut Store) -> HostResult<T>) -> HostResult<T> {
+pub fn with<T>(state: &Path, f: impl FnOnce(&mut Store) -> LabResult<T>) -> LabResult<T> {
     let mut g = SHARED.lock().unwrap_or_else(|e| e.into_inner());
     if g.as_ref().is_none_or(|s| s.state != state) {
         *g = Some(Store::open(state)?);
@@ -99,9 +99,15 @@ pub fn with<T>(state: &Path, f: impl FnOnce(&mut Store) -> HostResult<T>) -> Hos
     f(g.as_mut().expect("opened above"))
 }
 
+/// Runs `f` on this process's connection to the database of its state directory
+/// (`crate::state::dir`).
+pub fn with_current<T>(f: impl FnOnce(&mut Store) -> LabResult<T>) -> LabResult<T> {
+    with(&crate::state::dir()?, f)
+}
+
 impl Store {
     /// Opens (creating and migrating) the database in `state`.
-    pub fn open(state: &Path) -> HostResult<Store> {
+    pub fn open(state: &Path) -> LabResult<Store> {
         std::fs::create_dir_all(state)
             .map_err(|e| crate::error::io_err("jobs", "cannot create", state, &e))?;
         // Switching a new database to WAL takes an exclusive lock and answers SQLITE_BUSY at
@@ -142,7 +148,7 @@ impl Store {
             .map_err(db_err)?;
         let version: i64 = one(&tx, "PRAGMA user_version", [], |r| r.get(0)).map_err(db_err)?;
         if version as usize > MIGRATIONS.len() {
-            return Err(Other(HostError::new(
+            return Err(Other(LabError::new(
                 "jobs.store",
                 format!("the state database has schema version {version}, newer than this labhost ({}): upgrade labhost", MIGRATIONS.len()),
             )));
@@ -161,25 +167,25 @@ impl Store {
 
     /// Leaves WAL checkpoints (and their fsyncs) to `checkpoint`, called off the hot path by
     /// the job host's checkpointer thread.
-    pub fn no_autocheckpoint(&self) -> HostResult<()> {
+    pub fn no_autocheckpoint(&self) -> LabResult<()> {
         self.conn
             .pragma_update(None, "wal_autocheckpoint", 0)
             .map_err(db_err)
     }
 
     /// Copies what it can of the WAL into the database without blocking writers.
-    pub fn checkpoint(&self) -> HostResult<()> {
+    pub fn checkpoint(&self) -> LabResult<()> {
         self.conn
             .query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |_| Ok(()))
             .map_err(db_err)
     }
 
-    pub fn schema_version(&self) -> HostResult<i64> {
+    pub fn schema_version(&self) -> LabResult<i64> {
         one(&self.conn, "PRAGMA user_version", [], |r| r.get(0)).map_err(db_err)
     }
 
     /// A write transaction that takes the lock at once (no upgrade deadlocks).
-    fn write(&mut self) -> HostResult<rusqlite::Transaction<'_>> {
+    fn write(&mut self) -> LabResult<rusqlite::Transaction<'_>> {
         self.conn
             .transaction_with_behavior(TransactionBehavior::Immediate)
             .map_err(db_err)

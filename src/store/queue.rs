@@ -4,13 +4,13 @@ use rusqlite::{params, OptionalExtension};
 
 use super::runs::{get_tx, run_row, RUN_COLS};
 use super::{all, db_err, event, exec, one, Run, RunStatus, Started, Store};
-use crate::error::HostResult;
+use crate::error::LabResult;
 
 impl Store {
     /// Takes the next runnable queued run for `host`: highest priority, then oldest; its
     /// dependencies completed; its retry time reached. Runs whose dependency failed are failed
     /// here with the reason. Atomic across processes.
-    pub fn claim_next(&mut self, host: &str) -> HostResult<Option<Run>> {
+    pub fn claim_next(&mut self, host: &str) -> LabResult<Option<Run>> {
         let tx = self.write()?;
         let run = claim_tx(&tx, host)?;
         tx.commit().map_err(db_err)?;
@@ -28,7 +28,7 @@ impl Store {
         exit_code: Option<i64>,
         error: Option<&str>,
         host: Option<&str>,
-    ) -> HostResult<(RunStatus, Option<Run>)> {
+    ) -> LabResult<(RunStatus, Option<Run>)> {
         let tx = self.write()?;
         if let Some(st) = start {
             running_tx(&tx, id, st)?;
@@ -52,7 +52,7 @@ impl Store {
         pid: i64,
         leader_start: Option<i64>,
         cgroup: Option<&str>,
-    ) -> HostResult<()> {
+    ) -> LabResult<()> {
         let tx = self.write()?;
         let st = Started {
             pid,
@@ -72,7 +72,7 @@ impl Store {
         status: RunStatus,
         exit_code: Option<i64>,
         error: Option<&str>,
-    ) -> HostResult<RunStatus> {
+    ) -> LabResult<RunStatus> {
         self.finish_and_claim(id, None, status, exit_code, error, None)
             .map(|(st, _)| st)
     }
@@ -81,7 +81,7 @@ impl Store {
     /// may still run (the host died, its jobs' children did not), so the caller stops them
     /// before it gives the runs back with [`Store::requeue`]. Queued runs whose owner is dead
     /// become anyone's here.
-    pub fn orphans(&mut self, alive: &dyn Fn(&str) -> bool) -> HostResult<Vec<Run>> {
+    pub fn orphans(&mut self, alive: &dyn Fn(&str) -> bool) -> LabResult<Vec<Run>> {
         let tx = self.write()?;
         let owners: Vec<String> = all(
             &tx,
@@ -118,7 +118,7 @@ impl Store {
     /// the next claim makes a fresh attempt), saying `why` in the event log; a run whose cancel
     /// was asked for is cancelled instead. Only runs still leased or running by `host` change.
     /// Returns the ids re-queued.
-    pub fn requeue(&mut self, runs: &[(i64, String)], why: &str) -> HostResult<Vec<i64>> {
+    pub fn requeue(&mut self, runs: &[(i64, String)], why: &str) -> LabResult<Vec<i64>> {
         let tx = self.write()?;
         let mut out = Vec::new();
         for (id, host) in runs {
@@ -158,7 +158,7 @@ impl Store {
 
     /// Unfinished runs that `host` runs or may run: queued ones it owns or nobody owns, and
     /// those it holds.
-    pub fn pending_for(&self, host: &str) -> HostResult<i64> {
+    pub fn pending_for(&self, host: &str) -> LabResult<i64> {
         one(
             &self.conn,
             "SELECT COUNT(*) FROM runs WHERE (status = 'queued' AND (owner IS NULL OR owner = ?1))
@@ -170,7 +170,7 @@ impl Store {
     }
 }
 
-fn claim_tx(tx: &rusqlite::Transaction<'_>, host: &str) -> HostResult<Option<Run>> {
+fn claim_tx(tx: &rusqlite::Transaction<'_>, host: &str) -> LabResult<Option<Run>> {
     // Dependents of failed runs fail too.
     // From the dependency edges (CROSS JOIN fixes the order): starting from the queued
     // runs made every claim read the whole queue.
@@ -218,7 +218,7 @@ fn claim_tx(tx: &rusqlite::Transaction<'_>, host: &str) -> HostResult<Option<Run
     Ok(Some(get_tx(tx, run.id)?))
 }
 
-fn running_tx(tx: &rusqlite::Transaction<'_>, id: i64, st: &Started) -> HostResult<()> {
+fn running_tx(tx: &rusqlite::Transaction<'_>, id: i64, st: &Started) -> LabResult<()> {
     let n = exec(
         tx,
         "UPDATE runs SET status = 'running', pid = ?1, started = ?2, leader_start = ?3, cgroup = ?4 WHERE id = ?5 AND status = 'leased'",
@@ -242,7 +242,7 @@ fn finish_tx(
     status: RunStatus,
     exit_code: Option<i64>,
     error: Option<&str>,
-) -> HostResult<RunStatus> {
+) -> LabResult<RunStatus> {
     let (attempt, max_retries, backoff): (i64, i64, f64) = one(
         tx,
         "SELECT attempt, max_retries, backoff FROM runs WHERE id = ?1",

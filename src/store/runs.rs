@@ -5,7 +5,7 @@ use std::path::Path;
 use rusqlite::{params, OptionalExtension};
 
 use super::{all, db_err, event, exec, one, NewRun, Run, RunStatus, Store};
-use crate::error::{HostError, HostResult};
+use crate::error::{LabError, LabResult};
 
 pub(super) const RUN_COLS: &str = "id, parent_id, kind, name, key, spec, status, priority, attempt, max_retries, host, pid, exit_code, error, cancel_reason, run_dir, created, started, ended, experiment_id, leader_start, cgroup";
 
@@ -37,7 +37,7 @@ pub(super) fn run_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<Run> {
     })
 }
 
-pub(super) fn get_tx(c: &rusqlite::Connection, id: i64) -> HostResult<Run> {
+pub(super) fn get_tx(c: &rusqlite::Connection, id: i64) -> LabResult<Run> {
     one(
         c,
         &format!("SELECT {RUN_COLS} FROM runs WHERE id = ?1"),
@@ -46,7 +46,7 @@ pub(super) fn get_tx(c: &rusqlite::Connection, id: i64) -> HostResult<Run> {
     )
     .optional()
     .map_err(db_err)?
-    .ok_or_else(|| HostError::new("jobs.not_found", format!("no job with id {id}")))
+    .ok_or_else(|| LabError::new("jobs.not_found", format!("no job with id {id}")))
 }
 
 /// `runs/<id>/` and `runs/<id>/outputs/` (two mkdirs in the common case).
@@ -66,7 +66,7 @@ fn make_run_dir(dir: &Path) -> std::io::Result<()> {
 /// masked spec, a copy of the database row for people and tools) unless they exist. Both the
 /// submitter and the host that runs the job call it, so a submitter that died right after its
 /// commit leaves no run without a folder.
-pub fn ensure_run_dir(run: &Run) -> HostResult<()> {
+pub fn ensure_run_dir(run: &Run) -> LabResult<()> {
     let dir = Path::new(&run.run_dir);
     make_run_dir(dir)
         .map_err(|e| crate::error::io_err("jobs", "cannot create run folder", dir, &e))?;
@@ -100,14 +100,14 @@ pub fn ensure_run_dir(run: &Run) -> HostResult<()> {
 impl Store {
     /// Records a new queued run (and its folder `runs/<id>/` with `spec.json`); with a `key`
     /// that exists already, returns that run instead: `(run, created)`.
-    pub fn create(&mut self, n: &NewRun) -> HostResult<(Run, bool)> {
+    pub fn create(&mut self, n: &NewRun) -> LabResult<(Run, bool)> {
         let mut out = self.create_many(std::slice::from_ref(n))?;
         Ok(out.remove(0))
     }
 
     /// `create` for many runs in one transaction (a pool submits thousands at once); all or
     /// none are recorded.
-    pub fn create_many(&mut self, runs: &[NewRun]) -> HostResult<Vec<(Run, bool)>> {
+    pub fn create_many(&mut self, runs: &[NewRun]) -> LabResult<Vec<(Run, bool)>> {
         let out = self.insert_many(runs)?;
         for (r, created) in &out {
             if *created {
@@ -119,7 +119,7 @@ impl Store {
 
     /// The database half of `create_many`: the rows, without the run folders (the caller makes
     /// them with `ensure_run_dir` once it no longer holds the connection).
-    pub fn insert_many(&mut self, runs: &[NewRun]) -> HostResult<Vec<(Run, bool)>> {
+    pub fn insert_many(&mut self, runs: &[NewRun]) -> LabResult<Vec<(Run, bool)>> {
         let state = self.state.clone();
         let tx = self.write()?;
         let mut out = Vec::with_capacity(runs.len());
@@ -135,7 +135,7 @@ impl Store {
     /// `key` that exists already, returns that run (a sweep resumed): `(run, created)`.
     /// `host` is the process driving it (so `labhost resume` takes up only records whose
     /// driver died).
-    pub fn open_record(&mut self, n: &NewRun, host: Option<&str>) -> HostResult<(Run, bool)> {
+    pub fn open_record(&mut self, n: &NewRun, host: Option<&str>) -> LabResult<(Run, bool)> {
         debug_assert!(n.kind.is_record());
         let state = self.state.clone();
         let tx = self.write()?;
@@ -178,7 +178,7 @@ impl Store {
     }
 
     /// Renames a run.
-    pub fn rename(&mut self, id: i64, name: &str) -> HostResult<()> {
+    pub fn rename(&mut self, id: i64, name: &str) -> LabResult<()> {
         exec(
             &self.conn,
             "UPDATE runs SET name = ?1 WHERE id = ?2",
@@ -194,7 +194,7 @@ impl Store {
         id: i64,
         status: RunStatus,
         error: Option<&str>,
-    ) -> HostResult<()> {
+    ) -> LabResult<()> {
         let tx = self.write()?;
         exec(
             &tx,
@@ -218,7 +218,7 @@ impl Store {
         n: &NewRun,
         status: RunStatus,
         metrics: &[super::Metric],
-    ) -> HostResult<Run> {
+    ) -> LabResult<Run> {
         let state = self.state.clone();
         let tx = self.write()?;
         let (run, _) = create_tx(&tx, &state, n)?;
@@ -245,7 +245,7 @@ impl Store {
 
     /// Moves the runs keyed `key` or `key/…` out of the way (their keys get `~<id>`), so a
     /// new run can take the key: `--rerun` of a sweep. Returns how many moved.
-    pub fn retire_key(&mut self, key: &str) -> HostResult<usize> {
+    pub fn retire_key(&mut self, key: &str) -> LabResult<usize> {
         let tx = self.write()?;
         let n = tx
             .execute(
@@ -257,7 +257,7 @@ impl Store {
         Ok(n)
     }
 
-    pub fn get(&self, id: i64) -> HostResult<Run> {
+    pub fn get(&self, id: i64) -> LabResult<Run> {
         get_tx(&self.conn, id)
     }
 
@@ -267,14 +267,14 @@ impl Store {
     /// and then records `cancelled` (so "cancelled" always means "nothing of it runs"). Returns
     /// the run's status after: `cancelled`, the status it ended with, or (asked) its current
     /// one.
-    pub fn cancel(&mut self, id: i64, reason: &str) -> HostResult<RunStatus> {
+    pub fn cancel(&mut self, id: i64, reason: &str) -> LabResult<RunStatus> {
         let tx = self.write()?;
         let status: RunStatus = one(&tx, "SELECT status FROM runs WHERE id = ?1", [id], |r| {
             r.get(0)
         })
         .optional()
         .map_err(db_err)?
-        .ok_or_else(|| HostError::new("jobs.not_found", format!("no job with id {id}")))?;
+        .ok_or_else(|| LabError::new("jobs.not_found", format!("no job with id {id}")))?;
         if status.is_finished() {
             return Ok(status);
         }
@@ -301,7 +301,7 @@ impl Store {
     }
 
     /// Runs of `host` that were asked to stop (`cancel` while leased or running).
-    pub fn cancel_requests(&self, host: &str) -> HostResult<Vec<i64>> {
+    pub fn cancel_requests(&self, host: &str) -> LabResult<Vec<i64>> {
         all(
             &self.conn,
             "SELECT id FROM runs WHERE host = ?1 AND status IN ('leased', 'running') AND cancel_reason IS NOT NULL",
@@ -317,14 +317,14 @@ impl Store {
         status: Option<RunStatus>,
         parent: Option<i64>,
         limit: usize,
-    ) -> HostResult<Vec<Run>> {
+    ) -> LabResult<Vec<Run>> {
         all(&self.conn, &format!(
                 "SELECT {RUN_COLS} FROM runs WHERE (?1 IS NULL OR status = ?1) AND (?2 IS NULL OR parent_id = ?2) ORDER BY id DESC LIMIT ?3"
             ), params![status, parent, limit as i64], run_row).map_err(db_err)
     }
 
     /// `(status, detail)` of every transition of a run, in order.
-    pub fn events(&self, id: i64) -> HostResult<Vec<(String, String)>> {
+    pub fn events(&self, id: i64) -> LabResult<Vec<(String, String)>> {
         all(
             &self.conn,
             "SELECT status, detail FROM events WHERE run_id = ?1 ORDER BY id",
@@ -335,7 +335,7 @@ impl Store {
     }
 
     /// The newest event's id (0 when there is none): a cursor for `events_since`.
-    pub fn last_event_id(&self) -> HostResult<i64> {
+    pub fn last_event_id(&self) -> LabResult<i64> {
         one(
             &self.conn,
             "SELECT COALESCE(MAX(id), 0) FROM events",
@@ -347,7 +347,7 @@ impl Store {
 
     /// `(event id, run id, status)` of every transition after event `cursor`, in order: how a
     /// pool follows its jobs reading only what changed.
-    pub fn events_since(&self, cursor: i64) -> HostResult<Vec<(i64, i64, RunStatus)>> {
+    pub fn events_since(&self, cursor: i64) -> LabResult<Vec<(i64, i64, RunStatus)>> {
         all(
             &self.conn,
             "SELECT id, run_id, status FROM events WHERE id > ?1 ORDER BY id",
@@ -358,7 +358,7 @@ impl Store {
     }
 }
 
-fn create_tx(tx: &rusqlite::Transaction<'_>, state: &Path, n: &NewRun) -> HostResult<(Run, bool)> {
+fn create_tx(tx: &rusqlite::Transaction<'_>, state: &Path, n: &NewRun) -> LabResult<(Run, bool)> {
     if let Some(k) = &n.key {
         let existing = one(
             tx,
@@ -402,14 +402,14 @@ fn create_tx(tx: &rusqlite::Transaction<'_>, state: &Path, n: &NewRun) -> HostRe
         .map_err(db_err)?
             == 1;
         if !ok {
-            return Err(HostError::new(
+            return Err(LabError::new(
                 "jobs.unknown_dependency",
                 format!("depends_on: no job with id {d}"),
             ));
         }
     }
     let spec =
-        serde_json::to_string(&n.spec).map_err(|e| HostError::new("internal", e.to_string()))?;
+        serde_json::to_string(&n.spec).map_err(|e| LabError::new("internal", e.to_string()))?;
     exec(tx,
         "INSERT INTO runs (parent_id, kind, name, key, spec, status, priority, max_retries, backoff, created, owner, experiment_id)
          VALUES (?1, ?2, ?3, ?4, ?5, 'queued', ?6, ?7, ?8, ?9, ?10, ?11)",

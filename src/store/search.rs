@@ -1,5 +1,4 @@
-//! Searching runs with MLflow's filter and order-by grammar (reference/azureml-api.md §4.2,
-//! `mlflow.utils.search_utils`): clauses joined by AND (OR is rejected);
+//! Searching runs with MLflow's filter and order-by grammar: clauses joined by AND (OR is rejected);
 //! `metrics.<k>`, `params.<k>`, `tags.<k>`, `attributes.<k>` (backticks around keys with
 //! special characters; `tags.mlflow.parentRunId` also parses); metrics and numeric attributes
 //! compare with `= != < <= > >=`, params, tags and string attributes with `= != LIKE ILIKE`;
@@ -7,7 +6,7 @@
 use std::collections::BTreeMap;
 
 use super::{all, db_err, runs::run_row, runs::RUN_COLS, Run, RunStatus, Store};
-use crate::error::{HostError, HostResult};
+use crate::error::{LabError, LabResult};
 
 #[derive(Debug, Clone, Copy, PartialEq)]
 enum Kind {
@@ -44,8 +43,8 @@ pub struct Order {
     asc: bool,
 }
 
-fn bad(m: impl std::fmt::Display) -> HostError {
-    HostError::new("track.invalid_filter", m.to_string())
+fn bad(m: impl std::fmt::Display) -> LabError {
+    LabError::new("track.invalid_filter", m.to_string())
 }
 
 const NUM_ATTRS: &[&str] = &["start_time", "end_time", "created"];
@@ -91,7 +90,7 @@ impl<'a> Lexer<'a> {
         false
     }
     /// `kind.key` with `key` dotted or in backticks / double quotes.
-    fn ident(&mut self) -> HostResult<(Kind, String)> {
+    fn ident(&mut self) -> LabResult<(Kind, String)> {
         self.ws();
         let rest = &self.s[self.i..];
         let dot = rest.find('.').ok_or_else(|| bad(format!("Invalid identifier at '{rest}': want metrics.<key>, params.<key>, tags.<key> or attributes.<key>")))?;
@@ -129,7 +128,7 @@ impl<'a> Lexer<'a> {
         }
         Ok((kind, key))
     }
-    fn op(&mut self) -> HostResult<String> {
+    fn op(&mut self) -> LabResult<String> {
         self.ws();
         for o in ["<=", ">=", "!=", "=", "<", ">"] {
             if self.s[self.i..].starts_with(o) {
@@ -156,7 +155,7 @@ impl<'a> Lexer<'a> {
             &self.s[self.i..]
         )))
     }
-    fn string(&mut self) -> HostResult<String> {
+    fn string(&mut self) -> LabResult<String> {
         self.ws();
         let rest = &self.s[self.i..];
         let q = rest
@@ -171,7 +170,7 @@ impl<'a> Lexer<'a> {
         self.i += end + 2;
         Ok(body[..end].to_string())
     }
-    fn value(&mut self, op: &str) -> HostResult<Lit> {
+    fn value(&mut self, op: &str) -> LabResult<Lit> {
         self.ws();
         if op.ends_with("IN") {
             if !self.s[self.i..].starts_with('(') {
@@ -207,7 +206,7 @@ impl<'a> Lexer<'a> {
 
 impl Filter {
     /// Parses `metrics.acc > 0.9 and params.lr = '0.1'` (empty → matches everything).
-    pub fn parse(text: &str) -> HostResult<Filter> {
+    pub fn parse(text: &str) -> LabResult<Filter> {
         let mut lx = Lexer { s: text, i: 0 };
         let mut out = Vec::new();
         if lx.done() {
@@ -265,7 +264,7 @@ impl Filter {
 }
 
 /// `["metrics.val_loss ASC", "attributes.start_time DESC"]`.
-pub fn parse_order(terms: &[String]) -> HostResult<Vec<Order>> {
+pub fn parse_order(terms: &[String]) -> LabResult<Vec<Order>> {
     terms
         .iter()
         .map(|t| {
@@ -398,7 +397,7 @@ impl Filter {
 
 impl Store {
     /// A run with its latest metrics, params (as text) and tags.
-    pub fn found(&self, r: Run) -> HostResult<Found> {
+    pub fn found(&self, r: Run) -> LabResult<Found> {
         let metrics = self
             .latest_metrics(r.id)?
             .into_iter()
@@ -434,7 +433,7 @@ impl Store {
         order: &[Order],
         offset: usize,
         limit: usize,
-    ) -> HostResult<(Vec<Found>, Option<usize>)> {
+    ) -> LabResult<(Vec<Found>, Option<usize>)> {
         let runs: Vec<Run> = all(
             &self.conn,
             &format!("SELECT {RUN_COLS} FROM runs ORDER BY id DESC"),
@@ -479,7 +478,7 @@ impl Store {
     }
 
     /// Experiments whose name matches a filter on `name` (`name = 'x'`, `name LIKE 'a%'`).
-    pub fn search_experiments(&self, filter: &str) -> HostResult<Vec<super::Experiment>> {
+    pub fn search_experiments(&self, filter: &str) -> LabResult<Vec<super::Experiment>> {
         let all_e = self.experiments()?;
         let f = filter.trim();
         if f.is_empty() {

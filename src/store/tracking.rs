@@ -7,7 +7,7 @@ use rusqlite::{params, OptionalExtension};
 use serde_json::Value;
 
 use super::{all, db_err, exec, one, Experiment, Metric, Store};
-use crate::error::{HostError, HostResult};
+use crate::error::{LabError, LabResult};
 
 fn experiment_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<Experiment> {
     Ok(Experiment {
@@ -20,12 +20,12 @@ fn experiment_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<Experiment> {
 }
 
 impl Store {
-    pub fn add_metrics(&mut self, id: i64, ms: &[Metric]) -> HostResult<()> {
+    pub fn add_metrics(&mut self, id: i64, ms: &[Metric]) -> LabResult<()> {
         self.log_batch(id, ms, &[], &[]).map(|_| ())
     }
 
     /// Metric history of a run in step order (one name, or all).
-    pub fn metrics(&self, id: i64, name: Option<&str>) -> HostResult<Vec<Metric>> {
+    pub fn metrics(&self, id: i64, name: Option<&str>) -> LabResult<Vec<Metric>> {
         all(&self.conn, "SELECT name, value, step, ts FROM metrics WHERE run_id = ?1 AND (?2 IS NULL OR name = ?2) ORDER BY name, step, ts", params![id, name], |r| {
                 Ok(Metric {
                     name: r.get(0)?,
@@ -42,7 +42,7 @@ impl Store {
         &self,
         parent: i64,
         name: &str,
-    ) -> HostResult<BTreeMap<i64, Vec<Metric>>> {
+    ) -> LabResult<BTreeMap<i64, Vec<Metric>>> {
         let rows: Vec<(i64, Metric)> = all(
             &self.conn,
             "SELECT m.run_id, m.value, m.step, m.ts FROM runs r JOIN metrics m ON m.run_id = r.id
@@ -75,7 +75,7 @@ impl Store {
         parent: i64,
         name: &str,
         maximize: bool,
-    ) -> HostResult<BTreeMap<i64, f64>> {
+    ) -> LabResult<BTreeMap<i64, f64>> {
         let agg = if maximize { "MAX" } else { "MIN" };
         let rows: Vec<(i64, f64)> = all(
             &self.conn,
@@ -90,7 +90,7 @@ impl Store {
         Ok(rows.into_iter().collect())
     }
 
-    pub fn params(&self, id: i64) -> HostResult<Vec<(String, Value)>> {
+    pub fn params(&self, id: i64) -> LabResult<Vec<(String, Value)>> {
         all(
             &self.conn,
             "SELECT key, value FROM params WHERE run_id = ?1 ORDER BY key",
@@ -106,7 +106,7 @@ impl Store {
         .map_err(db_err)
     }
 
-    pub fn tags(&self, id: i64) -> HostResult<Vec<(String, String)>> {
+    pub fn tags(&self, id: i64) -> LabResult<Vec<(String, String)>> {
         all(
             &self.conn,
             "SELECT key, value FROM tags WHERE run_id = ?1 ORDER BY key",
@@ -117,7 +117,7 @@ impl Store {
     }
 
     /// Sets a tag (secrets masked).
-    pub fn set_tag(&mut self, id: i64, key: &str, value: &str) -> HostResult<()> {
+    pub fn set_tag(&mut self, id: i64, key: &str, value: &str) -> LabResult<()> {
         exec(
             &self.conn,
             "INSERT OR REPLACE INTO tags (run_id, key, value) VALUES (?1, ?2, ?3)",
@@ -128,7 +128,7 @@ impl Store {
     }
 
     /// Removes a tag.
-    pub fn delete_tag(&mut self, id: i64, key: &str) -> HostResult<bool> {
+    pub fn delete_tag(&mut self, id: i64, key: &str) -> LabResult<bool> {
         let n = self
             .conn
             .execute(
@@ -148,7 +148,7 @@ impl Store {
         ms: &[Metric],
         ps: &[(String, String)],
         tags: &[(String, String)],
-    ) -> HostResult<Result<(), String>> {
+    ) -> LabResult<Result<(), String>> {
         let tx = self.conn.transaction().map_err(db_err)?;
         for (k, v) in ps {
             let old: Option<String> = tx
@@ -198,7 +198,7 @@ impl Store {
     }
 
     /// The latest value of every metric of a run (highest step, then newest).
-    pub fn latest_metrics(&self, id: i64) -> HostResult<Vec<Metric>> {
+    pub fn latest_metrics(&self, id: i64) -> LabResult<Vec<Metric>> {
         all(
             &self.conn,
             "SELECT name, value, step, ts FROM metrics m WHERE run_id = ?1 AND rowid = (
@@ -218,9 +218,9 @@ impl Store {
     }
 
     /// The id of experiment `name`, created if missing.
-    pub fn experiment_id(&mut self, name: &str) -> HostResult<i64> {
+    pub fn experiment_id(&mut self, name: &str) -> LabResult<i64> {
         if name.trim().is_empty() {
-            return Err(HostError::new(
+            return Err(LabError::new(
                 "jobs.invalid_spec",
                 "an experiment needs a name",
             ));
@@ -244,7 +244,7 @@ impl Store {
     }
 
     /// The experiment called `name`, if there is one.
-    pub fn experiment_by_name(&self, name: &str) -> HostResult<Option<Experiment>> {
+    pub fn experiment_by_name(&self, name: &str) -> LabResult<Option<Experiment>> {
         one(
             &self.conn,
             "SELECT id, name, created, artifact_location, lifecycle FROM experiments WHERE name = ?1",
@@ -255,7 +255,7 @@ impl Store {
         .map_err(db_err)
     }
 
-    pub fn experiment(&self, id: i64) -> HostResult<Experiment> {
+    pub fn experiment(&self, id: i64) -> LabResult<Experiment> {
         one(
             &self.conn,
             "SELECT id, name, created, artifact_location, lifecycle FROM experiments WHERE id = ?1",
@@ -264,11 +264,11 @@ impl Store {
         )
         .optional()
         .map_err(db_err)?
-        .ok_or_else(|| HostError::new("jobs.not_found", format!("no experiment with id {id}")))
+        .ok_or_else(|| LabError::new("jobs.not_found", format!("no experiment with id {id}")))
     }
 
     /// Every experiment, oldest first.
-    pub fn experiments(&self) -> HostResult<Vec<Experiment>> {
+    pub fn experiments(&self) -> LabResult<Vec<Experiment>> {
         all(
             &self.conn,
             "SELECT id, name, created, artifact_location, lifecycle FROM experiments ORDER BY id",

@@ -1,4 +1,4 @@
-//! What a job body needs created before it is sent (reference/azureml-api.md §1.8): code
+//! What a job body needs created before it is sent: code
 //! snapshots (hashed as azure-ai-ml hashes them, `.amlignore` else `.gitignore`, symlinks not
 //! followed, uploaded with Put Blob / Put Block List, confirmed with upload metadata, registered
 //! as a code version, skipped when the same hash is already there), local input data, inline
@@ -10,7 +10,7 @@ use sha2::Digest;
 
 use super::blob::{Container, Cred};
 use super::client::Client;
-use crate::error::{HostError, HostResult};
+use crate::error::{LabError, LabResult};
 
 /// azure-ai-ml's content hash version.
 pub const HASH_VERSION: &str = "202208";
@@ -39,15 +39,15 @@ fn hex(b: &[u8]) -> String {
     b.iter().map(|x| format!("{x:02x}")).collect()
 }
 
-fn io(p: &Path, e: impl std::fmt::Display) -> HostError {
-    HostError::new("azure.code", format!("{}: {e}", p.display()))
+fn io(p: &Path, e: impl std::fmt::Display) -> LabError {
+    LabError::new("azure.code", format!("{}: {e}", p.display()))
 }
 
 /// Lists and hashes a folder as azure-ai-ml's `get_content_hash` does: sha256 over the file
 /// count, then `#<relpath>#<size>` per file sorted by lower-cased path, then the contents in
 /// the same order. `.amlignore` (else `.gitignore`) files are honoured in every folder; `.git`
 /// and labhost's `.labhost` are never uploaded; symbolic links are skipped, not followed.
-pub fn snapshot(path: &Path) -> HostResult<Snapshot> {
+pub fn snapshot(path: &Path) -> LabResult<Snapshot> {
     let meta = std::fs::symlink_metadata(path).map_err(|e| io(path, e))?;
     let (root, single) = if meta.is_file() {
         (
@@ -79,7 +79,7 @@ pub fn snapshot(path: &Path) -> HostResult<Snapshot> {
             && matches!(e.file_name().to_str(), Some(".git" | ".labhost")))
     });
     for entry in wb.build() {
-        let entry = entry.map_err(|e| HostError::new("azure.code", e.to_string()))?;
+        let entry = entry.map_err(|e| LabError::new("azure.code", e.to_string()))?;
         let ft = entry.file_type();
         let rel = entry
             .path()
@@ -203,7 +203,7 @@ impl Client {
     /// key or SAS from `listSecrets`, or an AAD storage token for identity-based ones. A key
     /// or SAS is reused for 45 minutes (it is asked to last an hour), so downloading the
     /// outputs of many children asks for it once.
-    pub async fn datastore(&self, name: Option<&str>) -> HostResult<Datastore> {
+    pub async fn datastore(&self, name: Option<&str>) -> LabResult<Datastore> {
         const REUSE: std::time::Duration = std::time::Duration::from_secs(45 * 60);
         let key = name.map(str::to_string);
         {
@@ -221,7 +221,7 @@ impl Client {
         Ok(d)
     }
 
-    async fn fetch_datastore(&self, name: Option<&str>) -> HostResult<Datastore> {
+    async fn fetch_datastore(&self, name: Option<&str>) -> LabResult<Datastore> {
         let v = match name {
             Some(n) => self.get(&self.ws_url(&format!("/datastores/{n}"))).await?,
             None => {
@@ -244,7 +244,7 @@ impl Client {
             .as_str()
             .is_some_and(|t| t != "AzureBlob")
         {
-            return Err(HostError::new(
+            return Err(LabError::new(
                 "azure.api",
                 format!("datastore {name} is {}, not AzureBlob", p["datastoreType"]),
             ));
@@ -281,7 +281,7 @@ impl Client {
                     let key = base64::engine::general_purpose::STANDARD
                         .decode(key)
                         .map_err(|_| {
-                            HostError::new(
+                            LabError::new(
                                 "azure.api",
                                 format!("datastore {name}: the account key is not base64"),
                             )
@@ -317,11 +317,11 @@ impl Client {
         snap: &Snapshot,
         ds: &Datastore,
         meta_name: &str,
-    ) -> HostResult<(String, bool)> {
+    ) -> LabResult<(String, bool)> {
         let prefix = snap.prefix();
         let folder_url = format!("{}/{prefix}", ds.blob.url);
         let Some((_, first)) = snap.files.first() else {
-            return Err(HostError::new(
+            return Err(LabError::new(
                 "azure.code",
                 format!(
                     "{}: nothing to upload (every file is ignored)",
@@ -361,7 +361,7 @@ impl Client {
 
     /// A code snapshot as a code version (`{WS}/codes/<hash uuid>/versions/1`): found by
     /// name and hash when registered before, else uploaded and registered.
-    pub async fn code_version(&self, path: &Path) -> HostResult<String> {
+    pub async fn code_version(&self, path: &Path) -> LabResult<String> {
         let snap = snapshot(path)?;
         let name = snap.asset_name();
         let url = self.ws_url(&format!("/codes/{name}/versions/1"));
@@ -395,7 +395,7 @@ impl Client {
             )
             .await?;
         v["id"].as_str().map(str::to_string).ok_or_else(|| {
-            HostError::new(
+            LabError::new(
                 "azure.api",
                 format!("PUT codes/{name}: the answer has no id"),
             )
@@ -403,7 +403,7 @@ impl Client {
     }
 
     /// A local input uploaded to the default datastore: its `azureml://` URI.
-    pub async fn data_uri(&self, path: &Path) -> HostResult<String> {
+    pub async fn data_uri(&self, path: &Path) -> LabResult<String> {
         let snap = snapshot(path)?;
         let ds = self.datastore(None).await?;
         self.upload_snapshot(&snap, &ds, &snap.asset_name()).await?;
@@ -424,11 +424,7 @@ impl Client {
 
     /// An inline environment as an anonymous environment version (azure-ai-ml's name
     /// `CliV2AnonymousEnvironment`, version = a hash of its definition).
-    pub async fn environment_version(
-        &self,
-        image: &str,
-        conda: Option<&str>,
-    ) -> HostResult<String> {
+    pub async fn environment_version(&self, image: &str, conda: Option<&str>) -> LabResult<String> {
         let mut h = sha2::Sha256::new();
         h.update(image.as_bytes());
         h.update(b"\0");
@@ -456,7 +452,7 @@ impl Client {
 
     /// The newest version of an environment or data asset (azure-ai-ml resolves `@latest`
     /// the same way: list, newest first, one).
-    pub async fn latest(&self, kind: &str, name: &str) -> HostResult<String> {
+    pub async fn latest(&self, kind: &str, name: &str) -> LabResult<String> {
         let v = self
             .get(&self.ws_url(&format!(
                 "/{kind}/{name}/versions?$orderBy=createdtime%20desc&$top=1"
@@ -466,7 +462,7 @@ impl Client {
             .as_array()
             .and_then(|a| a.first())
             .ok_or_else(|| {
-                HostError::new(
+                LabError::new(
                     "azure.not_found",
                     format!("azureml:{name}@latest: the workspace has no {kind} asset '{name}'"),
                 )
@@ -482,7 +478,7 @@ impl Client {
     }
 
     /// Resolves every asset marker of a body (uploads, registrations, lookups).
-    pub async fn resolve_assets(&self, body: &mut Value) -> HostResult<()> {
+    pub async fn resolve_assets(&self, body: &mut Value) -> LabResult<()> {
         use super::body::Asset;
         let mut done: Vec<(Asset, String)> = Vec::new();
         for a in super::body::assets(body) {
@@ -504,7 +500,7 @@ impl Client {
 }
 
 /// How `--dry-run` shows an asset (no network): what would be uploaded or looked up.
-pub fn describe(a: &super::body::Asset, ws: &str) -> HostResult<(String, Value)> {
+pub fn describe(a: &super::body::Asset, ws: &str) -> LabResult<(String, Value)> {
     use super::body::Asset;
     Ok(match a {
         Asset::Code { path } => {

@@ -1,7 +1,7 @@
 //! Azure AD tokens: a provider chain (service principal with a secret, workload identity,
 //! managed identity through `IDENTITY_ENDPOINT` or IMDS, `az account get-access-token`), one
 //! cache per scope that refreshes 5 minutes before expiry and refreshes once however many
-//! callers wait (reference/azureml-api.md §2). Tokens and keys never reach logs or errors:
+//! callers wait. Tokens and keys never reach logs or errors:
 //! every token is registered with `redact` the moment it arrives.
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -10,7 +10,7 @@ use serde_json::Value;
 
 use super::blob::percent_encode;
 use super::config::AzureConfig;
-use crate::error::{HostError, HostResult};
+use crate::error::{LabError, LabResult};
 
 /// A token is refreshed this long before it expires (azure_identity's rule).
 pub const REFRESH_EARLY_S: f64 = 300.0;
@@ -117,7 +117,7 @@ impl Auth {
     }
 
     /// A valid token for `scope`, from the cache or fetched (once, however many wait).
-    pub async fn token(&self, scope: &str) -> HostResult<String> {
+    pub async fn token(&self, scope: &str) -> LabResult<String> {
         let slot = self.slot(scope);
         let mut t = slot.lock().await;
         if let Some(tok) = t.as_ref() {
@@ -136,7 +136,7 @@ impl Auth {
         *self.slot(scope).lock().await = None;
     }
 
-    async fn fetch(&self, scope: &str) -> HostResult<Token> {
+    async fn fetch(&self, scope: &str) -> LabResult<Token> {
         let (sources, mut tried) = chain(&self.cfg);
         for src in &sources {
             match self.fetch_from(src, scope).await {
@@ -151,7 +151,7 @@ impl Auth {
                 Err(Fail::Unavailable(why)) => tried.push(format!("{}: {why}", src.name())),
             }
         }
-        Err(HostError::new(
+        Err(LabError::new(
             "azure.auth",
             format!(
                 "no Azure credential worked (auth: {}): {}. Configure a service principal (tenant_id, application_id and the {} secret), or run `az login`",
@@ -172,7 +172,7 @@ impl Auth {
             }
             Source::WorkloadIdentity { token_file } => {
                 let assertion = std::fs::read_to_string(token_file).map_err(|e| {
-                    Fail::Refused(HostError::new(
+                    Fail::Refused(LabError::new(
                         "azure.auth",
                         format!("workload identity: cannot read {token_file}: {e}"),
                     ))
@@ -242,7 +242,7 @@ impl Auth {
             cfg.application_id.clone()
         };
         if tenant.is_empty() || client.is_empty() {
-            return Err(Fail::Refused(HostError::new(
+            return Err(Fail::Refused(LabError::new(
                 "azure.config",
                 format!(
                     "tenant_id and application_id are needed to request a token: {}",
@@ -274,7 +274,7 @@ impl Auth {
             .send()
             .await
             .map_err(|e| {
-                Fail::Refused(HostError::new(
+                Fail::Refused(LabError::new(
                     "azure.auth",
                     format!("token request to {url}: {}", e.without_url()),
                 ))
@@ -287,7 +287,7 @@ impl Auth {
                 .or(v["error"].as_str())
                 .unwrap_or("no error description");
             let first = desc.lines().next().unwrap_or(desc);
-            return Err(Fail::Refused(HostError::new(
+            return Err(Fail::Refused(LabError::new(
                 "azure.auth",
                 crate::redact::apply(&format!(
                     "Azure AD refused the token request for application {client} in tenant {tenant} ({status}): {first}"
@@ -295,7 +295,7 @@ impl Auth {
             )));
         }
         parse_token(&v, "expires_in", true).ok_or_else(|| {
-            Fail::Refused(HostError::new(
+            Fail::Refused(LabError::new(
                 "azure.auth",
                 format!("{url} answered without access_token/expires_in"),
             ))
@@ -305,7 +305,7 @@ impl Auth {
 
 enum Fail {
     Unavailable(String),
-    Refused(HostError),
+    Refused(LabError),
 }
 
 /// `{access_token, expires_in}` (relative) or `{access_token, expires_on}` (unix, maybe a
@@ -347,34 +347,43 @@ async fn managed_identity_token(r: reqwest::Response) -> Result<Token, Fail> {
 }
 
 async fn az_cli(scope: &str, tenant: &str) -> Result<Token, Fail> {
-    let mut cmd = tokio::process::Command::new("az");
-    cmd.args([
+    let mut argv: Vec<String> = [
+        "az",
         "account",
         "get-access-token",
         "-o",
         "json",
         "--scope",
         scope,
-    ]);
+    ]
+    .map(String::from)
+    .to_vec();
     if !tenant.is_empty() {
-        cmd.args(["--tenant", tenant]);
+        argv.extend(["--tenant".to_string(), tenant.to_string()]);
     }
-    let out = match cmd.output().await {
+    let cmd = crate::command::Command::Argv(argv);
+    let opts = crate::modules::sh::RunOpts::default();
+    let out = match crate::modules::sh::run(&cmd, &opts, None, crate::runtime::ctx().cancel.token())
+        .await
+    {
         Ok(o) => o,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+        Err(e) if e.kind == "sh.not_found" => {
             return Err(Fail::Unavailable("`az` is not installed".into()))
         }
-        Err(e) => return Err(Fail::Unavailable(e.to_string())),
+        Err(e) => return Err(Fail::Unavailable(e.message)),
     };
-    if !out.status.success() {
-        let err = String::from_utf8_lossy(&out.stderr);
-        let line = err.lines().find(|l| !l.trim().is_empty()).unwrap_or("");
+    if out.code != 0 {
+        let line = out
+            .stderr
+            .lines()
+            .find(|l| !l.trim().is_empty())
+            .unwrap_or("");
         return Err(Fail::Unavailable(format!(
             "`az account get-access-token` failed: {}",
             crate::redact::apply(line.trim())
         )));
     }
-    let v: Value = serde_json::from_slice(&out.stdout)
+    let v: Value = serde_json::from_str(&out.stdout)
         .map_err(|e| Fail::Unavailable(format!("`az` printed no JSON: {e}")))?;
     parse_token(&v, "expires_on", false).ok_or_else(|| {
         Fail::Unavailable("`az` printed no accessToken/expires_on (Azure CLI ≥ 2.54 needed)".into())

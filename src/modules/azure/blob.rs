@@ -2,14 +2,14 @@
 //! List Blobs (prefix, marker paging) and Get Blob, signed with SharedKey (an account key from
 //! the datastore's `listSecrets`), a SAS, or an AAD bearer token (identity-based datastores).
 //! Works against `https://{account}.blob.core.windows.net` and Azurite's path-style
-//! `http://127.0.0.1:10000/{account}` alike (reference/azureml-api.md §1.8, §5.1).
+//! `http://127.0.0.1:10000/{account}` alike.
 use std::path::Path;
 
 use base64::Engine as _;
 use hmac::{KeyInit, Mac};
 use reqwest::{Method, Url};
 
-use crate::error::{HostError, HostResult};
+use crate::error::{LabError, LabResult};
 
 /// Blob service version sent with every request.
 pub const X_MS_VERSION: &str = "2021-08-06";
@@ -53,8 +53,8 @@ pub struct BlobItem {
     pub size: u64,
 }
 
-fn err(m: impl std::fmt::Display) -> HostError {
-    HostError::new("azure.blob", crate::redact::apply(&m.to_string()))
+fn err(m: impl std::fmt::Display) -> LabError {
+    LabError::new("azure.blob", crate::redact::apply(&m.to_string()))
 }
 
 /// Percent-encodes everything but RFC 3986's unreserved characters.
@@ -147,7 +147,7 @@ pub fn sign(key: &[u8], sts: &str) -> String {
 }
 
 impl Container {
-    fn blob_url(&self, name: &str, query: &str) -> HostResult<Url> {
+    fn blob_url(&self, name: &str, query: &str) -> LabResult<Url> {
         let mut u = format!("{}/{}", self.url, encode_path(name));
         if name.is_empty() {
             u = self.url.clone();
@@ -173,7 +173,7 @@ impl Container {
         query: &str,
         mut headers: Vec<(String, String)>,
         body: Option<Vec<u8>>,
-    ) -> HostResult<reqwest::Response> {
+    ) -> LabResult<reqwest::Response> {
         let url = self.blob_url(name, query)?;
         headers.push(("x-ms-version".into(), X_MS_VERSION.into()));
         headers.push((
@@ -226,7 +226,7 @@ impl Container {
             } else {
                 "azure.blob"
             };
-            return Err(HostError::new(
+            return Err(LabError::new(
                 kind,
                 crate::redact::apply(format!("{shown}: {status} {code} {msg}").trim()),
             ));
@@ -243,7 +243,7 @@ impl Container {
     }
 
     /// Creates the container (an existing one is fine).
-    pub async fn create(&self, http: &reqwest::Client) -> HostResult<()> {
+    pub async fn create(&self, http: &reqwest::Client) -> LabResult<()> {
         match self
             .send(http, Method::PUT, "", "restype=container", vec![], None)
             .await
@@ -256,12 +256,7 @@ impl Container {
 
     /// Uploads a file as a block blob: one Put Blob, or Put Block + Put Block List above
     /// [`SINGLE_PUT_MAX`].
-    pub async fn put_file(
-        &self,
-        http: &reqwest::Client,
-        name: &str,
-        path: &Path,
-    ) -> HostResult<()> {
+    pub async fn put_file(&self, http: &reqwest::Client, name: &str, path: &Path) -> LabResult<()> {
         self.put_file_sized(http, name, path, SINGLE_PUT_MAX, BLOCK_SIZE)
             .await
     }
@@ -275,7 +270,7 @@ impl Container {
         path: &Path,
         single_max: u64,
         block_size: usize,
-    ) -> HostResult<()> {
+    ) -> LabResult<()> {
         let size = std::fs::metadata(path)
             .map_err(|e| err(format!("{}: {e}", path.display())))?
             .len();
@@ -331,7 +326,7 @@ impl Container {
     }
 
     /// Put Blob (block blob) with `data`.
-    pub async fn put(&self, http: &reqwest::Client, name: &str, data: Vec<u8>) -> HostResult<()> {
+    pub async fn put(&self, http: &reqwest::Client, name: &str, data: Vec<u8>) -> LabResult<()> {
         self.send(
             http,
             Method::PUT,
@@ -353,7 +348,7 @@ impl Container {
         http: &reqwest::Client,
         name: &str,
         meta: &[(&str, &str)],
-    ) -> HostResult<()> {
+    ) -> LabResult<()> {
         let headers = meta
             .iter()
             .map(|(k, v)| (format!("x-ms-meta-{k}"), v.to_string()))
@@ -368,7 +363,7 @@ impl Container {
         &self,
         http: &reqwest::Client,
         name: &str,
-    ) -> HostResult<Vec<(String, String)>> {
+    ) -> LabResult<Vec<(String, String)>> {
         let r = self
             .send(http, Method::HEAD, name, "", vec![], None)
             .await?;
@@ -383,7 +378,7 @@ impl Container {
     }
 
     /// Every blob whose name starts with `prefix` (all pages).
-    pub async fn list(&self, http: &reqwest::Client, prefix: &str) -> HostResult<Vec<BlobItem>> {
+    pub async fn list(&self, http: &reqwest::Client, prefix: &str) -> LabResult<Vec<BlobItem>> {
         let mut out = Vec::new();
         let mut marker = String::new();
         loop {
@@ -406,7 +401,7 @@ impl Container {
     }
 
     /// Downloads a blob to `dest` (parent folders made), written to a temporary file first.
-    pub async fn get_to(&self, http: &reqwest::Client, name: &str, dest: &Path) -> HostResult<u64> {
+    pub async fn get_to(&self, http: &reqwest::Client, name: &str, dest: &Path) -> LabResult<u64> {
         let mut r = self.send(http, Method::GET, name, "", vec![], None).await?;
         if let Some(p) = dest.parent() {
             std::fs::create_dir_all(p).map_err(|e| err(format!("{}: {e}", p.display())))?;
@@ -448,7 +443,7 @@ fn xml_field(xml: &str, field: &str) -> Option<String> {
 }
 
 /// List Blobs' `<EnumerationResults>`: the blobs and the `NextMarker`.
-pub fn parse_list(xml: &str) -> HostResult<(Vec<BlobItem>, Option<String>)> {
+pub fn parse_list(xml: &str) -> LabResult<(Vec<BlobItem>, Option<String>)> {
     use quick_xml::events::Event;
     let mut r = quick_xml::Reader::from_str(xml);
     let mut path: Vec<String> = Vec::new();

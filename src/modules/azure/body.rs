@@ -1,6 +1,5 @@
 //! Job YAML (Azure's CLI v2 schema, as `sweep::SweepDoc` reads it) → the REST body of
-//! `PUT {WS}/jobs/{name}` (reference/azureml-api.md §1.5–§1.7, field by field as in the
-//! recorded exchanges). Building is pure: what needs the network (a local `code` folder to
+//! `PUT {WS}/jobs/{name}`. Building is pure: what needs the network (a local `code` folder to
 //! upload, an inline environment to register, a local input folder, an `@latest` asset) is
 //! written as an asset marker string, which `submit` resolves and `--dry-run` describes.
 use std::collections::BTreeMap;
@@ -9,7 +8,7 @@ use std::path::{Path, PathBuf};
 use serde_json::{json, Map, Value};
 
 use super::config::AzureConfig;
-use crate::error::{HostError, HostResult};
+use crate::error::{LabError, LabResult};
 use crate::modules::sweep::{self, SweepDoc, Trial};
 
 /// Marker prefix of an asset the body needs resolved before it is sent.
@@ -80,12 +79,12 @@ pub fn replace_assets(v: &mut Value, f: &dyn Fn(&Asset) -> Option<String>) {
     }
 }
 
-fn invalid(source: &str, msg: impl std::fmt::Display) -> HostError {
-    HostError::new("azure.invalid", format!("{source}: {msg}"))
+fn invalid(source: &str, msg: impl std::fmt::Display) -> LabError {
+    LabError::new("azure.invalid", format!("{source}: {msg}"))
 }
 
 /// What goes into a body besides the document.
-pub struct Ctx<'a> {
+pub struct BodyCtx<'a> {
     pub cfg: &'a AzureConfig,
     /// Where the document came from (errors name it).
     pub source: &'a str,
@@ -145,7 +144,7 @@ fn latest_name(p: &str) -> Option<&str> {
     p.strip_prefix("azureml:")?.strip_suffix("@latest")
 }
 
-fn input_mode(m: &str, source: &str) -> HostResult<&'static str> {
+fn input_mode(m: &str, source: &str) -> LabResult<&'static str> {
     Ok(match m {
         "ro_mount" | "mount" => "ReadOnlyMount",
         "rw_mount" => "ReadWriteMount",
@@ -162,7 +161,7 @@ fn input_mode(m: &str, source: &str) -> HostResult<&'static str> {
     })
 }
 
-fn output_mode(m: &str, source: &str) -> HostResult<&'static str> {
+fn output_mode(m: &str, source: &str) -> LabResult<&'static str> {
     Ok(match m {
         "rw_mount" | "mount" => "ReadWriteMount",
         "upload" => "Upload",
@@ -187,7 +186,7 @@ const DATA_TYPES: &[&str] = &[
 ];
 
 /// `inputs:` → REST inputs (`jobInputType` literal / uri_folder / …).
-pub fn inputs(m: &Map<String, Value>, cx: &Ctx<'_>) -> HostResult<Value> {
+pub fn inputs(m: &Map<String, Value>, cx: &BodyCtx<'_>) -> LabResult<Value> {
     let mut out = Map::new();
     for (k, v) in m {
         let rest = match v {
@@ -252,7 +251,7 @@ pub fn inputs(m: &Map<String, Value>, cx: &Ctx<'_>) -> HostResult<Value> {
 }
 
 /// `outputs:` → REST outputs.
-pub fn outputs(m: &Map<String, Value>, cx: &Ctx<'_>) -> HostResult<Value> {
+pub fn outputs(m: &Map<String, Value>, cx: &BodyCtx<'_>) -> LabResult<Value> {
     let mut out = Map::new();
     for (k, v) in m {
         let mut r = json!({"jobOutputType": "uri_folder"});
@@ -287,7 +286,7 @@ pub fn outputs(m: &Map<String, Value>, cx: &Ctx<'_>) -> HostResult<Value> {
     Ok(Value::Object(out))
 }
 
-fn distribution(v: &Option<Value>, cfg: &AzureConfig, source: &str) -> HostResult<Value> {
+fn distribution(v: &Option<Value>, cfg: &AzureConfig, source: &str) -> LabResult<Value> {
     let Some(Value::Object(d)) = v else {
         // InnerEye's multi-node training: one process per node; Azure's PyTorch
         // distribution sets MASTER_ADDR/MASTER_PORT/NODE_RANK as
@@ -321,7 +320,7 @@ fn distribution(v: &Option<Value>, cfg: &AzureConfig, source: &str) -> HostResul
     })
 }
 
-fn resources(v: &Option<Value>, cfg: &AzureConfig, source: &str) -> HostResult<Value> {
+fn resources(v: &Option<Value>, cfg: &AzureConfig, source: &str) -> LabResult<Value> {
     let mut r = Map::new();
     if let Some(v) = v {
         let Value::Object(m) = v else {
@@ -351,7 +350,7 @@ fn resources(v: &Option<Value>, cfg: &AzureConfig, source: &str) -> HostResult<V
 }
 
 /// The environment: an `azureml:` reference, an ARM id, or an inline `{image, conda_file}`.
-fn environment(v: &Option<Value>, cx: &Ctx<'_>) -> HostResult<Value> {
+fn environment(v: &Option<Value>, cx: &BodyCtx<'_>) -> LabResult<Value> {
     match v {
         None => Err(invalid(cx.source, "environment is required to submit a job to Azure ML (an azureml:<name>:<version> reference, or image + conda_file)")),
         Some(Value::String(s)) => Ok(match latest_name(s) {
@@ -381,7 +380,7 @@ fn environment(v: &Option<Value>, cx: &Ctx<'_>) -> HostResult<Value> {
     }
 }
 
-fn conda_text(p: &Path, cx: &Ctx<'_>) -> HostResult<String> {
+fn conda_text(p: &Path, cx: &BodyCtx<'_>) -> LabResult<String> {
     let text = crate::modules::fs::read(p)
         .map_err(|e| invalid(cx.source, format!("environment.conda_file: {}", e.message)))?;
     merge_project_conda(&text, cx)
@@ -390,7 +389,7 @@ fn conda_text(p: &Path, cx: &Ctx<'_>) -> HostResult<String> {
 /// InnerEye `get_all_environment_files` + `merge_conda_files`: the project's
 /// `environment.yml` (when there is one and it is not the base file itself) joins the base
 /// conda file — channels and dependencies in order without repeats, `pip:` lists merged.
-fn merge_project_conda(base: &str, cx: &Ctx<'_>) -> HostResult<String> {
+fn merge_project_conda(base: &str, cx: &BodyCtx<'_>) -> LabResult<String> {
     let Some(project) = cx.project.as_ref().map(|p| p.join("environment.yml")) else {
         return Ok(base.to_string());
     };
@@ -452,7 +451,7 @@ pub fn merge_conda(a: &Value, b: &Value) -> Value {
     Value::Object(out)
 }
 
-fn compute_id(doc_compute: Option<&str>, cx: &Ctx<'_>) -> HostResult<Option<String>> {
+fn compute_id(doc_compute: Option<&str>, cx: &BodyCtx<'_>) -> LabResult<Option<String>> {
     let c = doc_compute
         .map(str::to_string)
         .or_else(|| Some(cx.cfg.cluster.clone()).filter(|c| !c.is_empty()));
@@ -470,7 +469,7 @@ fn compute_id(doc_compute: Option<&str>, cx: &Ctx<'_>) -> HostResult<Option<Stri
     })
 }
 
-fn code(c: &Option<String>, cx: &Ctx<'_>) -> HostResult<Value> {
+fn code(c: &Option<String>, cx: &BodyCtx<'_>) -> LabResult<Value> {
     Ok(match c {
         None => Value::Null,
         Some(c) if is_remote(c) => c.clone().into(),
@@ -487,7 +486,7 @@ fn code(c: &Option<String>, cx: &Ctx<'_>) -> HostResult<Value> {
     })
 }
 
-fn identity(v: &Option<Value>, source: &str) -> HostResult<Value> {
+fn identity(v: &Option<Value>, source: &str) -> LabResult<Value> {
     Ok(
         match v
             .as_ref()
@@ -517,7 +516,7 @@ fn string_map<T: std::fmt::Display>(m: impl IntoIterator<Item = (String, T)>) ->
 }
 
 /// The common fields of every job type.
-fn base(doc: &SweepDoc, job_type: &str, cx: &Ctx<'_>) -> HostResult<Map<String, Value>> {
+fn base(doc: &SweepDoc, job_type: &str, cx: &BodyCtx<'_>) -> LabResult<Map<String, Value>> {
     let mut tags: BTreeMap<String, String> = cx.tags.clone();
     for (k, v) in &doc.tags {
         tags.insert(k.clone(), crate::redact::apply(&sweep::value_text(v)));
@@ -570,7 +569,7 @@ fn env_vars(e: &BTreeMap<String, crate::util::Text>, cfg: &AzureConfig) -> Value
 
 /// InnerEye `azure_dataset_id` & co. as inputs `INPUT_0`, `INPUT_1`, … (hi-ml's names), each a
 /// folder on the datastore, mounted or downloaded, passed to the script as `--INPUT_i=…`.
-fn dataset_inputs(cx: &Ctx<'_>, inputs: &mut Value, command: &mut String) -> HostResult<()> {
+fn dataset_inputs(cx: &BodyCtx<'_>, inputs: &mut Value, command: &mut String) -> LabResult<()> {
     let sets = cx.cfg.datasets()?;
     for (i, d) in sets.iter().enumerate() {
         let store = if d.datastore.is_empty() {
@@ -591,7 +590,7 @@ fn dataset_inputs(cx: &Ctx<'_>, inputs: &mut Value, command: &mut String) -> Hos
     Ok(())
 }
 
-fn trial_of(doc: &SweepDoc, cx: &Ctx<'_>) -> HostResult<Trial> {
+fn trial_of(doc: &SweepDoc, cx: &BodyCtx<'_>) -> LabResult<Trial> {
     match &doc.trial {
         Some(sweep::TrialField::Inline(t)) => Ok((**t).clone()),
         Some(sweep::TrialField::Path(p)) => sweep::load_component(&cx.base.join(p)),
@@ -600,7 +599,7 @@ fn trial_of(doc: &SweepDoc, cx: &Ctx<'_>) -> HostResult<Trial> {
 }
 
 /// A command job's body.
-pub fn command_job(doc: &SweepDoc, cx: &Ctx<'_>) -> HostResult<Value> {
+pub fn command_job(doc: &SweepDoc, cx: &BodyCtx<'_>) -> LabResult<Value> {
     let mut m = base(doc, "Command", cx)?;
     let mut command = doc.command.clone().unwrap_or_default();
     if command.trim().is_empty() {
@@ -644,7 +643,7 @@ pub fn command_job(doc: &SweepDoc, cx: &Ctx<'_>) -> HostResult<Value> {
 }
 
 /// A sweep job's body (`s` is the validated sweep of the same document).
-pub fn sweep_job(doc: &SweepDoc, s: &sweep::Sweep, cx: &Ctx<'_>) -> HostResult<Value> {
+pub fn sweep_job(doc: &SweepDoc, s: &sweep::Sweep, cx: &BodyCtx<'_>) -> LabResult<Value> {
     let mut m = base(doc, "Sweep", cx)?;
     let trial = trial_of(doc, cx)?;
     let mut command = trial.command.clone();
@@ -751,7 +750,7 @@ pub fn sweep_job(doc: &SweepDoc, s: &sweep::Sweep, cx: &Ctx<'_>) -> HostResult<V
 
 /// A pipeline job's body: each step as the REST properties of its own type (command or
 /// sweep), `${{parent.…}}` bindings sent as written for the service to wire.
-pub fn pipeline_job(doc: &SweepDoc, cx: &Ctx<'_>) -> HostResult<Value> {
+pub fn pipeline_job(doc: &SweepDoc, cx: &BodyCtx<'_>) -> LabResult<Value> {
     let mut m = base(doc, "Pipeline", cx)?;
     m.insert("inputs".into(), inputs(&doc.inputs, cx)?);
     m.insert("outputs".into(), outputs(&doc.outputs, cx)?);
@@ -809,7 +808,7 @@ pub fn pipeline_job(doc: &SweepDoc, cx: &Ctx<'_>) -> HostResult<Value> {
         let step_doc: SweepDoc = serde_json::from_value(Value::Object(sm.clone()))
             .map_err(|e| invalid(cx.source, format!("jobs.{name}: {e}")))?;
         // Steps inherit the pipeline's compute; tags and provenance stay on the pipeline.
-        let step_cx = Ctx {
+        let step_cx = BodyCtx {
             cfg: cx.cfg,
             source: cx.source,
             base: cx.base,

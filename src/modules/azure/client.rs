@@ -10,7 +10,7 @@ use serde_json::Value;
 
 use super::auth::Auth;
 use super::config::AzureConfig;
-use crate::error::{HostError, HostResult};
+use crate::error::{LabError, LabResult};
 
 /// Throttled or unavailable answers retried at most this many times.
 const MAX_RETRIES: u32 = 6;
@@ -63,13 +63,13 @@ fn retry_after(h: &reqwest::header::HeaderMap, attempt: u32) -> Duration {
             v.trim()
                 .parse::<f64>()
                 .ok()
-                .map(Duration::from_secs_f64)
+                .and_then(crate::util::secs_to_duration)
                 .or_else(|| {
                     chrono::DateTime::parse_from_rfc2822(v.trim())
                         .ok()
                         .map(|t| {
                             let d = t.timestamp() as f64 - crate::clock::unix();
-                            Duration::from_secs_f64(d.max(0.0))
+                            crate::util::secs_to_duration(d.max(0.0)).unwrap_or_default()
                         })
                 })
         });
@@ -124,12 +124,7 @@ impl Client {
     }
 
     /// One call with the ARM-scope token; JSON in and out. Retries as the module doc says.
-    pub async fn call(
-        &self,
-        method: Method,
-        url: &str,
-        body: Option<&Value>,
-    ) -> HostResult<Answer> {
+    pub async fn call(&self, method: Method, url: &str, body: Option<&Value>) -> LabResult<Answer> {
         self.call_scoped(method, url, body, &self.cfg.arm_scope.clone())
             .await
     }
@@ -140,7 +135,7 @@ impl Client {
         url: &str,
         body: Option<&Value>,
         scope: &str,
-    ) -> HostResult<Answer> {
+    ) -> LabResult<Answer> {
         let mut attempt = 0;
         let mut reauth = false;
         // What the user sees of the call: the path without host or query.
@@ -168,7 +163,7 @@ impl Client {
                     continue;
                 }
                 Err(e) => {
-                    return Err(HostError::new(
+                    return Err(LabError::new(
                         "azure.http",
                         format!("{shown}: {}", e.without_url()),
                     ))
@@ -210,7 +205,7 @@ impl Client {
                     429 => "azure.throttled",
                     _ => "azure.api",
                 };
-                return Err(HostError::new(
+                return Err(LabError::new(
                     kind,
                     crate::redact::apply(&format!("{shown}: {status} {}", error_text(&body, &raw))),
                 ));
@@ -223,20 +218,20 @@ impl Client {
         }
     }
 
-    pub async fn get(&self, url: &str) -> HostResult<Value> {
+    pub async fn get(&self, url: &str) -> LabResult<Value> {
         Ok(self.call(Method::GET, url, None).await?.body)
     }
 
-    pub async fn put(&self, url: &str, body: &Value) -> HostResult<Value> {
+    pub async fn put(&self, url: &str, body: &Value) -> LabResult<Value> {
         Ok(self.call(Method::PUT, url, Some(body)).await?.body)
     }
 
-    pub async fn post(&self, url: &str, body: Option<&Value>) -> HostResult<Answer> {
+    pub async fn post(&self, url: &str, body: Option<&Value>) -> LabResult<Answer> {
         self.call(Method::POST, url, body).await
     }
 
     /// The workspace's data-plane locations, fetched once.
-    pub async fn workspace(&self) -> HostResult<Workspace> {
+    pub async fn workspace(&self) -> LabResult<Workspace> {
         self.workspace
             .get_or_try_init(|| async {
                 self.cfg.require_workspace()?;
@@ -247,7 +242,7 @@ impl Client {
                 } else if let Some(d) = p["discoveryUrl"].as_str() {
                     self.discover(d).await?
                 } else {
-                    return Err(HostError::new(
+                    return Err(LabError::new(
                         "azure.api",
                         "the workspace has no discoveryUrl (set discovery_url)",
                     ));
@@ -268,17 +263,17 @@ impl Client {
             .cloned()
     }
 
-    async fn discover(&self, url: &str) -> HostResult<String> {
+    async fn discover(&self, url: &str) -> LabResult<String> {
         let r =
             self.http.get(url).send().await.map_err(|e| {
-                HostError::new("azure.http", format!("GET {url}: {}", e.without_url()))
+                LabError::new("azure.http", format!("GET {url}: {}", e.without_url()))
             })?;
         let v: Value = r.json().await.unwrap_or(Value::Null);
         v["api"]
             .as_str()
             .map(|s| s.trim_end_matches('/').to_string())
             .ok_or_else(|| {
-                HostError::new(
+                LabError::new(
                     "azure.api",
                     format!("the discovery document at {url} has no 'api' location"),
                 )
@@ -286,7 +281,7 @@ impl Client {
     }
 
     /// `{api}/history/v1.0{WS}{path}`.
-    pub async fn history_url(&self, path: &str) -> HostResult<String> {
+    pub async fn history_url(&self, path: &str) -> LabResult<String> {
         let ws = self.workspace().await?;
         Ok(format!(
             "{}/history/v1.0{}{path}",

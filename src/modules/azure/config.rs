@@ -8,7 +8,7 @@ use std::path::{Path, PathBuf};
 use serde::Serialize;
 use serde_json::{json, Map, Value};
 
-use crate::error::{HostError, HostResult};
+use crate::error::{LabError, LabResult};
 use crate::modules::{secrets, settings};
 
 /// The settings file labhost reads when none is named (and `$LABHOST_AZURE_SETTINGS` is not
@@ -124,19 +124,19 @@ pub struct Request {
 
 /// Reads the configuration. Only types are checked here; [`AzureConfig::require_workspace`]
 /// names what is missing when a call needs it.
-pub fn load(req: &Request) -> HostResult<AzureConfig> {
+pub fn load(req: &Request) -> LabResult<AzureConfig> {
     let settings_file = match &req.settings {
         Some(p) => {
             if !p.exists() {
-                return Err(HostError::new(
+                return Err(LabError::new(
                     "azure.config",
                     format!("settings file {} does not exist", p.display()),
                 ));
             }
             Some(p.clone())
         }
-        None => match std::env::var_os("LABHOST_AZURE_SETTINGS").filter(|v| !v.is_empty()) {
-            Some(p) => Some(PathBuf::from(p)),
+        None => match crate::config::azure_settings() {
+            Some(p) => Some(p),
             None => std::env::current_dir()
                 .ok()
                 .and_then(|d| settings::step_up(&d, SETTINGS_FILE)),
@@ -160,7 +160,7 @@ pub fn load(req: &Request) -> HostResult<AzureConfig> {
         substitute: true,
         skip_private,
     })
-    .map_err(|e| HostError::new("azure.config", e.message))?;
+    .map_err(|e| LabError::new("azure.config", e.message))?;
     let a = &parsed.args;
     let s = |k: &str| a.get(k).and_then(Value::as_str).unwrap_or("").to_string();
     let list = |k: &str| -> Vec<String> {
@@ -239,8 +239,8 @@ impl AzureConfig {
         format!("set '{key}:' under 'variables:' in {files}, or pass --{key}=…")
     }
 
-    fn missing(&self, keys: &[&str]) -> HostError {
-        HostError::new(
+    fn missing(&self, keys: &[&str]) -> LabError {
+        LabError::new(
             "azure.config",
             format!(
                 "{} not set: {}",
@@ -254,7 +254,7 @@ impl AzureConfig {
     }
 
     /// Checks the values that have a shape (URLs, durations, the auth mode).
-    fn validate(&self) -> HostResult<()> {
+    fn validate(&self) -> LabResult<()> {
         for (k, v) in [
             ("arm_url", &self.arm_url),
             ("authority_url", &self.authority_url),
@@ -265,7 +265,7 @@ impl AzureConfig {
             ("mlflow_url", &self.mlflow_url),
         ] {
             if !(v.is_empty() || v.starts_with("https://") || v.starts_with("http://")) {
-                return Err(HostError::new(
+                return Err(LabError::new(
                     "azure.config",
                     format!(
                         "{k}: '{v}' is not an http(s):// URL ({})",
@@ -278,7 +278,7 @@ impl AzureConfig {
             self.auth.as_str(),
             "auto" | "service_principal" | "workload_identity" | "managed_identity" | "cli"
         ) {
-            return Err(HostError::new(
+            return Err(LabError::new(
                 "azure.config",
                 format!(
                     "auth: '{}' is not one of auto, service_principal, workload_identity, managed_identity, cli",
@@ -287,7 +287,7 @@ impl AzureConfig {
             ));
         }
         if self.num_nodes == 0 {
-            return Err(HostError::new(
+            return Err(LabError::new(
                 "azure.config",
                 "num_nodes must be at least 1",
             ));
@@ -298,7 +298,7 @@ impl AzureConfig {
     }
 
     /// An error naming each of `fields` that is empty and where it would come from.
-    fn require(&self, fields: &[(&str, &String)]) -> HostResult<()> {
+    fn require(&self, fields: &[(&str, &String)]) -> LabResult<()> {
         let missing: Vec<&str> = fields
             .iter()
             .filter(|(_, v)| v.is_empty())
@@ -313,7 +313,7 @@ impl AzureConfig {
 
     /// The workspace coordinates every call needs; the error names each missing one and
     /// where it would come from.
-    pub fn require_workspace(&self) -> HostResult<()> {
+    pub fn require_workspace(&self) -> LabResult<()> {
         self.require(&[
             ("subscription_id", &self.subscription_id),
             ("resource_group", &self.resource_group),
@@ -322,7 +322,7 @@ impl AzureConfig {
     }
 
     /// What a service principal needs; the error names the missing keys and the secret.
-    pub fn require_service_principal(&self) -> HostResult<&str> {
+    pub fn require_service_principal(&self) -> LabResult<&str> {
         self.require(&[
             ("tenant_id", &self.tenant_id),
             ("application_id", &self.application_id),
@@ -343,11 +343,11 @@ impl AzureConfig {
 
     /// `max_run_duration` in seconds (`None` when unset): InnerEye's
     /// `run_duration_string_to_seconds` (`3.5h`, `2d`, `90m`).
-    pub fn max_run_seconds(&self) -> HostResult<Option<u64>> {
+    pub fn max_run_seconds(&self) -> LabResult<Option<u64>> {
         crate::modules::util::run_duration_string_to_seconds(&self.max_run_duration)
             .map(|s| s.map(|s| s.max(0) as u64))
             .map_err(|e| {
-                HostError::new(
+                LabError::new(
                     "azure.config",
                     format!(
                         "max_run_duration: '{}': {}",
@@ -359,7 +359,7 @@ impl AzureConfig {
 
     /// InnerEye `create_dataset_configs`: N dataset ids with 0 or N mount points and 0 or N
     /// local paths; no ids and no mount points → none.
-    pub fn datasets(&self) -> HostResult<Vec<Dataset>> {
+    pub fn datasets(&self) -> LabResult<Vec<Dataset>> {
         let join = |first: &str, rest: &[String]| -> Vec<String> {
             std::iter::once(first.to_string())
                 .chain(rest.iter().cloned())
@@ -396,13 +396,13 @@ pub fn create_dataset_configs(
     locals: &[String],
     datastore: &str,
     use_mounting: bool,
-) -> HostResult<Vec<Dataset>> {
+) -> LabResult<Vec<Dataset>> {
     let (na, nm, nl) = (ids.len(), mounts.len(), locals.len());
     if na == 0 && nm == 0 {
         return Ok(vec![]);
     }
     if na == 0 || !(nl == 0 || nl == na) || !(nm == 0 || nm == na) {
-        return Err(HostError::new(
+        return Err(LabError::new(
             "azure.config",
             format!("invalid dataset setup: {na} azure dataset(s), {nm} mount point(s), {nl} local dataset(s). You need to specify N entries in azure_dataset_id + extra_azure_dataset_ids and a matching number (or none) of dataset_mountpoint + extra_dataset_mountpoints and local_dataset + extra_local_dataset_paths"),
         ));

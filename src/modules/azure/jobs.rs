@@ -1,7 +1,6 @@
 //! Jobs: submit (body + assets + PUT), get, wait (status transitions, backoff, timeout from
 //! Running), cancel (with its long-running operation), list, rerun, child runs from run
-//! history, output downloads and metrics through the workspace MLflow endpoint
-//! (reference/azureml-api.md §1.2–§1.12).
+//! history, output downloads and metrics through the workspace MLflow endpoint.
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -11,7 +10,7 @@ use serde::Serialize;
 use serde_json::{json, Value};
 
 use super::client::Client;
-use crate::error::{HostError, HostResult};
+use crate::error::{LabError, LabResult};
 
 /// Terminal statuses (azure-ai-ml `_run_history_constants`).
 pub const TERMINAL: &[&str] = &["Completed", "Failed", "Canceled", "NotResponding", "Paused"];
@@ -22,7 +21,7 @@ pub fn is_terminal(s: &str) -> bool {
 
 /// A job or a child run, as ARM or run history describes it.
 #[derive(Debug, Clone, PartialEq, Serialize)]
-pub struct Run {
+pub struct AzureRun {
     /// The job name (= run id = MLflow run id).
     pub name: String,
     pub experiment: String,
@@ -57,9 +56,9 @@ fn str_map(v: &Value) -> BTreeMap<String, String> {
         .unwrap_or_default()
 }
 
-impl Run {
+impl AzureRun {
     /// From an ARM job (`GET {WS}/jobs/{name}`).
-    pub fn from_job(v: &Value) -> Run {
+    pub fn from_job(v: &Value) -> AzureRun {
         let p = &v["properties"];
         let name = v["name"].as_str().unwrap_or_default().to_string();
         let experiment = p["experimentName"]
@@ -70,7 +69,7 @@ impl Run {
             .as_str()
             .or(p["error"]["error"]["message"].as_str())
             .map(str::to_string);
-        Run {
+        AzureRun {
             recovery_id: format!("{experiment}:{name}"),
             studio_url: p["services"]["Studio"]["endpoint"]
                 .as_str()
@@ -90,9 +89,9 @@ impl Run {
     }
 
     /// From a run-history run (`…/runs/{id}/children`).
-    pub fn from_history(v: &Value, experiment: &str) -> Run {
+    pub fn from_history(v: &Value, experiment: &str) -> AzureRun {
         let name = v["runId"].as_str().unwrap_or_default().to_string();
-        Run {
+        AzureRun {
             recovery_id: format!("{experiment}:{name}"),
             studio_url: String::new(),
             status: v["status"].as_str().unwrap_or("Unknown").to_string(),
@@ -164,11 +163,11 @@ impl Run {
 
 /// InnerEye `tag_values_all_distinct`: every run has a different value of `tag`; a run
 /// without the tag is an error (InnerEye's `KeyError`), as in `util::tag_values_all_distinct`.
-pub fn tag_values_all_distinct(runs: &[Run], tag: &str) -> HostResult<bool> {
+pub fn tag_values_all_distinct(runs: &[AzureRun], tag: &str) -> LabResult<bool> {
     let mut seen = std::collections::HashSet::new();
     for r in runs {
         let v = r.tags.get(tag).ok_or_else(|| {
-            HostError::new(
+            LabError::new(
                 "azure.missing_tag",
                 format!("run {} has no tag '{tag}'", r.name),
             )
@@ -209,17 +208,17 @@ pub struct WaitOpts {
 
 impl Default for WaitOpts {
     fn default() -> Self {
-        let env = |k: &str, d: f64| {
-            std::env::var(k)
+        // Checked at start (`config::check`): a bad value never reaches here.
+        let env = |k: &str, d: u64| {
+            crate::config::azure_seconds(k)
                 .ok()
-                .and_then(|v| v.parse::<f64>().ok())
-                .filter(|v| *v > 0.0)
-                .unwrap_or(d)
+                .flatten()
+                .unwrap_or(Duration::from_secs(d))
         };
         WaitOpts {
             timeout: None,
-            poll: Duration::from_secs_f64(env("AZUREML_RUN_POLLING_INTERVAL_MIN", 2.0)),
-            poll_max: Duration::from_secs_f64(env("AZUREML_RUN_POLLING_INTERVAL_MAX", 60.0)),
+            poll: env("AZUREML_RUN_POLLING_INTERVAL_MIN", 2),
+            poll_max: env("AZUREML_RUN_POLLING_INTERVAL_MAX", 60),
             cancel_on_timeout: false,
             quiet: false,
         }
@@ -239,14 +238,14 @@ impl Client {
         self.ws_url(&format!("/jobs/{name}"))
     }
 
-    pub async fn get_job(&self, name: &str) -> HostResult<Value> {
+    pub async fn get_job(&self, name: &str) -> LabResult<Value> {
         self.get(&self.job_url(name)).await
     }
 
     /// The job; a failed one's error comes from run history (`GET …/runs/{name}`), where
     /// Azure ML keeps it (ARM's job has no error field).
-    pub async fn run(&self, name: &str) -> HostResult<Run> {
-        let mut r = Run::from_job(&self.get_job(name).await?);
+    pub async fn run(&self, name: &str) -> LabResult<AzureRun> {
+        let mut r = AzureRun::from_job(&self.get_job(name).await?);
         if r.status == "Failed" && r.error.is_none() {
             if let Ok(url) = self.history_url(&format!("/runs/{name}")).await {
                 if let Ok(h) = self.get(&url).await {
@@ -261,15 +260,15 @@ impl Client {
     }
 
     /// PUTs a body (assets resolved) as job `name`.
-    pub async fn put_job(&self, name: &str, body: &mut Value) -> HostResult<Run> {
+    pub async fn put_job(&self, name: &str, body: &mut Value) -> LabResult<AzureRun> {
         self.resolve_assets(body).await?;
         let v = self.put(&self.job_url(name), body).await?;
-        Ok(Run::from_job(&v))
+        Ok(AzureRun::from_job(&v))
     }
 
     /// Requests cancellation and follows the long-running operation (202 + Location) until
     /// the service accepts it.
-    pub async fn cancel(&self, name: &str) -> HostResult<()> {
+    pub async fn cancel(&self, name: &str) -> LabResult<()> {
         let a = self
             .call(
                 Method::POST,
@@ -296,13 +295,13 @@ impl Client {
         &self,
         experiment: Option<&str>,
         statuses: &[String],
-    ) -> HostResult<Vec<Run>> {
+    ) -> LabResult<Vec<AzureRun>> {
         let mut url = self.ws_url("/jobs?listViewType=ActiveOnly");
         let mut out = Vec::new();
         loop {
             let v = self.get(&url).await?;
             for j in v["value"].as_array().into_iter().flatten() {
-                let r = Run::from_job(j);
+                let r = AzureRun::from_job(j);
                 if experiment.is_some_and(|e| e != r.experiment) {
                     continue;
                 }
@@ -321,7 +320,7 @@ impl Client {
     }
 
     /// The children of a run from run history (all pages, oldest first).
-    pub async fn children(&self, parent: &Run) -> HostResult<Vec<Run>> {
+    pub async fn children(&self, parent: &AzureRun) -> LabResult<Vec<AzureRun>> {
         let base = self
             .history_url(&format!("/runs/{}/children", parent.name))
             .await?;
@@ -330,7 +329,7 @@ impl Client {
         loop {
             let v = self.get(&url).await?;
             for c in v["value"].as_array().into_iter().flatten() {
-                out.push(Run::from_history(c, &parent.experiment));
+                out.push(AzureRun::from_history(c, &parent.experiment));
             }
             if let Some(n) = v["nextLink"].as_str().filter(|n| !n.is_empty()) {
                 url = n.to_string();
@@ -352,8 +351,8 @@ impl Client {
         name: &str,
         o: &WaitOpts,
         interrupted: &(dyn Fn() -> bool + Sync),
-        on_status: &(dyn Fn(&Run) + Sync),
-    ) -> HostResult<(Run, WaitEnd)> {
+        on_status: &(dyn Fn(&AzureRun) + Sync),
+    ) -> LabResult<(AzureRun, WaitEnd)> {
         let mut poll = o.poll;
         let mut last = String::new();
         let mut running_since: Option<std::time::Instant> = None;
@@ -402,11 +401,11 @@ impl Client {
 
     /// hi-ml's retry: GET the job, drop what the service sets (status, services, outputs'
     /// system URIs, read-only ids), PUT it under a new name.
-    pub async fn rerun(&self, name: &str) -> HostResult<Run> {
+    pub async fn rerun(&self, name: &str) -> LabResult<AzureRun> {
         let v = self.get_job(name).await?;
         let mut p = v["properties"].clone();
         let Some(m) = p.as_object_mut() else {
-            return Err(HostError::new(
+            return Err(LabError::new(
                 "azure.api",
                 format!("job {name} has no properties"),
             ));
@@ -448,7 +447,7 @@ impl Client {
     }
 
     /// Where a run's default artifacts live: (datastore, path prefix without a trailing `/`).
-    fn default_artifacts(run: &Run) -> (String, String) {
+    fn default_artifacts(run: &AzureRun) -> (String, String) {
         let uri = run.outputs["default"]["uri"].as_str().unwrap_or("");
         if let Some((ds, path)) = parse_azureml_uri(uri) {
             return (ds, path.trim_end_matches('/').to_string());
@@ -465,7 +464,7 @@ impl Client {
         datastore: &str,
         prefix: &str,
         dest: &Path,
-    ) -> HostResult<Vec<PathBuf>> {
+    ) -> LabResult<Vec<PathBuf>> {
         let ds = self.datastore(Some(datastore)).await?;
         let items = ds.blob.list(&self.http, prefix).await?;
         let mut out = Vec::new();
@@ -489,10 +488,10 @@ impl Client {
     /// `dest/bar.csv`; `outputs/foo.txt` is not under `foo/` and is skipped).
     pub async fn download_outputs_by_prefix(
         &self,
-        run: &Run,
+        run: &AzureRun,
         prefix: &str,
         dest: &Path,
-    ) -> HostResult<Vec<PathBuf>> {
+    ) -> LabResult<Vec<PathBuf>> {
         let (ds, base) = Self::default_artifacts(run);
         let p = prefix.trim_matches('/');
         let full = if p.is_empty() {
@@ -507,19 +506,19 @@ impl Client {
     /// `dest/<file name>`; returns that path.
     pub async fn download_output_file(
         &self,
-        run: &Run,
+        run: &AzureRun,
         path: &str,
         dest: &Path,
-    ) -> HostResult<PathBuf> {
+    ) -> LabResult<PathBuf> {
         let (ds_name, base) = Self::default_artifacts(run);
         let ds = self.datastore(Some(&ds_name)).await?;
         let blob = format!("{base}/outputs/{}", path.trim_start_matches('/'));
         let name = Path::new(path)
             .file_name()
-            .ok_or_else(|| HostError::new("azure.invalid", format!("'{path}' names no file")))?;
+            .ok_or_else(|| LabError::new("azure.invalid", format!("'{path}' names no file")))?;
         let to = dest.join(name);
         ds.blob.get_to(&self.http, &blob, &to).await.map_err(|e| {
-            HostError::new(
+            LabError::new(
                 e.kind.clone(),
                 format!(
                     "unable to download file 'outputs/{}' from run {}: {}",
@@ -536,10 +535,10 @@ impl Client {
     /// (`azureml/<job>/<name>/`, then `dataset/<job>/<name>/` on the default datastore).
     pub async fn download_named_output(
         &self,
-        run: &Run,
+        run: &AzureRun,
         output: &str,
         dest: &Path,
-    ) -> HostResult<Vec<PathBuf>> {
+    ) -> LabResult<Vec<PathBuf>> {
         if let Some((ds, path)) = run.outputs[output]["uri"]
             .as_str()
             .and_then(parse_azureml_uri)
@@ -558,7 +557,7 @@ impl Client {
                 return Ok(got);
             }
         }
-        Err(HostError::new(
+        Err(LabError::new(
             "azure.not_found",
             format!("run {} has no files for output '{output}'", run.name),
         ))
@@ -566,7 +565,7 @@ impl Client {
 
     /// The MLflow run id of a job: its name, or (on a workspace whose MLflow ids differ) the
     /// run of that name in its experiment.
-    async fn mlflow_run(&self, run: &Run) -> HostResult<Value> {
+    async fn mlflow_run(&self, run: &AzureRun) -> LabResult<Value> {
         let ws = self.workspace().await?;
         let base = format!("{}/api/2.0/mlflow", ws.mlflow);
         match self
@@ -616,7 +615,7 @@ impl Client {
             .and_then(|a| a.first())
             .cloned()
             .ok_or_else(|| {
-                HostError::new(
+                LabError::new(
                     "azure.not_found",
                     format!("the workspace's MLflow has no run for job {}", run.name),
                 )
@@ -624,7 +623,7 @@ impl Client {
     }
 
     /// The latest value of each metric a run logged (MLflow `runs/get`).
-    pub async fn metrics(&self, run: &Run) -> HostResult<BTreeMap<String, f64>> {
+    pub async fn metrics(&self, run: &AzureRun) -> LabResult<BTreeMap<String, f64>> {
         let r = self.mlflow_run(run).await?;
         Ok(r["data"]["metrics"]
             .as_array()
@@ -640,7 +639,7 @@ impl Client {
     }
 
     /// Every value of one metric, in logging order (MLflow `metrics/get-history`, all pages).
-    pub async fn metric_history(&self, run: &Run, key: &str) -> HostResult<Vec<(i64, f64)>> {
+    pub async fn metric_history(&self, run: &AzureRun, key: &str) -> LabResult<Vec<(i64, f64)>> {
         let r = self.mlflow_run(run).await?;
         let id = r["info"]["run_id"]
             .as_str()
@@ -656,7 +655,7 @@ impl Client {
 
     /// Every metric's whole history (steps, values, times), for copying a run's results into
     /// the local store.
-    pub async fn histories(&self, run: &Run) -> HostResult<Vec<crate::store::Metric>> {
+    pub async fn histories(&self, run: &AzureRun) -> LabResult<Vec<crate::store::Metric>> {
         let r = self.mlflow_run(run).await?;
         let id = r["info"]["run_id"]
             .as_str()
@@ -672,7 +671,7 @@ impl Client {
     }
 
     /// `metrics/get-history` of an MLflow run id, all pages.
-    async fn history_of(&self, id: &str, key: &str) -> HostResult<Vec<crate::store::Metric>> {
+    async fn history_of(&self, id: &str, key: &str) -> LabResult<Vec<crate::store::Metric>> {
         let ws = self.workspace().await?;
         let mut out = Vec::new();
         let mut token = String::new();
@@ -726,13 +725,13 @@ mod tests {
 
     #[test]
     fn runs_read_cross_validation_and_ensemble_tags() {
-        let c = Run::from_history(
+        let c = AzureRun::from_history(
             &json!({"runId": "p_3", "status": "Completed", "tags": {"hyperparameters": "{\"crossval_index\": \"2\"}"}}),
             "e",
         );
         assert_eq!(c.cross_validation_split_index(), 2);
         assert!(c.is_cross_validation_child_run());
-        let p = Run::from_job(
+        let p = AzureRun::from_job(
             &json!({"name": "p", "properties": {"jobType": "Sweep", "status": "Running", "experimentName": "e", "tags": {"is_ensemble": "True"}}}),
         );
         assert!(p.is_parent_run() && p.is_ensemble_run() && !p.is_cross_validation_child_run());

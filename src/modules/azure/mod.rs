@@ -1,6 +1,6 @@
 //! `azure`: Azure ML jobs from labhost — InnerEye's `azure_runner`, `AzureConfig` and
 //! `azure_util` rebuilt on the Azure ML v2 REST API with plain reqwest
-//! (reference/azureml-api.md). The same job YAML or `sweep::Sweep` that runs locally is
+//!. The same job YAML or `sweep::Sweep` that runs locally is
 //! submitted here; submitted jobs are recorded in the run store (kind remote) so `labhost
 //! jobs`, `labhost runs` and reports show local and Azure runs side by side.
 //!
@@ -26,9 +26,9 @@ use serde_json::{json, Value};
 
 pub use client::Client;
 pub use config::AzureConfig;
-pub use jobs::{Run, WaitEnd, WaitOpts};
+pub use jobs::{AzureRun, WaitEnd, WaitOpts};
 
-use crate::error::{HostError, HostResult};
+use crate::error::{LabError, LabResult};
 use crate::modules::sweep::{self, Sweep, SweepDoc};
 use crate::store::{NewRun, RunKind, RunStatus};
 
@@ -36,19 +36,19 @@ use crate::store::{NewRun, RunKind, RunStatus};
 pub const RECOVERY_FILE: &str = "most_recent_run.txt";
 
 /// Runs a future to completion from a blocking thread (scripts and the CLI never run on the
-/// runtime's workers).
-pub fn block<F: std::future::Future>(f: F) -> F::Output {
-    crate::host::ctx().rt.block_on(f)
+/// runtime's workers); Ctrl-C cancels it (`cancelled`), as every other native.
+pub fn block<T>(f: impl std::future::Future<Output = LabResult<T>>) -> LabResult<T> {
+    crate::runtime::block_on(f)?
 }
 
 /// One client per configuration, so tokens and workspace discovery are shared by every call
 /// of a process.
-pub fn client(req: &config::Request) -> HostResult<Arc<Client>> {
+pub fn client(req: &config::Request) -> LabResult<Arc<Client>> {
     client_for(config::load(req)?)
 }
 
 /// [`client`] for a configuration already read (a submit's, from [`prepare`]).
-pub fn client_for(cfg: AzureConfig) -> HostResult<Arc<Client>> {
+pub fn client_for(cfg: AzureConfig) -> LabResult<Arc<Client>> {
     static CLIENTS: Mutex<Vec<(AzureConfig, Arc<Client>)>> = Mutex::new(Vec::new());
     let mut c = CLIENTS.lock().unwrap_or_else(|e| e.into_inner());
     if let Some((_, cl)) = c.iter().find(|(k, _)| *k == cfg) {
@@ -83,7 +83,7 @@ pub struct SubmitOpts {
 }
 
 /// A job ready to send: its name, body (asset markers unresolved) and configuration.
-pub struct Prepared {
+pub struct Submission {
     pub name: String,
     pub experiment: String,
     pub body: Value,
@@ -93,7 +93,7 @@ pub struct Prepared {
 
 /// Builds a job's REST body from a YAML file or a sweep object, with provenance tags. Touches
 /// no network.
-pub fn prepare(what: &What, o: &SubmitOpts) -> HostResult<Prepared> {
+pub fn prepare(what: &What, o: &SubmitOpts) -> LabResult<Submission> {
     let cfg = config::load(&o.config)?;
     let (doc, source, base, sweep_obj): (SweepDoc, String, PathBuf, Option<Sweep>) = match what {
         What::Path(p) => {
@@ -143,7 +143,7 @@ pub fn prepare(what: &What, o: &SubmitOpts) -> HostResult<Prepared> {
     if !cfg.run_recovery_id.is_empty() {
         tags.insert("run_recovery_id".into(), cfg.run_recovery_id.clone());
     }
-    let cx = body::Ctx {
+    let cx = body::BodyCtx {
         cfg: &cfg,
         source: &source,
         base: &base,
@@ -164,12 +164,12 @@ pub fn prepare(what: &What, o: &SubmitOpts) -> HostResult<Prepared> {
         ("sweep", Some(s)) => body::sweep_job(&doc, s, &cx)?,
         ("command", _) => {
             if cfg.hyperdrive {
-                return Err(HostError::new("azure.invalid", format!("{source}: hyperdrive: true needs a sweep job (type: sweep) — a command job has no search space")));
+                return Err(LabError::new("azure.invalid", format!("{source}: hyperdrive: true needs a sweep job (type: sweep) — a command job has no search space")));
             }
             body::command_job(&doc, &cx)?
         }
         (other, _) => {
-            return Err(HostError::new(
+            return Err(LabError::new(
                 "azure.invalid",
                 format!(
                     "{source}: job type '{other}' cannot be submitted (command, sweep or pipeline)"
@@ -184,7 +184,7 @@ pub fn prepare(what: &What, o: &SubmitOpts) -> HostResult<Prepared> {
                 && n.chars()
                     .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_');
             if !ok {
-                return Err(HostError::new("azure.invalid", format!("job name '{n}': letters, digits, - and _ only, starting with a letter or digit, at most 255")));
+                return Err(LabError::new("azure.invalid", format!("job name '{n}': letters, digits, - and _ only, starting with a letter or digit, at most 255")));
             }
             n.clone()
         }
@@ -193,7 +193,7 @@ pub fn prepare(what: &What, o: &SubmitOpts) -> HostResult<Prepared> {
             .clone()
             .unwrap_or_else(|| jobs::new_job_name(&experiment)),
     };
-    Ok(Prepared {
+    Ok(Submission {
         name,
         experiment,
         body,
@@ -204,7 +204,7 @@ pub fn prepare(what: &What, o: &SubmitOpts) -> HostResult<Prepared> {
 
 /// What `--dry-run` prints: every request submit would send, asset steps described, secrets
 /// redacted. No network.
-pub fn dry_run(p: &Prepared) -> HostResult<Value> {
+pub fn dry_run(p: &Submission) -> LabResult<Value> {
     let ws = p.cfg.workspace_path();
     let mut steps = Vec::new();
     let mut resolved: Vec<(body::Asset, String)> = Vec::new();
@@ -249,9 +249,9 @@ pub fn local_status(s: &str) -> RunStatus {
 
 /// Records (or updates) a remote run in the local store: kind remote, tagged with the job
 /// name, status, studio URL and recovery id; closed with the mapped status once terminal.
-pub fn record(cfg: &AzureConfig, r: &Run, command: &str) -> HostResult<i64> {
+pub fn record(cfg: &AzureConfig, r: &AzureRun, command: &str) -> LabResult<i64> {
     let key = record_key(cfg, &r.name);
-    crate::modules::jobs::with_store(|st| {
+    crate::store::with_current(|st| {
         let exp = st.experiment_id(&r.experiment)?;
         let (run, _) = st.open_record(
             &NewRun {
@@ -282,14 +282,14 @@ pub fn record(cfg: &AzureConfig, r: &Run, command: &str) -> HostResult<i64> {
 
 /// A submitted job: the run as the service answered, and its local record.
 pub struct Submitted {
-    pub run: Run,
+    pub run: AzureRun,
     pub record_id: i64,
     pub recovery_file: Option<PathBuf>,
 }
 
 /// Uploads what the body needs, PUTs the job, records it and writes `most_recent_run.txt`
 /// (hi-ml's run recovery file) in the working directory.
-pub fn submit(p: &Prepared, cl: &Client) -> HostResult<Submitted> {
+pub fn submit(p: &Submission, cl: &Client) -> LabResult<Submitted> {
     let mut body = p.body.clone();
     let run = block(cl.put_job(&p.name, &mut body))?;
     let record_id = record(&cl.cfg, &run, &format!("azure submit {}", p.source))?;
@@ -313,14 +313,18 @@ pub fn wait(
     name: &str,
     o: &WaitOpts,
     interrupted: &(dyn Fn() -> bool + Sync),
-) -> HostResult<(Run, WaitEnd)> {
+) -> LabResult<(AzureRun, WaitEnd)> {
     let cfg = cl.cfg.clone();
-    let on_status = move |r: &Run| {
+    let on_status = move |r: &AzureRun| {
         if let Err(e) = record(&cfg, r, "") {
             tracing::warn!("cannot record the status of {}: {}", r.name, e.message);
         }
     };
-    let (r, end) = block(cl.wait(name, o, interrupted, &on_status))?;
+    // Not through `block`: the wait watches Ctrl-C itself (`interrupted`) and ends with
+    // `WaitEnd::Interrupted` and the job's last status, which a dropped future would lose.
+    let (r, end) = crate::runtime::ctx()
+        .rt
+        .block_on(cl.wait(name, o, interrupted, &on_status))?;
     if r.is_terminal() {
         if let Err(e) = record(&cl.cfg, &r, "").and_then(|id| import(cl, id, &r)) {
             tracing::warn!(
@@ -340,15 +344,15 @@ pub fn wait(
 /// `azureml.job_name` and `hyperparameters`, metric histories from the workspace's MLflow), a
 /// command job's own metric histories. Metrics that cannot be read (no MLflow endpoint) are
 /// left out with a warning. Returns how many child runs were copied.
-pub fn import(cl: &Client, record_id: i64, run: &Run) -> HostResult<usize> {
-    let done = crate::modules::jobs::with_store(|st| st.tags(record_id))?
+pub fn import(cl: &Client, record_id: i64, run: &AzureRun) -> LabResult<usize> {
+    let done = crate::store::with_current(|st| st.tags(record_id))?
         .iter()
         .any(|(k, v)| k == "azureml.imported" && v == "true");
     if done {
         return Ok(0);
     }
     let mut warned = false;
-    let mut metrics_of = |r: &Run| -> Vec<crate::store::Metric> {
+    let mut metrics_of = |r: &AzureRun| -> Vec<crate::store::Metric> {
         match block(cl.histories(r)) {
             Ok(m) => m,
             Err(e) => {
@@ -376,10 +380,9 @@ pub fn import(cl: &Client, record_id: i64, run: &Run) -> HostResult<usize> {
         .filter(|(_, v)| !v.is_empty())
         .map(|(k, v)| (k.to_string(), v.to_string()))
         .collect();
-        crate::modules::jobs::with_store(|st| st.log_batch(record_id, &[], &params, &[]))?
-            .map_err(|k| {
-                HostError::new("azure.import", format!("run {record_id} has another {k}"))
-            })?;
+        crate::store::with_current(|st| st.log_batch(record_id, &[], &params, &[]))?.map_err(
+            |k| LabError::new("azure.import", format!("run {record_id} has another {k}")),
+        )?;
         for child in block(cl.children(run))? {
             let ms = metrics_of(&child);
             let hp_text = child
@@ -404,21 +407,21 @@ pub fn import(cl: &Client, record_id: i64, run: &Run) -> HostResult<usize> {
                     &format!("azure child of {}", run.name),
                 )
             };
-            crate::modules::jobs::with_store(|st| {
+            crate::store::with_current(|st| {
                 st.record_finished(&n, local_status(&child.status), &ms)
             })?;
             copied += 1;
         }
     } else {
         let ms = metrics_of(run);
-        crate::modules::jobs::with_store(|st| st.add_metrics(record_id, &ms))?;
+        crate::store::with_current(|st| st.add_metrics(record_id, &ms))?;
     }
-    crate::modules::jobs::with_store(|st| st.set_tag(record_id, "azureml.imported", "true"))?;
+    crate::store::with_current(|st| st.set_tag(record_id, "azureml.imported", "true"))?;
     Ok(copied)
 }
 
 /// `fetch_run(recovery_id)`: the job of an `experiment:run` (or bare hi-ml) id.
-pub fn fetch_run(cl: &Client, recovery_id: &str) -> HostResult<Run> {
+pub fn fetch_run(cl: &Client, recovery_id: &str) -> LabResult<AzureRun> {
     let (exp, name) = crate::modules::util::split_recovery_id(recovery_id)?;
     let r = block(cl.run(&name))?;
     if r.experiment != exp && recovery_id.contains(':') {
@@ -434,10 +437,10 @@ pub fn fetch_run(cl: &Client, recovery_id: &str) -> HostResult<Run> {
 /// status); a count other than `expected_splits` (when > 0) is warned about, as InnerEye does.
 pub fn fetch_child_runs(
     cl: &Client,
-    run: &Run,
+    run: &AzureRun,
     status: Option<&str>,
     expected_splits: i64,
-) -> HostResult<Vec<Run>> {
+) -> LabResult<Vec<AzureRun>> {
     let mut kids = block(cl.children(run))?;
     if let Some(s) = status {
         kids.retain(|k| k.status.eq_ignore_ascii_case(s));
@@ -456,10 +459,10 @@ pub fn fetch_child_runs(
 /// split index go under their run name).
 pub fn download_children_outputs(
     cl: &Client,
-    run: &Run,
+    run: &AzureRun,
     prefix: &str,
     dest: &Path,
-) -> HostResult<BTreeMap<String, Vec<PathBuf>>> {
+) -> LabResult<BTreeMap<String, Vec<PathBuf>>> {
     let kids = block(cl.children(run))?;
     let mut out = BTreeMap::new();
     for k in kids {
@@ -534,7 +537,7 @@ pub fn is_offline_run_id(id: &str) -> bool {
 }
 
 /// Jobs of the workspace as rows for `labhost azure runs`.
-pub fn runs_table(runs: &[Run]) -> Vec<Vec<String>> {
+pub fn runs_table(runs: &[AzureRun]) -> Vec<Vec<String>> {
     runs.iter()
         .map(|r| {
             vec![

@@ -6,8 +6,8 @@ use rhai::plugin::*;
 use rhai::{Array, Map};
 use serde_json::Value;
 
+use crate::bridge::{decode, host_err, OrRhai, RhaiResult};
 use crate::modules::azure as m;
-use crate::script::bridge::{decode, host_err, OrRhai, RhaiResult};
 
 pub fn module() -> Module {
     exported_module!(api)
@@ -17,22 +17,22 @@ pub fn module() -> Module {
 #[derive(Clone)]
 pub struct JobObj {
     cl: Option<Arc<m::Client>>,
-    run: Arc<Mutex<m::Run>>,
+    run: Arc<Mutex<m::AzureRun>>,
 }
 
 impl JobObj {
-    fn new(cl: Option<Arc<m::Client>>, run: m::Run) -> JobObj {
+    fn new(cl: Option<Arc<m::Client>>, run: m::AzureRun) -> JobObj {
         JobObj {
             cl,
             run: Arc::new(Mutex::new(run)),
         }
     }
 
-    fn get(&self) -> m::Run {
+    fn get(&self) -> m::AzureRun {
         self.run.lock().unwrap_or_else(|e| e.into_inner()).clone()
     }
 
-    fn set(&self, r: m::Run) {
+    fn set(&self, r: m::AzureRun) {
         *self.run.lock().unwrap_or_else(|e| e.into_inner()) = r;
     }
 
@@ -85,8 +85,8 @@ struct SubmitOpts {
     tags: std::collections::BTreeMap<String, Value>,
     #[serde(default)]
     wait: bool,
-    timeout: Option<f64>,
-    poll: Option<f64>,
+    timeout: Option<crate::util::Seconds>,
+    poll: Option<crate::util::Seconds>,
     #[serde(default)]
     dry_run: bool,
 }
@@ -94,9 +94,9 @@ struct SubmitOpts {
 #[derive(serde::Deserialize, Default)]
 #[serde(deny_unknown_fields)]
 struct WaitArgs {
-    timeout: Option<f64>,
-    poll: Option<f64>,
-    poll_max: Option<f64>,
+    timeout: Option<crate::util::Seconds>,
+    poll: Option<crate::util::Seconds>,
+    poll_max: Option<crate::util::Seconds>,
     #[serde(default)]
     cancel_on_timeout: bool,
     #[serde(default)]
@@ -106,7 +106,7 @@ struct WaitArgs {
 impl WaitArgs {
     fn opts(&self) -> m::WaitOpts {
         let d = m::WaitOpts::default();
-        let secs = std::time::Duration::from_secs_f64;
+        let secs = |s: crate::util::Seconds| s.0;
         m::WaitOpts {
             timeout: self.timeout.map(secs),
             poll: self.poll.map(secs).unwrap_or(d.poll),
@@ -136,7 +136,7 @@ fn text(v: &Value) -> String {
 fn do_wait(ctx: &NativeCallContext, job: &JobObj, w: &WaitArgs) -> RhaiResult<()> {
     let cl = job.client(ctx)?;
     let name = job.get().name;
-    let interrupted = || crate::host::ctx().cancel.is_cancelled();
+    let interrupted = || crate::runtime::ctx().cancel.is_cancelled();
     let (r, end) = m::wait(&cl, &name, &w.opts(), &interrupted).or_rhai(ctx)?;
     job.set(r.clone());
     match end {
@@ -144,7 +144,7 @@ fn do_wait(ctx: &NativeCallContext, job: &JobObj, w: &WaitArgs) -> RhaiResult<()
         m::WaitEnd::TimedOut => Err(host_err(ctx, "azure.timeout", format!(
             "job {name} still {} after {:.0} s in Running{}",
             r.status,
-            w.timeout.unwrap_or(0.0),
+            w.timeout.map_or(0.0, |t| t.secs()),
             if w.cancel_on_timeout { " (cancellation requested)" } else { "" }
         ))),
         m::WaitEnd::Interrupted => Err(host_err(ctx, "cancelled", format!(
@@ -171,7 +171,7 @@ fn submit_any(ctx: &NativeCallContext, what: m::What, opts: Map) -> RhaiResult<D
     };
     let p = m::prepare(&what, &so).or_rhai(ctx)?;
     if o.dry_run {
-        return crate::script::bridge::encode(ctx, &m::dry_run(&p).or_rhai(ctx)?);
+        return crate::bridge::encode(ctx, &m::dry_run(&p).or_rhai(ctx)?);
     }
     let cl = m::client_for(p.cfg.clone()).or_rhai(ctx)?;
     let s = m::submit(&p, &cl).or_rhai(ctx)?;
@@ -193,8 +193,8 @@ fn submit_any(ctx: &NativeCallContext, what: m::What, opts: Map) -> RhaiResult<D
 #[export_module]
 pub mod api {
     use super::{do_wait, submit_any, ChildOpts, ConnOpts, JobObj, WaitArgs};
+    use crate::bridge::{decode, encode, host_err, OrRhai};
     use crate::modules::azure as m;
-    use crate::script::bridge::{decode, encode, host_err, OrRhai};
 
     pub type Job = JobObj;
 
@@ -467,7 +467,7 @@ pub mod api {
     #[rhai_fn(return_raw)]
     pub fn run_from(ctx: NativeCallContext, job: Map) -> Result<Job, Box<EvalAltResult>> {
         let v = crate::modules::yaml::rhai::to_value(&ctx, &job.into())?;
-        Ok(JobObj::new(None, m::Run::from_job(&v)))
+        Ok(JobObj::new(None, m::AzureRun::from_job(&v)))
     }
 
     /// InnerEye `is_parent_run`: a sweep or pipeline (its work is its children).

@@ -7,7 +7,7 @@
 //! spring-forward gap runs once at the first valid instant, a fall-back overlap fires once);
 //! [`host`] runs the fires — each a record run (kind cron) in the store with its output log
 //! and outcome — and persists each entry's last fire so a restart applies `catch_up`.
-pub mod host;
+pub mod daemon;
 pub mod rhai;
 
 use std::collections::BTreeMap;
@@ -17,7 +17,7 @@ use std::str::FromStr;
 use chrono::{DateTime, TimeZone, Utc};
 use serde::{Deserialize, Serialize};
 
-use crate::error::{HostError, HostResult};
+use crate::error::{LabError, LabResult};
 
 /// `catch_up: all` runs at most this many missed fires per entry (the most recent ones).
 pub const MAX_CATCH_UP: usize = 100;
@@ -195,9 +195,9 @@ fn yes() -> bool {
 }
 
 /// Reads and validates a schedule file: every problem names the file, line and column.
-pub fn load(path: &Path) -> HostResult<Vec<Entry>> {
+pub fn load(path: &Path) -> LabResult<Vec<Entry>> {
     let text =
-        crate::modules::fs::read(path).map_err(|e| HostError::new("cron.invalid", e.message))?;
+        crate::modules::fs::read(path).map_err(|e| LabError::new("cron.invalid", e.message))?;
     let src = path.display().to_string();
     let raw: Vec<RawEntry> = crate::modules::yaml::parse_as(&text, &src, "cron.invalid")?;
     let base = path
@@ -211,13 +211,13 @@ pub fn load(path: &Path) -> HostResult<Vec<Entry>> {
             locate_nth(&text, &src, needle, i)
         };
         let bad = |needle: &str, msg: String| {
-            HostError::new("cron.invalid", format!("{}: {msg}", at(needle)))
+            LabError::new("cron.invalid", format!("{}: {msg}", at(needle)))
         };
         if r.name.trim().is_empty() {
             return Err(bad("name:", "an entry needs a name".into()));
         }
         if out.iter().any(|e| e.name == r.name) {
-            return Err(HostError::new(
+            return Err(LabError::new(
                 "cron.invalid",
                 format!(
                     "{}: a second entry named '{}'",

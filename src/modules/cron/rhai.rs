@@ -55,7 +55,7 @@ fn define(
     target: Dynamic,
     opts: Map,
 ) -> Result<Map, Box<EvalAltResult>> {
-    use crate::script::bridge::{decode, host_err};
+    use crate::bridge::{decode, host_err};
     let o: Opts = decode(ctx, "cron::schedule options", opts.into())?;
     let zone =
         m::Zone::parse(o.timezone.as_deref()).map_err(|e| host_err(ctx, "cron.invalid", e))?;
@@ -179,7 +179,7 @@ pub mod api {
         timezone: &str,
         n: i64,
     ) -> Result<Array, Box<EvalAltResult>> {
-        use crate::script::bridge::host_err;
+        use crate::bridge::host_err;
         let zone = crate::modules::cron::Zone::parse(Some(timezone))
             .map_err(|e| host_err(&ctx, "cron.invalid", e))?;
         let s = crate::modules::cron::Schedule::parse(expr, zone)

@@ -3,27 +3,27 @@
 use bollard::Docker;
 use serde::Serialize;
 
-use crate::error::{HostError, HostResult};
+use crate::error::{LabError, LabResult};
 
 fn socket_hint() -> String {
     std::env::var("DOCKER_HOST").unwrap_or_else(|_| "unix:///var/run/docker.sock".into())
 }
 
-fn unavailable(e: impl std::fmt::Display) -> HostError {
-    HostError::new(
+fn unavailable(e: impl std::fmt::Display) -> LabError {
+    LabError::new(
         "docker.unavailable",
         format!("cannot reach the Docker engine at {}: {e}", socket_hint()),
     )
 }
 
 /// A client for `DOCKER_HOST` (or the local socket), version-negotiated.
-pub async fn connect() -> HostResult<Docker> {
+pub async fn connect() -> LabResult<Docker> {
     let d = Docker::connect_with_local_defaults().map_err(unavailable)?;
     d.negotiate_version().await.map_err(unavailable)
 }
 
 /// Maps engine errors to kinds a script can branch on.
-pub fn engine_err(what: &str, e: bollard::errors::Error) -> HostError {
+pub fn engine_err(what: &str, e: bollard::errors::Error) -> LabError {
     use bollard::errors::Error as E;
     match e {
         E::DockerResponseServerError {
@@ -37,19 +37,19 @@ pub fn engine_err(what: &str, e: bollard::errors::Error) -> HostError {
                 400 if message.contains("mount") || message.contains("volume") || message.contains("bind") => "docker.invalid_mount",
                 400 => "docker.invalid_argument",
                 500 if message.contains("could not select device driver") => {
-                    return HostError::new(
+                    return LabError::new(
                         "docker.gpu_unavailable",
                         format!("{what}: GPUs requested but the engine has no NVIDIA runtime (install the NVIDIA container toolkit): {message}"),
                     )
                 }
                 _ => "docker.engine",
             };
-            HostError::new(kind, format!("{what}: {message}"))
+            LabError::new(kind, format!("{what}: {message}"))
         }
         E::DockerStreamError { error } => {
-            HostError::new("docker.engine", format!("{what}: {error}"))
+            LabError::new("docker.engine", format!("{what}: {error}"))
         }
-        E::RequestTimeoutError => HostError::new(
+        E::RequestTimeoutError => LabError::new(
             "docker.engine",
             format!("{what}: the engine did not answer in time"),
         ),
@@ -58,7 +58,7 @@ pub fn engine_err(what: &str, e: bollard::errors::Error) -> HostError {
             if s.contains("connect") || s.contains("No such file") || s.contains("socket") {
                 unavailable(s)
             } else {
-                HostError::new("docker.engine", format!("{what}: {s}"))
+                LabError::new("docker.engine", format!("{what}: {s}"))
             }
         }
     }
@@ -72,7 +72,7 @@ pub struct VersionInfo {
     pub arch: String,
 }
 
-pub async fn ping() -> HostResult<()> {
+pub async fn ping() -> LabResult<()> {
     let d = connect().await?;
     d.ping()
         .await
@@ -80,7 +80,7 @@ pub async fn ping() -> HostResult<()> {
         .map_err(|e| engine_err("ping", e))
 }
 
-pub async fn version() -> HostResult<VersionInfo> {
+pub async fn version() -> LabResult<VersionInfo> {
     let d = connect().await?;
     let v = d.version().await.map_err(|e| engine_err("version", e))?;
     Ok(VersionInfo {

@@ -13,13 +13,13 @@ use futures_util::StreamExt;
 use serde::Serialize;
 use tokio_util::sync::CancellationToken;
 
-use crate::error::{HostError, HostResult};
-use crate::host::Stream;
+use crate::error::{LabError, LabResult};
+use crate::runtime::Stream;
 
 use super::output::Lines;
 use super::*;
 
-fn resolve_image(spec: &RunSpec) -> HostResult<String> {
+fn resolve_image(spec: &RunSpec) -> LabResult<String> {
     spec.image
         .clone()
         .filter(|i| !i.is_empty())
@@ -29,7 +29,7 @@ fn resolve_image(spec: &RunSpec) -> HostResult<String> {
                 .filter(|i| !i.is_empty())
         })
         .ok_or_else(|| {
-            HostError::new(
+            LabError::new(
                 "docker.no_image",
                 "no image given and DOCKER_IMAGE_NAME is not set",
             )
@@ -37,7 +37,7 @@ fn resolve_image(spec: &RunSpec) -> HostResult<String> {
 }
 
 /// Creates (not starts) a container; returns (id, name).
-async fn create(d: &Docker, spec: &RunSpec) -> HostResult<(String, String)> {
+async fn create(d: &Docker, spec: &RunSpec) -> LabResult<(String, String)> {
     let image = resolve_image(spec)?;
     let name = match &spec.name {
         Some(n) => names::sanitize(n),
@@ -73,7 +73,7 @@ pub async fn run(
     spec: &RunSpec,
     emit: &mut (dyn FnMut(Stream, &str) + Send),
     cancel: CancellationToken,
-) -> HostResult<RunResult> {
+) -> LabResult<RunResult> {
     let d = connect().await?;
     let started = Instant::now();
     let created = RunSpec {
@@ -137,9 +137,9 @@ pub async fn run(
     };
     let outcome = tokio::select! {
         code = pump => Ok(code),
-        _ = timeout => Err(HostError::new("docker.timeout", format!(
+        _ = timeout => Err(LabError::new("docker.timeout", format!(
             "container '{name}' timed out after {:.1}s and was killed", spec.timeout.unwrap_or_default().as_secs_f64()))),
-        _ = cancel.cancelled() => Err(HostError::cancelled()),
+        _ = cancel.cancelled() => Err(LabError::cancelled()),
     };
     lines.flush(&mut out);
     if outcome.is_err() {
@@ -162,7 +162,7 @@ pub async fn run(
 static TO_STOP: Mutex<Vec<String>> = Mutex::new(Vec::new());
 
 /// Starts a container in the background; returns (id, name).
-pub async fn start_detached(spec: &RunSpec, stop_on_exit: bool) -> HostResult<(String, String)> {
+pub async fn start_detached(spec: &RunSpec, stop_on_exit: bool) -> LabResult<(String, String)> {
     let d = connect().await?;
     let (id, name) = create(&d, spec).await?;
     if let Err(e) = d.start_container(&id, None).await {
@@ -170,6 +170,7 @@ pub async fn start_detached(spec: &RunSpec, stop_on_exit: bool) -> HostResult<(S
         return Err(engine_err(&format!("cannot start container '{name}'"), e));
     }
     if stop_on_exit {
+        crate::runtime::at_script_end(cleanup_blocking);
         TO_STOP
             .lock()
             .unwrap_or_else(|e| e.into_inner())
@@ -184,7 +185,7 @@ pub fn cleanup_blocking() {
     if TO_STOP.lock().unwrap_or_else(|e| e.into_inner()).is_empty() {
         return;
     }
-    crate::host::ctx().rt.block_on(cleanup());
+    crate::runtime::ctx().rt.block_on(cleanup());
 }
 
 /// Kills the registered detached containers.
@@ -202,7 +203,7 @@ pub async fn cleanup() {
     }
 }
 
-pub async fn status(id: &str) -> HostResult<String> {
+pub async fn status(id: &str) -> LabResult<String> {
     let d = connect().await?;
     let c = d
         .inspect_container(
@@ -224,7 +225,7 @@ pub async fn logs(
     follow: bool,
     tail: Option<i64>,
     emit: &mut (dyn FnMut(Stream, &str) + Send),
-) -> HostResult<String> {
+) -> LabResult<String> {
     let d = connect().await?;
     let tail = tail.map(|t| t.to_string()).unwrap_or_else(|| "all".into());
     let opts = LogsOptionsBuilder::default()
@@ -279,7 +280,7 @@ async fn exit_code(d: &Docker, id: &str) -> (i64, Option<bollard::errors::Error>
     (code, err)
 }
 
-pub async fn wait(id: &str) -> HostResult<i64> {
+pub async fn wait(id: &str) -> LabResult<i64> {
     let d = connect().await?;
     match exit_code(&d, id).await {
         (_, Some(e)) => Err(engine_err("wait", e)),
@@ -287,7 +288,7 @@ pub async fn wait(id: &str) -> HostResult<i64> {
     }
 }
 
-pub async fn stop(id: &str, timeout: Duration) -> HostResult<()> {
+pub async fn stop(id: &str, timeout: Duration) -> LabResult<()> {
     let d = connect().await?;
     let opts = StopContainerOptionsBuilder::default()
         .t(timeout.as_secs() as i32)
@@ -297,7 +298,7 @@ pub async fn stop(id: &str, timeout: Duration) -> HostResult<()> {
         .map_err(|e| engine_err("stop", e))
 }
 
-pub async fn kill(id: &str) -> HostResult<()> {
+pub async fn kill(id: &str) -> LabResult<()> {
     let d = connect().await?;
     d.kill_container(
         id,
@@ -311,7 +312,7 @@ pub async fn kill(id: &str) -> HostResult<()> {
     .map_err(|e| engine_err("kill", e))
 }
 
-pub async fn remove(id: &str) -> HostResult<()> {
+pub async fn remove(id: &str) -> LabResult<()> {
     let d = connect().await?;
     d.remove_container(
         id,
@@ -332,7 +333,7 @@ pub struct ContainerInfo {
 }
 
 /// labhost's containers (running or not), optionally only those with `label` (`k` or `k=v`).
-pub async fn ps(label: Option<&str>) -> HostResult<Vec<ContainerInfo>> {
+pub async fn ps(label: Option<&str>) -> LabResult<Vec<ContainerInfo>> {
     let d = connect().await?;
     let mut labels = vec![format!("{LABEL}=1")];
     labels.extend(label.map(str::to_string));

@@ -9,8 +9,8 @@ use bollard::query_parameters::{
 use futures_util::StreamExt;
 use serde::Serialize;
 
-use crate::error::{HostError, HostResult};
-use crate::host::Stream;
+use crate::error::{LabError, LabResult};
+use crate::runtime::Stream;
 
 use super::*;
 
@@ -21,7 +21,7 @@ pub struct ImageInfo {
     pub size: i64,
 }
 
-pub async fn images() -> HostResult<Vec<ImageInfo>> {
+pub async fn images() -> LabResult<Vec<ImageInfo>> {
     let d = connect().await?;
     let list = d
         .list_images(Some(ListImagesOptionsBuilder::default().build()))
@@ -37,7 +37,7 @@ pub async fn images() -> HostResult<Vec<ImageInfo>> {
         .collect())
 }
 
-pub async fn image_exists(r: &str) -> HostResult<bool> {
+pub async fn image_exists(r: &str) -> LabResult<bool> {
     let d = connect().await?;
     match d.inspect_image(r).await {
         Ok(_) => Ok(true),
@@ -48,7 +48,7 @@ pub async fn image_exists(r: &str) -> HostResult<bool> {
     }
 }
 
-pub async fn remove_image(r: &str) -> HostResult<()> {
+pub async fn remove_image(r: &str) -> LabResult<()> {
     let d = connect().await?;
     d.remove_image(r, Some(RemoveImageOptionsBuilder::default().build()), None)
         .await
@@ -57,9 +57,9 @@ pub async fn remove_image(r: &str) -> HostResult<()> {
 }
 
 /// A tar of a build context folder (what `docker build` sends).
-pub fn context_tar(dir: &Path) -> HostResult<Vec<u8>> {
+pub fn context_tar(dir: &Path) -> LabResult<Vec<u8>> {
     if !dir.is_dir() {
-        return Err(HostError::new(
+        return Err(LabError::new(
             "docker.invalid_argument",
             format!("build context '{}' is not a folder", dir.display()),
         ));
@@ -69,7 +69,7 @@ pub fn context_tar(dir: &Path) -> HostResult<Vec<u8>> {
     b.append_dir_all(".", dir)
         .and_then(|_| b.into_inner())
         .map_err(|e| {
-            HostError::new(
+            LabError::new(
                 "docker.build_failed",
                 format!("cannot pack '{}': {e}", dir.display()),
             )
@@ -89,7 +89,7 @@ pub async fn build(
     dir: &Path,
     o: &BuildOpts,
     emit: &mut (dyn FnMut(Stream, &str) + Send),
-) -> HostResult<String> {
+) -> LabResult<String> {
     let d = connect().await?;
     let body = context_tar(dir)?;
     let args: HashMap<String, String> = o.build_args.clone().into_iter().collect();
@@ -108,7 +108,7 @@ pub async fn build(
     while let Some(item) = s.next().await {
         let info = item.map_err(|e| engine_err("build failed", e))?;
         if let Some(err) = info.error_detail.and_then(|e| e.message) {
-            return Err(HostError::new(
+            return Err(LabError::new(
                 "docker.build_failed",
                 format!("build of '{}' failed: {err}", dir.display()),
             ));
@@ -126,7 +126,7 @@ pub async fn build(
 }
 
 /// Pulls an image, reporting each layer's status once; offline it fails with `docker.pull_failed`.
-pub async fn pull(r: &str, emit: &mut (dyn FnMut(Stream, &str) + Send)) -> HostResult<()> {
+pub async fn pull(r: &str, emit: &mut (dyn FnMut(Stream, &str) + Send)) -> LabResult<()> {
     let d = connect().await?;
     let (image, tag) = match r.rsplit_once(':').filter(|(_, t)| !t.contains('/')) {
         Some((i, t)) => (i.to_string(), t.to_string()),
@@ -140,7 +140,7 @@ pub async fn pull(r: &str, emit: &mut (dyn FnMut(Stream, &str) + Send)) -> HostR
     let mut last: HashMap<String, String> = HashMap::new();
     while let Some(item) = s.next().await {
         let info = item.map_err(|e| {
-            HostError::new(
+            LabError::new(
                 "docker.pull_failed",
                 format!(
                     "cannot pull '{r}': {}",
@@ -149,7 +149,7 @@ pub async fn pull(r: &str, emit: &mut (dyn FnMut(Stream, &str) + Send)) -> HostR
             )
         })?;
         if let Some(err) = info.error_detail.and_then(|e| e.message) {
-            return Err(HostError::new(
+            return Err(LabError::new(
                 "docker.pull_failed",
                 format!("cannot pull '{r}': {err}"),
             ));

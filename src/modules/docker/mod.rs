@@ -29,7 +29,7 @@ use std::time::Duration;
 use bollard::models::DeviceRequest;
 use serde::Serialize;
 
-use crate::error::{HostError, HostResult};
+use crate::error::{LabError, LabResult};
 
 pub use client::{connect, engine_err, ping, version, VersionInfo};
 pub use containers::{
@@ -104,20 +104,20 @@ pub struct Volume {
 
 impl Volume {
     /// `host:container[:ro|:rw]`; a relative host path is taken from the working directory.
-    pub fn parse(spec: &str) -> HostResult<Volume> {
+    pub fn parse(spec: &str) -> LabResult<Volume> {
         let parts: Vec<&str> = spec.split(':').collect();
         let (src, dst, mode) = match parts.as_slice() {
             [s, d] => (*s, *d, "rw"),
             [s, d, m] => (*s, *d, *m),
             _ => {
-                return Err(HostError::new(
+                return Err(LabError::new(
                     "docker.invalid_mount",
                     format!("volume '{spec}' is not HOST:CONTAINER[:ro]"),
                 ))
             }
         };
         if !matches!(mode, "ro" | "rw") {
-            return Err(HostError::new(
+            return Err(LabError::new(
                 "docker.invalid_mount",
                 format!("volume '{spec}': mode must be ro or rw, not '{mode}'"),
             ));
@@ -125,16 +125,16 @@ impl Volume {
         Volume::new(src, dst, mode == "ro")
     }
 
-    pub fn new(src: &str, dst: &str, read_only: bool) -> HostResult<Volume> {
+    pub fn new(src: &str, dst: &str, read_only: bool) -> LabResult<Volume> {
         if !dst.starts_with('/') {
-            return Err(HostError::new(
+            return Err(LabError::new(
                 "docker.invalid_mount",
                 format!("mount target '{dst}' must be an absolute path in the container"),
             ));
         }
         let source = std::env::current_dir().unwrap_or_default().join(src);
         if !source.exists() {
-            return Err(HostError::new(
+            return Err(LabError::new(
                 "docker.invalid_mount",
                 format!("mount source '{}' does not exist", source.display()),
             ));
@@ -145,15 +145,6 @@ impl Volume {
             read_only,
         })
     }
-}
-
-/// The host folders of nussl's storage mounts.
-#[derive(Debug, Clone, Default, PartialEq)]
-pub struct StorageDirs {
-    pub dataset: String,
-    pub cache: String,
-    pub artifacts: String,
-    pub code: String,
 }
 
 #[derive(Debug, Clone, Default)]
@@ -170,7 +161,7 @@ pub struct RunSpec {
     /// nussl's mounts of these host folders: dataset → /storage/data, cache →
     /// /storage/cache, artifacts → /storage/artifacts, code → /workspace (also the working
     /// dir). Callers pass `experiment::dirs()`.
-    pub storage: Option<StorageDirs>,
+    pub storage: Option<crate::modules::experiment::Dirs>,
     /// The commit of the code the container runs (label `labhost.git_commit`); callers pass
     /// `git::head_commit`.
     pub git_commit: Option<String>,

@@ -1,6 +1,6 @@
 //! The multiplexed output stream, reassembled into whole lines per stream.
 
-use crate::host::Stream;
+use crate::runtime::Stream;
 
 /// Splits chunks into lines per stream, so a line is never interleaved with another.
 #[derive(Default)]

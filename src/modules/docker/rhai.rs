@@ -6,9 +6,9 @@ use rhai::plugin::*;
 #[allow(unused_imports)]
 use rhai::{Array, Map};
 
+use crate::bridge::{decode, host_err, OrRhai, RhaiResult};
 use crate::command::Command;
 use crate::modules::docker::{Gpus, RunSpec, Volume};
-use crate::script::bridge::{decode, host_err, OrRhai, RhaiResult};
 use crate::util::{Seconds, Text};
 
 pub fn module() -> Module {
@@ -224,7 +224,7 @@ fn gpus_arg(ctx: &NativeCallContext, v: Dynamic) -> RhaiResult<Gpus> {
         "invalid_argument",
         format!(
             "docker::run spec: `gpus` must be a GPU lease, \"all\", a count or device ids, got {}",
-            crate::script::decode::type_words(&v)
+            crate::bridge::decode::type_words(&v)
         ),
     ))
 }
@@ -260,7 +260,7 @@ fn spec(ctx: &NativeCallContext, mut map: Map) -> RhaiResult<(RunSpec, bool, boo
         workdir: r.workdir,
         user: r.user,
         volumes,
-        storage: r.storage.then(crate::modules::experiment::storage_dirs),
+        storage: r.storage.then(crate::modules::experiment::dirs),
         git_commit: crate::modules::git::head_commit(std::path::Path::new(".")),
         shm_size: r.shm_size,
         network: r.network,
@@ -280,14 +280,14 @@ pub struct Container {
     pub name: String,
 }
 
-fn sink_emit() -> impl FnMut(crate::host::Stream, &str) + Send {
-    |s, l| crate::host::ctx().sink.line(s, l)
+fn sink_emit() -> impl FnMut(crate::runtime::Stream, &str) + Send {
+    |s, l| crate::runtime::ctx().sink.line(s, l)
 }
 
 fn run_blocking<T>(
-    f: impl std::future::Future<Output = crate::error::HostResult<T>>,
-) -> crate::error::HostResult<T> {
-    crate::script::bridge::block_on(f)?
+    f: impl std::future::Future<Output = crate::error::LabResult<T>>,
+) -> crate::error::LabResult<T> {
+    crate::bridge::block_on(f)?
 }
 
 #[export_module]
@@ -295,8 +295,8 @@ pub mod api {
     use std::path::Path;
     use std::time::Duration;
 
+    use crate::bridge::{encode, OrRhai};
     use crate::modules::docker as m;
-    use crate::script::bridge::{encode, OrRhai};
 
     pub type DockerContainer = super::Container;
 
@@ -362,7 +362,7 @@ pub mod api {
         opts: Map,
     ) -> Result<String, Box<EvalAltResult>> {
         let r: super::RawBuildOpts =
-            crate::script::bridge::decode(&ctx, "docker::build options", opts.into())?;
+            crate::bridge::decode(&ctx, "docker::build options", opts.into())?;
         let o = m::BuildOpts {
             tag: r.tag,
             dockerfile: r.dockerfile,
@@ -425,7 +425,7 @@ pub mod api {
                 super::run_blocking(m::start_detached(&s, stop_on_exit)).or_rhai(&ctx)?;
             return Ok(Dynamic::from(super::Container { id, name }));
         }
-        let host = crate::host::ctx();
+        let host = crate::runtime::ctx();
         let mut emit = super::sink_emit();
         // m::run handles cancellation itself: it must kill the container first.
         let r = host
@@ -448,8 +448,7 @@ pub mod api {
     /// ```
     #[rhai_fn(return_raw, volatile)]
     pub fn ps(ctx: NativeCallContext, opts: Map) -> Result<Dynamic, Box<EvalAltResult>> {
-        let o: super::RawPsOpts =
-            crate::script::bridge::decode(&ctx, "docker::ps options", opts.into())?;
+        let o: super::RawPsOpts = crate::bridge::decode(&ctx, "docker::ps options", opts.into())?;
         let label = o.label;
         encode(
             &ctx,
@@ -532,7 +531,7 @@ pub mod api {
         opts: Map,
     ) -> Result<String, Box<EvalAltResult>> {
         let o: super::RawLogsOpts =
-            crate::script::bridge::decode(&ctx, "container.logs options", opts.into())?;
+            crate::bridge::decode(&ctx, "container.logs options", opts.into())?;
         let (follow, tail) = (o.follow, o.tail.map(i64::from));
         let mut emit = super::sink_emit();
         super::run_blocking(m::logs(&c.id, follow, tail, &mut emit)).or_rhai(&ctx)

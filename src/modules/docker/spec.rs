@@ -4,13 +4,15 @@ use std::path::Path;
 
 use bollard::models::{ContainerCreateBody, HostConfig, Mount, MountType};
 
-use crate::error::HostResult;
+use crate::error::LabResult;
 
 use super::*;
 
 /// Half the machine's memory (the host's own /dev/shm default), at least 64 MiB.
 pub fn default_shm_size() -> u64 {
+    // SAFETY: sysconf takes an integer name and has no preconditions.
     let pages = unsafe { libc::sysconf(libc::_SC_PHYS_PAGES) };
+    // SAFETY: as above.
     let page = unsafe { libc::sysconf(libc::_SC_PAGESIZE) };
     if pages > 0 && page > 0 {
         ((pages as u64 * page as u64) / 2).max(64 << 20)
@@ -20,7 +22,7 @@ pub fn default_shm_size() -> u64 {
 }
 
 /// The full create body for a spec: image, command, mounts, GPUs, labels, user.
-pub fn create_body(spec: &RunSpec, image: &str) -> HostResult<ContainerCreateBody> {
+pub fn create_body(spec: &RunSpec, image: &str) -> LabResult<ContainerCreateBody> {
     let mut mounts: Vec<Mount> = spec
         .volumes
         .iter()
@@ -55,7 +57,7 @@ pub fn create_body(spec: &RunSpec, image: &str) -> HostResult<ContainerCreateBod
     }
     let mut labels: HashMap<String, String> = spec.labels.clone().into_iter().collect();
     labels.insert(LABEL.into(), "1".into());
-    if let Ok(job) = std::env::var("LABHOST_JOB_ID") {
+    if let Some(job) = crate::config::job_id() {
         labels.entry(LABEL_JOB.into()).or_insert(job);
     }
     if let Some(c) = &spec.git_commit {
@@ -64,6 +66,7 @@ pub fn create_body(spec: &RunSpec, image: &str) -> HostResult<ContainerCreateBod
     let user = spec
         .user
         .clone()
+        // SAFETY: getuid and getgid cannot fail and have no preconditions.
         .unwrap_or_else(|| unsafe { format!("{}:{}", libc::getuid(), libc::getgid()) });
     let host_config = HostConfig {
         mounts: (!mounts.is_empty()).then_some(mounts),

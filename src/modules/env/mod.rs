@@ -3,15 +3,15 @@ pub mod rhai;
 
 use std::collections::BTreeMap;
 
-use crate::error::{HostError, HostResult};
+use crate::error::{LabError, LabResult};
 
 pub fn get(name: &str) -> Option<String> {
     std::env::var_os(name).map(|v| v.to_string_lossy().into_owned())
 }
 
-pub fn set(name: &str, value: &str) -> HostResult<()> {
+pub fn set(name: &str, value: &str) -> LabResult<()> {
     if name.is_empty() || name.contains('=') || name.contains('\0') || value.contains('\0') {
-        return Err(HostError::new(
+        return Err(LabError::new(
             "env.invalid_name",
             format!("invalid environment variable name '{name}'"),
         ));

@@ -9,8 +9,8 @@ pub fn module() -> Module {
 
 #[export_module]
 pub mod api {
+    use crate::bridge::OrRhai;
     use crate::modules::env as m;
-    use crate::script::bridge::OrRhai;
 
     /// The value of an environment variable, or `()` if it is not set.
     ///

@@ -11,7 +11,7 @@ use std::path::{Path, PathBuf};
 use serde::Serialize;
 use serde_json::{Map, Value};
 
-use crate::error::{HostError, HostResult};
+use crate::error::{LabError, LabResult};
 use crate::modules::yaml;
 
 /// Length of a new experiment key.
@@ -25,17 +25,6 @@ pub struct Dirs {
     pub cache: String,
     pub dataset: String,
     pub code: String,
-}
-
-/// nussl's storage folders as docker mounts them.
-pub fn storage_dirs() -> crate::modules::docker::StorageDirs {
-    let d = dirs();
-    crate::modules::docker::StorageDirs {
-        dataset: d.dataset,
-        cache: d.cache,
-        artifacts: d.artifacts,
-        code: d.code,
-    }
 }
 
 pub fn dirs() -> Dirs {
@@ -67,9 +56,9 @@ pub struct Experiment {
     pub created: bool,
 }
 
-fn info_mut<'a>(config: &'a mut Value, source: &str) -> HostResult<&'a mut Map<String, Value>> {
+fn info_mut<'a>(config: &'a mut Value, source: &str) -> LabResult<&'a mut Map<String, Value>> {
     let Value::Object(root) = config else {
-        return Err(HostError::new(
+        return Err(LabError::new(
             "experiment.invalid",
             format!("{source}: an experiment config must be a map"),
         ));
@@ -82,7 +71,7 @@ fn info_mut<'a>(config: &'a mut Value, source: &str) -> HostResult<&'a mut Map<S
     }
     match info {
         Value::Object(m) => Ok(m),
-        _ => Err(HostError::new(
+        _ => Err(LabError::new(
             "experiment.invalid",
             format!("{source}: 'info' must be a map"),
         )),
@@ -121,10 +110,10 @@ pub const KEY_VAR: &str = "EXPERIMENT_KEY";
 /// `output_folder`, `$ARTIFACTS_DIRECTORY/<key>`. A new experiment, or one whose folder has no
 /// `config.yml` yet (e.g. on another machine), gets the resolved config saved there; reopening
 /// one reads, and writes nothing.
-pub fn load(path: &Path, opts: &LoadOpts) -> HostResult<Experiment> {
+pub fn load(path: &Path, opts: &LoadOpts) -> LabResult<Experiment> {
     let source = path.display().to_string();
     let text = crate::modules::fs::read(path)
-        .map_err(|e| HostError::new(e.kind.replace("fs.", "experiment."), e.message))?;
+        .map_err(|e| LabError::new(e.kind.replace("fs.", "experiment."), e.message))?;
     let raw = yaml::parse(&text, &source)?;
     let raw_key = raw
         .get("info")
@@ -178,13 +167,13 @@ fn folder_of(output_folder: &str, key: &str) -> PathBuf {
 }
 
 /// Writes `config` to `<output_folder>/<experiment_key>/config.yml`; returns the file.
-pub fn save(config: &Value) -> HostResult<PathBuf> {
+pub fn save(config: &Value) -> LabResult<PathBuf> {
     let info = config.get("info").and_then(Value::as_object);
     let (Some(key), Some(base)) = (
         info.and_then(|i| str_field(i, "experiment_key")),
         info.and_then(|i| str_field(i, "output_folder")),
     ) else {
-        return Err(HostError::new(
+        return Err(LabError::new(
             "experiment.invalid",
             "the config has no info.experiment_key / info.output_folder: load it with experiment::load first",
         ));

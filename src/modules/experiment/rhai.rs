@@ -19,8 +19,8 @@ struct RawLoadOpts {
 pub mod api {
     use std::path::Path;
 
+    use crate::bridge::{encode, OrRhai};
     use crate::modules::experiment as m;
-    use crate::script::bridge::{encode, OrRhai};
 
     /// Loads an experiment config as nussl's `load_experiment` does (with `yaml::load`
     /// substitution). Without a key (`info.experiment_key` missing, empty, or nussl's
@@ -63,7 +63,7 @@ pub mod api {
         opts: Map,
     ) -> Result<Dynamic, Box<EvalAltResult>> {
         let o: super::RawLoadOpts =
-            crate::script::bridge::decode(&ctx, "experiment::load options", opts.into())?;
+            crate::bridge::decode(&ctx, "experiment::load options", opts.into())?;
         let lo = m::LoadOpts {
             env_vars: o.env_vars,
             key: o.key,

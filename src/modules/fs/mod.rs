@@ -5,12 +5,12 @@ pub mod rhai;
 use std::io::Write;
 use std::path::{Path, PathBuf};
 
-use crate::error::{io_err, HostError, HostResult};
+use crate::error::{io_err, LabError, LabResult};
 
-pub fn read(path: &Path) -> HostResult<String> {
+pub fn read(path: &Path) -> LabResult<String> {
     let bytes = std::fs::read(path).map_err(|e| io_err("fs", "cannot read", path, &e))?;
     String::from_utf8(bytes).map_err(|e| {
-        HostError::new(
+        LabError::new(
             "fs.invalid_data",
             format!(
                 "cannot read '{}': not UTF-8 text (invalid byte at offset {})",
@@ -22,13 +22,13 @@ pub fn read(path: &Path) -> HostResult<String> {
 }
 
 /// Writes `data` atomically: a temp file beside `path`, fsync, then rename over `path`.
-pub fn write_atomic(path: &Path, data: &[u8]) -> HostResult<()> {
+pub fn write_atomic(path: &Path, data: &[u8]) -> LabResult<()> {
     let parent = match path.parent() {
         Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
         _ => PathBuf::from("."),
     };
     if !parent.is_dir() {
-        return Err(HostError::new(
+        return Err(LabError::new(
             "fs.not_found",
             format!(
                 "cannot write '{}': folder '{}' does not exist",
@@ -52,7 +52,7 @@ pub fn write_atomic(path: &Path, data: &[u8]) -> HostResult<()> {
     Ok(())
 }
 
-pub fn append(path: &Path, text: &str) -> HostResult<()> {
+pub fn append(path: &Path, text: &str) -> LabResult<()> {
     let mut f = std::fs::OpenOptions::new()
         .create(true)
         .append(true)
@@ -62,7 +62,7 @@ pub fn append(path: &Path, text: &str) -> HostResult<()> {
         .map_err(|e| io_err("fs", "cannot append to", path, &e))
 }
 
-pub fn mkdir(path: &Path) -> HostResult<()> {
+pub fn mkdir(path: &Path) -> LabResult<()> {
     std::fs::create_dir_all(path).map_err(|e| io_err("fs", "cannot create folder", path, &e))
 }
 
@@ -77,7 +77,7 @@ pub struct RemoveOpts {
     pub missing_ok: bool,
 }
 
-pub fn remove(path: &Path, opts: RemoveOpts) -> HostResult<()> {
+pub fn remove(path: &Path, opts: RemoveOpts) -> LabResult<()> {
     let meta = match std::fs::symlink_metadata(path) {
         Ok(m) => m,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound && opts.missing_ok => return Ok(()),
@@ -102,7 +102,7 @@ pub fn remove(path: &Path, opts: RemoveOpts) -> HostResult<()> {
 }
 
 /// Entry names of a folder, sorted.
-pub fn list(dir: &Path) -> HostResult<Vec<String>> {
+pub fn list(dir: &Path) -> LabResult<Vec<String>> {
     let rd = std::fs::read_dir(dir).map_err(|e| io_err("fs", "cannot list", dir, &e))?;
     let mut names: Vec<String> = rd
         .filter_map(|e| e.ok())
@@ -113,9 +113,9 @@ pub fn list(dir: &Path) -> HostResult<Vec<String>> {
 }
 
 /// Paths matching a glob pattern (`**` recurses), sorted.
-pub fn glob(pattern: &str) -> HostResult<Vec<String>> {
+pub fn glob(pattern: &str) -> LabResult<Vec<String>> {
     let paths = ::glob::glob(pattern).map_err(|e| {
-        HostError::new(
+        LabError::new(
             "fs.invalid_pattern",
             format!(
                 "invalid glob pattern '{pattern}': {} at character {}",
@@ -132,7 +132,7 @@ pub fn glob(pattern: &str) -> HostResult<Vec<String>> {
 }
 
 /// Copies a file, or a folder recursively. Copying a file onto a folder puts it inside.
-pub fn copy(src: &Path, dst: &Path) -> HostResult<()> {
+pub fn copy(src: &Path, dst: &Path) -> LabResult<()> {
     let meta = std::fs::metadata(src).map_err(|e| io_err("fs", "cannot copy", src, &e))?;
     if meta.is_dir() {
         mkdir(dst)?;

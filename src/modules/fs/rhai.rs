@@ -11,8 +11,8 @@ pub fn module() -> Module {
 pub mod api {
     use std::path::Path;
 
+    use crate::bridge::{decode, OrRhai};
     use crate::modules::fs as m;
-    use crate::script::bridge::{decode, OrRhai};
 
     /// Reads a UTF-8 text file and returns its contents.
     /// Errors: `fs.not_found`, `fs.permission_denied`, `fs.invalid_data` (not UTF-8).

@@ -13,7 +13,7 @@ use std::path::{Path, PathBuf};
 use git2::{Repository, StatusOptions};
 use serde::Serialize;
 
-use crate::error::{HostError, HostResult};
+use crate::error::{LabError, LabResult};
 
 #[derive(Debug, Clone, PartialEq, Serialize, Default)]
 pub struct GitInfo {
@@ -50,15 +50,15 @@ impl Overrides {
     }
 }
 
-fn open(path: &Path) -> HostResult<Repository> {
+fn open(path: &Path) -> LabResult<Repository> {
     Repository::discover(path).map_err(|e| {
         if e.code() == git2::ErrorCode::NotFound {
-            HostError::new(
+            LabError::new(
                 "git.not_a_repo",
                 format!("'{}' is not inside a git repository", path.display()),
             )
         } else {
-            HostError::new(
+            LabError::new(
                 "git.error",
                 format!(
                     "cannot open the repository at '{}': {}",
@@ -70,12 +70,12 @@ fn open(path: &Path) -> HostResult<Repository> {
     })
 }
 
-fn git_err(what: &str, e: git2::Error) -> HostError {
-    HostError::new("git.error", format!("{what}: {}", e.message()))
+fn git_err(what: &str, e: git2::Error) -> LabError {
+    LabError::new("git.error", format!("{what}: {}", e.message()))
 }
 
 /// Paths with uncommitted changes (tracked changes and untracked files; ignored files not).
-pub fn changed_files(repo: &Repository) -> HostResult<Vec<String>> {
+pub fn changed_files(repo: &Repository) -> LabResult<Vec<String>> {
     let mut o = StatusOptions::new();
     o.include_untracked(true)
         .include_ignored(false)
@@ -92,7 +92,7 @@ pub fn changed_files(repo: &Repository) -> HostResult<Vec<String>> {
         .collect())
 }
 
-pub fn info(path: &Path, o: &Overrides) -> HostResult<GitInfo> {
+pub fn info(path: &Path, o: &Overrides) -> LabResult<GitInfo> {
     if o.complete() {
         return Ok(GitInfo {
             repository: o.build_source_repository.clone().unwrap_or_default(),
@@ -147,7 +147,7 @@ pub fn info(path: &Path, o: &Overrides) -> HostResult<GitInfo> {
 }
 
 /// Errors with kind `git.dirty`, listing the changed files, unless the tree is clean.
-pub fn require_clean(path: &Path) -> HostResult<()> {
+pub fn require_clean(path: &Path) -> LabResult<()> {
     let repo = open(path)?;
     let changed = changed_files(&repo)?;
     if changed.is_empty() {
@@ -159,7 +159,7 @@ pub fn require_clean(path: &Path) -> HostResult<()> {
     } else {
         String::new()
     };
-    Err(HostError::new(
+    Err(LabError::new(
         "git.dirty",
         format!(
             "the working tree has uncommitted changes: {}{more}",

@@ -5,8 +5,8 @@ use rhai::{Array, Map};
 
 use std::collections::BTreeMap;
 
+use crate::bridge::{host_err, RhaiResult};
 use crate::modules::git::Overrides;
-use crate::script::bridge::{host_err, RhaiResult};
 
 pub fn module() -> Module {
     exported_module!(api)
@@ -28,7 +28,7 @@ fn overrides(ctx: &NativeCallContext, what: &str, m: &Map) -> RhaiResult<Overrid
     for k in OVERRIDE_KEYS {
         let v = match m.get(k) {
             Some(v) => {
-                crate::script::decode::from_dynamic::<crate::util::Text>(v)
+                crate::bridge::decode::from_dynamic::<crate::util::Text>(v)
                     .map_err(|e| host_err(ctx, "invalid_argument", format!("{what}: `{k}` {e}")))?
                     .0
             }
@@ -59,8 +59,8 @@ struct TagOpts {
 pub mod api {
     use std::path::Path;
 
+    use crate::bridge::{encode, OrRhai};
     use crate::modules::git as m;
-    use crate::script::bridge::{encode, OrRhai};
 
     /// `#{repository, branch, is_detached, commit_id, commit_message, commit_author, is_dirty}`
     /// of the repository containing `path` (ignored files do not make it dirty; `branch` is
@@ -141,7 +141,7 @@ pub mod api {
             .filter(|(k, _)| k.as_str() == "path" || k.as_str() == "extra")
             .map(|(k, v)| (k.clone(), v.clone()))
             .collect();
-        let o: super::TagOpts = crate::script::bridge::decode(&ctx, what, own.into())?;
+        let o: super::TagOpts = crate::bridge::decode(&ctx, what, own.into())?;
         let path = o.path.unwrap_or_else(|| ".".into());
         let info =
             m::info(Path::new(&path), &super::overrides(&ctx, what, &opts)?).or_rhai(&ctx)?;

@@ -31,7 +31,7 @@ use super::probe::GpuProbe;
 use super::select::{reject_reason, select, LedgerView, SelectOpts};
 use super::watch::Watch;
 use super::{Device, Snapshot};
-use crate::error::{HostError, HostResult};
+use crate::error::{LabError, LabResult};
 
 /// Default time after a job starts on a device before its NVML memory reading is trusted.
 pub const DEFAULT_GRACE: Duration = Duration::from_secs(10);
@@ -87,10 +87,7 @@ impl Default for ReserveOpts {
 
 /// `LABHOST_GPU_GRACE` (e.g. `30s`) overrides the default grace period.
 pub fn grace_from_env() -> Duration {
-    std::env::var("LABHOST_GPU_GRACE")
-        .ok()
-        .and_then(|g| crate::util::parse_duration(&g).ok())
-        .unwrap_or(DEFAULT_GRACE)
+    crate::config::gpu_grace().unwrap_or(DEFAULT_GRACE)
 }
 
 pub struct Ledger {
@@ -124,8 +121,8 @@ fn unix_now() -> f64 {
     crate::clock::unix()
 }
 
-fn ledger_err(what: &str, p: &Path, e: std::io::Error) -> HostError {
-    HostError::new("gpu.ledger", format!("{what} '{}': {e}", p.display()))
+fn ledger_err(what: &str, p: &Path, e: std::io::Error) -> LabError {
+    LabError::new("gpu.ledger", format!("{what} '{}': {e}", p.display()))
 }
 
 /// Open lock files kept across attempts, so the waiting head makes no close events of its own.
@@ -135,7 +132,7 @@ struct Handles {
 }
 
 impl Handles {
-    fn get(&mut self, p: &Path) -> HostResult<&File> {
+    fn get(&mut self, p: &Path) -> LabResult<&File> {
         if !self.files.contains_key(p) {
             let f = OpenOptions::new()
                 .read(true)
@@ -156,12 +153,12 @@ impl Handles {
 
 impl Ledger {
     /// The ledger in this process's state dir.
-    pub fn open() -> HostResult<Ledger> {
+    pub fn open() -> LabResult<Ledger> {
         Ledger::at(crate::state::dir()?.join("gpu"), super::probe::current())
     }
 
     /// A ledger in `dir` that judges devices by `probe`'s snapshots.
-    pub fn at(dir: PathBuf, probe: &'static dyn GpuProbe) -> HostResult<Ledger> {
+    pub fn at(dir: PathBuf, probe: &'static dyn GpuProbe) -> LabResult<Ledger> {
         std::fs::create_dir_all(&dir).map_err(|e| ledger_err("cannot create", &dir, e))?;
         Ok(Ledger { dir, probe })
     }
@@ -216,7 +213,7 @@ impl Ledger {
         k: u32,
         grace: Duration,
         h: &mut Handles,
-    ) -> HostResult<LedgerView> {
+    ) -> LabResult<LedgerView> {
         let mut v = LedgerView::default();
         let now = unix_now();
         let young =
@@ -267,7 +264,7 @@ impl Ledger {
         k: u32,
         info: &HolderInfo,
         h: &mut Handles,
-    ) -> HostResult<Option<(u32, Vec<File>)>> {
+    ) -> LabResult<Option<(u32, Vec<File>)>> {
         let p0 = self.path(&d.uuid, 0);
         if k == 1 {
             if h.get(&p0)?.try_lock().is_err() {
@@ -303,10 +300,10 @@ impl Ledger {
         n: usize,
         o: &ReserveOpts,
         h: &mut Handles,
-    ) -> HostResult<Result<Lease, String>> {
+    ) -> LabResult<Result<Lease, String>> {
         let snap = self.probe.snapshot();
         if let Some(e) = &snap.error {
-            return Err(HostError::new("gpu.unavailable", format!("no GPUs: {e}")));
+            return Err(LabError::new("gpu.unavailable", format!("no GPUs: {e}")));
         }
         let possible = snap
             .devices
@@ -319,7 +316,7 @@ impl Ledger {
             })
             .count();
         if n > possible {
-            return Err(HostError::new(
+            return Err(LabError::new(
                 "gpu.unsatisfiable",
                 format!("{n} GPU(s) requested but this machine has {possible} that may be used ({} in all)", snap.devices.len()),
             ));
@@ -336,7 +333,7 @@ impl Ledger {
             job: o
                 .holder
                 .clone()
-                .or_else(|| std::env::var("LABHOST_JOB_ID").ok())
+                .or_else(crate::config::job_id)
                 .unwrap_or_default(),
             since: unix_now(),
             slots: o.slots_per_gpu,
@@ -393,9 +390,9 @@ impl Ledger {
         n: usize,
         o: &ReserveOpts,
         cancel: &CancellationToken,
-    ) -> HostResult<Lease> {
+    ) -> LabResult<Lease> {
         if o.slots_per_gpu == 0 {
-            return Err(HostError::new(
+            return Err(LabError::new(
                 "invalid_argument",
                 "slots_per_gpu must be at least 1",
             ));
@@ -426,7 +423,7 @@ impl Ledger {
         if !o.wait {
             return match self.try_once(n, o, &mut h)? {
                 Ok(lease) => Ok(lease),
-                Err(why) => Err(HostError::new(
+                Err(why) => Err(LabError::new(
                     "gpu.busy",
                     format!("cannot reserve {}", what(&why)),
                 )),
@@ -440,13 +437,13 @@ impl Ledger {
                 Err(why) => why,
             };
             if cancel.is_cancelled() {
-                return Err(HostError::cancelled());
+                return Err(LabError::cancelled());
             }
             let mut wait = TICK;
             if let Some(d) = deadline {
                 let now = Instant::now();
                 if now >= d {
-                    return Err(HostError::new(
+                    return Err(LabError::new(
                         "gpu.timeout",
                         format!(
                             "waited {:.1}s for {}",
@@ -465,11 +462,7 @@ impl Ledger {
 
     /// Waits for our turn: a blocking `flock` on `.queue.lock` in a helper thread (the kernel
     /// wakes it), while this thread watches the deadline and cancellation.
-    fn join_queue(
-        &self,
-        deadline: Option<Instant>,
-        cancel: &CancellationToken,
-    ) -> HostResult<File> {
+    fn join_queue(&self, deadline: Option<Instant>, cancel: &CancellationToken) -> LabResult<File> {
         let p = self.dir.join(".queue.lock");
         let f = OpenOptions::new()
             .read(true)
@@ -496,7 +489,7 @@ impl Ledger {
             match rx.recv_timeout(TICK) {
                 Ok(true) => return Ok(f),
                 Ok(false) => {
-                    return Err(HostError::new(
+                    return Err(LabError::new(
                         "gpu.ledger",
                         format!("cannot lock '{}'", p.display()),
                     ))
@@ -504,10 +497,10 @@ impl Ledger {
                 Err(_) => {}
             }
             if cancel.is_cancelled() {
-                return Err(HostError::cancelled());
+                return Err(LabError::cancelled());
             }
             if deadline.is_some_and(|d| Instant::now() >= d) {
-                return Err(HostError::new(
+                return Err(LabError::new(
                     "gpu.timeout",
                     "timed out waiting in the GPU queue behind other requests".to_string(),
                 ));

@@ -17,9 +17,9 @@ pub trait GpuProbe: Send + Sync {
 /// The provider for this process: fake when `LABHOST_FAKE_GPUS` is set, else NVML.
 pub fn current() -> &'static dyn GpuProbe {
     static P: OnceLock<Box<dyn GpuProbe>> = OnceLock::new();
-    P.get_or_init(|| match std::env::var("LABHOST_FAKE_GPUS") {
-        Ok(spec) if !spec.trim().is_empty() => Box::new(FakeProbe::new(&spec)),
-        _ => Box::new(NvmlProbe),
+    P.get_or_init(|| match crate::config::fake_gpus() {
+        Some(spec) => Box::new(FakeProbe::new(&spec)),
+        None => Box::new(NvmlProbe),
     })
     .as_ref()
 }

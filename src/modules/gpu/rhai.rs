@@ -3,9 +3,9 @@ use rhai::plugin::*;
 #[allow(unused_imports)]
 use rhai::{Array, Map};
 
+use crate::bridge::{decode, host_err, OrRhai, RhaiResult};
 use crate::modules::gpu::ledger::{Ledger, ReserveOpts};
 use crate::modules::gpu::select::SelectOpts;
-use crate::script::bridge::{decode, host_err, OrRhai, RhaiResult};
 use crate::util::Seconds;
 
 pub fn module() -> Module {
@@ -40,7 +40,7 @@ fn reserve_opts(ctx: &NativeCallContext, opts: Map) -> RhaiResult<ReserveOpts> {
     let what = "gpu::reserve options";
     let all: Vec<&str> = RESERVE_KEYS.iter().chain(SELECT_KEYS).copied().collect();
     if let Some(k) = opts.keys().find(|k| !all.contains(&k.as_str())) {
-        let hint = match crate::script::decode::did_you_mean(k, &all) {
+        let hint = match crate::bridge::decode::did_you_mean(k, &all) {
             Some(s) => format!("did you mean `{s}`?"),
             None => format!("keys: {}", all.join(", ")),
         };
@@ -82,7 +82,7 @@ fn reserve(ctx: &NativeCallContext, n: i64, opts: Map) -> RhaiResult<Lease> {
         .map_err(|_| host_err(ctx, "invalid_argument", format!("cannot reserve {n} GPUs")))?;
     let o = reserve_opts(ctx, opts)?;
     let ledger = Ledger::open().or_rhai(ctx)?;
-    let cancel = crate::host::ctx().cancel.token();
+    let cancel = crate::runtime::ctx().cancel.token();
     ledger.reserve(n, &o, &cancel).or_rhai(ctx)
 }
 
@@ -109,7 +109,7 @@ pub mod api {
     /// ```
     #[rhai_fn(return_raw, volatile)]
     pub fn list(ctx: NativeCallContext) -> Result<Dynamic, Box<EvalAltResult>> {
-        crate::script::bridge::encode(&ctx, &m::snapshot())
+        crate::bridge::encode(&ctx, &m::snapshot())
     }
 
     /// Number of GPUs (0 without a driver; never an error).
@@ -167,8 +167,7 @@ pub mod api {
     /// ```
     #[rhai_fn(name = "select", return_raw, volatile)]
     pub fn select_with(ctx: NativeCallContext, opts: Map) -> Result<Array, Box<EvalAltResult>> {
-        let o: SelectOpts =
-            crate::script::bridge::decode(&ctx, "gpu::select options", opts.into())?;
+        let o: SelectOpts = crate::bridge::decode(&ctx, "gpu::select options", opts.into())?;
         let snap = m::snapshot();
         let holders = match Ledger::open() {
             Ok(l) => l.holders(),
@@ -243,7 +242,7 @@ pub mod api {
         let l = Ledger::open().or_rhai(&ctx)?;
         l.holders()
             .iter()
-            .map(|h| crate::script::bridge::encode(&ctx, h))
+            .map(|h| crate::bridge::encode(&ctx, h))
             .collect()
     }
 
@@ -261,7 +260,7 @@ pub mod api {
         lease
             .devices()
             .iter()
-            .map(|d| crate::script::bridge::encode(&ctx, d))
+            .map(|d| crate::bridge::encode(&ctx, d))
             .collect()
     }
 
@@ -319,7 +318,7 @@ pub mod api {
         ctx: NativeCallContext,
         lease: &mut GpuLease,
     ) -> Result<Dynamic, Box<EvalAltResult>> {
-        crate::script::bridge::encode(&ctx, &lease.device_request())
+        crate::bridge::encode(&ctx, &lease.device_request())
     }
 
     /// True until the lease is released.

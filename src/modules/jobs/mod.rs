@@ -14,8 +14,8 @@ use serde_json::Value;
 use tokio_util::sync::CancellationToken;
 
 use crate::command::Command;
-use crate::error::{HostError, HostResult};
-use crate::store::{NewRun, Run, RunIn, RunKind, RunStatus, Store, StoredSpec};
+use crate::error::{LabError, LabResult};
+use crate::store::{NewRun, Run, RunIn, RunKind, RunStatus, StoredSpec};
 use crate::util::{Seconds, Text};
 
 /// A job as scripts describe it. Unknown keys are errors.
@@ -76,8 +76,8 @@ pub struct JobSpec {
 }
 
 /// Validates a spec and turns it into a store record.
-pub fn to_new_run(s: &JobSpec) -> HostResult<NewRun> {
-    let bad = |m: String| Err(HostError::new("jobs.invalid_spec", m));
+pub fn to_new_run(s: &JobSpec) -> LabResult<NewRun> {
+    let bad = |m: String| Err(LabError::new("jobs.invalid_spec", m));
     let Some(command) = s.command.clone() else {
         return bad("a job needs a command".into());
     };
@@ -166,14 +166,14 @@ pub fn to_new_run(s: &JobSpec) -> HostResult<NewRun> {
 /// Secrets in `env` are stored masked (`***`) in the database and the run folder; this host
 /// keeps the real values in memory to run the job. A job that another host (or a later run of
 /// the script that does not submit it again) picks up sees the masked value.
-pub fn submit(s: &JobSpec) -> HostResult<Run> {
+pub fn submit(s: &JobSpec) -> LabResult<Run> {
     let mut out = submit_many(std::slice::from_ref(s))?;
     Ok(out.remove(0))
 }
 
 /// `submit` for many specs at once: validated first, then recorded in one transaction (all or
 /// none).
-pub fn submit_many(specs: &[JobSpec]) -> HostResult<Vec<Run>> {
+pub fn submit_many(specs: &[JobSpec]) -> LabResult<Vec<Run>> {
     let mut runs = Vec::with_capacity(specs.len());
     for s in specs {
         let mut n = to_new_run(s)?;
@@ -185,18 +185,13 @@ pub fn submit_many(specs: &[JobSpec]) -> HostResult<Vec<Run>> {
     crate::engine::job_host()?.create_many(runs)
 }
 
-/// Runs `f` on this process's connection to the state database.
-pub fn with_store<T>(f: impl FnOnce(&mut Store) -> HostResult<T>) -> HostResult<T> {
-    crate::store::with(&crate::state::dir()?, f)
-}
-
-pub fn get(id: i64) -> HostResult<Run> {
-    with_store(|s| s.get(id))
+pub fn get(id: i64) -> LabResult<Run> {
+    crate::store::with_current(|s| s.get(id))
 }
 
 /// Waits until the job has finished (completed, failed, cancelled or timed out): woken when
 /// this process ends a job, and looking every 100 ms for jobs other processes run.
-pub fn wait(id: i64, cancel: &CancellationToken) -> HostResult<Run> {
+pub fn wait(id: i64, cancel: &CancellationToken) -> LabResult<Run> {
     let state = crate::state::dir()?;
     loop {
         let seen = crate::engine::ended_count();
@@ -205,7 +200,7 @@ pub fn wait(id: i64, cancel: &CancellationToken) -> HostResult<Run> {
             return Ok(r);
         }
         if cancel.is_cancelled() {
-            return Err(HostError::cancelled());
+            return Err(LabError::cancelled());
         }
         crate::engine::wait_for_end(seen, Duration::from_millis(100));
     }
@@ -214,7 +209,7 @@ pub fn wait(id: i64, cancel: &CancellationToken) -> HostResult<Run> {
 /// Cancels a job, recording why (`"cancelled by script"`, a policy's verdict, …), and returns
 /// once it has ended: a running job's processes are all gone by then. Returns its final status
 /// (`cancelled`, or how it ended if it ended first).
-pub fn cancel(id: i64, reason: &str) -> HostResult<RunStatus> {
+pub fn cancel(id: i64, reason: &str) -> LabResult<RunStatus> {
     let st = crate::engine::job_host()?.cancel(id, reason)?;
     if st.is_finished() {
         return Ok(st);
@@ -223,7 +218,7 @@ pub fn cancel(id: i64, reason: &str) -> HostResult<RunStatus> {
 }
 
 /// The job's stdout (and stderr) so far.
-pub fn logs(id: i64, stream: &str) -> HostResult<String> {
+pub fn logs(id: i64, stream: &str) -> LabResult<String> {
     let r = get(id)?;
     let p = std::path::Path::new(&r.run_dir).join(format!("{stream}.log"));
     match std::fs::read_to_string(&p) {
@@ -233,7 +228,7 @@ pub fn logs(id: i64, stream: &str) -> HostResult<String> {
     }
 }
 
-pub fn set_workers(n: usize) -> HostResult<()> {
+pub fn set_workers(n: usize) -> LabResult<()> {
     crate::engine::job_host()?.set_workers(n);
     Ok(())
 }

@@ -23,7 +23,7 @@ use serde::Deserialize;
 use serde_json::Value;
 
 use crate::command::Command;
-use crate::error::{HostError, HostResult};
+use crate::error::{LabError, LabResult};
 use crate::modules::jobs::JobSpec;
 use crate::store::RunIn;
 use crate::util::{Seconds, Text};
@@ -143,8 +143,8 @@ fn step_command(
     starts: &[&Path],
     where_: &str,
     located: &dyn Fn(&str) -> String,
-) -> HostResult<(Command, Option<PathBuf>)> {
-    let bad = |m: String| Err(HostError::new("pipeline.invalid", format!("{where_}: {m}")));
+) -> LabResult<(Command, Option<PathBuf>)> {
+    let bad = |m: String| Err(LabError::new("pipeline.invalid", format!("{where_}: {m}")));
     match (&step.script, &step.command) {
         (Some(_), Some(_)) => bad("give either `script` or `command`, not both".into()),
         (None, None) => bad("a job needs `script` or `command`".into()),
@@ -160,7 +160,7 @@ fn step_command(
             let bare = !script.contains('/') && Path::new(script).extension().is_none();
             let (mut line, root) = if bare {
                 let Some(root) = scripts_root(script, starts) else {
-                    return Err(HostError::new(
+                    return Err(LabError::new(
                         "pipeline.invalid",
                         format!(
                             "{}: script `{script}` is not a module of a scripts/ package: no scripts/{script}.py in {} or a folder above it",
@@ -220,7 +220,7 @@ fn step_command(
 }
 
 /// The jobs of a pipeline file, as specs for the pool, and its `num_jobs` / `fail_fast`.
-pub fn load(path: &Path, rerun: bool) -> HostResult<(Vec<JobSpec>, Option<u64>, bool)> {
+pub fn load(path: &Path, rerun: bool) -> LabResult<(Vec<JobSpec>, Option<u64>, bool)> {
     let doc = crate::modules::yaml::load(path, &Default::default())?;
     let text = std::fs::read_to_string(path).unwrap_or_default();
     let source = path.display().to_string();
@@ -231,7 +231,7 @@ pub fn load(path: &Path, rerun: bool) -> HostResult<(Vec<JobSpec>, Option<u64>, 
         },
         Value::Object(ref m) if m.contains_key("jobs") => serde_json::from_value(doc.clone())
             .map_err(|e| {
-                HostError::new(
+                LabError::new(
                     "pipeline.invalid",
                     format!("{}: {e}", locate_error(&text, &source, &e.to_string())),
                 )
@@ -241,14 +241,14 @@ pub fn load(path: &Path, rerun: bool) -> HostResult<(Vec<JobSpec>, Option<u64>, 
             ..Default::default()
         },
         _ => {
-            return Err(HostError::new(
+            return Err(LabError::new(
                 "pipeline.invalid",
                 format!("{source}: a pipeline is a list of jobs, or a map with `jobs:`"),
             ))
         }
     };
     if let Some(n) = file.num_jobs.filter(|n| *n < 1) {
-        return Err(HostError::new(
+        return Err(LabError::new(
             "pipeline.invalid",
             format!(
                 "{}: num_jobs must be 1 or more, not {n}",
@@ -270,7 +270,7 @@ pub fn load(path: &Path, rerun: bool) -> HostResult<(Vec<JobSpec>, Option<u64>, 
     for (i, v) in file.jobs.into_iter().enumerate() {
         let where_ = format!("{source}: jobs[{i}]");
         let step: Step = serde_json::from_value(v).map_err(|e| {
-            HostError::new(
+            LabError::new(
                 "pipeline.invalid",
                 format!(
                     "{}: jobs[{i}]: {e}",
@@ -289,7 +289,7 @@ pub fn load(path: &Path, rerun: bool) -> HostResult<(Vec<JobSpec>, Option<u64>, 
         let (command, root) = step_command(&step, &starts, &where_, &located)?;
         if let Some(n) = &step.name {
             if names.insert(n.clone(), i).is_some() {
-                return Err(HostError::new(
+                return Err(LabError::new(
                     "pipeline.invalid",
                     format!(
                         "{}: jobs[{i}]: two jobs are named \"{n}\" (depends_on needs unique names)",
@@ -303,7 +303,7 @@ pub fn load(path: &Path, rerun: bool) -> HostResult<(Vec<JobSpec>, Option<u64>, 
             None | Some("host") => None,
             Some("container") | Some("docker") => Some(RunIn::Docker),
             Some(other) => {
-                return Err(HostError::new(
+                return Err(LabError::new(
                     "pipeline.invalid",
                     format!(
                         "{}: jobs[{i}]: run_in must be host, container or docker, not \"{other}\"",
@@ -377,7 +377,7 @@ fn order_by_dependencies(
     waits: &[Vec<String>],
     text: &str,
     source: &str,
-) -> HostResult<Vec<JobSpec>> {
+) -> LabResult<Vec<JobSpec>> {
     let n = specs.len();
     let mut deps: Vec<Vec<usize>> = vec![Vec::new(); n];
     for (i, w) in waits.iter().enumerate() {
@@ -387,7 +387,7 @@ fn order_by_dependencies(
                 let hint = crate::util::did_you_mean(name, &known)
                     .map(|s| format!(" (did you mean \"{s}\"?)"))
                     .unwrap_or_default();
-                return Err(HostError::new(
+                return Err(LabError::new(
                     "pipeline.invalid",
                     format!(
                         "{}: jobs[{i}]: depends_on names \"{name}\", but no job has that name{hint}",
@@ -396,7 +396,7 @@ fn order_by_dependencies(
                 ));
             };
             if j == i {
-                return Err(HostError::new(
+                return Err(LabError::new(
                     "pipeline.invalid",
                     format!(
                         "{}: jobs[{i}]: a job cannot depend on itself",
@@ -432,7 +432,7 @@ fn order_by_dependencies(
                 if let Some(p) = path.iter().position(|&x| x == next) {
                     let mut cycle: Vec<String> = path[p..].iter().map(|&x| name_of(x)).collect();
                     cycle.push(name_of(next));
-                    return Err(HostError::new(
+                    return Err(LabError::new(
                         "pipeline.invalid",
                         format!(
                             "{}: depends_on makes a cycle: {}",

@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 use tokio_util::sync::CancellationToken;
 
 use super::JobSpec;
-use crate::error::{HostError, HostResult};
+use crate::error::{LabError, LabResult};
 use crate::store::RunStatus;
 
 /// The shortest time between two looks at the whole pool.
@@ -82,8 +82,8 @@ impl Tally {
     }
 
     /// Applies the transitions recorded since `cursor` to the pool's jobs.
-    fn follow(&mut self, cursor: &mut i64, set: &HashSet<i64>) -> HostResult<()> {
-        let events = super::with_store(|s| s.events_since(*cursor))?;
+    fn follow(&mut self, cursor: &mut i64, set: &HashSet<i64>) -> LabResult<()> {
+        let events = crate::store::with_current(|s| s.events_since(*cursor))?;
         for (ev, run, status) in events {
             *cursor = ev;
             if set.contains(&run) {
@@ -100,7 +100,7 @@ pub fn run(
     opts: &PoolOpts,
     progress: &mut dyn Observer,
     cancel: &CancellationToken,
-) -> HostResult<Summary> {
+) -> LabResult<Summary> {
     if let Some(w) = opts.max_workers {
         super::set_workers(w.max(1))?;
     }
@@ -109,7 +109,7 @@ pub fn run(
     let mut set: HashSet<i64> = HashSet::with_capacity(total);
     let failed_seen = std::cell::Cell::new(false);
     // The pool follows the event log from here: each look reads only new transitions.
-    let cursor = std::cell::Cell::new(super::with_store(|s| s.last_event_id())?);
+    let cursor = std::cell::Cell::new(crate::store::with_current(|s| s.last_event_id())?);
     let tally = std::cell::RefCell::new(Tally::default());
     let last = std::cell::Cell::new(Instant::now());
     // Waits, refreshing the progress, until `done(tally)`; applies fail_fast on the way.
@@ -117,7 +117,7 @@ pub fn run(
                  set: &HashSet<i64>,
                  progress: &mut dyn Observer,
                  done: &dyn Fn(&Tally) -> bool|
-     -> HostResult<()> {
+     -> LabResult<()> {
         loop {
             let seen = crate::engine::ended_count();
             last.set(Instant::now());
@@ -153,7 +153,7 @@ pub fn run(
                 return Ok(());
             }
             if cancel.is_cancelled() {
-                return Err(HostError::cancelled());
+                return Err(LabError::cancelled());
             }
             // At most one look per TALLY_EVERY, however fast jobs end.
             let next = last.get() + TALLY_EVERY;
@@ -175,7 +175,7 @@ pub fn run(
             // A keyed job may exist already (completed, or adopted while running).
             tally.borrow_mut().set(r.id, r.status);
         }
-        HostResult::Ok(())
+        LabResult::Ok(())
     };
     let mut specs = specs.into_iter().peekable();
     let mut taken = 0;
@@ -192,7 +192,7 @@ pub fn run(
         let mut spec = spec;
         for &j in &spec.after {
             let id = *ids.get(j).ok_or_else(|| {
-                HostError::new(
+                LabError::new(
                     "jobs.invalid_spec",
                     format!(
                         "pool spec {} depends on spec {j}, which comes after it",

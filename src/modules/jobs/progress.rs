@@ -92,7 +92,7 @@ impl Observer for Progress {
                 let quiet_spell = when.is_some_and(|w| w.elapsed() < Duration::from_secs(1));
                 let changed = *said != format!("{done} {msg}");
                 if last || (changed && !quiet_spell) {
-                    crate::host::ctx().sink.eprint(&line);
+                    crate::runtime::ctx().sink.eprint(&line);
                     *when = Some(Instant::now());
                     *said = format!("{done} {msg}");
                 }

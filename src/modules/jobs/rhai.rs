@@ -3,8 +3,8 @@ use rhai::plugin::*;
 #[allow(unused_imports)]
 use rhai::{Array, Map};
 
+use crate::bridge::{decode, RhaiResult};
 use crate::modules::jobs as m;
-use crate::script::bridge::{decode, RhaiResult};
 
 pub fn module() -> Module {
     exported_module!(api)
@@ -64,8 +64,8 @@ fn finished_summary(s: &m::pool::Summary) -> RhaiResult<Map> {
 
 #[export_module]
 pub mod api {
+    use crate::bridge::{encode, OrRhai};
     use crate::modules::jobs as m;
-    use crate::script::bridge::{encode, OrRhai};
 
     pub type JobHandle = super::Job;
 
@@ -91,7 +91,7 @@ pub mod api {
         let s = super::spec(&ctx, "jobs::submit spec", spec)?;
         let r = m::submit(&s).or_rhai(&ctx)?;
         if s.blocking {
-            m::wait(r.id, &crate::host::ctx().cancel.token()).or_rhai(&ctx)?;
+            m::wait(r.id, &crate::runtime::ctx().cancel.token()).or_rhai(&ctx)?;
         }
         Ok(super::Job { id: r.id })
     }
@@ -127,17 +127,12 @@ pub mod api {
         specs: Array,
         opts: Map,
     ) -> Result<Map, Box<EvalAltResult>> {
-        let o: super::PoolArgs =
-            crate::script::bridge::decode(&ctx, "jobs::pool options", opts.into())?;
+        let o: super::PoolArgs = crate::bridge::decode(&ctx, "jobs::pool options", opts.into())?;
         let mut parsed = Vec::with_capacity(specs.len());
         for (i, s) in specs.into_iter().enumerate() {
             let what = format!("jobs::pool specs[{i}]");
             let map = s.try_cast::<Map>().ok_or_else(|| {
-                crate::script::bridge::host_err(
-                    &ctx,
-                    "invalid_argument",
-                    format!("{what}: must be a map"),
-                )
+                crate::bridge::host_err(&ctx, "invalid_argument", format!("{what}: must be a map"))
             })?;
             parsed.push(super::spec(&ctx, &what, map)?);
         }
@@ -150,7 +145,7 @@ pub mod api {
             parsed,
             &opts,
             &mut progress,
-            &crate::host::ctx().cancel.token(),
+            &crate::runtime::ctx().cancel.token(),
         )
         .or_rhai(&ctx)?;
         super::finished_summary(&summary)
@@ -196,7 +191,7 @@ pub mod api {
     /// ```
     #[rhai_fn(global, return_raw, volatile)]
     pub fn wait(ctx: NativeCallContext, j: &mut JobHandle) -> Result<String, Box<EvalAltResult>> {
-        Ok(m::wait(j.id, &crate::host::ctx().cancel.token())
+        Ok(m::wait(j.id, &crate::runtime::ctx().cancel.token())
             .or_rhai(&ctx)?
             .status
             .to_string())
@@ -260,7 +255,7 @@ pub mod api {
     #[rhai_fn(global, return_raw, volatile)]
     pub fn metrics(ctx: NativeCallContext, j: &mut JobHandle) -> Result<Map, Box<EvalAltResult>> {
         let mut out = Map::new();
-        for mt in m::with_store(|s| s.metrics(j.id, None)).or_rhai(&ctx)? {
+        for mt in crate::store::with_current(|s| s.metrics(j.id, None)).or_rhai(&ctx)? {
             let entry = out
                 .entry(mt.name.clone().into())
                 .or_insert_with(|| Dynamic::from(Array::new()));
@@ -321,9 +316,9 @@ pub mod api {
     pub fn info(ctx: NativeCallContext, j: &mut JobHandle) -> Result<Dynamic, Box<EvalAltResult>> {
         let run = m::get(j.id).or_rhai(&ctx)?;
         let (params, tags) =
-            m::with_store(|s| Ok((s.params(j.id)?, s.tags(j.id)?))).or_rhai(&ctx)?;
+            crate::store::with_current(|s| Ok((s.params(j.id)?, s.tags(j.id)?))).or_rhai(&ctx)?;
         let mut v = serde_json::to_value(&run)
-            .map_err(|e| crate::script::bridge::host_err(&ctx, "internal", e.to_string()))?;
+            .map_err(|e| crate::bridge::host_err(&ctx, "internal", e.to_string()))?;
         v["params"] = serde_json::Value::Object(params.into_iter().collect());
         v["tags"] = serde_json::Value::Object(
             tags.into_iter()

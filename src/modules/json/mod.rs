@@ -1,11 +1,11 @@
 //! `json`: parse and dump. Errors carry line and column.
 pub mod rhai;
 
-use crate::error::{HostError, HostResult};
+use crate::error::{LabError, LabResult};
 
-pub fn parse(text: &str) -> HostResult<serde_json::Value> {
+pub fn parse(text: &str) -> LabResult<serde_json::Value> {
     serde_json::from_str(text).map_err(|e| {
-        HostError::new(
+        LabError::new(
             "json.parse",
             format!(
                 "invalid JSON at line {} column {}: {}",
@@ -21,11 +21,11 @@ fn strip_pos(msg: &str) -> String {
     msg.split(" at line ").next().unwrap_or(msg).to_string()
 }
 
-pub fn dump<T: serde::Serialize>(v: &T, pretty: bool) -> HostResult<String> {
+pub fn dump<T: serde::Serialize>(v: &T, pretty: bool) -> LabResult<String> {
     let r = if pretty {
         serde_json::to_string_pretty(v)
     } else {
         serde_json::to_string(v)
     };
-    r.map_err(|e| HostError::new("json.dump", format!("cannot write JSON: {e}")))
+    r.map_err(|e| LabError::new("json.dump", format!("cannot write JSON: {e}")))
 }

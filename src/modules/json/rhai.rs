@@ -16,8 +16,8 @@ struct DumpOpts {
 
 #[export_module]
 pub mod api {
+    use crate::bridge::{decode, encode, OrRhai};
     use crate::modules::json as m;
-    use crate::script::bridge::{decode, encode, OrRhai};
 
     /// Parses JSON text into script values (objects become maps, arrays arrays).
     /// Errors: `json.parse` with line and column.

@@ -23,35 +23,16 @@ fn check_eq(
     if equal(ctx, &left, &right)? {
         return Ok(());
     }
-    Err(crate::script::bridge::host_err(
+    Err(crate::bridge::host_err(
         ctx,
         "assert",
         format!("assertion failed: {what}\n  left: {left:?}\n right: {right:?}"),
     ))
 }
 
-/// Key of the termination token `exit()` raises (not catchable by `try/catch`).
-pub const EXIT_KEY: &str = "labhost_exit";
-
-/// If `err` is the termination raised by `exit()`, the value passed to it.
-pub fn exit_value(err: &EvalAltResult) -> Option<Dynamic> {
-    match err {
-        EvalAltResult::ErrorTerminated(token, _) => {
-            token.read_lock::<Map>()?.get(EXIT_KEY).cloned()
-        }
-        _ => None,
-    }
-}
-
-fn exit_err(ctx: &NativeCallContext, value: Dynamic) -> Box<EvalAltResult> {
-    let mut m = Map::new();
-    m.insert(EXIT_KEY.into(), value);
-    EvalAltResult::ErrorTerminated(m.into(), ctx.call_position()).into()
-}
-
 #[export_module]
 pub mod api {
-    use crate::script::bridge::host_err;
+    use crate::bridge::host_err;
 
     /// Stops the script with exit code 0, from anywhere (inside functions too).
     ///
@@ -61,7 +42,7 @@ pub mod api {
     /// ```
     #[rhai_fn(return_raw, volatile)]
     pub fn exit(ctx: NativeCallContext) -> Result<(), Box<EvalAltResult>> {
-        Err(super::exit_err(&ctx, Dynamic::UNIT))
+        Err(crate::bridge::exit_err(&ctx, Dynamic::UNIT))
     }
 
     /// Stops the script. An integer (0–255) becomes the process exit code; a string is
@@ -74,7 +55,7 @@ pub mod api {
     /// ```
     #[rhai_fn(name = "exit", return_raw, volatile)]
     pub fn exit_with(ctx: NativeCallContext, value: Dynamic) -> Result<(), Box<EvalAltResult>> {
-        Err(super::exit_err(&ctx, value))
+        Err(crate::bridge::exit_err(&ctx, value))
     }
 
     /// Fails with kind `assert` when the condition is false.

@@ -9,11 +9,11 @@ use std::path::Path;
 
 use serde_json::Value;
 
-use crate::error::{HostError, HostResult};
+use crate::error::{LabError, LabResult};
 use crate::modules::settings;
 
 /// Reads the `secrets:` section of a private settings file (names upper-cased).
-fn from_file(p: &Path) -> HostResult<BTreeMap<String, String>> {
+fn from_file(p: &Path) -> LabResult<BTreeMap<String, String>> {
     settings::check_private_file(p);
     let (m, _) = settings::read_optional_section(p, "secrets", true)?;
     let m = m.unwrap_or_default();
@@ -29,7 +29,7 @@ fn from_file(p: &Path) -> HostResult<BTreeMap<String, String>> {
 }
 
 /// Looks a secret up; `Ok(None)` when it is nowhere.
-pub fn lookup(name: &str, file: Option<&Path>) -> HostResult<Option<String>> {
+pub fn lookup(name: &str, file: Option<&Path>) -> LabResult<Option<String>> {
     let key = name.to_uppercase();
     let mut found = None;
     if let Some(p) = file.filter(|p| p.exists()) {
@@ -45,13 +45,13 @@ pub fn lookup(name: &str, file: Option<&Path>) -> HostResult<Option<String>> {
 }
 
 /// Where a missing secret was looked for, for the error message.
-pub fn missing(names: &[String], file: Option<&Path>) -> HostError {
+pub fn missing(names: &[String], file: Option<&Path>) -> LabError {
     let f = match file {
         Some(p) => format!("the secrets: section of {}", p.display()),
         None => format!("a {} file (none found)", settings::PRIVATE_FILE),
     };
     let envs: Vec<String> = names.iter().map(|n| n.to_uppercase()).collect();
-    HostError::new(
+    LabError::new(
         "secrets.missing",
         format!(
             "secret(s) {} not found in {f} nor in the environment ({})",
@@ -62,7 +62,7 @@ pub fn missing(names: &[String], file: Option<&Path>) -> HostError {
 }
 
 /// All of `names`, or one error listing every missing one.
-pub fn get_many(names: &[String], file: Option<&Path>) -> HostResult<BTreeMap<String, String>> {
+pub fn get_many(names: &[String], file: Option<&Path>) -> LabResult<BTreeMap<String, String>> {
     let mut out = BTreeMap::new();
     let mut absent = Vec::new();
     for n in names {

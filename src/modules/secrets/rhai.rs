@@ -16,8 +16,8 @@ struct GetOpts {
 
 #[export_module]
 pub mod api {
+    use crate::bridge::{decode, OrRhai};
     use crate::modules::secrets as m;
-    use crate::script::bridge::{decode, OrRhai};
 
     /// A secret from the private settings file (`labhost.private.yml`, `secrets:` section; or
     /// `$LABHOST_PRIVATE_SETTINGS`), else the environment variable of the upper-cased name.
@@ -35,7 +35,7 @@ pub mod api {
         let file = crate::modules::settings::private_file();
         match m::lookup(name, file.as_deref()).or_rhai(&ctx)? {
             Some(v) => Ok(v),
-            None => Err(crate::script::bridge::to_rhai(
+            None => Err(crate::bridge::to_rhai(
                 &ctx,
                 m::missing(&[name.to_string()], file.as_deref()),
             )),
@@ -58,7 +58,7 @@ pub mod api {
         match m::lookup(name, file.as_deref()).or_rhai(&ctx)? {
             Some(v) => Ok(v.into()),
             None if o.allow_missing => Ok(Dynamic::UNIT),
-            None => Err(crate::script::bridge::to_rhai(
+            None => Err(crate::bridge::to_rhai(
                 &ctx,
                 m::missing(&[name.to_string()], file.as_deref()),
             )),

@@ -12,7 +12,7 @@ use std::path::{Path, PathBuf};
 
 use serde_json::{Map, Value};
 
-use crate::error::{HostError, HostResult};
+use crate::error::{LabError, LabResult};
 use crate::modules::yaml;
 
 pub const PRIVATE_FILE: &str = "labhost.private.yml";
@@ -20,8 +20,8 @@ pub const PRIVATE_FILE: &str = "labhost.private.yml";
 /// The private settings file: `$LABHOST_PRIVATE_SETTINGS`, else `labhost.private.yml` in the
 /// working directory or the nearest parent that has one.
 pub fn private_file() -> Option<PathBuf> {
-    if let Some(p) = std::env::var_os("LABHOST_PRIVATE_SETTINGS").filter(|p| !p.is_empty()) {
-        return Some(PathBuf::from(p));
+    if let Some(p) = crate::config::private_settings() {
+        return Some(p);
     }
     let cwd = std::env::current_dir().ok()?;
     step_up(&cwd, PRIVATE_FILE)
@@ -67,10 +67,10 @@ pub fn read_section(
     path: &Path,
     section: &str,
     substitute: bool,
-) -> HostResult<(Map<String, Value>, String)> {
+) -> LabResult<(Map<String, Value>, String)> {
     match read_optional_section(path, section, substitute)? {
         (Some(m), text) => Ok((m, text)),
-        (None, _) => Err(HostError::new(
+        (None, _) => Err(LabError::new(
             "settings.no_variables",
             format!("{}: the YAML file must contain a section '{section}' (InnerEye's settings files keep their values under '{section}:')", path.display()),
         )),
@@ -82,9 +82,9 @@ pub fn read_optional_section(
     path: &Path,
     section: &str,
     substitute: bool,
-) -> HostResult<(Option<Map<String, Value>>, String)> {
+) -> LabResult<(Option<Map<String, Value>>, String)> {
     let text = crate::modules::fs::read(path)
-        .map_err(|e| HostError::new(e.kind.replace("fs.", "settings."), e.message))?;
+        .map_err(|e| LabError::new(e.kind.replace("fs.", "settings."), e.message))?;
     let src = path.display().to_string();
     let doc = yaml::parse(&text, &src)?;
     let doc = if substitute {
@@ -96,7 +96,7 @@ pub fn read_optional_section(
         None => Ok((None, text)),
         Some(Value::Null) => Ok((Some(Map::new()), text)),
         Some(Value::Object(m)) => Ok((Some(m.clone()), text)),
-        Some(other) => Err(HostError::new(
+        Some(other) => Err(LabError::new(
             "settings.invalid",
             format!(
                 "{}: '{section}:' must be a map of name: value, not {}",
@@ -203,7 +203,7 @@ pub struct Parsed {
     pub unknown_from_yaml: Map<String, Value>,
 }
 
-pub fn parse(req: &Request) -> HostResult<Parsed> {
+pub fn parse(req: &Request) -> LabResult<Parsed> {
     let mut yaml_vars: Vec<(Map<String, Value>, String, String)> = Vec::new();
     if let Some(p) = &req.yaml {
         let (m, text) = read_section(p, "variables", req.substitute)?;
@@ -227,7 +227,7 @@ pub fn parse(req: &Request) -> HostResult<Parsed> {
             match req.schema.get(k) {
                 Some(like) => {
                     let v = coerce(v, like).map_err(|why| {
-                        HostError::new(
+                        LabError::new(
                             "settings.type",
                             format!(
                                 "{}: setting '{k}': {why}",
@@ -250,7 +250,7 @@ pub fn parse(req: &Request) -> HostResult<Parsed> {
         match req.schema.get(k) {
             Some(like) => {
                 let v = coerce(v, like).map_err(|why| {
-                    HostError::new("settings.type", format!("--{k}={}: {why}", display(v)))
+                    LabError::new("settings.type", format!("--{k}={}: {why}", display(v)))
                 })?;
                 overrides.insert(k.clone(), v.clone());
                 args.insert(k.clone(), v);
@@ -260,7 +260,7 @@ pub fn parse(req: &Request) -> HostResult<Parsed> {
     }
     if req.fail_on_unknown && !unknown.is_empty() {
         let known: Vec<&String> = req.schema.keys().collect();
-        return Err(HostError::new(
+        return Err(LabError::new(
             "settings.unknown",
             format!(
                 "unknown setting(s): {} (known: {})",

@@ -27,8 +27,8 @@ struct RawOpts {
 pub mod api {
     use std::path::PathBuf;
 
+    use crate::bridge::{decode, encode, host_err, OrRhai};
     use crate::modules::settings as m;
-    use crate::script::bridge::{decode, encode, host_err, OrRhai};
 
     /// Typed settings the InnerEye way. `schema` maps each key to its default (the default's
     /// type is the key's type). Values come from, lowest first: the schema, the `variables:`

@@ -1,25 +1,24 @@
 //! `sh`: run commands. A string runs through `sh -c`; an array runs the program directly
-//! (no shell, no quoting problems). Each command gets its own process group, so a timeout or
-//! Ctrl-C kills everything it started (SIGTERM, then SIGKILL after a grace period), and a
-//! parent-death signal, so nothing outlives a killed host.
+//! (no shell, no quoting problems). Each command is started and stopped by the process
+//! module (`crate::process`): its own process group, so a timeout or Ctrl-C stops everything
+//! it started (SIGTERM, then SIGKILL after the grace), and the death signal, so nothing
+//! outlives a killed labhost.
 pub mod rhai;
 
 use std::collections::BTreeMap;
-use std::process::Stdio;
+use std::ffi::OsString;
+use std::os::fd::{AsRawFd, OwnedFd};
+use std::path::Path;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use tokio::io::{AsyncBufReadExt, AsyncRead, AsyncWriteExt, BufReader};
-use tokio::process::Command;
+use tokio::net::unix::pipe;
 use tokio_util::sync::CancellationToken;
 
-use crate::error::{HostError, HostResult};
-
-/// How long a process group gets between SIGTERM and SIGKILL.
-pub const KILL_GRACE: Duration = Duration::from_secs(3);
-
-/// The command type shared by sh, jobs and docker.
-pub use crate::command::Command as Cmd;
+use crate::command::Command;
+use crate::error::{LabError, LabResult};
+use crate::process::{self, SpawnError};
 
 #[derive(Debug, Clone, Default)]
 pub struct RunOpts {
@@ -30,7 +29,7 @@ pub struct RunOpts {
 }
 
 /// Where streamed output lines go (`sh::stream`); `None` captures only.
-pub type LineSink = Arc<dyn Fn(crate::host::Stream, &str) + Send + Sync>;
+pub type LineSink = Arc<dyn Fn(crate::runtime::Stream, &str) + Send + Sync>;
 
 #[derive(Debug, Clone, PartialEq, serde::Serialize)]
 pub struct Output {
@@ -42,67 +41,102 @@ pub struct Output {
     pub duration: f64,
 }
 
-/// A supervised command: its own process group (a timeout or Ctrl-C kills everything it
-/// started), killed if dropped, and a parent-death signal so it dies with the thread that
-/// spawned it. `cwd` must exist (error kind `<module>.invalid_cwd`). Callers add env and stdio.
-pub fn supervised(cmd: &Cmd, cwd: Option<&std::path::Path>, module: &str) -> HostResult<Command> {
-    let mut c = match cmd {
-        Cmd::Shell(s) => {
-            let mut c = Command::new("sh");
-            c.arg("-c").arg(s);
-            c
+/// The argv of a command (`sh -c TEXT` for a shell string).
+fn argv(cmd: &Command) -> LabResult<Vec<OsString>> {
+    match cmd {
+        Command::Shell(s) => Ok(vec!["sh".into(), "-c".into(), s.into()]),
+        Command::Argv(a) if a.is_empty() => {
+            Err(LabError::new("invalid_argument", "empty command array"))
         }
-        Cmd::Argv(a) => {
-            let Some((prog, args)) = a.split_first() else {
-                return Err(HostError::new("invalid_argument", "empty command array"));
-            };
-            let mut c = Command::new(prog);
-            c.args(args);
-            c
-        }
-    };
-    if let Some(dir) = cwd {
-        if !dir.is_dir() {
-            return Err(HostError::new(
-                format!("{module}.invalid_cwd"),
-                format!("working directory '{}' does not exist", dir.display()),
-            ));
-        }
-        c.current_dir(dir);
+        Command::Argv(a) => Ok(a.iter().map(OsString::from).collect()),
     }
-    c.kill_on_drop(true).process_group(0);
-    // SAFETY: prctl, getppid and _exit are async-signal-safe; the hook runs in the child.
-    let parent = unsafe { libc::getpid() };
-    unsafe {
-        c.pre_exec(move || {
-            libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL);
-            // The parent may have died before the death signal was armed: then nothing
-            // would ever deliver it.
-            if libc::getppid() != parent {
-                libc::_exit(137);
-            }
-            Ok(())
-        });
-    }
-    Ok(c)
 }
 
-fn build(cmd: &Cmd, opts: &RunOpts) -> HostResult<Command> {
-    let mut c = supervised(cmd, opts.cwd.as_deref().map(std::path::Path::new), "sh")?;
-    c.envs(&opts.env);
-    c.stdin(if opts.stdin.is_some() {
-        Stdio::piped()
-    } else {
-        Stdio::null()
+fn start_error(cmd: &Command, cwd: Option<&Path>, e: SpawnError) -> LabError {
+    let prog = cmd.program();
+    let (SpawnError::Exec(e) | SpawnError::Contain(e)) = e else {
+        let SpawnError::Cwd(e) = e else {
+            unreachable!()
+        };
+        return LabError::new(
+            "sh.invalid_cwd",
+            format!(
+                "working directory '{}': {e}",
+                cwd.unwrap_or(Path::new(".")).display()
+            ),
+        );
+    };
+    match e.kind() {
+        std::io::ErrorKind::NotFound => {
+            LabError::new("sh.not_found", format!("command not found: {prog}"))
+        }
+        std::io::ErrorKind::PermissionDenied => {
+            LabError::new("sh.permission_denied", format!("permission denied: {prog}"))
+        }
+        _ => LabError::new("sh.spawn", format!("cannot start '{prog}': {e}")),
+    }
+}
+
+/// A started command with the parent's ends of its pipes.
+struct Started {
+    child: process::Child,
+    stdin: Option<pipe::Sender>,
+    stdout: pipe::Receiver,
+    stderr: pipe::Receiver,
+}
+
+fn io_error(e: std::io::Error) -> LabError {
+    LabError::new("sh.spawn", format!("cannot make a pipe: {e}"))
+}
+
+/// Starts `cmd` through the process module with stdout and stderr (and stdin when given)
+/// on pipes.
+fn start(cmd: &Command, opts: &RunOpts) -> LabResult<Started> {
+    let cwd = opts.cwd.as_deref().map(Path::new);
+    if let Some(dir) = cwd.filter(|d| !d.is_dir()) {
+        return Err(LabError::new(
+            "sh.invalid_cwd",
+            format!("working directory '{}' does not exist", dir.display()),
+        ));
+    }
+    let program = process::Program::new(&argv(cmd)?, &opts.env, cwd)
+        .map_err(|e| start_error(cmd, cwd, SpawnError::Exec(e)))?;
+    let null: OwnedFd;
+    let (stdin_child, stdin_parent) = match opts.stdin {
+        Some(_) => {
+            let (r, w) = process::pipe().map_err(io_error)?;
+            (r, Some(w))
+        }
+        None => {
+            null = std::fs::File::open("/dev/null").map_err(io_error)?.into();
+            (null, None)
+        }
+    };
+    let (out_r, out_w) = process::pipe().map_err(io_error)?;
+    let (err_r, err_w) = process::pipe().map_err(io_error)?;
+    let io = process::Io::stdio([
+        stdin_child.as_raw_fd(),
+        out_w.as_raw_fd(),
+        err_w.as_raw_fd(),
+    ]);
+    let child = process::spawn(&program, &io).map_err(|e| start_error(cmd, cwd, e))?;
+    // The child has its copies: the parent's ends of the write sides close here, so the
+    // readers see EOF when the command's group is done writing.
+    drop((stdin_child, out_w, err_w));
+    Ok(Started {
+        child,
+        stdin: stdin_parent
+            .map(pipe::Sender::from_owned_fd)
+            .transpose()
+            .map_err(io_error)?,
+        stdout: pipe::Receiver::from_owned_fd(out_r).map_err(io_error)?,
+        stderr: pipe::Receiver::from_owned_fd(err_r).map_err(io_error)?,
     })
-    .stdout(Stdio::piped())
-    .stderr(Stdio::piped());
-    Ok(c)
 }
 
 async fn pump<R: AsyncRead + Unpin>(
     r: R,
-    stream: crate::host::Stream,
+    stream: crate::runtime::Stream,
     sink: Option<LineSink>,
 ) -> String {
     let mut r = BufReader::new(r);
@@ -124,76 +158,29 @@ async fn pump<R: AsyncRead + Unpin>(
     String::from_utf8_lossy(&all).into_owned()
 }
 
-/// Sends SIGTERM to the command's whole group, then SIGKILL if anything is left after
-/// `grace`. The leader is reaped as soon as it exits (a zombie leader would keep the group
-/// "alive" for the whole grace).
-async fn kill_group(child: &mut tokio::process::Child, pgid: i32, grace: Duration) {
-    if pgid <= 0 {
-        // No group of its own to signal (killpg(0) would hit our own): the leader only.
-        let _ = child.start_kill();
-        let _ = child.wait().await;
-        return;
-    }
-    // SAFETY: plain syscalls on a process group we created (pgid > 0).
-    unsafe { libc::killpg(pgid, libc::SIGTERM) };
-    let deadline = Instant::now() + grace;
-    while Instant::now() < deadline {
-        let _ = child.try_wait();
-        if !crate::engine::group_alive(pgid) {
-            return;
-        }
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
-    unsafe { libc::killpg(pgid, libc::SIGKILL) };
-    let _ = child.wait().await;
-}
-
 /// Runs a command to completion. Output is captured, and also streamed line by line to
-/// `sink` when given. Timeout → `sh.timeout`; cancellation → `cancelled`.
+/// `sink` when given. Timeout → `sh.timeout`; cancellation → `cancelled`; either stops the
+/// command's whole process group with the process module's grace.
 pub async fn run(
-    cmd: &Cmd,
+    cmd: &Command,
     opts: &RunOpts,
     sink: Option<LineSink>,
     cancel: CancellationToken,
-) -> HostResult<Output> {
+) -> LabResult<Output> {
     let started = Instant::now();
-    let mut command = build(cmd, opts)?;
-    // Recorded as ours, so a subreaping job host never reaps it behind tokio's back.
-    let guard = crate::engine::spawn_guard();
-    let spawned = command.spawn();
-    if let Some(pid) = spawned.as_ref().ok().and_then(|c| c.id()) {
-        crate::engine::own_child(pid as i32);
-    }
-    drop(guard);
-    let mut child = spawned.map_err(|e| {
-        let prog = cmd.program();
-        match e.kind() {
-            std::io::ErrorKind::NotFound => {
-                HostError::new("sh.not_found", format!("command not found: {prog}"))
-            }
-            std::io::ErrorKind::PermissionDenied => {
-                HostError::new("sh.permission_denied", format!("permission denied: {prog}"))
-            }
-            _ => HostError::new("sh.spawn", format!("cannot start '{prog}': {e}")),
-        }
-    })?;
-    let pgid = child.id().map(|p| p as i32).unwrap_or(0);
-    let _forget = Forget(pgid);
-    if let (Some(text), Some(mut w)) = (opts.stdin.clone(), child.stdin.take()) {
+    let Started {
+        mut child,
+        stdin,
+        stdout,
+        stderr,
+    } = start(cmd, opts)?;
+    if let (Some(text), Some(mut w)) = (opts.stdin.clone(), stdin) {
         tokio::spawn(async move {
             let _ = w.write_all(text.as_bytes()).await;
         });
     }
-    let out = tokio::spawn(pump(
-        child.stdout.take().expect("piped"),
-        crate::host::Stream::Out,
-        sink.clone(),
-    ));
-    let err = tokio::spawn(pump(
-        child.stderr.take().expect("piped"),
-        crate::host::Stream::Err,
-        sink,
-    ));
+    let out = tokio::spawn(pump(stdout, crate::runtime::Stream::Out, sink.clone()));
+    let err = tokio::spawn(pump(stderr, crate::runtime::Stream::Err, sink));
     enum End {
         Done(std::io::Result<std::process::ExitStatus>, String, String),
         Timeout,
@@ -220,23 +207,17 @@ pub async fn run(
     };
     match end {
         End::Done(status, stdout, stderr) => {
-            use std::os::unix::process::ExitStatusExt;
-            let status = status.map_err(|e| HostError::new("sh.wait", e.to_string()))?;
-            let code = status
-                .code()
-                .map(i64::from)
-                .or_else(|| status.signal().map(|s| 128 + i64::from(s)))
-                .unwrap_or(-1);
+            let status = status.map_err(|e| LabError::new("sh.wait", e.to_string()))?;
             Ok(Output {
-                code,
+                code: process::exit_code(status).unwrap_or(-1),
                 stdout,
                 stderr,
                 duration: started.elapsed().as_secs_f64(),
             })
         }
         End::Timeout => {
-            kill_group(&mut child, pgid, KILL_GRACE).await;
-            Err(HostError::new(
+            let _ = child.stop(process::grace()).await;
+            Err(LabError::new(
                 "sh.timeout",
                 format!(
                     "command timed out after {:.1}s and was killed: {}",
@@ -246,18 +227,9 @@ pub async fn run(
             ))
         }
         End::Cancelled => {
-            kill_group(&mut child, pgid, KILL_GRACE).await;
-            Err(HostError::cancelled())
+            let _ = child.stop(process::grace()).await;
+            Err(LabError::cancelled())
         }
-    }
-}
-
-/// Forgets the command's pid in the registry of our own children when `run` returns.
-struct Forget(i32);
-
-impl Drop for Forget {
-    fn drop(&mut self) {
-        crate::engine::forget_child(self.0);
     }
 }
 
@@ -280,7 +252,7 @@ pub(crate) mod tests {
             stdin: Some("in".into()),
             ..Default::default()
         };
-        let cmd = Cmd::Shell("cat; echo \" $X\"; echo err >&2; exit 3".into());
+        let cmd = Command::Shell("cat; echo \" $X\"; echo err >&2; exit 3".into());
         let o = rt()
             .block_on(run(&cmd, &opts, None, CancellationToken::new()))
             .unwrap();
@@ -295,7 +267,7 @@ pub(crate) mod tests {
         let t = tempfile::tempdir().unwrap();
         let marker = t.path().join("survivor");
         // The grandchild would write the marker after 1s if it survived the kill.
-        let cmd = Cmd::Shell(format!("(sleep 1; touch {}) & sleep 30", marker.display()));
+        let cmd = Command::Shell(format!("(sleep 1; touch {}) & sleep 30", marker.display()));
         let opts = RunOpts {
             timeout: Some(Duration::from_millis(200)),
             ..Default::default()
@@ -317,7 +289,7 @@ pub(crate) mod tests {
     fn missing_program_and_cwd_are_clear_errors() {
         let e = rt()
             .block_on(run(
-                &Cmd::Argv(vec!["no-such-prog-xyz".into()]),
+                &Command::Argv(vec!["no-such-prog-xyz".into()]),
                 &RunOpts::default(),
                 None,
                 CancellationToken::new(),
@@ -330,7 +302,7 @@ pub(crate) mod tests {
         };
         let e = rt()
             .block_on(run(
-                &Cmd::Shell("true".into()),
+                &Command::Shell("true".into()),
                 &opts,
                 None,
                 CancellationToken::new(),

@@ -6,8 +6,9 @@ use rhai::plugin::*;
 #[allow(unused_imports)]
 use rhai::{Array, Map};
 
-use crate::modules::sh::{self as m, Cmd, RunOpts};
-use crate::script::bridge::{decode, OrRhai, RhaiResult};
+use crate::bridge::{decode, OrRhai, RhaiResult};
+use crate::command::Command;
+use crate::modules::sh::{self as m, RunOpts};
 use crate::util::{Seconds, Text};
 
 pub fn module() -> Module {
@@ -26,7 +27,7 @@ struct RawOpts {
     prefix: Option<String>,
 }
 
-fn parse_cmd(ctx: &NativeCallContext, fname: &str, cmd: Dynamic) -> RhaiResult<Cmd> {
+fn parse_cmd(ctx: &NativeCallContext, fname: &str, cmd: Dynamic) -> RhaiResult<Command> {
     decode(ctx, &format!("{fname} command"), cmd)
 }
 
@@ -56,11 +57,13 @@ fn exec(
 ) -> RhaiResult<Dynamic> {
     let cmd = parse_cmd(ctx, fname, cmd)?;
     let (opts, prefix) = parse_opts(ctx, fname, opts)?;
-    let host = crate::host::ctx();
+    let host = crate::runtime::ctx();
     let sink: Option<m::LineSink> = stream.then(|| {
         let prefix = prefix.unwrap_or_default();
-        Arc::new(move |s: crate::host::Stream, line: &str| {
-            crate::host::ctx().sink.line(s, &format!("{prefix}{line}"))
+        Arc::new(move |s: crate::runtime::Stream, line: &str| {
+            crate::runtime::ctx()
+                .sink
+                .line(s, &format!("{prefix}{line}"))
         }) as m::LineSink
     });
     // sh::run handles cancellation itself (it must kill the process group first).
@@ -68,7 +71,7 @@ fn exec(
         .rt
         .block_on(m::run(&cmd, &opts, sink, host.cancel.token()))
         .or_rhai(ctx)?;
-    crate::script::bridge::encode(ctx, &out)
+    crate::bridge::encode(ctx, &out)
 }
 
 #[export_module]

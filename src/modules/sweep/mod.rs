@@ -1,7 +1,7 @@
 //! `sweep`: Azure ML sweep jobs ("HyperDrive") run locally on the job engine, written as a
 //! script (`sweep::new(#{…})`) or as the unchanged CLI v2 YAML (`sweep::load`, `labhost sweep
 //! FILE.yml`). One object, [`Sweep`], for both: parsed and validated here with Azure's rules
-//! (reference/azureml-api.md §1.6, §3), sampled by `sampler`, judged by `policy`, run by `run`.
+//!, sampled by `sampler`, judged by `policy`, run by `run`.
 pub mod pipeline;
 pub mod policy;
 pub mod rhai;
@@ -16,7 +16,7 @@ use std::path::{Path, PathBuf};
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 
-use crate::error::{HostError, HostResult};
+use crate::error::{LabError, LabResult};
 use crate::util::Seconds;
 pub use policy::Policy;
 pub use sampler::{Params, Space};
@@ -317,14 +317,14 @@ impl Origin<'_> {
         }
     }
 
-    fn err(&self, needle: &str, msg: impl std::fmt::Display) -> HostError {
-        HostError::new("sweep.invalid", format!("{}: {msg}", self.at(needle)))
+    fn err(&self, needle: &str, msg: impl std::fmt::Display) -> LabError {
+        LabError::new("sweep.invalid", format!("{}: {msg}", self.at(needle)))
     }
 }
 
 /// Reads a sweep or command job YAML (Azure's schema, unchanged). `sets` are `--set
 /// inputs.A=1` style overrides (dotted path = YAML value).
-pub fn load(path: &Path, sets: &[(String, String)]) -> HostResult<Sweep> {
+pub fn load(path: &Path, sets: &[(String, String)]) -> LabResult<Sweep> {
     let f = read_doc(path, sets)?;
     f.resolve()
 }
@@ -340,9 +340,9 @@ pub struct JobFile {
 }
 
 /// Reads a job YAML and applies `sets` (see [`load`]).
-pub fn read_doc(path: &Path, sets: &[(String, String)]) -> HostResult<JobFile> {
+pub fn read_doc(path: &Path, sets: &[(String, String)]) -> LabResult<JobFile> {
     let text =
-        crate::modules::fs::read(path).map_err(|e| HostError::new("sweep.invalid", e.message))?;
+        crate::modules::fs::read(path).map_err(|e| LabError::new("sweep.invalid", e.message))?;
     let source = path.display().to_string();
     let mut doc = parse_doc(&text, &source)?;
     apply_sets(&mut doc, sets, &source)?;
@@ -362,7 +362,7 @@ pub fn read_doc(path: &Path, sets: &[(String, String)]) -> HostResult<JobFile> {
 
 impl JobFile {
     /// Validates it with Azure's rules (errors at `file:line:col`).
-    pub fn resolve(&self) -> HostResult<Sweep> {
+    pub fn resolve(&self) -> LabResult<Sweep> {
         let origin = Origin {
             source: &self.source,
             text: Some(&self.text),
@@ -372,31 +372,31 @@ impl JobFile {
 }
 
 /// Parses YAML text into the document (unknown keys and wrong types with line:column).
-pub fn parse_doc(text: &str, source: &str) -> HostResult<SweepDoc> {
+pub fn parse_doc(text: &str, source: &str) -> LabResult<SweepDoc> {
     crate::modules::yaml::parse_as(text, source, "sweep.invalid")
 }
 
 /// Reads a command component YAML (`trial: ./train.yml`, `component: ./x.yml`).
-pub fn load_component(path: &Path) -> HostResult<Trial> {
+pub fn load_component(path: &Path) -> LabResult<Trial> {
     let text =
-        crate::modules::fs::read(path).map_err(|e| HostError::new("sweep.invalid", e.message))?;
+        crate::modules::fs::read(path).map_err(|e| LabError::new("sweep.invalid", e.message))?;
     crate::modules::yaml::parse_as(&text, &path.display().to_string(), "sweep.invalid")
 }
 
 /// `--set a.b=v`: the value is read as YAML (`1` a number, `x` a string).
-pub fn apply_sets(doc: &mut SweepDoc, sets: &[(String, String)], source: &str) -> HostResult<()> {
+pub fn apply_sets(doc: &mut SweepDoc, sets: &[(String, String)], source: &str) -> LabResult<()> {
     if sets.is_empty() {
         return Ok(());
     }
     let mut v =
-        serde_json::to_value(&*doc).map_err(|e| HostError::new("internal", e.to_string()))?;
+        serde_json::to_value(&*doc).map_err(|e| LabError::new("internal", e.to_string()))?;
     for (path, raw) in sets {
         let val = crate::modules::yaml::parse(raw, "--set")?;
         let mut cur = &mut v;
         let parts: Vec<&str> = path.split('.').collect();
         for (i, p) in parts.iter().enumerate() {
             let obj = cur.as_object_mut().ok_or_else(|| {
-                HostError::new(
+                LabError::new(
                     "sweep.invalid",
                     format!("--set {path}: `{}` is not a map", parts[..i].join(".")),
                 )
@@ -411,7 +411,7 @@ pub fn apply_sets(doc: &mut SweepDoc, sets: &[(String, String)], source: &str) -
         }
     }
     *doc = serde_json::from_value(v)
-        .map_err(|e| HostError::new("sweep.invalid", format!("{source}: after --set: {e}")))?;
+        .map_err(|e| LabError::new("sweep.invalid", format!("{source}: after --set: {e}")))?;
     Ok(())
 }
 
@@ -430,7 +430,7 @@ fn valid_name(n: &str) -> bool {
 }
 
 /// Validates a document with Azure's rules and resolves it (component file, inputs, space).
-pub fn resolve(doc: SweepDoc, o: &Origin<'_>, base: &Path) -> HostResult<Sweep> {
+pub fn resolve(doc: SweepDoc, o: &Origin<'_>, base: &Path) -> LabResult<Sweep> {
     let kind = doc.kind.clone().unwrap_or_else(|| {
         if doc.trial.is_some() || !doc.search_space.is_empty() {
             "sweep".into()
@@ -770,9 +770,9 @@ pub fn cross_validation(
     max_concurrent: Option<u64>,
     base: &Path,
     source: &str,
-) -> HostResult<Sweep> {
+) -> LabResult<Sweep> {
     if splits < 2 {
-        return Err(HostError::new(
+        return Err(LabError::new(
             "sweep.invalid",
             format!("{source}: splits must be at least 2, got {splits}"),
         ));
@@ -817,7 +817,7 @@ pub fn cross_validation(
 }
 
 /// A search space from its map form (`name → {type, …}`), in the map's order.
-pub fn parse_space(m: &Map<String, Value>, o: &Origin<'_>) -> HostResult<Space> {
+pub fn parse_space(m: &Map<String, Value>, o: &Origin<'_>) -> LabResult<Space> {
     let mut space = Vec::new();
     for (name, v) in m {
         if !valid_name(name) {
@@ -844,13 +844,12 @@ impl Sweep {
     }
 
     /// The sweep as Azure's YAML (what `sweep::load` reads back to the same sweep).
-    pub fn to_yaml(&self) -> HostResult<String> {
+    pub fn to_yaml(&self) -> LabResult<String> {
         let mut doc = self.doc.clone();
         if !self.single && doc.kind.is_none() {
             doc.kind = Some("sweep".into());
         }
-        let v =
-            serde_json::to_value(&doc).map_err(|e| HostError::new("internal", e.to_string()))?;
+        let v = serde_json::to_value(&doc).map_err(|e| LabError::new("internal", e.to_string()))?;
         crate::modules::yaml::dump(&crate::modules::yaml::redact_value(&v))
     }
 

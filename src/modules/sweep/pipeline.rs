@@ -13,7 +13,7 @@ use tokio_util::sync::CancellationToken;
 
 use super::run::{RunOpts, SweepResult, Watcher};
 use super::{Origin, Sweep, SweepDoc};
-use crate::error::{HostError, HostResult};
+use crate::error::{LabError, LabResult};
 
 /// A pipeline file, parsed; steps in the file's order.
 pub struct Pipeline {
@@ -24,14 +24,14 @@ pub struct Pipeline {
     pub steps: Vec<(String, Map<String, Value>)>,
 }
 
-fn err(o: &Origin<'_>, needle: &str, msg: impl std::fmt::Display) -> HostError {
+fn err(o: &Origin<'_>, needle: &str, msg: impl std::fmt::Display) -> LabError {
     o.err(needle, msg)
 }
 
 /// Reads a `type: pipeline` YAML.
-pub fn load(path: &Path) -> HostResult<Pipeline> {
+pub fn load(path: &Path) -> LabResult<Pipeline> {
     let text =
-        crate::modules::fs::read(path).map_err(|e| HostError::new("sweep.invalid", e.message))?;
+        crate::modules::fs::read(path).map_err(|e| LabError::new("sweep.invalid", e.message))?;
     let source = path.display().to_string();
     let doc = super::parse_doc(&text, &source)?;
     let o = Origin {
@@ -98,7 +98,7 @@ fn bind(
     p: &Pipeline,
     outputs: &BTreeMap<(String, String), String>,
     o: &Origin<'_>,
-) -> HostResult<Value> {
+) -> LabResult<Value> {
     Ok(match v {
         Value::String(s) if s.contains("${{parent.") => {
             let mut text = s.clone();
@@ -130,12 +130,12 @@ fn bind(
         Value::Array(a) => Value::Array(
             a.iter()
                 .map(|x| bind(x, p, outputs, o))
-                .collect::<HostResult<_>>()?,
+                .collect::<LabResult<_>>()?,
         ),
         Value::Object(m) => Value::Object(
             m.iter()
                 .map(|(k, x)| Ok((k.clone(), bind(x, p, outputs, o)?)))
-                .collect::<HostResult<_>>()?,
+                .collect::<LabResult<_>>()?,
         ),
         other => other.clone(),
     })
@@ -143,7 +143,7 @@ fn bind(
 
 /// The steps in an order that runs every step after the steps it binds (file order among
 /// independent ones). A cycle or a binding to an unknown step is an error.
-pub fn order(p: &Pipeline) -> HostResult<Vec<usize>> {
+pub fn order(p: &Pipeline) -> LabResult<Vec<usize>> {
     let o = Origin {
         source: &p.source,
         text: Some(&p.text),
@@ -195,7 +195,7 @@ pub fn step(
     p: &Pipeline,
     i: usize,
     outputs: &BTreeMap<(String, String), String>,
-) -> HostResult<Sweep> {
+) -> LabResult<Sweep> {
     let o = Origin {
         source: &p.source,
         text: Some(&p.text),
@@ -265,7 +265,7 @@ pub fn step(
         doc.display_name = Some(name.clone());
     }
     let mut s = super::resolve(doc, &o, &p.base).map_err(|e| {
-        HostError::new(
+        LabError::new(
             &e.kind,
             e.message.replacen(": ", &format!(": jobs.{name}: "), 1),
         )
@@ -275,7 +275,7 @@ pub fn step(
 }
 
 /// The folder of output `name` of a step that ran.
-fn output_dir(r: &SweepResult, name: &str) -> HostResult<Option<String>> {
+fn output_dir(r: &SweepResult, name: &str) -> LabResult<Option<String>> {
     let row = r.best_row().or_else(|| {
         r.trials
             .iter()
@@ -299,7 +299,7 @@ pub fn run(
     opts: &RunOpts,
     watcher: &mut dyn FnMut(&Sweep) -> Box<dyn Watcher>,
     cancel: &CancellationToken,
-) -> HostResult<Vec<(String, SweepResult)>> {
+) -> LabResult<Vec<(String, SweepResult)>> {
     let mut outputs: BTreeMap<(String, String), String> = BTreeMap::new();
     let mut results = Vec::new();
     for i in order(p)? {

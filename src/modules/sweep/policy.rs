@@ -1,4 +1,4 @@
-//! Early termination with Azure ML's rules (reference/azureml-api.md §3.5). An interval is one
+//! Early termination with Azure ML's rules. An interval is one
 //! report of the primary metric; a policy looks at interval `k` of a trial when
 //! `k % evaluation_interval == 0` and `k >= delay_evaluation` (an interval of 0 counts as 1).
 //! Minimising mirrors maximising (Azure does not document it; the mirror image is our choice).

@@ -5,8 +5,8 @@ use rhai::plugin::*;
 #[allow(unused_imports)]
 use rhai::{Array, Map};
 
+use crate::bridge::{decode, host_err, RhaiResult};
 use crate::modules::sweep as m;
-use crate::script::bridge::{decode, host_err, RhaiResult};
 
 pub fn module() -> Module {
     exported_module!(api)
@@ -85,7 +85,7 @@ fn dist(ctx: &NativeCallContext, raw: m::RawDist) -> RhaiResult<Map> {
 }
 
 fn num(ctx: &NativeCallContext, what: &str, v: &Dynamic) -> RhaiResult<f64> {
-    crate::script::bridge::number(v).ok_or_else(|| {
+    crate::bridge::number(v).ok_or_else(|| {
         host_err(
             ctx,
             "invalid_argument",
@@ -130,8 +130,8 @@ fn policy(ctx: &NativeCallContext, kind: &str, mut opts: Map) -> RhaiResult<Map>
 #[export_module]
 pub mod api {
     use super::{ResultObj, SweepObj};
+    use crate::bridge::{encode, host_err, OrRhai};
     use crate::modules::sweep as m;
-    use crate::script::bridge::{encode, host_err, OrRhai};
 
     pub type Sweep = SweepObj;
     pub type SweepResult = ResultObj;
@@ -165,9 +165,8 @@ pub mod api {
         opts: rhai::Map,
     ) -> Result<Study, Box<EvalAltResult>> {
         let sp: serde_json::Map<String, serde_json::Value> =
-            crate::script::bridge::decode(&ctx, "sweep::study space", space.into())?;
-        let o: super::StudyArgs =
-            crate::script::bridge::decode(&ctx, "sweep::study options", opts.into())?;
+            crate::bridge::decode(&ctx, "sweep::study space", space.into())?;
+        let o: super::StudyArgs = crate::bridge::decode(&ctx, "sweep::study options", opts.into())?;
         let origin = m::Origin {
             source: "sweep::study",
             text: None,
@@ -228,7 +227,7 @@ pub mod api {
                 "tell: the trial is the map ask() returned, or its number",
             )
         })?;
-        let v = crate::script::bridge::number(&value).ok_or_else(|| {
+        let v = crate::bridge::number(&value).ok_or_else(|| {
             host_err(
                 &ctx,
                 "invalid_argument",
@@ -304,7 +303,7 @@ pub mod api {
     /// ```
     #[rhai_fn(return_raw, volatile)]
     pub fn new(ctx: NativeCallContext, spec: Map) -> Result<Sweep, Box<EvalAltResult>> {
-        let doc: m::SweepDoc = crate::script::bridge::decode(&ctx, "sweep::new", spec.into())?;
+        let doc: m::SweepDoc = crate::bridge::decode(&ctx, "sweep::new", spec.into())?;
         let source = ctx
             .call_source()
             .map(|s| format!("script:{s}"))
@@ -364,10 +363,9 @@ pub mod api {
         trial: rhai::Map,
         opts: rhai::Map,
     ) -> Result<rhai::Map, Box<EvalAltResult>> {
-        let t: m::Trial =
-            crate::script::bridge::decode(&ctx, "sweep::cross_validate trial", trial.into())?;
+        let t: m::Trial = crate::bridge::decode(&ctx, "sweep::cross_validate trial", trial.into())?;
         let o: super::CvArgs =
-            crate::script::bridge::decode(&ctx, "sweep::cross_validate options", opts.into())?;
+            crate::bridge::decode(&ctx, "sweep::cross_validate options", opts.into())?;
         let source = ctx
             .call_source()
             .map(|s| format!("script:{s}"))
@@ -396,7 +394,7 @@ pub mod api {
             key: None,
         };
         let mut w = m::run::Progress::new(&s, o.quiet);
-        let token = crate::host::ctx().cancel.token();
+        let token = crate::runtime::ctx().cancel.token();
         let r = m::run::run(&s, &ro, &mut w, &token).or_rhai(&ctx)?;
         let (folds, agg) = m::run::cross_validation_result(&r).or_rhai(&ctx)?;
         let mut out = rhai::Map::new();
@@ -437,7 +435,7 @@ pub mod api {
         ctx: NativeCallContext,
         run_id: i64,
     ) -> Result<i64, Box<EvalAltResult>> {
-        let tags = crate::modules::jobs::with_store(|st| {
+        let tags = crate::store::with_current(|st| {
             st.get(run_id)?;
             st.tags(run_id)
         })
@@ -525,8 +523,7 @@ pub mod api {
         s: &mut Sweep,
         opts: Map,
     ) -> Result<SweepResult, Box<EvalAltResult>> {
-        let a: super::RunArgs =
-            crate::script::bridge::decode(&ctx, "sweep run options", opts.into())?;
+        let a: super::RunArgs = crate::bridge::decode(&ctx, "sweep run options", opts.into())?;
         let o = m::run::RunOpts {
             rerun: a.rerun,
             max_concurrent: a.max_concurrent.map(|n| u64::from(n.get())),
@@ -534,10 +531,10 @@ pub mod api {
             key: None,
         };
         let mut w = m::run::Progress::new(&s.0, o.quiet);
-        let token = crate::host::ctx().cancel.token();
+        let token = crate::runtime::ctx().cancel.token();
         let r = m::run::run(&s.0, &o, &mut w, &token).or_rhai(&ctx)?;
         if let (false, Some(p)) = (o.quiet, &r.report) {
-            crate::host::ctx()
+            crate::runtime::ctx()
                 .sink
                 .eprint(&format!("sweep: report {p}"));
         }
@@ -691,7 +688,7 @@ pub mod api {
     #[rhai_fn(return_raw)]
     pub fn choice(ctx: NativeCallContext, values: Array) -> Result<rhai::Map, Box<EvalAltResult>> {
         let v: Vec<serde_json::Value> =
-            crate::script::bridge::decode(&ctx, "sweep::choice", values.into())?;
+            crate::bridge::decode(&ctx, "sweep::choice", values.into())?;
         super::dist(
             &ctx,
             m::RawDist {

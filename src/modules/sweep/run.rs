@@ -17,7 +17,7 @@ use tokio_util::sync::CancellationToken;
 use super::policy::{Evaluator, Trial as PolicyTrial};
 use super::{Algorithm, Params, Sweep};
 use crate::command::Command;
-use crate::error::{HostError, HostResult};
+use crate::error::{LabError, LabResult};
 use crate::modules::jobs::{self, JobSpec};
 use crate::store::{NewRun, Run, RunKind, RunStatus, StoredSpec};
 use crate::util::{Seconds, Text};
@@ -201,7 +201,7 @@ fn experiment_name(s: &Sweep) -> String {
 
 /// Copies `src` into `dst` once (files and folders; symlinks are copied as links, never
 /// followed; `.git` and what `.amlignore` / `.gitignore` name at the top are skipped).
-fn snapshot(src: &Path, dst: &Path) -> HostResult<()> {
+fn snapshot(src: &Path, dst: &Path) -> LabResult<()> {
     if dst.join(".labhost-snapshot-done").exists() {
         return Ok(());
     }
@@ -221,8 +221,8 @@ fn snapshot(src: &Path, dst: &Path) -> HostResult<()> {
         dst: &Path,
         top: bool,
         ignore: &[String],
-        io: &dyn Fn(std::io::Error, &Path) -> HostError,
-    ) -> HostResult<()> {
+        io: &dyn Fn(std::io::Error, &Path) -> LabError,
+    ) -> LabResult<()> {
         std::fs::create_dir_all(dst).map_err(|e| io(e, dst))?;
         for e in std::fs::read_dir(src).map_err(|e| io(e, src))? {
             let e = e.map_err(|e| io(e, src))?;
@@ -249,13 +249,13 @@ fn snapshot(src: &Path, dst: &Path) -> HostResult<()> {
 }
 
 /// The trial's working directory: the code snapshot, the code folder, or the sweep's folder.
-fn workdir(s: &Sweep, sweep_dir: &Path) -> HostResult<PathBuf> {
+fn workdir(s: &Sweep, sweep_dir: &Path) -> LabResult<PathBuf> {
     let Some(code) = &s.trial.code else {
         return Ok(s.base_dir.clone());
     };
     let src = s.base_dir.join(code);
     if !src.is_dir() {
-        return Err(HostError::new(
+        return Err(LabError::new(
             "sweep.invalid",
             format!("{}: code folder {} does not exist", s.source, src.display()),
         ));
@@ -275,13 +275,13 @@ pub fn run(
     opts: &RunOpts,
     watcher: &mut dyn Watcher,
     cancel: &CancellationToken,
-) -> HostResult<SweepResult> {
+) -> LabResult<SweepResult> {
     let key = opts.key.clone().unwrap_or_else(|| key_of(s));
     if opts.rerun {
-        jobs::with_store(|st| st.retire_key(&key))?;
+        crate::store::with_current(|st| st.retire_key(&key))?;
     }
     let exp_name = experiment_name(s);
-    let exp = jobs::with_store(|st| st.experiment_id(&exp_name))?;
+    let exp = crate::store::with_current(|st| st.experiment_id(&exp_name))?;
     let display = s
         .doc
         .display_name
@@ -337,7 +337,7 @@ pub fn run(
         params.push(("seed".into(), json!(fresh_seed)));
     }
     let me = crate::engine::job_host()?.id.clone();
-    let (parent, created) = jobs::with_store(|st| {
+    let (parent, created) = crate::store::with_current(|st| {
         st.open_record(
             &NewRun {
                 key: Some(key.clone()),
@@ -354,7 +354,7 @@ pub fn run(
     let seed = if created {
         fresh_seed
     } else {
-        jobs::with_store(|st| st.params(parent.id))?
+        crate::store::with_current(|st| st.params(parent.id))?
             .into_iter()
             .find(|(k, _)| k == "seed")
             .and_then(|(_, v)| v.as_u64())
@@ -377,7 +377,7 @@ pub fn run(
         Err(_) => RunStatus::Failed,
     };
     let r = result?;
-    jobs::with_store(|st| {
+    crate::store::with_current(|st| {
         if let Some(b) = r.best_child_run_id {
             st.set_tag(parent.id, "best_child_run_id", &b.to_string())?;
         }
@@ -421,7 +421,7 @@ fn drive(
     exp: i64,
     cwd: &Path,
     display: &str,
-) -> HostResult<SweepResult> {
+) -> LabResult<SweepResult> {
     let planned = s.planned();
     let cpus = std::thread::available_parallelism()
         .map(|n| n.get() as u64)
@@ -434,7 +434,7 @@ fn drive(
     jobs::set_workers(concurrent as usize)?;
     // The journal: trials recorded before (a resumed sweep), by index.
     let mut journal: BTreeMap<u64, (Run, Params)> = BTreeMap::new();
-    jobs::with_store(|st| {
+    crate::store::with_current(|st| {
         for r in st.list(None, Some(parent.id), usize::MAX >> 1)? {
             let Some(i) = r
                 .key
@@ -454,9 +454,10 @@ fn drive(
         Ok(())
     })?;
     let started = Instant::now()
-        - Duration::from_secs_f64(
+        - crate::util::secs_to_duration(
             (crate::clock::unix() - parent.started.unwrap_or(crate::clock::unix())).max(0.0),
-        );
+        )
+        .unwrap_or_default();
     let deadline = started + s.timeout;
     let mut evaluator = s.policy.clone().map(|p| Evaluator::new(p, s.maximize));
     let mut in_flight: BTreeMap<i64, u64> = BTreeMap::new();
@@ -522,12 +523,12 @@ fn drive(
     } else {
         (concurrent as usize) * 2 + 64
     };
-    let mut cursor = jobs::with_store(|st| st.last_event_id())?;
+    let mut cursor = crate::store::with_current(|st| st.last_event_id())?;
     let mut counts = Counts::default();
     let mut last_look = Instant::now() - Duration::from_secs(1);
     loop {
         if cancel.is_cancelled() {
-            return Err(HostError::cancelled());
+            return Err(LabError::cancelled());
         }
         let now = Instant::now();
         if now >= deadline && !stop_submitting {
@@ -618,7 +619,7 @@ fn drive(
             }
         }
         // Which trials ended: the transitions recorded since the last look.
-        let events = jobs::with_store(|st| st.events_since(cursor))?;
+        let events = crate::store::with_current(|st| st.events_since(cursor))?;
         let mut ended = Vec::new();
         for (ev, run, status) in events {
             cursor = ev;
@@ -633,7 +634,7 @@ fn drive(
         }
         if let Some(ev) = evaluator.as_mut() {
             if !in_flight.is_empty() {
-                let m = jobs::with_store(|st| st.children_metrics(parent.id, &s.metric))?;
+                let m = crate::store::with_current(|st| st.children_metrics(parent.id, &s.metric))?;
                 let trials: BTreeMap<i64, PolicyTrial> = m
                     .iter()
                     .map(|(id, pts)| {
@@ -664,11 +665,12 @@ fn drive(
             last_look = Instant::now();
             if evaluator.is_none() {
                 // Only each trial's best is shown: one aggregate query, not the histories.
-                histories =
-                    jobs::with_store(|st| st.children_best(parent.id, &s.metric, s.maximize))?
-                        .into_iter()
-                        .map(|(k, v)| (k, vec![v]))
-                        .collect();
+                histories = crate::store::with_current(|st| {
+                    st.children_best(parent.id, &s.metric, s.maximize)
+                })?
+                .into_iter()
+                .map(|(k, v)| (k, vec![v]))
+                .collect();
             }
             let best = best_so_far(s, &ids, &histories);
             counts.done = done.len();
@@ -725,8 +727,8 @@ fn best_of(maximize: bool, xs: &[f64]) -> Option<f64> {
 }
 
 /// `(params, best value)` of the finished trials, for TPE.
-fn observations(s: &Sweep, parent: i64, done: &HashSet<i64>) -> HostResult<Vec<(Params, f64)>> {
-    jobs::with_store(|st| {
+fn observations(s: &Sweep, parent: i64, done: &HashSet<i64>) -> LabResult<Vec<(Params, f64)>> {
+    crate::store::with_current(|st| {
         let m = st.children_metrics(parent, &s.metric)?;
         let mut out = Vec::new();
         for (id, pts) in m.into_iter().filter(|(id, _)| done.contains(id)) {
@@ -750,8 +752,8 @@ pub fn result(
     parent: &Run,
     seed: u64,
     ids: &BTreeMap<u64, i64>,
-) -> HostResult<SweepResult> {
-    jobs::with_store(|st| {
+) -> LabResult<SweepResult> {
+    crate::store::with_current(|st| {
         let m = st.children_metrics(parent.id, &s.metric)?;
         let mut trials = Vec::new();
         for (&i, &id) in ids {
@@ -876,7 +878,7 @@ impl Watcher for Progress {
             .last
             .is_some_and(|w| w.elapsed() < Duration::from_secs(1));
         if last || (key != self.said && !spell) {
-            crate::host::ctx().sink.eprint(&format!(
+            crate::runtime::ctx().sink.eprint(&format!(
                 "sweep: {done}/{planned} trials done, {msg} ({:.1}s)",
                 self.started.elapsed().as_secs_f64()
             ));
@@ -892,7 +894,7 @@ impl Watcher for Progress {
         let line = format!("sweep: trial {trial} {reason}");
         match &self.bar {
             Some(b) => b.println(line),
-            None => crate::host::ctx().sink.eprint(&line),
+            None => crate::runtime::ctx().sink.eprint(&line),
         }
     }
 }
@@ -921,7 +923,7 @@ pub struct Aggregate {
 /// fold's `outputs/` is copied to `<cross-validation run>/outputs/fold_<i>/`.
 pub fn cross_validation_result(
     r: &SweepResult,
-) -> HostResult<(Vec<Fold>, BTreeMap<String, Aggregate>)> {
+) -> LabResult<(Vec<Fold>, BTreeMap<String, Aggregate>)> {
     let mut folds = Vec::new();
     for t in &r.trials {
         let index = t
@@ -929,7 +931,7 @@ pub fn cross_validation_result(
             .get(super::CV_INDEX)
             .and_then(|v| v.as_i64())
             .unwrap_or(-1);
-        let ms = jobs::with_store(|st| st.metrics(t.run_id, None))?;
+        let ms = crate::store::with_current(|st| st.metrics(t.run_id, None))?;
         let mut last: BTreeMap<String, (i64, f64, f64)> = BTreeMap::new();
         for m in ms {
             let e = last
@@ -990,7 +992,7 @@ pub fn cross_validation_result(
 }
 
 /// Copies a folder (files and folders; links as links).
-fn snapshot_plain(src: &Path, dst: &Path) -> HostResult<()> {
+fn snapshot_plain(src: &Path, dst: &Path) -> LabResult<()> {
     let _ = std::fs::remove_file(dst.join(".labhost-snapshot-done"));
     snapshot(src, dst)?;
     let _ = std::fs::remove_file(dst.join(".labhost-snapshot-done"));
@@ -999,9 +1001,10 @@ fn snapshot_plain(src: &Path, dst: &Path) -> HostResult<()> {
 
 /// Sweeps whose driving process died before they ended: `(run id, key, sweep)` rebuilt from
 /// the `sweep.yml` kept in each one's run folder, for `labhost resume`.
-pub fn orphaned_sweeps() -> HostResult<Vec<(i64, String, Sweep)>> {
+pub fn orphaned_sweeps() -> LabResult<Vec<(i64, String, Sweep)>> {
     let state = crate::state::dir()?;
-    let runs = jobs::with_store(|st| st.list(Some(RunStatus::Running), None, usize::MAX >> 1))?;
+    let runs =
+        crate::store::with_current(|st| st.list(Some(RunStatus::Running), None, usize::MAX >> 1))?;
     let mut out = Vec::new();
     for r in runs {
         let Some(key) = r
@@ -1013,7 +1016,7 @@ pub fn orphaned_sweeps() -> HostResult<Vec<(i64, String, Sweep)>> {
         };
         if r.host
             .as_deref()
-            .is_some_and(|h| crate::engine::host_alive(&state, h))
+            .is_some_and(|h| crate::engine::job_host_alive(&state, h))
         {
             continue;
         }
@@ -1030,11 +1033,11 @@ pub fn orphaned_sweeps() -> HostResult<Vec<(i64, String, Sweep)>> {
             },
             &base,
         )?;
-        let tags = jobs::with_store(|st| st.tags(r.id))?;
+        let tags = crate::store::with_current(|st| st.tags(r.id))?;
         if let Some((_, v)) = tags.iter().find(|(k, _)| k == "source") {
             s.source = v.clone();
         }
-        if jobs::with_store(|st| st.list(None, Some(r.id), 1))?
+        if crate::store::with_current(|st| st.list(None, Some(r.id), 1))?
             .first()
             .is_some_and(|c| c.kind == RunKind::Fold)
         {

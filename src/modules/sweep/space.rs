@@ -1,4 +1,4 @@
-//! Search-space expressions, exactly Azure ML's (reference/azureml-api.md §1.6): their YAML /
+//! Search-space expressions, exactly Azure ML's: their YAML /
 //! script form (`{type: uniform, min_value, max_value}`), their REST form
 //! (`["uniform", [min, max]]`), and how a point `u` of the unit interval maps to a value (the
 //! inverse CDF, so random, Sobol and TPE share one definition of every distribution).

@@ -4,7 +4,7 @@
 //! trial) per told trial with its params and the metric `value` — so the same script run
 //! again (or another one) continues it, TPE rebuilt from what was told.
 use super::sampler::{Params, Space};
-use crate::error::{HostError, HostResult};
+use crate::error::{LabError, LabResult};
 
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub enum Sampler {
@@ -29,8 +29,8 @@ pub struct Study {
 }
 
 impl Study {
-    pub fn new(space: Space, sampler: &str, goal: &str, seed: Option<u64>) -> HostResult<Study> {
-        let bad = |m: String| HostError::new("sweep.invalid", m);
+    pub fn new(space: Space, sampler: &str, goal: &str, seed: Option<u64>) -> LabResult<Study> {
+        let bad = |m: String| LabError::new("sweep.invalid", m);
         let sampler = match sampler {
             "random" => Sampler::Random,
             "sobol" => Sampler::Sobol,
@@ -68,7 +68,7 @@ impl Study {
 
     /// A named study: opened from the store if it exists (its space must be the same; its
     /// recorded seed wins), else recorded there.
-    pub fn open(mut self, name: &str) -> HostResult<Study> {
+    pub fn open(mut self, name: &str) -> LabResult<Study> {
         use crate::store::{NewRun, RunKind};
         let space_json = serde_json::Value::Object(
             self.space
@@ -100,12 +100,12 @@ impl Study {
             tags: vec![("study".into(), name.to_string())],
             ..NewRun::record(RunKind::Sweep, name, &format!("study {name}"))
         };
-        let (run, created) = crate::modules::jobs::with_store(|st| st.open_record(&n, None))?;
+        let (run, created) = crate::store::with_current(|st| st.open_record(&n, None))?;
         self.run_id = Some(run.id);
         if created {
             return Ok(self);
         }
-        let (params, kids) = crate::modules::jobs::with_store(|st| {
+        let (params, kids) = crate::store::with_current(|st| {
             let p = st.params(run.id)?;
             let mut kids = Vec::new();
             let mut list = st.list(None, Some(run.id), usize::MAX >> 1)?;
@@ -129,7 +129,7 @@ impl Study {
         })?;
         let get = |k: &str| params.iter().find(|(n, _)| n == k).map(|(_, v)| v.clone());
         if get("space").and_then(|v| v.as_str().map(str::to_string)) != Some(space_json) {
-            return Err(HostError::new(
+            return Err(LabError::new(
                 "sweep.invalid",
                 format!("study `{name}` exists with another search space (give it another name)"),
             ));
@@ -143,14 +143,14 @@ impl Study {
     }
 
     /// The next trial: `(number, params)`.
-    pub fn ask(&mut self) -> HostResult<(u64, Params)> {
+    pub fn ask(&mut self) -> LabResult<(u64, Params)> {
         let i = self.asked;
         let p = match self.sampler {
             Sampler::Random => self.space.random_point(self.seed, i),
             Sampler::Sobol => self.space.sobol_point(self.seed, i),
             Sampler::Grid => {
                 if i >= self.space.grid_size().unwrap_or(0) {
-                    return Err(HostError::new("sweep.exhausted", "the grid is exhausted"));
+                    return Err(LabError::new("sweep.exhausted", "the grid is exhausted"));
                 }
                 self.space.grid_point(i)
             }
@@ -166,9 +166,9 @@ impl Study {
     }
 
     /// Records the value of trial `number`.
-    pub fn tell(&mut self, number: u64, value: f64) -> HostResult<()> {
+    pub fn tell(&mut self, number: u64, value: f64) -> LabResult<()> {
         let p = self.pending.remove(&number).ok_or_else(|| {
-            HostError::new(
+            LabError::new(
                 "sweep.invalid",
                 format!("trial {number} was not asked, or was told already"),
             )
@@ -187,7 +187,7 @@ impl Study {
                 step: 0,
                 ts: 0.0,
             };
-            crate::modules::jobs::with_store(|st| {
+            crate::store::with_current(|st| {
                 st.record_finished(&n, RunStatus::Completed, std::slice::from_ref(&m))
             })?;
         }

@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use tokio_util::sync::CancellationToken;
 
-use crate::error::{HostError, HostResult};
+use crate::error::{LabError, LabResult};
 pub use crate::util::parse_duration;
 
 /// Local time as RFC 3339 with milliseconds and offset, e.g. `2026-11-21T23:46:16.123+00:00`.
@@ -19,10 +19,10 @@ pub fn unix() -> f64 {
 }
 
 /// Sleeps, returning early with `cancelled` when the token fires.
-pub async fn sleep(d: Duration, cancel: CancellationToken) -> HostResult<()> {
+pub async fn sleep(d: Duration, cancel: CancellationToken) -> LabResult<()> {
     tokio::select! {
         _ = tokio::time::sleep(d) => Ok(()),
-        _ = cancel.cancelled() => Err(HostError::cancelled()),
+        _ = cancel.cancelled() => Err(LabError::cancelled()),
     }
 }
 

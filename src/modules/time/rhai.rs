@@ -9,8 +9,8 @@ pub fn module() -> Module {
 
 #[export_module]
 pub mod api {
+    use crate::bridge::{duration_of, OrRhai};
     use crate::modules::time as m;
-    use crate::script::bridge::{duration_of, OrRhai};
 
     /// The current local time as RFC 3339 text with milliseconds and UTC offset.
     ///
@@ -46,7 +46,7 @@ pub mod api {
     #[rhai_fn(return_raw, volatile)]
     pub fn sleep(ctx: NativeCallContext, duration: Dynamic) -> Result<(), Box<EvalAltResult>> {
         let d = duration_of(&duration).or_rhai(&ctx)?;
-        let host = crate::host::ctx();
+        let host = crate::runtime::ctx();
         host.rt
             .block_on(m::sleep(d, host.cancel.token()))
             .or_rhai(&ctx)

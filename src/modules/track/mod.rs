@@ -11,9 +11,9 @@ use std::sync::OnceLock;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
-use crate::error::{HostError, HostResult};
-use crate::modules::jobs::with_store;
+use crate::error::{LabError, LabResult};
 use crate::store::search::{parse_order, Filter};
+use crate::store::with_current;
 use crate::store::{Metric, NewRun, RunKind, StoredSpec};
 
 /// `track::runs` / `labhost runs` options.
@@ -67,15 +67,15 @@ fn view(f: crate::store::search::Found) -> RunView {
 }
 
 /// Runs matching a query, best first by `order_by` (newest first otherwise).
-pub fn runs(q: &Query) -> HostResult<Vec<RunView>> {
+pub fn runs(q: &Query) -> LabResult<Vec<RunView>> {
     let filter = Filter::parse(&q.filter)?;
     let order = parse_order(&q.order_by)?;
-    with_store(|s| {
+    with_current(|s| {
         let exps = match &q.experiment {
             Some(name) => match s.experiment_by_name(name)? {
                 Some(e) => vec![e.id],
                 None => {
-                    return Err(HostError::new(
+                    return Err(LabError::new(
                         "track.not_found",
                         format!("no experiment named '{name}'"),
                     ))
@@ -95,27 +95,27 @@ pub fn runs(q: &Query) -> HostResult<Vec<RunView>> {
 }
 
 /// One run.
-pub fn run(id: i64) -> HostResult<RunView> {
-    with_store(|s| {
+pub fn run(id: i64) -> LabResult<RunView> {
+    with_current(|s| {
         let r = s
             .get(id)
-            .map_err(|_| HostError::new("track.not_found", format!("no run with id {id}")))?;
+            .map_err(|_| LabError::new("track.not_found", format!("no run with id {id}")))?;
         Ok(view(s.found(r)?))
     })
 }
 
 /// A metric's history (step order).
-pub fn metrics(id: i64, key: &str) -> HostResult<Vec<Metric>> {
-    with_store(|s| {
+pub fn metrics(id: i64, key: &str) -> LabResult<Vec<Metric>> {
+    with_current(|s| {
         s.get(id)
-            .map_err(|_| HostError::new("track.not_found", format!("no run with id {id}")))?;
+            .map_err(|_| LabError::new("track.not_found", format!("no run with id {id}")))?;
         s.metrics(id, Some(key))
     })
 }
 
 /// Files a run produced: `artifacts/…` (logged through MLflow) and `outputs/…`, relative to
 /// its run folder.
-pub fn artifacts(id: i64) -> HostResult<Vec<String>> {
+pub fn artifacts(id: i64) -> LabResult<Vec<String>> {
     let r = run(id)?;
     Ok(run_files(std::path::Path::new(&r.run_dir))
         .into_iter()
@@ -156,8 +156,8 @@ pub fn run_files(run_dir: &std::path::Path) -> Vec<(String, std::path::PathBuf)>
 }
 
 /// Runs side by side: one row per run, its params and latest metrics as columns.
-pub fn compare(ids: &[i64]) -> HostResult<String> {
-    let runs: Vec<RunView> = ids.iter().map(|i| run(*i)).collect::<HostResult<_>>()?;
+pub fn compare(ids: &[i64]) -> LabResult<String> {
+    let runs: Vec<RunView> = ids.iter().map(|i| run(*i)).collect::<LabResult<_>>()?;
     Ok(runs_table(&runs, false))
 }
 
@@ -240,11 +240,8 @@ static OWN_RUN: OnceLock<i64> = OnceLock::new();
 
 /// The run a script logs into: its job's (`LABHOST_JOB_ID`) inside a job, else one of its
 /// own (kind remote, named after the script), made on first use.
-pub fn current_run(script: &str) -> HostResult<i64> {
-    if let Some(id) = std::env::var("LABHOST_JOB_ID")
-        .ok()
-        .and_then(|v| v.parse::<i64>().ok())
-    {
+pub fn current_run(script: &str) -> LabResult<i64> {
+    if let Some(id) = crate::config::job_id().and_then(|v| v.parse::<i64>().ok()) {
         return Ok(id);
     }
     if let Some(id) = OWN_RUN.get() {
@@ -261,7 +258,7 @@ pub fn current_run(script: &str) -> HostResult<i64> {
         tags: vec![("mlflow.source.name".into(), script.to_string())],
         ..NewRun::record(RunKind::Remote, script, "")
     };
-    let (r, _) = with_store(|s| s.open_record(&n, None))?;
+    let (r, _) = with_current(|s| s.open_record(&n, None))?;
     Ok(*OWN_RUN.get_or_init(|| r.id))
 }
 
@@ -272,11 +269,11 @@ pub fn log(
     ms: &[Metric],
     ps: &[(String, String)],
     tags: &[(String, String)],
-) -> HostResult<i64> {
+) -> LabResult<i64> {
     let id = current_run(script)?;
-    match with_store(|s| s.log_batch(id, ms, ps, tags))? {
+    match with_current(|s| s.log_batch(id, ms, ps, tags))? {
         Ok(()) => Ok(id),
-        Err(k) => Err(HostError::new(
+        Err(k) => Err(LabError::new(
             "track.invalid",
             format!("param `{k}` was logged already with another value (params do not change)"),
         )),

@@ -9,8 +9,8 @@ use std::path::Path;
 
 use serde_json::{json, Value};
 
-use crate::error::{HostError, HostResult};
-use crate::modules::jobs::with_store;
+use crate::error::{LabError, LabResult};
+use crate::store::with_current;
 use crate::store::{Run, RunStatus};
 
 /// What a push did.
@@ -29,8 +29,8 @@ struct Client {
     token: Option<String>,
 }
 
-fn err(m: impl std::fmt::Display) -> HostError {
-    HostError::new("track.push", m.to_string())
+fn err(m: impl std::fmt::Display) -> LabError {
+    LabError::new("track.push", m.to_string())
 }
 
 impl Client {
@@ -40,7 +40,7 @@ impl Client {
         path: &str,
         body: Option<&Value>,
         query: &[(&str, String)],
-    ) -> HostResult<Value> {
+    ) -> LabResult<Value> {
         let url = format!("{}/api/2.0/mlflow/{path}", self.base);
         let mut req = self.http.request(method, &url).query(query);
         if let Some(b) = body {
@@ -61,17 +61,17 @@ impl Client {
         Ok(serde_json::from_str(&text).unwrap_or(Value::Null))
     }
 
-    async fn post(&self, path: &str, body: Value) -> HostResult<Value> {
+    async fn post(&self, path: &str, body: Value) -> LabResult<Value> {
         self.call(reqwest::Method::POST, path, Some(&body), &[])
             .await
     }
 
-    async fn get(&self, path: &str, query: &[(&str, String)]) -> HostResult<Value> {
+    async fn get(&self, path: &str, query: &[(&str, String)]) -> LabResult<Value> {
         self.call(reqwest::Method::GET, path, None, query).await
     }
 
     /// The server's experiment id for `name`, created if missing.
-    async fn experiment(&self, name: &str) -> HostResult<String> {
+    async fn experiment(&self, name: &str) -> LabResult<String> {
         let url = format!("{}/api/2.0/mlflow/experiments/get-by-name", self.base);
         let mut req = self.http.get(&url).query(&[("experiment_name", name)]);
         if let Some(t) = &self.token {
@@ -119,7 +119,7 @@ fn files(run_dir: &Path) -> Vec<(String, std::path::PathBuf)> {
 }
 
 /// Pushes runs `ids` (parents first) to the server at `to`.
-pub async fn push(to: &str, ids: &[i64], token: Option<String>) -> HostResult<Pushed> {
+pub async fn push(to: &str, ids: &[i64], token: Option<String>) -> LabResult<Pushed> {
     let c = Client {
         http: reqwest::Client::new(),
         base: to.trim_end_matches('/').to_string(),
@@ -130,12 +130,12 @@ pub async fn push(to: &str, ids: &[i64], token: Option<String>) -> HostResult<Pu
         .unwrap_or(crate::state::dir()?);
     let source = format!("{}:{}", crate::util::hostname_or_local(), state.display());
     // Local data first (parents before children, so links can be mapped).
-    let mut runs: Vec<Run> = with_store(|s| ids.iter().map(|i| s.get(*i)).collect())?;
+    let mut runs: Vec<Run> = with_current(|s| ids.iter().map(|i| s.get(*i)).collect())?;
     runs.sort_by_key(|r| (r.parent_id.is_some(), r.id));
     let mut done = Pushed::default();
     let mut remote: HashMap<i64, String> = HashMap::new();
     for r in runs {
-        let (params, tags, metrics, exp_name) = with_store(|s| {
+        let (params, tags, metrics, exp_name) = with_current(|s| {
             let exp = match r.experiment_id {
                 Some(e) => s.experiment(e)?.name,
                 None => "Default".to_string(),

@@ -8,8 +8,8 @@ use std::collections::BTreeMap;
 use serde::Serialize;
 use serde_json::{json, Value};
 
-use crate::error::{HostError, HostResult};
-use crate::modules::jobs::with_store;
+use crate::error::{LabError, LabResult};
+use crate::store::with_current;
 use crate::store::{Run, RunKind, RunStatus};
 
 /// One row of the report.
@@ -53,7 +53,7 @@ fn row(
     r: &Run,
     objective: Option<&str>,
     maximize: bool,
-) -> HostResult<Row> {
+) -> LabResult<Row> {
     let f = s.found(r.clone())?;
     let params: BTreeMap<String, Value> = s.params(r.id)?.into_iter().collect();
     let curve: Vec<(i64, f64)> = match objective {
@@ -96,12 +96,12 @@ fn row(
 
 /// The report of run `id` (a sweep or cross-validation: its children; else the run itself)
 /// or of experiment `name`.
-pub fn build(target: &str) -> HostResult<Report> {
-    with_store(|s| {
+pub fn build(target: &str) -> LabResult<Report> {
+    with_current(|s| {
         let (title, what, runs, objective, maximize) = if let Ok(id) = target.parse::<i64>() {
             let r = s
                 .get(id)
-                .map_err(|_| HostError::new("track.not_found", format!("no run with id {id}")))?;
+                .map_err(|_| LabError::new("track.not_found", format!("no run with id {id}")))?;
             let p: BTreeMap<String, Value> = s.params(id)?.into_iter().collect();
             let objective = p
                 .get("primary_metric")
@@ -135,7 +135,7 @@ pub fn build(target: &str) -> HostResult<Report> {
             }
         } else {
             let e = s.experiment_by_name(target)?.ok_or_else(|| {
-                HostError::new(
+                LabError::new(
                     "track.not_found",
                     format!("no run id or experiment named '{target}'"),
                 )
@@ -164,7 +164,7 @@ pub fn build(target: &str) -> HostResult<Report> {
         let rows = runs
             .iter()
             .map(|r| row(s, r, objective.as_deref(), maximize))
-            .collect::<HostResult<Vec<_>>>()?;
+            .collect::<LabResult<Vec<_>>>()?;
         let best = rows
             .iter()
             .enumerate()

@@ -11,8 +11,8 @@ fn script(ctx: &NativeCallContext) -> String {
 
 #[export_module]
 pub mod api {
+    use crate::bridge::{decode, encode, host_err, OrRhai};
     use crate::modules::track as m;
-    use crate::script::bridge::{decode, encode, host_err, OrRhai};
 
     /// Runs in the store matching a query: `#{experiment, filter, order_by, limit}` with
     /// MLflow's filter grammar (`metrics.acc > 0.9 and params.lr = '0.1' and tags.x != 'y'`,
@@ -78,7 +78,7 @@ pub mod api {
         value: Dynamic,
         step: i64,
     ) -> Result<i64, Box<EvalAltResult>> {
-        let v = crate::script::bridge::number(&value).ok_or_else(|| {
+        let v = crate::bridge::number(&value).ok_or_else(|| {
             host_err(
                 &ctx,
                 "invalid_argument",

@@ -4,12 +4,12 @@ pub mod rhai;
 
 use std::path::{Path, PathBuf};
 
-use crate::error::{HostError, HostResult};
+use crate::error::{LabError, LabResult};
 
 /// `run_duration_string_to_seconds`: `"3.5h"` → 12600, `""` → None. InnerEye takes one
 /// number and one unit (s, m, h, d); labhost also takes `1h30m`, `250ms` and bare seconds.
 /// Like InnerEye the result is whole seconds (truncated).
-pub fn run_duration_string_to_seconds(s: &str) -> HostResult<Option<i64>> {
+pub fn run_duration_string_to_seconds(s: &str) -> LabResult<Option<i64>> {
     if s.trim().is_empty() {
         return Ok(None);
     }
@@ -22,13 +22,13 @@ fn is_word(c: char) -> bool {
 
 /// `split_recovery_id`: `experiment:run` → (experiment, run); a bare Azure run id
 /// `<experiment>_<digits>_<hex>` or `<experiment>_<digits>` → (experiment, id).
-pub fn split_recovery_id(id: &str) -> HostResult<(String, String)> {
+pub fn split_recovery_id(id: &str) -> LabResult<(String, String)> {
     let id = id.trim();
     let parts: Vec<&str> = id.split(':').collect();
     match parts.len() {
         2 => return Ok((parts[0].to_string(), parts[1].to_string())),
         n if n > 2 => {
-            return Err(HostError::new(
+            return Err(LabError::new(
                 "util.invalid_recovery_id",
                 format!(
                     "recovery_id must be in the format 'experiment_name:run_id', but got: {id}"
@@ -38,7 +38,7 @@ pub fn split_recovery_id(id: &str) -> HostResult<(String, String)> {
         _ => {}
     }
     let bad = || {
-        HostError::new(
+        LabError::new(
             "util.invalid_recovery_id",
             format!("the recovery ID was not in the expected format: {id}"),
         )

@@ -25,8 +25,8 @@ pub fn value_to_string(v: &Dynamic) -> String {
 pub mod api {
     use std::path::Path;
 
+    use crate::bridge::{host_err, OrRhai};
     use crate::modules::util as m;
-    use crate::script::bridge::{host_err, OrRhai};
 
     /// InnerEye `run_duration_string_to_seconds`: whole seconds, `()` for `""`.
     ///

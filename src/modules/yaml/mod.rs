@@ -23,7 +23,7 @@ use std::path::Path;
 
 use serde_json::{Map, Value};
 
-use crate::error::{HostError, HostResult};
+use crate::error::{LabError, LabResult};
 
 /// nussl's `modify_yml_with_env` list.
 pub const DEFAULT_ENV_VARS: &[&str] = &[
@@ -41,7 +41,7 @@ fn parse_options() -> serde_saphyr::Options {
 }
 
 /// Parses YAML text. `source` names the text in errors (`config.yml:3:5: …`).
-pub fn parse(text: &str, source: &str) -> HostResult<Value> {
+pub fn parse(text: &str, source: &str) -> LabResult<Value> {
     if text.trim().is_empty() {
         return Ok(Value::Null);
     }
@@ -54,7 +54,7 @@ pub fn parse_as<T: serde::de::DeserializeOwned>(
     text: &str,
     source: &str,
     kind: &str,
-) -> HostResult<T> {
+) -> LabResult<T> {
     serde_saphyr::from_str_with_options::<T>(text, parse_options()).map_err(|e| {
         let at = match e.location() {
             Some(l) => format!("{source}:{}:{}", l.line(), l.column()),
@@ -69,18 +69,18 @@ pub fn parse_as<T: serde::de::DeserializeOwned>(
             _ => first,
         }
         .to_string();
-        HostError::new(kind, format!("{at}: {first}"))
+        LabError::new(kind, format!("{at}: {first}"))
     })
 }
 
-pub fn dump(v: &Value) -> HostResult<String> {
+pub fn dump(v: &Value) -> LabResult<String> {
     serde_saphyr::to_string(v)
-        .map_err(|e| HostError::new("yaml.dump", format!("cannot write YAML: {e}")))
+        .map_err(|e| LabError::new("yaml.dump", format!("cannot write YAML: {e}")))
 }
 
 /// Writes YAML atomically. Registered secrets are masked in what is written (in the values,
 /// before serialising, so the file stays valid YAML: `***` alone would be an alias).
-pub fn save(path: &Path, v: &Value) -> HostResult<()> {
+pub fn save(path: &Path, v: &Value) -> LabResult<()> {
     let text = dump(&redact_value(v))?;
     crate::modules::fs::write_atomic(path, text.as_bytes())
 }
@@ -123,16 +123,16 @@ impl Default for LoadOpts {
 }
 
 /// Reads, parses and resolves a YAML file.
-pub fn load(path: &Path, opts: &LoadOpts) -> HostResult<Value> {
+pub fn load(path: &Path, opts: &LoadOpts) -> LabResult<Value> {
     let text = crate::modules::fs::read(path)
-        .map_err(|e| HostError::new(e.kind.replace("fs.", "yaml."), e.message))?;
+        .map_err(|e| LabError::new(e.kind.replace("fs.", "yaml."), e.message))?;
     let source = path.display().to_string();
     let doc = parse(&text, &source)?;
     resolve(&doc, &text, &source, opts)
 }
 
 /// Applies substitution and interpolation to a parsed document (`text` locates errors).
-pub fn resolve(doc: &Value, text: &str, source: &str, opts: &LoadOpts) -> HostResult<Value> {
+pub fn resolve(doc: &Value, text: &str, source: &str, opts: &LoadOpts) -> LabResult<Value> {
     let mut r = Resolver {
         root: doc,
         text,
@@ -194,15 +194,15 @@ impl Resolver<'_> {
         locate(self.text, self.source, needle)
     }
 
-    fn err(&self, kind: &str, needle: &str, msg: String) -> HostError {
-        HostError::new(kind, format!("{}: {msg}", self.at(needle)))
+    fn err(&self, kind: &str, needle: &str, msg: String) -> LabError {
+        LabError::new(kind, format!("{}: {msg}", self.at(needle)))
     }
 
-    fn value(&mut self, v: &Value) -> HostResult<Value> {
+    fn value(&mut self, v: &Value) -> LabResult<Value> {
         Ok(match v {
             Value::String(s) => self.string(s)?,
             Value::Array(a) => {
-                Value::Array(a.iter().map(|x| self.value(x)).collect::<HostResult<_>>()?)
+                Value::Array(a.iter().map(|x| self.value(x)).collect::<LabResult<_>>()?)
             }
             Value::Object(m) => {
                 let mut out = Map::new();
@@ -215,7 +215,7 @@ impl Resolver<'_> {
         })
     }
 
-    fn pieces(&self, s: &str) -> HostResult<Vec<Piece>> {
+    fn pieces(&self, s: &str) -> LabResult<Vec<Piece>> {
         let mut out = Vec::new();
         let mut text = String::new();
         let mut rest = s;
@@ -290,7 +290,7 @@ impl Resolver<'_> {
         Ok(out)
     }
 
-    fn string(&mut self, s: &str) -> HostResult<Value> {
+    fn string(&mut self, s: &str) -> LabResult<Value> {
         if !s.contains('{') {
             return Ok(Value::String(s.to_string()));
         }
@@ -334,7 +334,7 @@ impl Resolver<'_> {
         Ok(Value::String(out))
     }
 
-    fn lookup(&mut self, path: &str, raw: &str) -> HostResult<Value> {
+    fn lookup(&mut self, path: &str, raw: &str) -> LabResult<Value> {
         if !self.opts.interpolate {
             return Ok(Value::String(raw.to_string()));
         }
@@ -444,7 +444,7 @@ pub fn flatten(v: &Value, sep: &str) -> Map<String, Value> {
 
 /// The inverse of `flatten`: `{a_b: 1}` → `{a: {b: 1}}`. A key that is both a value and a
 /// prefix (`a: 1`, `a_b: 2`) is an error.
-pub fn unflatten(m: &Map<String, Value>, sep: &str) -> HostResult<Value> {
+pub fn unflatten(m: &Map<String, Value>, sep: &str) -> LabResult<Value> {
     let mut root = Value::Object(Map::new());
     for (k, v) in m {
         let parts: Vec<&str> = if sep.is_empty() {
@@ -456,7 +456,7 @@ pub fn unflatten(m: &Map<String, Value>, sep: &str) -> HostResult<Value> {
         for (i, p) in parts.iter().enumerate() {
             let last = i + 1 == parts.len();
             let Value::Object(map) = cur else {
-                return Err(HostError::new(
+                return Err(LabError::new(
                     "yaml.conflict",
                     format!(
                         "key '{k}': '{}' is a value, not a map",
@@ -466,7 +466,7 @@ pub fn unflatten(m: &Map<String, Value>, sep: &str) -> HostResult<Value> {
             };
             if last {
                 if map.contains_key(*p) {
-                    return Err(HostError::new(
+                    return Err(LabError::new(
                         "yaml.conflict",
                         format!("key '{k}' is also a prefix of other keys"),
                     ));
@@ -487,7 +487,7 @@ mod tests {
     use super::*;
     use serde_json::json;
 
-    fn load_text(text: &str) -> HostResult<Value> {
+    fn load_text(text: &str) -> LabResult<Value> {
         let doc = parse(text, "cfg.yml")?;
         resolve(&doc, text, "cfg.yml", &LoadOpts::default())
     }

@@ -3,8 +3,8 @@ use rhai::plugin::*;
 #[allow(unused_imports)]
 use rhai::{Array, Map};
 
+use crate::bridge::{decode, host_err, RhaiResult};
 use crate::modules::yaml::LoadOpts;
-use crate::script::bridge::{decode, host_err, RhaiResult};
 
 pub fn module() -> Module {
     exported_module!(api)
@@ -54,8 +54,8 @@ pub fn load_opts(ctx: &NativeCallContext, what: &str, opts: Map) -> RhaiResult<L
 pub mod api {
     use std::path::Path;
 
+    use crate::bridge::{encode, OrRhai};
     use crate::modules::yaml as m;
-    use crate::script::bridge::{encode, OrRhai};
 
     /// Parses YAML text (anchors and merge keys work; only `true`/`false` are booleans).
     /// No substitution: see `yaml::load`. Errors: `yaml.parse` with line and column.

@@ -95,17 +95,17 @@ impl Sink {
     }
 }
 
-pub struct HostCtx {
+pub struct RuntimeCtx {
     pub rt: tokio::runtime::Handle,
     pub cancel: Cancel,
     pub sink: Sink,
 }
 
-static CTX: OnceLock<Arc<HostCtx>> = OnceLock::new();
+static CTX: OnceLock<Arc<RuntimeCtx>> = OnceLock::new();
 static RUNTIME: OnceLock<tokio::runtime::Runtime> = OnceLock::new();
 
 /// Builds the multi-thread runtime once. Scripts never run on its workers: they run on the
-/// caller's thread and reach async code through `Handle::block_on` (see `script::bridge`).
+/// caller's thread and reach async code through `Handle::block_on` (see `crate::bridge`).
 fn runtime() -> &'static tokio::runtime::Runtime {
     RUNTIME.get_or_init(|| {
         tokio::runtime::Builder::new_multi_thread()
@@ -118,9 +118,9 @@ fn runtime() -> &'static tokio::runtime::Runtime {
 }
 
 /// The process-wide host context, created on first use with a terminal sink.
-pub fn ctx() -> &'static Arc<HostCtx> {
+pub fn ctx() -> &'static Arc<RuntimeCtx> {
     CTX.get_or_init(|| {
-        Arc::new(HostCtx {
+        Arc::new(RuntimeCtx {
             rt: runtime().handle().clone(),
             cancel: Cancel::default(),
             sink: Sink::default(),
@@ -130,7 +130,7 @@ pub fn ctx() -> &'static Arc<HostCtx> {
 
 /// Installs a context with a custom sink (tests). Returns false if one was already set.
 pub fn install_sink(sink: Sink) -> bool {
-    CTX.set(Arc::new(HostCtx {
+    CTX.set(Arc::new(RuntimeCtx {
         rt: runtime().handle().clone(),
         cancel: Cancel::default(),
         sink,
@@ -185,4 +185,42 @@ fn run_hard_exit_hooks() {
     for f in hooks {
         f();
     }
+}
+
+static SCRIPT_END: Mutex<Vec<fn()>> = Mutex::new(Vec::new());
+
+/// Registers `f` to run when the running script ends, normally or by Ctrl-C (docker removes
+/// the containers the script started with `stop_on_exit` there). The script runner calls
+/// [`script_ended`]; a module registers what it needs without the runner knowing it.
+pub fn at_script_end(f: fn()) {
+    let mut h = SCRIPT_END.lock().unwrap_or_else(|e| e.into_inner());
+    if !h.contains(&f) {
+        h.push(f);
+    }
+}
+
+/// Runs the hooks registered with [`at_script_end`].
+pub fn script_ended() {
+    let hooks = SCRIPT_END.lock().unwrap_or_else(|e| e.into_inner()).clone();
+    for f in hooks {
+        f();
+    }
+}
+
+/// Runs `f` to its end on the runtime from a blocking thread (a script's), unless Ctrl-C (the
+/// cancel token) comes first: then `cancelled`. Every native and every module's blocking
+/// facade waits through this, so Ctrl-C cancels any of them.
+pub fn block_on<F: std::future::Future>(f: F) -> crate::error::LabResult<F::Output> {
+    let h = ctx();
+    let token = h.cancel.token();
+    if token.is_cancelled() {
+        return Err(crate::error::LabError::cancelled());
+    }
+    h.rt.block_on(async {
+        tokio::select! {
+            biased;
+            _ = token.cancelled() => Err(crate::error::LabError::cancelled()),
+            r = f => Ok(r),
+        }
+    })
 }

@@ -1,13 +1,17 @@
 //! The bridge between Rhai natives and the host: errors with position and `kind`, async
-//! work through the captured runtime handle, cancellation, and typed argument decoding.
+//! work through the captured runtime handle, cancellation, typed argument decoding
+//! ([`decode`]) and the `exit()` token. It sits below the bindings (`modules/*/rhai.rs`)
+//! and the script host, which both use it; it imports neither.
+pub mod decode;
+
 use std::future::Future;
 
 use rhai::{Dynamic, EvalAltResult, Map, NativeCallContext, Position};
 use serde::de::DeserializeOwned;
 
-use crate::error::{HostError, HostResult};
-use crate::host;
+use crate::error::{LabError, LabResult};
 use crate::redact;
+use crate::runtime;
 
 /// Result type of every fallible native function.
 pub type RhaiResult<T> = Result<T, Box<EvalAltResult>>;
@@ -31,7 +35,7 @@ pub fn err_at(pos: Position, kind: &str, msg: &str) -> Box<EvalAltResult> {
 
 /// Converts a module API error into a script error at the call site. Cancellation becomes a
 /// termination that `try/catch` cannot swallow.
-pub fn to_rhai(ctx: &NativeCallContext, e: HostError) -> Box<EvalAltResult> {
+pub fn to_rhai(ctx: &NativeCallContext, e: LabError) -> Box<EvalAltResult> {
     host_err(ctx, &e.kind, &e.message)
 }
 
@@ -40,7 +44,7 @@ pub trait OrRhai<T> {
     fn or_rhai(self, ctx: &NativeCallContext) -> RhaiResult<T>;
 }
 
-impl<T> OrRhai<T> for HostResult<T> {
+impl<T> OrRhai<T> for LabResult<T> {
     fn or_rhai(self, ctx: &NativeCallContext) -> RhaiResult<T> {
         self.map_err(|e| to_rhai(ctx, e))
     }
@@ -50,30 +54,19 @@ impl<T> OrRhai<T> for HostResult<T> {
 /// user presses Ctrl-C. Never call it on a tokio worker thread: scripts run on their own
 /// thread, so `Handle::block_on` is allowed here (tokio panics only when it is called from
 /// inside the runtime).
-pub fn block_on<F: Future>(f: F) -> HostResult<F::Output> {
-    let h = host::ctx();
-    let token = h.cancel.token();
-    if token.is_cancelled() {
-        return Err(HostError::cancelled());
-    }
-    h.rt.block_on(async {
-        tokio::select! {
-            biased;
-            _ = token.cancelled() => Err(HostError::cancelled()),
-            r = f => Ok(r),
-        }
-    })
+pub fn block_on<F: Future>(f: F) -> LabResult<F::Output> {
+    runtime::block_on(f)
 }
 
 /// Decodes a script value (a spec or options map) into a typed struct through
-/// [`crate::script::decode`]: unknown keys and wrong types are errors of kind
+/// [`crate::bridge::decode`]: unknown keys and wrong types are errors of kind
 /// `invalid_argument` that name the function, the field, what it must be and what it got.
 pub fn decode<T: DeserializeOwned>(
     ctx: &NativeCallContext,
     what: &str,
     v: Dynamic,
 ) -> RhaiResult<T> {
-    crate::script::decode::from_dynamic::<T>(&v)
+    crate::bridge::decode::from_dynamic::<T>(&v)
         .map_err(|e| host_err(ctx, "invalid_argument", format!("{what}: {e}")))
 }
 
@@ -84,15 +77,10 @@ pub fn encode<T: serde::Serialize>(ctx: &NativeCallContext, v: &T) -> RhaiResult
 
 /// A duration given as seconds (int or float) or as text (`"90s"`, `"1.5h"`), for natives
 /// that take one as a plain argument.
-pub fn duration_of(v: &Dynamic) -> HostResult<std::time::Duration> {
-    crate::script::decode::from_dynamic::<crate::util::Seconds>(v)
+pub fn duration_of(v: &Dynamic) -> LabResult<std::time::Duration> {
+    crate::bridge::decode::from_dynamic::<crate::util::Seconds>(v)
         .map(|s| s.0)
-        .map_err(|e| HostError::new("time.invalid_duration", e.to_string()))
-}
-
-/// The message of a script error (the `message` of a `#{kind, message}` map, else its text).
-pub fn error_message(err: &EvalAltResult) -> String {
-    crate::script::diag::from_eval(err, "").message
+        .map_err(|e| LabError::new("time.invalid_duration", e.to_string()))
 }
 
 /// A script number (int or float) as f64.
@@ -100,4 +88,24 @@ pub fn number(v: &rhai::Dynamic) -> Option<f64> {
     v.as_float()
         .ok()
         .or_else(|| v.as_int().ok().map(|i| i as f64))
+}
+
+/// Key of the termination token `exit()` raises (not catchable by `try/catch`).
+pub const EXIT_KEY: &str = "labhost_exit";
+
+/// If `err` is the termination raised by `exit()`, the value passed to it.
+pub fn exit_value(err: &EvalAltResult) -> Option<Dynamic> {
+    match err {
+        EvalAltResult::ErrorTerminated(token, _) => {
+            token.read_lock::<Map>()?.get(EXIT_KEY).cloned()
+        }
+        _ => None,
+    }
+}
+
+/// The termination `exit(value)` raises at the call's position.
+pub fn exit_err(ctx: &NativeCallContext, value: Dynamic) -> Box<EvalAltResult> {
+    let mut m = Map::new();
+    m.insert(EXIT_KEY.into(), value);
+    EvalAltResult::ErrorTerminated(m.into(), ctx.call_position()).into()
 }

@@ -1,4 +1,4 @@
-//! Starting job processes without `fork`.
+//! Starting processes without `fork`.
 //!
 //! `std::process::Command` with a `pre_exec` hook (needed for the parent-death signal) must
 //! `fork()` the host: the kernel copies the page tables of a multi-threaded process, write-
@@ -23,13 +23,16 @@ use std::sync::atomic::{AtomicI32, Ordering};
 use tokio::io::unix::AsyncFd;
 
 /// A program ready to start: resolved path, argv, envp, working directory.
-pub struct Prepared {
+pub struct Program {
     /// Looked up on PATH (so a failed exec may be a stale cache entry).
     searched: bool,
     path: CString,
     argv: Vec<CString>,
     envp: Vec<CString>,
     cwd: Option<CString>,
+    /// Sent to the child when the thread that started it ends: SIGKILL, or SIGTERM for a
+    /// child that is labhost itself ([`Program::labhost`]).
+    death_signal: libc::c_int,
 }
 
 fn cstr(s: &OsStr) -> io::Result<CString> {
@@ -111,10 +114,10 @@ fn search(prog: &OsStr, path_var: Option<&OsStr>, cwd: Option<&Path>) -> io::Res
     ))
 }
 
-impl Prepared {
+impl Program {
     /// `argv[0]` is looked up on the child's `PATH`; the child's environment is this process's
     /// with `env` laid over it.
-    pub fn new<I, K, V>(argv: &[OsString], env: I, cwd: Option<&Path>) -> io::Result<Prepared>
+    pub fn new<I, K, V>(argv: &[OsString], env: I, cwd: Option<&Path>) -> io::Result<Program>
     where
         I: IntoIterator<Item = (K, V)>,
         K: AsRef<OsStr>,
@@ -140,13 +143,32 @@ impl Prepared {
                 })
             })
             .collect::<io::Result<Vec<_>>>()?;
-        Ok(Prepared {
+        Ok(Program {
             searched: !prog.as_bytes().contains(&b'/'),
             path: cstr(path.as_os_str())?,
             argv: argv.iter().map(|a| cstr(a)).collect::<io::Result<_>>()?,
             envp,
             cwd: cwd.map(|c| cstr(c.as_os_str())).transpose()?,
+            death_signal: libc::SIGKILL,
         })
+    }
+
+    /// This labhost binary with `args` (a cron fire's `labhost run`). Its death signal is
+    /// SIGTERM, not SIGKILL: a labhost stops its own process groups on SIGTERM (as on
+    /// Ctrl-C, with the grace), which a SIGKILL would leave running.
+    pub fn labhost<I, K, V>(args: &[OsString], env: I, cwd: Option<&Path>) -> io::Result<Program>
+    where
+        I: IntoIterator<Item = (K, V)>,
+        K: AsRef<OsStr>,
+        V: AsRef<OsStr>,
+    {
+        let exe = std::env::current_exe()?;
+        let argv: Vec<OsString> = std::iter::once(exe.into_os_string())
+            .chain(args.iter().cloned())
+            .collect();
+        let mut p = Program::new(&argv, env, cwd)?;
+        p.death_signal = libc::SIGTERM;
+        Ok(p)
     }
 }
 
@@ -164,6 +186,8 @@ struct ChildArgs {
     keep: *const RawFd,
     keep_len: usize,
     parent: libc::pid_t,
+    /// The parent-death signal (see [`Program::death_signal`]).
+    death_signal: libc::c_int,
     /// 0, or the errno of the step that failed (the child writes it, then exits).
     errno: AtomicI32,
     /// Which step failed: 1 chdir, 2 execve, 3 setup.
@@ -198,11 +222,11 @@ extern "C" fn child_main(arg: *mut libc::c_void) -> libc::c_int {
             }
         }
         // Dies with the host (its spawning thread); the host may already be gone.
-        if libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL) != 0 {
+        if libc::prctl(libc::PR_SET_PDEATHSIG, a.death_signal) != 0 {
             fail(3);
         }
         if libc::getppid() != a.parent {
-            libc::_exit(137);
+            libc::_exit(128 + a.death_signal);
         }
         if libc::setpgid(0, 0) != 0 {
             fail(3);
@@ -262,6 +286,7 @@ fn args_for_clone3(a: &ChildArgs) -> ChildArgs {
         keep: a.keep,
         keep_len: a.keep_len,
         parent: a.parent,
+        death_signal: a.death_signal,
         errno: AtomicI32::new(0),
         stage: AtomicI32::new(0),
     }
@@ -363,29 +388,37 @@ unsafe fn clone3(
 ) -> i64 {
     let ret: i64;
     // In the child rsp is the new stack's top (16-byte aligned); r12/r13 survive the syscall.
-    std::arch::asm!(
-        "syscall",
-        "test rax, rax",
-        "jnz 2f",
-        "mov rdi, r13",
-        "call r12",
-        "mov edi, eax",
-        "mov eax, 60",
-        "syscall",
-        "ud2",
-        "2:",
-        inlateout("rax") libc::SYS_clone3 => ret,
-        in("rdi") args as *const CloneArgs,
-        in("rsi") std::mem::size_of::<CloneArgs>(),
-        in("r12") child,
-        in("r13") arg,
-        lateout("rcx") _,
-        lateout("r11") _,
-        options(nostack)
-    );
+    // SAFETY: the caller keeps `arg` and the stack alive and `child` async-signal-safe (see
+    // `# Safety`); the parent's registers other than rax/rcx/r11 are preserved by syscall.
+    unsafe {
+        std::arch::asm!(
+            "syscall",
+            "test rax, rax",
+            "jnz 2f",
+            "mov rdi, r13",
+            "call r12",
+            "mov edi, eax",
+            "mov eax, 60",
+            "syscall",
+            "ud2",
+            "2:",
+            inlateout("rax") libc::SYS_clone3 => ret,
+            in("rdi") args as *const CloneArgs,
+            in("rsi") std::mem::size_of::<CloneArgs>(),
+            in("r12") child,
+            in("r13") arg,
+            lateout("rcx") _,
+            lateout("r11") _,
+            options(nostack)
+        )
+    };
     ret
 }
 
+/// `clone3` on aarch64: as the x86_64 one.
+///
+/// # Safety
+/// As the x86_64 `clone3`.
 #[cfg(target_arch = "aarch64")]
 unsafe fn clone3(
     args: &CloneArgs,
@@ -393,25 +426,33 @@ unsafe fn clone3(
     arg: *mut libc::c_void,
 ) -> i64 {
     let ret: i64;
-    std::arch::asm!(
-        "svc #0",
-        "cbnz x0, 2f",
-        "mov x0, x21",
-        "blr x20",
-        "mov x8, #93",
-        "svc #0",
-        "brk #1",
-        "2:",
-        in("x8") libc::SYS_clone3,
-        inlateout("x0") args as *const CloneArgs => ret,
-        in("x1") std::mem::size_of::<CloneArgs>(),
-        in("x20") child,
-        in("x21") arg,
-        options(nostack)
-    );
+    // SAFETY: as for x86_64: the caller's contract (`# Safety` there) keeps `arg`, the stack
+    // and `child` valid for the child's run.
+    unsafe {
+        std::arch::asm!(
+            "svc #0",
+            "cbnz x0, 2f",
+            "mov x0, x21",
+            "blr x20",
+            "mov x8, #93",
+            "svc #0",
+            "brk #1",
+            "2:",
+            in("x8") libc::SYS_clone3,
+            inlateout("x0") args as *const CloneArgs => ret,
+            in("x1") std::mem::size_of::<CloneArgs>(),
+            in("x20") child,
+            in("x21") arg,
+            options(nostack)
+        )
+    };
     ret
 }
 
+/// No `clone3` here: `ENOSYS`, and the caller falls back to `clone`.
+///
+/// # Safety
+/// None needed (it does nothing); `unsafe` to match the other targets.
 #[cfg(not(any(target_arch = "x86_64", target_arch = "aarch64")))]
 unsafe fn clone3(
     _args: &CloneArgs,
@@ -429,20 +470,18 @@ fn reap_later(pid: libc::pid_t) {
         .spawn(move || {
             // SAFETY: our own child, killed just before.
             unsafe { libc::waitpid(pid, std::ptr::null_mut(), 0) };
-            super::contain::forget_child(pid);
+            super::group::forget_child(pid);
         });
 }
 
 /// Kills a child we cannot watch (and its group), and reaps it without blocking the caller.
 fn kill_and_reap(pid: libc::pid_t) {
-    // SAFETY: our own child and the group it made (pid > 0).
-    unsafe {
-        libc::killpg(pid, libc::SIGKILL);
-        libc::kill(pid, libc::SIGKILL);
-        if libc::waitpid(pid, std::ptr::null_mut(), libc::WNOHANG) == pid {
-            super::contain::forget_child(pid);
-            return;
-        }
+    super::group::signal_group(pid, libc::SIGKILL);
+    super::group::signal_pid(pid, libc::SIGKILL);
+    // SAFETY: WNOHANG wait on our own child.
+    if unsafe { libc::waitpid(pid, std::ptr::null_mut(), libc::WNOHANG) } == pid {
+        super::group::forget_child(pid);
+        return;
     }
     reap_later(pid);
 }
@@ -536,7 +575,7 @@ pub enum SpawnError {
 
 /// Starts `p` with stdin/stdout/stderr on `fds`. Must run inside a tokio runtime (the exit is
 /// watched through a pidfd registered with it), on a thread that outlives the child.
-pub fn spawn(p: &Prepared, io: &Io<'_>) -> Result<Child, SpawnError> {
+pub fn spawn(p: &Program, io: &Io<'_>) -> Result<Child, SpawnError> {
     match spawn_once(p, io) {
         Err(SpawnError::Exec(e)) if e.kind() == io::ErrorKind::NotFound && p.searched => {
             // The program moved since it was found: look it up again.
@@ -551,12 +590,13 @@ pub fn spawn(p: &Prepared, io: &Io<'_>) -> Result<Child, SpawnError> {
                 .as_ref()
                 .map(|c| Path::new(OsStr::from_bytes(c.as_bytes())));
             let path = resolve(argv0, path_var, cwd).map_err(SpawnError::Exec)?;
-            let again = Prepared {
+            let again = Program {
                 searched: false,
                 path: cstr(path.as_os_str()).map_err(SpawnError::Exec)?,
                 argv: p.argv.clone(),
                 envp: p.envp.clone(),
                 cwd: p.cwd.clone(),
+                death_signal: p.death_signal,
             };
             spawn_once(&again, io)
         }
@@ -564,7 +604,7 @@ pub fn spawn(p: &Prepared, io: &Io<'_>) -> Result<Child, SpawnError> {
     }
 }
 
-fn spawn_once(p: &Prepared, io: &Io<'_>) -> Result<Child, SpawnError> {
+fn spawn_once(p: &Program, io: &Io<'_>) -> Result<Child, SpawnError> {
     let argv: Vec<*const libc::c_char> = p
         .argv
         .iter()
@@ -592,6 +632,7 @@ fn spawn_once(p: &Prepared, io: &Io<'_>) -> Result<Child, SpawnError> {
         keep_len: keep.len(),
         // SAFETY: getpid has no preconditions.
         parent: unsafe { libc::getpid() },
+        death_signal: p.death_signal,
         errno: AtomicI32::new(0),
         stage: AtomicI32::new(0),
     };
@@ -611,7 +652,7 @@ fn spawn_once(p: &Prepared, io: &Io<'_>) -> Result<Child, SpawnError> {
     let region = STACK.with(|s| s.borrow().as_ref().map(Stack::region).unwrap_or((0, 0)));
     let into_cgroup = io.cgroup_dir >= 0 && !NO_CLONE3.load(Ordering::Relaxed);
     // The subreaper's reaper must not take this child before it is registered.
-    let guard = super::contain::spawn_guard();
+    let guard = super::group::spawn_guard();
     // SAFETY: the stack outlives the child's use of it (CLONE_VFORK suspends this thread until
     // the child execs or exits); every signal, glibc's own included, is blocked around clone
     // (the raw call, as posix_spawn does) so no handler of this process runs on the child's
@@ -682,14 +723,14 @@ fn spawn_once(p: &Prepared, io: &Io<'_>) -> Result<Child, SpawnError> {
         }
         pid
     };
-    super::contain::own_child(pid);
+    super::group::own_child(pid);
     drop(guard);
     let errno = args.errno.load(Ordering::SeqCst);
     if errno != 0 {
         let mut st = 0;
         // SAFETY: reaping our own child, which has exited (it never got past setup).
         unsafe { libc::waitpid(pid, &mut st, 0) };
-        super::contain::forget_child(pid);
+        super::group::forget_child(pid);
         let e = io::Error::from_raw_os_error(errno);
         return Err(match args.stage.load(Ordering::SeqCst) {
             1 => SpawnError::Cwd(e),
@@ -755,7 +796,7 @@ fn reap(pid: libc::pid_t, status: &mut Option<ExitStatus>) -> io::Result<Option<
     }
     if r == pid {
         *status = Some(ExitStatus::from_raw(st));
-        super::contain::forget_child(pid);
+        super::group::forget_child(pid);
     }
     Ok(*status)
 }
@@ -793,6 +834,18 @@ impl Child {
         }
     }
 
+    /// Stops the child's process group (SIGTERM, SIGKILL after `grace`: see
+    /// [`super::stop_group`]) and returns the leader's exit status.
+    pub async fn stop(&mut self, grace: std::time::Duration) -> io::Result<ExitStatus> {
+        let pid = self.pid;
+        let status = &mut self.status;
+        super::group::stop_group(pid, grace, &mut || {
+            let _ = reap(pid, status);
+        })
+        .await;
+        self.wait().await
+    }
+
     /// The raw pidfd, or -1 under the SIGCHLD watch (tests).
     pub fn pidfd(&self) -> RawFd {
         self.pidfd.as_ref().map_or(-1, |p| p.get_ref().as_raw_fd())
@@ -813,7 +866,7 @@ impl Drop for Child {
 mod tests {
     use super::*;
 
-    use crate::modules::sh::tests::rt;
+    use crate::process::tests::rt;
 
     fn argv(a: &[&str]) -> Vec<OsString> {
         a.iter().map(OsString::from).collect()
@@ -824,7 +877,7 @@ mod tests {
         let t = tempfile::tempdir().unwrap();
         let out = std::fs::File::create(t.path().join("out")).unwrap();
         let null = std::fs::File::open("/dev/null").unwrap();
-        let p = Prepared::new(
+        let p = Program::new(
             &argv(&[
                 "sh",
                 "-c",
@@ -856,11 +909,11 @@ mod tests {
 
     #[test]
     fn missing_programs_and_working_dirs_are_told_apart() {
-        let err = Prepared::new(&argv(&["no-such-program-xyz"]), [("A", "b")], None)
+        let err = Program::new(&argv(&["no-such-program-xyz"]), [("A", "b")], None)
             .err()
             .unwrap();
         assert_eq!(err.kind(), io::ErrorKind::NotFound);
-        let p = Prepared::new(
+        let p = Program::new(
             &argv(&["true"]),
             [("A", "b")],
             Some(Path::new("/no/such/dir")),
@@ -868,7 +921,7 @@ mod tests {
         .unwrap();
         let r = rt().block_on(async { spawn(&p, &Io::stdio([0, 1, 2])).map(|_| ()) });
         assert!(matches!(r, Err(SpawnError::Cwd(e)) if e.kind() == io::ErrorKind::NotFound));
-        let p = Prepared::new(&argv(&["/no/such/program"]), [("A", "b")], None).unwrap();
+        let p = Program::new(&argv(&["/no/such/program"]), [("A", "b")], None).unwrap();
         let r = rt().block_on(async { spawn(&p, &Io::stdio([0, 1, 2])).map(|_| ()) });
         assert!(matches!(r, Err(SpawnError::Exec(e)) if e.kind() == io::ErrorKind::NotFound));
     }
@@ -877,7 +930,7 @@ mod tests {
     fn dropping_a_running_child_kills_its_group() {
         let t = tempfile::tempdir().unwrap();
         let out = std::fs::File::create(t.path().join("pids")).unwrap();
-        let p = Prepared::new(
+        let p = Program::new(
             &argv(&["sh", "-c", "sleep 30 & echo $!; sleep 30"]),
             [("A", "b")],
             None,
@@ -928,7 +981,7 @@ mod tests {
         let leaked = unsafe { libc::open(path.as_ptr(), libc::O_CREAT | libc::O_WRONLY, 0o600) };
         let kept = std::fs::File::create(t.path().join("kept")).unwrap();
         assert!(leaked > 2);
-        let p = Prepared::new(
+        let p = Program::new(
             &argv(&[
                 "sh",
                 "-c",
@@ -1010,7 +1063,7 @@ mod tests {
     fn a_child_whose_exit_cannot_be_watched_is_killed_and_reaped() {
         // What spawn does when the pidfd cannot be registered: kill the child's group and
         // reap it off the calling thread. Nothing of it may be left, not even a zombie.
-        let p = Prepared::new(&argv(&["sleep", "30"]), [("LH_UNWATCHED", "1")], None).unwrap();
+        let p = Program::new(&argv(&["sleep", "30"]), [("LH_UNWATCHED", "1")], None).unwrap();
         let pid = rt().block_on(async {
             let c = spawn(&p, &Io::stdio([0, 1, 2])).unwrap();
             let pid = c.pid;

@@ -12,9 +12,9 @@ use std::time::Duration;
 use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 
-use super::contain;
 use super::supervisor;
-use crate::error::{HostError, HostResult};
+use crate::error::{LabError, LabResult};
+use crate::process::contain;
 use crate::store::{Metric, NewRun, Run, RunStatus, Started, Store};
 
 pub struct JobHost {
@@ -38,7 +38,7 @@ fn hosts_dir(state: &Path) -> PathBuf {
 }
 
 /// True while the host that wrote `<state>/hosts/<id>.lock` holds its lock.
-pub fn host_alive(state: &Path, id: &str) -> bool {
+pub fn job_host_alive(state: &Path, id: &str) -> bool {
     let p = hosts_dir(state).join(format!("{id}.lock"));
     match File::open(&p) {
         Ok(f) => match f.try_lock_shared() {
@@ -79,14 +79,14 @@ fn announce_end() {
 }
 
 /// The job host of this process, started on first use.
-pub fn get() -> HostResult<Arc<JobHost>> {
+pub fn get() -> LabResult<Arc<JobHost>> {
     if let Some(h) = HOST.get() {
         return Ok(h.clone());
     }
     let state = crate::state::dir()?;
     let h = Arc::new(JobHost::start(&state)?);
     let h = HOST.get_or_init(|| h).clone();
-    let rt = &crate::host::ctx().rt;
+    let rt = &crate::runtime::ctx().rt;
     let sched = h.clone();
     rt.spawn(async move { sched.schedule().await });
     // Jobs report through MLflow's API too; a failure to listen only loses that channel.
@@ -97,9 +97,9 @@ pub fn get() -> HostResult<Arc<JobHost>> {
 }
 
 fn default_workers() -> usize {
-    std::env::var("LABHOST_WORKERS")
+    crate::config::workers()
         .ok()
-        .and_then(|w| w.parse().ok())
+        .flatten()
         .unwrap_or_else(|| {
             std::thread::available_parallelism()
                 .map(|n| n.get())
@@ -109,7 +109,7 @@ fn default_workers() -> usize {
 }
 
 impl JobHost {
-    fn start(state: &Path) -> HostResult<JobHost> {
+    fn start(state: &Path) -> LabResult<JobHost> {
         let dir = hosts_dir(state);
         std::fs::create_dir_all(&dir)
             .map_err(|e| crate::error::io_err("jobs", "cannot create", &dir, &e))?;
@@ -123,7 +123,7 @@ impl JobHost {
         // How to find this host's jobs' processes should it die (containment chosen here).
         contain::write_host_info(&mut f)
             .map_err(|e| crate::error::io_err("jobs", "cannot write", &p, &e))?;
-        crate::host::on_hard_exit(contain::kill_all_now);
+        crate::runtime::on_hard_exit(contain::kill_all_now);
         crate::store::with(state, |s| s.no_autocheckpoint())?;
         let orphans = recover_orphans(state, &id)?;
         contain::sweep_dead_groups();
@@ -137,7 +137,7 @@ impl JobHost {
                     tracing::debug!("checkpoint: {}", e.message);
                 }
             })
-            .map_err(|e| HostError::new("jobs", format!("cannot start a thread: {e}")))?;
+            .map_err(|e| LabError::new("jobs", format!("cannot start a thread: {e}")))?;
         if !orphans.is_empty() {
             tracing::info!(
                 "re-queued {} job(s) whose host had died: {:?}",
@@ -160,7 +160,7 @@ impl JobHost {
     }
 
     /// Runs `f` on this process's connection to the state database.
-    fn store<T>(&self, f: impl FnOnce(&mut Store) -> HostResult<T>) -> HostResult<T> {
+    fn store<T>(&self, f: impl FnOnce(&mut Store) -> LabResult<T>) -> LabResult<T> {
         crate::store::with(&self.state, f)
     }
 
@@ -175,7 +175,7 @@ impl JobHost {
         &self,
         n: &NewRun,
         secret_env: Option<std::collections::BTreeMap<String, String>>,
-    ) -> HostResult<Run> {
+    ) -> LabResult<Run> {
         let mut out = self.create_many(vec![(n.clone(), secret_env)])?;
         Ok(out.remove(0))
     }
@@ -184,7 +184,7 @@ impl JobHost {
     pub fn create_many(
         &self,
         runs: Vec<(NewRun, Option<std::collections::BTreeMap<String, String>>)>,
-    ) -> HostResult<Vec<Run>> {
+    ) -> LabResult<Vec<Run>> {
         let mut secrets = self.secret_env.lock().unwrap_or_else(|e| e.into_inner());
         let (news, envs): (Vec<_>, Vec<_>) = runs
             .into_iter()
@@ -230,7 +230,7 @@ impl JobHost {
     /// Cancels a job with `reason`: a queued one at once; a running one is stopped (all of
     /// its processes) by the host that runs it, this one at once, which then records
     /// `cancelled`. Returns the status right after the request (see [`Store::cancel`]).
-    pub fn cancel(&self, id: i64, reason: &str) -> HostResult<RunStatus> {
+    pub fn cancel(&self, id: i64, reason: &str) -> LabResult<RunStatus> {
         let status = self.store(|s| s.cancel(id, reason))?;
         self.kill(id);
         Ok(status)
@@ -377,7 +377,7 @@ impl JobHost {
     }
 
     /// Runs one claimed job to its end; the caller records the outcome.
-    async fn execute(&self, run: &Run) -> HostResult<supervisor::Outcome> {
+    async fn execute(&self, run: &Run) -> LabResult<supervisor::AttemptEnd> {
         let token = CancellationToken::new();
         self.cancels
             .lock()
@@ -395,7 +395,7 @@ impl JobHost {
         &self,
         run: &Run,
         token: CancellationToken,
-    ) -> HostResult<supervisor::Outcome> {
+    ) -> LabResult<supervisor::AttemptEnd> {
         // Made by the submitter; a submitter that died right after its commit left none.
         if !Path::new(&run.run_dir).join("stderr.log").exists() {
             crate::store::ensure_run_dir(run)?;
@@ -444,7 +444,7 @@ impl JobHost {
                 crate::modules::gpu::ledger::Ledger::open()?.reserve(num_gpus, &o, &t)
             })
             .await
-            .map_err(|e| HostError::new("jobs.gpu", e.to_string()))??;
+            .map_err(|e| LabError::new("jobs.gpu", e.to_string()))??;
             launch.env.extend(lease.env());
             // The job's processes hold the lease too: it ends when the last of them does, even
             // if this host dies first.
@@ -478,8 +478,10 @@ fn hostname() -> String {
 /// Stops what is left of the attempts of hosts that died (their cgroups, process groups and
 /// token carriers), then puts those runs back in the queue; a run whose cancel was asked
 /// for is cancelled instead. Returns the ids re-queued.
-pub fn recover_orphans(state: &Path, me: &str) -> HostResult<Vec<i64>> {
-    let orphans = crate::store::with(state, |s| s.orphans(&|h| h == me || host_alive(state, h)))?;
+pub fn recover_orphans(state: &Path, me: &str) -> LabResult<Vec<i64>> {
+    let orphans = crate::store::with(state, |s| {
+        s.orphans(&|h| h == me || job_host_alive(state, h))
+    })?;
     let mut back = Vec::new();
     for r in orphans {
         let host = r.host.clone().unwrap_or_default();
@@ -527,7 +529,7 @@ pub fn at_exit(how: AtExit) -> Vec<i64> {
 
 impl JobHost {
     fn finish(&self, how: AtExit) -> Vec<i64> {
-        let cancel = &crate::host::ctx().cancel;
+        let cancel = &crate::runtime::ctx().cancel;
         if how == AtExit::Wait {
             let mut said = false;
             loop {

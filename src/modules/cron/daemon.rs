@@ -14,8 +14,11 @@ use serde::{Deserialize, Serialize};
 use tokio_util::sync::CancellationToken;
 
 use super::{Action, Decision, Entry, Fire, Scheduler};
-use crate::error::{HostError, HostResult};
-use crate::modules::jobs::with_store;
+use std::os::fd::AsRawFd;
+
+use crate::error::{LabError, LabResult};
+use crate::process;
+use crate::store::with_current;
 use crate::store::{NewRun, RunKind, RunStatus};
 
 /// Calls a script-defined entry's function (`Action::Function { id }`) for one fire, its
@@ -61,17 +64,17 @@ pub struct SavedEntry {
     pub last_run: Option<i64>,
 }
 
-fn state_file(source: &str) -> HostResult<PathBuf> {
+fn state_file(source: &str) -> LabResult<PathBuf> {
     Ok(crate::state::dir()?
         .join("cron")
         .join(format!("{}.json", crate::util::fnv(source))))
 }
 
-pub fn load_saved(source: &str) -> HostResult<Saved> {
+pub fn load_saved(source: &str) -> LabResult<Saved> {
     let f = state_file(source)?;
     match std::fs::read_to_string(&f) {
         Ok(t) => serde_json::from_str(&t)
-            .map_err(|e| HostError::new("cron.state", format!("{}: {e}", f.display()))),
+            .map_err(|e| LabError::new("cron.state", format!("{}: {e}", f.display()))),
         Err(_) => Ok(Saved {
             source: source.to_string(),
             ..Default::default()
@@ -80,7 +83,7 @@ pub fn load_saved(source: &str) -> HostResult<Saved> {
 }
 
 /// Every schedule this state directory has run.
-pub fn all_saved() -> HostResult<Vec<Saved>> {
+pub fn all_saved() -> LabResult<Vec<Saved>> {
     let dir = crate::state::dir()?.join("cron");
     let mut out = Vec::new();
     for e in std::fs::read_dir(&dir).into_iter().flatten().flatten() {
@@ -94,10 +97,10 @@ pub fn all_saved() -> HostResult<Vec<Saved>> {
     Ok(out)
 }
 
-fn save(s: &Saved) -> HostResult<()> {
+fn save(s: &Saved) -> LabResult<()> {
     let f = state_file(&s.source)?;
     if let Some(p) = f.parent() {
-        std::fs::create_dir_all(p).map_err(|e| HostError::new("cron.state", e.to_string()))?;
+        std::fs::create_dir_all(p).map_err(|e| LabError::new("cron.state", e.to_string()))?;
     }
     crate::modules::fs::write_atomic(
         &f,
@@ -145,8 +148,8 @@ fn new_run(e: &Entry, f: &Fire, source: &str) -> NewRun {
 }
 
 /// A fire that does not run (overlap): a cancelled run that says why.
-fn record_skip(e: &Entry, f: &Fire, source: &str, reason: &str) -> HostResult<i64> {
-    with_store(|st| {
+fn record_skip(e: &Entry, f: &Fire, source: &str, reason: &str) -> LabResult<i64> {
+    with_current(|st| {
         let (r, _) = st.create(&new_run(e, f, source))?;
         st.cancel(r.id, reason)?;
         Ok(r.id)
@@ -163,10 +166,10 @@ pub struct Ended {
 
 /// Runs one fire to its end: opens its record (an existing finished record of the same fire
 /// means it ran already: nothing runs), runs it, closes the record.
-pub async fn run_fire(e: Entry, f: Fire, opts: Opts, kill: CancellationToken) -> HostResult<Ended> {
+pub async fn run_fire(e: Entry, f: Fire, opts: Opts, kill: CancellationToken) -> LabResult<Ended> {
     let host = format!("cron:{}", std::process::id());
     let (run, created) =
-        with_store(|st| st.open_record(&new_run(&e, &f, &opts.source), Some(&host)))?;
+        with_current(|st| st.open_record(&new_run(&e, &f, &opts.source), Some(&host)))?;
     if !created && run.status.is_finished() {
         return Ok(Ended {
             run_id: run.id,
@@ -193,7 +196,7 @@ pub async fn run_fire(e: Entry, f: Fire, opts: Opts, kill: CancellationToken) ->
             Some(funcs) => run_function(&e, funcs.clone(), *id, &run, &kill).await,
         },
     };
-    with_store(|st| {
+    with_current(|st| {
         if status == RunStatus::Cancelled || status == RunStatus::TimedOut {
             st.cancel(run.id, error.as_deref().unwrap_or("cancelled"))?;
         }
@@ -303,34 +306,37 @@ async fn run_script(
             Some(format!("cannot write the logs in {}", dir.display())),
         );
     };
-    let exe = std::env::current_exe().unwrap_or_else(|_| PathBuf::from("labhost"));
-    let mut c = tokio::process::Command::new(exe);
-    c.arg("run")
-        .arg(path)
-        .args(args)
-        .envs(&e.env)
-        .env("LABHOST_JOB_ID", run.id.to_string())
-        .env("LABHOST_RUN_DIR", &dir)
-        .env("LABHOST_CRON_ENTRY", &e.name)
-        .stdin(std::process::Stdio::null())
-        .stdout(out)
-        .stderr(err)
-        .process_group(0)
-        .kill_on_drop(true);
-    // The script dies with this process (a kill -9 of `labhost cron` leaves no fire
-    // running unwatched); the restarted cron records the fire as failed.
-    let parent = std::process::id() as i32;
-    // SAFETY: only async-signal-safe calls (prctl, getppid, _exit) between fork and exec.
-    unsafe {
-        c.pre_exec(move || {
-            libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGTERM);
-            if libc::getppid() != parent {
-                libc::_exit(1);
-            }
-            Ok(())
-        });
-    }
-    let mut child = match c.spawn() {
+    let argv: Vec<std::ffi::OsString> = ["run".into(), path.into()]
+        .into_iter()
+        .chain(args.iter().map(Into::into))
+        .collect();
+    let id = run.id.to_string();
+    let env = e
+        .env
+        .iter()
+        .map(|(k, v)| (k.as_str(), std::ffi::OsStr::new(v.as_str())))
+        .chain([
+            ("LABHOST_JOB_ID", std::ffi::OsStr::new(&id)),
+            ("LABHOST_RUN_DIR", dir.as_os_str()),
+            ("LABHOST_CRON_ENTRY", std::ffi::OsStr::new(&e.name)),
+        ]);
+    // Started by the process module as a labhost child: the fire is stopped with this
+    // process (a kill -9 of `labhost cron` leaves no fire running unwatched; the restarted
+    // cron records the fire as failed).
+    let started = process::Program::labhost(&argv, env, None).and_then(|p| {
+        let null = std::fs::File::open("/dev/null")?;
+        process::spawn(
+            &p,
+            &process::Io::stdio([null.as_raw_fd(), out.as_raw_fd(), err.as_raw_fd()]),
+        )
+        .map_err(|e| match e {
+            process::SpawnError::Cwd(e)
+            | process::SpawnError::Exec(e)
+            | process::SpawnError::Contain(e) => e,
+        })
+    });
+    drop((out, err));
+    let mut child = match started {
         Ok(ch) => ch,
         Err(x) => {
             return (
@@ -339,20 +345,13 @@ async fn run_script(
             )
         }
     };
-    let pgid = child.id().map(|p| p as i32);
-    let _ = with_store(|st| st.set_tag(run.id, "cron.pid", &pgid.unwrap_or(0).to_string()));
+    let pgid = child.pid;
+    let _ = with_current(|st| st.set_tag(run.id, "cron.pid", &pgid.to_string()));
     let timeout = timeout_of(e);
-    let stop = |why: &str| {
-        if let Some(g) = pgid {
-            // SAFETY: signalling the fire's own process group.
-            unsafe { libc::kill(-g, libc::SIGTERM) };
-        }
-        why.to_string()
-    };
     let ended = tokio::select! {
         s = child.wait() => Ok(s),
-        _ = timeout => Err((RunStatus::TimedOut, stop(&format!("timed out after {}", crate::util::fmt_duration(e.timeout.unwrap_or_default()))))),
-        _ = kill.cancelled() => Err((RunStatus::Cancelled, stop("cancelled: labhost cron stopped and the grace period ran out"))),
+        _ = timeout => Err((RunStatus::TimedOut, format!("timed out after {}", crate::util::fmt_duration(e.timeout.unwrap_or_default())))),
+        _ = kill.cancelled() => Err((RunStatus::Cancelled, "cancelled: labhost cron stopped and the grace period ran out".to_string())),
     };
     match ended {
         Ok(Ok(s)) if s.success() => (RunStatus::Completed, None),
@@ -377,17 +376,12 @@ async fn run_script(
         }
         Ok(Err(x)) => (RunStatus::Failed, Some(x.to_string())),
         Err((status, why)) => {
-            // The script's process group gets 5 s after SIGTERM, then SIGKILL.
-            if tokio::time::timeout(Duration::from_secs(5), child.wait())
-                .await
-                .is_err()
-            {
-                if let Some(g) = pgid {
-                    // SAFETY: as above.
-                    unsafe { libc::kill(-g, libc::SIGKILL) };
-                }
-                let _ = child.wait().await;
-            }
+            // Stopped as every process labhost started is: its group gets SIGTERM, then
+            // SIGKILL after a grace. The fire is a labhost that first stops its own groups
+            // with the same grace, so it gets twice that and a margin.
+            let _ = child
+                .stop(process::grace() * 2 + Duration::from_secs(2))
+                .await;
             (status, Some(why))
         }
     }
@@ -423,7 +417,7 @@ fn persist(saved: &mut Saved, e: &Entry, at: DateTime<Utc>, run: Option<i64>) {
     write(saved);
 }
 
-fn host_lock(pid: u32) -> HostResult<PathBuf> {
+fn daemon_lock(pid: u32) -> LabResult<PathBuf> {
     Ok(crate::state::dir()?
         .join("cron")
         .join("hosts")
@@ -432,23 +426,23 @@ fn host_lock(pid: u32) -> HostResult<PathBuf> {
 
 /// This process's liveness lock: held while it runs fires (the kernel drops it when the
 /// process dies, however it dies).
-pub fn hold_host_lock() -> HostResult<std::fs::File> {
-    let p = host_lock(std::process::id())?;
+pub fn hold_daemon_lock() -> LabResult<std::fs::File> {
+    let p = daemon_lock(std::process::id())?;
     if let Some(d) = p.parent() {
-        std::fs::create_dir_all(d).map_err(|e| HostError::new("cron.state", e.to_string()))?;
+        std::fs::create_dir_all(d).map_err(|e| LabError::new("cron.state", e.to_string()))?;
     }
     let f = std::fs::File::create(&p)
-        .map_err(|e| HostError::new("cron.state", format!("{}: {e}", p.display())))?;
+        .map_err(|e| LabError::new("cron.state", format!("{}: {e}", p.display())))?;
     f.lock()
-        .map_err(|e| HostError::new("cron.state", e.to_string()))?;
+        .map_err(|e| LabError::new("cron.state", e.to_string()))?;
     Ok(f)
 }
 
-fn host_alive(pid: &str) -> bool {
+fn cron_daemon_alive(pid: &str) -> bool {
     let Ok(p) = pid
         .parse::<u32>()
         .map_err(|_| ())
-        .and_then(|p| host_lock(p).map_err(|_| ()))
+        .and_then(|p| daemon_lock(p).map_err(|_| ()))
     else {
         return false;
     };
@@ -467,27 +461,26 @@ fn host_alive(pid: &str) -> bool {
 
 /// Fires whose `labhost cron` died while they ran (kill -9, a crash, a reboot): recorded as
 /// failed, their process group stopped if anything of it is left. They are not run again.
-pub fn close_orphans() -> HostResult<Vec<i64>> {
-    let runs = with_store(|st| st.list(Some(RunStatus::Running), None, usize::MAX >> 1))?;
+pub fn close_orphans() -> LabResult<Vec<i64>> {
+    let runs = with_current(|st| st.list(Some(RunStatus::Running), None, usize::MAX >> 1))?;
     let mut closed = Vec::new();
     for r in runs.into_iter().filter(|r| r.kind == RunKind::Cron) {
         let Some(pid) = r.host.as_deref().and_then(|h| h.strip_prefix("cron:")) else {
             continue;
         };
-        if host_alive(pid) {
+        if cron_daemon_alive(pid) {
             continue;
         }
-        let tags = with_store(|st| st.tags(r.id))?;
+        let tags = with_current(|st| st.tags(r.id))?;
         if let Some(g) = tags
             .iter()
             .find(|(k, _)| k == "cron.pid")
             .and_then(|(_, v)| v.parse::<i32>().ok())
             .filter(|g| *g > 0)
         {
-            // SAFETY: the fire's own process group (it had its own pgid).
-            unsafe { libc::kill(-g, libc::SIGKILL) };
+            process::signal_group(g, libc::SIGKILL);
         }
-        with_store(|st| {
+        with_current(|st| {
             st.close_record(r.id, RunStatus::Failed, Some("the labhost cron process running this fire died (kill -9, crash or reboot); the fire is not run again"))
         })?;
         closed.push(r.id);
@@ -496,8 +489,8 @@ pub fn close_orphans() -> HostResult<Vec<i64>> {
 }
 
 /// Runs the schedule until `stop` fires (SIGTERM/SIGINT): the loop of the module doc.
-pub async fn serve(entries: Vec<Entry>, opts: Opts, stop: CancellationToken) -> HostResult<()> {
-    let _lock = hold_host_lock()?;
+pub async fn serve(entries: Vec<Entry>, opts: Opts, stop: CancellationToken) -> LabResult<()> {
+    let _lock = hold_daemon_lock()?;
     for id in close_orphans()? {
         if !opts.quiet {
             eprintln!("[cron] run {id}: its labhost cron died while it ran; recorded as failed");
@@ -539,7 +532,7 @@ pub async fn serve(entries: Vec<Entry>, opts: Opts, stop: CancellationToken) -> 
     }
     write(&saved);
     let kill = CancellationToken::new();
-    let mut tasks: tokio::task::JoinSet<(usize, DateTime<Utc>, HostResult<Ended>)> =
+    let mut tasks: tokio::task::JoinSet<(usize, DateTime<Utc>, LabResult<Ended>)> =
         tokio::task::JoinSet::new();
     let handle =
         |sched: &mut Scheduler, tasks: &mut tokio::task::JoinSet<_>, saved: &mut Saved, f: Fire| {

@@ -22,10 +22,14 @@ use std::io::{Read, Write};
 use std::os::fd::{AsRawFd, OwnedFd, RawFd};
 use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
-use std::sync::{OnceLock, RwLock};
+use std::sync::OnceLock;
+
+use super::group::{
+    adopted_children, group_alive, signal_group, signal_pid, stat, with_own_children,
+};
 use std::time::{Duration, Instant};
 
-use crate::error::{HostError, HostResult};
+use crate::error::{LabError, LabResult};
 
 /// The environment variable that marks every process of an attempt.
 pub const ATTEMPT_VAR: &str = "LABHOST_ATTEMPT";
@@ -65,10 +69,9 @@ static MODE: OnceLock<Mode> = OnceLock::new();
 /// subreaper mode makes this process a child subreaper.
 pub fn mode() -> &'static Mode {
     MODE.get_or_init(|| {
-        let forced = std::env::var("LABHOST_CONTAINMENT").unwrap_or_default();
-        let m = match forced.as_str() {
-            "subreaper" => Mode::Subreaper,
-            _ => match cgroup_base(true) {
+        let m = match crate::config::force_subreaper() {
+            true => Mode::Subreaper,
+            false => match cgroup_base(true) {
                 Ok(base) => Mode::Cgroup { base },
                 Err(why) => {
                     tracing::debug!("jobs are contained without cgroups: {why}");
@@ -89,7 +92,7 @@ pub fn probe() -> Mode {
     if let Some(m) = MODE.get() {
         return m.clone();
     }
-    if std::env::var("LABHOST_CONTAINMENT").as_deref() == Ok("subreaper") {
+    if crate::config::force_subreaper() {
         return Mode::Subreaper;
     }
     match cgroup_base(false) {
@@ -125,8 +128,8 @@ fn cgroup_base(create: bool) -> Result<PathBuf, String> {
         .join("labhost.jobs");
     if !create {
         let parent = base.parent().unwrap_or(&base);
-        // SAFETY: access() on a NUL-terminated path.
         let c = std::ffi::CString::new(parent.as_os_str().as_bytes()).map_err(|e| e.to_string())?;
+        // SAFETY: access() on a NUL-terminated path that lives across the call.
         return if unsafe { libc::access(c.as_ptr(), libc::W_OK) } == 0 {
             Ok(base)
         } else {
@@ -165,7 +168,7 @@ static NEXT_SLOT: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsiz
 
 /// A free cgroup of this host: `<base>/<host>-s<n>`. At most one attempt is in it at a time,
 /// so after the host died everything in its groups is its attempts' and can be killed.
-fn take_slot(base: &Path, host: &str) -> HostResult<Slot> {
+fn take_slot(base: &Path, host: &str) -> LabResult<Slot> {
     if let Some(s) = SLOTS.lock().unwrap_or_else(|e| e.into_inner()).pop() {
         return Ok(s);
     }
@@ -261,95 +264,6 @@ pub fn token(host: &str, job: i64, attempt: i64) -> String {
     format!("{host}:{job}:{attempt}")
 }
 
-/// Children this process started itself (job leaders, `sh::run` commands): the subreaper's
-/// reaper never takes them. A spawner holds [`spawn_guard`] from before the spawn until the
-/// pid is recorded with [`own_child`]; the reaper holds the barrier exclusively while it
-/// looks, so it never sees a child of ours that is not recorded yet.
-static BARRIER: RwLock<()> = RwLock::new(());
-static OWN: std::sync::Mutex<Option<HashSet<i32>>> = std::sync::Mutex::new(None);
-
-/// Held while a child is started and recorded.
-pub struct SpawnGuard {
-    _g: std::sync::RwLockReadGuard<'static, ()>,
-}
-
-/// Call before starting a child; record it with [`own_child`] before dropping the guard.
-pub fn spawn_guard() -> SpawnGuard {
-    SpawnGuard {
-        _g: BARRIER.read().unwrap_or_else(|e| e.into_inner()),
-    }
-}
-
-/// Records a child this process started.
-pub fn own_child(pid: i32) {
-    OWN.lock()
-        .unwrap_or_else(|e| e.into_inner())
-        .get_or_insert_with(HashSet::new)
-        .insert(pid);
-}
-
-/// Forgets a child once it has been reaped.
-pub fn forget_child(pid: i32) {
-    if let Some(s) = OWN.lock().unwrap_or_else(|e| e.into_inner()).as_mut() {
-        s.remove(&pid);
-    }
-}
-
-/// Children of this process's main thread: where the kernel re-parents the orphans of a
-/// subreaper (its first live thread, the main one). Job leaders are children of the worker
-/// threads that started them and are not listed.
-fn adopted_children() -> Vec<i32> {
-    let me = std::process::id();
-    std::fs::read_to_string(format!("/proc/self/task/{me}/children"))
-        .map(|s| {
-            s.split_whitespace()
-                .filter_map(|p| p.parse().ok())
-                .collect()
-        })
-        .unwrap_or_default()
-}
-
-/// `(state, pgid, start time)` from `/proc/<pid>/stat`.
-pub fn stat(pid: i32) -> Option<(char, i32, i64)> {
-    let s = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
-    // The command may contain spaces and parentheses: fields start after the last ')'.
-    let rest = &s[s.rfind(')')? + 2..];
-    let f: Vec<&str> = rest.split_whitespace().collect();
-    // rest[0] is field 3 (state); pgrp is field 5, starttime field 22.
-    Some((
-        f.first()?.chars().next()?,
-        f.get(2)?.parse().ok()?,
-        f.get(19)?.parse().ok()?,
-    ))
-}
-
-/// Is any process of group `pgid` alive? Zombies do not count: an orphan's zombie may wait a
-/// long time for init to reap it, and `killpg(pgid, 0)` still finds it.
-pub fn group_alive(pgid: i32) -> bool {
-    if pgid <= 0 {
-        return false;
-    }
-    // SAFETY: signal 0 only tests for existence; pgid > 0.
-    if unsafe { libc::killpg(pgid, 0) } != 0 {
-        return false;
-    }
-    let Ok(procs) = std::fs::read_dir("/proc") else {
-        return true;
-    };
-    procs.flatten().any(|e| {
-        e.file_name()
-            .to_str()
-            .and_then(|s| s.parse::<i32>().ok())
-            .and_then(stat)
-            .is_some_and(|(state, pgrp, _)| pgrp == pgid && state != 'Z')
-    })
-}
-
-/// The start time of a process (clock ticks since boot), to tell it from a recycled pid.
-pub fn start_time(pid: i32) -> Option<i64> {
-    stat(pid).map(|s| s.2)
-}
-
 /// True when `/proc/<pid>/environ` holds `ATTEMPT_VAR=token`.
 fn carries(pid: i32, needle: &[u8]) -> bool {
     let mut buf = Vec::new();
@@ -374,17 +288,17 @@ pub fn reap_adopted() {
     if MODE.get() != Some(&Mode::Subreaper) {
         return;
     }
-    let _barrier = BARRIER.write().unwrap_or_else(|e| e.into_inner());
-    let own = OWN.lock().unwrap_or_else(|e| e.into_inner()).clone();
-    for pid in adopted_children() {
-        if own.as_ref().is_some_and(|s| s.contains(&pid)) {
-            continue;
+    with_own_children(|own| {
+        for pid in adopted_children() {
+            if own.contains(&pid) {
+                continue;
+            }
+            if stat(pid).is_some_and(|s| s.0 == 'Z') {
+                // SAFETY: WNOHANG wait on a zombie child of ours that no one else waits for.
+                unsafe { libc::waitpid(pid, std::ptr::null_mut(), libc::WNOHANG) };
+            }
         }
-        if stat(pid).is_some_and(|s| s.0 == 'Z') {
-            // SAFETY: WNOHANG wait on a zombie child of ours that no one else waits for.
-            unsafe { libc::waitpid(pid, std::ptr::null_mut(), libc::WNOHANG) };
-        }
-    }
+    });
 }
 
 /// The attempts running in this process: `(pgid, cgroup, token)` by token, for
@@ -418,13 +332,13 @@ pub struct Attempt {
     pub cgroup: Option<PathBuf>,
 }
 
-fn cg_err(what: &str, p: &Path, e: std::io::Error) -> HostError {
-    HostError::new("jobs.containment", format!("{what} {}: {e}", p.display()))
+fn cg_err(what: &str, p: &Path, e: std::io::Error) -> LabError {
+    LabError::new("jobs.containment", format!("{what} {}: {e}", p.display()))
 }
 
 impl Attempt {
     /// Prepares the containment of attempt `attempt` of job `job` on `host`.
-    pub fn new(host: &str, job: i64, attempt: i64) -> HostResult<Attempt> {
+    pub fn new(host: &str, job: i64, attempt: i64) -> LabResult<Attempt> {
         let token = token(host, job, attempt);
         match mode() {
             Mode::Subreaper => Ok(Attempt {
@@ -492,10 +406,7 @@ impl Attempt {
 
     /// Signals the leader's process group (and, with SIGKILL, the whole cgroup).
     fn signal_group(&self, pgid: i32, sig: libc::c_int) {
-        if pgid > 0 {
-            // SAFETY: our job's process group (never 0: that would be our own group).
-            unsafe { libc::killpg(pgid, sig) };
-        }
+        signal_group(pgid, sig);
         if sig == libc::SIGKILL {
             if let Some(dir) = &self.cgroup {
                 let _ = std::fs::write(dir.join("cgroup.kill"), "1");
@@ -506,12 +417,10 @@ impl Attempt {
     /// Signals one member of the attempt (and, for a member that made its own group with
     /// setsid, that group).
     fn signal_member(&self, p: i32, pgid: i32, sig: libc::c_int) {
-        // SAFETY: a member of the attempt's cgroup, or a child of ours carrying the token.
-        unsafe {
-            libc::kill(p, sig);
-            if self.cgroup.is_none() && libc::getpgid(p) == p && p != pgid {
-                libc::killpg(p, sig);
-            }
+        signal_pid(p, sig);
+        // SAFETY: getpgid takes a plain pid and only reads.
+        if self.cgroup.is_none() && unsafe { libc::getpgid(p) } == p && p != pgid {
+            signal_group(p, sig);
         }
     }
 
@@ -606,17 +515,17 @@ fn populated(dir: &Path) -> bool {
 
 /// What a host writes into its lock file: how to find its jobs' processes after it died.
 #[derive(Debug, Clone, Default, serde::Serialize, serde::Deserialize)]
-pub struct HostInfo {
+pub struct JobHostInfo {
     pub pid: u32,
     pub containment: String,
     #[serde(default)]
     pub cgroup_base: Option<PathBuf>,
 }
 
-/// Writes this host's [`HostInfo`] into its (locked) host file.
+/// Writes this host's [`JobHostInfo`] into its (locked) host file.
 pub fn write_host_info(f: &mut File) -> std::io::Result<()> {
     let m = mode();
-    let info = HostInfo {
+    let info = JobHostInfo {
         pid: std::process::id(),
         containment: m.name().into(),
         cgroup_base: match m {
@@ -637,7 +546,7 @@ pub struct Orphan<'a> {
     pub pid: Option<i64>,
     pub leader_start: Option<i64>,
     pub cgroup: Option<&'a str>,
-    /// The dead host's lock file (its [`HostInfo`]).
+    /// The dead host's lock file (its [`JobHostInfo`]).
     pub host_file: PathBuf,
 }
 
@@ -646,7 +555,7 @@ pub struct Orphan<'a> {
 /// pid is never hit), and any process carrying its token. Returns when none is left (or after
 /// 10 s), with how many processes were found.
 pub fn stop_orphan(o: &Orphan<'_>) -> usize {
-    let info: HostInfo = std::fs::read_to_string(&o.host_file)
+    let info: JobHostInfo = std::fs::read_to_string(&o.host_file)
         .ok()
         .and_then(|s| serde_json::from_str(&s).ok())
         .unwrap_or_default();
@@ -700,10 +609,10 @@ pub fn stop_orphan(o: &Orphan<'_>) -> usize {
         for dir in &cgroups {
             let _ = std::fs::write(dir.join("cgroup.kill"), "1");
         }
+        // Each is a process of the dead host's attempt (cgroup member, group member started
+        // after its leader, or carrying its token).
         for p in pids {
-            // SAFETY: a process of the dead host's attempt (cgroup member, group member started
-            // after its leader, or carrying its token).
-            unsafe { libc::kill(p, libc::SIGKILL) };
+            signal_pid(p, libc::SIGKILL);
         }
         reap_adopted();
         if Instant::now() > deadline {
