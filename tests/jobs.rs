@@ -250,6 +250,47 @@ fn a_secret_in_a_job_env_reaches_the_job_but_not_the_store() {
     }
 }
 
+/// A job that prints its secret — whole, and split across two writes with a pause between
+/// them — to stdout and stderr: no log file, no `labhost logs`, no `j.logs()` holds it.
+#[test]
+fn a_secret_a_job_prints_never_reaches_its_logs_or_the_cli() {
+    const SECRET: &str = "tok-5f2a9c-SUPERSECRET";
+    let o = TestCmd::new()
+        .env("JOB_TOKEN", SECRET)
+        .script(
+            r#"
+            let tok = secrets::get("job_token");
+            let half = "printf 'token=%s' \"${TOKEN%%-SUPER*}\"; sleep 0.3; printf '%s\\n' \"-SUPER${TOKEN##*-SUPER}\"";
+            let j = jobs::submit(#{command: `echo "token=$TOKEN"; echo "err=$TOKEN" >&2; ${half}; { ${half}; } >&2`, env: #{TOKEN: tok}});
+            print(j.wait());
+            print(j.logs());
+            "#,
+        )
+        .run();
+    o.success();
+    assert!(
+        !o.stdout.contains(SECRET) && !o.stdout.contains("SUPERSECRET"),
+        "{}",
+        o.stdout
+    );
+    assert!(o.stdout.contains("token=***"), "{}", o.stdout);
+    let logs = o.dir.join(".labhost/runs/1");
+    for f in ["stdout.log", "stderr.log"] {
+        let text = std::fs::read_to_string(logs.join(f)).unwrap();
+        assert!(!text.contains("SUPERSECRET"), "{f}: {text}");
+        assert_eq!(text.matches("***").count(), 2, "{f}: {text}");
+    }
+    for args in [vec!["logs", "1"], vec!["logs", "1", "--stderr"]] {
+        let l = TestCmd::new()
+            .env("LABHOST_HOME", o.dir.join(".labhost").to_str().unwrap())
+            .args(args.clone())
+            .run();
+        l.success();
+        assert!(!l.stdout.contains("SUPERSECRET"), "{args:?}: {}", l.stdout);
+        assert!(l.stdout.contains("=***"), "{args:?}: {}", l.stdout);
+    }
+}
+
 #[test]
 fn a_blocking_job_ends_before_later_ones_start() {
     TestCmd::new()

@@ -410,6 +410,9 @@ impl JobHost {
         {
             launch.env = real.clone();
         }
+        // Every secret this process knows (those read with `secrets::get`, which is how one
+        // reaches a job's `env`) is masked in the job's logs as it writes them.
+        launch.secrets = crate::redact::registered();
         let experiment = match run.experiment_id {
             Some(e) => {
                 let known = self

@@ -46,6 +46,10 @@ pub struct Launch {
     pub timeout: Option<Duration>,
     /// `run_in: "docker"`: the container's settings.
     pub docker: Option<DockerLaunch>,
+    /// Values masked as `***` in `stdout.log` and `stderr.log` (the secrets of its
+    /// environment and every secret this process registered). With none, the job writes its
+    /// logs directly; with some, through pipes copied into the logs masked.
+    pub secrets: Vec<String>,
 }
 
 #[derive(Debug, Clone, Default)]
@@ -88,6 +92,7 @@ pub async fn run(
     if let Some(d) = &l.docker {
         return super::docker_run::run_docker(l, d, out, err, started, metrics, cancel).await;
     }
+    let logs = JobLogs::new(out, err, &l.secrets)?;
     static NULL: std::sync::OnceLock<std::io::Result<std::fs::File>> = std::sync::OnceLock::new();
     let null = match NULL.get_or_init(|| std::fs::File::open("/dev/null")) {
         Ok(f) => f,
@@ -135,7 +140,7 @@ pub async fn run(
         }
     };
     let io = process::Io {
-        stdio: [null.as_raw_fd(), out.as_raw_fd(), err.as_raw_fd()],
+        stdio: [null.as_raw_fd(), logs.out.as_raw_fd(), logs.err.as_raw_fd()],
         cgroup_procs: attempt.procs_fd(),
         cgroup_dir: attempt.dir_fd(),
         keep: &l.keep_fds,
@@ -175,6 +180,9 @@ pub async fn run(
             ))
         }
     };
+    // The child has its copies of the log fds: ours close here (a pipe's reader sees EOF
+    // once every process of the job has closed its end).
+    let JobLogs { out, err, copies } = logs;
     drop((out, err));
     let pgid = child.pid;
     attempt.started(pgid);
@@ -236,8 +244,66 @@ pub async fn run(
         }
     };
     drop(attempt);
+    // Nothing of the attempt is left to write: the copies end at the pipes' EOF.
+    for c in copies {
+        let _ = tokio::time::timeout(Duration::from_secs(5), c).await;
+    }
     tail.pump(metrics);
     Ok(outcome)
+}
+
+/// Where a job's stdout and stderr go: the fds the child gets, and the tasks that copy its
+/// output into the log files masked (none when there is no secret to mask).
+struct JobLogs {
+    out: std::os::fd::OwnedFd,
+    err: std::os::fd::OwnedFd,
+    copies: Vec<tokio::task::JoinHandle<()>>,
+}
+
+impl JobLogs {
+    fn new(out: std::fs::File, err: std::fs::File, secrets: &[String]) -> LabResult<JobLogs> {
+        if crate::redact::StreamRedactor::new(secrets).is_empty() {
+            return Ok(JobLogs {
+                out: out.into(),
+                err: err.into(),
+                copies: Vec::new(),
+            });
+        }
+        let pipe = || {
+            process::pipe()
+                .map_err(|e| LabError::new("jobs.spawn", format!("cannot make a pipe: {e}")))
+        };
+        let ((out_r, out_w), (err_r, err_w)) = (pipe()?, pipe()?);
+        Ok(JobLogs {
+            out: out_w,
+            err: err_w,
+            copies: vec![
+                tokio::spawn(copy_masked(out_r, out, secrets.to_vec())),
+                tokio::spawn(copy_masked(err_r, err, secrets.to_vec())),
+            ],
+        })
+    }
+}
+
+/// Copies what the job writes into `pipe` to `log`, every secret masked (also one split
+/// across two writes), until every writer has closed it.
+async fn copy_masked(pipe: std::os::fd::OwnedFd, mut log: std::fs::File, secrets: Vec<String>) {
+    use std::io::Write;
+    use tokio::io::AsyncReadExt;
+    let Ok(mut rx) = tokio::net::unix::pipe::Receiver::from_owned_fd(pipe) else {
+        return;
+    };
+    let mut r = crate::redact::StreamRedactor::new(&secrets);
+    let mut buf = vec![0u8; 64 << 10];
+    loop {
+        match rx.read(&mut buf).await {
+            Ok(0) | Err(_) => break,
+            Ok(n) => {
+                let _ = log.write_all(&r.feed(&buf[..n]));
+            }
+        }
+    }
+    let _ = log.write_all(&r.finish());
 }
 
 /// Stops every process of the attempt (the leader's group, its cgroup or its adopted
@@ -269,6 +335,7 @@ pub fn launch_for(run: &crate::store::Run) -> LabResult<Launch> {
         env: spec.env.clone(),
         run_dir: PathBuf::from(&run.run_dir),
         timeout: spec.timeout.and_then(crate::util::secs_to_duration),
+        secrets: Vec::new(),
         docker: (spec.run_in == crate::store::RunIn::Docker).then(|| DockerLaunch {
             image: spec.image.clone(),
             mounts: spec.mounts.clone(),
