@@ -226,3 +226,27 @@ fn closed_stdout_pipe_does_not_panic() {
     let o = child.wait_with_output().unwrap();
     assert!(!String::from_utf8_lossy(&o.stderr).contains("panicked"));
 }
+
+/// `labhost doc errors` lists every error kind with its meaning and exit code, and the
+/// README's table is exactly that output.
+#[test]
+fn doc_errors_lists_every_kind_and_the_readme_has_the_same_table() {
+    let o = TestCmd::new().args(["doc", "errors"]).run();
+    o.success()
+        .stdout_has("| `sh.timeout` | the command ran past its timeout and was stopped | 1 |")
+        .stdout_has("| `cancelled` |");
+    let readme =
+        std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/README.md")).unwrap();
+    assert!(
+        readme.contains(&o.stdout),
+        "the README's error table differs from `labhost doc errors`"
+    );
+    let j = TestCmd::new()
+        .args(["doc", "errors", "--format", "json"])
+        .run();
+    let rows: Vec<serde_json::Value> = serde_json::from_str(&j.stdout).unwrap();
+    assert!(rows.len() > 60);
+    assert!(rows
+        .iter()
+        .any(|r| r["kind"] == "config.invalid" && r["exit_code"] == 2));
+}

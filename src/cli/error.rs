@@ -55,7 +55,7 @@ pub fn report(f: Failure, color: bool) -> u8 {
                 red(&format!("error[{}]", e.kind)),
                 crate::redact::apply(&e.message)
             );
-            exit::SCRIPT
+            crate::error::exit_code_of(&e.kind)
         }
         Failure::Interrupted => {
             eprintln!("interrupted");

@@ -77,6 +77,9 @@ pub fn repl(ctx: &Flags) -> CmdResult {
 }
 
 pub fn doc(a: DocArgs) -> CmdResult {
+    if a.module.as_deref() == Some("errors") {
+        return doc_errors(a.format);
+    }
     let mods = docs::select(a.module.as_deref()).map_err(Failure::Usage)?;
     match a.format {
         DocFormat::Json => println!(
@@ -84,6 +87,30 @@ pub fn doc(a: DocArgs) -> CmdResult {
             serde_json::to_string_pretty(&mods).unwrap_or_default()
         ),
         DocFormat::Md => print!("{}", docs::to_markdown(&mods)),
+    }
+    Ok(())
+}
+
+/// `labhost doc errors`: every error kind, what it means and its exit code.
+fn doc_errors(format: DocFormat) -> CmdResult {
+    use crate::error::{exit_code_of, KINDS};
+    match format {
+        DocFormat::Json => {
+            let rows: Vec<serde_json::Value> = KINDS
+                .iter()
+                .map(|(k, m)| serde_json::json!({"kind": k, "meaning": m, "exit_code": exit_code_of(k)}))
+                .collect();
+            println!(
+                "{}",
+                serde_json::to_string_pretty(&rows).unwrap_or_default()
+            );
+        }
+        DocFormat::Md => {
+            println!("| kind | meaning | exit code |\n| --- | --- | --- |");
+            for (k, m) in KINDS {
+                println!("| `{k}` | {m} | {} |", exit_code_of(k));
+            }
+        }
     }
     Ok(())
 }
