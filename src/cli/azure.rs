@@ -329,6 +329,8 @@ pub fn submit(a: Submit) -> CmdResult {
                 false
             };
             if cancel {
+                // The Ctrl-C that ended the wait is handled; a second one stops this request.
+                crate::runtime::ctx().cancel.reset();
                 az::block(cl.cancel(&r.name))?;
                 eprintln!("cancellation of {} requested", r.name);
             } else {
