@@ -150,42 +150,13 @@ pub fn run(a: SweepArgs, ctx: &super::Flags) -> CmdResult {
         eprintln!("note: {n}");
     }
     if a.dry_run {
-        let seed = srun::seed_of(&s).unwrap_or(0);
-        let gpus = s.trial.num_gpus as usize;
-        let conc = a
-            .max_concurrent
-            .or(s.doc.limits.as_ref().and_then(|l| l.max_concurrent_trials))
-            .unwrap_or(s.planned())
-            .max(1) as usize;
-        // Placement: the GPUs (by index) each of the trials running at once would lease,
-        // first free first, as the job host's ledger hands them out on an idle machine.
-        let snap = crate::modules::gpu::snapshot();
-        let devices: Vec<u32> = snap.devices.iter().map(|d| d.index).collect();
-        // GPU trials at once: as many as the devices hold (CPU trials: the limit).
-        let at_once = devices
-            .len()
-            .checked_div(gpus)
-            .map_or(conc, |n| conc.min(n));
-        for (i, p) in srun::plan(&s, s.planned(), seed) {
-            let place = if gpus == 0 {
-                "cpu".to_string()
-            } else if at_once == 0 {
-                format!(
-                    "gpus={gpus} (none free: {})",
-                    crate::modules::gpu::status(&snap)
-                )
-            } else {
-                let slot = i as usize % at_once;
-                let ids: Vec<String> = devices[slot * gpus..slot * gpus + gpus]
-                    .iter()
-                    .map(|d| d.to_string())
-                    .collect();
-                format!("gpu {}", ids.join(","))
-            };
+        for t in srun::dry_run(&s, a.max_concurrent) {
             println!(
-                "{i:>4}  {}  {place}  {}",
-                serde_json::Value::Object(p.clone()),
-                crate::redact::apply(&s.command_for(&p))
+                "{:>4}  {}  {}  {}",
+                t.index,
+                serde_json::Value::Object(t.params),
+                t.placement,
+                crate::redact::apply(&t.command)
             );
         }
         let conc = a

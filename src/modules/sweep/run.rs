@@ -173,6 +173,60 @@ fn draw(s: &Sweep, seed: u64, index: u64, obs: &[(Params, f64)]) -> Params {
     }
 }
 
+/// One planned trial of a dry run: its parameters, the GPUs it would lease and its command.
+pub struct PlannedTrial {
+    pub index: u64,
+    pub params: serde_json::Map<String, serde_json::Value>,
+    /// `cpu`, `gpu 0,1`, or why no GPU is free.
+    pub placement: String,
+    pub command: String,
+}
+
+/// What `labhost sweep FILE --dry-run` shows: every planned trial (seed 0 when unseeded) and
+/// where it would run: the GPUs (by index) each of the trials running at once would lease,
+/// first free first, as the job host's ledger hands them out on an idle machine.
+pub fn dry_run(s: &Sweep, max_concurrent: Option<u64>) -> Vec<PlannedTrial> {
+    let seed = seed_of(s).unwrap_or(0);
+    let gpus = s.trial.num_gpus as usize;
+    let conc = max_concurrent
+        .or(s.doc.limits.as_ref().and_then(|l| l.max_concurrent_trials))
+        .unwrap_or(s.planned())
+        .max(1) as usize;
+    let snap = crate::modules::gpu::snapshot();
+    let devices: Vec<u32> = snap.devices.iter().map(|d| d.index).collect();
+    // GPU trials at once: as many as the devices hold (CPU trials: the limit).
+    let at_once = devices
+        .len()
+        .checked_div(gpus)
+        .map_or(conc, |n| conc.min(n));
+    plan(s, s.planned(), seed)
+        .into_iter()
+        .map(|(i, p)| {
+            let placement = if gpus == 0 {
+                "cpu".to_string()
+            } else if at_once == 0 {
+                format!(
+                    "gpus={gpus} (none free: {})",
+                    crate::modules::gpu::status(&snap)
+                )
+            } else {
+                let slot = i as usize % at_once;
+                let ids: Vec<String> = devices[slot * gpus..slot * gpus + gpus]
+                    .iter()
+                    .map(|d| d.to_string())
+                    .collect();
+                format!("gpu {}", ids.join(","))
+            };
+            PlannedTrial {
+                index: i,
+                command: s.command_for(&p),
+                params: p,
+                placement,
+            }
+        })
+        .collect()
+}
+
 /// The planned trials without running anything: `(index, params)`. For bayesian sampling only
 /// the first (random) trials can be known in advance; later ones are shown as drawn by TPE.
 pub fn plan(s: &Sweep, n: u64, seed: u64) -> Vec<(u64, Params)> {
