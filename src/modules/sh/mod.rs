@@ -234,16 +234,9 @@ pub async fn run(
 }
 
 #[cfg(test)]
-pub(crate) mod tests {
+mod tests {
     use super::*;
-
-    /// A current-thread runtime for tests that start processes.
-    pub(crate) fn rt() -> tokio::runtime::Runtime {
-        tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()
-            .unwrap()
-    }
+    use crate::process::tests::rt;
 
     #[test]
     fn captures_code_stdout_stderr_env_stdin() {
