@@ -429,25 +429,10 @@ fn valid_name(n: &str) -> bool {
         && c.all(|x| x.is_ascii_alphanumeric() || x == '_')
 }
 
-/// Validates a document with Azure's rules and resolves it (component file, inputs, space).
-pub fn resolve(doc: SweepDoc, o: &Origin<'_>, base: &Path) -> LabResult<Sweep> {
-    let kind = doc.kind.clone().unwrap_or_else(|| {
-        if doc.trial.is_some() || !doc.search_space.is_empty() {
-            "sweep".into()
-        } else {
-            "command".into()
-        }
-    });
-    let mut notes = Vec::new();
-    let single = match kind.as_str() {
-        "sweep" => false,
-        "command" => true,
-        "pipeline" => {
-            return Err(o.err("type:", "a pipeline job is not a sweep: run it with `labhost sweep FILE` or `labhost submit FILE --local`"))
-        }
-        k => return Err(o.err("type:", format!("`type` must be sweep or command, got \"{k}\""))),
-    };
-    let mut trial = if single {
+/// The trial of a document: its own command (a command job) or its `trial:` (inline, or a
+/// component file relative to `base`), each with Azure's rules on which keys go where.
+fn trial_of(doc: &SweepDoc, o: &Origin<'_>, base: &Path, single: bool) -> LabResult<Trial> {
+    Ok(if single {
         for (k, here) in [
             ("trial", doc.trial.is_some()),
             ("search_space", !doc.search_space.is_empty()),
@@ -509,7 +494,28 @@ pub fn resolve(doc: SweepDoc, o: &Origin<'_>, base: &Path) -> LabResult<Sweep> {
                 t
             }
         }
+    })
+}
+
+/// Validates a document with Azure's rules and resolves it (component file, inputs, space).
+pub fn resolve(doc: SweepDoc, o: &Origin<'_>, base: &Path) -> LabResult<Sweep> {
+    let kind = doc.kind.clone().unwrap_or_else(|| {
+        if doc.trial.is_some() || !doc.search_space.is_empty() {
+            "sweep".into()
+        } else {
+            "command".into()
+        }
+    });
+    let mut notes = Vec::new();
+    let single = match kind.as_str() {
+        "sweep" => false,
+        "command" => true,
+        "pipeline" => {
+            return Err(o.err("type:", "a pipeline job is not a sweep: run it with `labhost sweep FILE` or `labhost submit FILE --local`"))
+        }
+        k => return Err(o.err("type:", format!("`type` must be sweep or command, got \"{k}\""))),
     };
+    let mut trial = trial_of(&doc, o, base, single)?;
     if trial.command.trim().is_empty() {
         return Err(o.err("command:", "the trial needs a `command`"));
     }
