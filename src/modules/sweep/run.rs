@@ -419,9 +419,16 @@ pub fn run(
         .map_err(|e| crate::error::io_err("sweep", "cannot create", &sweep_dir, &e))?;
     let _ = std::fs::write(sweep_dir.join("sweep.yml"), s.to_yaml()?);
     let cwd = workdir(s, &sweep_dir)?;
-    let result = drive(
-        s, opts, watcher, cancel, &parent, seed, &key, exp, &cwd, &display,
-    );
+    let trials = SweepRun {
+        s,
+        parent: &parent,
+        seed,
+        key: &key,
+        exp,
+        cwd: &cwd,
+        display: &display,
+    };
+    let result = drive(trials, opts, watcher, cancel);
     let status = match &result {
         Ok(r) if r.trials.is_empty() || r.count(RunStatus::Completed) > 0 || r.best.is_some() => {
             RunStatus::Completed
@@ -463,72 +470,33 @@ pub fn run(
     })
 }
 
-#[allow(clippy::too_many_arguments)]
-fn drive(
-    s: &Sweep,
-    opts: &RunOpts,
-    watcher: &mut dyn Watcher,
-    cancel: &CancellationToken,
-    parent: &Run,
+/// What every trial of one sweep run shares: the sweep, its record, and where and under
+/// which names its trials run.
+struct SweepRun<'a> {
+    s: &'a Sweep,
+    parent: &'a Run,
     seed: u64,
-    key: &str,
+    /// The sweep's identity; trial `i` is the job keyed `<key>/<i>`.
+    key: &'a str,
     exp: i64,
-    cwd: &Path,
-    display: &str,
-) -> LabResult<SweepResult> {
-    let planned = s.planned();
-    let cpus = std::thread::available_parallelism()
-        .map(|n| n.get() as u64)
-        .unwrap_or(2);
-    let concurrent = opts
-        .max_concurrent
-        .or(s.doc.limits.as_ref().and_then(|l| l.max_concurrent_trials))
-        .unwrap_or(planned.min(cpus))
-        .max(1);
-    jobs::set_workers(concurrent as usize)?;
-    // The journal: trials recorded before (a resumed sweep), by index.
-    let mut journal: BTreeMap<u64, (Run, Params)> = BTreeMap::new();
-    crate::store::with_current(|st| {
-        for r in st.list(None, Some(parent.id), usize::MAX >> 1)? {
-            let Some(i) = r
-                .key
-                .as_deref()
-                .and_then(|k| k.rsplit('/').next())
-                .and_then(|x| x.parse::<u64>().ok())
-            else {
-                continue;
-            };
-            let p: Params = st
-                .params(r.id)?
-                .into_iter()
-                .filter(|(k, _)| s.space.0.iter().any(|(n, _)| n == k))
-                .collect();
-            journal.insert(i, (r, p));
-        }
-        Ok(())
-    })?;
-    let started = Instant::now()
-        - crate::util::secs_to_duration(
-            (crate::clock::unix() - parent.started.unwrap_or(crate::clock::unix())).max(0.0),
-        )
-        .unwrap_or_default();
-    let deadline = started + s.timeout;
-    let mut evaluator = s.policy.clone().map(|p| Evaluator::new(p, s.maximize));
-    let mut in_flight: BTreeMap<i64, u64> = BTreeMap::new();
-    let mut ids: BTreeMap<u64, i64> = BTreeMap::new();
-    let mut done: HashSet<i64> = HashSet::new();
-    let mut cancelled_by_us: HashSet<i64> = HashSet::new();
-    let mut next: u64 = 0;
-    let mut stop_submitting = false;
-    let mut histories: BTreeMap<i64, Vec<f64>> = BTreeMap::new();
-    let trial_spec = |i: u64, p: &Params| -> JobSpec {
+    cwd: &'a Path,
+    display: &'a str,
+}
+
+impl SweepRun<'_> {
+    /// The job of trial `i` with parameters `p`.
+    fn trial_spec(&self, i: u64, p: &Params) -> JobSpec {
+        let s = self.s;
         let hp = Value::Object(p.clone()).to_string();
         let mut env: BTreeMap<String, Text> = s.trial.environment_variables.clone();
-        env.insert("LABHOST_SWEEP_ID".into(), Text(parent.id.to_string()));
+        env.insert("LABHOST_SWEEP_ID".into(), Text(self.parent.id.to_string()));
         env.insert("LABHOST_TRIAL".into(), Text(i.to_string()));
         let mut tags: BTreeMap<String, Text> = BTreeMap::new();
         tags.insert("hyperparameters".into(), Text(hp));
-        tags.insert("mlflow.parentRunId".into(), Text(parent.id.to_string()));
+        tags.insert(
+            "mlflow.parentRunId".into(),
+            Text(self.parent.id.to_string()),
+        );
         tags.insert("trial".into(), Text(i.to_string()));
         if s.child_kind == RunKind::Fold {
             let k = p
@@ -547,16 +515,16 @@ fn drive(
             .map(str::to_string);
         JobSpec {
             command: Some(Command::Shell(s.command_for(p))),
-            cwd: Some(cwd.display().to_string()),
+            cwd: Some(self.cwd.display().to_string()),
             env,
             num_gpus: s.trial.num_gpus,
-            name: Some(format!("{display}_{i}")),
+            name: Some(format!("{}_{i}", self.display)),
             tags,
             params: p.iter().map(|(k, v)| (k.clone(), v.clone())).collect(),
             timeout: s.trial_timeout.map(Seconds),
             retries: s.trial.retries,
-            key: Some(format!("{key}/{i}")),
-            parent: Some(parent.id),
+            key: Some(format!("{}/{i}", self.key)),
+            parent: Some(self.parent.id),
             run_in: s.trial.run_in,
             image: if s.trial.run_in == Some(crate::store::RunIn::Docker) {
                 image
@@ -564,100 +532,218 @@ fn drive(
                 None
             },
             kind: s.child_kind,
-            experiment_id: Some(exp),
+            experiment_id: Some(self.exp),
             ..Default::default()
         }
-    };
-    // Trials whose parameters do not depend on results are queued ahead of the free slots
-    // (the job host runs `concurrent` at once), so a slot is refilled by the worker that
-    // frees it, in the same transaction; TPE waits for results and draws one at a time.
-    let adaptive = matches!(s.algorithm, Algorithm::Bayesian { .. });
-    let window = if adaptive {
-        concurrent as usize
-    } else {
-        (concurrent as usize) * 2 + 64
-    };
-    let mut cursor = crate::store::with_current(|st| st.last_event_id())?;
-    let mut counts = Counts::default();
-    let mut last_look = Instant::now() - Duration::from_secs(1);
-    loop {
-        if cancel.is_cancelled() {
-            return Err(LabError::cancelled());
-        }
-        let now = Instant::now();
-        if now >= deadline && !stop_submitting {
-            stop_submitting = true;
-            // Queued ones first (newest first), so no worker freed by a cancel starts one.
-            for (&id, &i) in in_flight.iter().rev() {
-                let why = format!(
-                    "cancelled: the sweep's timeout ({}) was reached",
-                    crate::util::fmt_duration(s.timeout)
-                );
-                crate::engine::job_host()?.cancel(id, &why)?;
-                cancelled_by_us.insert(id);
-                watcher.cancelled(i, &why);
+    }
+
+    /// Trials recorded before (a resumed sweep), by index, with their swept parameters.
+    fn journal(&self) -> LabResult<BTreeMap<u64, (Run, Params)>> {
+        let mut journal = BTreeMap::new();
+        crate::store::with_current(|st| {
+            for r in st.list(None, Some(self.parent.id), usize::MAX >> 1)? {
+                let Some(i) = r
+                    .key
+                    .as_deref()
+                    .and_then(|k| k.rsplit('/').next())
+                    .and_then(|x| x.parse::<u64>().ok())
+                else {
+                    continue;
+                };
+                let p: Params = st
+                    .params(r.id)?
+                    .into_iter()
+                    .filter(|(k, _)| self.s.space.0.iter().any(|(n, _)| n == k))
+                    .collect();
+                journal.insert(i, (r, p));
             }
+            Ok(())
+        })?;
+        Ok(journal)
+    }
+}
+
+/// The state of a running sweep: which trials are drawn, queued, running and done, and what
+/// the early-termination policy has seen. [`drive`] turns its crank: stop at the deadline,
+/// fill the slots, wait, collect what ended, judge, show.
+struct Driver<'a> {
+    run: SweepRun<'a>,
+    planned: u64,
+    /// Trials at once (the job host's workers).
+    concurrent: usize,
+    /// TPE: each trial is drawn knowing every result so far, one at a time.
+    adaptive: bool,
+    /// How many trials may be queued ahead of the free slots.
+    window: usize,
+    deadline: Instant,
+    journal: BTreeMap<u64, (Run, Params)>,
+    evaluator: Option<Evaluator>,
+    /// Run id → trial index of the trials submitted and not ended.
+    in_flight: BTreeMap<i64, u64>,
+    /// Trial index → run id of every trial submitted (or found in the journal).
+    ids: BTreeMap<u64, i64>,
+    done: HashSet<i64>,
+    cancelled_by_us: HashSet<i64>,
+    next: u64,
+    stop_submitting: bool,
+    /// The objective's values per run, as the progress shows them.
+    histories: BTreeMap<i64, Vec<f64>>,
+    /// The last store event looked at.
+    cursor: i64,
+    counts: Counts,
+    last_look: Instant,
+}
+
+impl<'a> Driver<'a> {
+    fn new(run: SweepRun<'a>, opts: &RunOpts) -> LabResult<Driver<'a>> {
+        let s = run.s;
+        let planned = s.planned();
+        let cpus = std::thread::available_parallelism()
+            .map(|n| n.get() as u64)
+            .unwrap_or(2);
+        let concurrent = opts
+            .max_concurrent
+            .or(s.doc.limits.as_ref().and_then(|l| l.max_concurrent_trials))
+            .unwrap_or(planned.min(cpus))
+            .max(1) as usize;
+        jobs::set_workers(concurrent)?;
+        let journal = run.journal()?;
+        let started = Instant::now()
+            - crate::util::secs_to_duration(
+                (crate::clock::unix() - run.parent.started.unwrap_or(crate::clock::unix()))
+                    .max(0.0),
+            )
+            .unwrap_or_default();
+        // Trials whose parameters do not depend on results are queued ahead of the free
+        // slots (the job host runs `concurrent` at once), so a slot is refilled by the worker
+        // that frees it, in the same transaction; TPE waits for results and draws one at a
+        // time.
+        let adaptive = matches!(s.algorithm, Algorithm::Bayesian { .. });
+        Ok(Driver {
+            planned,
+            concurrent,
+            adaptive,
+            window: if adaptive {
+                concurrent
+            } else {
+                concurrent * 2 + 64
+            },
+            deadline: started + s.timeout,
+            journal,
+            evaluator: s.policy.clone().map(|p| Evaluator::new(p, s.maximize)),
+            in_flight: BTreeMap::new(),
+            ids: BTreeMap::new(),
+            done: HashSet::new(),
+            cancelled_by_us: HashSet::new(),
+            next: 0,
+            stop_submitting: false,
+            histories: BTreeMap::new(),
+            cursor: crate::store::with_current(|st| st.last_event_id())?,
+            counts: Counts::default(),
+            last_look: Instant::now() - Duration::from_secs(1),
+            run,
+        })
+    }
+
+    /// Cancels `id` (trial `i`) for `why`, and tells the watcher.
+    fn cancel(&mut self, id: i64, why: &str, watcher: &mut dyn Watcher) -> LabResult<()> {
+        crate::engine::job_host()?.cancel(id, why)?;
+        self.cancelled_by_us.insert(id);
+        if let Some(i) = self.in_flight.get(&id) {
+            watcher.cancelled(*i, why);
         }
-        // Fill the free slots, in index order; TPE sees every result so far.
+        Ok(())
+    }
+
+    /// At the sweep's deadline: no more trials, and those not ended are cancelled.
+    fn stop_at_deadline(&mut self, watcher: &mut dyn Watcher) -> LabResult<()> {
+        if Instant::now() < self.deadline || self.stop_submitting {
+            return Ok(());
+        }
+        self.stop_submitting = true;
+        let why = format!(
+            "cancelled: the sweep's timeout ({}) was reached",
+            crate::util::fmt_duration(self.run.s.timeout)
+        );
+        // Queued ones first (newest first), so no worker freed by a cancel starts one.
+        let ids: Vec<i64> = self.in_flight.keys().rev().copied().collect();
+        for id in ids {
+            self.cancel(id, &why, watcher)?;
+        }
+        Ok(())
+    }
+
+    /// Draws and submits the next trials into the free slots, in index order (TPE sees every
+    /// result so far); trials the journal has as ended are counted, not run again. True when
+    /// something was submitted.
+    fn fill_slots(&mut self) -> LabResult<bool> {
+        let s = self.run.s;
         let mut batch: Vec<JobSpec> = Vec::new();
         let mut batch_idx: Vec<u64> = Vec::new();
         // Queued ahead: topped up in batches once half the lookahead has run.
-        let top_up = adaptive || in_flight.len() <= concurrent as usize + window / 4;
-        while !stop_submitting
+        let top_up = self.adaptive || self.in_flight.len() <= self.concurrent + self.window / 4;
+        while !self.stop_submitting
             && top_up
-            && next < planned
-            && (in_flight.len() + batch.len()) < window
+            && self.next < self.planned
+            && (self.in_flight.len() + batch.len()) < self.window
         {
-            let i = next;
-            next += 1;
-            let params = match journal.get(&i) {
+            let i = self.next;
+            self.next += 1;
+            let params = match self.journal.get(&i) {
                 Some((r, _)) if r.status.is_finished() => {
-                    ids.insert(i, r.id);
-                    done.insert(r.id);
-                    tally(&mut counts, r.status);
+                    self.ids.insert(i, r.id);
+                    self.done.insert(r.id);
+                    tally(&mut self.counts, r.status);
                     continue;
                 }
                 Some((_, p)) => p.clone(),
                 None => {
-                    let obs = if matches!(s.algorithm, Algorithm::Bayesian { .. }) {
-                        observations(s, parent.id, &done)?
+                    let obs = if self.adaptive {
+                        observations(s, self.run.parent.id, &self.done)?
                     } else {
                         Vec::new()
                     };
-                    draw(s, seed, i, &obs)
+                    draw(s, self.run.seed, i, &obs)
                 }
             };
-            batch.push(trial_spec(i, &params));
+            batch.push(self.run.trial_spec(i, &params));
             batch_idx.push(i);
             // TPE draws each trial knowing the results so far: one at a time.
-            if matches!(s.algorithm, Algorithm::Bayesian { .. }) {
+            if self.adaptive {
                 break;
             }
         }
-        if !batch.is_empty() {
-            let runs = jobs::submit_many(&batch)?;
-            for (r, i) in runs.into_iter().zip(batch_idx) {
-                ids.insert(i, r.id);
-                if r.status.is_finished() {
-                    done.insert(r.id);
-                } else {
-                    in_flight.insert(r.id, i);
-                }
+        if batch.is_empty() {
+            return Ok(false);
+        }
+        let runs = jobs::submit_many(&batch)?;
+        for (r, i) in runs.into_iter().zip(batch_idx) {
+            self.ids.insert(i, r.id);
+            if r.status.is_finished() {
+                self.done.insert(r.id);
+            } else {
+                self.in_flight.insert(r.id, i);
             }
-            continue;
         }
-        if in_flight.is_empty() && (next >= planned || stop_submitting) {
-            break;
-        }
+        Ok(true)
+    }
+
+    /// True when nothing runs and nothing more will be submitted.
+    fn over(&self) -> bool {
+        self.in_flight.is_empty() && (self.next >= self.planned || self.stop_submitting)
+    }
+
+    /// Waits until a job ends (woken at once), or a short while when a policy must look at
+    /// metrics, or until the deadline.
+    fn wait_for_ends(&self) {
         let seen = crate::engine::ended_count();
-        // Ends wake us at once; metrics are looked at every 100 ms while a policy judges.
-        let wait = if evaluator.is_some() {
+        let wait = if self.evaluator.is_some() {
             Duration::from_millis(100)
         } else {
             Duration::from_millis(500)
         };
         let wait = wait.min(
-            deadline
+            self.deadline
                 .saturating_duration_since(Instant::now())
                 .max(Duration::from_millis(1)),
         );
@@ -665,79 +751,122 @@ fn drive(
         crate::engine::wait_for_end(seen, wait);
         // With trials queued ahead, the workers refill the slots themselves: look at most
         // every 20 ms (each look is a query and maybe a transaction).
-        if !adaptive && in_flight.len() > concurrent as usize {
+        if !self.adaptive && self.in_flight.len() > self.concurrent {
             let next_look = looked + Duration::from_millis(20);
             let now = Instant::now();
             if now < next_look {
                 std::thread::sleep(next_look - now);
             }
         }
-        // Which trials ended: the transitions recorded since the last look.
-        let events = crate::store::with_current(|st| st.events_since(cursor))?;
-        let mut ended = Vec::new();
-        for (ev, run, status) in events {
-            cursor = ev;
-            if status.is_finished() && in_flight.contains_key(&run) {
-                ended.push(run);
-                tally(&mut counts, status);
-            }
-        }
-        for id in ended {
-            in_flight.remove(&id);
-            done.insert(id);
-        }
-        if let Some(ev) = evaluator.as_mut() {
-            if !in_flight.is_empty() {
-                let m = crate::store::with_current(|st| st.children_metrics(parent.id, &s.metric))?;
-                let trials: BTreeMap<i64, PolicyTrial> = m
-                    .iter()
-                    .map(|(id, pts)| {
-                        (
-                            *id,
-                            PolicyTrial {
-                                reports: pts.iter().map(|p| p.value).collect(),
-                                running: in_flight.contains_key(id)
-                                    && !cancelled_by_us.contains(id),
-                            },
-                        )
-                    })
-                    .collect();
-                for (id, why) in ev.decide(&trials) {
-                    crate::engine::job_host()?.cancel(id, &why)?;
-                    cancelled_by_us.insert(id);
-                    if let Some(i) = in_flight.get(&id) {
-                        watcher.cancelled(*i, &why);
-                    }
-                }
-                histories = m
-                    .into_iter()
-                    .map(|(k, v)| (k, v.into_iter().map(|p| p.value).collect()))
-                    .collect();
-            }
-        }
-        if last_look.elapsed() >= Duration::from_millis(100) {
-            last_look = Instant::now();
-            if evaluator.is_none() {
-                // Only each trial's best is shown: one aggregate query, not the histories.
-                histories = crate::store::with_current(|st| {
-                    st.children_best(parent.id, &s.metric, s.maximize)
-                })?
-                .into_iter()
-                .map(|(k, v)| (k, vec![v]))
-                .collect();
-            }
-            let best = best_so_far(s, &ids, &histories);
-            counts.done = done.len();
-            counts.running = in_flight.len().min(concurrent as usize);
-            watcher.update(counts, planned, best, false);
-        }
     }
-    let r = result(s, parent, seed, &ids)?;
-    let best = r.best_row().map(|t| (t.trial, t.best.unwrap_or(f64::NAN)));
-    counts.done = done.len();
-    counts.running = 0;
-    watcher.update(counts, planned, best, true);
-    Ok(r)
+
+    /// Which trials ended: the transitions recorded since the last look.
+    fn collect_ended(&mut self) -> LabResult<()> {
+        let events = crate::store::with_current(|st| st.events_since(self.cursor))?;
+        for (ev, run, status) in events {
+            self.cursor = ev;
+            if status.is_finished() && self.in_flight.remove(&run).is_some() {
+                self.done.insert(run);
+                tally(&mut self.counts, status);
+            }
+        }
+        Ok(())
+    }
+
+    /// The early-termination policy's look at the running trials' reports: the ones it
+    /// stops are cancelled with its reason.
+    fn judge(&mut self, watcher: &mut dyn Watcher) -> LabResult<()> {
+        if self.evaluator.is_none() || self.in_flight.is_empty() {
+            return Ok(());
+        }
+        let (s, parent) = (self.run.s, self.run.parent);
+        let m = crate::store::with_current(|st| st.children_metrics(parent.id, &s.metric))?;
+        let trials: BTreeMap<i64, PolicyTrial> = m
+            .iter()
+            .map(|(id, pts)| {
+                (
+                    *id,
+                    PolicyTrial {
+                        reports: pts.iter().map(|p| p.value).collect(),
+                        running: self.in_flight.contains_key(id)
+                            && !self.cancelled_by_us.contains(id),
+                    },
+                )
+            })
+            .collect();
+        let stops = match self.evaluator.as_mut() {
+            Some(ev) => ev.decide(&trials),
+            None => Vec::new(),
+        };
+        for (id, why) in stops {
+            self.cancel(id, &why, watcher)?;
+        }
+        self.histories = m
+            .into_iter()
+            .map(|(k, v)| (k, v.into_iter().map(|p| p.value).collect()))
+            .collect();
+        Ok(())
+    }
+
+    /// Tells the watcher where the sweep stands, at most every 100 ms.
+    fn show(&mut self, watcher: &mut dyn Watcher) -> LabResult<()> {
+        if self.last_look.elapsed() < Duration::from_millis(100) {
+            return Ok(());
+        }
+        self.last_look = Instant::now();
+        let s = self.run.s;
+        if self.evaluator.is_none() {
+            // Only each trial's best is shown: one aggregate query, not the histories.
+            self.histories = crate::store::with_current(|st| {
+                st.children_best(self.run.parent.id, &s.metric, s.maximize)
+            })?
+            .into_iter()
+            .map(|(k, v)| (k, vec![v]))
+            .collect();
+        }
+        let best = best_so_far(s, &self.ids, &self.histories);
+        self.counts.done = self.done.len();
+        self.counts.running = self.in_flight.len().min(self.concurrent);
+        watcher.update(self.counts, self.planned, best, false);
+        Ok(())
+    }
+
+    /// The sweep's result, shown to the watcher one last time.
+    fn finish(mut self, watcher: &mut dyn Watcher) -> LabResult<SweepResult> {
+        let r = result(self.run.s, self.run.parent, self.run.seed, &self.ids)?;
+        let best = r.best_row().map(|t| (t.trial, t.best.unwrap_or(f64::NAN)));
+        self.counts.done = self.done.len();
+        self.counts.running = 0;
+        watcher.update(self.counts, self.planned, best, true);
+        Ok(r)
+    }
+}
+
+/// Runs the sweep's trials to the end (or the deadline, or Ctrl-C): see [`Driver`].
+fn drive(
+    run: SweepRun<'_>,
+    opts: &RunOpts,
+    watcher: &mut dyn Watcher,
+    cancel: &CancellationToken,
+) -> LabResult<SweepResult> {
+    let mut d = Driver::new(run, opts)?;
+    loop {
+        if cancel.is_cancelled() {
+            return Err(LabError::cancelled());
+        }
+        d.stop_at_deadline(watcher)?;
+        if d.fill_slots()? {
+            continue;
+        }
+        if d.over() {
+            break;
+        }
+        d.wait_for_ends();
+        d.collect_ended()?;
+        d.judge(watcher)?;
+        d.show(watcher)?;
+    }
+    d.finish(watcher)
 }
 
 fn tally(c: &mut Counts, st: RunStatus) {
