@@ -11,7 +11,6 @@
 use std::collections::BTreeMap;
 use std::ffi::{OsStr, OsString};
 use std::os::fd::AsRawFd;
-use std::os::unix::process::ExitStatusExt;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
@@ -93,6 +92,35 @@ pub async fn run(
         return super::docker_run::run_docker(l, d, out, err, started, metrics, cancel).await;
     }
     let logs = JobLogs::new(out, err, &l.secrets)?;
+    let metrics_path = l.run_dir.join("metrics.jsonl");
+    let attempt = Attempt::new(&l.host, l.job_id, l.attempt)?;
+    let child = start(l, &attempt, &logs, &metrics_path)?;
+    // The child has its copies of the log fds: ours close here (a pipe's reader sees EOF
+    // once every process of the job has closed its end).
+    let JobLogs { out, err, copies } = logs;
+    drop((out, err));
+    let mut tail = MetricsTail::new(metrics_path);
+    let outcome = match child {
+        Ok(child) => watch(l, child, &attempt, started, &mut tail, metrics, cancel).await?,
+        Err(not_started) => not_started,
+    };
+    drop(attempt);
+    // Nothing of the attempt is left to write: the copies end at the pipes' EOF.
+    for c in copies {
+        let _ = tokio::time::timeout(Duration::from_secs(5), c).await;
+    }
+    tail.pump(metrics);
+    Ok(outcome)
+}
+
+/// Starts the job's leader in its containment, stdout and stderr on `logs`. `Ok(Err(end))`:
+/// the program does not exist (exit 127, as sh reports it), not an error of labhost's.
+fn start(
+    l: &Launch,
+    attempt: &Attempt,
+    logs: &JobLogs,
+    metrics_path: &Path,
+) -> LabResult<Result<process::Child, AttemptEnd>> {
     static NULL: std::sync::OnceLock<std::io::Result<std::fs::File>> = std::sync::OnceLock::new();
     let null = match NULL.get_or_init(|| std::fs::File::open("/dev/null")) {
         Ok(f) => f,
@@ -105,13 +133,11 @@ pub async fn run(
             ))
         }
     };
-    let metrics_path = l.run_dir.join("metrics.jsonl");
     let argv: Vec<OsString> = match &l.command {
         Command::Shell(s) => vec!["sh".into(), "-c".into(), s.into()],
         Command::Argv(a) => a.iter().map(OsString::from).collect(),
     };
     let job_id = l.job_id.to_string();
-    let attempt = Attempt::new(&l.host, l.job_id, l.attempt)?;
     let extra = [
         ("LABHOST_JOB_ID", OsStr::new(&job_id)),
         ("LABHOST_RUN_DIR", l.run_dir.as_os_str()),
@@ -129,15 +155,13 @@ pub async fn run(
         error: Some(format!("command not found: {}", l.command.program())),
         start: None,
     };
+    let cannot_start = |e: std::io::Error| {
+        LabError::new("jobs.spawn", format!("cannot start job {}: {e}", l.job_id))
+    };
     let program = match process::Program::new(&argv, env, l.cwd.as_deref()) {
         Ok(p) => p,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(not_found()),
-        Err(e) => {
-            return Err(LabError::new(
-                "jobs.spawn",
-                format!("cannot start job {}: {e}", l.job_id),
-            ))
-        }
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Err(not_found())),
+        Err(e) => return Err(cannot_start(e)),
     };
     let io = process::Io {
         stdio: [null.as_raw_fd(), logs.out.as_raw_fd(), logs.err.as_raw_fd()],
@@ -145,62 +169,61 @@ pub async fn run(
         cgroup_dir: attempt.dir_fd(),
         keep: &l.keep_fds,
     };
-    let mut child = match process::spawn(&program, &io) {
-        Ok(ch) => ch,
+    match process::spawn(&program, &io) {
+        Ok(ch) => Ok(Ok(ch)),
         Err(process::SpawnError::Exec(e)) if e.kind() == std::io::ErrorKind::NotFound => {
-            return Ok(not_found())
+            Ok(Err(not_found()))
         }
-        Err(process::SpawnError::Cwd(e)) => {
-            return Err(LabError::new(
-                "jobs.invalid_cwd",
-                format!(
-                    "working directory '{}': {e}",
-                    l.cwd.as_deref().unwrap_or(Path::new(".")).display()
-                ),
-            ))
-        }
-        Err(process::SpawnError::Exec(e)) => {
-            return Err(LabError::new(
-                "jobs.spawn",
-                format!("cannot start job {}: {e}", l.job_id),
-            ))
-        }
-        Err(process::SpawnError::Contain(e)) => {
-            return Err(LabError::new(
-                "jobs.containment",
-                format!(
-                    "job {}: cannot join its cgroup {}: {e}",
-                    l.job_id,
-                    attempt
-                        .cgroup
-                        .as_deref()
-                        .unwrap_or(Path::new("?"))
-                        .display()
-                ),
-            ))
-        }
-    };
-    // The child has its copies of the log fds: ours close here (a pipe's reader sees EOF
-    // once every process of the job has closed its end).
-    let JobLogs { out, err, copies } = logs;
-    drop((out, err));
+        Err(process::SpawnError::Cwd(e)) => Err(LabError::new(
+            "jobs.invalid_cwd",
+            format!(
+                "working directory '{}': {e}",
+                l.cwd.as_deref().unwrap_or(Path::new(".")).display()
+            ),
+        )),
+        Err(process::SpawnError::Exec(e)) => Err(cannot_start(e)),
+        Err(process::SpawnError::Contain(e)) => Err(LabError::new(
+            "jobs.containment",
+            format!(
+                "job {}: cannot join its cgroup {}: {e}",
+                l.job_id,
+                attempt
+                    .cgroup
+                    .as_deref()
+                    .unwrap_or(Path::new("?"))
+                    .display()
+            ),
+        )),
+    }
+}
+
+/// Watches a started attempt to its end: its exit (then whatever it left is stopped), its
+/// timeout or a cancel (then all of it is stopped); records its start after `START_RECORD`
+/// and reads its metrics every `METRICS_POLL` meanwhile.
+async fn watch(
+    l: &Launch,
+    mut child: process::Child,
+    attempt: &Attempt,
+    started: &mut (dyn FnMut(&Started) + Send),
+    tail: &mut MetricsTail,
+    metrics: &mut (dyn FnMut(Vec<Metric>) + Send),
+    cancel: CancellationToken,
+) -> LabResult<AttemptEnd> {
     let pgid = child.pid;
     attempt.started(pgid);
-    let pid = i64::from(child.pid);
     // Recorded at the first tick: most short jobs end before it and record start and end in
     // one transaction.
     let mut start = Some(Started {
-        pid,
+        pid: i64::from(pgid),
         at: crate::clock::unix(),
         leader_start: None,
         cgroup: attempt.cgroup.as_ref().map(|c| c.display().to_string()),
     });
     let grace = process::grace();
-    let mut tail = MetricsTail::new(metrics_path);
     let deadline = l.timeout.map(|t| tokio::time::Instant::now() + t);
     let mut tick =
         tokio::time::interval_at(tokio::time::Instant::now() + START_RECORD, METRICS_POLL);
-    let outcome = loop {
+    loop {
         let until_deadline = async {
             match deadline {
                 Some(d) => tokio::time::sleep_until(d).await,
@@ -214,16 +237,7 @@ pub async fn run(
                 if attempt.any_left(pgid) {
                     attempt.stop(pgid, grace, &mut || {}).await;
                 }
-                let code = st.code().map(i64::from).or_else(|| st.signal().map(|s| 128 + i64::from(s)));
-                // sh reports a missing program as 127.
-                let status = if st.success() { RunStatus::Completed } else { RunStatus::Failed };
-                let error = match code {
-                    Some(127) => Some("exit 127: command not found".to_string()),
-                    Some(0) => None,
-                    Some(c) => Some(format!("exit {c}")),
-                    None => Some("killed".to_string()),
-                };
-                break AttemptEnd { status, exit_code: code, error, start };
+                return Ok(exit_end(st, start));
             }
             _ = tick.tick() => {
                 if let Some(mut st) = start.take() {
@@ -233,23 +247,39 @@ pub async fn run(
                 tail.pump(metrics);
             }
             _ = until_deadline => {
-                stop_all(&attempt, &mut child, grace).await;
-                break AttemptEnd { status: RunStatus::TimedOut, exit_code: None,
-                    error: Some(format!("timed out after {:.1}s", l.timeout.unwrap_or_default().as_secs_f64())), start };
+                stop_all(attempt, &mut child, grace).await;
+                return Ok(AttemptEnd { status: RunStatus::TimedOut, exit_code: None,
+                    error: Some(format!("timed out after {:.1}s", l.timeout.unwrap_or_default().as_secs_f64())), start });
             }
             _ = cancel.cancelled() => {
-                stop_all(&attempt, &mut child, grace).await;
-                break AttemptEnd { status: RunStatus::Cancelled, exit_code: None, error: Some("cancelled".into()), start };
+                stop_all(attempt, &mut child, grace).await;
+                return Ok(AttemptEnd { status: RunStatus::Cancelled, exit_code: None, error: Some("cancelled".into()), start });
             }
         }
-    };
-    drop(attempt);
-    // Nothing of the attempt is left to write: the copies end at the pipes' EOF.
-    for c in copies {
-        let _ = tokio::time::timeout(Duration::from_secs(5), c).await;
     }
-    tail.pump(metrics);
-    Ok(outcome)
+}
+
+/// How an attempt whose leader exited with `st` ended.
+fn exit_end(st: std::process::ExitStatus, start: Option<Started>) -> AttemptEnd {
+    let code = process::exit_code(st);
+    let status = if st.success() {
+        RunStatus::Completed
+    } else {
+        RunStatus::Failed
+    };
+    // sh reports a missing program as 127.
+    let error = match code {
+        Some(127) => Some("exit 127: command not found".to_string()),
+        Some(0) => None,
+        Some(c) => Some(format!("exit {c}")),
+        None => Some("killed".to_string()),
+    };
+    AttemptEnd {
+        status,
+        exit_code: code,
+        error,
+        start,
+    }
 }
 
 /// Where a job's stdout and stderr go: the fds the child gets, and the tasks that copy its
