@@ -488,141 +488,188 @@ pub fn close_orphans() -> LabResult<Vec<i64>> {
     Ok(closed)
 }
 
+/// What a fire task returns: the entry's index, the fire's time and how it ended.
+type FireTask = (usize, DateTime<Utc>, LabResult<Ended>);
+
+/// The running `labhost cron`: its schedule, the fires running (and queued) and the state
+/// file. [`serve`] drives it: start, then hand each due fire to [`Daemon::handle`] and each
+/// ended one to [`Daemon::fire_ended`], then [`Daemon::shutdown`].
+struct Daemon {
+    sched: Scheduler,
+    saved: Saved,
+    tasks: tokio::task::JoinSet<FireTask>,
+    opts: Opts,
+    /// Fired when the grace after SIGTERM runs out: running fires are stopped.
+    kill: CancellationToken,
+}
+
+impl Daemon {
+    /// Records the fires of a cron that died as failed, reads the state file, starts the
+    /// schedule (with the fires missed while down) and shows each entry's next fire.
+    fn start(entries: Vec<Entry>, opts: Opts) -> LabResult<(Daemon, Vec<Fire>)> {
+        for id in close_orphans()? {
+            if !opts.quiet {
+                eprintln!(
+                    "[cron] run {id}: its labhost cron died while it ran; recorded as failed"
+                );
+            }
+        }
+        let mut saved = load_saved(&opts.source)?;
+        // Entries no longer in the file are forgotten.
+        saved
+            .entries
+            .retain(|k, _| entries.iter().any(|e| &e.name == k));
+        let last: BTreeMap<String, DateTime<Utc>> = saved
+            .entries
+            .iter()
+            .filter_map(|(k, v)| v.last_fire.map(|l| (k.clone(), l)))
+            .collect();
+        let start = now();
+        let (sched, catch_up) = Scheduler::start(entries, start, &last);
+        for (e, n) in sched.entries.iter().zip(&sched.next) {
+            // An entry seen for the first time counts from now: a fire missed from here on is
+            // caught up after a restart.
+            let base = saved
+                .entries
+                .get(&e.name)
+                .and_then(|s| s.last_fire)
+                .unwrap_or(start);
+            note(&mut saved, e, base, None);
+            if !opts.quiet {
+                match n {
+                    Some(n) => eprintln!(
+                        "[cron] {}: {} ({}), next {}",
+                        e.name,
+                        e.schedule.text,
+                        e.schedule.zone.name(),
+                        e.schedule.zone.show(*n)
+                    ),
+                    None => eprintln!("[cron] {}: disabled", e.name),
+                }
+            }
+        }
+        write(&saved);
+        let d = Daemon {
+            sched,
+            saved,
+            tasks: tokio::task::JoinSet::new(),
+            opts,
+            kill: CancellationToken::new(),
+        };
+        Ok((d, catch_up))
+    }
+
+    /// A due fire: run it, queue it behind the running one, or record it as skipped, as the
+    /// entry's overlap policy says.
+    fn handle(&mut self, f: Fire) {
+        let e = self.sched.entries[f.entry].clone();
+        match self.sched.decide(&f) {
+            Decision::Run => {
+                self.sched.running[f.entry] += 1;
+                persist(&mut self.saved, &e, f.at, None);
+                let (o, k, i, at) = (self.opts.clone(), self.kill.clone(), f.entry, f.at);
+                self.tasks
+                    .spawn(async move { (i, at, run_fire(e, f, o, k).await) });
+            }
+            Decision::Queue => {
+                persist(&mut self.saved, &e, f.at, None);
+                self.sched.queued[f.entry].push(f);
+            }
+            Decision::Skip(reason) => {
+                let id = record_skip(&e, &f, &self.opts.source, &reason).ok();
+                persist(&mut self.saved, &e, f.at, id);
+                if !self.opts.quiet {
+                    eprintln!(
+                        "[cron] {} ({}): {reason}",
+                        e.name,
+                        e.schedule.zone.show(f.at)
+                    );
+                }
+            }
+        }
+    }
+
+    /// A fire ended: its outcome is the entry's latest (unless a later fire's is), and the
+    /// next queued fire of the entry starts.
+    fn fire_ended(&mut self, (i, at, r): FireTask) {
+        self.sched.running[i] = self.sched.running[i].saturating_sub(1);
+        if let Ok(end) = &r {
+            // The outcome shown is the latest fire's.
+            let e = self.sched.entries[i].clone();
+            let s = self.saved.entries.entry(e.name.clone()).or_default();
+            if s.last_fire.is_none_or(|l| l <= at) {
+                s.last_run = Some(end.run_id);
+                write(&self.saved);
+            }
+        }
+        if let Err(x) = r {
+            tracing::warn!("cron: {}", x.message);
+        }
+        if !self.sched.queued[i].is_empty() {
+            let f = self.sched.queued[i].remove(0);
+            self.handle(f);
+        }
+    }
+
+    /// Stopping: queued fires are recorded as skipped; running ones get the grace period,
+    /// then are stopped.
+    async fn shutdown(mut self) {
+        for (i, q) in self.sched.queued.iter_mut().enumerate() {
+            for f in q.drain(..) {
+                let _ = record_skip(
+                    &self.sched.entries[i],
+                    &f,
+                    &self.opts.source,
+                    "skipped: labhost cron stopped before the previous run ended (overlap: queue)",
+                );
+            }
+        }
+        if self.tasks.is_empty() {
+            return;
+        }
+        if !self.opts.quiet {
+            eprintln!(
+                "[cron] stopping: {} run(s) still going get {} to finish",
+                self.tasks.len(),
+                crate::util::fmt_duration(self.opts.grace)
+            );
+        }
+        let tasks = &mut self.tasks;
+        let drain = async { while tasks.join_next().await.is_some() {} };
+        if tokio::time::timeout(self.opts.grace, drain).await.is_err() {
+            self.kill.cancel();
+            while self.tasks.join_next().await.is_some() {}
+        }
+    }
+}
+
 /// Runs the schedule until `stop` fires (SIGTERM/SIGINT): the loop of the module doc.
 pub async fn serve(entries: Vec<Entry>, opts: Opts, stop: CancellationToken) -> LabResult<()> {
     let _lock = hold_daemon_lock()?;
-    for id in close_orphans()? {
-        if !opts.quiet {
-            eprintln!("[cron] run {id}: its labhost cron died while it ran; recorded as failed");
-        }
-    }
-    let mut saved = load_saved(&opts.source)?;
-    // Entries no longer in the file are forgotten.
-    saved
-        .entries
-        .retain(|k, _| entries.iter().any(|e| &e.name == k));
-    let last: BTreeMap<String, DateTime<Utc>> = saved
-        .entries
-        .iter()
-        .filter_map(|(k, v)| v.last_fire.map(|l| (k.clone(), l)))
-        .collect();
-    let start = now();
-    let (mut sched, catch_up) = Scheduler::start(entries, start, &last);
-    for (e, n) in sched.entries.iter().zip(&sched.next) {
-        // An entry seen for the first time counts from now: a fire missed from here on is
-        // caught up after a restart.
-        let base = saved
-            .entries
-            .get(&e.name)
-            .and_then(|s| s.last_fire)
-            .unwrap_or(start);
-        note(&mut saved, e, base, None);
-        if !opts.quiet {
-            match n {
-                Some(n) => eprintln!(
-                    "[cron] {}: {} ({}), next {}",
-                    e.name,
-                    e.schedule.text,
-                    e.schedule.zone.name(),
-                    e.schedule.zone.show(*n)
-                ),
-                None => eprintln!("[cron] {}: disabled", e.name),
-            }
-        }
-    }
-    write(&saved);
-    let kill = CancellationToken::new();
-    let mut tasks: tokio::task::JoinSet<(usize, DateTime<Utc>, LabResult<Ended>)> =
-        tokio::task::JoinSet::new();
-    let handle =
-        |sched: &mut Scheduler, tasks: &mut tokio::task::JoinSet<_>, saved: &mut Saved, f: Fire| {
-            let e = sched.entries[f.entry].clone();
-            match sched.decide(&f) {
-                Decision::Run => {
-                    sched.running[f.entry] += 1;
-                    persist(saved, &e, f.at, None);
-                    let (o, k, i, at) = (opts.clone(), kill.clone(), f.entry, f.at);
-                    tasks.spawn(async move { (i, at, run_fire(e, f, o, k).await) });
-                }
-                Decision::Queue => {
-                    persist(saved, &e, f.at, None);
-                    sched.queued[f.entry].push(f);
-                }
-                Decision::Skip(reason) => {
-                    let id = record_skip(&e, &f, &opts.source, &reason).ok();
-                    persist(saved, &e, f.at, id);
-                    if !opts.quiet {
-                        eprintln!(
-                            "[cron] {} ({}): {reason}",
-                            e.name,
-                            e.schedule.zone.show(f.at)
-                        );
-                    }
-                }
-            }
-        };
+    let (mut d, catch_up) = Daemon::start(entries, opts)?;
     for f in catch_up {
-        handle(&mut sched, &mut tasks, &mut saved, f);
+        d.handle(f);
     }
     loop {
-        let wait = sched
+        let wait = d
+            .sched
             .next_wake()
             .map(|w| (w - now()).to_std().unwrap_or(Duration::ZERO))
             .unwrap_or(Duration::from_secs(3600));
         tokio::select! {
             _ = stop.cancelled() => break,
             _ = tokio::time::sleep(wait) => {
-                for f in sched.due(now()) {
-                    handle(&mut sched, &mut tasks, &mut saved, f);
+                for f in d.sched.due(now()) {
+                    d.handle(f);
                 }
             }
-            Some(done) = tasks.join_next(), if !tasks.is_empty() => {
-                if let Ok((i, at, r)) = done {
-                    sched.running[i] = sched.running[i].saturating_sub(1);
-                    if let Ok(end) = &r {
-                        // The outcome shown is the latest fire's.
-                        let e = sched.entries[i].clone();
-                        let s = saved.entries.entry(e.name.clone()).or_default();
-                        if s.last_fire.is_none_or(|l| l <= at) {
-                            s.last_run = Some(end.run_id);
-                            write(&saved);
-                        }
-                    }
-                    if let Err(x) = r {
-                        tracing::warn!("cron: {}", x.message);
-                    }
-                    if !sched.queued[i].is_empty() {
-                        let f = sched.queued[i].remove(0);
-                        handle(&mut sched, &mut tasks, &mut saved, f);
-                    }
+            Some(done) = d.tasks.join_next(), if !d.tasks.is_empty() => {
+                if let Ok(task) = done {
+                    d.fire_ended(task);
                 }
             }
         }
     }
-    // Stopping: queued fires are recorded as skipped; running ones get the grace period.
-    for (i, q) in sched.queued.iter_mut().enumerate() {
-        for f in q.drain(..) {
-            let _ = record_skip(
-                &sched.entries[i],
-                &f,
-                &opts.source,
-                "skipped: labhost cron stopped before the previous run ended (overlap: queue)",
-            );
-        }
-    }
-    if !tasks.is_empty() {
-        if !opts.quiet {
-            eprintln!(
-                "[cron] stopping: {} run(s) still going get {} to finish",
-                tasks.len(),
-                crate::util::fmt_duration(opts.grace)
-            );
-        }
-        let drain = async { while tasks.join_next().await.is_some() {} };
-        if tokio::time::timeout(opts.grace, drain).await.is_err() {
-            kill.cancel();
-            while tasks.join_next().await.is_some() {}
-        }
-    }
+    d.shutdown().await;
     Ok(())
 }

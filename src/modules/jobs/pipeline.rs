@@ -221,9 +221,50 @@ fn step_command(
 
 /// The jobs of a pipeline file, as specs for the pool, and its `num_jobs` / `fail_fast`.
 pub fn load(path: &Path, rerun: bool) -> LabResult<(Vec<JobSpec>, Option<u64>, bool)> {
-    let doc = crate::modules::yaml::load(path, &Default::default())?;
     let text = std::fs::read_to_string(path).unwrap_or_default();
     let source = path.display().to_string();
+    let file = read_file(path, &text, &source)?;
+    let abs = path.canonicalize().unwrap_or_else(|_| path.to_path_buf());
+    let base = std::env::current_dir().unwrap_or_else(|_| PathBuf::from("."));
+    let file_dir = abs
+        .parent()
+        .map(Path::to_path_buf)
+        .unwrap_or_else(|| base.clone());
+    let p = Pipeline {
+        path,
+        abs: &abs,
+        text: &text,
+        source: &source,
+        starts: [base.as_path(), file_dir.as_path()],
+        rerun,
+    };
+    let mut specs = Vec::with_capacity(file.jobs.len());
+    // Names for depends_on, and what each job waits for (by name, with where it is said).
+    let mut names: BTreeMap<String, usize> = BTreeMap::new();
+    let mut waits: Vec<Vec<String>> = Vec::with_capacity(file.jobs.len());
+    for (i, v) in file.jobs.into_iter().enumerate() {
+        let (spec, name, wait) = p.job(i, v)?;
+        if let Some(n) = name {
+            if names.insert(n.clone(), i).is_some() {
+                return Err(LabError::new(
+                    "pipeline.invalid",
+                    format!(
+                        "{}: jobs[{i}]: two jobs are named \"{n}\" (depends_on needs unique names)",
+                        crate::modules::yaml::locate(&text, &source, &format!("name: {n}"))
+                    ),
+                ));
+            }
+        }
+        waits.push(wait);
+        specs.push(spec);
+    }
+    let specs = order_by_dependencies(specs, &names, &waits, &text, &source)?;
+    Ok((specs, file.num_jobs.map(|n| n as u64), file.fail_fast))
+}
+
+/// The pipeline file read: a list of jobs, a map with `jobs:`, or one job.
+fn read_file(path: &Path, text: &str, source: &str) -> LabResult<File> {
+    let doc = crate::modules::yaml::load(path, &Default::default())?;
     let file: File = match doc {
         Value::Array(jobs) => File {
             jobs,
@@ -233,7 +274,10 @@ pub fn load(path: &Path, rerun: bool) -> LabResult<(Vec<JobSpec>, Option<u64>, b
             .map_err(|e| {
                 LabError::new(
                     "pipeline.invalid",
-                    format!("{}: {e}", locate_error(&text, &source, &e.to_string())),
+                    format!(
+                        "{source}: {e}",
+                        source = locate_error(text, source, &e.to_string())
+                    ),
                 )
             })?,
         Value::Object(_) => File {
@@ -252,53 +296,49 @@ pub fn load(path: &Path, rerun: bool) -> LabResult<(Vec<JobSpec>, Option<u64>, b
             "pipeline.invalid",
             format!(
                 "{}: num_jobs must be 1 or more, not {n}",
-                crate::modules::yaml::locate(&text, &source, "num_jobs")
+                crate::modules::yaml::locate(text, source, "num_jobs")
             ),
         ));
     }
-    let abs = path.canonicalize().unwrap_or_else(|_| path.to_path_buf());
-    let base = std::env::current_dir().unwrap_or_else(|_| PathBuf::from("."));
-    let file_dir = abs
-        .parent()
-        .map(Path::to_path_buf)
-        .unwrap_or_else(|| base.clone());
-    let starts = [base.as_path(), file_dir.as_path()];
-    let mut specs = Vec::with_capacity(file.jobs.len());
-    // Names for depends_on, and what each job waits for (by name, with where it is said).
-    let mut names: BTreeMap<String, usize> = BTreeMap::new();
-    let mut waits: Vec<Vec<String>> = Vec::with_capacity(file.jobs.len());
-    for (i, v) in file.jobs.into_iter().enumerate() {
+    Ok(file)
+}
+
+/// One pipeline file being read: where it is, its text (for located errors) and where its
+/// scripts are looked for.
+struct Pipeline<'a> {
+    path: &'a Path,
+    abs: &'a Path,
+    text: &'a str,
+    source: &'a str,
+    /// The working directory, then the file's folder.
+    starts: [&'a Path; 2],
+    rerun: bool,
+}
+
+impl Pipeline<'_> {
+    /// Job `i` of the file: its spec, its name (for depends_on) and the names it waits for.
+    fn job(&self, i: usize, v: Value) -> LabResult<(JobSpec, Option<String>, Vec<String>)> {
+        let (text, source) = (self.text, self.source);
         let where_ = format!("{source}: jobs[{i}]");
         let step: Step = serde_json::from_value(v).map_err(|e| {
             LabError::new(
                 "pipeline.invalid",
                 format!(
                     "{}: jobs[{i}]: {e}",
-                    locate_error(&text, &source, &e.to_string())
+                    locate_error(text, source, &e.to_string())
                 ),
             )
         })?;
         let located = |needle: &str| {
-            let at = crate::modules::yaml::locate(&text, &source, &format!("script: {needle}"));
+            let at = crate::modules::yaml::locate(text, source, &format!("script: {needle}"));
             if at == source {
-                crate::modules::yaml::locate(&text, &source, needle)
+                crate::modules::yaml::locate(text, source, needle)
             } else {
                 at
             }
         };
-        let (command, root) = step_command(&step, &starts, &where_, &located)?;
-        if let Some(n) = &step.name {
-            if names.insert(n.clone(), i).is_some() {
-                return Err(LabError::new(
-                    "pipeline.invalid",
-                    format!(
-                        "{}: jobs[{i}]: two jobs are named \"{n}\" (depends_on needs unique names)",
-                        crate::modules::yaml::locate(&text, &source, &format!("name: {n}"))
-                    ),
-                ));
-            }
-        }
-        waits.push(step.depends_on.clone().unwrap_or_default().0);
+        let (command, root) = step_command(&step, &self.starts, &where_, &located)?;
+        let wait = step.depends_on.clone().unwrap_or_default().0;
         let run_in = match step.run_in.as_deref() {
             None | Some("host") => None,
             Some("container") | Some("docker") => Some(RunIn::Docker),
@@ -307,22 +347,22 @@ pub fn load(path: &Path, rerun: bool) -> LabResult<(Vec<JobSpec>, Option<u64>, b
                     "pipeline.invalid",
                     format!(
                         "{}: jobs[{i}]: run_in must be host, container or docker, not \"{other}\"",
-                        crate::modules::yaml::locate(&text, &source, other)
+                        crate::modules::yaml::locate(text, source, other)
                     ),
                 ))
             }
         };
-        let name = step.name.clone().or_else(|| {
-            step.script
-                .as_ref()
-                .map(|s| format!("{}[{i}] {s}", path_stem(path)))
-        });
+        let stem = path_stem(self.path);
+        let name = step
+            .name
+            .clone()
+            .or_else(|| step.script.as_ref().map(|s| format!("{stem}[{i}] {s}")));
         let mut spec = JobSpec {
             command: Some(command),
             cwd: step.cwd.or_else(|| root.map(|r| r.display().to_string())),
             env: step.env,
             num_gpus: step.num_gpus,
-            name: name.or_else(|| Some(format!("{}[{i}]", path_stem(path)))),
+            name: name.or_else(|| Some(format!("{stem}[{i}]"))),
             tags: step.tags,
             params: step.params,
             priority: step.priority,
@@ -335,37 +375,36 @@ pub fn load(path: &Path, rerun: bool) -> LabResult<(Vec<JobSpec>, Option<u64>, b
             ..Default::default()
         };
         spec.tags
-            .insert("pipeline".into(), Text(abs.display().to_string()));
+            .insert("pipeline".into(), Text(self.abs.display().to_string()));
         spec.key = match step.key {
             Some(k) => Some(k),
-            None if rerun => None,
-            None => {
-                // What the job would do: its position and resolved spec (env values included,
-                // so a changed ${VAR} makes a new job).
-                let fingerprint = serde_json::json!({
-                    "i": i,
-                    "command": format!("{:?}", spec.command),
-                    "cwd": spec.cwd,
-                    "env": spec.env.iter().map(|(k, v)| (k.clone(), v.0.clone())).collect::<BTreeMap<_, _>>(),
-                    "num_gpus": spec.num_gpus,
-                    "run_in": spec.run_in, "image": spec.image,
-                });
-                let mut fingerprint = fingerprint;
-                if !waits[i].is_empty() {
-                    fingerprint["depends_on"] = waits[i].clone().into();
-                }
-                Some(format!(
-                    "pipeline:{}:{i}:{}",
-                    abs.display(),
-                    crate::util::fnv(&fingerprint.to_string())
-                ))
-            }
+            None if self.rerun => None,
+            None => Some(self.key(i, &spec, &wait)),
         };
         spec.retry_failed = true;
-        specs.push(spec);
+        Ok((spec, step.name, wait))
     }
-    let specs = order_by_dependencies(specs, &names, &waits, &text, &source)?;
-    Ok((specs, file.num_jobs.map(|n| n as u64), file.fail_fast))
+
+    /// The key of job `i`: what the job would do — its position and resolved spec (env
+    /// values included, so a changed ${VAR} makes a new job), and what it waits for.
+    fn key(&self, i: usize, spec: &JobSpec, wait: &[String]) -> String {
+        let mut fingerprint = serde_json::json!({
+            "i": i,
+            "command": format!("{:?}", spec.command),
+            "cwd": spec.cwd,
+            "env": spec.env.iter().map(|(k, v)| (k.clone(), v.0.clone())).collect::<BTreeMap<_, _>>(),
+            "num_gpus": spec.num_gpus,
+            "run_in": spec.run_in, "image": spec.image,
+        });
+        if !wait.is_empty() {
+            fingerprint["depends_on"] = wait.to_vec().into();
+        }
+        format!(
+            "pipeline:{}:{i}:{}",
+            self.abs.display(),
+            crate::util::fnv(&fingerprint.to_string())
+        )
+    }
 }
 
 /// Resolves `depends_on` names to the positions of the jobs they name and orders the jobs so

@@ -118,7 +118,9 @@ fn files(run_dir: &Path) -> Vec<(String, std::path::PathBuf)> {
         .collect()
 }
 
-/// Pushes runs `ids` (parents first) to the server at `to`.
+/// Pushes runs `ids` (parents first) to the server at `to`. Pushing again adds only what the
+/// server does not have yet: the run is found by its `labhost.source` tag, params it has are
+/// skipped, metric histories are appended past the server's, artifacts it lists are skipped.
 pub async fn push(to: &str, ids: &[i64], token: Option<String>) -> LabResult<Pushed> {
     let c = Client {
         http: reqwest::Client::new(),
@@ -143,41 +145,77 @@ pub async fn push(to: &str, ids: &[i64], token: Option<String>) -> LabResult<Pus
             Ok((s.params(r.id)?, s.tags(r.id)?, s.metrics(r.id, None)?, exp))
         })?;
         let exp = c.experiment(&exp_name).await?;
-        let mark = format!("{source}#{}", r.id);
-        let found = c
+        let parent = r.parent_id.and_then(|p| remote.get(&p)).cloned();
+        let rid = c
+            .remote_run(&r, &exp, &format!("{source}#{}", r.id), parent, &mut done)
+            .await?;
+        remote.insert(r.id, rid.clone());
+        let have = c.get("runs/get", &[("run_id", rid.clone())]).await?;
+        done.params += c.push_params(&rid, &have, &params).await?;
+        c.push_tags(&rid, &tags).await?;
+        done.metrics += c.push_metrics(&rid, &metrics).await?;
+        done.artifacts += c.push_artifacts(&rid, &have, Path::new(&r.run_dir)).await?;
+        if r.status.is_finished()
+            && have["run"]["info"]["status"].as_str() != Some(mlflow_status(r.status))
+        {
+            c.post(
+                "runs/update",
+                json!({"run_id": rid, "status": mlflow_status(r.status), "end_time": r.ended.map(|e| (e * 1000.0) as i64)}),
+            )
+            .await?;
+        }
+    }
+    Ok(done)
+}
+
+impl Client {
+    /// The server's run for local run `r` (found by its `labhost.source` tag `mark`, else
+    /// created under `exp`, a child of `parent` when given).
+    async fn remote_run(
+        &self,
+        r: &Run,
+        exp: &str,
+        mark: &str,
+        parent: Option<String>,
+        done: &mut Pushed,
+    ) -> LabResult<String> {
+        let found = self
             .post(
                 "runs/search",
                 json!({"experiment_ids": [exp], "filter": format!("tags.`labhost.source` = '{}'", mark.replace('\'', "")), "max_results": 1}),
             )
             .await?;
-        let rid = match found["runs"].as_array().and_then(|a| a.first()) {
-            Some(x) => {
-                done.runs_found += 1;
-                x["info"]["run_id"].as_str().unwrap_or_default().to_string()
-            }
-            None => {
-                let mut t = vec![
-                    json!({"key": "labhost.source", "value": mark}),
-                    json!({"key": "labhost.kind", "value": r.kind.as_str()}),
-                ];
-                if let Some(p) = r.parent_id.and_then(|p| remote.get(&p)) {
-                    t.push(json!({"key": "mlflow.parentRunId", "value": p}));
-                }
-                let v = c
-                    .post(
-                        "runs/create",
-                        json!({"experiment_id": exp, "run_name": r.name, "start_time": (r.started.unwrap_or(r.created) * 1000.0) as i64, "tags": t}),
-                    )
-                    .await?;
-                done.runs_created += 1;
-                v["run"]["info"]["run_id"]
-                    .as_str()
-                    .unwrap_or_default()
-                    .to_string()
-            }
-        };
-        remote.insert(r.id, rid.clone());
-        let have = c.get("runs/get", &[("run_id", rid.clone())]).await?;
+        if let Some(x) = found["runs"].as_array().and_then(|a| a.first()) {
+            done.runs_found += 1;
+            return Ok(x["info"]["run_id"].as_str().unwrap_or_default().to_string());
+        }
+        let mut t = vec![
+            json!({"key": "labhost.source", "value": mark}),
+            json!({"key": "labhost.kind", "value": r.kind.as_str()}),
+        ];
+        if let Some(p) = parent {
+            t.push(json!({"key": "mlflow.parentRunId", "value": p}));
+        }
+        let v = self
+            .post(
+                "runs/create",
+                json!({"experiment_id": exp, "run_name": r.name, "start_time": (r.started.unwrap_or(r.created) * 1000.0) as i64, "tags": t}),
+            )
+            .await?;
+        done.runs_created += 1;
+        Ok(v["run"]["info"]["run_id"]
+            .as_str()
+            .unwrap_or_default()
+            .to_string())
+    }
+
+    /// Logs the params the server's run (`have`) does not have yet; returns how many.
+    async fn push_params(
+        &self,
+        rid: &str,
+        have: &Value,
+        params: &[(String, Value)],
+    ) -> LabResult<usize> {
         let have_params: HashMap<String, String> = have["run"]["data"]["params"]
             .as_array()
             .cloned()
@@ -199,22 +237,40 @@ pub async fn push(to: &str, ids: &[i64], token: Option<String>) -> LabResult<Pus
             .filter(|(k, _)| !have_params.contains_key(k))
             .map(|(k, v)| json!({"key": k, "value": text(v)}))
             .collect();
+        for chunk in new_params.chunks(100) {
+            self.post("runs/log-batch", json!({"run_id": rid, "params": chunk}))
+                .await?;
+        }
+        Ok(new_params.len())
+    }
+
+    /// Sets every tag (tags may change; the parent link was set when the run was made).
+    async fn push_tags(&self, rid: &str, tags: &[(String, String)]) -> LabResult<()> {
         let tag_list: Vec<Value> = tags
             .iter()
             .filter(|(k, _)| k != "mlflow.parentRunId")
             .map(|(k, v)| json!({"key": k, "value": v}))
             .collect();
-        // Metrics: per key, what the server has is a prefix of ours (pushes append).
+        for chunk in tag_list.chunks(100) {
+            self.post("runs/log-batch", json!({"run_id": rid, "tags": chunk}))
+                .await?;
+        }
+        Ok(())
+    }
+
+    /// Appends the metric points past what the server has (per key, the server's history is
+    /// a prefix of ours: pushes append); returns how many.
+    async fn push_metrics(&self, rid: &str, metrics: &[crate::store::Metric]) -> LabResult<usize> {
         let mut by_key: BTreeMap<String, Vec<&crate::store::Metric>> = BTreeMap::new();
-        for m in &metrics {
+        for m in metrics {
             by_key.entry(m.name.clone()).or_default().push(m);
         }
         let mut new_metrics = Vec::new();
         for (k, ms) in &by_key {
-            let h = c
+            let h = self
                 .get(
                     "metrics/get-history",
-                    &[("run_id", rid.clone()), ("metric_key", k.clone())],
+                    &[("run_id", rid.to_string()), ("metric_key", k.clone())],
                 )
                 .await?;
             let n = h["metrics"].as_array().map(Vec::len).unwrap_or(0);
@@ -222,80 +278,65 @@ pub async fn push(to: &str, ids: &[i64], token: Option<String>) -> LabResult<Pus
                 new_metrics.push(json!({"key": k, "value": m.value, "timestamp": (m.ts * 1000.0) as i64, "step": m.step}));
             }
         }
-        done.params += new_params.len();
-        done.metrics += new_metrics.len();
-        for chunk in new_params.chunks(100) {
-            c.post("runs/log-batch", json!({"run_id": rid, "params": chunk}))
-                .await?;
-        }
-        for chunk in tag_list.chunks(100) {
-            c.post("runs/log-batch", json!({"run_id": rid, "tags": chunk}))
-                .await?;
-        }
         for chunk in new_metrics.chunks(1000) {
-            c.post("runs/log-batch", json!({"run_id": rid, "metrics": chunk}))
+            self.post("runs/log-batch", json!({"run_id": rid, "metrics": chunk}))
                 .await?;
         }
-        // Artifacts through the server's proxy, where its artifact_uri says.
-        let uri = have["run"]["info"]["artifact_uri"]
-            .as_str()
-            .unwrap_or("")
-            .to_string();
-        if let Some(path) = uri.strip_prefix("mlflow-artifacts:/") {
-            let listed = c
-                .get("artifacts/list", &[("run_id", rid.clone())])
+        Ok(new_metrics.len())
+    }
+
+    /// Uploads the run folder's files the server does not list yet, through its artifact
+    /// proxy (where the run's `artifact_uri` is `mlflow-artifacts:/…`); returns how many.
+    async fn push_artifacts(&self, rid: &str, have: &Value, run_dir: &Path) -> LabResult<usize> {
+        let uri = have["run"]["info"]["artifact_uri"].as_str().unwrap_or("");
+        let Some(path) = uri.strip_prefix("mlflow-artifacts:/") else {
+            return Ok(0);
+        };
+        let listed = self
+            .get("artifacts/list", &[("run_id", rid.to_string())])
+            .await
+            .unwrap_or(Value::Null);
+        let mut present: Vec<String> = Vec::new();
+        fn collect(v: &Value, out: &mut Vec<String>) {
+            for f in v["files"].as_array().cloned().unwrap_or_default() {
+                if let Some(p) = f["path"].as_str() {
+                    out.push(p.to_string());
+                }
+            }
+        }
+        collect(&listed, &mut present);
+        if present.iter().any(|p| p == "outputs") {
+            let sub = self
+                .get(
+                    "artifacts/list",
+                    &[("run_id", rid.to_string()), ("path", "outputs".into())],
+                )
                 .await
                 .unwrap_or(Value::Null);
-            let mut present: Vec<String> = Vec::new();
-            fn collect(v: &Value, out: &mut Vec<String>) {
-                for f in v["files"].as_array().cloned().unwrap_or_default() {
-                    if let Some(p) = f["path"].as_str() {
-                        out.push(p.to_string());
-                    }
-                }
-            }
-            collect(&listed, &mut present);
-            if present.iter().any(|p| p == "outputs") {
-                let sub = c
-                    .get(
-                        "artifacts/list",
-                        &[("run_id", rid.clone()), ("path", "outputs".into())],
-                    )
-                    .await
-                    .unwrap_or(Value::Null);
-                collect(&sub, &mut present);
-            }
-            for (rel, file) in files(Path::new(&r.run_dir)) {
-                if present.contains(&rel) {
-                    continue;
-                }
-                let data = std::fs::read(&file)
-                    .map_err(|e| crate::error::io_err("track", "cannot read", &file, &e))?;
-                let url = format!(
-                    "{}/api/2.0/mlflow-artifacts/artifacts/{}/{rel}",
-                    c.base,
-                    path.trim_matches('/')
-                );
-                let mut req = c.http.put(&url).body(data);
-                if let Some(t) = &c.token {
-                    req = req.bearer_auth(t);
-                }
-                let resp = req.send().await.map_err(|e| err(format!("{url}: {e}")))?;
-                if !resp.status().is_success() {
-                    return Err(err(format!("{url}: {}", resp.status())));
-                }
-                done.artifacts += 1;
-            }
+            collect(&sub, &mut present);
         }
-        if r.status.is_finished()
-            && have["run"]["info"]["status"].as_str() != Some(mlflow_status(r.status))
-        {
-            c.post(
-                "runs/update",
-                json!({"run_id": rid, "status": mlflow_status(r.status), "end_time": r.ended.map(|e| (e * 1000.0) as i64)}),
-            )
-            .await?;
+        let mut sent = 0;
+        for (rel, file) in files(run_dir) {
+            if present.contains(&rel) {
+                continue;
+            }
+            let data = std::fs::read(&file)
+                .map_err(|e| crate::error::io_err("track", "cannot read", &file, &e))?;
+            let url = format!(
+                "{}/api/2.0/mlflow-artifacts/artifacts/{}/{rel}",
+                self.base,
+                path.trim_matches('/')
+            );
+            let mut req = self.http.put(&url).body(data);
+            if let Some(t) = &self.token {
+                req = req.bearer_auth(t);
+            }
+            let resp = req.send().await.map_err(|e| err(format!("{url}: {e}")))?;
+            if !resp.status().is_success() {
+                return Err(err(format!("{url}: {}", resp.status())));
+            }
+            sent += 1;
         }
+        Ok(sent)
     }
-    Ok(done)
 }
