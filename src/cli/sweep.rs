@@ -108,23 +108,7 @@ pub fn submit(a: SubmitArgs, ctx: &super::Flags) -> CmdResult {
 
 pub fn run(a: SweepArgs, ctx: &super::Flags) -> CmdResult {
     if a.file.extension().is_some_and(|e| e == "rhai") {
-        if a.dry_run
-            || a.max_concurrent.is_some()
-            || a.seed.is_some()
-            || !a.sets.is_empty()
-            || a.rerun
-        {
-            return Err(Failure::Usage(
-                "--dry-run, --max-concurrent, --seed, --set and --rerun go with a YAML file; a script says them itself (s.plan(n), #{rerun: true})".into(),
-            ));
-        }
-        return super::script::run(
-            super::script::RunArgs {
-                file: a.file,
-                args: a.args,
-            },
-            ctx,
-        );
+        return run_script(a, ctx);
     }
     if !a.args.is_empty() {
         return Err(Failure::Usage(format!(
@@ -132,48 +116,72 @@ pub fn run(a: SweepArgs, ctx: &super::Flags) -> CmdResult {
             a.args[0]
         )));
     }
-    let mut sets = a.sets.clone();
-    if let Some(seed) = a.seed {
-        sets.push(("sampling_algorithm.seed".into(), seed.to_string()));
-    }
-    if is_pipeline(&a.file) {
-        if !sets.is_empty() || a.max_concurrent.is_some() {
+    // One read, one parse: the file's kind decides the rest.
+    let mut f = sweep::JobFile::read(&a.file)?;
+    if f.is_pipeline() {
+        if !a.sets.is_empty() || a.seed.is_some() || a.max_concurrent.is_some() {
             return Err(Failure::Usage(
                 "--set, --seed and --max-concurrent go with a sweep or command job, not a pipeline"
                     .into(),
             ));
         }
-        return run_pipeline(&a);
+        return run_pipeline(&a, sweep::pipeline::from_file(f)?);
     }
-    let s = load_with_seed(&a.file, &sets)?;
+    f.apply(&a.sets, a.seed)?;
+    let s = f.resolve()?;
     for n in &s.notes {
         eprintln!("note: {n}");
     }
     if a.dry_run {
-        for t in srun::dry_run(&s, a.max_concurrent) {
-            println!(
-                "{:>4}  {}  {}  {}",
-                t.index,
-                serde_json::Value::Object(t.params),
-                t.placement,
-                crate::redact::apply(&t.command)
-            );
-        }
-        let conc = a
-            .max_concurrent
-            .or(s.doc.limits.as_ref().and_then(|l| l.max_concurrent_trials));
-        println!(
-            "{} trial(s){}{}",
-            s.planned(),
-            conc.map(|c| format!(", {c} at once")).unwrap_or_default(),
-            if srun::seed_of(&s).is_none() && !matches!(s.algorithm, sweep::Algorithm::Grid) {
-                " (unseeded: the sweep draws its seed when it starts; these use seed 0)"
-            } else {
-                ""
-            }
-        );
+        print_plan(&s, a.max_concurrent);
         return Ok(());
     }
+    run_sweep(&a, &s)
+}
+
+/// `labhost sweep FILE.rhai [ARGS]`: the script runs the sweep; the YAML flags do not apply.
+fn run_script(a: SweepArgs, ctx: &super::Flags) -> CmdResult {
+    if a.dry_run || a.max_concurrent.is_some() || a.seed.is_some() || !a.sets.is_empty() || a.rerun
+    {
+        return Err(Failure::Usage(
+            "--dry-run, --max-concurrent, --seed, --set and --rerun go with a YAML file; a script says them itself (s.plan(n), #{rerun: true})".into(),
+        ));
+    }
+    super::script::run(
+        super::script::RunArgs {
+            file: a.file,
+            args: a.args,
+        },
+        ctx,
+    )
+}
+
+/// `--dry-run`: each planned trial (parameters, GPUs, command), then the count.
+fn print_plan(s: &sweep::Sweep, max_concurrent: Option<u64>) {
+    for t in srun::dry_run(s, max_concurrent) {
+        println!(
+            "{:>4}  {}  {}  {}",
+            t.index,
+            serde_json::Value::Object(t.params),
+            t.placement,
+            crate::redact::apply(&t.command)
+        );
+    }
+    let conc = max_concurrent.or(s.doc.limits.as_ref().and_then(|l| l.max_concurrent_trials));
+    println!(
+        "{} trial(s){}{}",
+        s.planned(),
+        conc.map(|c| format!(", {c} at once")).unwrap_or_default(),
+        if srun::seed_of(s).is_none() && !matches!(s.algorithm, sweep::Algorithm::Grid) {
+            " (unseeded: the sweep draws its seed when it starts; these use seed 0)"
+        } else {
+            ""
+        }
+    );
+}
+
+/// Runs (or continues) the sweep with live progress, then prints its table and best trial.
+fn run_sweep(a: &SweepArgs, s: &sweep::Sweep) -> CmdResult {
     crate::runtime::install_ctrl_c(true);
     let opts = srun::RunOpts {
         rerun: a.rerun,
@@ -181,38 +189,12 @@ pub fn run(a: SweepArgs, ctx: &super::Flags) -> CmdResult {
         quiet: false,
         key: None,
     };
-    let mut w = srun::Progress::new(&s, a.json);
+    let mut w = srun::Progress::new(s, a.json);
     let cancel = crate::runtime::ctx().cancel.token();
-    match srun::run(&s, &opts, &mut w, &cancel) {
+    match srun::run(s, &opts, &mut w, &cancel) {
         Ok(r) => {
             crate::engine::at_exit(crate::engine::AtExit::Wait);
-            if a.json {
-                let mut v = serde_json::to_value(&r)
-                    .map_err(|e| LabError::new("internal", e.to_string()))?;
-                v["best"] = serde_json::to_value(r.best_row()).unwrap_or_default();
-                println!("{}", serde_json::to_string_pretty(&v).unwrap_or_default());
-            } else {
-                println!("{}", r.table());
-                match r.best_row() {
-                    Some(b) => println!(
-                        "best: trial {} (run {}) {} = {} with {}",
-                        b.trial,
-                        b.run_id,
-                        r.metric,
-                        b.best.unwrap_or(f64::NAN),
-                        serde_json::Value::Object(b.params.clone())
-                    ),
-                    None if !s.single => println!("best: no trial reported {}", r.metric),
-                    None => {}
-                }
-                println!(
-                    "sweep run {} ({}): labhost jobs --parent {}",
-                    r.sweep_id, r.run_dir, r.sweep_id
-                );
-                if let Some(p) = &r.report {
-                    println!("report: {p}");
-                }
-            }
+            print_result(&r, s, a.json)?;
             if r.status == RunStatus::Completed && (!s.single || r.count(RunStatus::Completed) == 1)
             {
                 Ok(())
@@ -229,82 +211,45 @@ pub fn run(a: SweepArgs, ctx: &super::Flags) -> CmdResult {
     }
 }
 
-/// `--seed` on a sweep whose sampling_algorithm is a bare string: make it a map first.
-fn load_with_seed(
-    file: &std::path::Path,
-    sets: &[(String, String)],
-) -> Result<sweep::Sweep, Failure> {
-    match sweep::load(file, sets) {
-        Err(e)
-            if e.message.contains("sampling_algorithm")
-                && sets.iter().any(|(k, _)| k == "sampling_algorithm.seed") =>
-        {
-            let text = crate::modules::fs::read(file)?;
-            let mut doc = sweep::parse_doc(&text, &file.display().to_string())?;
-            if let Some(sweep::SamplingField(s)) = &mut doc.sampling_algorithm {
-                s.seed = sets
-                    .iter()
-                    .rev()
-                    .find(|(k, _)| k == "sampling_algorithm.seed")
-                    .and_then(|(_, v)| v.parse().ok());
-            }
-            let others: Vec<(String, String)> = sets
-                .iter()
-                .filter(|(k, _)| k != "sampling_algorithm.seed")
-                .cloned()
-                .collect();
-            sweep::apply_sets(&mut doc, &others, &file.display().to_string())?;
-            let base = file
-                .parent()
-                .filter(|p| !p.as_os_str().is_empty())
-                .unwrap_or(std::path::Path::new("."))
-                .canonicalize()
-                .unwrap_or_else(|_| ".".into());
-            let src = file.display().to_string();
-            Ok(sweep::resolve(
-                doc,
-                &sweep::Origin {
-                    source: &src,
-                    text: Some(&text),
-                },
-                &base,
-            )?)
-        }
-        other => Ok(other?),
+/// The sweep's result: JSON (with `best`), or the trials table, the best trial and where
+/// to look further.
+fn print_result(r: &srun::SweepResult, s: &sweep::Sweep, json: bool) -> CmdResult {
+    if json {
+        let mut v =
+            serde_json::to_value(r).map_err(|e| LabError::new("internal", e.to_string()))?;
+        v["best"] = serde_json::to_value(r.best_row()).unwrap_or_default();
+        println!("{}", serde_json::to_string_pretty(&v).unwrap_or_default());
+        return Ok(());
     }
-}
-
-fn is_pipeline(file: &std::path::Path) -> bool {
-    crate::modules::fs::read(file)
-        .ok()
-        .and_then(|t| sweep::parse_doc(&t, "").ok())
-        .is_some_and(|d| d.kind.as_deref() == Some("pipeline"))
+    println!("{}", r.table());
+    match r.best_row() {
+        Some(b) => println!(
+            "best: trial {} (run {}) {} = {} with {}",
+            b.trial,
+            b.run_id,
+            r.metric,
+            b.best.unwrap_or(f64::NAN),
+            serde_json::Value::Object(b.params.clone())
+        ),
+        None if !s.single => println!("best: no trial reported {}", r.metric),
+        None => {}
+    }
+    println!(
+        "sweep run {} ({}): labhost jobs --parent {}",
+        r.sweep_id, r.run_dir, r.sweep_id
+    );
+    if let Some(p) = &r.report {
+        println!("report: {p}");
+    }
+    Ok(())
 }
 
 /// `type: pipeline`: the steps in dependency order, each through the sweep runner.
-fn run_pipeline(a: &SweepArgs) -> CmdResult {
+fn run_pipeline(a: &SweepArgs, p: sweep::pipeline::Pipeline) -> CmdResult {
     use crate::modules::sweep::pipeline;
-    let p = pipeline::load(&a.file)?;
     let order = pipeline::order(&p)?;
     if a.dry_run {
-        for i in &order {
-            let (name, m) = &p.steps[*i];
-            let kind = m.get("type").and_then(|v| v.as_str()).unwrap_or("command");
-            let cmd = m
-                .get("command")
-                .and_then(|v| v.as_str())
-                .map(str::to_string)
-                .or_else(|| {
-                    m.get("component")
-                        .or(m.get("trial"))
-                        .map(|c| format!("({})", sweep::value_text(c)))
-                });
-            println!(
-                "{name}  {kind}  {}",
-                crate::redact::apply(&cmd.unwrap_or_default())
-            );
-        }
-        println!("{} step(s), in this order", order.len());
+        print_pipeline_plan(&p, &order);
         return Ok(());
     }
     crate::runtime::install_ctrl_c(true);
@@ -326,38 +271,7 @@ fn run_pipeline(a: &SweepArgs) -> CmdResult {
     match pipeline::run(&p, &opts, &mut make, &cancel) {
         Ok(results) => {
             crate::engine::at_exit(crate::engine::AtExit::Wait);
-            let mut ok = results.len() == p.steps.len();
-            let mut json = serde_json::Map::new();
-            for (name, r) in &results {
-                let done = r.count(RunStatus::Completed);
-                let step_ok = done == r.trials.len() || (done > 0 && r.trials.len() > 1);
-                ok &= step_ok;
-                if a.json {
-                    json.insert(name.clone(), serde_json::to_value(r).unwrap_or_default());
-                } else {
-                    println!(
-                        "{name}: {done} of {} run(s) completed (run {}: labhost jobs --parent {})",
-                        r.trials.len(),
-                        r.sweep_id,
-                        r.sweep_id
-                    );
-                }
-            }
-            if a.json {
-                println!(
-                    "{}",
-                    serde_json::to_string_pretty(&serde_json::Value::Object(json))
-                        .unwrap_or_default()
-                );
-            }
-            for (name, _) in p
-                .steps
-                .iter()
-                .filter(|(n, _)| !results.iter().any(|(r, _)| r == n))
-            {
-                println!("{name}: not run (an earlier step did not complete)");
-            }
-            if ok {
+            if print_pipeline_result(&p, &results, a.json) {
                 Ok(())
             } else {
                 Err(Failure::Code(crate::error::exit::SCRIPT))
@@ -370,4 +284,65 @@ fn run_pipeline(a: &SweepArgs) -> CmdResult {
         }
         Err(e) => Err(e.into()),
     }
+}
+
+/// A pipeline's `--dry-run`: each step (name, type, command or component) in run order.
+fn print_pipeline_plan(p: &sweep::pipeline::Pipeline, order: &[usize]) {
+    for i in order {
+        let (name, m) = &p.steps[*i];
+        let kind = m.get("type").and_then(|v| v.as_str()).unwrap_or("command");
+        let cmd = m
+            .get("command")
+            .and_then(|v| v.as_str())
+            .map(str::to_string)
+            .or_else(|| {
+                m.get("component")
+                    .or(m.get("trial"))
+                    .map(|c| format!("({})", sweep::value_text(c)))
+            });
+        println!(
+            "{name}  {kind}  {}",
+            crate::redact::apply(&cmd.unwrap_or_default())
+        );
+    }
+    println!("{} step(s), in this order", order.len());
+}
+
+/// Each step's outcome (JSON, or a line a step, then the steps that did not run). True when
+/// every step ran and succeeded (a sweep step: at least one trial completed).
+fn print_pipeline_result(
+    p: &sweep::pipeline::Pipeline,
+    results: &[(String, srun::SweepResult)],
+    json: bool,
+) -> bool {
+    let mut ok = results.len() == p.steps.len();
+    let mut out = serde_json::Map::new();
+    for (name, r) in results {
+        let done = r.count(RunStatus::Completed);
+        ok &= done == r.trials.len() || (done > 0 && r.trials.len() > 1);
+        if json {
+            out.insert(name.clone(), serde_json::to_value(r).unwrap_or_default());
+        } else {
+            println!(
+                "{name}: {done} of {} run(s) completed (run {}: labhost jobs --parent {})",
+                r.trials.len(),
+                r.sweep_id,
+                r.sweep_id
+            );
+        }
+    }
+    if json {
+        println!(
+            "{}",
+            serde_json::to_string_pretty(&serde_json::Value::Object(out)).unwrap_or_default()
+        );
+    }
+    for (name, _) in p
+        .steps
+        .iter()
+        .filter(|(n, _)| !results.iter().any(|(r, _)| r == n))
+    {
+        println!("{name}: not run (an earlier step did not complete)");
+    }
+    ok
 }

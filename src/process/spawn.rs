@@ -580,43 +580,41 @@ pub fn spawn(p: &Program, io: &Io<'_>) -> Result<Child, SpawnError> {
         Err(SpawnError::Exec(e)) if e.kind() == io::ErrorKind::NotFound && p.searched => {
             // The program moved since it was found: look it up again.
             forget_resolved();
-            let argv0 = OsStr::from_bytes(p.argv[0].as_bytes());
-            let path_var = p
-                .envp
-                .iter()
-                .find_map(|kv| kv.as_bytes().strip_prefix(b"PATH=").map(OsStr::from_bytes));
-            let cwd = p
-                .cwd
-                .as_ref()
-                .map(|c| Path::new(OsStr::from_bytes(c.as_bytes())));
-            let path = resolve(argv0, path_var, cwd).map_err(SpawnError::Exec)?;
-            let again = Program {
-                searched: false,
-                path: cstr(path.as_os_str()).map_err(SpawnError::Exec)?,
-                argv: p.argv.clone(),
-                envp: p.envp.clone(),
-                cwd: p.cwd.clone(),
-                death_signal: p.death_signal,
-            };
-            spawn_once(&again, io)
+            spawn_once(&p.found_again().map_err(SpawnError::Exec)?, io)
         }
         other => other,
     }
 }
 
+impl Program {
+    /// The same program, its path looked up on its `PATH` again.
+    fn found_again(&self) -> io::Result<Program> {
+        let argv0 = OsStr::from_bytes(self.argv[0].as_bytes());
+        let path_var = self
+            .envp
+            .iter()
+            .find_map(|kv| kv.as_bytes().strip_prefix(b"PATH=").map(OsStr::from_bytes));
+        let cwd = self
+            .cwd
+            .as_ref()
+            .map(|c| Path::new(OsStr::from_bytes(c.as_bytes())));
+        let path = resolve(argv0, path_var, cwd)?;
+        Ok(Program {
+            searched: false,
+            path: cstr(path.as_os_str())?,
+            argv: self.argv.clone(),
+            envp: self.envp.clone(),
+            cwd: self.cwd.clone(),
+            death_signal: self.death_signal,
+        })
+    }
+}
+
+/// One start: the child is cloned into its setup (`child_main`), which reports a failure
+/// before `execve` through `args`; then its exit is watched.
 fn spawn_once(p: &Program, io: &Io<'_>) -> Result<Child, SpawnError> {
-    let argv: Vec<*const libc::c_char> = p
-        .argv
-        .iter()
-        .map(|a| a.as_ptr())
-        .chain(std::iter::once(std::ptr::null()))
-        .collect();
-    let envp: Vec<*const libc::c_char> = p
-        .envp
-        .iter()
-        .map(|a| a.as_ptr())
-        .chain(std::iter::once(std::ptr::null()))
-        .collect();
+    let argv = null_terminated(&p.argv);
+    let envp = null_terminated(&p.envp);
     let mut keep: Vec<RawFd> = io.keep.iter().copied().filter(|&k| k > 2).collect();
     keep.sort_unstable();
     keep.dedup();
@@ -626,7 +624,7 @@ fn spawn_once(p: &Program, io: &Io<'_>) -> Result<Child, SpawnError> {
         envp: envp.as_ptr(),
         cwd: p.cwd.as_ref().map_or(std::ptr::null(), |c| c.as_ptr()),
         fds: io.stdio,
-        // Born in the cgroup by clone3, the child does not move itself (see below).
+        // Born in the cgroup by clone3, the child does not move itself (see clone_child).
         procs_fd: io.cgroup_procs,
         keep: keep.as_ptr(),
         keep_len: keep.len(),
@@ -636,28 +634,49 @@ fn spawn_once(p: &Program, io: &Io<'_>) -> Result<Child, SpawnError> {
         errno: AtomicI32::new(0),
         stage: AtomicI32::new(0),
     };
+    // The subreaper's reaper must not take this child before it is registered.
+    let guard = super::group::spawn_guard();
+    let pid = clone_child(&args, io.cgroup_dir)?;
+    super::group::own_child(pid);
+    drop(guard);
+    setup_failure(pid, &args)?;
+    watch_exit(pid)
+}
+
+/// `items` as a C array of pointers ending in NULL (they borrow from `items`).
+fn null_terminated(items: &[CString]) -> Vec<*const libc::c_char> {
+    items
+        .iter()
+        .map(|a| a.as_ptr())
+        .chain(std::iter::once(std::ptr::null()))
+        .collect()
+}
+
+/// Clones the child onto this thread's reusable stack, born in `cgroup_dir` when it is an
+/// open cgroup directory and clone3 can (else the child moves itself in through
+/// `args.procs_fd`). Returns once the child has exec'd or failed its setup (CLONE_VFORK).
+fn clone_child(args: &ChildArgs, cgroup_dir: RawFd) -> Result<libc::pid_t, SpawnError> {
     // One stack per spawning thread, reused (CLONE_VFORK suspends the thread until the child
     // execs, so it is never used twice at once); mapping one per job costs TLB shootdowns.
     thread_local! {
         static STACK: std::cell::RefCell<Option<Stack>> = const { std::cell::RefCell::new(None) };
     }
-    let top = STACK.with(|s| {
-        let mut s = s.borrow_mut();
-        if s.is_none() {
-            *s = Some(Stack::new()?);
-        }
-        Ok::<_, io::Error>(s.as_ref().map(Stack::top).expect("made above"))
-    });
-    let top = top.map_err(SpawnError::Exec)?;
-    let region = STACK.with(|s| s.borrow().as_ref().map(Stack::region).unwrap_or((0, 0)));
-    let into_cgroup = io.cgroup_dir >= 0 && !NO_CLONE3.load(Ordering::Relaxed);
-    // The subreaper's reaper must not take this child before it is registered.
-    let guard = super::group::spawn_guard();
+    let (top, region) = STACK
+        .with(|s| {
+            let mut s = s.borrow_mut();
+            if s.is_none() {
+                *s = Some(Stack::new()?);
+            }
+            let stack = s.as_ref().expect("made above");
+            Ok::<_, io::Error>((stack.top(), stack.region()))
+        })
+        .map_err(SpawnError::Exec)?;
+    let into_cgroup = cgroup_dir >= 0 && !NO_CLONE3.load(Ordering::Relaxed);
     // SAFETY: the stack outlives the child's use of it (CLONE_VFORK suspends this thread until
     // the child execs or exits); every signal, glibc's own included, is blocked around clone
     // (the raw call, as posix_spawn does) so no handler of this process runs on the child's
     // stack before the child resets them.
-    let pid = unsafe {
+    unsafe {
         let all: u64 = !0;
         let mut old: u64 = 0;
         libc::syscall(
@@ -667,50 +686,23 @@ fn spawn_once(p: &Program, io: &Io<'_>) -> Result<Child, SpawnError> {
             &mut old as *mut u64,
             8usize,
         );
-        let mut pid: libc::pid_t = -1;
-        let mut clone_err = io::Error::from_raw_os_error(0);
-        let mut done = false;
+        let mut result = None;
         if into_cgroup {
-            // Born in the job's cgroup: no migration afterwards (which costs the kernel a
-            // write lock on every thread group of the machine).
-            let mut a = args_for_clone3(&args);
-            a.procs_fd = -1;
-            let cl = CloneArgs {
-                flags: (libc::CLONE_VM | libc::CLONE_VFORK) as u64 | CLONE_INTO_CGROUP,
-                exit_signal: libc::SIGCHLD as u64,
-                stack: region.0,
-                stack_size: region.1,
-                cgroup: io.cgroup_dir as u64,
-                ..Default::default()
-            };
-            let r = clone3(&cl, child_main, &a as *const ChildArgs as *mut libc::c_void);
-            if r >= 0 {
-                pid = r as libc::pid_t;
-                args.errno
-                    .store(a.errno.load(Ordering::SeqCst), Ordering::SeqCst);
-                args.stage
-                    .store(a.stage.load(Ordering::SeqCst), Ordering::SeqCst);
-                done = true;
-            } else if matches!(
-                -r as i32,
-                libc::ENOSYS | libc::EINVAL | libc::E2BIG | libc::EPERM
-            ) {
-                // An older kernel or a seccomp profile: move in from the child instead.
-                NO_CLONE3.store(true, Ordering::Relaxed);
-            } else {
-                clone_err = io::Error::from_raw_os_error(-r as i32);
-                done = true;
-            }
+            result = clone_into_cgroup(args, cgroup_dir, region);
         }
-        if !done {
-            pid = libc::clone(
+        let result = result.unwrap_or_else(|| {
+            let pid = libc::clone(
                 child_main,
                 top,
                 libc::CLONE_VM | libc::CLONE_VFORK | libc::SIGCHLD,
-                &args as *const ChildArgs as *mut libc::c_void,
+                args as *const ChildArgs as *mut libc::c_void,
             );
-            clone_err = io::Error::last_os_error();
-        }
+            if pid < 0 {
+                Err(io::Error::last_os_error())
+            } else {
+                Ok(pid)
+            }
+        });
         libc::syscall(
             libc::SYS_rt_sigprocmask,
             libc::SIG_SETMASK,
@@ -718,32 +710,82 @@ fn spawn_once(p: &Program, io: &Io<'_>) -> Result<Child, SpawnError> {
             std::ptr::null_mut::<u64>(),
             8usize,
         );
-        if pid < 0 {
-            return Err(SpawnError::Exec(clone_err));
-        }
-        pid
-    };
-    super::group::own_child(pid);
-    drop(guard);
-    let errno = args.errno.load(Ordering::SeqCst);
-    if errno != 0 {
-        let mut st = 0;
-        // SAFETY: reaping our own child, which has exited (it never got past setup).
-        unsafe { libc::waitpid(pid, &mut st, 0) };
-        super::group::forget_child(pid);
-        let e = io::Error::from_raw_os_error(errno);
-        return Err(match args.stage.load(Ordering::SeqCst) {
-            1 => SpawnError::Cwd(e),
-            4 => SpawnError::Contain(e),
-            _ => SpawnError::Exec(e),
-        });
+        result.map_err(SpawnError::Exec)
     }
+}
+
+/// clone3 with CLONE_INTO_CGROUP: the child is born in the job's cgroup, with no migration
+/// afterwards (which costs the kernel a write lock on every thread group of the machine).
+/// `None` where clone3 cannot (an older kernel, a seccomp profile): the caller clones the old
+/// way and the child moves itself in; that is remembered.
+///
+/// # Safety
+/// As `clone_child`: every signal blocked, `region` a stack nobody else uses until the child
+/// has exec'd or exited.
+unsafe fn clone_into_cgroup(
+    args: &ChildArgs,
+    cgroup_dir: RawFd,
+    region: (u64, u64),
+) -> Option<io::Result<libc::pid_t>> {
+    let mut a = args_for_clone3(args);
+    a.procs_fd = -1;
+    let cl = CloneArgs {
+        flags: (libc::CLONE_VM | libc::CLONE_VFORK) as u64 | CLONE_INTO_CGROUP,
+        exit_signal: libc::SIGCHLD as u64,
+        stack: region.0,
+        stack_size: region.1,
+        cgroup: cgroup_dir as u64,
+        ..Default::default()
+    };
+    // SAFETY: the caller's contract; `a` lives until the child has exec'd (CLONE_VFORK).
+    let r = unsafe { clone3(&cl, child_main, &a as *const ChildArgs as *mut libc::c_void) };
+    if r >= 0 {
+        args.errno
+            .store(a.errno.load(Ordering::SeqCst), Ordering::SeqCst);
+        args.stage
+            .store(a.stage.load(Ordering::SeqCst), Ordering::SeqCst);
+        Some(Ok(r as libc::pid_t))
+    } else if matches!(
+        -r as i32,
+        libc::ENOSYS | libc::EINVAL | libc::E2BIG | libc::EPERM
+    ) {
+        NO_CLONE3.store(true, Ordering::Relaxed);
+        None
+    } else {
+        Some(Err(io::Error::from_raw_os_error(-r as i32)))
+    }
+}
+
+/// The child's setup failed before `execve` (it said so in `args`): reaped, and the failure
+/// told by the stage it reached.
+fn setup_failure(pid: libc::pid_t, args: &ChildArgs) -> Result<(), SpawnError> {
+    let errno = args.errno.load(Ordering::SeqCst);
+    if errno == 0 {
+        return Ok(());
+    }
+    let mut st = 0;
+    // SAFETY: reaping our own child, which has exited (it never got past setup).
+    unsafe { libc::waitpid(pid, &mut st, 0) };
+    super::group::forget_child(pid);
+    let e = io::Error::from_raw_os_error(errno);
+    Err(match args.stage.load(Ordering::SeqCst) {
+        1 => SpawnError::Cwd(e),
+        4 => SpawnError::Contain(e),
+        _ => SpawnError::Exec(e),
+    })
+}
+
+/// The started child, its exit watched through a pidfd registered with the runtime, or
+/// through SIGCHLD where there are no pidfds. A child that cannot be watched is killed.
+fn watch_exit(pid: libc::pid_t) -> Result<Child, SpawnError> {
+    // Dropped on an error: a child nobody watches is killed and reaped (see Drop).
+    let mut child = Child {
+        pid,
+        pidfd: None,
+        status: None,
+    };
     if NO_PIDFD.load(Ordering::Relaxed) {
-        return Ok(Child {
-            pid,
-            pidfd: None,
-            status: None,
-        });
+        return Ok(child);
     }
     // SAFETY: pidfd_open on our own unreaped child; the fd is owned from here on.
     let fd = unsafe { libc::syscall(libc::SYS_pidfd_open, pid, 0) };
@@ -757,31 +799,16 @@ fn spawn_once(p: &Program, io: &Io<'_>) -> Result<Child, SpawnError> {
             tracing::debug!("pidfd_open: {e}; watching exits through SIGCHLD");
             NO_PIDFD.store(true, Ordering::Relaxed);
             let _ = sigchld();
-            return Ok(Child {
-                pid,
-                pidfd: None,
-                status: None,
-            });
+            return Ok(child);
         }
-        kill_and_reap(pid);
         return Err(SpawnError::Exec(e));
     }
     // SAFETY: fd is a fresh pidfd we own.
     let owned = unsafe { OwnedFd::from_raw_fd(fd as RawFd) };
     // SAFETY: the AsyncFd owns the fd, so it stays open for as long as it is registered.
-    let pidfd = match unsafe { AsyncFd::register(owned) } {
-        Ok(p) => p,
-        Err(e) => {
-            // Not watched, so not to be left running.
-            kill_and_reap(pid);
-            return Err(SpawnError::Exec(e.into()));
-        }
-    };
-    Ok(Child {
-        pid,
-        pidfd: Some(pidfd),
-        status: None,
-    })
+    child.pidfd =
+        Some(unsafe { AsyncFd::register(owned) }.map_err(|e| SpawnError::Exec(e.into()))?);
+    Ok(child)
 }
 
 fn reap(pid: libc::pid_t, status: &mut Option<ExitStatus>) -> io::Result<Option<ExitStatus>> {

@@ -341,26 +341,65 @@ pub struct JobFile {
 
 /// Reads a job YAML and applies `sets` (see [`load`]).
 pub fn read_doc(path: &Path, sets: &[(String, String)]) -> LabResult<JobFile> {
-    let text =
-        crate::modules::fs::read(path).map_err(|e| LabError::new("sweep.invalid", e.message))?;
-    let source = path.display().to_string();
-    let mut doc = parse_doc(&text, &source)?;
-    apply_sets(&mut doc, sets, &source)?;
-    let base = path
-        .parent()
-        .filter(|p| !p.as_os_str().is_empty())
-        .unwrap_or(Path::new("."))
-        .to_path_buf();
-    let base = base.canonicalize().unwrap_or(base);
-    Ok(JobFile {
-        doc,
-        text,
-        source,
-        base,
-    })
+    let mut f = JobFile::read(path)?;
+    f.apply(sets, None)?;
+    Ok(f)
 }
 
 impl JobFile {
+    /// Reads and parses a job YAML (unknown keys and wrong types with line:column), once.
+    pub fn read(path: &Path) -> LabResult<JobFile> {
+        let text = crate::modules::fs::read(path)
+            .map_err(|e| LabError::new("sweep.invalid", e.message))?;
+        let source = path.display().to_string();
+        let doc = parse_doc(&text, &source)?;
+        let base = path
+            .parent()
+            .filter(|p| !p.as_os_str().is_empty())
+            .unwrap_or(Path::new("."))
+            .to_path_buf();
+        let base = base.canonicalize().unwrap_or(base);
+        Ok(JobFile {
+            doc,
+            text,
+            source,
+            base,
+        })
+    }
+
+    /// `type: pipeline`.
+    pub fn is_pipeline(&self) -> bool {
+        self.doc.kind.as_deref() == Some("pipeline")
+    }
+
+    /// Applies `--set KEY=VALUE` overrides, then `--seed` (a sweep's sampling seed, whether
+    /// `sampling_algorithm` is a string, a map or left to its default `random`).
+    pub fn apply(&mut self, sets: &[(String, String)], seed: Option<u64>) -> LabResult<()> {
+        apply_sets(&mut self.doc, sets, &self.source)?;
+        let Some(seed) = seed else { return Ok(()) };
+        if self.doc.kind.as_deref() != Some("sweep") {
+            return Err(LabError::new(
+                "sweep.invalid",
+                format!(
+                    "{}: --seed goes with a sweep job (type: sweep); this is a {} job",
+                    self.source,
+                    self.doc.kind.as_deref().unwrap_or("command")
+                ),
+            ));
+        }
+        self.doc
+            .sampling_algorithm
+            .get_or_insert_with(|| {
+                SamplingField(Sampling {
+                    kind: "random".into(),
+                    ..Default::default()
+                })
+            })
+            .0
+            .seed = Some(seed);
+        Ok(())
+    }
+
     /// Validates it with Azure's rules (errors at `file:line:col`).
     pub fn resolve(&self) -> LabResult<Sweep> {
         let origin = Origin {
@@ -497,36 +536,9 @@ fn trial_of(doc: &SweepDoc, o: &Origin<'_>, base: &Path, single: bool) -> LabRes
     })
 }
 
-/// Validates a document with Azure's rules and resolves it (component file, inputs, space).
-pub fn resolve(doc: SweepDoc, o: &Origin<'_>, base: &Path) -> LabResult<Sweep> {
-    let kind = doc.kind.clone().unwrap_or_else(|| {
-        if doc.trial.is_some() || !doc.search_space.is_empty() {
-            "sweep".into()
-        } else {
-            "command".into()
-        }
-    });
-    let mut notes = Vec::new();
-    let single = match kind.as_str() {
-        "sweep" => false,
-        "command" => true,
-        "pipeline" => {
-            return Err(o.err("type:", "a pipeline job is not a sweep: run it with `labhost sweep FILE` or `labhost submit FILE --local`"))
-        }
-        k => return Err(o.err("type:", format!("`type` must be sweep or command, got \"{k}\""))),
-    };
-    let mut trial = trial_of(&doc, o, base, single)?;
-    if trial.command.trim().is_empty() {
-        return Err(o.err("command:", "the trial needs a `command`"));
-    }
-    if trial.kind.as_deref().is_some_and(|k| k != "command") {
-        return Err(o.err("type:", "a trial must be a command (component)"));
-    }
-    let space = parse_space(&doc.search_space, o)?;
-    if !single && space.0.is_empty() {
-        return Err(o.err("search_space", "a sweep needs a non-empty `search_space`"));
-    }
-    // Sampling.
+/// How a document samples (`sampling_algorithm`, random by default), with Azure's rules on
+/// which expressions each algorithm takes.
+fn algorithm_of(doc: &SweepDoc, space: &Space, o: &Origin<'_>) -> LabResult<Algorithm> {
     let sampling = doc
         .sampling_algorithm
         .clone()
@@ -535,7 +547,7 @@ pub fn resolve(doc: SweepDoc, o: &Origin<'_>, base: &Path) -> LabResult<Sweep> {
             kind: "random".into(),
             ..Default::default()
         });
-    let algorithm = match sampling.kind.to_ascii_lowercase().as_str() {
+    Ok(match sampling.kind.to_ascii_lowercase().as_str() {
         "grid" => {
             if sampling.seed.is_some() || sampling.rule.is_some() {
                 return Err(o.err("sampling_algorithm", "grid sampling takes no seed or rule"));
@@ -606,9 +618,12 @@ pub fn resolve(doc: SweepDoc, o: &Origin<'_>, base: &Path) -> LabResult<Sweep> {
                 ),
             ))
         }
-    };
-    // Objective.
-    let (maximize, metric) = match &doc.objective {
+    })
+}
+
+/// `(maximize, primary metric)` of a document's objective (none for a command job).
+fn objective_of(doc: &SweepDoc, single: bool, o: &Origin<'_>) -> LabResult<(bool, String)> {
+    Ok(match &doc.objective {
         Some(ob) => {
             let m = goal_max(&ob.goal).ok_or_else(|| {
                 o.err(
@@ -626,8 +641,19 @@ pub fn resolve(doc: SweepDoc, o: &Origin<'_>, base: &Path) -> LabResult<Sweep> {
         }
         None if single => (false, String::new()),
         None => return Err(o.err("", "a sweep needs `objective: {goal, primary_metric}`")),
-    };
-    // Limits.
+    })
+}
+
+/// A document's limits, checked.
+struct CheckedLimits {
+    max_total: u64,
+    max_concurrent: u64,
+    timeout: std::time::Duration,
+    trial_timeout: Option<std::time::Duration>,
+}
+
+/// A document's `limits` (and `early_termination`) with Azure's bounds.
+fn limits_of(doc: &SweepDoc, o: &Origin<'_>) -> LabResult<CheckedLimits> {
     let lim = doc.limits.clone().unwrap_or_default();
     let max_total = lim.max_total_trials.unwrap_or(MAX_TRIALS);
     if !(1..=MAX_TRIALS).contains(&max_total) {
@@ -658,6 +684,80 @@ pub fn resolve(doc: SweepDoc, o: &Origin<'_>, base: &Path) -> LabResult<Sweep> {
         p.validate()
             .map_err(|e| o.err("early_termination", format!("early_termination: {e}")))?;
     }
+    Ok(CheckedLimits {
+        max_total,
+        max_concurrent,
+        timeout,
+        trial_timeout,
+    })
+}
+
+/// Every `${{…}}` binding in the trial's command names a search-space parameter, an input
+/// or an output.
+fn check_bindings(
+    command: &str,
+    space: &Space,
+    inputs: &BTreeMap<String, InputValue>,
+    outputs: &[String],
+    o: &Origin<'_>,
+) -> LabResult<()> {
+    for b in bindings(command) {
+        let ok = match b.split_once('.') {
+            Some(("search_space", n)) => space.0.iter().any(|(x, _)| x == n),
+            // A component's inputs named like search-space parameters take their values
+            // (how Azure feeds a sweep step's parameters to its component).
+            Some(("inputs", n)) => inputs.contains_key(n) || space.0.iter().any(|(x, _)| x == n),
+            Some(("outputs", n)) => outputs.iter().any(|x| x == n),
+            _ => false,
+        };
+        if !ok {
+            let what = match b.split_once('.') {
+                Some(("search_space", n)) => format!("`{n}` is not in search_space"),
+                Some(("inputs", n)) => format!("`{n}` is not an input"),
+                Some(("outputs", n)) => format!("`{n}` is not an output"),
+                _ => "bindings are ${{search_space.X}}, ${{inputs.X}} and ${{outputs.X}}".into(),
+            };
+            return Err(o.err(
+                &format!("${{{{{b}}}}}"),
+                format!("unknown binding ${{{{{b}}}}}: {what}"),
+            ));
+        }
+    }
+    Ok(())
+}
+
+/// Validates a document with Azure's rules and resolves it (component file, inputs, space).
+pub fn resolve(doc: SweepDoc, o: &Origin<'_>, base: &Path) -> LabResult<Sweep> {
+    let kind = doc.kind.clone().unwrap_or_else(|| {
+        if doc.trial.is_some() || !doc.search_space.is_empty() {
+            "sweep".into()
+        } else {
+            "command".into()
+        }
+    });
+    let mut notes = Vec::new();
+    let single = match kind.as_str() {
+        "sweep" => false,
+        "command" => true,
+        "pipeline" => {
+            return Err(o.err("type:", "a pipeline job is not a sweep: run it with `labhost sweep FILE` or `labhost submit FILE --local`"))
+        }
+        k => return Err(o.err("type:", format!("`type` must be sweep or command, got \"{k}\""))),
+    };
+    let mut trial = trial_of(&doc, o, base, single)?;
+    if trial.command.trim().is_empty() {
+        return Err(o.err("command:", "the trial needs a `command`"));
+    }
+    if trial.kind.as_deref().is_some_and(|k| k != "command") {
+        return Err(o.err("type:", "a trial must be a command (component)"));
+    }
+    let space = parse_space(&doc.search_space, o)?;
+    if !single && space.0.is_empty() {
+        return Err(o.err("search_space", "a sweep needs a non-empty `search_space`"));
+    }
+    let algorithm = algorithm_of(&doc, &space, o)?;
+    let (maximize, metric) = objective_of(&doc, single, o)?;
+    let limits = limits_of(&doc, o)?;
     // Inputs: sweep inputs over the component's defaults.
     let mut inputs = BTreeMap::new();
     for (k, decl) in &trial.inputs {
@@ -682,29 +782,7 @@ pub fn resolve(doc: SweepDoc, o: &Origin<'_>, base: &Path) -> LabResult<Sweep> {
             outputs.push(k.clone());
         }
     }
-    // Every binding in the command must exist.
-    for b in bindings(&trial.command) {
-        let ok = match b.split_once('.') {
-            Some(("search_space", n)) => space.0.iter().any(|(x, _)| x == n),
-            // A component's inputs named like search-space parameters take their values
-            // (how Azure feeds a sweep step's parameters to its component).
-            Some(("inputs", n)) => inputs.contains_key(n) || space.0.iter().any(|(x, _)| x == n),
-            Some(("outputs", n)) => outputs.iter().any(|x| x == n),
-            _ => false,
-        };
-        if !ok {
-            let what = match b.split_once('.') {
-                Some(("search_space", n)) => format!("`{n}` is not in search_space"),
-                Some(("inputs", n)) => format!("`{n}` is not an input"),
-                Some(("outputs", n)) => format!("`{n}` is not an output"),
-                _ => "bindings are ${{search_space.X}}, ${{inputs.X}} and ${{outputs.X}}".into(),
-            };
-            return Err(o.err(
-                &format!("${{{{{b}}}}}"),
-                format!("unknown binding ${{{{{b}}}}}: {what}"),
-            ));
-        }
-    }
+    check_bindings(&trial.command, &space, &inputs, &outputs, o)?;
     match &trial.environment {
         Some(Value::String(e)) => notes.push(format!(
             "environment {e} is recorded, not used: trials run on this host's own environment"
@@ -745,10 +823,10 @@ pub fn resolve(doc: SweepDoc, o: &Origin<'_>, base: &Path) -> LabResult<Sweep> {
         algorithm,
         maximize,
         metric,
-        max_total: if single { 1 } else { max_total },
-        max_concurrent,
-        timeout,
-        trial_timeout,
+        max_total: if single { 1 } else { limits.max_total },
+        max_concurrent: limits.max_concurrent,
+        timeout: limits.timeout,
+        trial_timeout: limits.trial_timeout,
         policy: None,
         trial,
         inputs,

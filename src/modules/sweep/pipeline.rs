@@ -28,20 +28,16 @@ fn err(o: &Origin<'_>, needle: &str, msg: impl std::fmt::Display) -> LabError {
     o.err(needle, msg)
 }
 
-/// Reads a `type: pipeline` YAML.
-pub fn load(path: &Path) -> LabResult<Pipeline> {
-    let text =
-        crate::modules::fs::read(path).map_err(|e| LabError::new("sweep.invalid", e.message))?;
-    let source = path.display().to_string();
-    let doc = super::parse_doc(&text, &source)?;
+/// The pipeline of a job file that was read (`type: pipeline`, its `jobs:` a map of steps).
+pub fn from_file(f: super::JobFile) -> LabResult<Pipeline> {
     let o = Origin {
-        source: &source,
-        text: Some(&text),
+        source: &f.source,
+        text: Some(&f.text),
     };
-    if doc.kind.as_deref() != Some("pipeline") {
+    if !f.is_pipeline() {
         return Err(err(&o, "type:", "not a pipeline job (type: pipeline)"));
     }
-    let Some(Value::Object(jobs)) = doc.jobs.clone() else {
+    let Some(Value::Object(jobs)) = f.doc.jobs.clone() else {
         return Err(err(&o, "jobs", "a pipeline needs `jobs:`, a map of steps"));
     };
     let mut steps = Vec::new();
@@ -55,17 +51,11 @@ pub fn load(path: &Path) -> LabResult<Pipeline> {
         };
         steps.push((name, m));
     }
-    let base = path
-        .parent()
-        .filter(|p| !p.as_os_str().is_empty())
-        .unwrap_or(Path::new("."))
-        .to_path_buf();
-    let base = base.canonicalize().unwrap_or(base);
     Ok(Pipeline {
-        source,
-        text,
-        base,
-        inputs: doc.inputs.clone(),
+        inputs: f.doc.inputs.clone(),
+        source: f.source,
+        text: f.text,
+        base: f.base,
         steps,
     })
 }
