@@ -446,6 +446,47 @@ fn bad_sweep_files_are_errors_with_locations() {
     }
 }
 
+/// `--seed` seeds a sweep whatever shape its sampling_algorithm has (a string, or absent:
+/// random); a command job has nothing to seed and says so instead of ignoring it.
+#[test]
+fn seed_goes_with_sweeps_and_is_refused_on_a_command_job() {
+    let sweep = "type: sweep\ntrial:\n  command: echo ${{search_space.x}}\nsearch_space:\n  x: {type: uniform, min_value: 0, max_value: 1}\nobjective: {goal: maximize, primary_metric: acc}\nlimits: {max_total_trials: 3}\n";
+    let plan = |text: &str, seed: &str| {
+        let o = TestCmd::new()
+            .file("s.yml", text)
+            .args(["sweep", "s.yml", "--dry-run", "--seed", seed])
+            .run();
+        assert_eq!(o.code, 0, "{}", o.stderr);
+        o.stdout
+    };
+    for text in [
+        sweep.to_string(),
+        format!("{sweep}sampling_algorithm: random\n"),
+        format!("{sweep}sampling_algorithm: {{type: random}}\n"),
+    ] {
+        assert_eq!(plan(&text, "7"), plan(&text, "7"), "{text}");
+        assert_ne!(plan(&text, "7"), plan(&text, "8"), "{text}");
+        assert!(!plan(&text, "7").contains("unseeded"), "{text}");
+    }
+    let o = TestCmd::new()
+        .file("c.yml", "type: command\ncommand: echo hi\n")
+        .args(["sweep", "c.yml", "--seed", "3"])
+        .run();
+    assert_ne!(o.code, 0);
+    assert!(
+        o.stderr.contains("--seed goes with a sweep job"),
+        "{}",
+        o.stderr
+    );
+    assert!(
+        !o.dir.join(".labhost/runs").exists()
+            || std::fs::read_dir(o.dir.join(".labhost/runs"))
+                .unwrap()
+                .count()
+                == 0
+    );
+}
+
 #[test]
 fn trial_timeout_and_a_failing_trial_are_recorded_not_retried() {
     let yml = "type: sweep\ntrial:\n  command: 'if [ ${{search_space.x}} = 1 ]; then exit 3; elif [ ${{search_space.x}} = 2 ]; then sleep 5; fi'\nsampling_algorithm: grid\nsearch_space:\n  x: {type: choice, values: [0, 1, 2]}\nobjective: {goal: maximize, primary_metric: acc}\nlimits: {trial_timeout: 0.5}\n";
