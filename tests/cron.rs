@@ -73,7 +73,7 @@ fn serve_for(t: &TestCmd, file: &str, secs: f64, extra: &[&str]) -> String {
 #[test]
 fn check_names_file_line_and_column_of_bad_entries() {
     let cases = [
-        ("- name: a\n  schedule: '61 * * * *'\n  script: ok.rhai\n", "s.yml:2:3: bad schedule '61 * * * *'"),
+        ("- name: a\n  schedule: '61 * * * *'\n  script: ok.rhai\n", "s.yml:2:14: bad schedule '61 * * * *'"),
         ("- name: a\n  schedule: '@daily'\n  script: ok.rhai\n  timezone: Mars/Olympus\n", "s.yml:4:3: unknown time zone 'Mars/Olympus'"),
         ("- name: a\n  schedule: '@daily'\n  script: ok.rhai\n  overlaps: skip\n", "s.yml:4:3: unknown field `overlaps`"),
         ("- name: a\n  schedule: '@daily'\n  script: missing.rhai\n", "s.yml:3:3: script ./missing.rhai does not exist"),
@@ -388,4 +388,168 @@ fn sigterm_stops_a_script_and_what_it_started() {
     let (code, _, err) = r.finish();
     assert_eq!(code, Some(130), "{err}");
     assert_eq!(alive("sleep 41"), 0, "the command went with the script");
+}
+
+/// Malformed expressions and expressions that never fire are refused by `--check` with the
+/// file, line and column of the wrong part and a caret under it; `@midnight` is taken.
+#[test]
+fn check_refuses_malformed_and_never_firing_expressions_at_the_wrong_part() {
+    let cases = [
+        // (expression, location of the wrong part, message, caret line)
+        (
+            "0,,5 * * * *",
+            "s.yml:2:14:",
+            "minute field: an empty item in the list '0,,5'",
+            "    ^^^^",
+        ),
+        (",0 * * * *", "s.yml:2:14:", "an empty item", "    ^^"),
+        (
+            "0 0 15WW * *",
+            "s.yml:2:18:",
+            "'15WW' is not a day of month",
+            "        ^^^^",
+        ),
+        ("0 9 * * L", "s.yml:2:22:", "5L", "            ^"),
+        (
+            "0 25 * * *",
+            "s.yml:2:16:",
+            "hour field: 25 is out of range",
+            "      ^^",
+        ),
+        ("0 0 30 2 *", "s.yml:2:14:", "never fires", "    ^^^^^^^^^^"),
+        (
+            "@fortnightly",
+            "s.yml:2:14:",
+            "unknown nickname",
+            "    ^^^^^^^^^^^^",
+        ),
+    ];
+    for (expr, at, msg, caret) in cases {
+        let o = TestCmd::new()
+            .file("ok.rhai", "print(1);")
+            .file(
+                "s.yml",
+                format!("- name: a\n  schedule: '{expr}'\n  script: ok.rhai\n"),
+            )
+            .args(["cron", "s.yml", "--check"])
+            .run();
+        assert_ne!(o.code, 0, "{expr} accepted");
+        let want = format!("{at} bad schedule '{expr}': ");
+        assert!(
+            o.stderr.contains(&want) && o.stderr.contains(msg),
+            "{expr}: want {want}…{msg}, got:\n{}",
+            o.stderr
+        );
+        let lines: Vec<&str> = o.stderr.lines().collect();
+        let i = lines
+            .iter()
+            .position(|l| l.trim() == expr)
+            .unwrap_or_else(|| panic!("{}", o.stderr));
+        assert_eq!(lines[i + 1], caret, "{expr}:\n{}", o.stderr);
+        assert!(
+            !o.dir.join(".labhost/cron").exists(),
+            "state written for {expr}"
+        );
+    }
+    let o = TestCmd::new()
+        .file("ok.rhai", "print(1);")
+        .file(
+            "s.yml",
+            "- {name: a, schedule: '@midnight', script: ok.rhai, timezone: Asia/Kolkata}\n",
+        )
+        .args([
+            "cron",
+            "s.yml",
+            "--next",
+            "2",
+            "--from",
+            "2026-06-01T12:00:00Z",
+        ])
+        .run();
+    assert_eq!(o.code, 0, "{}", o.stderr);
+    assert_eq!(
+        o.stdout,
+        "a (@midnight, Asia/Kolkata):\n  2026-06-02 00:00:00 IST\n  2026-06-03 00:00:00 IST\n"
+    );
+}
+
+/// `--next N --from INSTANT` shows what an entry does on a DST night ahead: the fixed
+/// 02:30 of a list falls in Berlin's spring gap and runs once right after the jump; an
+/// interval entry skips the missing hour.
+#[test]
+fn next_from_an_instant_shows_the_dst_night() {
+    let o = TestCmd::new()
+        .file("ok.rhai", "print(1);")
+        .file("s.yml", "- {name: fixed, schedule: '30 1,2 * * *', script: ok.rhai, timezone: Europe/Berlin}\n- {name: every, schedule: '30 * * * *', script: ok.rhai, timezone: Europe/Berlin}\n")
+        .args(["cron", "s.yml", "--next", "4", "--from", "2026-03-29T00:00:00+01:00"])
+        .run();
+    assert_eq!(o.code, 0, "{}", o.stderr);
+    assert_eq!(
+        o.stdout,
+        "fixed (30 1,2 * * *, Europe/Berlin):\n  2026-03-29 01:30:00 CET\n  2026-03-29 03:00:00 CEST\n  2026-03-30 01:30:00 CEST\n  2026-03-30 02:30:00 CEST\n\
+         every (30 * * * *, Europe/Berlin):\n  2026-03-29 00:30:00 CET\n  2026-03-29 01:30:00 CET\n  2026-03-29 03:30:00 CEST\n  2026-03-29 04:30:00 CEST\n"
+    );
+    let o = TestCmd::new()
+        .file("ok.rhai", "print(1);")
+        .file(
+            "s.yml",
+            "- {name: a, schedule: '@daily', script: ok.rhai}\n",
+        )
+        .args(["cron", "s.yml", "--next", "1", "--from", "tomorrow"])
+        .run();
+    assert_eq!(o.code, 2, "{}", o.stderr);
+    assert!(
+        o.stderr.contains("'tomorrow' is not an RFC 3339 instant"),
+        "{}",
+        o.stderr
+    );
+}
+
+/// `--once NAME`: the fire's output on the terminal as well as in its run's logs, the exit
+/// code its outcome; `cron status` then shows the manual fire, marked as such, and no next
+/// fire (nothing serves the schedule).
+#[test]
+fn once_streams_the_fire_and_status_shows_it_as_manual() {
+    let t = TestCmd::new()
+        .file("ok.rhai", "print(\"hello from the fire\");\nsh::run(\"echo from a child process\");")
+        .file("bad.rhai", "print(\"about to fail\");\nthrow \"boom\";")
+        .file("s.yml", "- {name: ok, schedule: '0 3 * * *', script: ok.rhai}\n- {name: bad, schedule: '@yearly', script: bad.rhai}\n");
+    let (code, out, err) = t.spawn(["cron", "s.yml", "--once", "ok"]).finish();
+    assert_eq!(code, Some(0), "{err}");
+    assert!(out.contains("hello from the fire\n"), "{out}");
+    let (code, out, err) = t.spawn(["cron", "s.yml", "--once", "bad"]).finish();
+    assert_eq!(code, Some(1), "{err}");
+    assert!(out.contains("about to fail\n"), "{out}");
+    assert!(err.contains("error[throw]: boom"), "{err}");
+    let js = jobs(&t);
+    let ok = js.iter().find(|j| j["name"] == "ok").expect("ok's run");
+    let (_, logs, _) = t.spawn(["logs", &ok["id"].to_string()]).finish();
+    assert!(logs.contains("hello from the fire"), "{logs}");
+    let (code, out, _) = t.spawn(["cron", "status"]).finish();
+    assert_eq!(code, Some(0));
+    assert!(out.contains("not served"), "{out}");
+    let line = |name: &str| {
+        out.lines()
+            .find(|l| l.trim_start().starts_with(name))
+            .unwrap_or_else(|| panic!("{out}"))
+            .to_string()
+    };
+    assert!(
+        line("ok ").contains("(manual)")
+            && line("ok ").contains("completed")
+            && line("ok ").ends_with("next -"),
+        "{out}"
+    );
+    assert!(
+        line("bad ").contains("(manual)")
+            && line("bad ").contains("failed (exit code 1: error[throw]: boom)"),
+        "{out}"
+    );
+    let (_, json, _) = t.spawn(["cron", "status", "--json"]).finish();
+    let rows: Vec<Value> = serde_json::from_str(&json).unwrap();
+    assert!(
+        rows.iter()
+            .all(|r| r["last_manual"] == true && r["last_fire"].is_null() && r["next"].is_null()),
+        "{json}"
+    );
 }

@@ -21,13 +21,26 @@ pub struct CronArgs {
     /// Print the next N fire times of each entry, in its time zone
     #[arg(long, value_name = "N")]
     pub next: Option<usize>,
-    /// Fire one entry now and exit with its outcome
+    /// With --next or --check: count from this instant instead of now (RFC 3339, e.g.
+    /// `2026-03-28T13:00:00Z` or `2026-10-24T23:00:00+02:00`), to see what an entry does on
+    /// a DST night ahead
+    #[arg(long, value_name = "INSTANT", value_parser = instant_arg)]
+    pub from: Option<chrono::DateTime<chrono::Utc>>,
+    /// Fire one entry now, its output shown here and kept in its run's logs, and exit with
+    /// its outcome
     #[arg(long, value_name = "NAME")]
     pub once: Option<String>,
     /// How long running fires may take to finish after SIGTERM/SIGINT before they are stopped
     /// (`30s`, `2m`, or seconds)
     #[arg(long, default_value = "30s", value_parser = crate::util::duration_arg)]
     pub grace: std::time::Duration,
+}
+
+/// An RFC 3339 instant (`--from`).
+fn instant_arg(s: &str) -> Result<chrono::DateTime<chrono::Utc>, String> {
+    chrono::DateTime::parse_from_rfc3339(s.trim())
+        .map(|t| t.with_timezone(&chrono::Utc))
+        .map_err(|e| format!("'{s}' is not an RFC 3339 instant such as 2026-03-28T13:00:00Z ({e})"))
 }
 
 #[derive(Debug, Subcommand)]
@@ -83,17 +96,26 @@ fn load(file: &Path) -> Result<Loaded, Failure> {
                 )
             };
             let (out, err) = (Arc::new(log(&io.out)), Arc::new(log(&io.err)));
+            let echo = io.echo;
             let mut engine = crate::script::engine::build(Default::default());
             engine.on_print(move |s| {
                 use std::io::Write;
+                let s = crate::redact::apply(s);
                 if let Some(f) = out.lock().unwrap_or_else(|e| e.into_inner()).as_mut() {
-                    let _ = writeln!(f, "{}", crate::redact::apply(s));
+                    let _ = writeln!(f, "{s}");
+                }
+                if echo {
+                    println!("{s}");
                 }
             });
             engine.on_debug(move |s, _, _| {
                 use std::io::Write;
+                let s = crate::redact::apply(s);
                 if let Some(f) = err.lock().unwrap_or_else(|e| e.into_inner()).as_mut() {
-                    let _ = writeln!(f, "{}", crate::redact::apply(s));
+                    let _ = writeln!(f, "{s}");
+                }
+                if echo {
+                    eprintln!("{s}");
                 }
             });
             let stop = io.stop.clone();
@@ -134,9 +156,12 @@ pub fn run(a: CronArgs) -> CmdResult {
         return Err(Failure::Usage(format!("{}: no entries", file.display())));
     }
     let now = chrono::Utc::now();
+    if a.from.is_some() && !(a.check || a.next.is_some()) {
+        return Err(Failure::Usage("--from goes with --next or --check".into()));
+    }
     if a.check || a.next.is_some() {
         for e in &l.entries {
-            let mut t = now;
+            let mut t = a.from.unwrap_or(now);
             let mut times = Vec::new();
             for _ in 0..a.next.unwrap_or(1) {
                 match e.schedule.next_after(t) {
@@ -183,6 +208,7 @@ pub fn run(a: CronArgs) -> CmdResult {
         grace: a.grace,
         quiet: false,
         functions: l.functions.clone(),
+        manual: a.once.is_some(),
     };
     let rt = crate::runtime::ctx().rt.clone();
     if let Some(name) = a.once {
@@ -198,7 +224,12 @@ pub fn run(a: CronArgs) -> CmdResult {
             at: now,
             catch_up: false,
         };
-        let end = rt.block_on(daemon::run_fire(e, fire, opts, Default::default()))?;
+        // Held like a serving cron's: a `labhost cron` started meanwhile sees this fire's
+        // process alive and leaves its run alone.
+        let _lock = daemon::hold_daemon_lock()?;
+        let source = opts.source.clone();
+        let end = rt.block_on(daemon::run_fire(e.clone(), fire, opts, Default::default()))?;
+        daemon::record_manual(&source, &e, now, end.run_id)?;
         return match end.status {
             crate::store::RunStatus::Completed => Ok(()),
             _ => Err(Failure::Code(1)),
@@ -230,25 +261,9 @@ fn status(json: bool) -> CmdResult {
     let saved = daemon::all_saved()?;
     let mut rows = Vec::new();
     for s in &saved {
+        let served = s.served();
         for (name, e) in &s.entries {
-            let zone = cron::Zone::parse(Some(&e.timezone)).unwrap_or(cron::Zone::Local);
-            let next = cron::Schedule::parse(&e.schedule, zone)
-                .ok()
-                .and_then(|sc| sc.next_after(chrono::Utc::now()));
-            let run = e.last_run.and_then(|id| crate::modules::jobs::get(id).ok());
-            let outcome = run
-                .as_ref()
-                .map(|r| match (&r.cancel_reason, &r.error) {
-                    (Some(c), _) => format!("{} ({c})", r.status.as_str()),
-                    (_, Some(err)) => format!("{} ({err})", r.status.as_str()),
-                    _ => r.status.as_str().to_string(),
-                })
-                .unwrap_or_else(|| "-".into());
-            rows.push(serde_json::json!({
-                "file": s.source, "entry": name, "schedule": e.schedule, "timezone": e.timezone,
-                "last_fire": e.last_fire.map(|t| zone.show(t)), "last_run": e.last_run,
-                "outcome": outcome, "next": next.map(|t| zone.show(t)),
-            }));
+            rows.push(status_row(s, served, name, e));
         }
     }
     if json {
@@ -266,15 +281,24 @@ fn status(json: bool) -> CmdResult {
     for r in &rows {
         let f = r["file"].as_str().unwrap_or("");
         if f != file {
-            println!("{f}");
+            let by = match r["served_by"].as_u64() {
+                Some(p) => format!("  (served by labhost cron, pid {p})"),
+                None => "  (not served: no labhost cron runs it now)".into(),
+            };
+            println!("{f}{by}");
             file = f.to_string();
         }
         println!(
-            "  {:<16} {:<16} {:<14} last {}  run {}  {}  next {}",
+            "  {:<16} {:<16} {:<14} last {}{}  run {}  {}  next {}",
             r["entry"].as_str().unwrap_or(""),
             r["schedule"].as_str().unwrap_or(""),
             r["timezone"].as_str().unwrap_or(""),
-            r["last_fire"].as_str().unwrap_or("-"),
+            r["last"].as_str().unwrap_or("-"),
+            if r["last_manual"].as_bool() == Some(true) {
+                " (manual)"
+            } else {
+                ""
+            },
             r["last_run"]
                 .as_i64()
                 .map(|i| i.to_string())
@@ -284,4 +308,43 @@ fn status(json: bool) -> CmdResult {
         );
     }
     Ok(())
+}
+
+/// One entry's status: its last fire, scheduled or by hand (whichever came later), the
+/// run's outcome, and its next fire if a `labhost cron` serves the schedule.
+fn status_row(
+    s: &daemon::Saved,
+    served: bool,
+    name: &str,
+    e: &daemon::SavedEntry,
+) -> serde_json::Value {
+    let zone = cron::Zone::parse(Some(&e.timezone)).unwrap_or(cron::Zone::Local);
+    let next = cron::Schedule::parse(&e.schedule, zone)
+        .ok()
+        .and_then(|sc| sc.next_after(chrono::Utc::now()))
+        .filter(|_| served);
+    let manual_last = e.last_manual.is_some() && e.last_manual > e.last_fire;
+    let (last, last_run) = if manual_last {
+        (e.last_manual, e.last_manual_run)
+    } else {
+        (e.last_fire, e.last_run)
+    };
+    let outcome = last_run
+        .and_then(|id| crate::modules::jobs::get(id).ok())
+        .map(|r| match (&r.cancel_reason, &r.error) {
+            (Some(c), _) => format!("{} ({c})", r.status.as_str()),
+            (_, Some(err)) => format!("{} ({err})", r.status.as_str()),
+            _ => r.status.as_str().to_string(),
+        })
+        .unwrap_or_else(|| "-".into());
+    serde_json::json!({
+        "file": s.source, "entry": name, "schedule": e.schedule, "timezone": e.timezone,
+        "served_by": if served { s.served_by } else { None },
+        "last": last.map(|t| zone.show(t)), "last_manual": manual_last, "last_run": last_run,
+        "outcome": outcome,
+        "last_fire": e.last_fire.map(|t| zone.show(t)), "last_scheduled_run": e.last_run,
+        "last_manual_fire": e.last_manual.map(|t| zone.show(t)),
+        "last_manual_run": e.last_manual_run,
+        "next": next.map(|t| zone.show(t)),
+    })
 }

@@ -308,32 +308,19 @@ impl JobLogs {
             out: out_w,
             err: err_w,
             copies: vec![
-                tokio::spawn(copy_masked(out_r, out, secrets.to_vec())),
-                tokio::spawn(copy_masked(err_r, err, secrets.to_vec())),
+                tokio::spawn(process::copy_masked(
+                    out_r,
+                    vec![Box::new(out)],
+                    secrets.to_vec(),
+                )),
+                tokio::spawn(process::copy_masked(
+                    err_r,
+                    vec![Box::new(err)],
+                    secrets.to_vec(),
+                )),
             ],
         })
     }
-}
-
-/// Copies what the job writes into `pipe` to `log`, every secret masked (also one split
-/// across two writes), until every writer has closed it.
-async fn copy_masked(pipe: std::os::fd::OwnedFd, mut log: std::fs::File, secrets: Vec<String>) {
-    use std::io::Write;
-    use tokio::io::AsyncReadExt;
-    let Ok(mut rx) = tokio::net::unix::pipe::Receiver::from_owned_fd(pipe) else {
-        return;
-    };
-    let mut r = crate::redact::StreamRedactor::new(&secrets);
-    let mut buf = vec![0u8; 64 << 10];
-    loop {
-        match rx.read(&mut buf).await {
-            Ok(0) | Err(_) => break,
-            Ok(n) => {
-                let _ = log.write_all(&r.feed(&buf[..n]));
-            }
-        }
-    }
-    let _ = log.write_all(&r.finish());
 }
 
 /// Stops every process of the attempt (the leader's group, its cgroup or its adopted

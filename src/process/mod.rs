@@ -69,6 +69,32 @@ pub fn pipe() -> std::io::Result<(std::os::fd::OwnedFd, std::os::fd::OwnedFd)> {
     })
 }
 
+/// Copies what a child writes into `pipe` to every sink (its log file; a terminal too), every
+/// registered secret masked — also one split across two writes — until every writer has
+/// closed the pipe. A sink that fails (a closed terminal) is dropped; the others go on.
+pub async fn copy_masked(
+    pipe: std::os::fd::OwnedFd,
+    mut sinks: Vec<Box<dyn std::io::Write + Send>>,
+    secrets: Vec<String>,
+) {
+    use tokio::io::AsyncReadExt;
+    let Ok(mut rx) = tokio::net::unix::pipe::Receiver::from_owned_fd(pipe) else {
+        return;
+    };
+    let mut r = crate::redact::StreamRedactor::new(&secrets);
+    let mut buf = vec![0u8; 64 << 10];
+    let put = |sinks: &mut Vec<Box<dyn std::io::Write + Send>>, b: &[u8]| {
+        sinks.retain_mut(|s| s.write_all(b).and_then(|_| s.flush()).is_ok());
+    };
+    loop {
+        match rx.read(&mut buf).await {
+            Ok(0) | Err(_) => break,
+            Ok(n) => put(&mut sinks, &r.feed(&buf[..n])),
+        }
+    }
+    put(&mut sinks, &r.finish());
+}
+
 #[cfg(test)]
 pub(crate) mod tests {
     /// A current-thread runtime for tests that start processes.

@@ -33,6 +33,8 @@ pub struct FireIo {
     pub err: PathBuf,
     /// 0 while it may run; [`STOP_TIMEOUT`] or [`STOP_CANCEL`] when it must stop.
     pub stop: Arc<std::sync::atomic::AtomicU8>,
+    /// Also print to this process's stdout/stderr (a manual fire).
+    pub echo: bool,
 }
 
 pub const STOP_TIMEOUT: u8 = 1;
@@ -47,6 +49,9 @@ pub struct Opts {
     pub grace: Duration,
     pub quiet: bool,
     pub functions: Option<Functions>,
+    /// Fires run by hand (`--once`): tagged `cron.manual`, their output streamed to this
+    /// process's stdout/stderr as well as into the run's logs.
+    pub manual: bool,
 }
 
 /// What is persisted per schedule: each entry's last handled fire and its run.
@@ -54,6 +59,9 @@ pub struct Opts {
 pub struct Saved {
     pub source: String,
     pub entries: BTreeMap<String, SavedEntry>,
+    /// The `labhost cron` serving the schedule (its pid; alive while its lock is held).
+    #[serde(default)]
+    pub served_by: Option<u32>,
 }
 
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
@@ -62,6 +70,31 @@ pub struct SavedEntry {
     pub timezone: String,
     pub last_fire: Option<DateTime<Utc>>,
     pub last_run: Option<i64>,
+    /// The last fire run by hand (`--once`) and its run; not a scheduled fire, so catch-up
+    /// does not count from it.
+    #[serde(default)]
+    pub last_manual: Option<DateTime<Utc>>,
+    #[serde(default)]
+    pub last_manual_run: Option<i64>,
+}
+
+impl Saved {
+    /// Whether a `labhost cron` serves this schedule now.
+    pub fn served(&self) -> bool {
+        self.served_by
+            .is_some_and(|p| cron_daemon_alive(&p.to_string()))
+    }
+}
+
+/// Notes a manual fire of `e` (`--once`) in the schedule's state.
+pub fn record_manual(source: &str, e: &Entry, at: DateTime<Utc>, run: i64) -> LabResult<()> {
+    let mut saved = load_saved(source)?;
+    let s = saved.entries.entry(e.name.clone()).or_default();
+    s.schedule = e.schedule.text.clone();
+    s.timezone = e.schedule.zone.name();
+    s.last_manual = Some(at);
+    s.last_manual_run = Some(run);
+    save(&saved)
 }
 
 fn state_file(source: &str) -> LabResult<PathBuf> {
@@ -127,7 +160,7 @@ fn command_text(e: &Entry) -> String {
     }
 }
 
-fn new_run(e: &Entry, f: &Fire, source: &str) -> NewRun {
+fn new_run(e: &Entry, f: &Fire, source: &str, manual: bool) -> NewRun {
     NewRun {
         key: Some(format!("cron:{source}#{}@{}", e.name, f.at.to_rfc3339())),
         tags: vec![
@@ -142,6 +175,7 @@ fn new_run(e: &Entry, f: &Fire, source: &str) -> NewRun {
             f.catch_up
                 .then(|| ("cron.catch_up".to_string(), "true".to_string())),
         )
+        .chain(manual.then(|| ("cron.manual".to_string(), "true".to_string())))
         .collect(),
         ..NewRun::record(RunKind::Cron, &e.name, &command_text(e))
     }
@@ -150,7 +184,7 @@ fn new_run(e: &Entry, f: &Fire, source: &str) -> NewRun {
 /// A fire that does not run (overlap): a cancelled run that says why.
 fn record_skip(e: &Entry, f: &Fire, source: &str, reason: &str) -> LabResult<i64> {
     with_current(|st| {
-        let (r, _) = st.create(&new_run(e, f, source))?;
+        let (r, _) = st.create(&new_run(e, f, source, false))?;
         st.cancel(r.id, reason)?;
         Ok(r.id)
     })
@@ -168,8 +202,9 @@ pub struct Ended {
 /// means it ran already: nothing runs), runs it, closes the record.
 pub async fn run_fire(e: Entry, f: Fire, opts: Opts, kill: CancellationToken) -> LabResult<Ended> {
     let host = format!("cron:{}", std::process::id());
-    let (run, created) =
-        with_current(|st| st.open_record(&new_run(&e, &f, &opts.source), Some(&host)))?;
+    let (run, created) = with_current(|st| {
+        st.open_record(&new_run(&e, &f, &opts.source, opts.manual), Some(&host))
+    })?;
     if !created && run.status.is_finished() {
         return Ok(Ended {
             run_id: run.id,
@@ -187,13 +222,13 @@ pub async fn run_fire(e: Entry, f: Fire, opts: Opts, kill: CancellationToken) ->
         );
     }
     let (status, error) = match &e.action {
-        Action::Script { path, args } => run_script(&e, path, args, &run, &kill).await,
+        Action::Script { path, args } => run_script(&e, path, args, &run, &kill, opts.manual).await,
         Action::Function { id } => match &opts.functions {
             None => (
                 RunStatus::Failed,
                 Some("no function table (a script entry outside its script)".into()),
             ),
-            Some(funcs) => run_function(&e, funcs.clone(), *id, &run, &kill).await,
+            Some(funcs) => run_function(&e, funcs.clone(), *id, &run, &kill, opts.manual).await,
         },
     };
     with_current(|st| {
@@ -246,6 +281,7 @@ async fn run_function(
     id: usize,
     run: &crate::store::Run,
     kill: &CancellationToken,
+    echo: bool,
 ) -> (RunStatus, Option<String>) {
     use std::sync::atomic::Ordering;
     let dir = PathBuf::from(&run.run_dir);
@@ -254,6 +290,7 @@ async fn run_function(
         out: dir.join("stdout.log"),
         err: dir.join("stderr.log"),
         stop: Default::default(),
+        echo,
     };
     let stop = io.stop.clone();
     let mut call = tokio::task::spawn_blocking(move || funcs(id, io));
@@ -296,6 +333,7 @@ async fn run_script(
     args: &[String],
     run: &crate::store::Run,
     kill: &CancellationToken,
+    echo: bool,
 ) -> (RunStatus, Option<String>) {
     let dir = PathBuf::from(&run.run_dir);
     let _ = std::fs::create_dir_all(&dir);
@@ -305,6 +343,10 @@ async fn run_script(
             RunStatus::Failed,
             Some(format!("cannot write the logs in {}", dir.display())),
         );
+    };
+    let logs = match FireLogs::new(out, err, echo) {
+        Ok(l) => l,
+        Err(x) => return (RunStatus::Failed, Some(format!("cannot make a pipe: {x}"))),
     };
     let argv: Vec<std::ffi::OsString> = ["run".into(), path.into()]
         .into_iter()
@@ -327,7 +369,7 @@ async fn run_script(
         let null = std::fs::File::open("/dev/null")?;
         process::spawn(
             &p,
-            &process::Io::stdio([null.as_raw_fd(), out.as_raw_fd(), err.as_raw_fd()]),
+            &process::Io::stdio([null.as_raw_fd(), logs.out.as_raw_fd(), logs.err.as_raw_fd()]),
         )
         .map_err(|e| match e {
             process::SpawnError::Cwd(e)
@@ -335,7 +377,7 @@ async fn run_script(
             | process::SpawnError::Contain(e) => e,
         })
     });
-    drop((out, err));
+    let copies = logs.close();
     let mut child = match started {
         Ok(ch) => ch,
         Err(x) => {
@@ -353,6 +395,15 @@ async fn run_script(
         _ = timeout => Err((RunStatus::TimedOut, format!("timed out after {}", crate::util::fmt_duration(e.timeout.unwrap_or_default())))),
         _ = kill.cancelled() => Err((RunStatus::Cancelled, "cancelled: labhost cron stopped and the grace period ran out".to_string())),
     };
+    if ended.is_err() {
+        // Stopped as every process labhost started is: its group gets SIGTERM, then
+        // SIGKILL after a grace. The fire is a labhost that first stops its own groups
+        // with the same grace, so it gets twice that and a margin.
+        let _ = child
+            .stop(process::grace() * 2 + Duration::from_secs(2))
+            .await;
+    }
+    copies.finish().await;
     match ended {
         Ok(Ok(s)) if s.success() => (RunStatus::Completed, None),
         Ok(Ok(s)) => {
@@ -375,14 +426,68 @@ async fn run_script(
             )
         }
         Ok(Err(x)) => (RunStatus::Failed, Some(x.to_string())),
-        Err((status, why)) => {
-            // Stopped as every process labhost started is: its group gets SIGTERM, then
-            // SIGKILL after a grace. The fire is a labhost that first stops its own groups
-            // with the same grace, so it gets twice that and a margin.
-            let _ = child
-                .stop(process::grace() * 2 + Duration::from_secs(2))
-                .await;
-            (status, Some(why))
+        Err((status, why)) => (status, Some(why)),
+    }
+}
+
+/// Where a script fire's stdout and stderr go: straight into its log files, or (a manual
+/// fire) through pipes copied to the log files and to this process's stdout/stderr.
+struct FireLogs {
+    out: std::os::fd::OwnedFd,
+    err: std::os::fd::OwnedFd,
+    copies: Vec<tokio::task::JoinHandle<()>>,
+}
+
+impl FireLogs {
+    fn new(out: std::fs::File, err: std::fs::File, echo: bool) -> std::io::Result<FireLogs> {
+        if !echo {
+            return Ok(FireLogs {
+                out: out.into(),
+                err: err.into(),
+                copies: Vec::new(),
+            });
+        }
+        let ((out_r, out_w), (err_r, err_w)) = (process::pipe()?, process::pipe()?);
+        let secrets = crate::redact::registered();
+        Ok(FireLogs {
+            out: out_w,
+            err: err_w,
+            copies: vec![
+                tokio::spawn(process::copy_masked(
+                    out_r,
+                    vec![Box::new(out), Box::new(std::io::stdout())],
+                    secrets.clone(),
+                )),
+                tokio::spawn(process::copy_masked(
+                    err_r,
+                    vec![Box::new(err), Box::new(std::io::stderr())],
+                    secrets,
+                )),
+            ],
+        })
+    }
+
+    /// Closes this process's ends (the child has its own): the copies end with the child.
+    fn close(self) -> Copies {
+        Copies(self.copies)
+    }
+}
+
+/// The copies of a manual fire's output, running until the fire's processes close it.
+struct Copies(Vec<tokio::task::JoinHandle<()>>);
+
+impl Copies {
+    /// Waits for the copies (a process that outlived the fire and keeps the pipe open is
+    /// given a second, then its copy is dropped).
+    async fn finish(self) {
+        for c in self.0 {
+            let abort = c.abort_handle();
+            if tokio::time::timeout(Duration::from_secs(1), c)
+                .await
+                .is_err()
+            {
+                abort.abort();
+            }
         }
     }
 }
@@ -515,6 +620,7 @@ impl Daemon {
             }
         }
         let mut saved = load_saved(&opts.source)?;
+        saved.served_by = Some(std::process::id());
         // Entries no longer in the file are forgotten.
         saved
             .entries

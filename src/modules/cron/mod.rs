@@ -3,18 +3,21 @@
 //!
 //! A schedule file (YAML: a list of entries) or a script calling `cron::schedule` gives the
 //! entries; [`Scheduler`] (pure: a clock goes in, fires come out) decides what fires when,
-//! with croner's next-occurrence rules in each entry's IANA time zone (DST: a fixed time in a
-//! spring-forward gap runs once at the first valid instant, a fall-back overlap fires once);
-//! [`host`] runs the fires — each a record run (kind cron) in the store with its output log
+//! in each entry's IANA time zone with Vixie cron's DST rules (croner matches the fields
+//! against wall-clock times; [`Schedule::next_after`] applies the clock changes: a fixed-time
+//! fire in a spring-forward gap runs once right after the jump, in a fall-back overlap once;
+//! an interval entry keeps the real clock); [`expr`] reads expressions strictly;
+//! [`daemon`] runs the fires — each a record run (kind cron) in the store with its output log
 //! and outcome — and persists each entry's last fire so a restart applies `catch_up`.
 pub mod daemon;
+pub mod expr;
 pub mod rhai;
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::str::FromStr;
 
-use chrono::{DateTime, TimeZone, Utc};
+use chrono::{DateTime, LocalResult, NaiveDateTime, TimeZone, Timelike, Utc};
 use serde::{Deserialize, Serialize};
 
 use crate::error::{LabError, LabResult};
@@ -91,35 +94,115 @@ impl Zone {
 #[derive(Debug, Clone)]
 pub struct Schedule {
     pub text: String,
+    /// The fields, matched against wall-clock times (croner evaluated in UTC, which has no
+    /// DST): the zone's clock changes are applied by [`Schedule::next_after`], with Vixie
+    /// cron's rules.
     pub cron: croner::Cron,
     pub zone: Zone,
+    /// A fixed-time entry (no `*` leading its seconds, minute or hour field).
+    pub fixed_time: bool,
 }
 
+/// The largest clock change searched around (no zone has shifted more than 3 hours at once).
+const MAX_SHIFT: chrono::TimeDelta = chrono::TimeDelta::hours(3);
+
 impl Schedule {
-    /// Crontab 5-field, 6-field (seconds first) or `@hourly`/`@daily`/`@weekly`/`@monthly`/
-    /// `@yearly`; `L`, `W`, `#` as croner reads them.
-    pub fn parse(text: &str, zone: Zone) -> Result<Schedule, String> {
-        let cron = croner::Cron::from_str(text.trim())
-            .map_err(|e| format!("bad schedule '{text}': {e}"))?;
-        Ok(Schedule {
-            text: text.trim().to_string(),
+    /// Crontab 5-field, 6-field (seconds first) or a nickname (`@hourly`, `@daily`,
+    /// `@midnight`, `@weekly`, `@monthly`, `@yearly`, `@annually`); `L`, `W`, `#` in the day
+    /// fields (see [`expr`]). Malformed expressions and expressions that can never fire are
+    /// refused with the part that is wrong.
+    pub fn parse(text: &str, zone: Zone) -> Result<Schedule, expr::ExprError> {
+        let text = text.trim();
+        let checked = expr::check(text)?;
+        let whole = |message: String| expr::ExprError {
+            message,
+            offset: 0,
+            part: text.to_string(),
+        };
+        let cron =
+            croner::Cron::from_str(&checked.croner_text).map_err(|e| whole(e.to_string()))?;
+        let s = Schedule {
+            text: text.to_string(),
             cron,
             zone,
-        })
+            fixed_time: checked.fixed_time,
+        };
+        let from = chrono::NaiveDate::from_ymd_opt(2000, 1, 1)
+            .and_then(|d| d.and_hms_opt(0, 0, 0))
+            .unwrap_or_default();
+        if s.next_wall(from, true).is_none() {
+            return Err(whole(
+                "it never fires: no date matches every field (a day that no month has?)".into(),
+            ));
+        }
+        Ok(s)
     }
 
-    fn next_in<Tz: TimeZone>(&self, t: DateTime<Tz>) -> Option<DateTime<Utc>> {
+    /// The first wall-clock time matching the fields after `t` (at it too when `inclusive`).
+    fn next_wall(&self, t: NaiveDateTime, inclusive: bool) -> Option<NaiveDateTime> {
         self.cron
-            .find_next_occurrence(&t, false)
+            .find_next_occurrence(&t.and_utc(), inclusive)
             .ok()
-            .map(|n| n.with_timezone(&Utc))
+            .map(|d| d.naive_utc())
+    }
+
+    /// The instants a matching wall-clock time `m` fires at, by Vixie cron's DST rules: a
+    /// time the clock skips (spring forward) fires once right after the jump if the entry
+    /// is a fixed time, and not at all if it is an interval (it keeps the real clock); a
+    /// time the clock shows twice (fall back) fires once (the first) if fixed, twice if an
+    /// interval.
+    fn instants<Tz: TimeZone>(&self, z: &Tz, m: NaiveDateTime) -> Vec<DateTime<Utc>> {
+        match z.from_local_datetime(&m) {
+            LocalResult::Single(u) => vec![u.with_timezone(&Utc)],
+            LocalResult::Ambiguous(a, b) if self.fixed_time => {
+                let _ = b;
+                vec![a.with_timezone(&Utc)]
+            }
+            LocalResult::Ambiguous(a, b) => vec![a.with_timezone(&Utc), b.with_timezone(&Utc)],
+            LocalResult::None if self.fixed_time => jump_after(z, m).into_iter().collect(),
+            LocalResult::None => vec![],
+        }
+    }
+
+    fn next_in<Tz: TimeZone>(&self, z: &Tz, t: DateTime<Utc>) -> Option<DateTime<Utc>> {
+        let offset = |u: DateTime<Utc>| u.with_timezone(z).naive_local() - u.naive_utc();
+        let wall = |u: DateTime<Utc>| u.with_timezone(z).naive_local();
+        // A fall-back within MAX_SHIFT after `t` repeats wall times before t's: start there.
+        let back = (offset(t) - offset(t + MAX_SHIFT)).max(chrono::TimeDelta::zero());
+        let mut m = wall(t) - back;
+        let mut inclusive = true;
+        let mut best: Option<DateTime<Utc>> = None;
+        loop {
+            let Some(next) = self.next_wall(m, inclusive) else {
+                return best;
+            };
+            m = next;
+            inclusive = false;
+            if let Some(b) = best {
+                // Past the best by more than any clock change could bring back: done. A
+                // far best (a sparse entry) may have clock changes between: look further.
+                let margin = if offset(b) != offset(t) || b - t > chrono::TimeDelta::days(30) {
+                    MAX_SHIFT
+                } else {
+                    back
+                };
+                if m > wall(b) + margin {
+                    return best;
+                }
+            }
+            for u in self.instants(z, m) {
+                if u > t && best.is_none_or(|b| u < b) {
+                    best = Some(u);
+                }
+            }
+        }
     }
 
     /// The first fire strictly after `t`.
     pub fn next_after(&self, t: DateTime<Utc>) -> Option<DateTime<Utc>> {
         match self.zone {
-            Zone::Local => self.next_in(t.with_timezone(&chrono::Local)),
-            Zone::Named(z) => self.next_in(t.with_timezone(&z)),
+            Zone::Local => self.next_in(&chrono::Local, t),
+            Zone::Named(z) => self.next_in(&z, t),
         }
     }
 
@@ -144,6 +227,17 @@ impl Schedule {
         }
         out.into()
     }
+}
+
+/// The instant the clock jumps over the skipped wall time `m`: the first valid wall-clock
+/// minute after it.
+fn jump_after<Tz: TimeZone>(z: &Tz, m: NaiveDateTime) -> Option<DateTime<Utc>> {
+    let minute = m.with_second(0)?.with_nanosecond(0)?;
+    (1..=24 * 60).find_map(|i| {
+        z.from_local_datetime(&(minute + chrono::TimeDelta::minutes(i)))
+            .earliest()
+            .map(|u| u.with_timezone(&Utc))
+    })
 }
 
 /// What a fire runs.
@@ -227,7 +321,12 @@ pub fn load(path: &Path) -> LabResult<Vec<Entry>> {
             ));
         }
         let zone = Zone::parse(r.timezone.as_deref()).map_err(|m| bad("timezone:", m))?;
-        let schedule = Schedule::parse(&r.schedule, zone).map_err(|m| bad("schedule:", m))?;
+        let schedule = Schedule::parse(&r.schedule, zone).map_err(|e| {
+            LabError::new(
+                "cron.invalid",
+                schedule_error(&text, &src, i, &r.schedule, &e),
+            )
+        })?;
         let script = base.join(&r.script);
         if !script.is_file() {
             return Err(bad(
@@ -250,6 +349,29 @@ pub fn load(path: &Path) -> LabResult<Vec<Entry>> {
         });
     }
     Ok(out)
+}
+
+/// A refused schedule of the `n`-th entry: `file:line:col` of the wrong part (the column
+/// inside the expression), what is wrong, and the expression with a caret under the part.
+fn schedule_error(text: &str, src: &str, n: usize, expr: &str, e: &expr::ExprError) -> String {
+    let expr = expr.trim();
+    // The expression on the line of a `schedule:` key (block or flow style).
+    let found = text.lines().enumerate().find_map(|(i, line)| {
+        let key = line.find("schedule:")?;
+        let col = line[key..].find(expr)? + key;
+        Some((i + 1, col + 1))
+    });
+    let at = match found {
+        Some((line, col)) => format!("{src}:{line}:{}", col + e.offset),
+        None => locate_nth(text, src, "schedule:", n),
+    };
+    let width = e.part.chars().count().max(1);
+    format!(
+        "{at}: bad schedule '{expr}': {}\n    {expr}\n    {}{}",
+        e.message,
+        " ".repeat(expr[..e.offset.min(expr.len())].chars().count()),
+        "^".repeat(width)
+    )
 }
 
 /// `file:line:col` of the `n`-th (0-based) line that starts (after blanks and `- `) with
@@ -472,6 +594,186 @@ mod tests {
         );
     }
 
+    /// Vixie cron's DST rules, fire by fire, for every kind of clock change (a one-hour
+    /// spring gap and fall overlap in Berlin and New York, Lord Howe's 30-minute shifts, a
+    /// zone without DST) and every kind of field (single, list, range, step, `*`). A fixed
+    /// time (no `*` leading minute or hour) in a gap runs once right after the jump and in
+    /// an overlap once; an interval entry keeps the real clock: it skips the gap and runs
+    /// in both halves of an overlap.
+    #[test]
+    fn dst_fires_follow_vixie_cron() {
+        let table: &[(&str, &str, &str, &[&str])] = &[
+            // Spring forward, fixed times written as a list, a range, a step over a range.
+            (
+                "30 1,2 * * *",
+                "Europe/Berlin",
+                "2026-03-28T13:00:00Z",
+                &[
+                    "2026-03-29T00:30:00Z",
+                    "2026-03-29T01:00:00Z",
+                    "2026-03-29T23:30:00Z",
+                    "2026-03-30T00:30:00Z",
+                ],
+            ),
+            (
+                "0 1-3 * * *",
+                "Australia/Lord_Howe",
+                "2026-10-03T12:00:00Z",
+                &[
+                    "2026-10-03T14:30:00Z",
+                    "2026-10-03T15:30:00Z",
+                    "2026-10-03T16:00:00Z",
+                    "2026-10-04T14:00:00Z",
+                ],
+            ),
+            (
+                "0,30 2 * * *",
+                "Europe/Berlin",
+                "2026-03-28T12:00:00Z",
+                &[
+                    "2026-03-29T01:00:00Z",
+                    "2026-03-30T00:00:00Z",
+                    "2026-03-30T00:30:00Z",
+                ],
+            ),
+            (
+                "0-59/20 2 * * *",
+                "Europe/Berlin",
+                "2026-03-28T12:00:00Z",
+                &[
+                    "2026-03-29T01:00:00Z",
+                    "2026-03-30T00:00:00Z",
+                    "2026-03-30T00:20:00Z",
+                ],
+            ),
+            (
+                "@midnight",
+                "America/New_York",
+                "2026-03-07T12:00:00Z",
+                &["2026-03-08T05:00:00Z", "2026-03-09T04:00:00Z"],
+            ),
+            // Spring forward, intervals: the skipped times do not run.
+            (
+                "*/30 2 * * *",
+                "Europe/Berlin",
+                "2026-03-28T12:00:00Z",
+                &["2026-03-30T00:00:00Z", "2026-03-30T00:30:00Z"],
+            ),
+            (
+                "0 * * * *",
+                "America/New_York",
+                "2026-03-08T05:30:00Z",
+                &[
+                    "2026-03-08T06:00:00Z",
+                    "2026-03-08T07:00:00Z",
+                    "2026-03-08T08:00:00Z",
+                ],
+            ),
+            (
+                "*/15 * * * *",
+                "Australia/Lord_Howe",
+                "2026-10-03T15:10:00Z",
+                &[
+                    "2026-10-03T15:15:00Z",
+                    "2026-10-03T15:30:00Z",
+                    "2026-10-03T15:45:00Z",
+                ],
+            ),
+            // Fall back, fixed times: once, at the first of the two.
+            (
+                "30 1,13 * * *",
+                "America/New_York",
+                "2026-11-01T04:50:00Z",
+                &[
+                    "2026-11-01T05:30:00Z",
+                    "2026-11-01T18:30:00Z",
+                    "2026-11-02T06:30:00Z",
+                ],
+            ),
+            (
+                "45 1 * * *",
+                "Australia/Lord_Howe",
+                "2026-04-04T12:00:00Z",
+                &["2026-04-04T14:45:00Z", "2026-04-05T15:15:00Z"],
+            ),
+            (
+                "0 2-3 * * *",
+                "Europe/Berlin",
+                "2026-10-24T12:00:00Z",
+                &[
+                    "2026-10-25T00:00:00Z",
+                    "2026-10-25T02:00:00Z",
+                    "2026-10-26T01:00:00Z",
+                ],
+            ),
+            // Fall back, intervals: both halves of the overlap.
+            (
+                "*/30 2 * * *",
+                "Europe/Berlin",
+                "2026-10-24T12:00:00Z",
+                &[
+                    "2026-10-25T00:00:00Z",
+                    "2026-10-25T00:30:00Z",
+                    "2026-10-25T01:00:00Z",
+                    "2026-10-25T01:30:00Z",
+                    "2026-10-26T01:00:00Z",
+                ],
+            ),
+            (
+                "*/15 1 * * *",
+                "Australia/Lord_Howe",
+                "2026-04-04T13:00:00Z",
+                &[
+                    "2026-04-04T14:00:00Z",
+                    "2026-04-04T14:15:00Z",
+                    "2026-04-04T14:30:00Z",
+                    "2026-04-04T14:45:00Z",
+                    "2026-04-04T15:00:00Z",
+                    "2026-04-04T15:15:00Z",
+                    "2026-04-05T14:30:00Z",
+                ],
+            ),
+            // Starting inside the repeated hour (its second half): what is left of it.
+            (
+                "30 * * * *",
+                "America/New_York",
+                "2026-11-01T06:15:00Z",
+                &["2026-11-01T06:30:00Z", "2026-11-01T07:30:00Z"],
+            ),
+            (
+                "30 1 * * *",
+                "America/New_York",
+                "2026-11-01T06:15:00Z",
+                &["2026-11-02T06:30:00Z"],
+            ),
+            // No DST at all.
+            (
+                "30 2 * * *",
+                "Asia/Kolkata",
+                "2026-03-28T00:00:00Z",
+                &["2026-03-28T21:00:00Z", "2026-03-29T21:00:00Z"],
+            ),
+        ];
+        for (expr, zone, from, want) in table {
+            let s = sched(expr, zone);
+            let got: Vec<String> = nexts(&s, from, want.len())
+                .into_iter()
+                .map(|t| utc(&t).format("%Y-%m-%dT%H:%M:%SZ").to_string())
+                .collect();
+            assert_eq!(&got, want, "{expr} in {zone} from {from}");
+        }
+    }
+
+    #[test]
+    fn expressions_that_never_fire_are_refused() {
+        for expr in ["0 0 30 2 *", "0 0 31 4,6,9,11 *", "0 0 31 APR *"] {
+            let e = Schedule::parse(expr, Zone::Local).expect_err(expr);
+            assert!(e.message.contains("never fires"), "{expr}: {e}");
+        }
+        // February 29th is rare, not never.
+        assert!(Schedule::parse("0 0 29 2 *", Zone::Local).is_ok());
+    }
+
     #[test]
     fn last_day_nearest_weekday_and_nth_weekday() {
         // L: the last day of the month (February 2027 has 28 days).
@@ -503,7 +805,8 @@ mod tests {
         );
         assert!(Schedule::parse("61 * * * *", Zone::Local)
             .unwrap_err()
-            .contains("bad schedule '61 * * * *'"));
+            .to_string()
+            .contains("minute field: 61 is out of range"));
         assert!(Zone::parse(Some("Mars/Olympus"))
             .unwrap_err()
             .contains("unknown time zone"));

@@ -59,7 +59,8 @@ fn define(
     let o: Opts = decode(ctx, "cron::schedule options", opts.into())?;
     let zone =
         m::Zone::parse(o.timezone.as_deref()).map_err(|e| host_err(ctx, "cron.invalid", e))?;
-    let schedule = m::Schedule::parse(expr, zone).map_err(|e| host_err(ctx, "cron.invalid", e))?;
+    let schedule = m::Schedule::parse(expr, zone)
+        .map_err(|e| host_err(ctx, "cron.invalid", format!("bad schedule '{expr}': {e}")))?;
     let mut defined = DEFINED.lock().unwrap_or_else(|e| e.into_inner());
     if defined.iter().any(|d| d.entry.name == name) {
         return Err(host_err(
@@ -183,7 +184,7 @@ pub mod api {
         let zone = crate::modules::cron::Zone::parse(Some(timezone))
             .map_err(|e| host_err(&ctx, "cron.invalid", e))?;
         let s = crate::modules::cron::Schedule::parse(expr, zone)
-            .map_err(|e| host_err(&ctx, "cron.invalid", e))?;
+            .map_err(|e| host_err(&ctx, "cron.invalid", format!("bad schedule '{expr}': {e}")))?;
         let mut t = chrono::Utc::now();
         let mut out = Array::new();
         for _ in 0..n.max(0) {
