@@ -14,10 +14,12 @@
 //! - [`process`]: the one way a child process is started, contained and stopped.
 //! - runtime services: [`runtime`] (tokio runtime, cancellation, Ctrl-C, output sink),
 //!   [`config`] (every `LABHOST_*` variable), [`state`], [`redact`], [`clock`], and shared
-//!   types: [`command`], [`error`], [`util`].
+//!   types: [`command`], [`error`], [`util`]; [`beneath`] (paths from clients and files
+//!   opened beneath their root).
 #![deny(unsafe_op_in_unsafe_fn)]
 #![deny(clippy::undocumented_unsafe_blocks)]
 
+pub mod beneath;
 pub mod bridge;
 pub mod cli;
 pub mod clock;

@@ -450,3 +450,26 @@ pub fn did_you_mean<'a>(word: &str, candidates: &[&'a str]) -> Option<&'a str> {
         .min_by_key(|(d, _)| *d)
         .map(|(_, c)| c)
 }
+
+/// 128 random bits from the kernel's CSPRNG as 32 hex digits: a bearer token.
+pub fn random_token() -> String {
+    let mut b = [0u8; 16];
+    let mut got = 0;
+    while got < b.len() {
+        // SAFETY: writes at most the rest of `b`, which we own.
+        let n = unsafe { libc::getrandom(b[got..].as_mut_ptr().cast(), b.len() - got, 0) };
+        if n > 0 {
+            got += n as usize;
+        } else if std::io::Error::last_os_error().raw_os_error() != Some(libc::EINTR) {
+            // No getrandom (a very old kernel): /dev/urandom.
+            use std::io::Read;
+            if let Ok(mut f) = std::fs::File::open("/dev/urandom") {
+                if f.read_exact(&mut b).is_ok() {
+                    break;
+                }
+            }
+            panic!("no source of random bytes (getrandom and /dev/urandom failed)");
+        }
+    }
+    b.iter().map(|x| format!("{x:02x}")).collect()
+}

@@ -11,7 +11,8 @@
 //! bridge                   what bindings share: errors with position, block_on, decode
 //! store                    the run store (SQLite)
 //! process                  the one way to start, contain and stop a process
-//! runtime services         runtime, config, state, redact, clock, command, error, util
+//! runtime services         runtime, config, state, redact, clock, command, error, util,
+//!                          beneath
 //! ```
 //!
 //! Every unit — a top-level folder of src/, and each folder under src/modules/ (a module is
@@ -115,7 +116,7 @@ fn unit_of_path(p: &str) -> String {
 
 /// The runtime services at the root of src/.
 const SERVICES: &[&str] = &[
-    "runtime", "config", "state", "redact", "clock", "command", "error", "util",
+    "runtime", "config", "state", "redact", "clock", "command", "error", "util", "beneath",
 ];
 
 /// Modules above the engine (they submit, sweep, track, go to Azure, schedule).

@@ -164,6 +164,184 @@ print(j.info().params);
     );
 }
 
+/// Hostile artifact paths — absolute, `..`, percent-encoded `..` and `/`, backslashes,
+/// over-long names, symlinks planted in the run's artifact folder pointing out of it — get
+/// 400 from PUT, GET and both list calls, and nothing outside the folder is read or touched.
+#[test]
+fn hostile_artifact_paths_are_refused_and_nothing_outside_is_touched() {
+    let probe = r#"
+import http.client, json, os, urllib.parse
+u = urllib.parse.urlparse(os.environ["MLFLOW_TRACKING_URI"])
+run = os.environ["MLFLOW_RUN_ID"]
+tok = os.environ["MLFLOW_TRACKING_TOKEN"]
+outside = os.path.abspath("outside")
+arts = os.path.join(os.environ["LABHOST_RUN_DIR"], "artifacts")
+os.makedirs(arts, exist_ok=True)
+os.symlink(outside, os.path.join(arts, "out"))
+os.symlink(os.path.relpath(os.path.join(outside, "secret"), arts), os.path.join(arts, "up"))
+def call(method, path, body=None):
+    c = http.client.HTTPConnection(u.hostname, u.port)
+    c.request(method, path, body=body, headers={"Authorization": "Bearer " + tok})
+    r = c.getresponse()
+    data = r.read()
+    return r.status, data
+base = "/api/2.0/mlflow-artifacts/artifacts/0/" + run + "/artifacts/"
+hostile = ["/" + outside.lstrip("/") + "/new", "//" + outside.lstrip("/") + "/secret", "../../new", "a/../../../new",
+           "%2e%2e/%2e%2e/new", "a%2f..%2f..%2f..%2fnew", "%2F" + outside.lstrip("/").replace("/", "%2F") + "%2Fsecret",
+           "a\\..\\..\\new", "x" * 300, "out/new", "out/secret", "up"]
+for h in hostile:
+    print("PUT", call("PUT", base + h, b"pwned")[0], "GET", call("GET", base + h)[0])
+for q in [outside, "../..", "out", "a/../.."]:
+    print("list", call("GET", "/api/2.0/mlflow/artifacts/list?run_id=" + run + "&path=" + urllib.parse.quote(q))[0],
+          "proxy-list", call("GET", "/api/2.0/mlflow-artifacts/artifacts?path=" + urllib.parse.quote("0/" + run + "/artifacts/" + q))[0])
+print("plain", call("PUT", base + "ok/a.txt", b"fine")[0], call("GET", base + "ok/a.txt"))
+print("listed", json.loads(call("GET", "/api/2.0/mlflow/artifacts/list?run_id=" + run)[1])["files"])
+"#;
+    let t = TestCmd::new()
+        .file("probe.py", probe)
+        .file("outside/secret", "s3cret")
+        .script(
+            r#"
+let j = jobs::submit(#{command: "python3 probe.py"});
+j.wait();
+print(j.logs());
+"#,
+        );
+    let o = t.run();
+    o.success();
+    let lines: Vec<&str> = o.stdout.lines().collect();
+    for l in &lines[..12] {
+        assert_eq!(*l, "PUT 400 GET 400", "{}", o.stdout);
+    }
+    for l in &lines[12..16] {
+        assert_eq!(*l, "list 400 proxy-list 400", "{}", o.stdout);
+    }
+    assert_eq!(lines[16], "plain 200 (200, b'fine')", "{}", o.stdout);
+    assert!(
+        lines[17].contains("'path': 'ok', 'is_dir': True"),
+        "{}",
+        o.stdout
+    );
+    let outside: Vec<String> = std::fs::read_dir(o.dir.join("outside"))
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    assert_eq!(outside, ["secret"]);
+    assert_eq!(
+        std::fs::read_to_string(o.dir.join("outside/secret")).unwrap(),
+        "s3cret"
+    );
+    assert!(!o.dir.join("new").exists() && !o.dir.parent().unwrap().join("new").exists());
+}
+
+/// Starts `labhost track serve --port PORT EXTRA…` over `dir`'s state and waits until it
+/// listens; returns it and the token from its `export MLFLOW_TRACKING_TOKEN=` line, if any.
+fn track_serve(
+    dir: &std::path::Path,
+    port: u16,
+    extra: &[&str],
+) -> (std::process::Child, Option<String>) {
+    use std::io::BufRead;
+    let mut server = std::process::Command::new(crate::util::BIN)
+        .args(["track", "serve", "--port", &port.to_string()])
+        .args(extra)
+        .current_dir(dir)
+        .env("LABHOST_HOME", dir.join(".labhost"))
+        .env_remove("LABHOST_TRACK_TOKEN")
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    for _ in 0..200 {
+        if std::net::TcpStream::connect(("127.0.0.1", port)).is_ok() {
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    if extra.contains(&"--no-token") {
+        return (server, None);
+    }
+    let out = server.stdout.take().unwrap();
+    let token = std::io::BufReader::new(out)
+        .lines()
+        .next()
+        .and_then(|l| l.ok())
+        .and_then(|l| {
+            l.strip_prefix("export MLFLOW_TRACKING_TOKEN=")
+                .map(str::to_string)
+        });
+    (server, token)
+}
+
+/// The HTTP status of GET `path` on `port` with an optional bearer token.
+fn status_of(port: u16, path: &str, token: Option<&str>) -> u16 {
+    use std::io::{Read, Write};
+    let mut c = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
+    let auth = token
+        .map(|t| format!("Authorization: Bearer {t}\r\n"))
+        .unwrap_or_default();
+    write!(
+        c,
+        "GET {path} HTTP/1.1\r\nHost: x\r\n{auth}Connection: close\r\n\r\n"
+    )
+    .unwrap();
+    let mut r = String::new();
+    let _ = c.read_to_string(&mut r);
+    r.split(' ')
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(0)
+}
+
+/// `labhost track serve` is token-protected by default: a random token, printed once as an
+/// `export` line, kept in a file only the user can read and reused on the next start; a
+/// client without it gets 401. `--no-token` serves without one (loopback only); `--host`
+/// beyond loopback without a token is refused.
+#[test]
+fn track_serve_requires_a_token_unless_told_otherwise() {
+    let o = TestCmd::new()
+        .script("jobs::submit(#{command: \"true\"}).wait();")
+        .run();
+    o.success();
+    let port = crate::util::free_port();
+    let (mut server, token) = track_serve(&o.dir, port, &[]);
+    let token = token.expect("an export line on stdout");
+    assert_eq!(token.len(), 32);
+    let path = "/api/2.0/mlflow/runs/get?run_id=1";
+    assert_eq!(status_of(port, path, None), 401);
+    assert_eq!(status_of(port, path, Some("wrong")), 401);
+    assert_eq!(status_of(port, path, Some(&token)), 200);
+    let _ = server.kill();
+    let _ = server.wait();
+    use std::os::unix::fs::PermissionsExt;
+    let f = o.dir.join(".labhost/track-serve.token");
+    assert_eq!(
+        std::fs::metadata(&f).unwrap().permissions().mode() & 0o777,
+        0o600
+    );
+    assert_eq!(std::fs::read_to_string(&f).unwrap().trim(), token);
+    let port = crate::util::free_port();
+    let (mut again, token2) = track_serve(&o.dir, port, &[]);
+    assert_eq!(
+        token2.as_deref(),
+        Some(token.as_str()),
+        "the kept token is reused"
+    );
+    let _ = again.kill();
+    let _ = again.wait();
+    let port = crate::util::free_port();
+    let (mut open, none) = track_serve(&o.dir, port, &["--no-token"]);
+    assert_eq!(none, None);
+    assert_eq!(status_of(port, path, None), 200);
+    let _ = open.kill();
+    let _ = open.wait();
+    let r = TestCmd::new()
+        .args(["track", "serve", "--host", "0.0.0.0", "--no-token"])
+        .run();
+    assert_eq!(r.code, 2, "{}", r.stderr);
+    assert!(r.stderr.contains("needs a token"), "{}", r.stderr);
+}
+
 /// `labhost track serve`: the real MlflowClient searches the store (filter, order, paging)
 /// and reads histories.
 #[test]
@@ -200,22 +378,11 @@ except Exception as e:
 "#
     );
     std::fs::write(o.dir.join("client.py"), client).unwrap();
-    let mut server = std::process::Command::new(crate::util::BIN)
-        .args(["track", "serve", "--port", &port.to_string()])
-        .current_dir(&o.dir)
-        .env("LABHOST_HOME", o.dir.join(".labhost"))
-        .stderr(std::process::Stdio::null())
-        .spawn()
-        .unwrap();
-    for _ in 0..100 {
-        if std::net::TcpStream::connect(("127.0.0.1", port)).is_ok() {
-            break;
-        }
-        std::thread::sleep(std::time::Duration::from_millis(50));
-    }
+    let (mut server, token) = track_serve(&o.dir, port, &[]);
     let out = std::process::Command::new(&py)
         .arg("client.py")
         .current_dir(&o.dir)
+        .env("MLFLOW_TRACKING_TOKEN", token.unwrap())
         .output()
         .unwrap();
     let _ = server.kill();

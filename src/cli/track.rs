@@ -74,12 +74,22 @@ pub enum TrackVerb {
     },
     /// Serve the state directory's runs over MLflow's REST API (any MLflow client or tool)
     Serve {
-        /// Port on 127.0.0.1 (default 5000, MLflow's)
+        /// Port (default 5000, MLflow's)
         #[arg(long, default_value_t = 5000)]
         port: u16,
-        /// Require this bearer token from clients (MLFLOW_TRACKING_TOKEN on their side)
-        #[arg(long, env = crate::config::TRACK_TOKEN_VAR)]
+        /// Address to listen on (default 127.0.0.1: this machine only). Any other address
+        /// lets other machines in and needs a token
+        #[arg(long, default_value = "127.0.0.1")]
+        host: std::net::IpAddr,
+        /// Require this bearer token from clients (MLFLOW_TRACKING_TOKEN on their side).
+        /// Without it, a random token is made (kept in <state>/track-serve.token, readable
+        /// by you only, and reused next time) and its `export` line printed once
+        #[arg(long, env = crate::config::TRACK_TOKEN_VAR, conflicts_with = "no_token")]
         token: Option<String>,
+        /// Serve without a token (loopback only): any local user's process may read and
+        /// write your runs
+        #[arg(long)]
+        no_token: bool,
     },
 }
 
@@ -123,10 +133,25 @@ pub fn run(c: TrackVerb) -> CmdResult {
             );
             Ok(())
         }
-        TrackVerb::Serve { port, token } => {
+        TrackVerb::Serve {
+            port,
+            host,
+            token,
+            no_token,
+        } => {
+            if no_token && !host.is_loopback() {
+                return Err(Failure::Usage(format!(
+                    "--host {host} lets other machines in: it needs a token (drop --no-token)"
+                )));
+            }
             crate::runtime::install_ctrl_c(true);
             let state = crate::state::dir()?;
-            let addr = std::net::SocketAddr::from(([127, 0, 0, 1], port));
+            let token = match (token, no_token) {
+                (_, true) => None,
+                (Some(t), _) => Some(t),
+                (None, false) => Some(serve_token(&state)?),
+            };
+            let addr = std::net::SocketAddr::new(host, port);
             eprintln!(
                 "serving {} on http://{addr} (MLFLOW_TRACKING_URI); Ctrl-C stops",
                 state.display()
@@ -142,6 +167,45 @@ pub fn run(c: TrackVerb) -> CmdResult {
             r.map_err(Failure::from)
         }
     }
+}
+
+/// The token of `labhost track serve` when none is given: the one kept in
+/// `<state>/track-serve.token` (mode 0600), or a new random one written there. Its `export`
+/// line is printed (stdout) so a shell can take it.
+fn serve_token(state: &std::path::Path) -> Result<String, Failure> {
+    use std::io::Write;
+    use std::os::unix::fs::{MetadataExt, OpenOptionsExt, PermissionsExt};
+    let f = state.join("track-serve.token");
+    let kept = std::fs::metadata(&f).ok().filter(|m| {
+        // SAFETY: getuid has no preconditions.
+        m.is_file() && m.permissions().mode() & 0o077 == 0 && m.uid() == unsafe { libc::getuid() }
+    });
+    let token = match kept.and_then(|_| std::fs::read_to_string(&f).ok()) {
+        Some(t) if t.trim().len() >= 32 => t.trim().to_string(),
+        _ => {
+            let t = crate::util::random_token();
+            let _ = std::fs::create_dir_all(state);
+            let _ = std::fs::remove_file(&f);
+            let mut out = std::fs::OpenOptions::new()
+                .write(true)
+                .create_new(true)
+                .mode(0o600)
+                .open(&f)
+                .map_err(|e| {
+                    Failure::Host(crate::error::io_err("track", "cannot write", &f, &e))
+                })?;
+            out.write_all(format!("{t}\n").as_bytes()).map_err(|e| {
+                Failure::Host(crate::error::io_err("track", "cannot write", &f, &e))
+            })?;
+            t
+        }
+    };
+    println!("export MLFLOW_TRACKING_TOKEN={token}");
+    eprintln!(
+        "clients need MLFLOW_TRACKING_TOKEN (above; kept in {})",
+        f.display()
+    );
+    Ok(token)
 }
 
 /// The runs a push sends: those named (with their children), an experiment's, or all.

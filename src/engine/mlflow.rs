@@ -69,6 +69,9 @@ pub fn endpoint() -> Option<&'static (u16, String)> {
 struct EndpointState {
     state: PathBuf,
     token: Option<String>,
+    /// Refuse clients that are not on this machine (`labhost track serve --host` lifts it,
+    /// with a token).
+    loopback_only: bool,
 }
 
 /// Starts the endpoint on the runtime (once per process); `LABHOST_MLFLOW=off` leaves it off.
@@ -84,16 +87,14 @@ pub fn start(state: &Path) -> LabResult<()> {
         .local_addr()
         .map_err(|e| LabError::new("track.serve", e.to_string()))?
         .port();
-    let token = format!(
-        "{:032x}",
-        (u128::from(fastrand::u64(..)) << 64) | u128::from(fastrand::u64(..))
-    );
+    let token = crate::util::random_token();
     if ENDPOINT.set((port, token.clone())).is_err() {
         return Ok(());
     }
     let ctx = EndpointState {
         state: state.to_path_buf(),
         token: Some(token),
+        loopback_only: true,
     };
     let rt = &crate::runtime::ctx().rt;
     rt.spawn(async move {
@@ -109,13 +110,18 @@ pub fn start(state: &Path) -> LabResult<()> {
 }
 
 /// Serves the endpoint on `addr` until the process ends (`labhost track serve`); `token`:
-/// required from clients when given.
+/// required from clients when given. Clients on other machines are refused unless `addr`
+/// is not a loopback address (the caller requires a token then).
 pub async fn serve(addr: SocketAddr, state: PathBuf, token: Option<String>) -> LabResult<()> {
     let l = tokio::net::TcpListener::bind(addr)
         .await
         .map_err(|e| LabError::new("track.serve", format!("cannot listen on {addr}: {e}")))?;
-    let app =
-        router(EndpointState { state, token }).into_make_service_with_connect_info::<SocketAddr>();
+    let ctx = EndpointState {
+        state,
+        token,
+        loopback_only: addr.ip().is_loopback(),
+    };
+    let app = router(ctx).into_make_service_with_connect_info::<SocketAddr>();
     axum::serve(l, app)
         .await
         .map_err(|e| LabError::new("track.serve", e.to_string()))
@@ -200,7 +206,8 @@ fn internal(e: LabError) -> ApiError {
     )
 }
 
-/// Loopback clients only; the token when one is set.
+/// Loopback clients only (unless served beyond it); the token when one is set. Every
+/// request is logged at debug level: method, path, status, time.
 async fn guard(
     State(ctx): State<EndpointState>,
     ConnectInfo(peer): ConnectInfo<SocketAddr>,
@@ -208,13 +215,28 @@ async fn guard(
     req: axum::extract::Request,
     next: axum::middleware::Next,
 ) -> Response {
-    if !peer.ip().is_loopback() {
-        return ApiError(
+    let (method, path) = (req.method().clone(), req.uri().path().to_string());
+    let t0 = std::time::Instant::now();
+    let r = match admit(&ctx, peer, &headers) {
+        Some(refused) => refused.into_response(),
+        None => next.run(req).await,
+    };
+    tracing::debug!(
+        "mlflow endpoint: {method} {path} {} {:.1} ms",
+        r.status().as_u16(),
+        t0.elapsed().as_secs_f64() * 1e3
+    );
+    r
+}
+
+/// Why a request is refused before it is handled, if it is.
+fn admit(ctx: &EndpointState, peer: SocketAddr, headers: &HeaderMap) -> Option<ApiError> {
+    if ctx.loopback_only && !peer.ip().is_loopback() {
+        return Some(ApiError(
             StatusCode::FORBIDDEN,
             "PERMISSION_DENIED",
             "only loopback clients".into(),
-        )
-        .into_response();
+        ));
     }
     if let Some(t) = &ctx.token {
         let ok = headers
@@ -223,15 +245,14 @@ async fn guard(
             .and_then(|v| v.strip_prefix("Bearer "))
             .is_some_and(|v| v == t);
         if !ok {
-            return ApiError(
+            return Some(ApiError(
                 StatusCode::UNAUTHORIZED,
                 "UNAUTHENTICATED",
                 "a valid MLFLOW_TRACKING_TOKEN is required".into(),
-            )
-            .into_response();
+            ));
         }
     }
-    next.run(req).await
+    None
 }
 
 /// Runs `f` on the store off the async threads.
@@ -726,7 +747,8 @@ fn artifacts_dir(r: &Run) -> PathBuf {
     Path::new(&r.run_dir).join("artifacts")
 }
 
-/// `<exp>/<run>/artifacts/<rel>` → (run id, rel), rejecting `..`.
+/// `<exp>/<run>/artifacts/<rel>` → (run id, rel): `rel` relative and normalised (see
+/// [`crate::beneath::rel_path`]), else 400.
 fn proxy_path(p: &str) -> Result<(i64, String), ApiError> {
     let parts: Vec<&str> = p.trim_start_matches('/').splitn(4, '/').collect();
     if parts.len() < 3 || parts[2] != "artifacts" {
@@ -737,11 +759,33 @@ fn proxy_path(p: &str) -> Result<(i64, String), ApiError> {
     let id: i64 = parts[1]
         .parse()
         .map_err(|_| missing(format!("Run with id={} not found", parts[1])))?;
-    let rel = parts.get(3).copied().unwrap_or("").to_string();
-    if rel.split('/').any(|c| c == "..") {
-        return Err(invalid(format!("Invalid artifact path '{p}'")));
-    }
+    let rel = safe_rel(parts.get(3).copied().unwrap_or(""))?;
     Ok((id, rel))
+}
+
+/// A client's artifact path, relative and normalised, or 400 saying why.
+fn safe_rel(rel: &str) -> Result<String, ApiError> {
+    crate::beneath::rel_path(rel).map_err(|why| invalid(format!("Invalid artifact path: {why}")))
+}
+
+/// The run's artifact folder, opened for resolving beneath it (made when `create`).
+fn artifact_root(r: &Run, create: bool) -> Result<crate::beneath::Root, ApiError> {
+    let d = artifacts_dir(r);
+    crate::beneath::Root::open(&d, create)
+        .map_err(|e| internal(crate::error::io_err("track", "cannot open", &d, &e)))
+}
+
+/// An I/O error under the artifact root: leaving the root is a 400, a missing file a 404.
+fn artifact_err(rel: &str, e: std::io::Error) -> ApiError {
+    if crate::beneath::is_escape(&e) {
+        invalid(format!(
+            "Invalid artifact path '{rel}': it leads out of the run's artifacts (a symlink)"
+        ))
+    } else if e.kind() == std::io::ErrorKind::NotFound {
+        missing(format!("File {rel} not found"))
+    } else {
+        internal(LabError::new("track", format!("{rel}: {e}")))
+    }
 }
 
 async fn artifact_put(
@@ -755,13 +799,9 @@ async fn artifact_put(
     }
     store(&ctx, move |s| {
         let r = get_run(s, id)?;
-        let f = artifacts_dir(&r).join(&rel);
-        if let Some(d) = f.parent() {
-            std::fs::create_dir_all(d)
-                .map_err(|e| internal(LabError::new("track", e.to_string())))?;
-        }
-        std::fs::write(&f, &body)
-            .map_err(|e| internal(crate::error::io_err("track", "cannot write", &f, &e)))?;
+        artifact_root(&r, true)?
+            .write(&rel, &body)
+            .map_err(|e| artifact_err(&rel, e))?;
         Ok(Json(json!({})))
     })
     .await
@@ -774,8 +814,9 @@ async fn artifact_get(
     let (id, rel) = proxy_path(&p)?;
     store(&ctx, move |s| {
         let r = get_run(s, id)?;
-        let f = artifacts_dir(&r).join(&rel);
-        let data = std::fs::read(&f).map_err(|_| missing(format!("File {rel} not found")))?;
+        let root =
+            artifact_root(&r, false).map_err(|_| missing(format!("File {rel} not found")))?;
+        let data = root.read(&rel).map_err(|e| artifact_err(&rel, e))?;
         Ok((
             StatusCode::OK,
             [("content-disposition", "attachment")],
@@ -786,28 +827,28 @@ async fn artifact_get(
     .await
 }
 
-fn list_dir(root: &Path, rel: &str, prefix_with_rel: bool) -> Vec<Value> {
-    let dir = root.join(rel);
-    let mut out = Vec::new();
-    if let Ok(rd) = std::fs::read_dir(&dir) {
-        let mut es: Vec<_> = rd.flatten().collect();
-        es.sort_by_key(|e| e.file_name());
-        for e in es {
-            let name = e.file_name().to_string_lossy().into_owned();
+/// The folder `rel` beneath the run's artifacts as MLflow's `files` (paths prefixed with
+/// `rel` when `prefix_with_rel`, as `artifacts/list` gives them).
+fn list_dir(r: &Run, rel: &str, prefix_with_rel: bool) -> Result<Vec<Value>, ApiError> {
+    let Ok(root) = artifact_root(r, false) else {
+        return Ok(Vec::new());
+    };
+    let entries = root.list(rel).map_err(|e| artifact_err(rel, e))?;
+    Ok(entries
+        .into_iter()
+        .map(|e| {
             let path = if prefix_with_rel && !rel.is_empty() {
-                format!("{}/{name}", rel.trim_end_matches('/'))
+                format!("{rel}/{}", e.name)
             } else {
-                name
+                e.name
             };
-            let md = e.metadata().ok();
-            if md.as_ref().is_some_and(|m| m.is_dir()) {
-                out.push(json!({"path": path, "is_dir": true}));
+            if e.is_dir {
+                json!({"path": path, "is_dir": true})
             } else {
-                out.push(json!({"path": path, "is_dir": false, "file_size": md.map(|m| m.len()).unwrap_or(0)}));
+                json!({"path": path, "is_dir": false, "file_size": e.size})
             }
-        }
-    }
-    out
+        })
+        .collect())
 }
 
 async fn artifacts_list(
@@ -815,15 +856,12 @@ async fn artifacts_list(
     Query(q): Query<std::collections::HashMap<String, String>>,
 ) -> ApiResult {
     let id = run_id_of(&json!({"run_id": q.get("run_id").or(q.get("run_uuid"))}))?;
-    let rel = q.get("path").cloned().unwrap_or_default();
-    if rel.split('/').any(|c| c == "..") {
-        return Err(invalid(format!("Invalid path '{rel}'")));
-    }
+    let rel = safe_rel(q.get("path").map(String::as_str).unwrap_or(""))?;
     store(&ctx, move |s| {
         let r = get_run(s, id)?;
         Ok(Json(json!({
             "root_uri": format!("mlflow-artifacts:/{}/{}/artifacts", exp_of(&r), r.id),
-            "files": list_dir(&artifacts_dir(&r), &rel, true),
+            "files": list_dir(&r, &rel, true)?,
         })))
     })
     .await
@@ -836,9 +874,7 @@ async fn artifacts_proxy_list(
     let (id, rel) = proxy_path(q.get("path").map(String::as_str).unwrap_or(""))?;
     store(&ctx, move |s| {
         let r = get_run(s, id)?;
-        Ok(Json(
-            json!({"files": list_dir(&artifacts_dir(&r), &rel, false)}),
-        ))
+        Ok(Json(json!({"files": list_dir(&r, &rel, false)?})))
     })
     .await
 }
