@@ -21,6 +21,7 @@ pub const VARS: &[(&str, &str)] = &[
     ("LABHOST_TRACK_TOKEN", "the token of `labhost track serve` (same as `--token`)"),
     ("LABHOST_PRIVATE_SETTINGS", "the private settings file (else `labhost.private.yml` found upwards)"),
     ("LABHOST_AZURE_SETTINGS", "the Azure settings file (else `settings.yml` found upwards)"),
+    ("LABHOST_SNAPSHOT_MAX_MB", "the largest code folder a sweep snapshots, in MB (default 2048)"),
     ("LABHOST_JOB_ID", "set by labhost in a job's environment: the job's id (a script inside a job logs to it)"),
 ];
 
@@ -62,6 +63,7 @@ pub fn check() -> LabResult<()> {
     duration("LABHOST_KILL_GRACE")?;
     duration("LABHOST_GPU_GRACE")?;
     workers()?;
+    snapshot_max_mb()?;
     azure_seconds("AZUREML_RUN_POLLING_INTERVAL_MIN")?;
     azure_seconds("AZUREML_RUN_POLLING_INTERVAL_MAX")?;
     if let Some(m) = var("LABHOST_CONTAINMENT") {
@@ -118,6 +120,19 @@ pub fn workers() -> LabResult<Option<usize>> {
             _ => Err(LabError::new(
                 "config.invalid",
                 format!("environment variable LABHOST_WORKERS: '{w}' is not a whole number of at least 1"),
+            )),
+        })
+        .transpose()
+}
+
+/// `LABHOST_SNAPSHOT_MAX_MB`: a whole number of MB, at least 1.
+pub fn snapshot_max_mb() -> LabResult<Option<u64>> {
+    var("LABHOST_SNAPSHOT_MAX_MB")
+        .map(|w| match w.trim().parse::<u64>() {
+            Ok(n) if (1..1 << 40).contains(&n) => Ok(n),
+            _ => Err(LabError::new(
+                "config.invalid",
+                format!("environment variable LABHOST_SNAPSHOT_MAX_MB: '{w}' is not a whole number of MB of at least 1"),
             )),
         })
         .transpose()

@@ -195,6 +195,10 @@ pub const KINDS: &[(&str, &str)] = &[
         "a sweep spec or YAML that cannot run (with file:line:col)",
     ),
     (
+        "sweep.snapshot",
+        "the code folder is too large to snapshot (LABHOST_SNAPSHOT_MAX_MB)",
+    ),
+    (
         "sweep.exhausted",
         "the search space has no more distinct points",
     ),

@@ -541,6 +541,65 @@ fn labhost_resume_continues_a_sweep_whose_host_died() {
     assert_eq!(seen.len(), 12, "{before}");
 }
 
+/// `code: .` with the state folder inside the project: the snapshot leaves the state folder
+/// (and the snapshot itself) out instead of copying itself into itself; a code folder over
+/// LABHOST_SNAPSHOT_MAX_MB stops the sweep before anything is copied, and its record says
+/// why instead of staying `running`.
+#[test]
+fn a_snapshot_never_holds_the_state_folder_and_stops_when_too_large() {
+    let yml = "type: sweep\ntrial:\n  code: .\n  command: sh train.sh\nsearch_space:\n  x: {type: choice, values: [1, 2]}\nsampling_algorithm: grid\nobjective: {goal: maximize, primary_metric: acc}\n";
+    let o = TestCmd::new()
+        .file("s.yml", yml)
+        .file(
+            "train.sh",
+            "ls -a > seen.txt; echo '{\"name\": \"acc\", \"value\": 1}' >> $LABHOST_METRICS\n",
+        )
+        .args(["sweep", "s.yml", "--json"])
+        .run();
+    assert_eq!(o.code, 0, "{}", o.stderr);
+    let r: serde_json::Value = serde_json::from_str(&o.stdout).unwrap();
+    let dir = std::path::PathBuf::from(r["run_dir"].as_str().unwrap());
+    let snap = dir.join("snapshot");
+    assert!(snap.join("train.sh").is_file() && snap.join("s.yml").is_file());
+    assert!(
+        !snap.join(".labhost").exists(),
+        "the state folder was copied"
+    );
+    let seen = std::fs::read_to_string(snap.join("seen.txt")).unwrap();
+    assert!(!seen.lines().any(|l| l == ".labhost"), "{seen}");
+    let big = TestCmd::new()
+        .file("s.yml", yml)
+        .file("data.bin", vec![7u8; 3 << 20])
+        .env("LABHOST_SNAPSHOT_MAX_MB", "2");
+    let (code, _, err) = big.spawn(["sweep", "s.yml"]).finish();
+    assert_ne!(code, Some(0));
+    assert!(
+        err.contains("error[sweep.snapshot]") && err.contains("more than the 2 MB"),
+        "{err}"
+    );
+    let (_, jobs, _) = big.spawn(["jobs", "--json"]).finish();
+    let js: Vec<serde_json::Value> = serde_json::from_str(&jobs).unwrap();
+    assert!(js.iter().all(|j| j["status"] != "running"), "{jobs}");
+    let copied: u64 = walk_size(&big.path().join(".labhost"));
+    assert!(
+        copied < 1 << 20,
+        "{copied} bytes copied into the state folder"
+    );
+}
+
+fn walk_size(p: &std::path::Path) -> u64 {
+    std::fs::read_dir(p)
+        .map(|rd| {
+            rd.flatten()
+                .map(|e| match e.file_type() {
+                    Ok(t) if t.is_dir() => walk_size(&e.path()),
+                    _ => e.metadata().map(|m| m.len()).unwrap_or(0),
+                })
+                .sum()
+        })
+        .unwrap_or(0)
+}
+
 #[test]
 fn dry_run_places_trials_on_the_gpus_and_runs_nothing() {
     let yml = "type: sweep\ntrial: {command: 'echo ${{search_space.x}}', num_gpus: 2}\nsampling_algorithm: grid\nsearch_space: {x: {type: choice, values: [1, 2, 3]}}\nobjective: {goal: minimize, primary_metric: l}\n";

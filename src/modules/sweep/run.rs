@@ -254,52 +254,130 @@ fn experiment_name(s: &Sweep) -> String {
 }
 
 /// Copies `src` into `dst` once (files and folders; symlinks are copied as links, never
-/// followed; `.git` and what `.amlignore` / `.gitignore` name at the top are skipped).
+/// followed; `.git` and what `.amlignore` / `.gitignore` name at the top are skipped). The
+/// state directory and `dst` itself are never part of it, wherever they are (a state folder
+/// inside the code folder would otherwise copy itself into itself); a snapshot larger than
+/// `LABHOST_SNAPSHOT_MAX_MB` stops before anything is copied.
 fn snapshot(src: &Path, dst: &Path) -> LabResult<()> {
     if dst.join(".labhost-snapshot-done").exists() {
         return Ok(());
     }
-    let io = |e: std::io::Error, p: &Path| crate::error::io_err("sweep", "cannot snapshot", p, &e);
-    let mut ignore: Vec<String> = vec![".git".into()];
-    for f in [".amlignore", ".gitignore"] {
-        if let Ok(t) = std::fs::read_to_string(src.join(f)) {
-            ignore.extend(
-                t.lines()
-                    .map(|l| l.trim().trim_matches('/').to_string())
-                    .filter(|l| !l.is_empty() && !l.starts_with('#') && !l.contains('*')),
-            );
-        }
+    let plan = SnapshotPlan::new(src, dst)?;
+    let (files, bytes) = plan.measure(src, true)?;
+    let max = crate::config::snapshot_max_mb()?.unwrap_or(2048);
+    if bytes > max << 20 {
+        return Err(LabError::new(
+            "sweep.snapshot",
+            format!(
+                "the code folder {} is {} MB in {files} files, more than the {max} MB a snapshot may copy: name what to leave out in its .amlignore, point `code:` at a smaller folder, or raise LABHOST_SNAPSHOT_MAX_MB",
+                src.display(),
+                bytes >> 20
+            ),
+        ));
     }
-    fn walk(
-        src: &Path,
-        dst: &Path,
-        top: bool,
-        ignore: &[String],
-        io: &dyn Fn(std::io::Error, &Path) -> LabError,
-    ) -> LabResult<()> {
-        std::fs::create_dir_all(dst).map_err(|e| io(e, dst))?;
-        for e in std::fs::read_dir(src).map_err(|e| io(e, src))? {
-            let e = e.map_err(|e| io(e, src))?;
-            let name = e.file_name();
-            if top && ignore.iter().any(|i| *i == name.to_string_lossy()) {
+    plan.copy(src, dst, true)?;
+    std::fs::write(dst.join(".labhost-snapshot-done"), b"").map_err(|e| snap_err(e, dst))
+}
+
+fn snap_err(e: std::io::Error, p: &Path) -> LabError {
+    crate::error::io_err("sweep", "cannot snapshot", p, &e)
+}
+
+/// What a snapshot leaves out: names at the top (`.git`, `.amlignore`, `.gitignore`) and
+/// folders anywhere (the state directory, the snapshot's own destination).
+struct SnapshotPlan {
+    ignore: Vec<String>,
+    skip_dirs: Vec<PathBuf>,
+}
+
+impl SnapshotPlan {
+    fn new(src: &Path, dst: &Path) -> LabResult<SnapshotPlan> {
+        let mut ignore: Vec<String> = vec![".git".into()];
+        for f in [".amlignore", ".gitignore"] {
+            if let Ok(t) = std::fs::read_to_string(src.join(f)) {
+                ignore.extend(
+                    t.lines()
+                        .map(|l| l.trim().trim_matches('/').to_string())
+                        .filter(|l| !l.is_empty() && !l.starts_with('#') && !l.contains('*')),
+                );
+            }
+        }
+        let mut skip_dirs = Vec::new();
+        if let Ok(st) = crate::state::dir() {
+            skip_dirs.push(st.canonicalize().unwrap_or(st));
+        }
+        // The destination does not exist yet: its canonical parent and its name.
+        if let (Some(parent), Some(name)) = (dst.parent(), dst.file_name()) {
+            let parent = parent
+                .canonicalize()
+                .unwrap_or_else(|_| parent.to_path_buf());
+            skip_dirs.push(parent.join(name));
+        }
+        Ok(SnapshotPlan { ignore, skip_dirs })
+    }
+
+    /// The entries of `dir` that go into the snapshot.
+    fn entries(&self, dir: &Path, top: bool) -> LabResult<Vec<std::fs::DirEntry>> {
+        let mut out = Vec::new();
+        for e in std::fs::read_dir(dir).map_err(|e| snap_err(e, dir))? {
+            let e = e.map_err(|e| snap_err(e, dir))?;
+            if top
+                && self
+                    .ignore
+                    .iter()
+                    .any(|i| *i == e.file_name().to_string_lossy())
+            {
                 continue;
             }
-            let (from, to) = (e.path(), dst.join(&name));
-            let ft = e.file_type().map_err(|e| io(e, &from))?;
-            if ft.is_symlink() {
-                let target = std::fs::read_link(&from).map_err(|e| io(e, &from))?;
-                let _ = std::fs::remove_file(&to);
-                std::os::unix::fs::symlink(target, &to).map_err(|e| io(e, &to))?;
-            } else if ft.is_dir() {
-                walk(&from, &to, false, ignore, io)?;
+            let ft = e.file_type().map_err(|x| snap_err(x, &e.path()))?;
+            if ft.is_dir() {
+                let p = e.path();
+                let canon = p.canonicalize().unwrap_or(p);
+                if self.skip_dirs.contains(&canon) {
+                    continue;
+                }
+            }
+            out.push(e);
+        }
+        Ok(out)
+    }
+
+    /// (files, bytes) the snapshot of `dir` would copy.
+    fn measure(&self, dir: &Path, top: bool) -> LabResult<(u64, u64)> {
+        let (mut files, mut bytes) = (0, 0);
+        for e in self.entries(dir, top)? {
+            let ft = e.file_type().map_err(|x| snap_err(x, &e.path()))?;
+            if ft.is_dir() {
+                let (f, b) = self.measure(&e.path(), false)?;
+                files += f;
+                bytes += b;
             } else {
-                std::fs::copy(&from, &to).map_err(|e| io(e, &from))?;
+                files += 1;
+                if !ft.is_symlink() {
+                    bytes += e.metadata().map(|m| m.len()).unwrap_or(0);
+                }
+            }
+        }
+        Ok((files, bytes))
+    }
+
+    fn copy(&self, src: &Path, dst: &Path, top: bool) -> LabResult<()> {
+        std::fs::create_dir_all(dst).map_err(|e| snap_err(e, dst))?;
+        for e in self.entries(src, top)? {
+            let (from, to) = (e.path(), dst.join(e.file_name()));
+            let ft = e.file_type().map_err(|e| snap_err(e, &from))?;
+            if ft.is_symlink() {
+                let target = std::fs::read_link(&from).map_err(|e| snap_err(e, &from))?;
+                let _ = std::fs::remove_file(&to);
+                std::os::unix::fs::symlink(target, &to).map_err(|e| snap_err(e, &to))?;
+            } else if ft.is_dir() {
+                self.copy(&from, &to, false)?;
+            } else {
+                std::fs::copy(&from, &to).map_err(|e| snap_err(e, &from))?;
             }
         }
         Ok(())
     }
-    walk(src, dst, true, &ignore, &io)?;
-    std::fs::write(dst.join(".labhost-snapshot-done"), b"").map_err(|e| io(e, dst))
 }
 
 /// The trial's working directory: the code snapshot, the code folder, or the sweep's folder.
@@ -418,7 +496,16 @@ pub fn run(
     std::fs::create_dir_all(&sweep_dir)
         .map_err(|e| crate::error::io_err("sweep", "cannot create", &sweep_dir, &e))?;
     let _ = std::fs::write(sweep_dir.join("sweep.yml"), s.to_yaml()?);
-    let cwd = workdir(s, &sweep_dir)?;
+    let cwd = match workdir(s, &sweep_dir) {
+        Ok(c) => c,
+        Err(e) => {
+            // Nothing ran: the sweep's record says why instead of staying `running`.
+            let _ = crate::store::with_current(|st| {
+                st.close_record(parent.id, crate::store::RunStatus::Failed, Some(&e.message))
+            });
+            return Err(e);
+        }
+    };
     let trials = SweepRun {
         s,
         parent: &parent,
