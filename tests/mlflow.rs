@@ -67,6 +67,52 @@ print(track::artifacts(j.id));
     );
 }
 
+/// Azure ML's sweep shape with MLflow's client: the trial script logs its own arguments with
+/// `mlflow.log_param` (the swept value, stored typed, comes back as text: not a change), then
+/// starts a second run and a parent run with nested children, as MLflow's tuning tutorial
+/// does — all inside the job's experiment 0.
+#[test]
+#[ignore = "needs mlflow-skinny (tests/run-all.sh installs it)"]
+fn a_trial_script_logs_its_own_arguments_and_runs_nested_runs() {
+    let py = mlflow_python();
+    let trial = r#"
+import argparse, mlflow
+p = argparse.ArgumentParser(); p.add_argument("--C", type=float); p.add_argument("--k", type=int)
+a = p.parse_args()
+with mlflow.start_run():
+    mlflow.log_param("C", a.C)
+    mlflow.log_param("k", a.k)
+    mlflow.log_metric("acc", a.C * a.k)
+with mlflow.start_run(run_name="second") as r2:
+    mlflow.log_metric("x", float("nan"))
+with mlflow.start_run(run_name="tuning") as tuning:
+    for i in range(3):
+        with mlflow.start_run(run_name=f"child{i}", nested=True):
+            mlflow.log_param("i", i)
+c = mlflow.tracking.MlflowClient()
+import os
+runs = c.search_runs([os.environ["MLFLOW_EXPERIMENT_ID"]], f"tags.mlflow.parentRunId = '{tuning.info.run_id}'")
+print(sorted(r.info.run_name for r in runs), len({r.data.tags.get("mlflow.parentRunId") for r in runs}))
+print(c.get_metric_history(r2.info.run_id, "x")[0].value)
+"#;
+    let sweep = format!(
+        "type: sweep\ntrial:\n  command: {py} trial.py --C ${{{{search_space.C}}}} --k ${{{{search_space.k}}}}\nsearch_space:\n  C: {{type: uniform, min_value: 0.1, max_value: 1}}\n  k: {{type: choice, values: [1, 2]}}\nsampling_algorithm: {{type: random, seed: 3}}\nobjective: {{goal: maximize, primary_metric: acc}}\nlimits: {{max_total_trials: 3}}\n"
+    );
+    let t = TestCmd::new().file("trial.py", trial).file("s.yml", &sweep);
+    let (code, out, err) = t.spawn(["sweep", "s.yml", "--json"]).finish();
+    assert_eq!(code, Some(0), "{err}");
+    let r: serde_json::Value = serde_json::from_str(&out).unwrap();
+    let trials = r["trials"].as_array().unwrap();
+    assert_eq!(trials.len(), 3);
+    for tr in trials {
+        assert_eq!(tr["status"], "completed", "{tr}");
+        let id = tr["run_id"].to_string();
+        let (_, logs, _) = t.spawn(["logs", &id]).finish();
+        assert!(logs.contains("['child0', 'child1', 'child2'] 1"), "{logs}");
+        assert!(logs.contains("nan"), "{logs}");
+    }
+}
+
 /// The primary metric reported through `mlflow.log_metric` drives early termination.
 #[test]
 #[ignore = "needs mlflow-skinny (tests/run-all.sh installs it)"]
@@ -161,6 +207,60 @@ print(j.info().params);
     assert_eq!(
         o.stdout,
         "no-token 401 UNAUTHENTICATED\nunknown-run 404 RESOURCE_DOES_NOT_EXIST\nwrong-type 400 INVALID_PARAMETER_VALUE\nno-timestamp 400 INVALID_PARAMETER_VALUE\noversize 400 INVALID_PARAMETER_VALUE\nparam 200 ok\nparam-change 400 INVALID_PARAMETER_VALUE\nbatch-half 400 INVALID_PARAMETER_VALUE\nunknown-experiment 404 RESOURCE_DOES_NOT_EXIST\nhistory 200 ok\ntwo 200 ok\npage [1.0] True\npage [2.0] False\n\n[\"m2\"]\n#{\"p\": \"1\"}\n"
+    );
+}
+
+/// What MLflow 3 clients rely on, over plain HTTP from a job: experiment 0 "Default" exists
+/// (jobs get MLFLOW_EXPERIMENT_ID=0); a run created without a name gets one as MLflow makes
+/// them; NaN and ±Inf metrics read back as the real server answers them (`"NaN"`,
+/// ±1.7976931348623157e308), not 0.0; a param the job was given typed (0.39) may be logged
+/// again as the client's text ("0.39") — a trial script logging its own arguments — while
+/// another value is still refused.
+#[test]
+fn experiment_zero_run_names_non_finite_metrics_and_typed_params_as_mlflow() {
+    let probe = r#"
+import json, os, re, urllib.request
+base = os.environ["MLFLOW_TRACKING_URI"] + "/api/2.0/mlflow/"
+run = os.environ["MLFLOW_RUN_ID"]
+def call(method, path, body=None):
+    data = json.dumps(body).encode() if body is not None else None
+    req = urllib.request.Request(base + path, data=data, method=method, headers={"Content-Type": "application/json", "Authorization": "Bearer " + os.environ["MLFLOW_TRACKING_TOKEN"]})
+    try:
+        with urllib.request.urlopen(req) as r:
+            return r.status, json.loads(r.read() or b"{}")
+    except urllib.error.HTTPError as e:
+        return e.code, json.loads(e.read() or b"{}")
+code, e = call("GET", "experiments/get?experiment_id=" + os.environ["MLFLOW_EXPERIMENT_ID"])
+print("exp", code, e["experiment"]["experiment_id"], e["experiment"]["name"])
+code, e = call("GET", "experiments/get-by-name?experiment_name=Default")
+print("by-name", code, e["experiment"]["experiment_id"])
+code, r = call("POST", "runs/create", {"experiment_id": "0", "start_time": 1})
+print("named", code, re.fullmatch(r"[a-z]+-[a-z]+-\d{1,3}", r["run"]["info"]["run_name"]) is not None)
+code, r = call("POST", "runs/create", {"experiment_id": "0", "tags": [{"key": "mlflow.runName", "value": "from-tag"}]})
+print("tag-named", r["run"]["info"]["run_name"])
+for v in ["NaN", "Infinity", "-Infinity", 1e308, 5e-324]:
+    call("POST", "runs/log-metric", {"run_id": run, "key": "odd", "value": v, "timestamp": 1, "step": 0})
+code, h = call("GET", "metrics/get-history?run_id=" + run + "&metric_key=odd")
+print("history", [m["value"] for m in h["metrics"]])
+print("same", call("POST", "runs/log-parameter", {"run_id": run, "key": "C", "value": "0.39"})[0],
+      call("POST", "runs/log-parameter", {"run_id": run, "key": "n", "value": "4"})[0],
+      call("POST", "runs/log-parameter", {"run_id": run, "key": "on", "value": "True"})[0],
+      call("POST", "runs/log-parameter", {"run_id": run, "key": "C", "value": "0.4"})[0])
+"#;
+    let o = TestCmd::new()
+        .file("probe.py", probe)
+        .script(
+            r#"
+let j = jobs::submit(#{command: "python3 probe.py", params: #{C: 0.39, n: 4, on: true}});
+j.wait();
+print(j.logs());
+"#,
+        )
+        .run();
+    o.success();
+    assert_eq!(
+        o.stdout,
+        "exp 200 0 Default\nby-name 200 0\nnamed 200 True\ntag-named from-tag\nhistory ['NaN', 1.7976931348623157e+308, -1.7976931348623157e+308, 1e+308, 5e-324]\nsame 200 200 200 400\n\n"
     );
 }
 

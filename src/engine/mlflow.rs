@@ -329,7 +329,7 @@ fn run_json(s: &Store, r: &Run) -> Result<Value, ApiError> {
         .latest_metrics(r.id)
         .map_err(internal)?
         .into_iter()
-        .map(|m| json!({"key": m.name, "value": m.value, "timestamp": (m.ts * 1000.0) as i64, "step": m.step}))
+        .map(|m| json!({"key": m.name, "value": wire_value(m.value), "timestamp": (m.ts * 1000.0) as i64, "step": m.step}))
         .collect();
     let params: Vec<Value> = s
         .params(r.id)
@@ -455,6 +455,39 @@ fn metric_of(m: &Value) -> Result<Metric, ApiError> {
         step,
         ts: ts as f64 / 1000.0,
     })
+}
+
+/// A generated run name, as MLflow makes one for a run created without: `adjective-noun-N`.
+fn run_name() -> String {
+    const ADJ: &[&str] = &[
+        "able", "bold", "brave", "bright", "calm", "clever", "crisp", "eager", "fair", "gentle",
+        "glad", "grand", "keen", "kind", "lively", "lucky", "merry", "neat", "nimble", "proud",
+        "quick", "quiet", "rare", "sharp", "shy", "smart", "steady", "swift", "warm", "wise",
+    ];
+    const NOUN: &[&str] = &[
+        "ant", "bass", "bear", "bee", "crab", "crane", "deer", "dove", "eel", "finch", "fox",
+        "frog", "goat", "hare", "hawk", "jay", "lark", "lynx", "mole", "moth", "newt", "owl",
+        "panda", "seal", "shrew", "snail", "swan", "toad", "vole", "wren",
+    ];
+    format!(
+        "{}-{}-{}",
+        ADJ[fastrand::usize(..ADJ.len())],
+        NOUN[fastrand::usize(..NOUN.len())],
+        fastrand::u16(..1000)
+    )
+}
+
+/// A metric value as the real server answers it: NaN as protobuf JSON's `"NaN"`, ±Inf as
+/// ±f64::MAX (MLflow's SQL store keeps infinities as ±1.7976931348623157e308); JSON has no
+/// NaN or infinity, and a `null` reads back as 0.0 in the client.
+fn wire_value(v: f64) -> Value {
+    if v.is_nan() {
+        json!("NaN")
+    } else if v.is_infinite() {
+        json!(if v > 0.0 { f64::MAX } else { f64::MIN })
+    } else {
+        json!(v)
+    }
 }
 
 fn kv(v: &Value, what: &str, max: usize) -> Result<(String, String), ApiError> {
@@ -617,7 +650,7 @@ async fn get_history(
             .into_iter()
             .skip(offset)
             .take(max)
-            .map(|m| json!({"key": m.name, "value": m.value, "timestamp": (m.ts * 1000.0) as i64, "step": m.step}))
+            .map(|m| json!({"key": m.name, "value": wire_value(m.value), "timestamp": (m.ts * 1000.0) as i64, "step": m.step}))
             .collect();
         let mut out = json!({"metrics": ms});
         if offset + max < total {
@@ -714,6 +747,15 @@ async fn runs_create(State(ctx): State<EndpointState>, Json(b): Json<Value>) -> 
         .iter()
         .map(|t| kv(t, "Tag", 8000))
         .collect::<Result<_, _>>()?;
+    // As MLflow: the request's name, else the `mlflow.runName` tag, else a generated one.
+    let name = Some(name)
+        .filter(|n| !n.is_empty())
+        .or_else(|| {
+            tags.iter()
+                .find(|(k, v)| k == "mlflow.runName" && !v.is_empty())
+                .map(|(_, v)| v.clone())
+        })
+        .unwrap_or_else(run_name);
     store(&ctx, move |s| {
         let e: i64 = exp
             .parse()

@@ -9,6 +9,19 @@ use serde_json::Value;
 use super::{all, db_err, exec, one, Experiment, Metric, Store};
 use crate::error::{LabError, LabResult};
 
+/// Experiment 0, "Default", as MLflow has it: where every run without an experiment is. It
+/// is not a row — a run whose `experiment_id` is NULL belongs to it — so it exists in every
+/// store, old ones included, unless an experiment of the store already has its id or name.
+pub fn default_experiment() -> Experiment {
+    Experiment {
+        id: 0,
+        name: "Default".into(),
+        created: 0.0,
+        artifact_location: String::new(),
+        lifecycle: "active".into(),
+    }
+}
+
 fn experiment_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<Experiment> {
     Ok(Experiment {
         id: r.get(0)?,
@@ -161,7 +174,7 @@ impl Store {
                 .map_err(db_err)?;
             let new = Value::String(crate::redact::apply(v)).to_string();
             match old {
-                Some(o) if o != new => return Ok(Err(k.clone())),
+                Some(o) if o != new && !same_param(&o, v) => return Ok(Err(k.clone())),
                 Some(_) => {}
                 None => {
                     tx.execute(
@@ -253,6 +266,7 @@ impl Store {
         )
         .optional()
         .map_err(db_err)
+        .map(|e| e.or_else(|| (name == "Default").then(default_experiment)))
     }
 
     pub fn experiment(&self, id: i64) -> LabResult<Experiment> {
@@ -264,18 +278,40 @@ impl Store {
         )
         .optional()
         .map_err(db_err)?
+        .or_else(|| (id == 0).then(default_experiment))
         .ok_or_else(|| LabError::new("jobs.not_found", format!("no experiment with id {id}")))
     }
 
-    /// Every experiment, oldest first.
+    /// Every experiment, oldest first: "Default" (id 0) first.
     pub fn experiments(&self) -> LabResult<Vec<Experiment>> {
-        all(
+        let mut es = all(
             &self.conn,
             "SELECT id, name, created, artifact_location, lifecycle FROM experiments ORDER BY id",
             [],
             experiment_row,
         )
-        .map_err(db_err)
+        .map_err(db_err)?;
+        if !es.iter().any(|e| e.id == 0 || e.name == "Default") {
+            es.insert(0, default_experiment());
+        }
+        Ok(es)
+    }
+}
+
+/// Whether `new` (a client's text, as MLflow clients send every param) says the same as the
+/// stored value `old` (JSON: a sweep stores its parameters typed): the same text, or the
+/// same number (`0.39` and `"0.39"`, `1` and `"1.0"`), or the same boolean (`true` and
+/// Python's `"True"`). A trial script that logs its own arguments is not changing them.
+fn same_param(old: &str, new: &str) -> bool {
+    match serde_json::from_str::<Value>(old) {
+        Ok(Value::String(s)) => s == new,
+        Ok(Value::Number(n)) => match (n.as_f64(), new.trim().parse::<f64>()) {
+            (Some(a), Ok(b)) => a == b || (a.is_nan() && b.is_nan()),
+            _ => false,
+        },
+        Ok(Value::Bool(b)) => new.eq_ignore_ascii_case(if b { "true" } else { "false" }),
+        Ok(other) => other == new,
+        Err(_) => old == new,
     }
 }
 
@@ -407,7 +443,16 @@ mod tests {
         assert_ne!(a, b);
         assert_eq!(s.experiment_by_name("speech").unwrap().unwrap().id, a);
         assert!(s.experiment_by_name("nope").unwrap().is_none());
-        assert_eq!(s.experiments().unwrap().len(), 2);
+        // MLflow's experiment 0, "Default", is there in every store.
+        let names: Vec<String> = s
+            .experiments()
+            .unwrap()
+            .into_iter()
+            .map(|e| e.name)
+            .collect();
+        assert_eq!(names, ["Default", "speech", "vision"]);
+        assert_eq!(s.experiment(0).unwrap().name, "Default");
+        assert_eq!(s.experiment_by_name("Default").unwrap().unwrap().id, 0);
         let (r, _) = s
             .create(&NewRun {
                 experiment_id: Some(b),
