@@ -26,6 +26,11 @@ with open(os.environ["LABHOST_METRICS"], "a") as f:
 print("args", a.A, a.B, a.C)
 "#;
 
+/// Whether the state folder under `dir` holds no run folder (nothing was recorded).
+fn no_runs_recorded(dir: &std::path::Path) -> bool {
+    std::fs::read_dir(dir.join(".labhost/runs")).map_or(true, |rd| rd.count() == 0)
+}
+
 /// The parameters of every trial of a `labhost sweep --json` result, in trial order.
 fn trial_params(r: &serde_json::Value) -> Vec<serde_json::Value> {
     r["trials"]
@@ -435,14 +440,7 @@ fn bad_sweep_files_are_errors_with_locations() {
             "want {msg:?} for:\n{text}\ngot:\n{}",
             o.stderr
         );
-        assert!(
-            !o.dir.join(".labhost/runs").exists()
-                || std::fs::read_dir(o.dir.join(".labhost/runs"))
-                    .unwrap()
-                    .count()
-                    == 0,
-            "a run was recorded for:\n{text}"
-        );
+        assert!(no_runs_recorded(&o.dir), "a run was recorded for:\n{text}");
     }
 }
 
@@ -478,13 +476,7 @@ fn seed_goes_with_sweeps_and_is_refused_on_a_command_job() {
         "{}",
         o.stderr
     );
-    assert!(
-        !o.dir.join(".labhost/runs").exists()
-            || std::fs::read_dir(o.dir.join(".labhost/runs"))
-                .unwrap()
-                .count()
-                == 0
-    );
+    assert!(no_runs_recorded(&o.dir));
 }
 
 #[test]
@@ -621,13 +613,7 @@ fn dry_run_places_trials_on_the_gpus_and_runs_nothing() {
         "{}",
         o.stdout
     );
-    assert!(
-        !o.dir.join(".labhost/runs").exists()
-            || std::fs::read_dir(o.dir.join(".labhost/runs"))
-                .unwrap()
-                .count()
-                == 0
-    );
+    assert!(no_runs_recorded(&o.dir));
 }
 
 #[test]
