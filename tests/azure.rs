@@ -143,7 +143,7 @@ fn dry_run_prints_the_rest_bodies_of_every_example_without_network() {
                 );
                 assert_eq!(p["trial"]["command"], "python hello-sweep.py --A ${{inputs.A}} --B ${{search_space.B}} --C ${{search_space.C}}");
                 assert!(p["trial"]["codeId"].as_str().unwrap().contains("/codes/"));
-                assert_eq!(p["experimentName"], "hello-sweep-example");
+                assert_eq!(p["experimentName"], "labhost-greeting-sweep");
             }
             "command-pytorch-distributed.yml" => {
                 assert_eq!(
@@ -153,9 +153,9 @@ fn dry_run_prints_the_rest_bodies_of_every_example_without_network() {
                 assert_eq!(p["resources"]["instanceCount"], 2);
                 assert_eq!(
                     p["computeId"],
-                    format!("{}/computes/gpu-cluster", fake::ws_path())
+                    format!("{}/computes/a100-pool", fake::ws_path())
                 );
-                assert_eq!(p["inputs"]["cifar"]["jobInputType"], "uri_folder");
+                assert_eq!(p["inputs"]["images"]["jobInputType"], "uri_folder");
             }
             "pipeline-with-sweep.yml" => {
                 assert_eq!(p["jobs"]["sweep_step"]["jobType"], "Sweep");

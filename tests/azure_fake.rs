@@ -429,7 +429,11 @@ async fn handle(st: Arc<Mutex<State>>, m: Method, u: Uri, h: HeaderMap, b: Bytes
                 (*kind, *name),
                 ("environments", "AzureML-sklearn-1.5")
                     | ("environments", "AzureML-acpt-pytorch-2.8-cuda12.6")
+                    | ("environments", "labhost-python")
+                    | ("environments", "labhost-sklearn")
+                    | ("environments", "labhost-torch-gpu")
                     | ("data", "cifar-10-example")
+                    | ("data", "labhost-images")
             );
             if !known {
                 return ok(json!({"value": []}));

@@ -192,7 +192,9 @@ os.makedirs("outputs", exist_ok=True)
     assert_eq!(o.0, Some(0), "{}", o.2);
     assert!(o.2.contains("input `iris_csv` is remote"), "{}", o.2);
     assert!(
-        o.1.contains("--iris-csv wasbs://datasets@azuremlexamples.blob.core.windows.net/iris.csv"),
+        o.1.contains(
+            "--iris-csv wasbs://tables@labhostsamples.blob.core.windows.net/flowers/iris.csv"
+        ),
         "{}",
         o.1
     );
@@ -626,7 +628,7 @@ fn azures_pipeline_examples_run_their_steps_in_order_and_hand_outputs_on() {
     let world = r["world_job"]["trials"][0]["run_id"].to_string();
     let (_, log, _) = t.spawn(["logs", &world]).finish();
     assert_eq!(log, "world\n");
-    assert!(err.contains("environment azureml://registries/azureml/environments/sklearn-1.5/labels/latest is recorded"), "{err}");
+    assert!(err.contains("environment azureml://registries/azureml/environments/labhost-base/labels/latest is recorded"), "{err}");
 
     // A sweep step whose trial is a component, then a step reading the best trial's outputs.
     let train = "type: command\nname: train_model\ninputs:\n  data: {type: uri_file}\n  c_value: {type: number, default: 1.0}\n  kernel: {type: string, default: rbf}\n  coef0: {type: number, default: 0}\noutputs:\n  model_output: {type: mlflow_model}\n  test_data: {type: uri_folder}\ncode: ./train-src\ncommand: >-\n  sh train.sh ${{inputs.c_value}} ${{inputs.kernel}} ${{inputs.coef0}} ${{outputs.model_output}} ${{outputs.test_data}}\n";

@@ -61,7 +61,7 @@ fn the_iris_example_reads_as_azure_means_it() {
     p.insert("coef0".into(), serde_json::json!(0.25));
     assert_eq!(
         s.command_for(&p),
-        "python main.py  --iris-csv wasbs://datasets@azuremlexamples.blob.core.windows.net/iris.csv --C 0.7 --kernel rbf --coef0 0.25"
+        "python main.py --iris-csv wasbs://tables@labhostsamples.blob.core.windows.net/flowers/iris.csv --C 0.7 --kernel rbf --coef0 0.25"
     );
     assert!(s.notes.iter().any(|n| n.contains("iris_csv")));
 }
