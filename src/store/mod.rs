@@ -6,11 +6,14 @@
 //! - [`runs`]: recording runs, reading them, cancelling them (with a reason), run folders;
 //! - [`queue`]: claims, leases, ends of attempts, retries, orphans of dead hosts;
 //! - [`tracking`]: params, tags, metric histories (one run's, or all children's), experiments.
+//! - [`mlflow`]: experiment tags and lifecycles, run lifecycles, MLflow documents (logged
+//!   models, the model registry, dataset inputs).
 //!
 //! Claiming is one `BEGIN IMMEDIATE` transaction, so two hosts on the same database never
 //! take the same run. Hosts hold an exclusive flock on `<state>/hosts/<host>.lock` while they
 //! live; runs leased by a host whose lock is free are orphans and go back to the queue.
 //! Times are [`crate::clock::unix`] seconds.
+pub mod mlflow;
 pub mod queue;
 pub mod runs;
 pub mod schema;

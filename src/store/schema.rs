@@ -104,4 +104,30 @@ ALTER TABLE metrics_v5 RENAME TO metrics;
 CREATE INDEX metrics_run ON metrics(run_id, name, step);
 CREATE INDEX metrics_name ON metrics(name, run_id, step);
 "#,
+    // v6: what MLflow 3 clients keep besides runs. Experiment 0 "Default" becomes a row (so
+    // it can carry tags, be renamed or deleted); experiments and runs have a lifecycle
+    // (deleted runs stay, hidden from searches, until restored); experiment tags; and
+    // documents: MLflow objects labhost itself never reads (logged models, registered models
+    // with their versions and aliases, a run's dataset inputs and model outputs), kept as the
+    // JSON the REST API serves, one row per object.
+    r#"
+ALTER TABLE experiments ADD COLUMN updated REAL;
+INSERT INTO experiments (id, name, created)
+    SELECT 0, 'Default', (julianday('now') - 2440587.5) * 86400.0
+    WHERE NOT EXISTS (SELECT 1 FROM experiments WHERE id = 0 OR name = 'Default');
+ALTER TABLE runs ADD COLUMN lifecycle TEXT NOT NULL DEFAULT 'active';
+CREATE TABLE experiment_tags (
+    experiment_id INTEGER NOT NULL REFERENCES experiments(id),
+    key   TEXT NOT NULL,
+    value TEXT NOT NULL,
+    PRIMARY KEY (experiment_id, key)
+);
+CREATE TABLE documents (
+    kind    TEXT NOT NULL,
+    key     TEXT NOT NULL,
+    created REAL NOT NULL,
+    doc     TEXT NOT NULL,
+    PRIMARY KEY (kind, key)
+);
+"#,
 ];

@@ -19,6 +19,7 @@ pub fn default_experiment() -> Experiment {
         created: 0.0,
         artifact_location: String::new(),
         lifecycle: "active".into(),
+        updated: 0.0,
     }
 }
 
@@ -29,6 +30,7 @@ fn experiment_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<Experiment> {
         created: r.get(2)?,
         artifact_location: r.get(3)?,
         lifecycle: r.get(4)?,
+        updated: r.get::<_, Option<f64>>(5)?.unwrap_or(r.get(2)?),
     })
 }
 
@@ -260,7 +262,7 @@ impl Store {
     pub fn experiment_by_name(&self, name: &str) -> LabResult<Option<Experiment>> {
         one(
             &self.conn,
-            "SELECT id, name, created, artifact_location, lifecycle FROM experiments WHERE name = ?1",
+            "SELECT id, name, created, artifact_location, lifecycle, updated FROM experiments WHERE name = ?1",
             [name],
             experiment_row,
         )
@@ -272,7 +274,7 @@ impl Store {
     pub fn experiment(&self, id: i64) -> LabResult<Experiment> {
         one(
             &self.conn,
-            "SELECT id, name, created, artifact_location, lifecycle FROM experiments WHERE id = ?1",
+            "SELECT id, name, created, artifact_location, lifecycle, updated FROM experiments WHERE id = ?1",
             [id],
             experiment_row,
         )
@@ -286,7 +288,7 @@ impl Store {
     pub fn experiments(&self) -> LabResult<Vec<Experiment>> {
         let mut es = all(
             &self.conn,
-            "SELECT id, name, created, artifact_location, lifecycle FROM experiments ORDER BY id",
+            "SELECT id, name, created, artifact_location, lifecycle, updated FROM experiments ORDER BY id",
             [],
             experiment_row,
         )

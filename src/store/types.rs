@@ -360,6 +360,8 @@ pub struct Experiment {
     pub created: f64,
     pub artifact_location: String,
     pub lifecycle: String,
+    /// Last rename, tag or lifecycle change (`created` until one).
+    pub updated: f64,
 }
 
 #[cfg(test)]
