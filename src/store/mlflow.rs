@@ -15,6 +15,12 @@ use crate::error::{LabError, LabResult};
 pub const ACTIVE: &str = "active";
 pub const DELETED: &str = "deleted";
 
+/// Document kinds.
+pub const RUN_INPUTS: &str = "run_inputs";
+pub const RUN_OUTPUTS: &str = "run_outputs";
+pub const LOGGED_MODEL: &str = "logged_model";
+pub const REGISTERED_MODEL: &str = "registered_model";
+
 impl Store {
     /// Creates experiment `name` with tags; `None` when the name is taken.
     pub fn create_experiment(
@@ -134,6 +140,19 @@ impl Store {
         tx.commit().map_err(db_err)
     }
 
+    /// A finished record run is running again (an MLflow client resumed it).
+    pub fn reopen_record(&mut self, id: i64) -> LabResult<()> {
+        let tx = self.write()?;
+        exec(
+            &tx,
+            "UPDATE runs SET status = 'running', ended = NULL WHERE id = ?1",
+            [id],
+        )
+        .map_err(db_err)?;
+        super::event(&tx, id, super::RunStatus::Running, "resumed by a client")?;
+        tx.commit().map_err(db_err)
+    }
+
     /// A run's lifecycle stage.
     pub fn run_lifecycle(&self, id: i64) -> LabResult<String> {
         one(
@@ -219,5 +238,29 @@ impl Store {
                     .map_err(|e| LabError::new("jobs.store", format!("document {kind}/{k}: {e}")))
             })
             .collect()
+    }
+
+    /// `(name, digest, context)` of each dataset a run logged as an input.
+    pub fn dataset_keys(&self, run: i64) -> LabResult<Vec<(String, String, String)>> {
+        let Some(doc) = self.doc(RUN_INPUTS, &run.to_string())? else {
+            return Ok(Vec::new());
+        };
+        Ok(doc["dataset_inputs"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .map(|i| {
+                let context = i["tags"]
+                    .as_array()
+                    .into_iter()
+                    .flatten()
+                    .find(|t| t["key"] == "mlflow.data.context")
+                    .and_then(|t| t["value"].as_str())
+                    .unwrap_or("")
+                    .to_string();
+                let text = |k: &str| i["dataset"][k].as_str().unwrap_or("").to_string();
+                (text("name"), text("digest"), context)
+            })
+            .collect())
     }
 }

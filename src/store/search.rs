@@ -14,6 +14,8 @@ enum Kind {
     Param,
     Tag,
     Attr,
+    /// `dataset.name`, `dataset.digest`, `dataset.context` (any of the run's inputs).
+    Dataset,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -33,7 +35,40 @@ struct Clause {
 
 /// A parsed filter: clauses, all of which must hold.
 #[derive(Debug, Clone, PartialEq, Default)]
-pub struct Filter(Vec<Clause>);
+pub struct Filter {
+    clauses: Vec<Clause>,
+    /// Which lifecycle stages match (MLflow's `run_view_type`); active runs by default.
+    pub view: View,
+}
+
+/// MLflow's `ViewType`.
+#[derive(Debug, Clone, Copy, PartialEq, Default)]
+pub enum View {
+    #[default]
+    ActiveOnly,
+    DeletedOnly,
+    All,
+}
+
+impl View {
+    /// `ACTIVE_ONLY`, `DELETED_ONLY`, `ALL` (MLflow's names).
+    pub fn parse(s: &str) -> Option<View> {
+        match s {
+            "ACTIVE_ONLY" | "1" => Some(View::ActiveOnly),
+            "DELETED_ONLY" | "2" => Some(View::DeletedOnly),
+            "ALL" | "3" => Some(View::All),
+            _ => None,
+        }
+    }
+
+    pub fn shows(self, deleted: bool) -> bool {
+        match self {
+            View::ActiveOnly => !deleted,
+            View::DeletedOnly => deleted,
+            View::All => true,
+        }
+    }
+}
 
 /// One `order_by` term.
 #[derive(Debug, Clone, PartialEq)]
@@ -98,6 +133,7 @@ impl<'a> Lexer<'a> {
             "metric" | "metrics" => Kind::Metric,
             "param" | "params" | "parameter" | "parameters" => Kind::Param,
             "tag" | "tags" => Kind::Tag,
+            "dataset" | "datasets" => Kind::Dataset,
             "attribute" | "attributes" | "attr" | "run" => Kind::Attr,
             other => return Err(bad(format!("Invalid entity type '{other}'. Valid values are ['metric', 'parameter', 'tag', 'attribute']"))),
         };
@@ -119,6 +155,9 @@ impl<'a> Lexer<'a> {
         };
         if key.is_empty() {
             return Err(bad("Invalid identifier: empty key"));
+        }
+        if kind == Kind::Dataset && !["name", "digest", "context"].contains(&key.as_str()) {
+            return Err(bad(format!("Invalid dataset key '{key}' specified. Valid keys are ['name', 'digest', 'context']")));
         }
         if kind == Kind::Attr
             && !NUM_ATTRS.contains(&key.as_str())
@@ -210,7 +249,10 @@ impl Filter {
         let mut lx = Lexer { s: text, i: 0 };
         let mut out = Vec::new();
         if lx.done() {
-            return Ok(Filter(out));
+            return Ok(Filter {
+                clauses: out,
+                view: View::default(),
+            });
         }
         loop {
             let (kind, key) = lx.ident()?;
@@ -231,6 +273,7 @@ impl Filter {
                         Kind::Param => format!("params.{key}"),
                         Kind::Tag => format!("tags.{key}"),
                         Kind::Attr => format!("attributes.{key}"),
+                        Kind::Dataset => format!("dataset.{key}"),
                     },
                     match value {
                         Lit::Num(_) => "a number",
@@ -246,7 +289,10 @@ impl Filter {
                 value,
             });
             if lx.done() {
-                return Ok(Filter(out));
+                return Ok(Filter {
+                    clauses: out,
+                    view: View::default(),
+                });
             }
             if lx.word_ci("OR") {
                 return Err(bad(
@@ -312,6 +358,8 @@ pub struct Found {
     pub metrics: BTreeMap<String, f64>,
     pub params: BTreeMap<String, String>,
     pub tags: BTreeMap<String, String>,
+    /// `(name, digest, context)` of each dataset input, when the filter needs them.
+    pub datasets: Vec<(String, String, String)>,
 }
 
 fn status_word(s: RunStatus) -> &'static str {
@@ -343,6 +391,7 @@ fn get(f: &Found, kind: Kind, key: &str) -> Option<V> {
             "mlflow.runName" => Some(V::S(f.run.name.clone())),
             _ => f.tags.get(key).map(|v| V::S(v.clone())),
         },
+        Kind::Dataset => None,
         Kind::Attr => Some(match key {
             "start_time" => V::N((f.run.started.unwrap_or(f.run.created) * 1000.0).floor()),
             "end_time" => V::N(
@@ -368,8 +417,33 @@ fn get(f: &Found, kind: Kind, key: &str) -> Option<V> {
 }
 
 impl Filter {
+    /// Whether a clause is about datasets (they are read only then).
+    pub fn needs_datasets(&self) -> bool {
+        self.clauses.iter().any(|c| c.kind == Kind::Dataset)
+    }
+
     pub fn matches(&self, f: &Found) -> bool {
-        self.0.iter().all(|c| {
+        if !self.view.shows(f.run.deleted) {
+            return false;
+        }
+        self.clauses.iter().all(|c| {
+            if c.kind == Kind::Dataset {
+                return f.datasets.iter().any(|d| {
+                    let s = match c.key.as_str() {
+                        "name" => &d.0,
+                        "digest" => &d.1,
+                        _ => &d.2,
+                    };
+                    match (&c.value, c.op.as_str()) {
+                        (Lit::Str(p), "=") => s == p,
+                        (Lit::Str(p), "!=") => s != p,
+                        (Lit::Str(p), "LIKE") => like(s, p, false),
+                        (Lit::Str(p), "ILIKE") => like(s, p, true),
+                        (Lit::List(l), op) => (op == "IN") == l.contains(s),
+                        _ => false,
+                    }
+                });
+            }
             let Some(v) = get(f, c.kind, &c.key) else {
                 return false;
             };
@@ -421,6 +495,7 @@ impl Store {
             metrics,
             params,
             tags,
+            datasets: Vec::new(),
         })
     }
 
@@ -446,7 +521,13 @@ impl Store {
             if !experiments.is_empty() && !experiments.contains(&r.experiment_id.unwrap_or(0)) {
                 continue;
             }
-            let f = self.found(r)?;
+            if !filter.view.shows(r.deleted) {
+                continue;
+            }
+            let mut f = self.found(r)?;
+            if filter.needs_datasets() {
+                f.datasets = self.dataset_keys(f.run.id)?;
+            }
             if filter.matches(&f) {
                 found.push(f);
             }
@@ -477,34 +558,314 @@ impl Store {
         Ok((page, next))
     }
 
-    /// Experiments whose name matches a filter on `name` (`name = 'x'`, `name LIKE 'a%'`).
-    pub fn search_experiments(&self, filter: &str) -> LabResult<Vec<super::Experiment>> {
-        let all_e = self.experiments()?;
-        let f = filter.trim();
-        if f.is_empty() {
-            return Ok(all_e);
+    /// Experiments in `view` matching MLflow's experiment filter (`name`, `experiment_id`,
+    /// `creation_time`, `last_update_time`, `tags.<key>`; clauses joined by AND), sorted by
+    /// `order` (default: newest first, then by id), each with its tags.
+    pub fn search_experiments(
+        &self,
+        filter: &str,
+        view: View,
+        order: &[String],
+    ) -> LabResult<Vec<(super::Experiment, BTreeMap<String, String>)>> {
+        let clauses = experiment_filter(filter)?;
+        let order = experiment_order(order)?;
+        let mut out = Vec::new();
+        for e in self.experiments()? {
+            if !view.shows(e.lifecycle == super::mlflow::DELETED) {
+                continue;
+            }
+            let tags: BTreeMap<String, String> = self.experiment_tags(e.id)?.into_iter().collect();
+            if clauses.iter().all(|c| experiment_matches(c, &e, &tags)) {
+                out.push((e, tags));
+            }
         }
-        let mut lx = Lexer { s: f, i: 0 };
-        if !(lx.word_ci("name") || lx.word_ci("attribute.name") || lx.word_ci("attributes.name")) {
-            return Err(bad(format!(
-                "Invalid experiment filter '{f}': only name is searchable"
-            )));
-        }
-        let op = lx.op()?;
-        let v = lx.string()?;
-        Ok(all_e
-            .into_iter()
-            .filter(|e| match op.as_str() {
-                "=" => e.name == v,
-                "!=" => e.name != v,
-                "LIKE" => like(&e.name, &v, false),
-                "ILIKE" => like(&e.name, &v, true),
-                _ => false,
-            })
-            .collect())
+        out.sort_by(|(a, _), (b, _)| {
+            for (key, asc) in &order {
+                let c = match key.as_str() {
+                    "name" => a.name.cmp(&b.name),
+                    "experiment_id" => a.id.cmp(&b.id),
+                    "creation_time" => ms_of(a.created).cmp(&ms_of(b.created)),
+                    _ => ms_of(a.updated).cmp(&ms_of(b.updated)),
+                };
+                let c = if *asc { c } else { c.reverse() };
+                if c != std::cmp::Ordering::Equal {
+                    return c;
+                }
+            }
+            std::cmp::Ordering::Equal
+        });
+        Ok(out)
     }
 }
 
+fn ms_of(t: f64) -> i64 {
+    (t * 1000.0) as i64
+}
+
+/// `(key, ascending)` terms of an experiment search, with MLflow's default and tie-breaker.
+fn experiment_order(terms: &[String]) -> LabResult<Vec<(String, bool)>> {
+    let default = [
+        "creation_time DESC".to_string(),
+        "experiment_id ASC".to_string(),
+    ];
+    let terms = if terms.is_empty() {
+        &default[..]
+    } else {
+        terms
+    };
+    let mut out = Vec::new();
+    for t in terms {
+        let mut words = t.split_whitespace();
+        let key = words.next().unwrap_or("");
+        let key = key
+            .strip_prefix("attributes.")
+            .or_else(|| key.strip_prefix("attribute."))
+            .unwrap_or(key);
+        if !["name", "experiment_id", "creation_time", "last_update_time"].contains(&key) {
+            return Err(bad(format!("Invalid order_by clause '{t}': experiments sort by name, experiment_id, creation_time or last_update_time")));
+        }
+        let asc = match words.next().map(|w| w.to_ascii_uppercase()) {
+            None => true,
+            Some(w) if w == "ASC" => true,
+            Some(w) if w == "DESC" => false,
+            Some(w) => {
+                return Err(bad(format!(
+                    "Invalid order_by clause '{t}': '{w}' is neither ASC nor DESC"
+                )))
+            }
+        };
+        out.push((key.to_string(), asc));
+    }
+    if !out.iter().any(|(k, _)| k == "experiment_id") {
+        out.push(("experiment_id".into(), true));
+    }
+    Ok(out)
+}
+
+/// One clause of an experiment filter: `Attr` keys are name, experiment_id, creation_time,
+/// last_update_time; `Tag` keys are any tag.
+fn experiment_filter(text: &str) -> LabResult<Vec<Clause>> {
+    let mut lx = Lexer { s: text, i: 0 };
+    let mut out = Vec::new();
+    if lx.done() {
+        return Ok(out);
+    }
+    loop {
+        lx.ws();
+        let rest = &lx.s[lx.i..];
+        let (kind, prefix) =
+            if let Some(p) = ["tags.", "tag."].iter().find(|p| rest.starts_with(**p)) {
+                (Kind::Tag, p.len())
+            } else if let Some(p) = ["attributes.", "attribute."]
+                .iter()
+                .find(|p| rest.starts_with(**p))
+            {
+                (Kind::Attr, p.len())
+            } else {
+                (Kind::Attr, 0)
+            };
+        lx.i += prefix;
+        let rest = &lx.s[lx.i..];
+        let key = if let Some(q) = rest.strip_prefix('`').or_else(|| rest.strip_prefix('"')) {
+            let close = if rest.starts_with('`') { '`' } else { '"' };
+            let end = q
+                .find(close)
+                .ok_or_else(|| bad(format!("Unterminated key in '{rest}'")))?;
+            lx.i += end + 2;
+            q[..end].to_string()
+        } else {
+            let end = rest
+                .find(|c: char| c.is_whitespace() || "=!<>(".contains(c))
+                .unwrap_or(rest.len());
+            lx.i += end;
+            rest[..end].to_string()
+        };
+        let numeric =
+            kind == Kind::Attr && ["creation_time", "last_update_time"].contains(&key.as_str());
+        if kind == Kind::Attr && !numeric && !["name", "experiment_id"].contains(&key.as_str()) {
+            return Err(bad(format!("Invalid attribute key '{key}' specified. Valid keys are ['name', 'experiment_id', 'creation_time', 'last_update_time']")));
+        }
+        let op = lx.op()?;
+        let value = lx.value(&op)?;
+        let ok = match (&value, op.as_str()) {
+            (Lit::List(_), _) => key == "experiment_id",
+            (Lit::Num(_), o) => numeric && ["=", "!=", "<", "<=", ">", ">="].contains(&o),
+            (Lit::Str(_), o) => !numeric && ["=", "!=", "LIKE", "ILIKE"].contains(&o),
+        };
+        if !ok {
+            return Err(bad(format!(
+                "Invalid clause(s) in filter string: '{key}' cannot compare with '{op}' here"
+            )));
+        }
+        out.push(Clause {
+            kind,
+            key,
+            op,
+            value,
+        });
+        if lx.done() {
+            return Ok(out);
+        }
+        if !lx.word_ci("AND") {
+            return Err(bad(format!(
+                "Invalid clause(s) in filter string: want AND at '{}'",
+                &lx.s[lx.i..]
+            )));
+        }
+    }
+}
+
+/// A filter over documents (logged models, registered models, model versions): MLflow's
+/// grammar with `metrics.`, `params.`, `tags.` and bare or `attributes.` keys; the caller
+/// says which keys are numeric and gives each value.
+#[derive(Debug, Clone)]
+pub struct DocFilter(Vec<Clause>);
+
+/// A value a [`DocFilter`] compares.
+pub enum DocVal {
+    Num(f64),
+    Text(String),
+}
+
+impl DocFilter {
+    /// Parses `text`; `numeric(kind, key)` says which keys compare as numbers (`kind` is
+    /// "metrics", "params", "tags" or "attributes"); `known(key)` which attributes exist.
+    pub fn parse(
+        text: &str,
+        numeric: impl Fn(&str, &str) -> bool,
+        known: impl Fn(&str) -> bool,
+    ) -> LabResult<DocFilter> {
+        let mut lx = Lexer { s: text, i: 0 };
+        let mut out = Vec::new();
+        if lx.done() {
+            return Ok(DocFilter(out));
+        }
+        loop {
+            lx.ws();
+            let rest = &lx.s[lx.i..];
+            let prefixes: [(&str, Kind); 9] = [
+                ("metrics.", Kind::Metric),
+                ("metric.", Kind::Metric),
+                ("params.", Kind::Param),
+                ("param.", Kind::Param),
+                ("tags.", Kind::Tag),
+                ("tag.", Kind::Tag),
+                ("attributes.", Kind::Attr),
+                ("attribute.", Kind::Attr),
+                ("", Kind::Attr),
+            ];
+            let (p, kind) = prefixes
+                .iter()
+                .find(|(p, _)| rest.starts_with(*p))
+                .copied()
+                .unwrap_or(("", Kind::Attr));
+            lx.i += p.len();
+            let rest = &lx.s[lx.i..];
+            let key = if let Some(q) = rest.strip_prefix('`').or_else(|| rest.strip_prefix('"')) {
+                let close = if rest.starts_with('`') { '`' } else { '"' };
+                let end = q
+                    .find(close)
+                    .ok_or_else(|| bad(format!("Unterminated key in '{rest}'")))?;
+                lx.i += end + 2;
+                q[..end].to_string()
+            } else {
+                let end = rest
+                    .find(|c: char| c.is_whitespace() || "=!<>(".contains(c))
+                    .unwrap_or(rest.len());
+                lx.i += end;
+                rest[..end].to_string()
+            };
+            if key.is_empty() || (kind == Kind::Attr && !known(&key)) {
+                return Err(bad(format!("Invalid attribute key '{key}' specified")));
+            }
+            let kind_name = match kind {
+                Kind::Metric => "metrics",
+                Kind::Param => "params",
+                Kind::Tag => "tags",
+                _ => "attributes",
+            };
+            let num = numeric(kind_name, &key);
+            let op = lx.op()?;
+            let value = lx.value(&op)?;
+            let ok = match (&value, op.as_str()) {
+                (Lit::List(_), _) => !num,
+                (Lit::Num(_), o) => num && ["=", "!=", "<", "<=", ">", ">="].contains(&o),
+                (Lit::Str(_), o) => !num && ["=", "!=", "LIKE", "ILIKE"].contains(&o),
+            };
+            if !ok {
+                return Err(bad(format!("Invalid clause(s) in filter string: '{kind_name}.{key}' cannot compare with '{op}' here")));
+            }
+            out.push(Clause {
+                kind,
+                key,
+                op,
+                value,
+            });
+            if lx.done() {
+                return Ok(DocFilter(out));
+            }
+            if !lx.word_ci("AND") {
+                return Err(bad(format!(
+                    "Invalid clause(s) in filter string: want AND at '{}'",
+                    &lx.s[lx.i..]
+                )));
+            }
+        }
+    }
+
+    /// Whether every clause holds; `get(kind, key)` gives a document's value (None: absent,
+    /// which matches nothing).
+    pub fn matches(&self, get: impl Fn(&str, &str) -> Option<DocVal>) -> bool {
+        self.0.iter().all(|c| {
+            let kind = match c.kind {
+                Kind::Metric => "metrics",
+                Kind::Param => "params",
+                Kind::Tag => "tags",
+                _ => "attributes",
+            };
+            match get(kind, &c.key) {
+                Some(DocVal::Num(n)) => compare(&c.value, &c.op, V::N(n)),
+                Some(DocVal::Text(t)) => compare(&c.value, &c.op, V::S(t)),
+                None => false,
+            }
+        })
+    }
+}
+
+fn experiment_matches(c: &Clause, e: &super::Experiment, tags: &BTreeMap<String, String>) -> bool {
+    let v = match (c.kind, c.key.as_str()) {
+        (Kind::Tag, k) => match tags.get(k) {
+            Some(t) => V::S(t.clone()),
+            None => return false,
+        },
+        (_, "name") => V::S(e.name.clone()),
+        (_, "experiment_id") => V::S(e.id.to_string()),
+        (_, "creation_time") => V::N(ms_of(e.created) as f64),
+        _ => V::N(ms_of(e.updated) as f64),
+    };
+    compare(&c.value, &c.op, v)
+}
+
+fn compare(lit: &Lit, op: &str, v: V) -> bool {
+    match (lit, v) {
+        (Lit::List(l), V::S(s)) => (op == "IN") == l.contains(&s),
+        (Lit::Num(n), V::N(x)) => match op {
+            "=" => x == *n,
+            "!=" => x != *n,
+            "<" => x < *n,
+            "<=" => x <= *n,
+            ">" => x > *n,
+            _ => x >= *n,
+        },
+        (Lit::Str(p), V::S(s)) => match op {
+            "=" => s == *p,
+            "!=" => s != *p,
+            "LIKE" => like(&s, p, false),
+            _ => like(&s, p, true),
+        },
+        _ => false,
+    }
+}
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -316,6 +316,8 @@ pub struct Run {
     pub leader_start: Option<i64>,
     /// The attempt's cgroup, when it runs in one.
     pub cgroup: Option<String>,
+    /// Deleted by an MLflow client (`runs/delete`): hidden from searches until restored.
+    pub deleted: bool,
 }
 
 /// The start of an attempt, as the store records it.

@@ -1,34 +1,49 @@
-//! Artifacts of runs and logged models through the proxy (`mlflow-artifacts`) and
-//! `artifacts/list`, every path resolved beneath its root ([`crate::beneath`]).
+//! Artifacts of runs and logged models through the proxy (`mlflow-artifacts`),
+//! `artifacts/list` and `logged-models/<id>/artifacts/directories`, every path resolved beneath
+//! its root ([`crate::beneath`]). A run's artifacts are `<run folder>/artifacts`; a logged
+//! model's are `<state>/models/<model id>/artifacts`.
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+
+use axum::body::Bytes;
 use axum::extract::{Query, State};
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
 use axum::Json;
 use serde_json::{json, Value};
 
 use super::*;
-use axum::body::Bytes;
-use axum::http::StatusCode;
-use axum::response::{IntoResponse, Response};
-use std::path::{Path, PathBuf};
 
-/// A run's artifact folder: `<run folder>/artifacts`.
-pub(super) fn artifacts_dir(r: &Run) -> PathBuf {
-    Path::new(&r.run_dir).join("artifacts")
+/// Whose artifacts a path names.
+pub(super) enum Owner {
+    Run(i64),
+    Model(String),
 }
 
-/// `<exp>/<run>/artifacts/<rel>` → (run id, rel): `rel` relative and normalised (see
-/// [`crate::beneath::rel_path`]), else 400.
-pub(super) fn proxy_path(p: &str) -> Result<(i64, String), ApiError> {
-    let parts: Vec<&str> = p.trim_start_matches('/').splitn(4, '/').collect();
+/// `<exp>/<run>/artifacts/<rel>` or `<exp>/models/<model id>/artifacts/<rel>` → (owner, rel):
+/// `rel` relative and normalised (see [`crate::beneath::rel_path`]), else 400.
+pub(super) fn proxy_path(p: &str) -> Result<(Owner, String), ApiError> {
+    let p = p.trim_start_matches('/');
+    let bad = || {
+        invalid(format!(
+            "Invalid artifact path '{p}': want <experiment>/<run>/artifacts/<path> or <experiment>/models/<model>/artifacts/<path>"
+        ))
+    };
+    let parts: Vec<&str> = p.splitn(5, '/').collect();
+    if parts.len() >= 4 && parts[1] == "models" && parts[3] == "artifacts" {
+        let id = model_id_ok(parts[2])?;
+        let rel = safe_rel(parts.get(4).copied().unwrap_or(""))?;
+        return Ok((Owner::Model(id), rel));
+    }
+    let parts: Vec<&str> = p.splitn(4, '/').collect();
     if parts.len() < 3 || parts[2] != "artifacts" {
-        return Err(invalid(format!(
-            "Invalid artifact path '{p}': want <experiment>/<run>/artifacts/<path>"
-        )));
+        return Err(bad());
     }
     let id: i64 = parts[1]
         .parse()
         .map_err(|_| missing(format!("Run with id={} not found", parts[1])))?;
     let rel = safe_rel(parts.get(3).copied().unwrap_or(""))?;
-    Ok((id, rel))
+    Ok((Owner::Run(id), rel))
 }
 
 /// A client's artifact path, relative and normalised, or 400 saying why.
@@ -36,18 +51,28 @@ pub(super) fn safe_rel(rel: &str) -> Result<String, ApiError> {
     crate::beneath::rel_path(rel).map_err(|why| invalid(format!("Invalid artifact path: {why}")))
 }
 
-/// The run's artifact folder, opened for resolving beneath it (made when `create`).
-pub(super) fn artifact_root(r: &Run, create: bool) -> Result<crate::beneath::Root, ApiError> {
-    let d = artifacts_dir(r);
-    crate::beneath::Root::open(&d, create)
-        .map_err(|e| internal(crate::error::io_err("track", "cannot open", &d, &e)))
+/// The artifact folder of `owner` (404 when the run or model does not exist).
+pub(super) fn owner_dir(s: &Store, state: &Path, owner: &Owner) -> Result<PathBuf, ApiError> {
+    match owner {
+        Owner::Run(id) => Ok(Path::new(&get_run(s, *id)?.run_dir).join("artifacts")),
+        Owner::Model(id) => {
+            get_model(s, id, true)?;
+            Ok(model_dir(state, id))
+        }
+    }
+}
+
+/// A folder opened for resolving beneath it (made when `create`).
+fn root(d: &Path, create: bool) -> Result<crate::beneath::Root, ApiError> {
+    crate::beneath::Root::open(d, create)
+        .map_err(|e| internal(crate::error::io_err("track", "cannot open", d, &e)))
 }
 
 /// An I/O error under the artifact root: leaving the root is a 400, a missing file a 404.
 pub(super) fn artifact_err(rel: &str, e: std::io::Error) -> ApiError {
     if crate::beneath::is_escape(&e) {
         invalid(format!(
-            "Invalid artifact path '{rel}': it leads out of the run's artifacts (a symlink)"
+            "Invalid artifact path '{rel}': it leads out of the artifacts folder (a symlink)"
         ))
     } else if e.kind() == std::io::ErrorKind::NotFound {
         missing(format!("File {rel} not found"))
@@ -61,13 +86,14 @@ pub(super) async fn artifact_put(
     axum::extract::Path(p): axum::extract::Path<String>,
     body: Bytes,
 ) -> ApiResult {
-    let (id, rel) = proxy_path(&p)?;
+    let (owner, rel) = proxy_path(&p)?;
     if rel.is_empty() {
         return Err(invalid("an artifact needs a file path"));
     }
+    let state = ctx.state.clone();
     store(&ctx, move |s| {
-        let r = get_run(s, id)?;
-        artifact_root(&r, true)?
+        let d = owner_dir(s, &state, &owner)?;
+        root(&d, true)?
             .write(&rel, &body)
             .map_err(|e| artifact_err(&rel, e))?;
         Ok(Json(json!({})))
@@ -79,11 +105,11 @@ pub(super) async fn artifact_get(
     State(ctx): State<EndpointState>,
     axum::extract::Path(p): axum::extract::Path<String>,
 ) -> Result<Response, ApiError> {
-    let (id, rel) = proxy_path(&p)?;
+    let (owner, rel) = proxy_path(&p)?;
+    let state = ctx.state.clone();
     store(&ctx, move |s| {
-        let r = get_run(s, id)?;
-        let root =
-            artifact_root(&r, false).map_err(|_| missing(format!("File {rel} not found")))?;
+        let d = owner_dir(s, &state, &owner)?;
+        let root = root(&d, false).map_err(|_| missing(format!("File {rel} not found")))?;
         let data = root.read(&rel).map_err(|e| artifact_err(&rel, e))?;
         Ok((
             StatusCode::OK,
@@ -95,13 +121,19 @@ pub(super) async fn artifact_get(
     .await
 }
 
-/// The folder `rel` beneath the run's artifacts as MLflow's `files` (paths prefixed with
-/// `rel` when `prefix_with_rel`, as `artifacts/list` gives them).
-pub(super) fn list_dir(r: &Run, rel: &str, prefix_with_rel: bool) -> Result<Vec<Value>, ApiError> {
-    let Ok(root) = artifact_root(r, false) else {
+/// The folder `rel` beneath `d` as MLflow's `files` (paths prefixed with `rel` when
+/// `prefix_with_rel`, as `artifacts/list` gives them).
+fn list_dir(d: &Path, rel: &str, prefix_with_rel: bool) -> Result<Vec<Value>, ApiError> {
+    let Ok(root) = root(d, false) else {
         return Ok(Vec::new());
     };
-    let entries = root.list(rel).map_err(|e| artifact_err(rel, e))?;
+    let entries = match root.list(rel) {
+        Ok(e) => e,
+        // MLflow lists a missing folder (or a file) as empty.
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
+        Err(e) if e.raw_os_error() == Some(20) => return Ok(Vec::new()),
+        Err(e) => return Err(artifact_err(rel, e)),
+    };
     Ok(entries
         .into_iter()
         .map(|e| {
@@ -121,29 +153,65 @@ pub(super) fn list_dir(r: &Run, rel: &str, prefix_with_rel: bool) -> Result<Vec<
 
 pub(super) async fn artifacts_list(
     State(ctx): State<EndpointState>,
-    Query(q): Query<std::collections::HashMap<String, String>>,
+    Query(q): Query<HashMap<String, String>>,
 ) -> ApiResult {
     let id = run_id_of(&json!({"run_id": q.get("run_id").or(q.get("run_uuid"))}))?;
     let rel = safe_rel(q.get("path").map(String::as_str).unwrap_or(""))?;
+    let state = ctx.state.clone();
     store(&ctx, move |s| {
         let r = get_run(s, id)?;
-        Ok(Json(json!({
+        let d = owner_dir(s, &state, &Owner::Run(id))?;
+        let files = list_dir(&d, &rel, true)?;
+        let mut out = json!({
             "root_uri": format!("mlflow-artifacts:/{}/{}/artifacts", exp_of(&r), r.id),
-            "files": list_dir(&r, &rel, true)?,
-        })))
+        });
+        if !files.is_empty() {
+            out["files"] = Value::Array(files);
+        }
+        Ok(Json(out))
     })
     .await
 }
 
 pub(super) async fn artifacts_proxy_list(
     State(ctx): State<EndpointState>,
-    Query(q): Query<std::collections::HashMap<String, String>>,
+    Query(q): Query<HashMap<String, String>>,
 ) -> ApiResult {
-    let (id, rel) = proxy_path(q.get("path").map(String::as_str).unwrap_or(""))?;
+    let (owner, rel) = proxy_path(q.get("path").map(String::as_str).unwrap_or(""))?;
+    let state = ctx.state.clone();
     store(&ctx, move |s| {
-        let r = get_run(s, id)?;
-        Ok(Json(json!({"files": list_dir(&r, &rel, false)?})))
+        let d = owner_dir(s, &state, &owner)?;
+        let files = list_dir(&d, &rel, false)?;
+        Ok(Json(if files.is_empty() {
+            json!({})
+        } else {
+            json!({ "files": files })
+        }))
     })
     .await
 }
 
+/// `logged-models/<id>/artifacts/directories?artifact_directory_path=…`.
+pub(super) async fn model_artifacts_list(
+    State(ctx): State<EndpointState>,
+    axum::extract::Path(id): axum::extract::Path<String>,
+    Query(q): Query<HashMap<String, String>>,
+) -> ApiResult {
+    let id = model_id_ok(&id)?;
+    let rel = safe_rel(
+        q.get("artifact_directory_path")
+            .map(String::as_str)
+            .unwrap_or(""),
+    )?;
+    let state = ctx.state.clone();
+    store(&ctx, move |s| {
+        let m = get_model(s, &id, false)?;
+        let files = list_dir(&model_dir(&state, &id), &rel, true)?;
+        let mut out = json!({"root_uri": m["info"]["artifact_uri"]});
+        if !files.is_empty() {
+            out["files"] = Value::Array(files);
+        }
+        Ok(Json(out))
+    })
+    .await
+}

@@ -20,7 +20,7 @@ use std::sync::OnceLock;
 use axum::extract::{ConnectInfo, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
-use axum::routing::{get, post};
+use axum::routing::{any, delete, get, patch, post};
 use axum::{Json, Router};
 use serde_json::{json, Value};
 
@@ -29,9 +29,14 @@ use crate::store::{Metric, Run, Store};
 
 mod artifacts;
 mod experiments;
+mod models;
+mod registry;
 mod runs;
 use artifacts::*;
+use axum::body::Bytes;
 use experiments::*;
+use models::*;
+use registry::*;
 use runs::*;
 
 /// Where this process's endpoint listens, and its token.
@@ -161,8 +166,101 @@ fn router(ctx: EndpointState) -> Router {
         .route(&format!("{api}/runs/set-tag"), post(set_tag))
         .route(&format!("{api}/runs/delete-tag"), post(delete_tag))
         .route(&format!("{api}/runs/log-inputs"), post(log_inputs))
+        .route(&format!("{api}/runs/outputs"), post(log_outputs))
+        .route(&format!("{api}/runs/delete"), post(runs_delete))
+        .route(&format!("{api}/runs/restore"), post(runs_restore))
+        .route(
+            &format!("{api}/experiments/delete"),
+            post(experiments_delete),
+        )
+        .route(
+            &format!("{api}/experiments/restore"),
+            post(experiments_restore),
+        )
+        .route(
+            &format!("{api}/experiments/update"),
+            post(experiments_update),
+        )
+        .route(
+            &format!("{api}/experiments/set-experiment-tag"),
+            post(experiments_set_tag),
+        )
+        .route(
+            &format!("{api}/experiments/delete-experiment-tag"),
+            post(experiments_delete_tag),
+        )
         .route(&format!("{api}/metrics/get-history"), get(get_history))
         .route(&format!("{api}/artifacts/list"), get(artifacts_list))
+        .route(&format!("{api}/logged-models"), post(models_create))
+        .route(&format!("{api}/logged-models/search"), post(models_search))
+        .route(
+            &format!("{api}/logged-models/{{model_id}}"),
+            get(models_get).patch(models_finalize).delete(models_delete),
+        )
+        .route(
+            &format!("{api}/logged-models/{{model_id}}/tags"),
+            patch(models_set_tags),
+        )
+        .route(
+            &format!("{api}/logged-models/{{model_id}}/tags/{{key}}"),
+            delete(models_delete_tag),
+        )
+        .route(
+            &format!("{api}/logged-models/{{model_id}}/params"),
+            post(models_log_params),
+        )
+        .route(
+            &format!("{api}/logged-models/{{model_id}}/artifacts/directories"),
+            get(model_artifacts_list),
+        )
+        .route(&format!("{api}/registered-models/create"), post(rm_create))
+        .route(&format!("{api}/registered-models/get"), get(rm_get))
+        .route(&format!("{api}/registered-models/rename"), post(rm_rename))
+        .route(&format!("{api}/registered-models/update"), patch(rm_update))
+        .route(
+            &format!("{api}/registered-models/delete"),
+            delete(rm_delete),
+        )
+        .route(&format!("{api}/registered-models/search"), get(rm_search))
+        .route(
+            &format!("{api}/registered-models/get-latest-versions"),
+            post(rm_latest).get(rm_latest),
+        )
+        .route(
+            &format!("{api}/registered-models/set-tag"),
+            post(rm_set_tag),
+        )
+        .route(
+            &format!("{api}/registered-models/delete-tag"),
+            delete(rm_delete_tag),
+        )
+        .route(
+            &format!("{api}/registered-models/alias"),
+            post(alias_set).delete(alias_delete).get(alias_get),
+        )
+        .route(&format!("{api}/model-versions/create"), post(mv_create))
+        .route(&format!("{api}/model-versions/get"), get(mv_get))
+        .route(&format!("{api}/model-versions/update"), patch(mv_update))
+        .route(
+            &format!("{api}/model-versions/transition-stage"),
+            post(mv_transition),
+        )
+        .route(&format!("{api}/model-versions/delete"), delete(mv_delete))
+        .route(&format!("{api}/model-versions/search"), get(mv_search))
+        .route(
+            &format!("{api}/model-versions/get-download-uri"),
+            get(mv_download_uri),
+        )
+        .route(&format!("{api}/model-versions/set-tag"), post(mv_set_tag))
+        .route(
+            &format!("{api}/model-versions/delete-tag"),
+            delete(mv_delete_tag),
+        )
+        .route("/api/3.0/mlflow/server-info", get(server_info))
+        .route("/api/2.0/mlflow/traces", any(traces))
+        .route("/api/2.0/mlflow/traces/{*rest}", any(traces))
+        .route("/api/3.0/mlflow/traces", any(traces))
+        .route("/api/3.0/mlflow/traces/{*rest}", any(traces))
         // MLflow's 1 MB request limit for the JSON API; artifacts may be any size.
         .layer(axum::extract::DefaultBodyLimit::max(1 << 20))
         .merge(
@@ -209,6 +307,26 @@ fn internal(e: LabError) -> ApiError {
         StatusCode::INTERNAL_SERVER_ERROR,
         "INTERNAL_ERROR",
         e.message,
+    )
+}
+
+/// What the client asks before it decides how to log (MLflow 3's `server-info`): a store
+/// without workspaces, trace archival, multipart or presigned uploads.
+async fn server_info() -> Json<Value> {
+    Json(json!({
+        "store_type": null, "workspaces_enabled": false, "trace_archival_enabled": false,
+        "multipart_uploads_enabled": false, "multipart_downloads_enabled": false,
+        "presigned_upload_run_id_supported": false, "presigned_upload_model_id_supported": false,
+        "features_enabled": {"gateway": false},
+    }))
+}
+
+/// Traces (MLflow's GenAI tracing) are not kept here: a clear error the client shows.
+async fn traces() -> ApiError {
+    ApiError(
+        StatusCode::NOT_IMPLEMENTED,
+        "NOT_IMPLEMENTED",
+        "traces (MLflow GenAI tracing) are not supported by labhost's tracking endpoint; use a real mlflow server for tracing".into(),
     )
 }
 
@@ -283,7 +401,6 @@ async fn store<T: Send + 'static>(
     .map_err(|e| internal(LabError::new("internal", e.to_string())))?
 }
 
-
 /// Paging tokens: base64 of `{"offset": n}`, as MLflow's (opaque to clients).
 fn token_of(offset: usize) -> String {
     use base64::Engine as _;
@@ -303,7 +420,6 @@ fn offset_of(token: &str) -> Result<usize, ApiError> {
         .ok_or_else(bad)
 }
 
-
 #[cfg(test)]
 mod tests {
     #[test]
@@ -316,4 +432,3 @@ mod tests {
         assert!(super::offset_of("!!").is_err());
     }
 }
-

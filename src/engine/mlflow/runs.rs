@@ -5,6 +5,7 @@ use axum::Json;
 use serde_json::{json, Value};
 
 use super::*;
+use crate::store::mlflow::{ACTIVE, DELETED, RUN_INPUTS, RUN_OUTPUTS};
 
 pub(super) fn run_id_of(body: &Value) -> Result<i64, ApiError> {
     let v = body
@@ -49,7 +50,7 @@ pub(super) fn run_info(r: &Run) -> Value {
         "experiment_id": exp_of(r).to_string(), "run_name": r.name,
         "status": status_name(r), "start_time": ms(r.started.or(Some(r.created))), "end_time": ms(r.ended),
         "artifact_uri": format!("mlflow-artifacts:/{}/{}/artifacts", exp_of(r), r.id),
-        "lifecycle_stage": "active",
+        "lifecycle_stage": if r.deleted { DELETED } else { ACTIVE },
     })
 }
 
@@ -84,8 +85,22 @@ pub(super) fn run_json(s: &Store, r: &Run) -> Result<Value, ApiError> {
             tags.push(json!({"key": "mlflow.parentRunId", "value": p.to_string()}));
         }
     }
+    let mut info = run_info(r);
+    // MLflow's `user_id` is the client's user, which it also sends as the `mlflow.user` tag.
+    if let Some(u) = tags.iter().find(|t| t["key"] == "mlflow.user") {
+        info["user_id"] = u["value"].clone();
+    }
+    let key = r.id.to_string();
+    let inputs = s
+        .doc(RUN_INPUTS, &key)
+        .map_err(internal)?
+        .unwrap_or(json!({}));
+    let outputs = s
+        .doc(RUN_OUTPUTS, &key)
+        .map_err(internal)?
+        .unwrap_or(json!({}));
     Ok(
-        json!({"info": run_info(r), "data": {"metrics": metrics, "params": params, "tags": tags}, "inputs": {}, "outputs": {}}),
+        json!({"info": info, "data": {"metrics": metrics, "params": params, "tags": tags}, "inputs": inputs, "outputs": outputs}),
     )
 }
 
@@ -102,7 +117,10 @@ pub(super) async fn runs_get(
     Ok(Json(json!({"run": v})))
 }
 
-pub(super) async fn runs_update(State(ctx): State<EndpointState>, Json(b): Json<Value>) -> ApiResult {
+pub(super) async fn runs_update(
+    State(ctx): State<EndpointState>,
+    Json(b): Json<Value>,
+) -> ApiResult {
     let id = run_id_of(&b)?;
     let status = b.get("status").and_then(|v| v.as_str()).map(str::to_string);
     if let Some(st) = &status {
@@ -129,6 +147,8 @@ pub(super) async fn runs_update(State(ctx): State<EndpointState>, Json(b): Json<
                 };
                 if let Some(to) = to {
                     s.close_record(id, to, None).map_err(internal)?;
+                } else if st == "RUNNING" && r.status.is_finished() {
+                    s.reopen_record(id).map_err(internal)?;
                 }
             }
         }
@@ -184,6 +204,37 @@ pub(super) fn metric_of(m: &Value) -> Result<Metric, ApiError> {
         step,
         ts: ts as f64 / 1000.0,
     })
+}
+
+/// The metrics of a request that name a logged model, as the model keeps them.
+fn model_linked(ms: &[Value]) -> Vec<Value> {
+    ms.iter()
+        .filter(|m| {
+            m.get("model_id")
+                .and_then(|v| v.as_str())
+                .is_some_and(|v| !v.is_empty())
+        })
+        .map(|m| {
+            let mut x = json!({});
+            for k in [
+                "key",
+                "value",
+                "timestamp",
+                "step",
+                "dataset_name",
+                "dataset_digest",
+                "model_id",
+            ] {
+                if let Some(v) = m.get(k).filter(|v| !v.is_null()) {
+                    x[k] = v.clone();
+                }
+            }
+            if x.get("step").is_none() {
+                x["step"] = json!(0);
+            }
+            x
+        })
+        .collect()
 }
 
 /// A generated run name, as MLflow makes one for a run created without: `adjective-noun-N`.
@@ -250,36 +301,59 @@ pub(super) async fn write(
     ms: Vec<Metric>,
     ps: Vec<(String, String)>,
     tags: Vec<(String, String)>,
+    linked: Vec<Value>,
 ) -> ApiResult {
     store(ctx, move |s| {
         get_run(s, id)?;
         match s.log_batch(id, &ms, &ps, &tags).map_err(internal)? {
-            Ok(()) => Ok(Json(json!({}))),
+            Ok(()) => {
+                if !linked.is_empty() {
+                    link_metrics(s, id, &linked)?;
+                }
+                Ok(Json(json!({})))
+            }
             Err(k) => Err(invalid(format!("Changing param values is not allowed. Param with key='{k}' was already logged with a different value"))),
         }
     })
     .await
 }
 
-pub(super) async fn log_metric(State(ctx): State<EndpointState>, Json(b): Json<Value>) -> ApiResult {
+pub(super) async fn log_metric(
+    State(ctx): State<EndpointState>,
+    Json(b): Json<Value>,
+) -> ApiResult {
     let id = run_id_of(&b)?;
     let m = metric_of(&b)?;
-    write(&ctx, id, vec![m], vec![], vec![]).await
+    write(
+        &ctx,
+        id,
+        vec![m],
+        vec![],
+        vec![],
+        model_linked(std::slice::from_ref(&b)),
+    )
+    .await
 }
 
-pub(super) async fn log_parameter(State(ctx): State<EndpointState>, Json(b): Json<Value>) -> ApiResult {
+pub(super) async fn log_parameter(
+    State(ctx): State<EndpointState>,
+    Json(b): Json<Value>,
+) -> ApiResult {
     let id = run_id_of(&b)?;
     let p = kv(&b, "Param", 6000)?;
-    write(&ctx, id, vec![], vec![p], vec![]).await
+    write(&ctx, id, vec![], vec![p], vec![], vec![]).await
 }
 
 pub(super) async fn set_tag(State(ctx): State<EndpointState>, Json(b): Json<Value>) -> ApiResult {
     let id = run_id_of(&b)?;
     let t = kv(&b, "Tag", 8000)?;
-    write(&ctx, id, vec![], vec![], vec![t]).await
+    write(&ctx, id, vec![], vec![], vec![t], vec![]).await
 }
 
-pub(super) async fn delete_tag(State(ctx): State<EndpointState>, Json(b): Json<Value>) -> ApiResult {
+pub(super) async fn delete_tag(
+    State(ctx): State<EndpointState>,
+    Json(b): Json<Value>,
+) -> ApiResult {
     let id = run_id_of(&b)?;
     let k = b
         .get("key")
@@ -299,9 +373,127 @@ pub(super) async fn delete_tag(State(ctx): State<EndpointState>, Json(b): Json<V
     .await
 }
 
-pub(super) async fn log_inputs(State(ctx): State<EndpointState>, Json(b): Json<Value>) -> ApiResult {
+pub(super) async fn log_inputs(
+    State(ctx): State<EndpointState>,
+    Json(b): Json<Value>,
+) -> ApiResult {
     let id = run_id_of(&b)?;
-    store(&ctx, move |s| get_run(s, id).map(|_| Json(json!({})))).await
+    let datasets = b
+        .get("datasets")
+        .and_then(|v| v.as_array())
+        .cloned()
+        .unwrap_or_default();
+    let models = b
+        .get("models")
+        .and_then(|v| v.as_array())
+        .cloned()
+        .unwrap_or_default();
+    for d in &datasets {
+        for k in ["name", "digest"] {
+            if d["dataset"][k].as_str().is_none_or(str::is_empty) {
+                return Err(invalid(format!(
+                    "Missing value for required parameter 'dataset.{k}'"
+                )));
+            }
+        }
+    }
+    store(&ctx, move |s| {
+        get_run(s, id)?;
+        let key = id.to_string();
+        let mut doc = s
+            .doc(RUN_INPUTS, &key)
+            .map_err(internal)?
+            .unwrap_or(json!({}));
+        // A dataset logged again (same name, digest and tags) is not added twice.
+        for d in datasets {
+            let list = doc["dataset_inputs"]
+                .as_array()
+                .cloned()
+                .unwrap_or_default();
+            let same = |x: &Value| {
+                x["dataset"]["name"] == d["dataset"]["name"]
+                    && x["dataset"]["digest"] == d["dataset"]["digest"]
+            };
+            if !list.iter().any(same) {
+                let mut list = list;
+                list.push(d);
+                doc["dataset_inputs"] = Value::Array(list);
+            }
+        }
+        for m in models {
+            let mut list = doc["model_inputs"].as_array().cloned().unwrap_or_default();
+            if !list.contains(&m) {
+                list.push(m);
+                doc["model_inputs"] = Value::Array(list);
+            }
+        }
+        s.put_doc(RUN_INPUTS, &key, &doc).map_err(internal)?;
+        Ok(Json(json!({})))
+    })
+    .await
+}
+
+/// `runs/outputs`: the models a run produced (MLflow 3's `log_outputs`).
+pub(super) async fn log_outputs(
+    State(ctx): State<EndpointState>,
+    Json(b): Json<Value>,
+) -> ApiResult {
+    let id = run_id_of(&b)?;
+    let models = b
+        .get("models")
+        .and_then(|v| v.as_array())
+        .cloned()
+        .unwrap_or_default();
+    store(&ctx, move |s| {
+        get_run(s, id)?;
+        add_outputs(s, id, models)?;
+        Ok(Json(json!({})))
+    })
+    .await
+}
+
+/// Adds `{"model_id", "step"}` entries to a run's outputs (once each).
+pub(super) fn add_outputs(s: &mut Store, id: i64, models: Vec<Value>) -> Result<(), ApiError> {
+    let key = id.to_string();
+    let mut doc = s
+        .doc(RUN_OUTPUTS, &key)
+        .map_err(internal)?
+        .unwrap_or(json!({}));
+    let mut list = doc["model_outputs"].as_array().cloned().unwrap_or_default();
+    for m in models {
+        let m =
+            json!({"model_id": m["model_id"], "step": m.get("step").cloned().unwrap_or(json!(0))});
+        if !list.iter().any(|x| x["model_id"] == m["model_id"]) {
+            list.push(m);
+        }
+    }
+    doc["model_outputs"] = Value::Array(list);
+    s.put_doc(RUN_OUTPUTS, &key, &doc).map_err(internal)
+}
+
+/// Deleting or restoring a run (its lifecycle; nothing is removed).
+async fn set_run_lifecycle(ctx: EndpointState, b: Value, to: &'static str) -> ApiResult {
+    let id = run_id_of(&b)?;
+    store(&ctx, move |s| {
+        get_run(s, id)?;
+        s.set_run_lifecycle(id, to).map_err(internal)?;
+        Ok(Json(json!({})))
+    })
+    .await
+}
+
+pub(super) async fn runs_delete(
+    State(ctx): State<EndpointState>,
+    Json(b): Json<Value>,
+) -> ApiResult {
+    set_run_lifecycle(ctx, b, DELETED).await
+}
+
+pub(super) async fn runs_restore(
+    State(ctx): State<EndpointState>,
+    Json(b): Json<Value>,
+) -> ApiResult {
+    set_run_lifecycle(ctx, b, ACTIVE).await
 }
 
 pub(super) async fn log_batch(State(ctx): State<EndpointState>, Json(b): Json<Value>) -> ApiResult {
@@ -346,7 +538,8 @@ pub(super) async fn log_batch(State(ctx): State<EndpointState>, Json(b): Json<Va
         .iter()
         .map(|x| kv(x, "Tag", 8000))
         .collect::<Result<Vec<_>, _>>()?;
-    write(&ctx, id, ms, ps, ts).await
+    let linked = model_linked(&m);
+    write(&ctx, id, ms, ps, ts, linked).await
 }
 
 pub(super) async fn get_history(
@@ -390,7 +583,10 @@ pub(super) async fn get_history(
     .await
 }
 
-pub(super) async fn runs_create(State(ctx): State<EndpointState>, Json(b): Json<Value>) -> ApiResult {
+pub(super) async fn runs_create(
+    State(ctx): State<EndpointState>,
+    Json(b): Json<Value>,
+) -> ApiResult {
     let exp = b
         .get("experiment_id")
         .and_then(|v| {
@@ -449,7 +645,10 @@ pub(super) async fn runs_create(State(ctx): State<EndpointState>, Json(b): Json<
     .await
 }
 
-pub(super) async fn runs_search(State(ctx): State<EndpointState>, Json(b): Json<Value>) -> ApiResult {
+pub(super) async fn runs_search(
+    State(ctx): State<EndpointState>,
+    Json(b): Json<Value>,
+) -> ApiResult {
     let exps: Vec<i64> = b
         .get("experiment_ids")
         .and_then(|v| v.as_array())
@@ -464,9 +663,10 @@ pub(super) async fn runs_search(State(ctx): State<EndpointState>, Json(b): Json<
         })
         .collect::<Result<_, _>>()
         .map_err(|_| invalid("experiment_ids must be experiment ids"))?;
-    let filter =
+    let mut filter =
         crate::store::search::Filter::parse(b.get("filter").and_then(|v| v.as_str()).unwrap_or(""))
             .map_err(|e| invalid(e.message))?;
+    filter.view = view_of(b.get("run_view_type"))?;
     let order: Vec<String> = b
         .get("order_by")
         .and_then(|v| v.as_array())
@@ -505,4 +705,3 @@ pub(super) async fn runs_search(State(ctx): State<EndpointState>, Json(b): Json<
     })
     .await
 }
-
