@@ -5,14 +5,15 @@
 #     same client, same box — goal: labhost >= 10x the real server's throughput;
 #  2. the HTML report of a 1,000-trial sweep loaded in headless Chromium: time to a rendered
 #     table — goal <= 1 s.
-# Needs the venvs tests/run-all.sh makes (target/mlflow-venv with websocket-client,
-# target/mlflow-server-venv) and Debian's chromium.
+# Needs the venv tests/run-all.sh makes (target/mlflow-venv-<version>: mlflow and
+# websocket-client) and Debian's chromium.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 cargo build --release --quiet
 BIN="$PWD/target/release/labhost"
-PY="${LABHOST_TEST_MLFLOW_PYTHON:-$PWD/target/mlflow-venv/bin/python}"
-MLFLOW="${LABHOST_TEST_MLFLOW_SERVER:-$PWD/target/mlflow-server-venv/bin/mlflow}"
+VENV=$(ls -d "$PWD"/target/mlflow-venv-* 2>/dev/null | tail -1)
+PY="${LABHOST_TEST_MLFLOW_PYTHON:-$VENV/bin/python}"
+MLFLOW="${LABHOST_TEST_MLFLOW_SERVER:-$VENV/bin/mlflow}"
 work=$(mktemp -d)
 pids=()
 trap 'for p in "${pids[@]}"; do kill -- -"$p" 2>/dev/null || kill "$p" 2>/dev/null || true; done; rm -rf "$work"' EXIT
@@ -43,7 +44,7 @@ PY
 echo "== 1. log-batch throughput and get-history latency"
 lp=$(free_port)
 mkdir -p "$work/lh"
-LABHOST_HOME="$work/lh" setsid "$BIN" -q track serve --port "$lp" 2>/dev/null & pids+=($!)
+LABHOST_HOME="$work/lh" setsid "$BIN" -q track serve --no-token --port "$lp" >/dev/null 2>&1 & pids+=($!)
 mp=$(free_port)
 mkdir -p "$work/ml"
 (cd "$work/ml" && setsid "$MLFLOW" server --host 127.0.0.1 --port "$mp" --workers 1 \

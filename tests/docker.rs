@@ -302,3 +302,51 @@ fn a_job_runs_in_docker_with_its_run_folder_env_metrics_and_exit_code() {
         .unwrap();
     assert_eq!(String::from_utf8_lossy(&o.stdout).trim(), "");
 }
+
+/// An MLflow script written for `mlflow` alone, run as a `run_in: docker` job, reports into
+/// the job's run through the host's endpoint (`network: host` here: the test engine has no
+/// bridge; on a bridge network the container reaches the endpoint at the gateway). The
+/// host's Python and mlflow, mounted read-only, stand in for an image that has them.
+#[test]
+#[ignore = "needs a Docker engine and the mlflow client (tests/run-all.sh)"]
+fn docker_job_an_unmodified_mlflow_script_lands_its_metrics() {
+    let py = std::env::var("LABHOST_TEST_MLFLOW_PYTHON").expect("LABHOST_TEST_MLFLOW_PYTHON");
+    let o = std::process::Command::new(&py)
+        .args([
+            "-c",
+            "import sys, os; print(sys.prefix); print(sys.base_prefix); print(os.path.dirname(os.path.dirname(os.path.realpath(sys.executable))))",
+        ])
+        .output()
+        .unwrap();
+    let mut mounts: Vec<String> = String::from_utf8_lossy(&o.stdout)
+        .lines()
+        .map(str::to_string)
+        .chain(["/usr".into(), "/lib".into(), "/lib64".into()])
+        .filter(|p| std::path::Path::new(p).exists())
+        .collect();
+    mounts.sort();
+    mounts.dedup();
+    let mounts: Vec<String> = mounts.iter().map(|m| format!("\"{m}:{m}:ro\"")).collect();
+    let train = "import mlflow\nmlflow.log_param('where', 'container')\nfor i in range(3):\n    mlflow.log_metric('loss', 1.0 / (i + 1), step=i)\nmlflow.log_text('hello', 'note.txt')\n";
+    let t = TestCmd::new().file("work/train.py", train).file(
+        "main.rhai",
+        format!(
+            r#"
+        let j = jobs::submit(#{{run_in: "docker", image: "{IMAGE}", network: "host", cwd: "work",
+            mounts: [{}], env: #{{HOME: "/tmp", USER: "labhost"}},
+            command: "{py} train.py", experiment: "in-docker"}});
+        print(j.wait());
+        print(j.metrics().loss.map(|m| m.value));
+        print(j.info().params);
+        print(fs::read(j.run_dir + "/artifacts/note.txt"));
+        "#,
+            mounts.join(", ")
+        ),
+    );
+    let (code, out, err) = t.spawn(["run", "main.rhai"]).finish();
+    assert_eq!(code, Some(0), "{err}");
+    assert_eq!(
+        out, "completed\n[1.0, 0.5, 0.3333333333333333]\n#{\"where\": \"container\"}\nhello\n",
+        "{err}"
+    );
+}

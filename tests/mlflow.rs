@@ -1,12 +1,11 @@
 //! The job host's MLflow-compatible endpoint: the real mlflow client (tests/run-all.sh puts
-//! `mlflow-skinny` in a venv and runs these with `--ignored`, LABHOST_TEST_MLFLOW_PYTHON naming
+//! mlflow in a venv and runs these with `--ignored`, LABHOST_TEST_MLFLOW_PYTHON naming
 //! its python), and the endpoint's errors through plain HTTP from a job.
 use crate::util::TestCmd;
 
 fn mlflow_python() -> String {
-    std::env::var("LABHOST_TEST_MLFLOW_PYTHON").expect(
-        "LABHOST_TEST_MLFLOW_PYTHON: a python with mlflow-skinny (tests/run-all.sh makes one)",
-    )
+    std::env::var("LABHOST_TEST_MLFLOW_PYTHON")
+        .expect("LABHOST_TEST_MLFLOW_PYTHON: a python with mlflow (tests/run-all.sh makes one)")
 }
 
 /// An unmodified training script as Azure ML's examples write it.
@@ -29,7 +28,7 @@ mlflow.end_run()
 "#;
 
 #[test]
-#[ignore = "needs mlflow-skinny (tests/run-all.sh installs it)"]
+#[ignore = "needs the mlflow client (tests/run-all.sh installs it)"]
 fn an_unmodified_mlflow_script_reports_into_the_run_store() {
     let py = mlflow_python();
     let t = TestCmd::new().file("train.py", TRAIN).script(&format!(
@@ -72,7 +71,7 @@ print(track::artifacts(j.id));
 /// starts a second run and a parent run with nested children, as MLflow's tuning tutorial
 /// does — all inside the job's experiment 0.
 #[test]
-#[ignore = "needs mlflow-skinny (tests/run-all.sh installs it)"]
+#[ignore = "needs the mlflow client (tests/run-all.sh installs it)"]
 fn a_trial_script_logs_its_own_arguments_and_runs_nested_runs() {
     let py = mlflow_python();
     let trial = r#"
@@ -115,7 +114,7 @@ print(c.get_metric_history(r2.info.run_id, "x")[0].value)
 
 /// The primary metric reported through `mlflow.log_metric` drives early termination.
 #[test]
-#[ignore = "needs mlflow-skinny (tests/run-all.sh installs it)"]
+#[ignore = "needs the mlflow client (tests/run-all.sh installs it)"]
 fn mlflow_metrics_drive_a_sweeps_early_termination() {
     let py = mlflow_python();
     let trial = "import mlflow, sys, time\nx = float(sys.argv[1])\nmlflow.start_run()\nfor i in range(12):\n    mlflow.log_metric('acc', x)\n    time.sleep(0.15)\n";
@@ -445,7 +444,7 @@ fn track_serve_requires_a_token_unless_told_otherwise() {
 /// `labhost track serve`: the real MlflowClient searches the store (filter, order, paging)
 /// and reads histories.
 #[test]
-#[ignore = "needs mlflow-skinny (tests/run-all.sh installs it)"]
+#[ignore = "needs the mlflow client (tests/run-all.sh installs it)"]
 fn the_mlflow_client_searches_the_store_through_track_serve() {
     let py = mlflow_python();
     let port = {
@@ -674,4 +673,45 @@ print(`${s.completed} ${ok}`);
     let (code, out, err) = r.finish();
     assert_eq!(code, Some(0), "{err}");
     assert_eq!(out, "8 8\n", "{err}");
+}
+
+/// The differential harness (`tests/mlflow_diff`): 32 client scripts written the way MLflow's
+/// docs write them (autolog, logged models and `models:/` URIs, the registry with aliases,
+/// nested runs, datasets, tables and figures, lifecycles, searches, special values, async
+/// logging, resumed runs, errors) run against a real `mlflow server` and against
+/// `labhost track serve`, and as labhost jobs; what MlflowClient reads back afterwards must
+/// be equal field by field (ids, uuids and times normalised), bar the differences listed
+/// with their reasons in tests/mlflow_diff/differences.json.
+#[test]
+#[ignore = "needs an mlflow server (tests/run-all.sh installs it)"]
+fn the_client_corpus_reads_back_as_from_a_real_mlflow_server() {
+    let mlflow = std::env::var("LABHOST_TEST_MLFLOW_SERVER").expect("LABHOST_TEST_MLFLOW_SERVER");
+    let root = env!("CARGO_MANIFEST_DIR");
+    let o = std::process::Command::new("python3")
+        .arg(format!("{root}/tests/mlflow_diff/harness.py"))
+        .args(["--mlflow", &mlflow, "--labhost", crate::util::BIN, "--job"])
+        .current_dir(root)
+        .output()
+        .unwrap();
+    let out = String::from_utf8_lossy(&o.stdout);
+    assert!(
+        o.status.success(),
+        "{out}\n{}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    let cases = std::fs::read_dir(format!("{root}/tests/mlflow_diff/cases"))
+        .unwrap()
+        .filter(|e| {
+            e.as_ref()
+                .unwrap()
+                .path()
+                .extension()
+                .is_some_and(|x| x == "py")
+        })
+        .count();
+    assert!(cases >= 30, "the corpus has {cases} scripts");
+    assert!(
+        out.contains(&format!("{cases} of {cases} cases read back the same")),
+        "{out}"
+    );
 }

@@ -52,22 +52,18 @@ cp "$(command -v busybox)" "$rootfs/bin/busybox"
 for a in sh echo cat ls sleep env true false id pwd touch mkdir wc rm test printf; do ln -sf busybox "$rootfs/bin/$a"; done
 tar -C "$rootfs" -c . | docker import - labhost-test:busybox >/dev/null
 
-# The real mlflow client (mlflow-skinny: the client only) in a venv under target/, made once.
-MLFLOW_VENV="$PWD/target/mlflow-venv"
-if ! "$MLFLOW_VENV/bin/python" -c 'import mlflow' >/dev/null 2>&1; then
-    log "installing mlflow-skinny into $MLFLOW_VENV"
+# The real mlflow (client and `mlflow server`, one pinned version: the differential harness
+# compares labhost with the server of the same version as the client; ~850 MB, a few minutes
+# the first time) in a venv under target/ named by its version, made once.
+MLFLOW_VERSION=3.17.2
+MLFLOW_VENV="$PWD/target/mlflow-venv-$MLFLOW_VERSION"
+if [ ! -x "$MLFLOW_VENV/bin/mlflow" ]; then
+    log "installing mlflow $MLFLOW_VERSION into $MLFLOW_VENV"
     python3 -m venv "$MLFLOW_VENV" 2>/dev/null || { DEBIAN_FRONTEND=noninteractive apt-get install -y -qq python3-venv >/dev/null; python3 -m venv "$MLFLOW_VENV"; }
-    "$MLFLOW_VENV/bin/pip" install -q mlflow-skinny
+    "$MLFLOW_VENV/bin/pip" install -q "mlflow==$MLFLOW_VERSION"
 fi
 export LABHOST_TEST_MLFLOW_PYTHON="$MLFLOW_VENV/bin/python"
-# The real `mlflow server` (full mlflow: ~850 MB, a few minutes the first time) for the push test.
-MLFLOW_SERVER_VENV="$PWD/target/mlflow-server-venv"
-if [ ! -x "$MLFLOW_SERVER_VENV/bin/mlflow" ]; then
-    log "installing mlflow (server) into $MLFLOW_SERVER_VENV"
-    python3 -m venv "$MLFLOW_SERVER_VENV"
-    "$MLFLOW_SERVER_VENV/bin/pip" install -q mlflow
-fi
-export LABHOST_TEST_MLFLOW_SERVER="$MLFLOW_SERVER_VENV/bin/mlflow"
+export LABHOST_TEST_MLFLOW_SERVER="$MLFLOW_VENV/bin/mlflow"
 # Debian's Chromium, driven over the DevTools protocol (websocket-client) by the report test.
 apt_install chromium chromium
 "$MLFLOW_VENV/bin/python" -c 'import websocket' >/dev/null 2>&1 || "$MLFLOW_VENV/bin/pip" install -q websocket-client
@@ -99,7 +95,7 @@ cargo test --locked --all-targets 2>&1
 log "cargo test: tests against the Docker engine"
 cargo test --locked --test integration docker -- --ignored 2>&1
 
-log "cargo test: tests with the real mlflow client"
+log "cargo test: tests with the real mlflow client and server (the differential harness: tests/mlflow_diff)"
 cargo test --locked --test integration mlflow:: -- --ignored 2>&1
 
 log "cargo test: the HTML report in headless Chromium (screenshot: target/test-artifacts/report.png)"

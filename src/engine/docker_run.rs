@@ -46,6 +46,25 @@ pub(super) async fn run_docker(
     env.insert("LABHOST_JOB_ID".into(), l.job_id.to_string());
     env.insert("LABHOST_RUN_DIR".into(), l.run_dir.display().to_string());
     env.insert("LABHOST_METRICS".into(), metrics_path.display().to_string());
+    // The MLflow endpoint as the container reaches it (or not at all on `network: none`).
+    let mut extra_hosts = Vec::new();
+    if let Some(uri) = env.get("MLFLOW_TRACKING_URI").cloned() {
+        match super::mlflow::container_uri(&uri, d.network.as_deref()).await {
+            Some((u, hosts)) => {
+                env.insert("MLFLOW_TRACKING_URI".into(), u);
+                extra_hosts = hosts;
+            }
+            None => {
+                for k in [
+                    "MLFLOW_TRACKING_URI",
+                    "MLFLOW_TRACKING_TOKEN",
+                    "MLFLOW_RUN_ID",
+                ] {
+                    env.remove(k);
+                }
+            }
+        }
+    }
     let dir = |p: &Path| p.display().to_string();
     let mut volumes = vec![docker::Volume::new(
         &dir(&l.run_dir),
@@ -69,6 +88,7 @@ pub(super) async fn run_docker(
         workdir: l.cwd.as_deref().map(dir),
         volumes,
         network: d.network.clone(),
+        extra_hosts,
         labels: [("labhost.job".to_string(), l.job_id.to_string())].into(),
         git_commit: l.cwd.as_deref().and_then(crate::modules::git::head_commit),
         auto_remove: true,

@@ -75,13 +75,20 @@ impl Store {
         Ok(true)
     }
 
-    /// Sets an experiment's lifecycle stage ([`ACTIVE`] or [`DELETED`]).
+    /// Sets an experiment's lifecycle stage ([`ACTIVE`] or [`DELETED`]); its runs follow, as
+    /// MLflow's.
     pub fn set_experiment_lifecycle(&mut self, id: i64, stage: &str) -> LabResult<()> {
         let tx = self.write()?;
         exec(
             &tx,
             "UPDATE experiments SET lifecycle = ?2, updated = ?3 WHERE id = ?1",
             params![id, stage, crate::clock::unix()],
+        )
+        .map_err(db_err)?;
+        exec(
+            &tx,
+            "UPDATE runs SET lifecycle = ?2 WHERE COALESCE(experiment_id, 0) = ?1",
+            params![id, stage],
         )
         .map_err(db_err)?;
         tx.commit().map_err(db_err)
@@ -150,6 +157,18 @@ impl Store {
         )
         .map_err(db_err)?;
         super::event(&tx, id, super::RunStatus::Running, "resumed by a client")?;
+        tx.commit().map_err(db_err)
+    }
+
+    /// Sets (or clears) a record run's end time: an MLflow client's own.
+    pub fn set_run_end(&mut self, id: i64, ended: Option<f64>) -> LabResult<()> {
+        let tx = self.write()?;
+        exec(
+            &tx,
+            "UPDATE runs SET ended = ?2 WHERE id = ?1",
+            params![id, ended],
+        )
+        .map_err(db_err)?;
         tx.commit().map_err(db_err)
     }
 

@@ -816,6 +816,17 @@ impl DocFilter {
     /// Whether every clause holds; `get(kind, key)` gives a document's value (None: absent,
     /// which matches nothing).
     pub fn matches(&self, get: impl Fn(&str, &str) -> Option<DocVal>) -> bool {
+        self.matches_with(get, false)
+    }
+
+    /// As [`DocFilter::matches`]; with `absent_differs`, an absent value satisfies `!=` (the
+    /// registry's rule: the client hides prompts with `tag.mlflow.prompt.is_prompt != 'true'`,
+    /// which every model without that tag passes).
+    pub fn matches_with(
+        &self,
+        get: impl Fn(&str, &str) -> Option<DocVal>,
+        absent_differs: bool,
+    ) -> bool {
         self.0.iter().all(|c| {
             let kind = match c.kind {
                 Kind::Metric => "metrics",
@@ -826,7 +837,7 @@ impl DocFilter {
             match get(kind, &c.key) {
                 Some(DocVal::Num(n)) => compare(&c.value, &c.op, V::N(n)),
                 Some(DocVal::Text(t)) => compare(&c.value, &c.op, V::S(t)),
-                None => false,
+                None => absent_differs && c.op == "!=",
             }
         })
     }

@@ -11,6 +11,7 @@ import argparse
 import difflib
 import json
 import os
+import re
 import shutil
 import socket
 import subprocess
@@ -81,8 +82,8 @@ def run_case(args, case, kind, root):
         os.makedirs(work)
         env = dict(os.environ, MLFLOW_TRACKING_URI=server.url, MLFLOW_TRACKING_TOKEN=TOKEN,
                    PYTHONHASHSEED="0", MPLBACKEND="Agg", GIT_DIR="/nonexistent",
-                   MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR="false", MLFLOW_HTTP_REQUEST_MAX_RETRIES="2",
-                   MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR="0.1", MLFLOW_HTTP_REQUEST_TIMEOUT="30")
+                   SOURCE_DATE_EPOCH="0", MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR="false", MLFLOW_HTTP_REQUEST_MAX_RETRIES="1",
+                   MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR="1", MLFLOW_HTTP_REQUEST_TIMEOUT="30")
         for k in ("MLFLOW_RUN_ID", "MLFLOW_EXPERIMENT_ID", "MLFLOW_EXPERIMENT_NAME"):
             env.pop(k, None)
         script = os.path.join(HERE, "cases", case)
@@ -96,9 +97,43 @@ def run_case(args, case, kind, root):
             return {"readback_failed": rb.stderr[-2000:]}, p.stderr
         doc = json.loads(rb.stdout)
         doc["exit"] = p.returncode
+        with open(os.path.join(root, f"{kind}.json"), "w") as f:
+            f.write(rb.stdout)
         return doc, p.stderr
     finally:
         server.stop()
+
+
+def run_as_job(args, case, root):
+    """The case as a labhost job (the host's own endpoint, MLFLOW_RUN_ID of the job's run):
+    its exit status and its "OBS" lines, which must equal those against mlflow server."""
+    work = os.path.join(root, "mlflow_diff_work", "job")
+    os.makedirs(work)
+    shutil.copy(os.path.join(HERE, "cases", case), os.path.join(work, case))
+    # The job's experiment is the one the script sets (as a job YAML's experiment_name).
+    m = re.search(r'set_experiment\("([^"]+)"\)', open(os.path.join(work, case)).read())
+    exp = f', experiment: "{m.group(1)}"' if m else ""
+    open(os.path.join(work, "job.rhai"), "w").write(
+        'let j = jobs::submit(#{command: "%s %s", name: "case"%s});\n'
+        'print(j.wait());\nprint(fs::read(j.run_dir + "/stdout.log"));\n'
+        % (args.python, case, exp))
+    env = dict(os.environ, LABHOST_HOME=os.path.join(work, ".labhost"), PYTHONHASHSEED="0",
+               MPLBACKEND="Agg", GIT_DIR="/nonexistent", MLFLOW_HTTP_REQUEST_MAX_RETRIES="1",
+               MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR="1", MLFLOW_HTTP_REQUEST_TIMEOUT="30")
+    for k in ("MLFLOW_TRACKING_URI", "MLFLOW_TRACKING_TOKEN", "MLFLOW_RUN_ID",
+              "MLFLOW_EXPERIMENT_ID", "MLFLOW_EXPERIMENT_NAME"):
+        env.pop(k, None)
+    p = subprocess.run([args.labhost, "-q", "run", "job.rhai"], cwd=work, env=env,
+                       capture_output=True, text=True, timeout=300)
+    lines = p.stdout.splitlines()
+    status = lines[0] if lines else f"labhost exited {p.returncode}: {p.stderr[-1500:]}"
+    obs = [json.loads(l[4:]) for l in lines if l.startswith("OBS ")]
+    err = ""
+    if status != "completed":
+        logs = os.path.join(work, ".labhost")
+        err = subprocess.run(["sh", "-c", f"cat {logs}/runs/*/stderr.log | tail -30"],
+                             capture_output=True, text=True).stdout
+    return {"status": status, "observations": obs}, err
 
 
 def flat(x, path=""):
@@ -122,6 +157,7 @@ def main():
     ap.add_argument("--labhost", required=True)
     ap.add_argument("--only", action="append", default=[])
     ap.add_argument("--keep", action="store_true")
+    ap.add_argument("--job", action="store_true", help="also run each case as a labhost job")
     args = ap.parse_args()
     args.mlflow, args.labhost = os.path.abspath(args.mlflow), os.path.abspath(args.labhost)
     args.python = os.path.join(os.path.dirname(args.mlflow), "python")
@@ -143,8 +179,17 @@ def main():
         ref, ref_err = run_case(args, case, "mlflow", root)
         got, got_err = run_case(args, case, "labhost", root)
         a, b = flat(ref), flat(got)
+        job_err = ""
+        if args.job:
+            job, job_err = run_as_job(args, case, root)
+            a.update(flat({"status": "completed", "observations": ref.get("observations")}, "as_job"))
+            b.update(flat(job, "as_job"))
         allowed = {d["path"] for d in known if d["case"] in (case[:-3], "*")}
         diffs = []
+        # A case that fails against the real server proves nothing: it is a broken case.
+        if ref.get("exit") != 0 or "readback_failed" in ref:
+            diffs.append(f"  the case itself fails against mlflow server (exit {ref.get('exit')}): "
+                         f"{ref.get('readback_failed') or ref_err[-1500:]}")
         for k in sorted(set(a) | set(b)):
             if a.get(k, "<absent>") != b.get(k, "<absent>") and not any(
                     k == p or k.startswith(p + ".") or k.startswith(p + "[") for p in allowed):
@@ -155,6 +200,8 @@ def main():
         if diffs:
             failed.append(case)
             print("\n".join(diffs[:80]))
+            if job_err:
+                print("  job stderr:", job_err[-1500:])
             if ref.get("exit") or got.get("exit"):
                 print("  mlflow stderr:", ref_err[-1500:], "\n  labhost stderr:", got_err[-1500:])
     if not args.keep:

@@ -16,13 +16,15 @@ from mlflow.entities import ViewType
 
 client = MlflowClient()
 TIME_KEYS = re.compile(r"(^|_)(time|timestamp|created|updated)$|_time$|_timestamp$|^timestamp$")
-GENERATED = re.compile(r"^[a-z]+-[a-z]+-\d{1,3}$")
+GENERATED = re.compile(r"^[a-z]+-[a-z]+-\d{1,4}$")
 # Values that differ run to run on any server: uuids inside artifact files, creation times.
 MASKS = [
     (re.compile(r"utc_time_created: '[^']*'"), "utc_time_created: <t>"),
     (re.compile(r"model_uuid: [0-9a-f]{32}"), "model_uuid: <uuid>"),
     (re.compile(r"\"utc_time_created\": \"[^\"]*\""), "\"utc_time_created\": <t>"),
     (re.compile(r"mlflow_version: [0-9.a-z]+"), "mlflow_version: <v>"),
+    # Python object addresses in reprs (sklearn's estimator.html).
+    (re.compile(r"(0|\.\.\.)x[0-9a-f]{6,}"), "<address>"),
 ]
 
 

@@ -43,8 +43,8 @@ use runs::*;
 static ENDPOINT: OnceLock<(u16, String)> = OnceLock::new();
 
 /// The MLflow variables of a job run by this host: its client reports to this endpoint,
-/// into its own run (a job that sets `MLFLOW_TRACKING_URI` itself keeps its own; a container
-/// cannot reach the host's loopback).
+/// into its own run (a job that sets `MLFLOW_TRACKING_URI` itself keeps its own). A
+/// container gets the loopback address here; [`container_uri`] rewrites it for its network.
 pub fn job_env(
     run: &Run,
     experiment: Option<&str>,
@@ -53,7 +53,7 @@ pub fn job_env(
     let Some((port, token)) = endpoint() else {
         return;
     };
-    if run.spec.run_in == crate::store::RunIn::Docker || env.contains_key("MLFLOW_TRACKING_URI") {
+    if env.contains_key("MLFLOW_TRACKING_URI") {
         return;
     }
     env.insert(
@@ -70,6 +70,64 @@ pub fn job_env(
         env.insert("MLFLOW_EXPERIMENT_NAME".into(), name.to_string());
     }
 }
+
+/// Where a container on `network` reaches this endpoint, and the `/etc/hosts` entries it
+/// needs: `network: host` shares the host's loopback; a bridge network (the default) reaches
+/// the host at the engine's bridge gateway, where the endpoint then also listens (still
+/// token-protected; that address is the host's own, on a network only its containers are
+/// on); `none` reaches nothing. `uri` is what [`job_env`] gave; a URI the job set itself is
+/// kept.
+pub async fn container_uri(uri: &str, network: Option<&str>) -> Option<(String, Vec<String>)> {
+    let (port, _) = endpoint()?;
+    if uri != format!("http://127.0.0.1:{port}") {
+        return Some((uri.to_string(), Vec::new()));
+    }
+    match network {
+        Some("host") => Some((uri.to_string(), Vec::new())),
+        Some("none") => None,
+        _ => {
+            let gw = crate::modules::docker::bridge_gateway().await?;
+            let p = gateway_port(gw).await?;
+            Some((
+                format!("http://host.docker.internal:{p}"),
+                vec!["host.docker.internal:host-gateway".into()],
+            ))
+        }
+    }
+}
+
+/// The port the endpoint listens on at `ip` (a bridge gateway), listening there first.
+async fn gateway_port(ip: std::net::IpAddr) -> Option<u16> {
+    static PORTS: tokio::sync::Mutex<Vec<(std::net::IpAddr, u16)>> =
+        tokio::sync::Mutex::const_new(Vec::new());
+    let mut ports = PORTS.lock().await;
+    if let Some((_, p)) = ports.iter().find(|(i, _)| *i == ip) {
+        return Some(*p);
+    }
+    let ctx = EndpointState {
+        loopback_only: false,
+        ..CONTEXT.get()?.clone()
+    };
+    let l = match tokio::net::TcpListener::bind((ip, 0)).await {
+        Ok(l) => l,
+        Err(e) => {
+            tracing::warn!("tracking endpoint: cannot listen on the bridge gateway {ip}: {e}; containers get no MLflow endpoint");
+            return None;
+        }
+    };
+    let port = l.local_addr().ok()?.port();
+    tokio::spawn(async move {
+        let app = router(ctx).into_make_service_with_connect_info::<SocketAddr>();
+        if let Err(e) = axum::serve(l, app).await {
+            tracing::warn!("tracking endpoint on the bridge gateway stopped: {e}");
+        }
+    });
+    ports.push((ip, port));
+    Some(port)
+}
+
+/// The endpoint's state (for more listeners).
+static CONTEXT: OnceLock<EndpointState> = OnceLock::new();
 
 /// `(port, token)` of this process's endpoint, once started.
 pub fn endpoint() -> Option<&'static (u16, String)> {
@@ -107,6 +165,7 @@ pub fn start(state: &Path) -> LabResult<()> {
         token: Some(token),
         loopback_only: true,
     };
+    let _ = CONTEXT.set(ctx.clone());
     let rt = &crate::runtime::ctx().rt;
     rt.spawn(async move {
         let Ok(l) = tokio::net::TcpListener::from_std(l) else {

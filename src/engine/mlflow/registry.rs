@@ -178,11 +178,10 @@ pub(super) async fn rm_create(State(ctx): State<EndpointState>, q: Q, body: Byte
             ));
         }
         let t = now_ms();
-        let mut rm = json!({"name": name, "creation_timestamp": t, "last_updated_timestamp": t,
-                            "tags": tags, "aliases": [], "versions": [], "next_version": 1});
-        if let Some(d) = description {
-            rm["description"] = json!(d);
-        }
+        let rm = json!({"name": name, "creation_timestamp": t, "last_updated_timestamp": t,
+                            "description": description.unwrap_or_default(), "tags": tags,
+                            "aliases": [], "versions": [], "next_version": 1});
+        let mut rm = rm;
         put_rm(s, &mut rm)?;
         Ok(Json(json!({"registered_model": rm_json(&rm)})))
     })
@@ -368,7 +367,7 @@ pub(super) async fn rm_search(State(ctx): State<EndpointState>, q: Q, body: Byte
             .map_err(internal)?
             .into_iter()
             .map(|(_, rm)| rm)
-            .filter(|rm| filter.matches(|kind, key| rm_value(rm, kind, key)))
+            .filter(|rm| filter.matches_with(|kind, key| rm_value(rm, kind, key), true))
             .collect();
         sort_by_order(&mut all, &order, "name ASC");
         let (items, next) = page(all, &r, 100)?;
@@ -463,15 +462,22 @@ pub(super) async fn mv_create(State(ctx): State<EndpointState>, q: Q, body: Byte
         let n = rm["next_version"].as_i64().unwrap_or(1);
         rm["next_version"] = json!(n + 1);
         let t = now_ms();
+        // The logged model a version is of: the request's, or the one its source names.
+        let logged = model_id.clone().filter(|m| !m.is_empty()).or_else(|| {
+            source
+                .strip_prefix("models:/m-")
+                .map(|rest| format!("m-{}", rest.split('/').next().unwrap_or_default()))
+        });
+        // A version of a logged model is from the run that logged it.
+        let run_id = run_id.filter(|r| !r.is_empty()).or_else(|| {
+            let m = get_model(s, logged.as_deref()?, true).ok()?;
+            m["info"]["source_run_id"].as_str().map(str::to_string)
+        });
         let mut v = json!({"name": name, "version": n.to_string(), "creation_timestamp": t,
                            "last_updated_timestamp": t, "current_stage": "None", "source": source,
-                           "status": "READY"});
-        for (k, x) in [
-            ("run_id", run_id),
-            ("model_id", model_id.clone()),
-            ("description", description),
-            ("run_link", run_link),
-        ] {
+                           "status": "READY", "description": description.unwrap_or_default(),
+                           "run_link": run_link.unwrap_or_default(), "user_id": ""});
+        for (k, x) in [("run_id", run_id), ("model_id", model_id.clone())] {
             if let Some(x) = x.filter(|x| !x.is_empty()) {
                 v[k] = json!(x);
             }
@@ -483,7 +489,7 @@ pub(super) async fn mv_create(State(ctx): State<EndpointState>, q: Q, body: Byte
         list.push(v.clone());
         rm["versions"] = Value::Array(list);
         // The logged model records where it was registered, as MLflow's does.
-        if let Some(mid) = model_id.filter(|m| !m.is_empty()) {
+        if let Some(mid) = logged {
             if let Ok(mut m) = get_model(s, &mid, false) {
                 let mut regs = m["info"]["registrations"]
                     .as_array()
@@ -491,12 +497,38 @@ pub(super) async fn mv_create(State(ctx): State<EndpointState>, q: Q, body: Byte
                     .unwrap_or_default();
                 regs.push(json!({"name": name, "version": n.to_string()}));
                 m["info"]["registrations"] = Value::Array(regs);
+                add_model_version_tag(&mut m, &name, n);
                 s.put_doc(LOGGED_MODEL, &mid, &m).map_err(internal)?;
             }
         }
         Ok(json!({"model_version": v}))
     })
     .await
+}
+
+/// The logged model's `mlflow.modelVersions` tag gets `{"name": …, "version": n}` (the
+/// server's entry, version as a number, written as Python's `json.dumps` writes it: the
+/// client then appends its own with the version as text).
+fn add_model_version_tag(m: &mut Value, name: &str, version: i64) {
+    const KEY: &str = "mlflow.modelVersions";
+    let mut tags = m["info"]["tags"].as_array().cloned().unwrap_or_default();
+    let cur = tags
+        .iter()
+        .find(|t| t["key"] == KEY)
+        .and_then(|t| t["value"].as_str())
+        .and_then(|v| serde_json::from_str::<Vec<Value>>(v).ok())
+        .unwrap_or_default();
+    let mut items: Vec<String> = cur
+        .iter()
+        .map(|e| format!("{{\"name\": {}, \"version\": {}}}", e["name"], e["version"]))
+        .collect();
+    items.push(format!(
+        "{{\"name\": {}, \"version\": {version}}}",
+        json!(name)
+    ));
+    tags.retain(|t| t["key"] != KEY);
+    tags.push(json!({"key": KEY, "value": format!("[{}]", items.join(", "))}));
+    m["info"]["tags"] = Value::Array(tags);
 }
 
 /// Changes one version with `f`; answers `{"model_version": …}` unless `f` answers itself.
@@ -640,7 +672,7 @@ pub(super) async fn mv_search(State(ctx): State<EndpointState>, q: Q, body: Byte
         let mut all = Vec::new();
         for (_, rm) in s.docs(REGISTERED_MODEL).map_err(internal)? {
             for v in versions(&rm) {
-                if filter.matches(|kind, key| mv_value(&v, kind, key)) {
+                if filter.matches_with(|kind, key| mv_value(&v, kind, key), true) {
                     all.push(version_json(&rm, &v));
                 }
             }

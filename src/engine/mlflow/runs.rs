@@ -86,10 +86,13 @@ pub(super) fn run_json(s: &Store, r: &Run) -> Result<Value, ApiError> {
         }
     }
     let mut info = run_info(r);
-    // MLflow's `user_id` is the client's user, which it also sends as the `mlflow.user` tag.
-    if let Some(u) = tags.iter().find(|t| t["key"] == "mlflow.user") {
-        info["user_id"] = u["value"].clone();
-    }
+    // MLflow's `user_id` is the client's user, which it also sends as the `mlflow.user` tag
+    // (a run made without one, by `MlflowClient.create_run`, is the server's "unknown").
+    info["user_id"] = tags
+        .iter()
+        .find(|t| t["key"] == "mlflow.user")
+        .map(|u| u["value"].clone())
+        .unwrap_or_else(|| json!("unknown"));
     let key = r.id.to_string();
     let inputs = s
         .doc(RUN_INPUTS, &key)
@@ -134,6 +137,7 @@ pub(super) async fn runs_update(
         .get("run_name")
         .and_then(|v| v.as_str())
         .map(str::to_string);
+    let end = b.get("end_time").and_then(|v| v.as_i64());
     let info = store(&ctx, move |s| {
         let r = get_run(s, id)?;
         // A record run a client created is the client's to close; a job's status is the host's.
@@ -150,6 +154,11 @@ pub(super) async fn runs_update(
                 } else if st == "RUNNING" && r.status.is_finished() {
                     s.reopen_record(id).map_err(internal)?;
                 }
+            }
+            // As MLflow: the end time is the client's, kept when it sends none.
+            if status.is_some() || end.is_some() {
+                let kept = end.map(|e| e as f64 / 1000.0).or(r.ended);
+                s.set_run_end(id, kept).map_err(internal)?;
             }
         }
         if let Some(n) = name {
@@ -420,13 +429,8 @@ pub(super) async fn log_inputs(
                 doc["dataset_inputs"] = Value::Array(list);
             }
         }
-        for m in models {
-            let mut list = doc["model_inputs"].as_array().cloned().unwrap_or_default();
-            if !list.contains(&m) {
-                list.push(m);
-                doc["model_inputs"] = Value::Array(list);
-            }
-        }
+        // Model inputs are accepted and not kept: the real server returns none either.
+        let _ = models;
         s.put_doc(RUN_INPUTS, &key, &doc).map_err(internal)?;
         Ok(Json(json!({})))
     })

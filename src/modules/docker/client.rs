@@ -90,3 +90,14 @@ pub async fn version() -> LabResult<VersionInfo> {
         arch: v.arch.unwrap_or_default(),
     })
 }
+
+/// The gateway address of the engine's default bridge network (how its containers reach
+/// the host), if it has one.
+pub async fn bridge_gateway() -> Option<std::net::IpAddr> {
+    let d = connect().await.ok()?;
+    let n = d.inspect_network("bridge", None).await.ok()?;
+    n.ipam?
+        .config?
+        .into_iter()
+        .find_map(|c| c.gateway?.parse().ok())
+}

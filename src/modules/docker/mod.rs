@@ -31,7 +31,7 @@ use serde::Serialize;
 
 use crate::error::{LabError, LabResult};
 
-pub use client::{connect, engine_err, ping, version, VersionInfo};
+pub use client::{bridge_gateway, connect, engine_err, ping, version, VersionInfo};
 pub use containers::{
     cleanup, cleanup_blocking, force_remove, kill, logs, ps, remove, run, start_detached, status,
     stop, wait, ContainerInfo,
@@ -167,6 +167,9 @@ pub struct RunSpec {
     pub git_commit: Option<String>,
     pub shm_size: Option<u64>,
     pub network: Option<String>,
+    /// `host:ip` entries for the container's /etc/hosts (`host-gateway` is the engine's
+    /// gateway to the host).
+    pub extra_hosts: Vec<String>,
     pub labels: BTreeMap<String, String>,
     pub auto_remove: bool,
     pub gpus: Option<Gpus>,

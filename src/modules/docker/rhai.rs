@@ -264,6 +264,7 @@ fn spec(ctx: &NativeCallContext, mut map: Map) -> RhaiResult<(RunSpec, bool, boo
         git_commit: crate::modules::git::head_commit(std::path::Path::new(".")),
         shm_size: r.shm_size,
         network: r.network,
+        extra_hosts: Vec::new(),
         labels: text(r.labels),
         auto_remove: r.auto_remove.unwrap_or(!r.detach),
         gpus,

@@ -73,6 +73,7 @@ pub fn create_body(spec: &RunSpec, image: &str) -> LabResult<ContainerCreateBody
         shm_size: Some(spec.shm_size.unwrap_or_else(default_shm_size) as i64),
         auto_remove: Some(spec.auto_remove),
         network_mode: spec.network.clone(),
+        extra_hosts: (!spec.extra_hosts.is_empty()).then(|| spec.extra_hosts.clone()),
         device_requests: spec.gpus.as_ref().and_then(Gpus::device_requests),
         ..Default::default()
     };

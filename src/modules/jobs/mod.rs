@@ -66,7 +66,11 @@ pub struct JobSpec {
     /// What the run is (sweeps submit trials, cross-validations folds); not a script key.
     #[serde(skip)]
     pub kind: RunKind,
-    /// The experiment the run belongs to; not a script key.
+    /// The experiment (by name, made if missing) the job's run belongs to — the one its
+    /// MLflow client sees as `MLFLOW_EXPERIMENT_ID`/`_NAME`. A script that calls
+    /// `mlflow.set_experiment` must name the same one (as in an Azure ML job).
+    pub experiment: Option<String>,
+    /// The experiment the run belongs to, by id (sweeps set it); not a script key.
     #[serde(skip)]
     pub experiment_id: Option<i64>,
     /// In a pool: the positions (in the pool's spec list, all earlier) of the specs this one
@@ -177,6 +181,9 @@ pub fn submit_many(specs: &[JobSpec]) -> LabResult<Vec<Run>> {
     let mut runs = Vec::with_capacity(specs.len());
     for s in specs {
         let mut n = to_new_run(s)?;
+        if let (Some(name), None) = (&s.experiment, s.experiment_id) {
+            n.experiment_id = Some(crate::store::with_current(|st| st.experiment_id(name))?);
+        }
         let real_env = n.spec.env.clone();
         n.spec = n.spec.masked();
         let secret_env = (n.spec.env != real_env).then_some(real_env);

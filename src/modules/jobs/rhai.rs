@@ -76,15 +76,19 @@ pub mod api {
     /// (idempotency: a job with this key that exists is returned, not run again), `parent`,
     /// `blocking`, `run_in` (`"host"`, or `"docker"` with `image`, `mounts`, `network`: the
     /// command runs in a container with the run folder and working directory mounted at their
-    /// own paths).
+    /// own paths), `experiment` (its run's experiment, by name).
     /// The job sees `LABHOST_JOB_ID`, `LABHOST_RUN_DIR` and `LABHOST_METRICS` (append JSON lines
-    /// `{"name": "loss", "value": 0.3, "step": 1}` to report metrics).
+    /// `{"name": "loss", "value": 0.3, "step": 1}` to report metrics), and an MLflow client in
+    /// it logs into its run (`MLFLOW_TRACKING_URI`, `MLFLOW_RUN_ID`, `MLFLOW_EXPERIMENT_ID`).
     /// Errors: `jobs.invalid_spec`, `jobs.unknown_dependency`, `invalid_argument` (unknown keys).
     ///
     /// ```rhai
     /// let j = jobs::submit(#{command: "echo hello from $LABHOST_JOB_ID", name: "hello"});
     /// assert_eq(j.wait(), "completed");
     /// assert_eq(j.logs(), `hello from ${j.id}` + "\n");
+    /// let t = jobs::submit(#{command: "echo $MLFLOW_EXPERIMENT_NAME", experiment: "iris"});
+    /// assert_eq(t.wait(), "completed");
+    /// assert_eq(t.logs(), "iris\n");
     /// ```
     #[rhai_fn(return_raw, volatile)]
     pub fn submit(ctx: NativeCallContext, spec: Map) -> Result<JobHandle, Box<EvalAltResult>> {

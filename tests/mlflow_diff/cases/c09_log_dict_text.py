@@ -10,6 +10,6 @@ with mlflow.start_run() as run:
     u = run.info.artifact_uri
 print("OBS", json.dumps({
     "json": mlflow.artifacts.load_dict(u + "/config.json"),
-    "yaml": mlflow.artifacts.load_dict(u + "/conf/config.yaml"),
+    "yaml": mlflow.artifacts.load_text(u + "/conf/config.yaml"),
     "text": mlflow.artifacts.load_text(u + "/notes/readme.txt"),
 }))

@@ -1,6 +1,7 @@
 # log_figure with matplotlib (PNG and SVG).
 import matplotlib
 matplotlib.use("Agg")
+matplotlib.rcParams["svg.hashsalt"] = "labhost"  # the same SVG ids on every run
 import matplotlib.pyplot as plt
 import mlflow
 
