@@ -2,8 +2,9 @@
 # Tracking benchmarks, release build, one run, printing ratios:
 #  1. log-batch throughput (50 requests of 1,000 metrics) and get-history latency (a 10,000-point
 #     metric, median of 20) of `labhost track serve` vs the real `mlflow server --workers 1`,
-#     same client, same box — goal: labhost >= 10x the real server's throughput;
-#  2. the HTML report of a 1,000-trial sweep loaded in headless Chromium: time to a rendered
+#     same client, same box — goal: labhost >= 10x the real server on both;
+#  2. an sklearn autolog training script against each — goal: no slower against labhost;
+#  3. the HTML report of a 1,000-trial sweep loaded in headless Chromium: time to a rendered
 #     table — goal <= 1 s.
 # Needs the venv tests/run-all.sh makes (target/mlflow-venv-<version>: mlflow and
 # websocket-client) and Debian's chromium.
@@ -55,7 +56,25 @@ read -r mt ml mn < <("$PY" "$work/client.py" "http://127.0.0.1:$mp")
 echo "log-batch: labhost ${lt} metrics/s, mlflow server ${mt} metrics/s: $(python3 -c "print(f'{$lt/$mt:.1f}')")x (goal >= 10x)"
 echo "get-history of ${ln} points (median of 20): labhost ${ll} s, mlflow server ${ml} s ($mn points): $(python3 -c "print(f'{$ml/$ll:.1f}')")x faster"
 
-echo "== 2. the report of a 1,000-trial sweep in Chromium"
+echo "== 2. an sklearn autolog training script (a few seconds of fitting), wall time"
+cat > "$work/autolog.py" <<'PY'
+import time
+t0 = time.perf_counter()
+import mlflow
+from sklearn.datasets import make_classification
+from sklearn.ensemble import RandomForestClassifier
+mlflow.set_experiment("bench-autolog")
+mlflow.sklearn.autolog()
+X, y = make_classification(n_samples=4000, n_features=30, random_state=0)
+with mlflow.start_run():
+    RandomForestClassifier(n_estimators=150, random_state=0).fit(X, y).score(X, y)
+print("%.2f" % (time.perf_counter() - t0))
+PY
+la=$(cd "$work" && MLFLOW_TRACKING_URI="http://127.0.0.1:$lp" "$PY" autolog.py 2>/dev/null | tail -1)
+ma=$(cd "$work" && MLFLOW_TRACKING_URI="http://127.0.0.1:$mp" "$PY" autolog.py 2>/dev/null | tail -1)
+echo "autolog script: labhost ${la} s, mlflow server ${ma} s: $(python3 -c "print(f'{$ma/$la:.2f}')")x (goal >= 1: no slower)"
+
+echo "== 3. the report of a 1,000-trial sweep in Chromium"
 cat > "$work/s.yml" <<'YML'
 type: sweep
 trial: {command: "echo '{\"name\": \"acc\", \"value\":' ${{search_space.x}} '}' >> $LABHOST_METRICS"}

@@ -112,6 +112,37 @@ print(c.get_metric_history(r2.info.run_id, "x")[0].value)
     }
 }
 
+/// A sweep whose primary metric comes from `mlflow.sklearn.autolog()`: the trial script
+/// only fits a model; autolog's `training_accuracy_score` lands in each trial's run, the
+/// sweep ranks trials by it, and the one with the larger `C` (a better fit on iris) wins.
+#[test]
+#[ignore = "needs the mlflow client (tests/run-all.sh installs it)"]
+fn a_sweep_takes_its_primary_metric_from_autolog() {
+    let py = mlflow_python();
+    let train = "import argparse, mlflow\nfrom sklearn.datasets import load_iris\nfrom sklearn.linear_model import LogisticRegression\np = argparse.ArgumentParser(); p.add_argument('--C', type=float); a = p.parse_args()\nmlflow.sklearn.autolog(log_models=False)\nX, y = load_iris(return_X_y=True)\nLogisticRegression(C=a.C, max_iter=500).fit(X, y)\n";
+    let sweep = format!(
+        "type: sweep\ntrial:\n  command: {py} train.py --C ${{{{search_space.C}}}}\nsearch_space:\n  C: {{type: choice, values: [0.001, 10.0]}}\nsampling_algorithm: grid\nobjective: {{goal: maximize, primary_metric: training_accuracy_score}}\n"
+    );
+    let t = TestCmd::new().file("train.py", train).file("s.yml", &sweep);
+    let (code, out, err) = t.spawn(["sweep", "s.yml", "--json"]).finish();
+    assert_eq!(code, Some(0), "{err}");
+    let r: serde_json::Value = serde_json::from_str(&out).unwrap();
+    let trials = r["trials"].as_array().unwrap();
+    assert_eq!(trials.len(), 2, "{r}");
+    let mut by_c = std::collections::BTreeMap::new();
+    for tr in trials {
+        assert_eq!(tr["status"], "completed", "{tr}");
+        let acc = tr["best"]
+            .as_f64()
+            .unwrap_or_else(|| panic!("no autolog metric: {tr}"));
+        assert!((0.0..=1.0).contains(&acc), "{tr}");
+        by_c.insert(tr["params"]["C"].to_string(), (acc, tr["run_id"].as_i64()));
+    }
+    let (low, high) = (by_c["0.001"], by_c["10.0"]);
+    assert!(high.0 > low.0, "{by_c:?}");
+    assert_eq!(r["best_child_run_id"].as_i64(), high.1);
+}
+
 /// The primary metric reported through `mlflow.log_metric` drives early termination.
 #[test]
 #[ignore = "needs the mlflow client (tests/run-all.sh installs it)"]

@@ -51,6 +51,24 @@ impl Store {
             }).map_err(db_err)
     }
 
+    /// One metric's history of a run as `(value, step, ts)` in step order: what
+    /// `metrics/get-history` serves (no name copied per point; the index answers it).
+    pub fn metric_points(&self, id: i64, name: &str) -> LabResult<Vec<(f64, i64, f64)>> {
+        all(
+            &self.conn,
+            "SELECT value, step, ts FROM metrics WHERE run_id = ?1 AND name = ?2 ORDER BY step, ts",
+            params![id, name],
+            |r| {
+                Ok((
+                    r.get::<_, Option<f64>>(0)?.unwrap_or(f64::NAN),
+                    r.get(1)?,
+                    r.get(2)?,
+                ))
+            },
+        )
+        .map_err(db_err)
+    }
+
     /// The history of metric `name` of every child of `parent`, in one query: child id →
     /// points in step order. Children that reported nothing are absent.
     pub fn children_metrics(

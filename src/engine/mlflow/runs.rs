@@ -549,7 +549,7 @@ pub(super) async fn log_batch(State(ctx): State<EndpointState>, Json(b): Json<Va
 pub(super) async fn get_history(
     State(ctx): State<EndpointState>,
     Query(q): Query<std::collections::HashMap<String, String>>,
-) -> ApiResult {
+) -> Result<axum::response::Response, ApiError> {
     let id = run_id_of(&json!({"run_id": q.get("run_id").or(q.get("run_uuid"))}))?;
     let key = q
         .get("metric_key")
@@ -570,21 +570,53 @@ pub(super) async fn get_history(
     };
     store(&ctx, move |s| {
         get_run(s, id)?;
-        let all_m = s.metrics(id, Some(&key)).map_err(internal)?;
-        let total = all_m.len();
-        let ms: Vec<Value> = all_m
-            .into_iter()
-            .skip(offset)
-            .take(max)
-            .map(|m| json!({"key": m.name, "value": wire_value(m.value), "timestamp": (m.ts * 1000.0) as i64, "step": m.step}))
-            .collect();
-        let mut out = json!({"metrics": ms});
-        if offset + max < total {
-            out["next_page_token"] = json!(token_of(offset + max));
-        }
-        Ok(Json(out))
+        let points = s.metric_points(id, &key).map_err(internal)?;
+        Ok(history_json(&key, &points, offset, max))
     })
     .await
+}
+
+/// `{"metrics": [...], "next_page_token"?}` written straight into one buffer: a long
+/// history is most of what this endpoint serves, and a JSON tree per point costs more than
+/// the query.
+fn history_json(
+    key: &str,
+    points: &[(f64, i64, f64)],
+    offset: usize,
+    max: usize,
+) -> axum::response::Response {
+    use axum::response::IntoResponse;
+    use std::io::Write;
+    let key = serde_json::to_string(key).unwrap_or_default();
+    let page = points.iter().skip(offset).take(max);
+    let mut buf: Vec<u8> = Vec::with_capacity(64 + points.len().min(max) * (key.len() + 64));
+    buf.extend_from_slice(b"{\"metrics\":[");
+    for (i, (value, step, ts)) in page.enumerate() {
+        if i > 0 {
+            buf.push(b',');
+        }
+        let _ = write!(buf, "{{\"key\":{key},\"value\":");
+        let _ = if value.is_finite() {
+            serde_json::to_writer(&mut buf, value)
+        } else {
+            serde_json::to_writer(&mut buf, &wire_value(*value))
+        };
+        let _ = write!(
+            buf,
+            ",\"timestamp\":{},\"step\":{step}}}",
+            (ts * 1000.0) as i64
+        );
+    }
+    buf.push(b']');
+    if offset + max < points.len() {
+        let _ = write!(buf, ",\"next_page_token\":\"{}\"", token_of(offset + max));
+    }
+    buf.push(b'}');
+    (
+        [(axum::http::header::CONTENT_TYPE, "application/json")],
+        buf,
+    )
+        .into_response()
 }
 
 pub(super) async fn runs_create(
