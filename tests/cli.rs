@@ -250,3 +250,27 @@ fn doc_errors_lists_every_kind_and_the_readme_has_the_same_table() {
         .iter()
         .any(|r| r["kind"] == "config.invalid" && r["exit_code"] == 2));
 }
+
+/// `labhost doc | head -1`: the reader goes away after one line; labhost stops quietly with
+/// exit 0 instead of a broken-pipe panic (exit 101 and a backtrace).
+#[test]
+fn a_reader_that_goes_away_ends_output_quietly() {
+    use std::io::BufRead;
+    let t = crate::util::TestCmd::new();
+    let mut c = t.command();
+    let mut child = c
+        .arg("doc")
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut first = String::new();
+    std::io::BufReader::new(child.stdout.take().unwrap())
+        .read_line(&mut first)
+        .unwrap();
+    let o = child.wait_with_output().unwrap();
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert_eq!(first, "# labhost API reference\n");
+    assert_eq!(o.status.code(), Some(0), "{err}");
+    assert!(!err.contains("panicked"), "{err}");
+}

@@ -487,3 +487,42 @@ fn bad_pipelines_are_clear_errors() {
         assert!(err.contains(want), "{file}: {err}");
     }
 }
+
+/// The metrics channel is labhost's file: a job that puts a FIFO, a symlink out of its run
+/// or `/dev/zero` at `$LABHOST_METRICS`, writes a 50 MB line or a 300-character metric name,
+/// ends on its own terms (the FIFO one on its timeout), labhost reads nothing outside the
+/// run folder, quotes no more than a bounded piece of a bad line, and every listing works.
+#[test]
+fn hostile_metrics_files_neither_hang_the_host_nor_reach_outside_the_run() {
+    let t = TestCmd::new().script(
+        r#"
+let fifo = jobs::submit(#{command: "rm -f $LABHOST_METRICS; mkfifo $LABHOST_METRICS; sleep 30", timeout: 3.0});
+let link = jobs::submit(#{command: "ln -sf /etc/passwd $LABHOST_METRICS; sleep 1"});
+let zero = jobs::submit(#{command: "ln -sf /dev/zero $LABHOST_METRICS; sleep 1"});
+let big = jobs::submit(#{command: "head -c 50000000 /dev/zero | tr '\\0' x >> $LABHOST_METRICS; echo >> $LABHOST_METRICS; echo '{\"name\":\"ok\",\"value\":1,\"step\":1}' >> $LABHOST_METRICS"});
+let name = jobs::submit(#{command: "printf '{\"name\":\"%0300d\",\"value\":1,\"step\":1}\\n' 0 >> $LABHOST_METRICS"});
+print([fifo.wait(), link.wait(), zero.wait(), big.wait(), name.wait()]);
+print([fifo.metrics().len(), link.metrics().len(), zero.metrics().len(), name.metrics().len()]);
+print(big.metrics().keys());
+"#,
+    );
+    let t0 = std::time::Instant::now();
+    let (code, stdout, stderr) = t.spawn(["run", "main.rhai"]).finish();
+    assert_eq!(code, Some(0), "{stderr}");
+    assert!(
+        t0.elapsed() < std::time::Duration::from_secs(30),
+        "{:?}",
+        t0.elapsed()
+    );
+    assert_eq!(
+        stdout,
+        "[\"timed_out\", \"completed\", \"completed\", \"completed\", \"completed\"]\n[0, 0, 0, 0]\n[\"ok\"]\n",
+        "{stderr}"
+    );
+    assert!(!stderr.contains("root:"), "{stderr}");
+    assert!(stderr.len() < 20_000, "{} bytes of warnings", stderr.len());
+    for cmd in [&["runs"][..], &["jobs"], &["status"]] {
+        let (code, _, err) = t.spawn(cmd).finish();
+        assert_eq!(code, Some(0), "{cmd:?}: {err}");
+    }
+}

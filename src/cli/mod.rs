@@ -115,7 +115,27 @@ pub struct Flags {
     pub verbose: bool,
 }
 
+/// A reader that went away (`labhost jobs | head -1`) ends the output quietly, as for any
+/// Unix tool, instead of a panic with a backtrace: Rust's `println!` panics on a broken
+/// pipe (SIGPIPE is ignored so that writes fail instead of killing the process).
+fn quiet_broken_pipe() {
+    let default = std::panic::take_hook();
+    std::panic::set_hook(Box::new(move |info| {
+        let payload = info.payload();
+        let msg = payload
+            .downcast_ref::<String>()
+            .map(String::as_str)
+            .or_else(|| payload.downcast_ref::<&str>().copied())
+            .unwrap_or("");
+        if msg.starts_with("failed printing to stdout") && msg.contains("Broken pipe") {
+            std::process::exit(i32::from(crate::error::exit::OK));
+        }
+        default(info)
+    }));
+}
+
 pub fn main() -> ExitCode {
+    quiet_broken_pipe();
     let cli = match Cli::try_parse() {
         Ok(c) => c,
         Err(e) => {

@@ -94,12 +94,13 @@ pub async fn run(
     let logs = JobLogs::new(out, err, &l.secrets)?;
     let metrics_path = l.run_dir.join("metrics.jsonl");
     let attempt = Attempt::new(&l.host, l.job_id, l.attempt)?;
+    // The metrics file is made and opened before the job can write to it.
+    let mut tail = MetricsTail::new(metrics_path.clone());
     let child = start(l, &attempt, &logs, &metrics_path)?;
     // The child has its copies of the log fds: ours close here (a pipe's reader sees EOF
     // once every process of the job has closed its end).
     let JobLogs { out, err, copies } = logs;
     drop((out, err));
-    let mut tail = MetricsTail::new(metrics_path);
     let outcome = match child {
         Ok(child) => watch(l, child, &attempt, started, &mut tail, metrics, cancel).await?,
         Err(not_started) => not_started,

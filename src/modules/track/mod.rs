@@ -211,8 +211,25 @@ pub fn runs_table(runs: &[RunView], long: bool) -> String {
     table(&rows)
 }
 
-/// Left-aligned columns two spaces apart.
+/// The widest a table cell is shown: longer values (a 50 MB metric name, a pasted log line)
+/// end in "…" instead of stretching every row.
+pub const MAX_CELL: usize = 80;
+
+fn cell(x: &str) -> std::borrow::Cow<'_, str> {
+    if x.chars().count() <= MAX_CELL {
+        return x.into();
+    }
+    let mut c: String = x.chars().take(MAX_CELL - 1).collect();
+    c.push('…');
+    c.into()
+}
+
+/// Left-aligned columns two spaces apart (cells cut at [`MAX_CELL`] characters).
 pub fn table(rows: &[Vec<String>]) -> String {
+    let rows: Vec<Vec<std::borrow::Cow<'_, str>>> = rows
+        .iter()
+        .map(|r| r.iter().map(|x| cell(x)).collect())
+        .collect();
     let n = rows.iter().map(Vec::len).max().unwrap_or(0);
     let w: Vec<usize> = (0..n)
         .map(|c| {
@@ -285,5 +302,19 @@ pub fn text(v: &Value) -> String {
     match v {
         Value::String(s) => s.clone(),
         other => other.to_string(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn a_table_cuts_long_cells_instead_of_panicking() {
+        // Wider than `format!` can pad (u16::MAX): this panicked in `labhost runs`.
+        let long = "n".repeat(100_000);
+        let t = super::table(&[vec!["name".into(), "value".into()], vec![long, "1".into()]]);
+        let lines: Vec<&str> = t.lines().collect();
+        assert_eq!(lines.len(), 2);
+        assert!(lines[1].chars().count() < 100, "{}", lines[1].len());
+        assert!(lines[1].contains("n…  1"), "{}", lines[1]);
     }
 }
