@@ -781,3 +781,56 @@ fn labhost_runs_queries_the_store_with_mlflows_filter_grammar() {
     assert_ne!(code, Some(0));
     assert!(err.contains("no experiment named 'nope'"), "{err}");
 }
+
+/// A sweep is its file, however the path is spelt: `s.yml`, `./s.yml`, its absolute path, a
+/// symlink to it and the same file from another directory continue one sweep (one id, no
+/// new trials); an unnamed sweep is called after its file in `labhost runs`.
+#[test]
+fn the_same_file_by_any_path_is_the_same_sweep() {
+    let yml = "type: sweep\ntrial:\n  command: >-\n    echo '{\"name\": \"v\", \"value\":' ${{search_space.x}} '}' >> $LABHOST_METRICS\nsampling_algorithm: random\nsearch_space:\n  x: {type: uniform, min_value: 0, max_value: 1}\nobjective: {goal: maximize, primary_metric: v}\nlimits: {max_total_trials: 3}\n";
+    let t = TestCmd::new()
+        .file("exp/s.yml", yml)
+        .file("other/.keep", "");
+    let abs = t.path().join("exp/s.yml");
+    std::os::unix::fs::symlink(&abs, t.path().join("link.yml")).unwrap();
+    let mut ids = Vec::new();
+    let mut xs = Vec::new();
+    for (cwd, path) in [
+        ("exp", "s.yml".to_string()),
+        ("exp", "./s.yml".to_string()),
+        (".", abs.display().to_string()),
+        (".", "link.yml".to_string()),
+        ("other", "../exp/s.yml".to_string()),
+    ] {
+        let mut c = t.command();
+        let o = c
+            .current_dir(t.path().join(cwd))
+            .args(["sweep", &path, "--json"])
+            .output()
+            .unwrap();
+        assert!(
+            o.status.success(),
+            "{path}: {}",
+            String::from_utf8_lossy(&o.stderr)
+        );
+        let r: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+        ids.push(r["sweep_id"].clone());
+        let mut x: Vec<String> = r["trials"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|tr| tr["params"]["x"].to_string())
+            .collect();
+        x.sort();
+        xs.push(x);
+    }
+    assert!(ids.windows(2).all(|w| w[0] == w[1]), "{ids:?}");
+    assert!(xs.windows(2).all(|w| w[0] == w[1]), "{xs:?}");
+    let (_, out, _) = t
+        .spawn(["runs", "--filter", "attributes.kind = 'sweep'"])
+        .finish();
+    assert!(
+        out.lines().nth(1).is_some_and(|l| l.contains(" s ")),
+        "{out}"
+    );
+}

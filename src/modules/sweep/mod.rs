@@ -954,7 +954,12 @@ impl Sweep {
             .iter()
             .map(|(k, v)| format!("{k}={}", v.text))
             .collect();
-        crate::util::fnv(&format!("{}\n{}\n{}", self.source, doc, inputs.join("\n")))
+        // The file itself, however its path is spelt (relative, absolute, through a
+        // symlink): a sweep is what the file says, wherever it is run from.
+        let source = std::fs::canonicalize(&self.source)
+            .map(|p| p.display().to_string())
+            .unwrap_or_else(|_| self.source.clone());
+        crate::util::fnv(&format!("{}\n{}\n{}", source, doc, inputs.join("\n")))
     }
 
     /// The trial command with `${{search_space.X}}`, `${{inputs.X}}` and `${{outputs.X}}`

@@ -419,6 +419,13 @@ pub fn run(
         .display_name
         .clone()
         .or(s.doc.name.clone())
+        .or_else(|| {
+            // A sweep file without a name is called after the file (not every one "sweep").
+            std::path::Path::new(&s.source)
+                .file_stem()
+                .filter(|_| !s.source.contains(':'))
+                .map(|f| f.to_string_lossy().into_owned())
+        })
         .unwrap_or_else(|| "sweep".into());
     let given_seed = seed_of(s);
     let fresh_seed = given_seed.unwrap_or_else(|| fastrand::u64(..) >> 1);
