@@ -274,3 +274,25 @@ fn a_reader_that_goes_away_ends_output_quietly() {
     assert_eq!(o.status.code(), Some(0), "{err}");
     assert!(!err.contains("panicked"), "{err}");
 }
+
+/// A file named on the command line that does not exist is a usage error (exit 2) for every
+/// command that takes one, with the path in the message.
+#[test]
+fn a_missing_input_file_exits_2_everywhere() {
+    let t = crate::util::TestCmd::new();
+    for args in [
+        &["run", "missing.rhai"][..],
+        &["sweep", "missing.yml"],
+        &["sweep", "missing.yml", "--dry-run"],
+        &["submit", "missing.yml", "--dry-run"],
+        &["pipeline", "missing.yml"],
+        &["cron", "missing.yml", "--check"],
+    ] {
+        let (code, _, err) = t.spawn(args).finish();
+        assert_eq!(code, Some(2), "{args:?}: {err}");
+        assert!(
+            err.contains("cannot read") && err.contains("missing."),
+            "{args:?}: {err}"
+        );
+    }
+}

@@ -480,7 +480,6 @@ fn bad_pipelines_are_clear_errors() {
             "zero.yml",
             "zero.yml:1:1: num_jobs must be 1 or more, not 0",
         ),
-        ("missing.yml", "missing.yml"),
     ] {
         let (code, out, err) = t.spawn(["pipeline", file]).finish();
         assert_eq!(code, Some(1), "{file}: {out}{err}");

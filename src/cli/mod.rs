@@ -115,6 +115,17 @@ pub struct Flags {
     pub verbose: bool,
 }
 
+/// An input file named on the command line that cannot be read is a usage error (exit 2),
+/// for every command alike.
+fn readable(file: &std::path::Path) -> CmdResult {
+    match std::fs::File::open(file) {
+        Ok(_) => Ok(()),
+        Err(e) => Err(Failure::Usage(
+            crate::error::io_err("cli", "cannot read", file, &e).message,
+        )),
+    }
+}
+
 /// A reader that went away (`labhost jobs | head -1`) ends the output quietly, as for any
 /// Unix tool, instead of a panic with a backtrace: Rust's `println!` panics on a broken
 /// pipe (SIGPIPE is ignored so that writes fail instead of killing the process).
@@ -175,9 +186,9 @@ fn dispatch(cmd: Verb, ctx: &Flags) -> CmdResult {
         Verb::Cancel(a) => jobs::cancel(a),
         Verb::Status => jobs::status(ctx.verbose),
         Verb::Resume(a) => jobs::resume(a),
-        Verb::Pipeline(a) => pipeline::run(a),
-        Verb::Sweep(a) => sweep::run(a, ctx),
-        Verb::Submit(a) => sweep::submit(a, ctx),
+        Verb::Pipeline(a) => readable(&a.file).and_then(|()| pipeline::run(a)),
+        Verb::Sweep(a) => readable(&a.file).and_then(|()| sweep::run(a, ctx)),
+        Verb::Submit(a) => readable(&a.file).and_then(|()| sweep::submit(a, ctx)),
         Verb::Azure(c) => azure::run(c),
         Verb::Cron(a) => cron::run(a),
         Verb::Runs(a) => track::runs(a),
