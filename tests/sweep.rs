@@ -52,8 +52,10 @@ fn every_azureml_example_parses() {
         }
         let name = p.file_name().unwrap().to_str().unwrap().to_string();
         let text = std::fs::read_to_string(&p).unwrap();
+        // With the code folder they name (a dry run checks it as the run does).
         let t = TestCmd::new()
             .file(&name, &text)
+            .file("src/.keep", "")
             .args(["sweep", &name, "--dry-run"]);
         let o = t.run();
         if text.contains("type: pipeline") {
@@ -833,4 +835,19 @@ fn the_same_file_by_any_path_is_the_same_sweep() {
         out.lines().nth(1).is_some_and(|l| l.contains(" s ")),
         "{out}"
     );
+}
+
+/// A `code:` folder that does not exist: `--dry-run` refuses it exactly as the run does,
+/// pointing at `code:`, and the run records nothing.
+#[test]
+fn a_missing_code_folder_is_refused_by_the_dry_run_as_by_the_run() {
+    let yml = "type: command\ncode: ./nope\ncommand: echo hi\n";
+    let t = TestCmd::new().file("job.yml", yml);
+    let (c1, _, dry) = t.spawn(["sweep", "job.yml", "--dry-run"]).finish();
+    let (c2, _, run) = t.spawn(["sweep", "job.yml"]).finish();
+    assert_eq!((c1, c2), (Some(1), Some(1)), "{dry}{run}");
+    assert!(dry.contains("job.yml:2:1: the code folder"), "{dry}");
+    assert!(dry.contains("nope does not exist"), "{dry}");
+    assert_eq!(dry, run);
+    assert!(no_runs_recorded(t.path()));
 }

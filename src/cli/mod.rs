@@ -120,9 +120,14 @@ pub struct Flags {
 fn readable(file: &std::path::Path) -> CmdResult {
     match std::fs::File::open(file) {
         Ok(_) => Ok(()),
-        Err(e) => Err(Failure::Usage(
-            crate::error::io_err("cli", "cannot read", file, &e).message,
-        )),
+        Err(e) => {
+            let why = e.to_string();
+            let why = why.split(" (os error").next().unwrap_or(&why);
+            Err(Failure::Usage(format!(
+                "cannot read '{}': {why}",
+                file.display()
+            )))
+        }
     }
 }
 

@@ -132,6 +132,7 @@ pub fn run(a: SweepArgs, ctx: &super::Flags) -> CmdResult {
     for n in &s.notes {
         eprintln!("note: {n}");
     }
+    s.check_local()?;
     if a.dry_run {
         print_plan(&s, a.max_concurrent);
         return Ok(());

@@ -945,6 +945,27 @@ impl Sweep {
         }
     }
 
+    /// What running the sweep here needs besides a valid document — its `code:` folder —
+    /// checked the same way by `--dry-run` and the run, the error pointing at `code:`.
+    pub fn check_local(&self) -> LabResult<()> {
+        let Some(code) = self.trial.code.as_deref().filter(|c| !c.contains(':')) else {
+            return Ok(());
+        };
+        let dir = self.base_dir.join(code);
+        if dir.is_dir() {
+            return Ok(());
+        }
+        let text = std::fs::read_to_string(&self.source).ok();
+        let o = Origin {
+            source: &self.source,
+            text: text.as_deref(),
+        };
+        Err(o.err(
+            "code:",
+            format!("the code folder {} does not exist", dir.display()),
+        ))
+    }
+
     /// The sweep's identity: its resolved document and where it came from. Running the same
     /// file or script again continues the same sweep.
     pub fn identity(&self) -> String {

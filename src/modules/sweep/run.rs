@@ -385,13 +385,8 @@ fn workdir(s: &Sweep, sweep_dir: &Path) -> LabResult<PathBuf> {
     let Some(code) = &s.trial.code else {
         return Ok(s.base_dir.clone());
     };
+    s.check_local()?;
     let src = s.base_dir.join(code);
-    if !src.is_dir() {
-        return Err(LabError::new(
-            "sweep.invalid",
-            format!("{}: code folder {} does not exist", s.source, src.display()),
-        ));
-    }
     if s.trial.snapshot == Some(false) {
         return Ok(src);
     }
