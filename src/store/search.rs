@@ -138,21 +138,7 @@ impl<'a> Lexer<'a> {
             other => return Err(bad(format!("Invalid entity type '{other}'. Valid values are ['metric', 'parameter', 'tag', 'attribute']"))),
         };
         self.i += dot + 1;
-        let rest = &self.s[self.i..];
-        let key = if let Some(q) = rest.strip_prefix('`').or_else(|| rest.strip_prefix('"')) {
-            let close = if rest.starts_with('`') { '`' } else { '"' };
-            let end = q
-                .find(close)
-                .ok_or_else(|| bad(format!("Unterminated key in '{rest}'")))?;
-            self.i += end + 2;
-            q[..end].to_string()
-        } else {
-            let end = rest
-                .find(|c: char| c.is_whitespace() || "=!<>(".contains(c))
-                .unwrap_or(rest.len());
-            self.i += end;
-            rest[..end].to_string()
-        };
+        let key = self.key()?;
         if key.is_empty() {
             return Err(bad("Invalid identifier: empty key"));
         }
@@ -166,6 +152,23 @@ impl<'a> Lexer<'a> {
             return Err(bad(format!("Invalid attribute key '{key}' specified. Valid keys are {NUM_ATTRS:?} and {STR_ATTRS:?}")));
         }
         Ok((kind, key))
+    }
+    /// A key: dotted up to a space or an operator, or in backticks / double quotes.
+    fn key(&mut self) -> LabResult<String> {
+        let rest = &self.s[self.i..];
+        if let Some(q) = rest.strip_prefix('`').or_else(|| rest.strip_prefix('"')) {
+            let close = if rest.starts_with('`') { '`' } else { '"' };
+            let end = q
+                .find(close)
+                .ok_or_else(|| bad(format!("Unterminated key in '{rest}'")))?;
+            self.i += end + 2;
+            return Ok(q[..end].to_string());
+        }
+        let end = rest
+            .find(|c: char| c.is_whitespace() || "=!<>(".contains(c))
+            .unwrap_or(rest.len());
+        self.i += end;
+        Ok(rest[..end].to_string())
     }
     fn op(&mut self) -> LabResult<String> {
         self.ws();
@@ -567,7 +570,11 @@ impl Store {
         view: View,
         order: &[String],
     ) -> LabResult<Vec<(super::Experiment, BTreeMap<String, String>)>> {
-        let clauses = experiment_filter(filter)?;
+        let filter = DocFilter::parse(
+            filter,
+            |kind, key| kind == "attributes" && key.ends_with("_time"),
+            |key| ["name", "experiment_id", "creation_time", "last_update_time"].contains(&key),
+        )?;
         let order = experiment_order(order)?;
         let mut out = Vec::new();
         for e in self.experiments()? {
@@ -575,7 +582,7 @@ impl Store {
                 continue;
             }
             let tags: BTreeMap<String, String> = self.experiment_tags(e.id)?.into_iter().collect();
-            if clauses.iter().all(|c| experiment_matches(c, &e, &tags)) {
+            if filter.matches(|kind, key| experiment_value(&e, &tags, kind, key)) {
                 out.push((e, tags));
             }
         }
@@ -642,79 +649,6 @@ fn experiment_order(terms: &[String]) -> LabResult<Vec<(String, bool)>> {
     Ok(out)
 }
 
-/// One clause of an experiment filter: `Attr` keys are name, experiment_id, creation_time,
-/// last_update_time; `Tag` keys are any tag.
-fn experiment_filter(text: &str) -> LabResult<Vec<Clause>> {
-    let mut lx = Lexer { s: text, i: 0 };
-    let mut out = Vec::new();
-    if lx.done() {
-        return Ok(out);
-    }
-    loop {
-        lx.ws();
-        let rest = &lx.s[lx.i..];
-        let (kind, prefix) =
-            if let Some(p) = ["tags.", "tag."].iter().find(|p| rest.starts_with(**p)) {
-                (Kind::Tag, p.len())
-            } else if let Some(p) = ["attributes.", "attribute."]
-                .iter()
-                .find(|p| rest.starts_with(**p))
-            {
-                (Kind::Attr, p.len())
-            } else {
-                (Kind::Attr, 0)
-            };
-        lx.i += prefix;
-        let rest = &lx.s[lx.i..];
-        let key = if let Some(q) = rest.strip_prefix('`').or_else(|| rest.strip_prefix('"')) {
-            let close = if rest.starts_with('`') { '`' } else { '"' };
-            let end = q
-                .find(close)
-                .ok_or_else(|| bad(format!("Unterminated key in '{rest}'")))?;
-            lx.i += end + 2;
-            q[..end].to_string()
-        } else {
-            let end = rest
-                .find(|c: char| c.is_whitespace() || "=!<>(".contains(c))
-                .unwrap_or(rest.len());
-            lx.i += end;
-            rest[..end].to_string()
-        };
-        let numeric =
-            kind == Kind::Attr && ["creation_time", "last_update_time"].contains(&key.as_str());
-        if kind == Kind::Attr && !numeric && !["name", "experiment_id"].contains(&key.as_str()) {
-            return Err(bad(format!("Invalid attribute key '{key}' specified. Valid keys are ['name', 'experiment_id', 'creation_time', 'last_update_time']")));
-        }
-        let op = lx.op()?;
-        let value = lx.value(&op)?;
-        let ok = match (&value, op.as_str()) {
-            (Lit::List(_), _) => key == "experiment_id",
-            (Lit::Num(_), o) => numeric && ["=", "!=", "<", "<=", ">", ">="].contains(&o),
-            (Lit::Str(_), o) => !numeric && ["=", "!=", "LIKE", "ILIKE"].contains(&o),
-        };
-        if !ok {
-            return Err(bad(format!(
-                "Invalid clause(s) in filter string: '{key}' cannot compare with '{op}' here"
-            )));
-        }
-        out.push(Clause {
-            kind,
-            key,
-            op,
-            value,
-        });
-        if lx.done() {
-            return Ok(out);
-        }
-        if !lx.word_ci("AND") {
-            return Err(bad(format!(
-                "Invalid clause(s) in filter string: want AND at '{}'",
-                &lx.s[lx.i..]
-            )));
-        }
-    }
-}
-
 /// A filter over documents (logged models, registered models, model versions): MLflow's
 /// grammar with `metrics.`, `params.`, `tags.` and bare or `attributes.` keys; the caller
 /// says which keys are numeric and gives each value.
@@ -760,21 +694,7 @@ impl DocFilter {
                 .copied()
                 .unwrap_or(("", Kind::Attr));
             lx.i += p.len();
-            let rest = &lx.s[lx.i..];
-            let key = if let Some(q) = rest.strip_prefix('`').or_else(|| rest.strip_prefix('"')) {
-                let close = if rest.starts_with('`') { '`' } else { '"' };
-                let end = q
-                    .find(close)
-                    .ok_or_else(|| bad(format!("Unterminated key in '{rest}'")))?;
-                lx.i += end + 2;
-                q[..end].to_string()
-            } else {
-                let end = rest
-                    .find(|c: char| c.is_whitespace() || "=!<>(".contains(c))
-                    .unwrap_or(rest.len());
-                lx.i += end;
-                rest[..end].to_string()
-            };
+            let key = lx.key()?;
             if key.is_empty() || (kind == Kind::Attr && !known(&key)) {
                 return Err(bad(format!("Invalid attribute key '{key}' specified")));
             }
@@ -843,18 +763,22 @@ impl DocFilter {
     }
 }
 
-fn experiment_matches(c: &Clause, e: &super::Experiment, tags: &BTreeMap<String, String>) -> bool {
-    let v = match (c.kind, c.key.as_str()) {
-        (Kind::Tag, k) => match tags.get(k) {
-            Some(t) => V::S(t.clone()),
-            None => return false,
-        },
-        (_, "name") => V::S(e.name.clone()),
-        (_, "experiment_id") => V::S(e.id.to_string()),
-        (_, "creation_time") => V::N(ms_of(e.created) as f64),
-        _ => V::N(ms_of(e.updated) as f64),
-    };
-    compare(&c.value, &c.op, v)
+/// An experiment's value for a filter key (`name`, `experiment_id`, `creation_time`,
+/// `last_update_time`, `tags.<key>`).
+fn experiment_value(
+    e: &super::Experiment,
+    tags: &BTreeMap<String, String>,
+    kind: &str,
+    key: &str,
+) -> Option<DocVal> {
+    match (kind, key) {
+        ("tags", k) => tags.get(k).map(|t| DocVal::Text(t.clone())),
+        ("attributes", "name") => Some(DocVal::Text(e.name.clone())),
+        ("attributes", "experiment_id") => Some(DocVal::Text(e.id.to_string())),
+        ("attributes", "creation_time") => Some(DocVal::Num(ms_of(e.created) as f64)),
+        ("attributes", "last_update_time") => Some(DocVal::Num(ms_of(e.updated) as f64)),
+        _ => None,
+    }
 }
 
 fn compare(lit: &Lit, op: &str, v: V) -> bool {

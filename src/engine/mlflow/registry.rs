@@ -264,15 +264,19 @@ pub(super) async fn rm_delete(State(ctx): State<EndpointState>, q: Q, body: Byte
     .await
 }
 
+/// The value of tag `key` in a `[{"key", "value"}]` list.
+fn tag_value(tags: &Value, key: &str) -> Option<DocVal> {
+    tags.as_array()
+        .into_iter()
+        .flatten()
+        .find(|t| t["key"] == json!(key))
+        .and_then(|t| t["value"].as_str())
+        .map(|s| DocVal::Text(s.into()))
+}
+
 fn rm_value(rm: &Value, kind: &str, key: &str) -> Option<DocVal> {
     match kind {
-        "tags" => rm["tags"]
-            .as_array()
-            .into_iter()
-            .flatten()
-            .find(|t| t["key"] == json!(key))
-            .and_then(|t| t["value"].as_str())
-            .map(|s| DocVal::Text(s.into())),
+        "tags" => tag_value(&rm["tags"], key),
         _ => match key {
             "name" => rm["name"].as_str().map(|s| DocVal::Text(s.into())),
             "creation_timestamp" | "last_updated_timestamp" => rm[key].as_f64().map(DocVal::Num),
@@ -629,13 +633,7 @@ pub(super) async fn mv_delete(State(ctx): State<EndpointState>, q: Q, body: Byte
 
 fn mv_value(v: &Value, kind: &str, key: &str) -> Option<DocVal> {
     match kind {
-        "tags" => v["tags"]
-            .as_array()
-            .into_iter()
-            .flatten()
-            .find(|t| t["key"] == json!(key))
-            .and_then(|t| t["value"].as_str())
-            .map(|s| DocVal::Text(s.into())),
+        "tags" => tag_value(&v["tags"], key),
         _ => match key {
             "version_number" => v["version"]
                 .as_str()
