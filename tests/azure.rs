@@ -409,6 +409,22 @@ fn missing_settings_name_the_key_and_where_to_set_it() {
         "{}",
         o.stderr
     );
+    // A dry run needs them as a submit does: no URLs with empty parts, exit 1.
+    let o = TestCmd::new()
+        .file(
+            "job.yml",
+            "type: command\ncommand: echo hi\nenvironment: azureml:x@1\n",
+        )
+        .args(["submit", "job.yml", "--dry-run"])
+        .run();
+    assert_eq!(o.code, 1, "{}", o.stdout);
+    assert!(o.stdout.is_empty(), "{}", o.stdout);
+    assert!(
+        o.stderr
+            .contains("subscription_id, resource_group, workspace_name not set"),
+        "{}",
+        o.stderr
+    );
 }
 
 /// The end-to-end: a script loads the settings, submits Azure's `sweep-hello.yml`

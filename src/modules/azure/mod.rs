@@ -203,8 +203,10 @@ pub fn prepare(what: &What, o: &SubmitOpts) -> LabResult<Submission> {
 }
 
 /// What `--dry-run` prints: every request submit would send, asset steps described, secrets
-/// redacted. No network.
+/// redacted. No network; the workspace settings are required as for a submit (an error
+/// naming each missing key and where to set it, not URLs with empty parts).
 pub fn dry_run(p: &Submission) -> LabResult<Value> {
+    p.cfg.require_workspace()?;
     let ws = p.cfg.workspace_path();
     let mut steps = Vec::new();
     let mut resolved: Vec<(body::Asset, String)> = Vec::new();
