@@ -525,3 +525,18 @@ print(big.metrics().keys());
         assert_eq!(code, Some(0), "{cmd:?}: {err}");
     }
 }
+
+/// A host that exits empties the WAL into the database: a state folder does not keep a
+/// write-ahead log many times the database's size after a long run.
+#[test]
+fn the_wal_is_emptied_when_the_host_exits() {
+    let t = TestCmd::new().script(
+        "let js = []; for i in 0..200 { js.push(jobs::submit(#{command: [\"true\"], name: `j${i}`})); }\nfor j in js { j.wait(); }\nprint(\"done\");",
+    );
+    let dir = t.path().to_path_buf();
+    let o = t.run();
+    o.success().stdout_is("done\n");
+    let wal = dir.join(".labhost/labhost.db-wal");
+    let len = std::fs::metadata(&wal).map(|m| m.len()).unwrap_or(0);
+    assert_eq!(len, 0, "{} bytes left in the WAL", len);
+}

@@ -527,6 +527,9 @@ pub fn at_exit(how: AtExit) -> Vec<i64> {
     };
     let stopped = h.finish(how);
     contain::release_slots();
+    if let Err(e) = crate::store::with(&h.state, |s| s.checkpoint_truncate()) {
+        tracing::debug!("final checkpoint: {}", e.message);
+    }
     stopped
 }
 

@@ -31,6 +31,9 @@ pub use runs::ensure_run_dir;
 use schema::MIGRATIONS;
 pub use types::{Experiment, Metric, NewRun, Run, RunIn, RunKind, RunStatus, Started, StoredSpec};
 
+/// How long a statement waits for another process's lock before failing.
+const BUSY_TIMEOUT: Duration = Duration::from_secs(30);
+
 pub struct Store {
     conn: Connection,
     state: PathBuf,
@@ -137,7 +140,7 @@ impl Store {
             _ => Other(db_err(e)),
         };
         let mut conn = Connection::open(state.join("labhost.db")).map_err(db_err)?;
-        conn.busy_timeout(Duration::from_secs(30)).map_err(db_err)?;
+        conn.busy_timeout(BUSY_TIMEOUT).map_err(db_err)?;
         conn.set_prepared_statement_cache_capacity(64);
         conn.pragma_update(None, "journal_mode", "WAL")
             .map_err(db_err)?;
@@ -181,6 +184,28 @@ impl Store {
         self.conn
             .query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |_| Ok(()))
             .map_err(db_err)
+    }
+
+    /// Copies the whole WAL into the database and empties it (when a host exits, so a state
+    /// folder does not keep a WAL many times the database's size). Best effort: it gives up
+    /// at once, without waiting, if another process is reading or writing.
+    pub fn checkpoint_truncate(&self) -> LabResult<()> {
+        let busy = self.conn.busy_timeout(Duration::ZERO);
+        let r = self
+            .conn
+            .query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |r| {
+                r.get::<_, i64>(0)
+            })
+            .map_err(db_err);
+        busy.and(self.conn.busy_timeout(BUSY_TIMEOUT))
+            .map_err(db_err)?;
+        match r? {
+            0 => Ok(()),
+            _ => Err(LabError::new(
+                "jobs.store",
+                "the WAL is in use by another process",
+            )),
+        }
     }
 
     pub fn schema_version(&self) -> LabResult<i64> {
