@@ -540,3 +540,21 @@ fn the_wal_is_emptied_when_the_host_exits() {
     let len = std::fs::metadata(&wal).map(|m| m.len()).unwrap_or(0);
     assert_eq!(len, 0, "{} bytes left in the WAL", len);
 }
+
+/// A retried job is judged on its own attempt: each attempt reports steps 1–3; the history
+/// read back holds the last attempt's three points once, not six (or nine) mixed ones.
+#[test]
+fn a_retry_reports_its_own_metric_history() {
+    let t = TestCmd::new().script(
+        r#"
+let j = jobs::submit(#{retries: 1, backoff: 0.1, command: `if [ -f tried ]; then v=2; else v=1; touch tried; fi
+for i in 1 2 3; do echo "{\"name\":\"m\",\"value\":$v,\"step\":$i}" >> $LABHOST_METRICS; done
+[ $v = 2 ]`});
+print(j.wait());
+print(j.metrics().m.map(|p| [p.step, p.value]));
+"#,
+    );
+    t.run()
+        .success()
+        .stdout_is("completed\n[[1, 2.0], [2, 2.0], [3, 2.0]]\n");
+}

@@ -233,8 +233,8 @@ impl Store {
         for m in metrics {
             exec(
                 &tx,
-                "INSERT INTO metrics (run_id, name, value, step, ts) VALUES (?1, ?2, ?3, ?4, ?5)",
-                params![run.id, m.name, m.value, m.step, now],
+                "INSERT INTO metrics (run_id, name, value, step, ts, attempt) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+                params![run.id, m.name, m.value, m.step, now, run.attempt],
             )
             .map_err(db_err)?;
         }

@@ -130,4 +130,11 @@ CREATE TABLE documents (
     PRIMARY KEY (kind, key)
 );
 "#,
+    // v7: a metric point belongs to the attempt that reported it; reads take the run's
+    // current attempt, so a retried or resumed run is judged on its own reports. Points
+    // recorded before are taken as the current attempt's.
+    r#"
+ALTER TABLE metrics ADD COLUMN attempt INTEGER NOT NULL DEFAULT 0;
+UPDATE metrics SET attempt = COALESCE((SELECT attempt FROM runs WHERE runs.id = metrics.run_id), 0);
+"#,
 ];

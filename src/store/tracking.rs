@@ -41,7 +41,7 @@ impl Store {
 
     /// Metric history of a run in step order (one name, or all).
     pub fn metrics(&self, id: i64, name: Option<&str>) -> LabResult<Vec<Metric>> {
-        all(&self.conn, "SELECT name, value, step, ts FROM metrics WHERE run_id = ?1 AND (?2 IS NULL OR name = ?2) ORDER BY name, step, ts", params![id, name], |r| {
+        all(&self.conn, "SELECT name, value, step, ts FROM metrics WHERE run_id = ?1 AND (?2 IS NULL OR name = ?2) AND attempt = (SELECT attempt FROM runs WHERE id = ?1) ORDER BY name, step, ts", params![id, name], |r| {
                 Ok(Metric {
                     name: r.get(0)?,
                     value: r.get::<_, Option<f64>>(1)?.unwrap_or(f64::NAN),
@@ -56,7 +56,7 @@ impl Store {
     pub fn metric_points(&self, id: i64, name: &str) -> LabResult<Vec<(f64, i64, f64)>> {
         all(
             &self.conn,
-            "SELECT value, step, ts FROM metrics WHERE run_id = ?1 AND name = ?2 ORDER BY step, ts",
+            "SELECT value, step, ts FROM metrics WHERE run_id = ?1 AND name = ?2 AND attempt = (SELECT attempt FROM runs WHERE id = ?1) ORDER BY step, ts",
             params![id, name],
             |r| {
                 Ok((
@@ -79,7 +79,7 @@ impl Store {
         let rows: Vec<(i64, Metric)> = all(
             &self.conn,
             "SELECT m.run_id, m.value, m.step, m.ts FROM runs r JOIN metrics m ON m.run_id = r.id
-             WHERE r.parent_id = ?1 AND m.name = ?2 ORDER BY m.run_id, m.step, m.ts",
+             WHERE r.parent_id = ?1 AND m.name = ?2 AND m.attempt = r.attempt ORDER BY m.run_id, m.step, m.ts",
             params![parent, name],
             |r| {
                 Ok((
@@ -114,7 +114,7 @@ impl Store {
             &self.conn,
             &format!(
                 "SELECT m.run_id, {agg}(m.value) FROM runs r JOIN metrics m ON m.run_id = r.id
-                 WHERE r.parent_id = ?1 AND m.name = ?2 AND m.value = m.value GROUP BY m.run_id"
+                 WHERE r.parent_id = ?1 AND m.name = ?2 AND m.attempt = r.attempt AND m.value = m.value GROUP BY m.run_id"
             ),
             params![parent, name],
             |r| Ok((r.get(0)?, r.get(1)?)),
@@ -212,9 +212,14 @@ impl Store {
             )
             .map_err(db_err)?;
         }
-        {
+        if !ms.is_empty() {
+            // Points belong to the attempt that is running now.
+            let attempt: i64 = one(&tx, "SELECT attempt FROM runs WHERE id = ?1", [id], |r| {
+                r.get(0)
+            })
+            .map_err(db_err)?;
             let mut st = tx
-                .prepare_cached("INSERT INTO metrics (run_id, name, value, step, ts) VALUES (?1, ?2, ?3, ?4, ?5)")
+                .prepare_cached("INSERT INTO metrics (run_id, name, value, step, ts, attempt) VALUES (?1, ?2, ?3, ?4, ?5, ?6)")
                 .map_err(db_err)?;
             for m in ms {
                 let ts = if m.ts > 0.0 {
@@ -222,7 +227,7 @@ impl Store {
                 } else {
                     crate::clock::unix()
                 };
-                st.execute(params![id, m.name, m.value, m.step, ts])
+                st.execute(params![id, m.name, m.value, m.step, ts, attempt])
                     .map_err(db_err)?;
             }
         }
@@ -235,7 +240,9 @@ impl Store {
         all(
             &self.conn,
             "SELECT name, value, step, ts FROM metrics m WHERE run_id = ?1 AND rowid = (
-                 SELECT rowid FROM metrics WHERE run_id = ?1 AND name = m.name ORDER BY step DESC, ts DESC, rowid DESC LIMIT 1)
+                 SELECT rowid FROM metrics WHERE run_id = ?1 AND name = m.name
+                     AND attempt = (SELECT attempt FROM runs WHERE id = ?1)
+                 ORDER BY step DESC, ts DESC, rowid DESC LIMIT 1)
              ORDER BY name",
             [id],
             |r| {
