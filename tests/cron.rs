@@ -75,7 +75,7 @@ fn check_names_file_line_and_column_of_bad_entries() {
     let cases = [
         ("- name: a\n  schedule: '61 * * * *'\n  script: ok.rhai\n", "s.yml:2:14: bad schedule '61 * * * *'"),
         ("- name: a\n  schedule: '@daily'\n  script: ok.rhai\n  timezone: Mars/Olympus\n", "s.yml:4:3: unknown time zone 'Mars/Olympus'"),
-        ("- name: a\n  schedule: '@daily'\n  script: ok.rhai\n  overlaps: skip\n", "s.yml:4:3: unknown field `overlaps`"),
+        ("- name: a\n  schedule: '@daily'\n  script: ok.rhai\n  overlaps: skip\n", "s.yml:4:3: unknown key `overlaps` (did you mean `overlap`?)\n 4 |   overlaps: skip\n   |   ^^^^^^^^"),
         ("- name: a\n  schedule: '@daily'\n  script: missing.rhai\n", "s.yml:3:3: script ./missing.rhai does not exist"),
         ("- name: a\n  schedule: '@daily'\n  script: ok.rhai\n  overlap: sometimes\n", "s.yml:4:12: unknown variant `sometimes`"),
         ("- name: a\n  schedule: '@daily'\n  script: ok.rhai\n- name: a\n  schedule: '@hourly'\n  script: ok.rhai\n", "s.yml:4:3: a second entry named 'a'"),

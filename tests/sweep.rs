@@ -387,7 +387,7 @@ fn bad_sweep_files_are_errors_with_locations() {
     let good = "type: sweep\ntrial:\n  command: echo ${{search_space.x}}\nsearch_space:\n  x: {type: uniform, min_value: 0, max_value: 1}\nobjective: {goal: maximize, primary_metric: acc}\n";
     let cases: &[(&str, &str, &str)] = &[
         // (file text, location, message fragment)
-        ("type: sweep\ntrail:\n  command: x\n", ":2:1", "unknown field `trail`"),
+        ("type: sweep\ntrail:\n  command: x\n", ":2:1", "s.yml:2:1: unknown key `trail` (did you mean `trial`?)\n 2 | trail:\n   | ^^^^^"),
         ("type: sweeep\ntrial: {command: x}\n", ":1:", "must be sweep or command"),
         (&good.replace("uniform,", "unifrom,"), ":5:3", "did you mean \"uniform\""),
         (&good.replace("max_value: 1", "max_valeu: 1"), ":5:", "max_valeu"),
@@ -415,7 +415,7 @@ fn bad_sweep_files_are_errors_with_locations() {
         (&good.replace("objective: {goal: maximize, primary_metric: acc}\n", ""), "s.yml", "needs `objective"),
         (&good.replace("trial:\n  command: echo ${{search_space.x}}\n", ""), "s.yml", "needs `trial`"),
         (&good.replace("  x: {", "  2x: {"), ":5:3", "not a valid parameter name"),
-        (&good.replace("trial:\n", "trial: ./missing.yml\nx:\n"), ":", "unknown field `x`"),
+        (&good.replace("trial:\n", "trial: ./missing.yml\nx:\n"), ":", "unknown key `x`"),
         ("type: sweep\ntrial: ./missing.yml\nsearch_space: {x: {type: choice, values: [1]}}\nobjective: {goal: minimize, primary_metric: l}\n", ":2:1", "missing.yml"),
         ("type: sweep\ntrial: {command: x}\nsearch_space: {x: {type: choice, values: [1]}\nobjective: {}\n", "s.yml:", ""),
         ("type: pipeline\njobs:\n  a:\n    command: cat ${{inputs.i}}\n    inputs:\n      i: ${{parent.jobs.b.outputs.o}}\n", ":6:", "binds the outputs of `b`, which is not a step"),

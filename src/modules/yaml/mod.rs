@@ -69,8 +69,58 @@ pub fn parse_as<T: serde::de::DeserializeOwned>(
             _ => first,
         }
         .to_string();
-        LabError::new(kind, format!("{at}: {first}"))
+        let first = unknown_key(&first).unwrap_or(first);
+        let caret = e
+            .location()
+            .map(|l| caret_at(text, l.line() as usize, l.column() as usize))
+            .unwrap_or_default();
+        LabError::new(kind, format!("{at}: {first}{caret}"))
     })
+}
+
+/// serde's "unknown field `x`, expected one of a, b, …" as "unknown key `x` (did you mean
+/// `y`?)", or with the keys listed when none is close.
+fn unknown_key(msg: &str) -> Option<String> {
+    let rest = msg.strip_prefix("unknown field `")?;
+    let (key, rest) = rest.split_once('`')?;
+    let known: Vec<&str> = rest
+        .split_once("expected one of ")
+        .map(|(_, l)| l.split(", ").map(|k| k.trim_matches('`')).collect())
+        .or_else(|| {
+            rest.split_once("expected ")
+                .map(|(_, k)| vec![k.trim_matches('`')])
+        })
+        .unwrap_or_default();
+    Some(match crate::util::did_you_mean(key, &known) {
+        Some(s) => format!("unknown key `{key}` (did you mean `{s}`?)"),
+        None if known.is_empty() => format!("unknown key `{key}`"),
+        None => format!(
+            "unknown key `{key}`; the keys here are: {}",
+            known.join(", ")
+        ),
+    })
+}
+
+/// The source line `line` (1-based) with a caret under `column` (1-based) and the rest of
+/// the word there, as script errors show them.
+fn caret_at(text: &str, line: usize, column: usize) -> String {
+    let Some(src) = text.lines().nth(line.saturating_sub(1)) else {
+        return String::new();
+    };
+    let start = column.saturating_sub(1);
+    let word = src
+        .chars()
+        .skip(start)
+        .take_while(|c| !c.is_whitespace() && *c != ':')
+        .count()
+        .max(1);
+    let n = line.to_string();
+    format!(
+        "\n {n} | {src}\n {} | {}{}",
+        " ".repeat(n.len()),
+        " ".repeat(start),
+        "^".repeat(word)
+    )
 }
 
 pub fn dump(v: &Value) -> LabResult<String> {
