@@ -485,7 +485,7 @@ fn seed_goes_with_sweeps_and_is_refused_on_a_command_job() {
 
 #[test]
 fn trial_timeout_and_a_failing_trial_are_recorded_not_retried() {
-    let yml = "type: sweep\ntrial:\n  command: 'if [ ${{search_space.x}} = 1 ]; then exit 3; elif [ ${{search_space.x}} = 2 ]; then sleep 5; fi'\nsampling_algorithm: grid\nsearch_space:\n  x: {type: choice, values: [0, 1, 2]}\nobjective: {goal: maximize, primary_metric: acc}\nlimits: {trial_timeout: 0.5}\n";
+    let yml = "type: sweep\ntrial:\n  command: 'if [ ${{search_space.x}} = 1 ]; then echo \"x=1 is not allowed\" >&2; exit 3; elif [ ${{search_space.x}} = 2 ]; then sleep 5; fi'\nsampling_algorithm: grid\nsearch_space:\n  x: {type: choice, values: [0, 1, 2]}\nobjective: {goal: maximize, primary_metric: acc}\nlimits: {trial_timeout: 0.5}\n";
     let t = TestCmd::new().file("s.yml", yml);
     let o = t.spawn(["sweep", "s.yml", "--json"]).finish();
     let r: serde_json::Value = serde_json::from_str(&o.1).unwrap();
@@ -496,6 +496,13 @@ fn trial_timeout_and_a_failing_trial_are_recorded_not_retried() {
         .map(|t| t["status"].as_str().unwrap())
         .collect();
     assert_eq!(st, ["completed", "failed", "timed_out"], "{}", o.2);
+    // The failed trial says why in its own words (the table's note is the same text).
+    assert_eq!(
+        r["trials"][1]["reason"].as_str(),
+        Some("exit 3: x=1 is not allowed"),
+        "{}",
+        o.1
+    );
     // Nothing reported the metric: no best trial.
     assert!(r["best"].is_null());
 }

@@ -182,7 +182,9 @@ impl Store {
         ps: &[(String, String)],
         tags: &[(String, String)],
     ) -> LabResult<Result<(), String>> {
-        let tx = self.conn.transaction().map_err(db_err)?;
+        // IMMEDIATE: it reads (params, the attempt) before it writes, and a deferred
+        // transaction whose snapshot went stale meanwhile fails at once with SQLITE_BUSY.
+        let tx = self.write()?;
         for (k, v) in ps {
             let old: Option<String> = tx
                 .query_row(

@@ -362,6 +362,7 @@ fn missing(m: impl Into<String>) -> ApiError {
 }
 
 fn internal(e: LabError) -> ApiError {
+    tracing::warn!("mlflow endpoint: internal error: {}", e.message);
     ApiError(
         StatusCode::INTERNAL_SERVER_ERROR,
         "INTERNAL_ERROR",

@@ -122,6 +122,20 @@ impl SweepResult {
     }
 }
 
+/// The last non-empty line of a run's `stderr.log` (read from its last 4 KiB), secrets
+/// masked.
+fn last_stderr_line(run_dir: &str) -> Option<String> {
+    use std::io::{Read, Seek, SeekFrom};
+    let mut f = std::fs::File::open(Path::new(run_dir).join("stderr.log")).ok()?;
+    let len = f.metadata().ok()?.len();
+    f.seek(SeekFrom::Start(len.saturating_sub(4096))).ok()?;
+    let mut buf = Vec::new();
+    f.read_to_end(&mut buf).ok()?;
+    let text = String::from_utf8_lossy(&buf);
+    let line = text.lines().rev().map(str::trim).find(|l| !l.is_empty())?;
+    Some(crate::redact::apply(line))
+}
+
 fn num(x: f64) -> String {
     let s = format!("{x:.6}");
     let s = s.trim_end_matches('0').trim_end_matches('.');
@@ -1043,6 +1057,11 @@ pub fn result(
                 (r.status != RunStatus::Completed)
                     .then(|| r.error.clone())
                     .flatten()
+                    .map(|e| match last_stderr_line(&r.run_dir) {
+                        // A failed trial says why in its own words, not only "exit 1".
+                        Some(l) if r.status == RunStatus::Failed => format!("{e}: {l}"),
+                        _ => e,
+                    })
             });
             trials.push(TrialRow {
                 trial: i,
