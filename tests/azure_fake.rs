@@ -564,7 +564,14 @@ fn check_env(v: &Value, st: &State, what: &str) -> Result<(), String> {
         .as_str()
         .ok_or(format!("{what}.environmentId is required (a string)"))?;
     let ws = ws_path();
-    let ok = (e.starts_with("azureml:") && !e.contains('@') && e.matches(':').count() == 2)
+    // `azureml:<name>@latest` as azure-ai-ml sends it (tests/azure_sdk): the service
+    // resolves it (curated environments live in the `azureml` registry).
+    let latest = e
+        .strip_prefix("azureml:")
+        .and_then(|r| r.strip_suffix("@latest"))
+        .is_some_and(|n| !n.is_empty() && !n.contains([':', '/', '@']));
+    let ok = latest
+        || (e.starts_with("azureml:") && !e.contains('@') && e.matches(':').count() == 2)
         || e.starts_with("azureml://registries/")
         || (e.starts_with(&format!("{ws}/environments/")) && {
             let rest = e.strip_prefix(&format!("{ws}/environments/")).unwrap();
@@ -794,8 +801,11 @@ pub fn validate(body: &Value, st: &State) -> Result<(), String> {
                 }
             }
             let o = &p["objective"];
-            if !matches!(o["goal"].as_str(), Some("Maximize" | "Minimize"))
-                || !o["primaryMetric"].is_string()
+            // The service reads the goal without regard to case: the recorded exchange sent
+            // `Maximize`, azure-ai-ml 1.35 sends `maximize` (tests/azure_sdk).
+            if !o["goal"].as_str().is_some_and(|g| {
+                g.eq_ignore_ascii_case("maximize") || g.eq_ignore_ascii_case("minimize")
+            }) || !o["primaryMetric"].is_string()
             {
                 return Err(format!(
                     "objective {o} needs goal Maximize/Minimize and primaryMetric"

@@ -69,6 +69,17 @@ apt_install chromium chromium
 "$MLFLOW_VENV/bin/python" -c 'import websocket' >/dev/null 2>&1 || "$MLFLOW_VENV/bin/pip" install -q websocket-client
 export LABHOST_TEST_CHROMIUM="$(command -v chromium)"
 
+# Microsoft's azure-ai-ml (the SDK the Azure ML differential test compares labhost with),
+# pinned, in its own venv under target/, made once.
+AZURE_SDK_VERSION=1.35.2
+AZURE_SDK_VENV="$PWD/target/azure-sdk-venv-$AZURE_SDK_VERSION"
+if [ ! -x "$AZURE_SDK_VENV/bin/python" ] || ! "$AZURE_SDK_VENV/bin/python" -c 'import azure.ai.ml' >/dev/null 2>&1; then
+    log "installing azure-ai-ml $AZURE_SDK_VERSION into $AZURE_SDK_VENV"
+    python3 -m venv "$AZURE_SDK_VENV" 2>/dev/null || { DEBIAN_FRONTEND=noninteractive apt-get install -y -qq python3-venv >/dev/null; python3 -m venv "$AZURE_SDK_VENV"; }
+    "$AZURE_SDK_VENV/bin/pip" install -q "azure-ai-ml==$AZURE_SDK_VERSION"
+fi
+export LABHOST_TEST_AZURE_SDK_PYTHON="$AZURE_SDK_VENV/bin/python"
+
 # Azurite (the Azure Storage emulator, from npm) for the azure module's blob uploads and
 # downloads; the azure tests start it themselves, in a temp folder, on a free port.
 apt_install npm npm
@@ -101,5 +112,5 @@ cargo test --locked --test integration mlflow:: -- --ignored 2>&1
 log "cargo test: the HTML report in headless Chromium (screenshot: target/test-artifacts/report.png)"
 cargo test --locked --test integration report:: -- --ignored 2>&1
 
-log "cargo test: the azure module against the ARM fake, Azurite and an mlflow server"
+log "cargo test: the azure module against the ARM fake, Azurite, an mlflow server and azure-ai-ml (tests/azure_sdk)"
 cargo test --locked --test integration azure:: -- --ignored 2>&1

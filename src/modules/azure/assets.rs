@@ -33,6 +33,8 @@ pub struct Snapshot {
     pub skipped_links: Vec<String>,
     /// `.amlignore`, `.gitignore` or none.
     pub ignore_file: Option<String>,
+    /// One file (the snapshot of a file path): `files` holds it alone.
+    pub single: bool,
 }
 
 fn hex(b: &[u8]) -> String {
@@ -131,6 +133,7 @@ pub fn snapshot(path: &Path) -> LabResult<Snapshot> {
         sha256: hex(&h.finalize()),
         skipped_links,
         ignore_file,
+        single: single.is_some(),
     })
 }
 
@@ -172,6 +175,36 @@ impl Snapshot {
     /// The blob folder: `LocalUpload/<hash>/<dirname>`.
     pub fn prefix(&self) -> String {
         format!("LocalUpload/{}/{}", self.sha256, self.dirname)
+    }
+
+    /// azure-ai-ml's *object* hash (`get_object_hash`, what it names uploads of data and
+    /// build contexts by; code uses the content hash in `sha256`): sha256 seeded with its
+    /// fixed phrase, then each folder's entries sorted by lower-cased path, each entry's name
+    /// followed by its bytes (a file) or its own entries (a folder). Only what the snapshot
+    /// holds counts (links are not followed, unlike the SDK).
+    pub fn object_hash(&self) -> String {
+        use std::collections::BTreeSet;
+        let files: BTreeSet<&Path> = self.files.iter().map(|(p, _)| p.as_path()).collect();
+        let mut h = sha2::Sha256::new();
+        h.update(b"Initialize for october 2021 AML CLI version");
+        if self.single {
+            if let Some(Ok(b)) = self.files.first().map(|(p, _)| std::fs::read(p)) {
+                h.update(&b);
+            }
+        } else {
+            object_hash_dir(&self.root, &files, &mut h);
+        }
+        hex(&h.finalize())
+    }
+
+    /// `LocalUpload/<object hash>/<dirname>`: where azure-ai-ml puts data and build contexts
+    /// (a single file goes straight under `LocalUpload/<object hash>/`).
+    pub fn object_prefix(&self) -> String {
+        if self.single {
+            format!("LocalUpload/{}", self.object_hash())
+        } else {
+            format!("LocalUpload/{}/{}", self.object_hash(), self.dirname)
+        }
     }
 
     /// The anonymous code asset's name: the hash as a UUID (stable, so a second submit of the
@@ -309,16 +342,16 @@ impl Client {
         })
     }
 
-    /// Uploads a snapshot under `LocalUpload/<hash>/<dirname>/` unless a completed upload of
-    /// the same hash is there (the first blob carries `upload_status: completed`). Returns
-    /// the folder's blob URL and whether anything was uploaded.
+    /// Uploads a snapshot under `prefix` (`LocalUpload/<hash>/<dirname>`) unless a completed
+    /// upload is there (the first blob carries `upload_status: completed`). Returns the
+    /// folder's blob URL and whether anything was uploaded.
     pub async fn upload_snapshot(
         &self,
         snap: &Snapshot,
         ds: &Datastore,
         meta_name: &str,
+        prefix: &str,
     ) -> LabResult<(String, bool)> {
-        let prefix = snap.prefix();
         let folder_url = format!("{}/{prefix}", ds.blob.url);
         let Some((_, first)) = snap.files.first() else {
             return Err(LabError::new(
@@ -383,7 +416,9 @@ impl Client {
             Err(e) => return Err(e),
         }
         let ds = self.datastore(None).await?;
-        let (uri, _) = self.upload_snapshot(&snap, &ds, &name).await?;
+        let (uri, _) = self
+            .upload_snapshot(&snap, &ds, &name, &snap.prefix())
+            .await?;
         let v = self
             .put(
                 &url,
@@ -406,7 +441,9 @@ impl Client {
     pub async fn data_uri(&self, path: &Path) -> LabResult<String> {
         let snap = snapshot(path)?;
         let ds = self.datastore(None).await?;
-        self.upload_snapshot(&snap, &ds, &snap.asset_name()).await?;
+        let prefix = snap.object_prefix();
+        self.upload_snapshot(&snap, &ds, &snap.asset_name(), &prefix)
+            .await?;
         let single = std::fs::metadata(path)
             .map(|m| m.is_file())
             .unwrap_or(false);
@@ -414,26 +451,50 @@ impl Client {
             format!(
                 "azureml://datastores/{}/paths/{}/{}",
                 ds.name,
-                snap.prefix(),
+                prefix,
                 path.file_name().unwrap_or_default().to_string_lossy()
             )
         } else {
-            format!("azureml://datastores/{}/paths/{}/", ds.name, snap.prefix())
+            format!("azureml://datastores/{}/paths/{}/", ds.name, prefix)
         })
     }
 
     /// An inline environment as an anonymous environment version (azure-ai-ml's name
     /// `CliV2AnonymousEnvironment`, version = a hash of its definition).
     pub async fn environment_version(&self, image: &str, conda: Option<&str>) -> LabResult<String> {
-        let mut h = sha2::Sha256::new();
-        h.update(image.as_bytes());
-        h.update(b"\0");
-        h.update(conda.unwrap_or("").as_bytes());
-        let ver = hex(&h.finalize())[..32].to_string();
-        let mut props = json!({"image": image, "isAnonymous": true, "osType": "Linux"});
+        let ver = anonymous_env_version(&[Some(image), conda]);
+        let mut props = json!({"image": image, "isAnonymous": true, "isArchived": false});
         if let Some(c) = conda {
             props["condaFile"] = c.into();
         }
+        self.register_anonymous_env(&ver, props).await
+    }
+
+    /// A Docker build context uploaded as azure-ai-ml uploads it (`LocalUpload/<hash>/<dir>/`)
+    /// and registered as an anonymous environment that Azure builds.
+    pub async fn build_environment(
+        &self,
+        context: &Path,
+        dockerfile: Option<&str>,
+    ) -> LabResult<String> {
+        let snap = snapshot(context)?;
+        let ds = self.datastore(None).await?;
+        let (uri, _) = self
+            .upload_snapshot(&snap, &ds, &snap.asset_name(), &snap.object_prefix())
+            .await?;
+        let ver = anonymous_env_version(&[Some(&snap.object_hash()), dockerfile]);
+        let mut build = json!({"contextUri": format!("{}/", uri.trim_end_matches('/'))});
+        if let Some(d) = dockerfile {
+            build["dockerfilePath"] = d.into();
+        }
+        self.register_anonymous_env(
+            &ver,
+            json!({"build": build, "isAnonymous": true, "isArchived": false}),
+        )
+        .await
+    }
+
+    async fn register_anonymous_env(&self, ver: &str, props: Value) -> LabResult<String> {
         let v = self
             .put(
                 &self.ws_url(&format!(
@@ -488,6 +549,13 @@ impl Client {
                 Asset::Environment { image, conda } => {
                     self.environment_version(image, conda.as_deref()).await?
                 }
+                Asset::Build {
+                    context,
+                    dockerfile,
+                } => {
+                    self.build_environment(context, dockerfile.as_deref())
+                        .await?
+                }
                 Asset::Latest { kind, name } => self.latest(kind, name).await?,
             };
             done.push((a, v));
@@ -497,6 +565,58 @@ impl Client {
         });
         Ok(())
     }
+}
+
+fn object_hash_dir(dir: &Path, files: &std::collections::BTreeSet<&Path>, h: &mut sha2::Sha256) {
+    let Ok(rd) = std::fs::read_dir(dir) else {
+        return;
+    };
+    let mut entries: Vec<PathBuf> = rd.filter_map(|e| e.ok().map(|e| e.path())).collect();
+    entries.sort_by_key(|p| p.to_string_lossy().to_lowercase());
+    for p in entries {
+        let is_dir = p.symlink_metadata().map(|m| m.is_dir()).unwrap_or(false);
+        let held = if is_dir {
+            files.iter().any(|f| f.starts_with(&p))
+                || (!matches!(
+                    p.file_name().and_then(|n| n.to_str()),
+                    Some(".git" | ".labhost")
+                ) && std::fs::read_dir(&p)
+                    .map(|mut r| r.next().is_none())
+                    .unwrap_or(false))
+        } else {
+            files.contains(p.as_path())
+        };
+        if !held {
+            continue;
+        }
+        h.update(p.file_name().unwrap_or_default().as_encoded_bytes());
+        if is_dir {
+            object_hash_dir(&p, files, h);
+        } else if let Ok(b) = std::fs::read(&p) {
+            h.update(&b);
+        }
+    }
+}
+
+/// azure-ai-ml's anonymous environment version (`Environment._generate_anonymous_name_version`):
+/// Python's `h.join(x)` on strings puts `h` between the characters of `x`, so the parts'
+/// sha256 hex digests are folded left that way, then hashed once more. Parts that are `None`
+/// are skipped. The same environment then has the same version whoever submits it, and Azure
+/// builds its image once.
+pub fn anonymous_env_version(parts: &[Option<&str>]) -> String {
+    let sha = |s: &str| hex(&sha2::Sha256::digest(s.as_bytes()));
+    let mut acc = String::new();
+    for p in parts.iter().flatten() {
+        let h = sha(p);
+        acc = if acc.is_empty() {
+            h
+        } else {
+            let sep = acc;
+            let chars: Vec<String> = h.chars().map(String::from).collect();
+            chars.join(&sep)
+        };
+    }
+    sha(&acc)
 }
 
 /// How `--dry-run` shows an asset (no network): what would be uploaded or looked up.
@@ -524,16 +644,33 @@ pub fn describe(a: &super::body::Asset, ws: &str) -> LabResult<(String, Value)> 
             (
                 format!(
                     "azureml://datastores/workspaceblobstore/paths/{}/",
-                    s.prefix()
+                    s.object_prefix()
                 ),
                 json!({"upload": format!("{} file(s), {} bytes from {}", s.files.len(), s.bytes, s.root.display())}),
             )
         }
         Asset::Environment { image, conda } => (
-            format!("{ws}/environments/CliV2AnonymousEnvironment/versions/<hash>"),
-            json!({"request": {"method": "PUT", "path": format!("{ws}/environments/CliV2AnonymousEnvironment/versions/<hash>"),
-                   "body": {"properties": {"image": image, "condaFile": conda, "isAnonymous": true, "osType": "Linux"}}}}),
+            format!(
+                "{ws}/environments/CliV2AnonymousEnvironment/versions/{}",
+                anonymous_env_version(&[Some(image), conda.as_deref()])
+            ),
+            json!({"request": {"method": "PUT", "path": format!("{ws}/environments/CliV2AnonymousEnvironment/versions/{}", anonymous_env_version(&[Some(image), conda.as_deref()])),
+                   "body": {"properties": {"image": image, "condaFile": conda, "isAnonymous": true, "isArchived": false}}}}),
         ),
+        Asset::Build {
+            context,
+            dockerfile,
+        } => {
+            let s = snapshot(context)?;
+            let ver = anonymous_env_version(&[Some(&s.object_hash()), dockerfile.as_deref()]);
+            let path = format!("{ws}/environments/CliV2AnonymousEnvironment/versions/{ver}");
+            (
+                path.clone(),
+                json!({"upload": format!("{} file(s), {} bytes from {}", s.files.len(), s.bytes, s.root.display()),
+                       "request": {"method": "PUT", "path": path,
+                       "body": {"properties": {"build": {"contextUri": format!("<datastore>/{}/", s.object_prefix()), "dockerfilePath": dockerfile}, "isAnonymous": true, "isArchived": false}}}}),
+            )
+        }
         Asset::Latest { kind, name } => (
             format!("azureml:{name}@latest"),
             json!({"lookup": format!("GET {ws}/{kind}/{name}/versions (newest first)")}),

@@ -25,6 +25,12 @@ pub enum Asset {
         image: String,
         conda: Option<String>,
     },
+    /// An environment built by Azure from a Docker build context: the folder uploaded as
+    /// azure-ai-ml uploads it, then an anonymous environment version → its ARM id.
+    Build {
+        context: PathBuf,
+        dockerfile: Option<String>,
+    },
     /// `azureml:<name>@latest` → the newest version (`kind`: `environments` or `data`).
     Latest { kind: String, name: String },
     /// A local input folder or file uploaded to the default datastore → its `azureml://` URI.
@@ -217,7 +223,7 @@ pub fn inputs(m: &Map<String, Value>, cx: &BodyCtx<'_>) -> LabResult<Value> {
                         }
                         .mark()
                     } else if is_remote(path) {
-                        path.to_string()
+                        arm_asset_id(path, "data", cx)
                     } else {
                         let p = cx.base.join(path);
                         if !p.exists() {
@@ -277,6 +283,9 @@ pub fn outputs(m: &Map<String, Value>, cx: &BodyCtx<'_>) -> LabResult<Value> {
             if let Some(n) = o.get("name").and_then(Value::as_str) {
                 r["assetName"] = n.into();
             }
+            if let Some(v) = o.get("version").filter(|v| !v.is_null()) {
+                r["assetVersion"] = sweep::value_text(v).into();
+            }
         } else if let Value::String(s) = v {
             // `${{parent.outputs.x}}` in a pipeline step: a binding, sent as written.
             r["uri"] = s.clone().into();
@@ -320,6 +329,8 @@ fn distribution(v: &Option<Value>, cfg: &AzureConfig, source: &str) -> LabResult
     })
 }
 
+/// `resources:` → REST resources, as azure-ai-ml sends them: absent when the file gives none
+/// (and the settings ask for no more than one node and no shm size), else with `properties`.
 fn resources(v: &Option<Value>, cfg: &AzureConfig, source: &str) -> LabResult<Value> {
     let mut r = Map::new();
     if let Some(v) = v {
@@ -340,27 +351,51 @@ fn resources(v: &Option<Value>, cfg: &AzureConfig, source: &str) -> LabResult<Va
             r.insert(key.into(), x.clone());
         }
     }
-    if !r.contains_key("instanceCount") {
+    if !r.contains_key("instanceCount") && cfg.num_nodes > 1 {
         r.insert("instanceCount".into(), cfg.num_nodes.into());
     }
     if !r.contains_key("shmSize") && !cfg.docker_shm_size.is_empty() {
         r.insert("shmSize".into(), cfg.docker_shm_size.clone().into());
     }
+    if r.is_empty() {
+        return Ok(Value::Null);
+    }
+    r.entry("properties").or_insert_with(|| json!({}));
     Ok(Value::Object(r))
+}
+
+/// `azureml:<name>:<version>` of `kind` (`environments`, `data`) → its ARM id in the
+/// workspace, as azure-ai-ml sends it; anything else unchanged.
+fn arm_asset_id(s: &str, kind: &str, cx: &BodyCtx<'_>) -> String {
+    match s.strip_prefix("azureml:").and_then(|r| r.split_once(':')) {
+        Some((name, ver))
+            if !name.is_empty() && !ver.is_empty() && !name.contains('/') && !ver.contains('/') =>
+        {
+            format!("{}/{kind}/{name}/versions/{ver}", cx.cfg.workspace_path())
+        }
+        _ => s.to_string(),
+    }
 }
 
 /// The environment: an `azureml:` reference, an ARM id, or an inline `{image, conda_file}`.
 fn environment(v: &Option<Value>, cx: &BodyCtx<'_>) -> LabResult<Value> {
     match v {
         None => Err(invalid(cx.source, "environment is required to submit a job to Azure ML (an azureml:<name>:<version> reference, or image + conda_file)")),
-        Some(Value::String(s)) => Ok(match latest_name(s) {
-            Some(name) => Asset::Latest { kind: "environments".into(), name: name.into() }.mark(),
-            None => s.clone(),
-        }
-        .into()),
+        // `@latest` goes as written (curated environments live in the `azureml` registry,
+        // not the workspace: the service resolves them, as it does for azure-ai-ml).
+        Some(Value::String(s)) if s.starts_with("file:") => environment_file(s, cx),
+        Some(Value::String(s)) => Ok(arm_asset_id(s, "environments", cx).into()),
         Some(Value::Object(m)) => {
-            if m.contains_key("build") {
-                return Err(invalid(cx.source, "environment.build (a Docker build context) is not supported by labhost's submit yet: build and push the image, then use environment.image"));
+            if let Some(b) = m.get("build") {
+                let Some(path) = b.get("path").and_then(Value::as_str) else {
+                    return Err(invalid(cx.source, "environment.build needs `path` (the Docker build context folder)"));
+                };
+                let context = cx.base.join(path);
+                if !context.is_dir() {
+                    return Err(invalid(cx.source, format!("environment.build.path: {} is not a folder", context.display())));
+                }
+                let dockerfile = b.get("dockerfile_path").and_then(Value::as_str).map(str::to_string);
+                return Ok(Asset::Build { context, dockerfile }.mark().into());
             }
             let Some(image) = m.get("image").and_then(Value::as_str) else {
                 return Err(invalid(cx.source, "an inline environment needs `image`"));
@@ -374,10 +409,37 @@ fn environment(v: &Option<Value>, cx: &BodyCtx<'_>) -> LabResult<Value> {
                 }
                 Some(_) => return Err(invalid(cx.source, "environment.conda_file must be a path or a map")),
             };
+            let conda = conda.map(|c| sdk_conda(&c)).transpose()?;
             Ok(Asset::Environment { image: image.into(), conda }.mark().into())
         }
         Some(_) => Err(invalid(cx.source, "environment must be a string or a map")),
     }
+}
+
+/// The conda file as azure-ai-ml sends it: parsed, then written by PyYAML with sorted keys
+/// (the anonymous environment's version hashes this text).
+fn sdk_conda(text: &str) -> LabResult<String> {
+    let v = crate::modules::yaml::parse(text, "conda_file")?;
+    Ok(super::pyyaml::dump(&v))
+}
+
+/// `environment: file:./env.yml`: an environment YAML (image and conda file relative to it),
+/// registered as an anonymous environment as azure-ai-ml does.
+fn environment_file(s: &str, cx: &BodyCtx<'_>) -> LabResult<Value> {
+    let path = cx.base.join(s.trim_start_matches("file:"));
+    let text = crate::modules::fs::read(&path)
+        .map_err(|e| invalid(cx.source, format!("environment: {}", e.message)))?;
+    let v = crate::modules::yaml::parse(&text, &path.display().to_string())?;
+    let base = path.parent().unwrap_or(cx.base).to_path_buf();
+    let sub = BodyCtx {
+        cfg: cx.cfg,
+        source: cx.source,
+        base: &base,
+        experiment: cx.experiment.clone(),
+        tags: BTreeMap::new(),
+        project: cx.project.clone(),
+    };
+    environment(&Some(v), &sub)
 }
 
 fn conda_text(p: &Path, cx: &BodyCtx<'_>) -> LabResult<String> {
@@ -668,7 +730,10 @@ pub fn sweep_job(doc: &SweepDoc, s: &sweep::Sweep, cx: &BodyCtx<'_>) -> LabResul
     let sampling = match &s.algorithm {
         sweep::Algorithm::Grid => json!({"samplingAlgorithmType": "Grid"}),
         sweep::Algorithm::Random { seed, sobol } => {
-            let mut r = json!({"samplingAlgorithmType": "Random", "rule": if *sobol { "Sobol" } else { "Random" }});
+            let mut r = json!({"samplingAlgorithmType": "Random"});
+            if *sobol {
+                r["rule"] = "sobol".into();
+            }
             if let Some(seed) = seed {
                 r["seed"] = (*seed).into();
             }
@@ -684,7 +749,7 @@ pub fn sweep_job(doc: &SweepDoc, s: &sweep::Sweep, cx: &BodyCtx<'_>) -> LabResul
     m.insert("searchSpace".into(), space.into());
     m.insert(
         "objective".into(),
-        json!({"goal": if s.maximize { "Maximize" } else { "Minimize" }, "primaryMetric": s.metric}),
+        json!({"goal": if s.maximize { "maximize" } else { "minimize" }, "primaryMetric": s.metric}),
     );
     let l = doc.limits.clone().unwrap_or_default();
     let mut limits = json!({"jobLimitsType": "Sweep", "maxTotalTrials": s.max_total});
@@ -712,11 +777,10 @@ pub fn sweep_job(doc: &SweepDoc, s: &sweep::Sweep, cx: &BodyCtx<'_>) -> LabResul
                 "evaluationInterval": p.evaluation_interval,
                 "delayEvaluation": p.delay_evaluation,
             });
-            if let Some(f) = p.slack_factor {
-                r["slackFactor"] = f.into();
-            }
-            if let Some(a) = p.slack_amount {
-                r["slackAmount"] = a.into();
+            if p.kind == "bandit" {
+                // azure-ai-ml sends both, the one not given as 0.
+                r["slackFactor"] = p.slack_factor.unwrap_or(0.0).into();
+                r["slackAmount"] = p.slack_amount.unwrap_or(0.0).into();
             }
             if let Some(t) = p.truncation_percentage {
                 r["truncationPercentage"] = t.into();
@@ -740,10 +804,12 @@ pub fn sweep_job(doc: &SweepDoc, s: &sweep::Sweep, cx: &BodyCtx<'_>) -> LabResul
         "distribution".into(),
         distribution(&trial.distribution, cx.cfg, cx.source)?,
     );
-    t.insert(
-        "resources".into(),
-        resources(&trial.resources, cx.cfg, cx.source)?,
-    );
+    let res = resources(&trial.resources, cx.cfg, cx.source)?;
+    if !res.is_null() {
+        // azure-ai-ml puts the trial's resources on the sweep job as well.
+        m.insert("resources".into(), res.clone());
+    }
+    t.insert("resources".into(), res);
     m.insert("trial".into(), t.into());
     Ok(json!({"properties": m}))
 }

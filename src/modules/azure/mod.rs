@@ -16,6 +16,7 @@ pub mod body;
 pub mod client;
 pub mod config;
 pub mod jobs;
+pub mod pyyaml;
 pub mod rhai;
 
 use std::collections::BTreeMap;
@@ -119,10 +120,12 @@ pub fn prepare(what: &What, o: &SubmitOpts) -> LabResult<Submission> {
         .clone()
         .filter(|e| !e.is_empty())
         .unwrap_or_else(|| {
-            crate::modules::git::experiment_name(
-                Some(cfg.experiment_name.as_str()),
-                git.as_ref().and_then(|g| g.branch.as_deref()),
-            )
+            let branch = git.as_ref().and_then(|g| g.branch.as_deref());
+            if cfg.experiment_name.is_empty() && branch.is_none_or(str::is_empty) {
+                // azure-ai-ml's default: the working folder's name, else "Default".
+                return default_experiment();
+            }
+            crate::modules::git::experiment_name(Some(cfg.experiment_name.as_str()), branch)
         });
     let mut tags = match &git {
         Some(g) => crate::modules::git::tags(g, &o.commandline, &o.tags),
@@ -193,6 +196,11 @@ pub fn prepare(what: &What, o: &SubmitOpts) -> LabResult<Submission> {
             .clone()
             .unwrap_or_else(|| jobs::new_job_name(&experiment)),
     };
+    let mut body = body;
+    if body["properties"]["displayName"].is_null() {
+        // azure-ai-ml's default display name: the job's name.
+        body["properties"]["displayName"] = name.clone().into();
+    }
     Ok(Submission {
         name,
         experiment,
@@ -200,6 +208,16 @@ pub fn prepare(what: &What, o: &SubmitOpts) -> LabResult<Submission> {
         cfg,
         source,
     })
+}
+
+/// azure-ai-ml's experiment when neither the file, the settings nor a git branch name one:
+/// the working folder's name without spaces, else `Default`.
+fn default_experiment() -> String {
+    std::env::current_dir()
+        .ok()
+        .and_then(|d| d.file_stem().map(|s| s.to_string_lossy().replace(' ', "")))
+        .filter(|s| !s.is_empty())
+        .unwrap_or_else(|| "Default".into())
 }
 
 /// What `--dry-run` prints: every request submit would send, asset steps described, secrets
