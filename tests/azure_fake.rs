@@ -58,6 +58,8 @@ pub struct State {
     pub order: Vec<String>,
     pub codes: BTreeMap<String, Value>,
     pub envs: BTreeMap<String, Value>,
+    /// Anonymous component versions (pipeline steps), `name/version` → the version.
+    pub components: BTreeMap<String, Value>,
     /// Bodies the fake refused (what and why).
     pub rejected: Vec<String>,
     pub page_size: usize,
@@ -418,11 +420,21 @@ async fn handle(st: Arc<Mutex<State>>, m: Method, u: Uri, h: HeaderMap, b: Bytes
         }
         ("PUT", ["environments", name, "versions", ver]) => {
             let p = &body["properties"];
-            if !p["image"].is_string() || !(p["condaFile"].is_null() || p["condaFile"].is_string())
+            let built = p["build"]["contextUri"].is_string();
+            if !(p["image"].is_string() || built)
+                || !(p["condaFile"].is_null() || p["condaFile"].is_string())
             {
-                return reject(&st, "environments PUT: properties.image (string) is required; condaFile is a string".into());
+                return reject(&st, "environments PUT: properties.image (string) or build.contextUri is required; condaFile is a string".into());
             }
             register(&st, "environments", name, ver, p)
+        }
+        ("PUT", ["components", name, "versions", ver]) => {
+            let p = &body["properties"];
+            let check = check_component_spec(&p["componentSpec"], &st.lock().unwrap());
+            if let Err(w) = check {
+                return reject(&st, format!("components PUT: {w}"));
+            }
+            register(&st, "components", name, ver, p)
         }
         ("GET", [kind @ ("environments" | "data"), name, "versions"]) => {
             let known = matches!(
@@ -512,10 +524,10 @@ fn reject(st: &Arc<Mutex<State>>, why: String) -> Response {
 fn register(st: &Arc<Mutex<State>>, kind: &str, name: &str, ver: &str, p: &Value) -> Response {
     let v = json!({"id": format!("{}/{kind}/{name}/versions/{ver}", ws_path()), "name": ver, "properties": p});
     let mut s = st.lock().unwrap();
-    let map = if kind == "codes" {
-        &mut s.codes
-    } else {
-        &mut s.envs
+    let map = match kind {
+        "codes" => &mut s.codes,
+        "components" => &mut s.components,
+        _ => &mut s.envs,
     };
     map.insert(format!("{name}/{ver}"), v.clone());
     (StatusCode::CREATED, axum::Json(v)).into_response()
@@ -586,6 +598,35 @@ fn check_env(v: &Value, st: &State, what: &str) -> Result<(), String> {
     } else {
         Err(format!("{what}.environmentId '{e}' is not an environment reference the service accepts (azureml:<name>:<version>, an ARM id of a registered version, azureml://registries/…)"))
     }
+}
+
+/// An anonymous component's spec (the YAML form azure-ai-ml registers): a command, the
+/// anonymous name, code and environment as `azureml:` references the workspace knows.
+fn check_component_spec(c: &Value, st: &State) -> Result<(), String> {
+    if c["command"].as_str().is_none_or(|x| x.trim().is_empty()) {
+        return Err("componentSpec.command is required".into());
+    }
+    if c["type"] != "command" || c["name"] != "azureml_anonymous" {
+        return Err("componentSpec needs type command and name azureml_anonymous".into());
+    }
+    let env = c["environment"].as_str().unwrap_or("");
+    let env = if env.starts_with("azureml:/subscriptions/") {
+        &env["azureml:".len()..]
+    } else {
+        env
+    };
+    check_env(&Value::from(env), st, "componentSpec")?;
+    if let Some(code) = c.get("code").and_then(Value::as_str) {
+        let key = code
+            .strip_prefix(&format!("azureml:{}/codes/", ws_path()))
+            .map(|r| r.replace("/versions/", "/"));
+        if !key.is_some_and(|k| st.codes.contains_key(&k)) {
+            return Err(format!(
+                "componentSpec.code '{code}' is not a registered code version"
+            ));
+        }
+    }
+    Ok(())
 }
 
 fn check_component(p: &Value, st: &State, what: &str) -> Result<(), String> {
@@ -837,12 +878,37 @@ pub fn validate(body: &Value, st: &State) -> Result<(), String> {
             let Some(jobs) = p["jobs"].as_object().filter(|j| !j.is_empty()) else {
                 return Err("a pipeline needs jobs".into());
             };
+            // The pipeline node format azure-ai-ml sends (tests/azure_sdk): each step a
+            // registered anonymous component and a node with snake_case inputs/outputs.
             for (k, j) in jobs {
-                if !matches!(j["jobType"].as_str(), Some("Command" | "Sweep")) {
+                let component = match j["type"].as_str() {
+                    Some("command") => &j["componentId"],
+                    Some("sweep") => &j["trial"]["componentId"],
+                    _ => {
+                        return Err(format!(
+                            "jobs.{k}.type {} is not command or sweep",
+                            j["type"]
+                        ))
+                    }
+                };
+                let key = component
+                    .as_str()
+                    .and_then(|c| c.strip_prefix(&format!("{}/components/", ws_path())))
+                    .map(|r| r.replace("/versions/", "/"));
+                if !key.is_some_and(|key| st.components.contains_key(&key)) {
                     return Err(format!(
-                        "jobs.{k}.jobType {} is not Command or Sweep",
-                        j["jobType"]
+                        "jobs.{k}: componentId {component} is not a registered component version"
                     ));
+                }
+                for (name, i) in j["inputs"].as_object().into_iter().flatten() {
+                    if !i["job_input_type"].is_string() {
+                        return Err(format!("jobs.{k}.inputs.{name} needs job_input_type"));
+                    }
+                }
+                for (name, o) in j["outputs"].as_object().into_iter().flatten() {
+                    if !(o["job_output_type"].is_string() || o["type"] == "literal") {
+                        return Err(format!("jobs.{k}.outputs.{name} needs job_output_type (or type literal with a binding)"));
+                    }
                 }
             }
         }

@@ -124,6 +124,8 @@ def normalise(v):
         return {k: normalise(x) for k, x in v.items() if x is not None}
     if isinstance(v, list):
         return [normalise(x) for x in v]
+    if isinstance(v, str) and v.startswith("azureml:" + ws):
+        return "azureml:" + normalise(v[len("azureml:"):])
     if isinstance(v, str):
         if "/LocalUpload/" in v:
             return "<datastore>/LocalUpload/" + v.split("/LocalUpload/", 1)[1]
@@ -202,7 +204,7 @@ def compare(name, a, b, known, open_work):
 
 
 def main():
-    binary = sys.argv[1]
+    binary = str(pathlib.Path(sys.argv[1]).resolve())
     verbose = "-v" in sys.argv
     cases = [c for c in sys.argv[2:] if c != "-v"] or sorted(p.name for p in (HERE / "cases").glob("*.yml"))
     known = json.loads((HERE / "differences.json").read_text())

@@ -494,6 +494,24 @@ impl Client {
         .await
     }
 
+    /// A step's component as an anonymous component version (azure-ai-ml's
+    /// `azureml_anonymous`), named by a hash of its spec → its ARM id.
+    pub async fn component_version(&self, spec: &Value) -> LabResult<String> {
+        let ver = super::pipeline::component_version(spec);
+        let v = self
+            .put(
+                &self.ws_url(&format!("/components/azureml_anonymous/versions/{ver}")),
+                &json!({"properties": {"componentSpec": spec, "isAnonymous": true, "isArchived": false, "properties": {}, "tags": {}}}),
+            )
+            .await?;
+        Ok(v["id"].as_str().map(str::to_string).unwrap_or_else(|| {
+            format!(
+                "{}/components/azureml_anonymous/versions/{ver}",
+                self.cfg.workspace_path()
+            )
+        }))
+    }
+
     async fn register_anonymous_env(&self, ver: &str, props: Value) -> LabResult<String> {
         let v = self
             .put(
@@ -557,6 +575,14 @@ impl Client {
                         .await?
                 }
                 Asset::Latest { kind, name } => self.latest(kind, name).await?,
+                Asset::Component { spec } => {
+                    // Its code and environment came earlier in the list: resolved above.
+                    let mut spec = spec.clone();
+                    super::body::replace_assets(&mut spec, &|x| {
+                        done.iter().find(|(y, _)| y == x).map(|(_, v)| v.clone())
+                    });
+                    self.component_version(&spec).await?
+                }
             };
             done.push((a, v));
         }
@@ -669,6 +695,16 @@ pub fn describe(a: &super::body::Asset, ws: &str) -> LabResult<(String, Value)> 
                 json!({"upload": format!("{} file(s), {} bytes from {}", s.files.len(), s.bytes, s.root.display()),
                        "request": {"method": "PUT", "path": path,
                        "body": {"properties": {"build": {"contextUri": format!("<datastore>/{}/", s.object_prefix()), "dockerfilePath": dockerfile}, "isAnonymous": true, "isArchived": false}}}}),
+            )
+        }
+        Asset::Component { spec } => {
+            let path = format!(
+                "{ws}/components/azureml_anonymous/versions/<hash of the spec with its code and environment ids>"
+            );
+            (
+                path.clone(),
+                json!({"request": {"method": "PUT", "path": path,
+                       "body": {"properties": {"componentSpec": spec, "isAnonymous": true, "isArchived": false, "properties": {}, "tags": {}}}}}),
             )
         }
         Asset::Latest { kind, name } => (

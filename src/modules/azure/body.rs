@@ -35,6 +35,10 @@ pub enum Asset {
     Latest { kind: String, name: String },
     /// A local input folder or file uploaded to the default datastore → its `azureml://` URI.
     Data { path: PathBuf },
+    /// A pipeline step's component, registered as an anonymous component version named by
+    /// a hash of its spec (a second submit registers nothing new) → its ARM id. The spec's
+    /// own markers (code, environment) are resolved first.
+    Component { spec: Value },
 }
 
 impl Asset {
@@ -50,12 +54,21 @@ impl Asset {
     }
 }
 
-/// Every asset marker in a body, in order of appearance, without repeats.
+/// `azureml:<marker>` (a component's code and environment) or a bare marker.
+fn marker_of(s: &str) -> Option<Asset> {
+    Asset::parse(s.strip_prefix("azureml:").unwrap_or(s))
+}
+
+/// Every asset marker in a body, in order of appearance, without repeats; a component's own
+/// markers come before it.
 pub fn assets(v: &Value) -> Vec<Asset> {
     fn walk(v: &Value, out: &mut Vec<Asset>) {
         match v {
             Value::String(s) => {
-                if let Some(a) = Asset::parse(s) {
+                if let Some(a) = marker_of(s) {
+                    if let Asset::Component { spec } = &a {
+                        walk(spec, out);
+                    }
                     if !out.contains(&a) {
                         out.push(a);
                     }
@@ -71,12 +84,13 @@ pub fn assets(v: &Value) -> Vec<Asset> {
     out
 }
 
-/// Replaces each asset marker by `f(asset)`.
+/// Replaces each asset marker by `f(asset)` (`azureml:<marker>` by `azureml:` + it).
 pub fn replace_assets(v: &mut Value, f: &dyn Fn(&Asset) -> Option<String>) {
     match v {
         Value::String(s) => {
-            if let Some(r) = Asset::parse(s).and_then(|a| f(&a)) {
-                *s = r;
+            let prefixed = s.starts_with("azureml:");
+            if let Some(r) = marker_of(s).and_then(|a| f(&a)) {
+                *s = if prefixed { format!("azureml:{r}") } else { r };
             }
         }
         Value::Array(a) => a.iter_mut().for_each(|x| replace_assets(x, f)),
@@ -85,7 +99,7 @@ pub fn replace_assets(v: &mut Value, f: &dyn Fn(&Asset) -> Option<String>) {
     }
 }
 
-fn invalid(source: &str, msg: impl std::fmt::Display) -> LabError {
+pub(super) fn invalid(source: &str, msg: impl std::fmt::Display) -> LabError {
     LabError::new("azure.invalid", format!("{source}: {msg}"))
 }
 
@@ -141,7 +155,7 @@ fn pascal(s: &str) -> String {
 }
 
 /// Remote as the sweep module reads paths, or an ARM id.
-fn is_remote(p: &str) -> bool {
+pub(super) fn is_remote(p: &str) -> bool {
     sweep::is_remote(p) || p.starts_with("/subscriptions/")
 }
 
@@ -150,7 +164,7 @@ fn latest_name(p: &str) -> Option<&str> {
     p.strip_prefix("azureml:")?.strip_suffix("@latest")
 }
 
-fn input_mode(m: &str, source: &str) -> LabResult<&'static str> {
+pub(super) fn input_mode(m: &str, source: &str) -> LabResult<&'static str> {
     Ok(match m {
         "ro_mount" | "mount" => "ReadOnlyMount",
         "rw_mount" => "ReadWriteMount",
@@ -167,7 +181,7 @@ fn input_mode(m: &str, source: &str) -> LabResult<&'static str> {
     })
 }
 
-fn output_mode(m: &str, source: &str) -> LabResult<&'static str> {
+pub(super) fn output_mode(m: &str, source: &str) -> LabResult<&'static str> {
     Ok(match m {
         "rw_mount" | "mount" => "ReadWriteMount",
         "upload" => "Upload",
@@ -181,8 +195,8 @@ fn output_mode(m: &str, source: &str) -> LabResult<&'static str> {
     })
 }
 
-const LITERAL_TYPES: &[&str] = &["string", "number", "integer", "boolean"];
-const DATA_TYPES: &[&str] = &[
+pub(super) const LITERAL_TYPES: &[&str] = &["string", "number", "integer", "boolean"];
+pub(super) const DATA_TYPES: &[&str] = &[
     "uri_file",
     "uri_folder",
     "mltable",
@@ -366,7 +380,7 @@ fn resources(v: &Option<Value>, cfg: &AzureConfig, source: &str) -> LabResult<Va
 
 /// `azureml:<name>:<version>` of `kind` (`environments`, `data`) → its ARM id in the
 /// workspace, as azure-ai-ml sends it; anything else unchanged.
-fn arm_asset_id(s: &str, kind: &str, cx: &BodyCtx<'_>) -> String {
+pub(super) fn arm_asset_id(s: &str, kind: &str, cx: &BodyCtx<'_>) -> String {
     match s.strip_prefix("azureml:").and_then(|r| r.split_once(':')) {
         Some((name, ver))
             if !name.is_empty() && !ver.is_empty() && !name.contains('/') && !ver.contains('/') =>
@@ -378,7 +392,7 @@ fn arm_asset_id(s: &str, kind: &str, cx: &BodyCtx<'_>) -> String {
 }
 
 /// The environment: an `azureml:` reference, an ARM id, or an inline `{image, conda_file}`.
-fn environment(v: &Option<Value>, cx: &BodyCtx<'_>) -> LabResult<Value> {
+pub(super) fn environment(v: &Option<Value>, cx: &BodyCtx<'_>) -> LabResult<Value> {
     match v {
         None => Err(invalid(cx.source, "environment is required to submit a job to Azure ML (an azureml:<name>:<version> reference, or image + conda_file)")),
         // `@latest` goes as written (curated environments live in the `azureml` registry,
@@ -513,7 +527,7 @@ pub fn merge_conda(a: &Value, b: &Value) -> Value {
     Value::Object(out)
 }
 
-fn compute_id(doc_compute: Option<&str>, cx: &BodyCtx<'_>) -> LabResult<Option<String>> {
+pub(super) fn compute_id(doc_compute: Option<&str>, cx: &BodyCtx<'_>) -> LabResult<Option<String>> {
     let c = doc_compute
         .map(str::to_string)
         .or_else(|| Some(cx.cfg.cluster.clone()).filter(|c| !c.is_empty()));
@@ -531,7 +545,7 @@ fn compute_id(doc_compute: Option<&str>, cx: &BodyCtx<'_>) -> LabResult<Option<S
     })
 }
 
-fn code(c: &Option<String>, cx: &BodyCtx<'_>) -> LabResult<Value> {
+pub(super) fn code(c: &Option<String>, cx: &BodyCtx<'_>) -> LabResult<Value> {
     Ok(match c {
         None => Value::Null,
         Some(c) if is_remote(c) => c.clone().into(),
@@ -578,7 +592,11 @@ fn string_map<T: std::fmt::Display>(m: impl IntoIterator<Item = (String, T)>) ->
 }
 
 /// The common fields of every job type.
-fn base(doc: &SweepDoc, job_type: &str, cx: &BodyCtx<'_>) -> LabResult<Map<String, Value>> {
+pub(super) fn base(
+    doc: &SweepDoc,
+    job_type: &str,
+    cx: &BodyCtx<'_>,
+) -> LabResult<Map<String, Value>> {
     let mut tags: BTreeMap<String, String> = cx.tags.clone();
     for (k, v) in &doc.tags {
         tags.insert(k.clone(), crate::redact::apply(&sweep::value_text(v)));
@@ -811,106 +829,6 @@ pub fn sweep_job(doc: &SweepDoc, s: &sweep::Sweep, cx: &BodyCtx<'_>) -> LabResul
     }
     t.insert("resources".into(), res);
     m.insert("trial".into(), t.into());
-    Ok(json!({"properties": m}))
-}
-
-/// A pipeline job's body: each step as the REST properties of its own type (command or
-/// sweep), `${{parent.…}}` bindings sent as written for the service to wire.
-pub fn pipeline_job(doc: &SweepDoc, cx: &BodyCtx<'_>) -> LabResult<Value> {
-    let mut m = base(doc, "Pipeline", cx)?;
-    m.insert("inputs".into(), inputs(&doc.inputs, cx)?);
-    m.insert("outputs".into(), outputs(&doc.outputs, cx)?);
-    let mut settings = Map::new();
-    settings.insert("_source".into(), "YAML.JOB".into());
-    if let Some(Value::Object(s)) = &doc.settings {
-        for (k, v) in s {
-            let v = match (k.as_str(), v) {
-                ("default_compute", Value::String(c)) => compute_id(Some(c), cx)?
-                    .map(Value::from)
-                    .unwrap_or(Value::Null),
-                _ => v.clone(),
-            };
-            settings.insert(k.clone(), v);
-        }
-    }
-    m.insert("settings".into(), settings.into());
-    let Some(Value::Object(jobs)) = &doc.jobs else {
-        return Err(invalid(
-            cx.source,
-            "a pipeline needs `jobs:`, a map of steps",
-        ));
-    };
-    let mut steps = Map::new();
-    for (name, step) in jobs {
-        let Value::Object(sm) = step else {
-            return Err(invalid(cx.source, format!("jobs.{name} must be a map")));
-        };
-        let mut sm = sm.clone();
-        // `component: ./x.yml`: the component's command, code and environment join the step.
-        if let Some(Value::String(c)) = sm.remove("component") {
-            let comp = sweep::load_component(&cx.base.join(&c))?;
-            let cv = serde_json::to_value(&comp).unwrap_or_default();
-            for k in [
-                "command",
-                "code",
-                "environment",
-                "environment_variables",
-                "distribution",
-                "resources",
-            ] {
-                if let Some(v) = cv.get(k) {
-                    sm.entry(k.to_string()).or_insert(v.clone());
-                }
-            }
-            for (k, v) in &comp.outputs {
-                let outs = sm.entry("outputs".to_string()).or_insert(json!({}));
-                if let Value::Object(o) = outs {
-                    if o.get(k).is_none_or(Value::is_null) {
-                        o.insert(k.clone(), v.clone());
-                    }
-                }
-            }
-        }
-        let step_doc: SweepDoc = serde_json::from_value(Value::Object(sm.clone()))
-            .map_err(|e| invalid(cx.source, format!("jobs.{name}: {e}")))?;
-        // Steps inherit the pipeline's compute; tags and provenance stay on the pipeline.
-        let step_cx = BodyCtx {
-            cfg: cx.cfg,
-            source: cx.source,
-            base: cx.base,
-            experiment: cx.experiment.clone(),
-            tags: BTreeMap::new(),
-            project: cx.project.clone(),
-        };
-        let mut body = match step_doc.kind.as_deref().unwrap_or("command") {
-            "command" => command_job(&step_doc, &step_cx)?,
-            "sweep" => {
-                let o = sweep::Origin {
-                    source: cx.source,
-                    text: None,
-                };
-                let s = sweep::resolve(step_doc.clone(), &o, cx.base)?;
-                sweep_job(&step_doc, &s, &step_cx)?
-            }
-            other => {
-                return Err(invalid(
-                    cx.source,
-                    format!("jobs.{name}: step type '{other}' is not one of command, sweep"),
-                ))
-            }
-        };
-        let mut p = body["properties"].take();
-        if let Value::Object(pm) = &mut p {
-            pm.remove("experimentName");
-            pm.remove("isArchived");
-            if step_doc.compute.is_none() {
-                pm.remove("computeId");
-            }
-            pm.insert("name".into(), name.clone().into());
-        }
-        steps.insert(name.clone(), p);
-    }
-    m.insert("jobs".into(), steps.into());
     Ok(json!({"properties": m}))
 }
 

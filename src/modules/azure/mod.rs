@@ -16,6 +16,7 @@ pub mod body;
 pub mod client;
 pub mod config;
 pub mod jobs;
+pub mod pipeline;
 pub mod pyyaml;
 pub mod rhai;
 
@@ -163,7 +164,7 @@ pub fn prepare(what: &What, o: &SubmitOpts) -> LabResult<Submission> {
         }
     });
     let body = match (kind.as_str(), &sweep_obj) {
-        ("pipeline", _) => body::pipeline_job(&doc, &cx)?,
+        ("pipeline", _) => pipeline::pipeline_job(&doc, &cx)?,
         ("sweep", Some(s)) => body::sweep_job(&doc, s, &cx)?,
         ("command", _) => {
             if cfg.hyperdrive {
