@@ -568,8 +568,16 @@ fn a_snapshot_never_holds_the_state_folder_and_stops_when_too_large() {
         !snap.join(".labhost").exists(),
         "the state folder was copied"
     );
-    let seen = std::fs::read_to_string(snap.join("seen.txt")).unwrap();
+    // Each trial runs in its own copy of the snapshot (its run folder's `wd/`).
+    let trial = r["trials"][0]["run_id"].as_i64().unwrap();
+    let wd = dir.parent().unwrap().join(trial.to_string()).join("wd");
+    let seen = std::fs::read_to_string(wd.join("seen.txt")).unwrap();
     assert!(!seen.lines().any(|l| l == ".labhost"), "{seen}");
+    assert!(seen.lines().any(|l| l == "outputs"), "{seen}");
+    assert!(
+        !snap.join("seen.txt").exists(),
+        "a trial wrote into the shared snapshot"
+    );
     let big = TestCmd::new()
         .file("s.yml", yml)
         .file("data.bin", vec![7u8; 3 << 20])
@@ -857,4 +865,80 @@ fn a_missing_code_folder_is_refused_by_the_dry_run_as_by_the_run() {
     assert!(dry.contains("nope does not exist"), "{dry}");
     assert_eq!(dry, run);
     assert!(no_runs_recorded(t.path()));
+}
+
+/// Azure ML's job runtime contract, locally: each step (and each trial) runs in its own copy
+/// of its code folder whose `./outputs` is the run's (a step writing `./outputs/world.txt`
+/// works and the file lands in the run folder); `${{parent.inputs.X}}` hands on a local
+/// folder (as an absolute path) and an integer (`25`, not `25.0`); a step output bound to a
+/// `uri_file` pipeline output is a file path; the next step reads it through
+/// `${{parent.jobs.a.outputs.result}}`; typed literal inputs (`{type: integer, value: 7}`)
+/// reach the command.
+#[test]
+fn pipeline_steps_run_in_their_own_folder_with_outputs_and_parent_bindings() {
+    let step_a = "import os, sys\nargs = dict(zip(sys.argv[1::2], sys.argv[2::2]))\nrows = open(os.path.join(args['--data'], 'x.csv')).read().strip()\nopen(args['--out'], 'w').write(f\"{rows} epochs={args['--epochs']}\")\nopen('outputs/world.txt', 'w').write(os.getcwd())\nopen('mine.txt', 'w').write('a')\n";
+    let step_b = "import os, sys\nprint(open(sys.argv[1]).read(), sys.argv[2], os.path.exists('mine.txt'))\n";
+    let pipe = r#"type: pipeline
+inputs:
+  raw: {type: uri_folder, path: ./data}
+  epochs: 25
+outputs:
+  final: {type: uri_file, mode: rw_mount}
+jobs:
+  a:
+    type: command
+    command: python3 a.py --data ${{inputs.data}} --epochs ${{inputs.epochs}} --out ${{outputs.result}}
+    code: src
+    environment: azureml:labhost-python:1
+    inputs:
+      data: ${{parent.inputs.raw}}
+      epochs: ${{parent.inputs.epochs}}
+    outputs:
+      result: ${{parent.outputs.final}}
+  b:
+    type: command
+    command: python3 b.py ${{inputs.report}} ${{inputs.k}}
+    code: src
+    environment: azureml:labhost-python:1
+    inputs:
+      report: ${{parent.jobs.a.outputs.result}}
+      k:
+        type: integer
+        value: 7
+"#;
+    let t = TestCmd::new()
+        .file("p.yml", pipe)
+        .file("data/x.csv", "1,2")
+        .file("src/a.py", step_a)
+        .file("src/b.py", step_b);
+    let (code, out, err) = t.spawn(["sweep", "p.yml", "--json"]).finish();
+    assert_eq!(code, Some(0), "{err}");
+    let r: serde_json::Value = serde_json::from_str(&out).unwrap();
+    let run_dir = |step: &str| {
+        let id = r[step]["trials"][0]["run_id"].as_i64().unwrap();
+        let (_, j, _) = t.spawn(["jobs", "--json", "--limit", "100"]).finish();
+        let jobs: serde_json::Value = serde_json::from_str(&j).unwrap();
+        let run = jobs
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|x| x["id"] == id)
+            .unwrap()
+            .clone();
+        std::path::PathBuf::from(run["run_dir"].as_str().unwrap())
+    };
+    let a = run_dir("a");
+    // ./outputs/world.txt written from the step's own working folder, inside its run.
+    let cwd = std::fs::read_to_string(a.join("outputs/world.txt")).unwrap();
+    assert_eq!(std::path::Path::new(&cwd), a.join("wd"));
+    // The uri_file output is a file, its text built from the local input and the integer.
+    assert_eq!(
+        std::fs::read_to_string(a.join("outputs/result")).unwrap(),
+        "1,2 epochs=25"
+    );
+    // The code folder is untouched; b has its own copy (no mine.txt from a).
+    assert!(!t.path().join("src/mine.txt").exists());
+    let b = r["b"]["trials"][0]["run_id"].to_string();
+    let (_, log, _) = t.spawn(["logs", &b]).finish();
+    assert_eq!(log, "1,2 epochs=25 7 False\n");
 }

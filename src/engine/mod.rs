@@ -9,6 +9,7 @@ pub mod job_host;
 mod metrics;
 pub mod mlflow;
 pub mod supervisor;
+mod workdir;
 
 pub use job_host::{
     at_exit, ended_count, get as job_host, job_host_alive, recover_orphans, wait_for_end, AtExit,

@@ -40,6 +40,9 @@ pub struct Launch {
     pub keep_fds: Vec<std::os::fd::RawFd>,
     pub command: Command,
     pub cwd: Option<PathBuf>,
+    /// Azure's runtime contract: `cwd` is the run's own copy of this folder, made before the
+    /// job starts (`workdir::prepare`).
+    pub cwd_from: Option<PathBuf>,
     pub env: BTreeMap<String, String>,
     pub run_dir: PathBuf,
     pub timeout: Option<Duration>,
@@ -88,6 +91,9 @@ pub async fn run(
             .map_err(|e| crate::error::io_err("jobs", "cannot open", &p, &e))
     };
     let (out, err) = (log("stdout.log")?, log("stderr.log")?);
+    if let Some(src) = &l.cwd_from {
+        super::workdir::prepare(src, &l.run_dir)?;
+    }
     if let Some(d) = &l.docker {
         return super::docker_run::run_docker(l, d, out, err, started, metrics, cancel).await;
     }
@@ -349,7 +355,15 @@ pub fn launch_for(run: &crate::store::Run) -> LabResult<Launch> {
         attempt: run.attempt,
         keep_fds: Vec::new(),
         command: spec.command.clone(),
-        cwd: spec.cwd.as_deref().map(PathBuf::from),
+        cwd: if spec.own_cwd {
+            Some(PathBuf::from(&run.run_dir).join("wd"))
+        } else {
+            spec.cwd.as_deref().map(PathBuf::from)
+        },
+        cwd_from: spec
+            .own_cwd
+            .then(|| spec.cwd.as_deref().map(PathBuf::from))
+            .flatten(),
         env: spec.env.clone(),
         run_dir: PathBuf::from(&run.run_dir),
         timeout: spec.timeout.and_then(crate::util::secs_to_duration),

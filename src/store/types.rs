@@ -218,6 +218,10 @@ pub struct StoredSpec {
     /// `run_in: docker`: the network mode.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub network: Option<String>,
+    /// Azure ML's job runtime contract: the job runs in its own copy of `cwd` (the run
+    /// folder's `wd/`, files hard-linked) whose `outputs/` and `logs/` are the run folder's.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub own_cwd: bool,
 }
 
 fn is_host(r: &RunIn) -> bool {

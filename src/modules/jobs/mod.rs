@@ -73,6 +73,10 @@ pub struct JobSpec {
     /// The experiment the run belongs to, by id (sweeps set it); not a script key.
     #[serde(skip)]
     pub experiment_id: Option<i64>,
+    /// Run in its own copy of `cwd` with `outputs/` and `logs/` (Azure ML's runtime
+    /// contract; sweeps of job files set it); not a script key.
+    #[serde(skip)]
+    pub own_cwd: bool,
     /// In a pool: the positions (in the pool's spec list, all earlier) of the specs this one
     /// depends on; the pool turns them into `depends_on` ids. Not a script key.
     #[serde(skip)]
@@ -138,6 +142,7 @@ pub fn to_new_run(s: &JobSpec) -> LabResult<NewRun> {
         image: s.image.clone(),
         mounts,
         network: s.network.clone(),
+        own_cwd: s.own_cwd,
     };
     Ok(NewRun {
         parent_id: s.parent,

@@ -287,6 +287,8 @@ pub struct Sweep {
     /// Input values (sweep inputs over component defaults), as the command sees them.
     pub inputs: BTreeMap<String, InputValue>,
     pub outputs: Vec<String>,
+    /// The outputs of type `uri_file`: a file path (its folder made), not a folder.
+    pub file_outputs: Vec<String>,
     /// Notes for the user (an `azureml:` environment recorded, not used locally, …).
     pub notes: Vec<String>,
     /// `type: command`: one trial, no search space.
@@ -783,6 +785,18 @@ pub fn resolve(doc: SweepDoc, o: &Origin<'_>, base: &Path) -> LabResult<Sweep> {
         }
     }
     check_bindings(&trial.command, &space, &inputs, &outputs, o)?;
+    let file_outputs: Vec<String> = outputs
+        .iter()
+        .filter(|n| {
+            doc.outputs
+                .get(*n)
+                .or_else(|| trial.outputs.get(*n))
+                .and_then(|d| d.get("type"))
+                .and_then(Value::as_str)
+                == Some("uri_file")
+        })
+        .cloned()
+        .collect();
     match &trial.environment {
         Some(Value::String(e)) => notes.push(format!(
             "environment {e} is recorded, not used: trials run on this host's own environment"
@@ -831,6 +845,7 @@ pub fn resolve(doc: SweepDoc, o: &Origin<'_>, base: &Path) -> LabResult<Sweep> {
         trial,
         inputs,
         outputs,
+        file_outputs,
         notes,
         single,
         child_kind: crate::store::RunKind::Trial,
@@ -1022,10 +1037,16 @@ impl Sweep {
         if used.is_empty() {
             return out;
         }
-        // Azure makes output folders before the command runs.
+        // Azure makes output folders (a `uri_file` output's folder) before the command runs.
         let dirs: Vec<String> = used
             .iter()
-            .map(|n| format!("\"$LABHOST_RUN_DIR/outputs/{n}\""))
+            .map(|n| {
+                if self.file_outputs.contains(n) {
+                    "\"$LABHOST_RUN_DIR/outputs\"".to_string()
+                } else {
+                    format!("\"$LABHOST_RUN_DIR/outputs/{n}\"")
+                }
+            })
             .collect();
         format!("mkdir -p {} && {out}", dirs.join(" "))
     }
@@ -1052,6 +1073,7 @@ fn input_value(v: &Value, base: &Path) -> InputValue {
         Value::Object(m) => {
             let p = m
                 .get("path")
+                .or_else(|| m.get("value"))
                 .or_else(|| m.get("default"))
                 .map(value_text)
                 .unwrap_or_default();

@@ -21,6 +21,9 @@ pub struct Pipeline {
     pub text: String,
     pub base: PathBuf,
     pub inputs: Map<String, Value>,
+    /// The pipeline's outputs: a step output bound to `${{parent.outputs.X}}` takes X's
+    /// type and mode.
+    pub outputs: Map<String, Value>,
     pub steps: Vec<(String, Map<String, Value>)>,
 }
 
@@ -53,6 +56,7 @@ pub fn from_file(f: super::JobFile) -> LabResult<Pipeline> {
     }
     Ok(Pipeline {
         inputs: f.doc.inputs.clone(),
+        outputs: f.doc.outputs.clone(),
         source: f.source,
         text: f.text,
         base: f.base,
@@ -96,9 +100,24 @@ fn bind(
                 let parts: Vec<&str> = b.split('.').collect();
                 let val = match parts.as_slice() {
                     ["parent", "inputs", x] => p.inputs.get(*x).map(|v| match v {
-                        Value::Object(m) => {
-                            m.get("path").map(super::value_text).unwrap_or_default()
-                        }
+                        // A local path is the pipeline file's, wherever the step runs.
+                        Value::Object(m) => match m.get("path").map(super::value_text) {
+                            Some(path) if !super::is_remote(&path) => p
+                                .base
+                                .join(
+                                    path.strip_prefix("file:")
+                                        .unwrap_or(&path)
+                                        .trim_start_matches("./"),
+                                )
+                                .display()
+                                .to_string(),
+                            Some(path) => path,
+                            None => m
+                                .get("value")
+                                .or_else(|| m.get("default"))
+                                .map(super::value_text)
+                                .unwrap_or_default(),
+                        },
                         other => super::value_text(other),
                     }),
                     ["parent", "jobs", step, "outputs", name] => {
@@ -191,7 +210,33 @@ pub fn step(
         text: Some(&p.text),
     };
     let (name, m) = &p.steps[i];
-    let mut m = match bind(&Value::Object(m.clone()), p, outputs, &o)? {
+    let mut m = m.clone();
+    // `outputs: {x: ${{parent.outputs.y}}}`: the step's output x is the pipeline's y, with
+    // y's type and mode.
+    if let Some(Value::Object(outs)) = m.get_mut("outputs") {
+        for v in outs.values_mut() {
+            let Value::String(b) = v else { continue };
+            let Some(y) = super::bindings(b)
+                .into_iter()
+                .find_map(|x| x.strip_prefix("parent.outputs.").map(str::to_string))
+            else {
+                continue;
+            };
+            let Some(decl) = p.outputs.get(&y) else {
+                return Err(err(
+                    &o,
+                    &format!("parent.outputs.{y}"),
+                    format!("jobs.{name} binds ${{{{parent.outputs.{y}}}}}, which is not an output of the pipeline"),
+                ));
+            };
+            *v = if decl.is_object() {
+                decl.clone()
+            } else {
+                Value::Object(Map::new())
+            };
+        }
+    }
+    let mut m = match bind(&Value::Object(m), p, outputs, &o)? {
         Value::Object(m) => m,
         _ => unreachable!("bind keeps a map a map"),
     };

@@ -636,6 +636,8 @@ impl SweepRun<'_> {
             },
             kind: s.child_kind,
             experiment_id: Some(self.exp),
+            // A code snapshot: each trial runs in its own copy, with `outputs/` and `logs/`.
+            own_cwd: s.trial.code.is_some() && s.trial.snapshot != Some(false),
             ..Default::default()
         }
     }
