@@ -179,6 +179,10 @@ pub const KINDS: &[(&str, &str)] = &[
     ),
     ("jobs.spawn", "a job's process could not be started"),
     (
+        "jobs.launch",
+        "a distributed job's ranks could not be started (labhost launch)",
+    ),
+    (
         "jobs.containment",
         "a job's cgroup could not be made or joined",
     ),

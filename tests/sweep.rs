@@ -942,3 +942,78 @@ jobs:
     let (_, log, _) = t.spawn(["logs", &b]).finish();
     assert_eq!(log, "1,2 epochs=25 7 False\n");
 }
+
+/// `distribution: pytorch` with 2 processes × 2 instances runs 4 ranks with Azure ML's
+/// variables: they rendezvous at MASTER_ADDR:MASTER_PORT and rank 0 sums the ranks (a
+/// socket all-reduce, WORLD_SIZE=4 → 6). A rank that exits 1 stops the others at once: no
+/// process of the job is left (checked with `ps`) and the job fails with that rank's code.
+#[test]
+fn a_pytorch_distribution_runs_its_ranks_as_one_job() {
+    let ranks = r#"import os, socket, sys, time
+r, n = int(os.environ["RANK"]), int(os.environ["WORLD_SIZE"])
+addr = (os.environ["MASTER_ADDR"], int(os.environ["MASTER_PORT"]))
+if sys.argv[1] == "fail":
+    if r == 3:
+        sys.exit(1)
+    time.sleep(120)
+if r == 0:
+    s = socket.socket(); s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1); s.bind(addr); s.listen(n)
+    total = 0
+    for _ in range(n - 1):
+        c, _ = s.accept(); total += int(c.recv(16)); c.close()
+    print(f"world={n} sum={total} local={os.environ['LOCAL_WORLD_SIZE']}")
+else:
+    for _ in range(200):
+        try:
+            c = socket.create_connection(addr); break
+        except OSError:
+            time.sleep(0.05)
+    c.sendall(str(r).encode()); c.close()
+"#;
+    let job = "command: python3 ranks.py ${{inputs.mode}} distributed-rank-marker\ncode: src\ninputs:\n  mode: ok\ndistribution:\n  type: pytorch\n  process_count_per_instance: 2\nresources:\n  instance_count: 2\n";
+    let t = TestCmd::new()
+        .file("job.yml", job)
+        .file("src/ranks.py", ranks);
+    let (code, out, err) = t.spawn(["sweep", "job.yml", "--json"]).finish();
+    assert_eq!(code, Some(0), "{err}");
+    let r: serde_json::Value = serde_json::from_str(&out).unwrap();
+    let id = r["trials"][0]["run_id"].to_string();
+    let (_, log, _) = t.spawn(["logs", &id]).finish();
+    assert_eq!(log, "world=4 sum=6 local=2\n");
+
+    let started = std::time::Instant::now();
+    let (code, out, err) = t
+        .spawn([
+            "sweep",
+            "job.yml",
+            "--json",
+            "--rerun",
+            "--set",
+            "inputs.mode=fail",
+        ])
+        .finish();
+    assert_ne!(code, Some(0), "{out}");
+    assert!(
+        started.elapsed() < std::time::Duration::from_secs(60),
+        "the other ranks were not stopped"
+    );
+    let r: serde_json::Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(r["trials"][0]["status"], "failed", "{out}");
+    assert!(
+        r["trials"][0]["reason"]
+            .as_str()
+            .unwrap()
+            .starts_with("exit 1: labhost launch: rank 3 exited 1"),
+        "{out}{err}"
+    );
+    let ps = std::process::Command::new("ps")
+        .args(["-eo", "args"])
+        .output()
+        .unwrap();
+    let ps = String::from_utf8_lossy(&ps.stdout);
+    assert!(
+        !ps.lines()
+            .any(|l| l.contains("distributed-rank-marker") && l.contains("python3")),
+        "ranks left running:\n{ps}"
+    );
+}

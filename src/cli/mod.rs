@@ -9,6 +9,7 @@ mod docker_run;
 mod error;
 mod gpus;
 mod jobs;
+mod launch;
 mod pipeline;
 mod script;
 mod sweep;
@@ -106,6 +107,9 @@ pub enum Verb {
     Report(track::ReportArgs),
     /// Print shell completions
     Completions { shell: clap_complete::Shell },
+    /// Run a distributed job's ranks on this machine (what a `distribution:` runs as)
+    #[command(hide = true)]
+    Launch(launch::LaunchArgs),
 }
 
 /// What every handler may need from the global flags.
@@ -199,6 +203,7 @@ fn dispatch(cmd: Verb, ctx: &Flags) -> CmdResult {
         Verb::Runs(a) => track::runs(a),
         Verb::Track(c) => track::run(c),
         Verb::Report(a) => track::report(a),
+        Verb::Launch(a) => launch::run(a),
         Verb::Completions { shell } => {
             use clap::CommandFactory;
             clap_complete::generate(

@@ -1,5 +1,6 @@
 //! `jobs`: submit jobs to the persistent local engine (`crate::engine`), wait for them, read their
 //! logs and metrics. Typed API over the store and the job host; no rhai here.
+pub mod launch;
 pub mod pool;
 pub mod rhai;
 

@@ -1029,6 +1029,7 @@ impl Sweep {
             rest = &after[j + 2..];
         }
         out.push_str(rest);
+        let out = self.launched(out);
         let used: Vec<&String> = self
             .outputs
             .iter()
@@ -1049,6 +1050,33 @@ impl Sweep {
             })
             .collect();
         format!("mkdir -p {} && {out}", dirs.join(" "))
+    }
+}
+
+impl Sweep {
+    /// A trial with a `distribution:` of more than one process runs as its ranks, under
+    /// labhost's launcher (`labhost launch`, one job to the engine); on the host only (an
+    /// image has no labhost in it).
+    fn launched(&self, cmd: String) -> String {
+        let layout = crate::modules::jobs::launch::Layout::of(
+            self.trial.distribution.as_ref(),
+            self.trial.resources.as_ref(),
+        );
+        let Some(l) = layout.filter(|_| self.trial.run_in != Some(crate::store::RunIn::Docker))
+        else {
+            return cmd;
+        };
+        let exe = std::env::current_exe()
+            .map(|p| p.display().to_string())
+            .unwrap_or_else(|_| "labhost".into());
+        let q = |s: &str| format!("'{}'", s.replace('\'', "'\\''"));
+        let args: Vec<String> = l.args().iter().map(|a| q(a)).collect();
+        format!(
+            "exec {} launch {} -- sh -c {}",
+            q(&exe),
+            args.join(" "),
+            q(&cmd)
+        )
     }
 }
 

@@ -1,0 +1,277 @@
+//! Distributed launch on this machine, as Azure ML launches a job with a `distribution:`:
+//! one process per rank (`pytorch`, `mpi`: `process_count_per_instance × instance_count`;
+//! `tensorflow`: `worker_count` workers and `parameter_server_count` parameter servers),
+//! each with the environment Azure ML gives it (`RANK`, `LOCAL_RANK`, `WORLD_SIZE`,
+//! `LOCAL_WORLD_SIZE`, `NODE_RANK`, `MASTER_ADDR`, `MASTER_PORT`; `TF_CONFIG`;
+//! `OMPI_COMM_WORLD_*`). The ranks are one job to the engine: they run under the job's
+//! launcher process (`labhost launch`), in its containment; one rank failing stops the
+//! others and the launcher exits with that rank's code.
+use std::collections::BTreeMap;
+use std::ffi::OsString;
+
+use serde_json::{json, Value};
+
+use crate::error::{LabError, LabResult};
+use crate::process;
+
+/// How the ranks of a job are laid out.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Layout {
+    /// `pytorch`, `mpi` or `tensorflow`.
+    pub kind: String,
+    /// Instances (Azure's nodes; here, groups of local ranks).
+    pub nodes: u32,
+    /// Processes per instance (pytorch, mpi); workers (tensorflow).
+    pub per_node: u32,
+    /// Parameter servers (tensorflow).
+    pub ps: u32,
+}
+
+impl Layout {
+    /// A job file's `distribution:` and `resources.instance_count`: `None` when the job is
+    /// one process.
+    pub fn of(distribution: Option<&Value>, resources: Option<&Value>) -> Option<Layout> {
+        let d = distribution?.as_object()?;
+        let n = |k: &str| d.get(k).and_then(Value::as_u64).map(|x| x as u32);
+        let nodes = resources
+            .and_then(|r| r.get("instance_count"))
+            .and_then(Value::as_u64)
+            .unwrap_or(1)
+            .max(1) as u32;
+        let kind = d.get("type").and_then(Value::as_str)?.to_string();
+        let l = match kind.as_str() {
+            "pytorch" | "mpi" => Layout {
+                per_node: n("process_count_per_instance").unwrap_or(1).max(1),
+                nodes,
+                ps: 0,
+                kind,
+            },
+            "tensorflow" => Layout {
+                per_node: n("worker_count").unwrap_or(nodes).max(1),
+                nodes: 1,
+                ps: n("parameter_server_count").unwrap_or(0),
+                kind,
+            },
+            _ => return None,
+        };
+        (l.ranks() > 1).then_some(l)
+    }
+
+    pub fn ranks(&self) -> u32 {
+        self.nodes * self.per_node + self.ps
+    }
+
+    /// The environment of each rank, in rank order. `ports` gives free loopback ports: one
+    /// for pytorch's rendezvous, one per task for tensorflow.
+    pub fn envs(&self, ports: &[u16]) -> Vec<BTreeMap<String, String>> {
+        let mut out = Vec::new();
+        match self.kind.as_str() {
+            "tensorflow" => {
+                let addr = |i: usize| format!("127.0.0.1:{}", ports.get(i).copied().unwrap_or(0));
+                let workers: Vec<String> = (0..self.per_node as usize).map(addr).collect();
+                let ps: Vec<String> = (0..self.ps as usize)
+                    .map(|i| addr(self.per_node as usize + i))
+                    .collect();
+                let mut cluster = json!({"worker": workers});
+                if !ps.is_empty() {
+                    cluster["ps"] = json!(ps);
+                }
+                for i in 0..self.per_node {
+                    let tf = json!({"cluster": cluster, "task": {"type": "worker", "index": i}});
+                    out.push(BTreeMap::from([("TF_CONFIG".to_string(), tf.to_string())]));
+                }
+                for i in 0..self.ps {
+                    let tf = json!({"cluster": cluster, "task": {"type": "ps", "index": i}});
+                    out.push(BTreeMap::from([("TF_CONFIG".to_string(), tf.to_string())]));
+                }
+            }
+            _ => {
+                let world = self.ranks();
+                for r in 0..world {
+                    let (node, local) = (r / self.per_node, r % self.per_node);
+                    let mut e = BTreeMap::new();
+                    let mut set = |k: &str, v: String| {
+                        e.insert(k.to_string(), v);
+                    };
+                    set("RANK", r.to_string());
+                    set("LOCAL_RANK", local.to_string());
+                    set("WORLD_SIZE", world.to_string());
+                    set("LOCAL_WORLD_SIZE", self.per_node.to_string());
+                    set("NODE_RANK", node.to_string());
+                    set("GROUP_RANK", node.to_string());
+                    set("MASTER_ADDR", "127.0.0.1".into());
+                    set(
+                        "MASTER_PORT",
+                        ports.first().copied().unwrap_or(0).to_string(),
+                    );
+                    if self.kind == "mpi" {
+                        set("OMPI_COMM_WORLD_RANK", r.to_string());
+                        set("OMPI_COMM_WORLD_SIZE", world.to_string());
+                        set("OMPI_COMM_WORLD_LOCAL_RANK", local.to_string());
+                        set("OMPI_COMM_WORLD_LOCAL_SIZE", self.per_node.to_string());
+                        set("OMPI_COMM_WORLD_NODE_RANK", node.to_string());
+                    }
+                    out.push(e);
+                }
+            }
+        }
+        out
+    }
+
+    /// The arguments of `labhost launch` for this layout.
+    pub fn args(&self) -> Vec<String> {
+        vec![
+            "--kind".into(),
+            self.kind.clone(),
+            "--nodes".into(),
+            self.nodes.to_string(),
+            "--per-node".into(),
+            self.per_node.to_string(),
+            "--ps".into(),
+            self.ps.to_string(),
+        ]
+    }
+}
+
+/// `n` free loopback ports (bound, read, released).
+fn free_ports(n: usize) -> LabResult<Vec<u16>> {
+    let listeners: Vec<std::net::TcpListener> = (0..n)
+        .map(|_| std::net::TcpListener::bind("127.0.0.1:0"))
+        .collect::<std::io::Result<_>>()
+        .map_err(|e| LabError::new("jobs.launch", format!("no free port: {e}")))?;
+    listeners
+        .iter()
+        .map(|l| l.local_addr().map(|a| a.port()))
+        .collect::<std::io::Result<_>>()
+        .map_err(|e| LabError::new("jobs.launch", format!("no free port: {e}")))
+}
+
+/// `CUDA_VISIBLE_DEVICES` shared out: rank `r` of `n` gets its own slice when the devices
+/// divide evenly among the ranks (a GPU per process), else all of them.
+fn devices_for(all: &str, r: usize, n: usize) -> String {
+    let ids: Vec<&str> = all.split(',').filter(|s| !s.is_empty()).collect();
+    if ids.is_empty() || n == 0 || !ids.len().is_multiple_of(n) {
+        return all.to_string();
+    }
+    let k = ids.len() / n;
+    ids[r * k..(r + 1) * k].join(",")
+}
+
+/// Runs `argv` once per rank, each with its environment over this process's, and waits:
+/// the first rank to fail stops the others (their groups get the grace); returns that
+/// rank's exit code, else 0.
+pub fn run(layout: &Layout, argv: &[String]) -> LabResult<i32> {
+    let ports = free_ports(if layout.kind == "tensorflow" {
+        layout.ranks() as usize
+    } else {
+        1
+    })?;
+    let envs = layout.envs(&ports);
+    let argv: Vec<OsString> = argv.iter().map(OsString::from).collect();
+    let gpus = std::env::var("CUDA_VISIBLE_DEVICES").ok();
+    // Spawned inside the runtime (the exit watch registers with its reactor), on this
+    // thread (the ranks' death signal follows it).
+    crate::runtime::block_on(async move {
+        let mut children = Vec::new();
+        for (r, e) in envs.iter().enumerate() {
+            let mut env: BTreeMap<String, String> = std::env::vars().collect();
+            env.extend(e.clone());
+            if let Some(all) = &gpus {
+                env.insert(
+                    "CUDA_VISIBLE_DEVICES".into(),
+                    devices_for(all, r, envs.len()),
+                );
+            }
+            let program = process::Program::new(&argv, &env, None)
+                .map_err(|e| LabError::new("jobs.launch", format!("cannot start rank {r}: {e}")))?;
+            let child = process::spawn(&program, &process::Io::stdio([0, 1, 2])).map_err(|e| {
+                LabError::new("jobs.launch", format!("cannot start rank {r}: {e:?}"))
+            })?;
+            children.push(child);
+        }
+        use futures_util::StreamExt;
+        let mut waits: futures_util::stream::FuturesUnordered<_> = children
+            .iter_mut()
+            .enumerate()
+            .map(|(r, c)| async move { (r, c.wait().await) })
+            .collect();
+        let mut failed: Option<(usize, i32)> = None;
+        let mut left: Vec<i32> = Vec::new();
+        while let Some((r, status)) = waits.next().await {
+            let code = match status {
+                Ok(s) => s.code().unwrap_or_else(|| {
+                    128 + std::os::unix::process::ExitStatusExt::signal(&s).unwrap_or(0)
+                }),
+                Err(_) => 1,
+            };
+            if code != 0 && failed.is_none() {
+                failed = Some((r, code));
+                eprintln!("labhost launch: rank {r} exited {code}; stopping the other ranks");
+                break;
+            }
+            left.push(r as i32);
+        }
+        drop(waits);
+        if let Some((_, code)) = failed {
+            for (r, c) in children.iter_mut().enumerate() {
+                if !left.contains(&(r as i32)) {
+                    let _ = c.stop(process::grace()).await;
+                }
+            }
+            return Ok(code);
+        }
+        Ok(0)
+    })?
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn pytorch_ranks_get_azures_variables() {
+        let l = Layout::of(
+            Some(&json!({"type": "pytorch", "process_count_per_instance": 2})),
+            Some(&json!({"instance_count": 2})),
+        )
+        .unwrap();
+        let e = l.envs(&[29500]);
+        assert_eq!(e.len(), 4);
+        assert_eq!(e[3]["RANK"], "3");
+        assert_eq!(e[3]["LOCAL_RANK"], "1");
+        assert_eq!(e[3]["NODE_RANK"], "1");
+        assert_eq!(e[3]["WORLD_SIZE"], "4");
+        assert_eq!(e[3]["LOCAL_WORLD_SIZE"], "2");
+        assert_eq!(e[0]["MASTER_PORT"], "29500");
+        // One process is no distribution.
+        assert!(Layout::of(Some(&json!({"type": "pytorch"})), None).is_none());
+    }
+
+    #[test]
+    fn tensorflow_tasks_get_tf_config_and_mpi_ranks_ompi() {
+        let l = Layout::of(
+            Some(&json!({"type": "tensorflow", "worker_count": 2, "parameter_server_count": 1})),
+            None,
+        )
+        .unwrap();
+        let e = l.envs(&[1, 2, 3]);
+        let tf: Value = serde_json::from_str(&e[2]["TF_CONFIG"]).unwrap();
+        assert_eq!(
+            tf,
+            json!({"cluster": {"worker": ["127.0.0.1:1", "127.0.0.1:2"], "ps": ["127.0.0.1:3"]}, "task": {"type": "ps", "index": 0}})
+        );
+        let m = Layout::of(
+            Some(&json!({"type": "mpi", "process_count_per_instance": 3})),
+            None,
+        )
+        .unwrap();
+        assert_eq!(m.envs(&[5])[2]["OMPI_COMM_WORLD_RANK"], "2");
+        assert_eq!(m.envs(&[5])[2]["OMPI_COMM_WORLD_SIZE"], "3");
+    }
+
+    #[test]
+    fn gpus_are_shared_out_when_they_divide() {
+        assert_eq!(devices_for("0,1,2,3", 1, 2), "2,3");
+        assert_eq!(devices_for("0,1,2", 1, 2), "0,1,2");
+    }
+}
