@@ -761,16 +761,7 @@ fn job_files_go_to_azure_ml_as_azure_ai_ml_sends_them() {
         .unwrap();
     let out = String::from_utf8_lossy(&o.stdout);
     assert!(o.status.success(), "{out}");
-    let cases = std::fs::read_dir(format!("{root}/tests/azure_sdk/cases"))
-        .unwrap()
-        .filter(|e| {
-            e.as_ref()
-                .unwrap()
-                .path()
-                .extension()
-                .is_some_and(|x| x == "yml")
-        })
-        .count();
+    let cases = crate::util::count_files(&format!("{root}/tests/azure_sdk/cases"), "yml");
     assert!(cases >= 40, "the corpus has {cases} job files");
     assert!(
         out.contains(&format!("{cases} cases: 0 unexplained differences, 0 open")),

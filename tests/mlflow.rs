@@ -730,16 +730,7 @@ fn the_client_corpus_reads_back_as_from_a_real_mlflow_server() {
         "{out}\n{}",
         String::from_utf8_lossy(&o.stderr)
     );
-    let cases = std::fs::read_dir(format!("{root}/tests/mlflow_diff/cases"))
-        .unwrap()
-        .filter(|e| {
-            e.as_ref()
-                .unwrap()
-                .path()
-                .extension()
-                .is_some_and(|x| x == "py")
-        })
-        .count();
+    let cases = crate::util::count_files(&format!("{root}/tests/mlflow_diff/cases"), "py");
     assert!(cases >= 30, "the corpus has {cases} scripts");
     assert!(
         out.contains(&format!("{cases} of {cases} cases read back the same")),

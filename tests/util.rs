@@ -385,3 +385,17 @@ pub fn azurite(bin: &str) -> Background {
     bg.url = format!("{}/devstoreaccount1", bg.url);
     bg
 }
+
+/// How many files directly in `dir` end in `.ext` (a differential corpus's cases).
+pub fn count_files(dir: &str, ext: &str) -> usize {
+    std::fs::read_dir(dir)
+        .unwrap()
+        .filter(|e| {
+            e.as_ref()
+                .unwrap()
+                .path()
+                .extension()
+                .is_some_and(|x| x == ext)
+        })
+        .count()
+}

@@ -195,34 +195,27 @@ fn step_inputs(
                 node.insert(k.clone(), n);
                 comp.insert(k.clone(), c);
             }
-            Value::Object(o) => {
-                // A typed literal (`{type: integer, value: 3}`).
-                let val = o
-                    .get("value")
-                    .or_else(|| o.get("default"))
-                    .cloned()
-                    .unwrap_or(Value::Null);
+            other => {
+                // A scalar, or a typed literal (`{type: integer, value: 3}`).
+                let (val, ty) = match other {
+                    Value::Object(o) => {
+                        let val = o
+                            .get("value")
+                            .or_else(|| o.get("default"))
+                            .cloned()
+                            .unwrap_or(Value::Null);
+                        let ty = o.get("type").and_then(Value::as_str).map(str::to_string);
+                        let ty = ty.unwrap_or_else(|| literal_type(&val).to_string());
+                        (val, ty)
+                    }
+                    scalar => (scalar.clone(), literal_type(scalar).to_string()),
+                };
                 let text = sweep::value_text(&val);
-                let ty = o
-                    .get("type")
-                    .and_then(Value::as_str)
-                    .unwrap_or_else(|| literal_type(&val));
                 node.insert(
                     k.clone(),
                     json!({"value": text, "job_input_type": "literal"}),
                 );
                 comp.insert(k.clone(), json!({"type": ty, "default": text}));
-            }
-            scalar => {
-                let text = sweep::value_text(scalar);
-                node.insert(
-                    k.clone(),
-                    json!({"value": text, "job_input_type": "literal"}),
-                );
-                comp.insert(
-                    k.clone(),
-                    json!({"type": literal_type(scalar), "default": text}),
-                );
             }
         }
     }
@@ -447,21 +440,34 @@ fn command_node(
         }
     };
     let mut node = Map::new();
-    node.insert("name".into(), name.into());
-    node.insert("type".into(), "command".into());
-    if !node_in.is_empty() {
-        node.insert("inputs".into(), node_in.into());
-    }
-    if !node_out.is_empty() {
-        node.insert("outputs".into(), node_out.into());
-    }
-    node_runtime(&mut node, step, cx)?;
+    node_common(&mut node, name, "command", (node_in, node_out), step, cx)?;
     node.insert("_source".into(), "YAML.JOB".into());
     node.insert(
         "componentId".into(),
         Asset::Component { spec }.mark().into(),
     );
     Ok(Value::Object(node))
+}
+
+/// What every node carries: its name and type, inputs and outputs (when any), and its own
+/// compute, resources, distribution and environment variables.
+fn node_common(
+    node: &mut Map<String, Value>,
+    name: &str,
+    kind: &str,
+    (ins, outs): (Map<String, Value>, Map<String, Value>),
+    step: &Map<String, Value>,
+    cx: &BodyCtx<'_>,
+) -> LabResult<()> {
+    node.insert("name".into(), name.into());
+    node.insert("type".into(), kind.into());
+    if !ins.is_empty() {
+        node.insert("inputs".into(), ins.into());
+    }
+    if !outs.is_empty() {
+        node.insert("outputs".into(), outs.into());
+    }
+    node_runtime(node, step, cx)
 }
 
 /// A sweep step: its trial component registered, the sweep settings in the node format.
@@ -507,15 +513,7 @@ fn sweep_node(
         e.insert("policy_type".into(), policy.into());
         node.insert("early_termination".into(), Value::Object(e));
     }
-    node.insert("name".into(), name.into());
-    node.insert("type".into(), "sweep".into());
-    if !node_in.is_empty() {
-        node.insert("inputs".into(), node_in.into());
-    }
-    if !node_out.is_empty() {
-        node.insert("outputs".into(), node_out.into());
-    }
-    node_runtime(&mut node, step, cx)?;
+    node_common(&mut node, name, "sweep", (node_in, node_out), step, cx)?;
     node.insert("_source".into(), "YAML.COMPONENT".into());
     node.insert(
         "trial".into(),
