@@ -198,12 +198,13 @@ impl Snapshot {
     }
 
     /// `LocalUpload/<object hash>/<dirname>`: where azure-ai-ml puts data and build contexts
-    /// (a single file goes straight under `LocalUpload/<object hash>/`).
-    pub fn object_prefix(&self) -> String {
+    /// (a single file goes straight under `LocalUpload/<object hash>/`). `hash` is
+    /// [`Snapshot::object_hash`], which reads every file: callers compute it once.
+    pub fn object_prefix(&self, hash: &str) -> String {
         if self.single {
-            format!("LocalUpload/{}", self.object_hash())
+            format!("LocalUpload/{hash}")
         } else {
-            format!("LocalUpload/{}/{}", self.object_hash(), self.dirname)
+            format!("LocalUpload/{hash}/{}", self.dirname)
         }
     }
 
@@ -441,7 +442,7 @@ impl Client {
     pub async fn data_uri(&self, path: &Path) -> LabResult<String> {
         let snap = snapshot(path)?;
         let ds = self.datastore(None).await?;
-        let prefix = snap.object_prefix();
+        let prefix = snap.object_prefix(&snap.object_hash());
         self.upload_snapshot(&snap, &ds, &snap.asset_name(), &prefix)
             .await?;
         let single = std::fs::metadata(path)
@@ -479,10 +480,11 @@ impl Client {
     ) -> LabResult<String> {
         let snap = snapshot(context)?;
         let ds = self.datastore(None).await?;
+        let hash = snap.object_hash();
         let (uri, _) = self
-            .upload_snapshot(&snap, &ds, &snap.asset_name(), &snap.object_prefix())
+            .upload_snapshot(&snap, &ds, &snap.asset_name(), &snap.object_prefix(&hash))
             .await?;
-        let ver = anonymous_env_version(&[Some(&snap.object_hash()), dockerfile]);
+        let ver = anonymous_env_version(&[Some(&hash), dockerfile]);
         let mut build = json!({"contextUri": format!("{}/", uri.trim_end_matches('/'))});
         if let Some(d) = dockerfile {
             build["dockerfilePath"] = d.into();
@@ -670,31 +672,33 @@ pub fn describe(a: &super::body::Asset, ws: &str) -> LabResult<(String, Value)> 
             (
                 format!(
                     "azureml://datastores/workspaceblobstore/paths/{}/",
-                    s.object_prefix()
+                    s.object_prefix(&s.object_hash())
                 ),
                 json!({"upload": format!("{} file(s), {} bytes from {}", s.files.len(), s.bytes, s.root.display())}),
             )
         }
-        Asset::Environment { image, conda } => (
-            format!(
-                "{ws}/environments/CliV2AnonymousEnvironment/versions/{}",
-                anonymous_env_version(&[Some(image), conda.as_deref()])
-            ),
-            json!({"request": {"method": "PUT", "path": format!("{ws}/environments/CliV2AnonymousEnvironment/versions/{}", anonymous_env_version(&[Some(image), conda.as_deref()])),
-                   "body": {"properties": {"image": image, "condaFile": conda, "isAnonymous": true, "isArchived": false}}}}),
-        ),
+        Asset::Environment { image, conda } => {
+            let ver = anonymous_env_version(&[Some(image), conda.as_deref()]);
+            let path = format!("{ws}/environments/CliV2AnonymousEnvironment/versions/{ver}");
+            (
+                path.clone(),
+                json!({"request": {"method": "PUT", "path": path,
+                       "body": {"properties": {"image": image, "condaFile": conda, "isAnonymous": true, "isArchived": false}}}}),
+            )
+        }
         Asset::Build {
             context,
             dockerfile,
         } => {
             let s = snapshot(context)?;
-            let ver = anonymous_env_version(&[Some(&s.object_hash()), dockerfile.as_deref()]);
+            let hash = s.object_hash();
+            let ver = anonymous_env_version(&[Some(&hash), dockerfile.as_deref()]);
             let path = format!("{ws}/environments/CliV2AnonymousEnvironment/versions/{ver}");
             (
                 path.clone(),
                 json!({"upload": format!("{} file(s), {} bytes from {}", s.files.len(), s.bytes, s.root.display()),
                        "request": {"method": "PUT", "path": path,
-                       "body": {"properties": {"build": {"contextUri": format!("<datastore>/{}/", s.object_prefix()), "dockerfilePath": dockerfile}, "isAnonymous": true, "isArchived": false}}}}),
+                       "body": {"properties": {"build": {"contextUri": format!("<datastore>/{}/", s.object_prefix(&hash)), "dockerfilePath": dockerfile}, "isAnonymous": true, "isArchived": false}}}}),
             )
         }
         Asset::Component { spec } => {

@@ -117,6 +117,21 @@ pub struct BodyCtx<'a> {
     pub project: Option<PathBuf>,
 }
 
+impl<'a> BodyCtx<'a> {
+    /// The same context with paths resolving against `base` (a component or environment
+    /// file's folder); tags and provenance stay with the job.
+    pub fn at(&self, base: &'a Path) -> BodyCtx<'a> {
+        BodyCtx {
+            cfg: self.cfg,
+            source: self.source,
+            base,
+            experiment: self.experiment.clone(),
+            tags: BTreeMap::new(),
+            project: self.project.clone(),
+        }
+    }
+}
+
 /// `5400` seconds → `PT1H30M` (isodate's `duration_isoformat`, which azure-ai-ml sends).
 pub fn iso_duration(secs: u64) -> String {
     if secs == 0 {
@@ -155,7 +170,7 @@ fn pascal(s: &str) -> String {
 }
 
 /// Remote as the sweep module reads paths, or an ARM id.
-pub(super) fn is_remote(p: &str) -> bool {
+fn is_remote(p: &str) -> bool {
     sweep::is_remote(p) || p.starts_with("/subscriptions/")
 }
 
@@ -195,7 +210,7 @@ pub(super) fn output_mode(m: &str, source: &str) -> LabResult<&'static str> {
     })
 }
 
-pub(super) const LITERAL_TYPES: &[&str] = &["string", "number", "integer", "boolean"];
+const LITERAL_TYPES: &[&str] = &["string", "number", "integer", "boolean"];
 pub(super) const DATA_TYPES: &[&str] = &[
     "uri_file",
     "uri_folder",
@@ -380,7 +395,7 @@ fn resources(v: &Option<Value>, cfg: &AzureConfig, source: &str) -> LabResult<Va
 
 /// `azureml:<name>:<version>` of `kind` (`environments`, `data`) → its ARM id in the
 /// workspace, as azure-ai-ml sends it; anything else unchanged.
-pub(super) fn arm_asset_id(s: &str, kind: &str, cx: &BodyCtx<'_>) -> String {
+fn arm_asset_id(s: &str, kind: &str, cx: &BodyCtx<'_>) -> String {
     match s.strip_prefix("azureml:").and_then(|r| r.split_once(':')) {
         Some((name, ver))
             if !name.is_empty() && !ver.is_empty() && !name.contains('/') && !ver.contains('/') =>
@@ -445,14 +460,7 @@ fn environment_file(s: &str, cx: &BodyCtx<'_>) -> LabResult<Value> {
         .map_err(|e| invalid(cx.source, format!("environment: {}", e.message)))?;
     let v = crate::modules::yaml::parse(&text, &path.display().to_string())?;
     let base = path.parent().unwrap_or(cx.base).to_path_buf();
-    let sub = BodyCtx {
-        cfg: cx.cfg,
-        source: cx.source,
-        base: &base,
-        experiment: cx.experiment.clone(),
-        tags: BTreeMap::new(),
-        project: cx.project.clone(),
-    };
+    let sub = cx.at(&base);
     environment(&Some(v), &sub)
 }
 

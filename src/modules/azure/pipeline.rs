@@ -11,18 +11,6 @@ use super::body::{self, Asset, BodyCtx, DATA_TYPES};
 use crate::error::LabResult;
 use crate::modules::sweep::{self, SweepDoc};
 
-/// A step's file-relative context: a component file's paths resolve against its own folder.
-fn cx_at<'a>(cx: &BodyCtx<'a>, base: &'a Path) -> BodyCtx<'a> {
-    BodyCtx {
-        cfg: cx.cfg,
-        source: cx.source,
-        base,
-        experiment: cx.experiment.clone(),
-        tags: Default::default(),
-        project: cx.project.clone(),
-    }
-}
-
 /// The pipeline job's body.
 pub fn pipeline_job(doc: &SweepDoc, cx: &BodyCtx<'_>) -> LabResult<Value> {
     let mut m = body::base(doc, "Pipeline", cx)?;
@@ -329,7 +317,7 @@ fn component_file(c: &str, cx: &BodyCtx<'_>) -> LabResult<(Value, PathBuf)> {
 /// resolved against its folder, input defaults as text, the anonymous name and version.
 fn file_spec(c: &str, source: &str, cx: &BodyCtx<'_>) -> LabResult<Value> {
     let (doc, dir) = component_file(c, cx)?;
-    let fcx = cx_at(cx, &dir);
+    let fcx = cx.at(&dir);
     let mut spec = doc.as_object().cloned().unwrap_or_default();
     let (code, env) = (spec.remove("code"), spec.remove("environment"));
     runtime_fields(&mut spec, code.as_ref(), env.as_ref(), &fcx)?;

@@ -190,34 +190,34 @@ pub fn run(layout: &Layout, argv: &[String]) -> LabResult<i32> {
             children.push(child);
         }
         use futures_util::StreamExt;
+        let mut ended = vec![false; children.len()];
         let mut waits: futures_util::stream::FuturesUnordered<_> = children
             .iter_mut()
             .enumerate()
             .map(|(r, c)| async move { (r, c.wait().await) })
             .collect();
-        let mut failed: Option<(usize, i32)> = None;
-        let mut left: Vec<i32> = Vec::new();
+        let mut failed: Option<i32> = None;
         while let Some((r, status)) = waits.next().await {
-            let code = match status {
-                Ok(s) => s.code().unwrap_or_else(|| {
-                    128 + std::os::unix::process::ExitStatusExt::signal(&s).unwrap_or(0)
-                }),
-                Err(_) => 1,
-            };
-            if code != 0 && failed.is_none() {
-                failed = Some((r, code));
+            ended[r] = true;
+            let code = status
+                .ok()
+                .and_then(process::exit_code)
+                .map_or(1, |c| i32::try_from(c).unwrap_or(1));
+            if code != 0 {
                 eprintln!("labhost launch: rank {r} exited {code}; stopping the other ranks");
+                failed = Some(code);
                 break;
             }
-            left.push(r as i32);
         }
         drop(waits);
-        if let Some((_, code)) = failed {
-            for (r, c) in children.iter_mut().enumerate() {
-                if !left.contains(&(r as i32)) {
-                    let _ = c.stop(process::grace()).await;
-                }
-            }
+        if let Some(code) = failed {
+            // The others at once, each with the grace.
+            let stops = children
+                .iter_mut()
+                .zip(&ended)
+                .filter(|(_, done)| !**done)
+                .map(|(c, _)| c.stop(process::grace()));
+            futures_util::future::join_all(stops).await;
             return Ok(code);
         }
         Ok(0)

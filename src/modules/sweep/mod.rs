@@ -1051,9 +1051,7 @@ impl Sweep {
             .collect();
         format!("mkdir -p {} && {out}", dirs.join(" "))
     }
-}
 
-impl Sweep {
     /// A trial with a `distribution:` of more than one process runs as its ranks, under
     /// labhost's launcher (`labhost launch`, one job to the engine); on the host only (an
     /// image has no labhost in it).
@@ -1096,7 +1094,7 @@ pub fn is_remote(p: &str) -> bool {
     p.starts_with("azureml:") || p.contains("://")
 }
 
-fn input_value(v: &Value, base: &Path) -> InputValue {
+pub(super) fn input_value(v: &Value, base: &Path) -> InputValue {
     match v {
         Value::Object(m) => {
             let p = m

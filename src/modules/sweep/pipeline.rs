@@ -99,27 +99,11 @@ fn bind(
             for b in super::bindings(s) {
                 let parts: Vec<&str> = b.split('.').collect();
                 let val = match parts.as_slice() {
-                    ["parent", "inputs", x] => p.inputs.get(*x).map(|v| match v {
-                        // A local path is the pipeline file's, wherever the step runs.
-                        Value::Object(m) => match m.get("path").map(super::value_text) {
-                            Some(path) if !super::is_remote(&path) => p
-                                .base
-                                .join(
-                                    path.strip_prefix("file:")
-                                        .unwrap_or(&path)
-                                        .trim_start_matches("./"),
-                                )
-                                .display()
-                                .to_string(),
-                            Some(path) => path,
-                            None => m
-                                .get("value")
-                                .or_else(|| m.get("default"))
-                                .map(super::value_text)
-                                .unwrap_or_default(),
-                        },
-                        other => super::value_text(other),
-                    }),
+                    // As a job's own input reads (a local path from the pipeline's folder).
+                    ["parent", "inputs", x] => p
+                        .inputs
+                        .get(*x)
+                        .map(|v| super::input_value(v, &p.base).text),
                     ["parent", "jobs", step, "outputs", name] => {
                         outputs.get(&(step.to_string(), name.to_string())).cloned()
                     }
