@@ -53,16 +53,21 @@ fn every_azureml_example_parses() {
         let name = p.file_name().unwrap().to_str().unwrap().to_string();
         let text = std::fs::read_to_string(&p).unwrap();
         // With the code folder they name (a dry run checks it as the run does).
+        // And the components a pipeline names (a dry run builds every step).
+        let component = "type: command\ninputs:\n  c_value: {type: number, default: 1}\n  kernel: {type: string, default: rbf}\n  coef0: {type: number, default: 0}\noutputs:\n  model_output: {type: mlflow_model}\n  test_data: {type: uri_folder}\n  predict_result: {type: uri_folder}\ncommand: echo ${{inputs.c_value}}\n";
         let t = TestCmd::new()
             .file(&name, &text)
             .file("src/.keep", "")
+            .file("train.yml", component)
+            .file("predict.yml", component)
             .args(["sweep", &name, "--dry-run"]);
         let o = t.run();
         if text.contains("type: pipeline") {
             // Pipeline jobs: their steps in dependency order.
             o.success();
             assert!(
-                o.stdout.ends_with("2 step(s), in this order\n"),
+                o.stdout
+                    .contains("2 step(s), in this order; independent steps run at the same time\n"),
                 "{name}: {}",
                 o.stdout
             );
@@ -680,6 +685,62 @@ fn azures_pipeline_examples_run_their_steps_in_order_and_hand_outputs_on() {
         best["params"]["coef0"]
     );
     assert_eq!(log, want, "predict did not read the best trial's model");
+}
+
+/// Two steps that bind nothing of each other run at the same time: each waits (up to 60 s)
+/// for the other to have started, so run one after the other both would fail. The step
+/// binding both starts only after both ended.
+#[test]
+fn independent_pipeline_steps_run_at_the_same_time_and_their_join_waits_for_both() {
+    let wait = |me: &str, other: &str| {
+        format!(
+            "touch ../{me}.started; i=0; while [ ! -e ../{other}.started ]; do i=$((i+1)); [ $i -gt 600 ] && exit 9; sleep 0.1; done; echo {me} > ${{{{outputs.o}}}}/v.txt"
+        )
+    };
+    let pipe = format!(
+        "type: pipeline\njobs:\n  join:\n    command: cat ${{{{inputs.x}}}}/v.txt ${{{{inputs.y}}}}/v.txt\n    inputs:\n      x: ${{{{parent.jobs.left.outputs.o}}}}\n      y: ${{{{parent.jobs.right.outputs.o}}}}\n  left:\n    command: '{}'\n    outputs: {{o: {{type: uri_folder}}}}\n  right:\n    command: '{}'\n    outputs: {{o: {{type: uri_folder}}}}\n",
+        wait("left", "right"),
+        wait("right", "left")
+    );
+    let t = TestCmd::new().file("w/p.yml", &pipe);
+    let (code, out, err) = t.spawn(["sweep", "w/p.yml", "--json"]).finish();
+    assert_eq!(code, Some(0), "{err}");
+    let r: serde_json::Value = serde_json::from_str(&out).unwrap();
+    let join = r["join"]["trials"][0]["run_id"].to_string();
+    let (_, log, _) = t.spawn(["logs", &join]).finish();
+    assert_eq!(log, "left\nright\n");
+    // The join ran last, in the result's order too.
+    let steps: Vec<&String> = r.as_object().unwrap().keys().collect();
+    assert_eq!(steps.len(), 3, "{out}");
+}
+
+/// `--dry-run` builds every step as the run does: a binding the run would refuse is refused
+/// before anything is planned, with the file and line; a good pipeline shows each step's
+/// command with its inputs bound and what it waits for.
+#[test]
+fn a_pipeline_dry_run_refuses_what_the_run_refuses() {
+    let bad = "type: pipeline\njobs:\n  a:\n    command: echo hi > ${{outputs.o}}/x\n    outputs: {o: {type: uri_folder}}\n  b:\n    command: cat ${{inputs.x}}/x\n    inputs:\n      x: ${{parent.jobs.a.outputs.oops}}\n";
+    let t = TestCmd::new().file("p.yml", bad);
+    let (code, out, err) = t.spawn(["sweep", "p.yml", "--dry-run"]).finish();
+    assert_eq!(code, Some(1), "{out}{err}");
+    assert!(
+        err.contains("p.yml:9:") && err.contains("parent.jobs.a.outputs.oops"),
+        "{err}"
+    );
+    let (code, _, err2) = t.spawn(["sweep", "p.yml"]).finish();
+    assert_eq!(code, Some(1), "{err2}");
+    assert_eq!(err.lines().next(), err2.lines().next());
+    assert!(no_runs_recorded(t.path()));
+
+    let good = bad.replace("outputs.oops", "outputs.o");
+    let t = TestCmd::new().file("p.yml", &good);
+    let (code, out, err) = t.spawn(["sweep", "p.yml", "--dry-run"]).finish();
+    assert_eq!(code, Some(0), "{err}");
+    assert!(
+        out.contains("b  command  (after a)\n  cat <jobs.a.outputs.o>/x"),
+        "{out}"
+    );
+    assert!(no_runs_recorded(t.path()));
 }
 
 #[test]

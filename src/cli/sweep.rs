@@ -189,6 +189,7 @@ fn run_sweep(a: &SweepArgs, s: &sweep::Sweep) -> CmdResult {
         max_concurrent: a.max_concurrent,
         quiet: false,
         key: None,
+        ..Default::default()
     };
     let mut w = srun::Progress::new(s, a.json);
     let cancel = crate::runtime::ctx().cancel.token();
@@ -245,12 +246,12 @@ fn print_result(r: &srun::SweepResult, s: &sweep::Sweep, json: bool) -> CmdResul
     Ok(())
 }
 
-/// `type: pipeline`: the steps in dependency order, each through the sweep runner.
+/// `type: pipeline`: every step built first, then each as soon as the steps it binds are
+/// done, independent ones at the same time.
 fn run_pipeline(a: &SweepArgs, p: sweep::pipeline::Pipeline) -> CmdResult {
     use crate::modules::sweep::pipeline;
-    let order = pipeline::order(&p)?;
     if a.dry_run {
-        print_pipeline_plan(&p, &order);
+        print_pipeline_plan(&p, &pipeline::plan(&p)?);
         return Ok(());
     }
     crate::runtime::install_ctrl_c(true);
@@ -260,16 +261,15 @@ fn run_pipeline(a: &SweepArgs, p: sweep::pipeline::Pipeline) -> CmdResult {
     };
     let cancel = crate::runtime::ctx().cancel.token();
     let quiet = a.json;
-    let mut make = |s: &sweep::Sweep| -> Box<dyn srun::Watcher> {
+    let bars = indicatif::MultiProgress::new();
+    let make = |s: &sweep::Sweep| -> Box<dyn srun::Watcher + Send> {
+        let name = s.doc.display_name.as_deref().unwrap_or("step");
         for n in &s.notes {
-            eprintln!(
-                "note: {}: {n}",
-                s.doc.display_name.as_deref().unwrap_or("step")
-            );
+            eprintln!("note: {name}: {n}");
         }
-        Box::new(srun::Progress::new(s, quiet))
+        Box::new(srun::Progress::step(s, quiet, name, &bars))
     };
-    match pipeline::run(&p, &opts, &mut make, &cancel) {
+    match pipeline::run(&p, &opts, &make, &cancel) {
         Ok(results) => {
             crate::engine::at_exit(crate::engine::AtExit::Wait);
             if print_pipeline_result(&p, &results, a.json) {
@@ -287,26 +287,40 @@ fn run_pipeline(a: &SweepArgs, p: sweep::pipeline::Pipeline) -> CmdResult {
     }
 }
 
-/// A pipeline's `--dry-run`: each step (name, type, command or component) in run order.
-fn print_pipeline_plan(p: &sweep::pipeline::Pipeline, order: &[usize]) {
-    for i in order {
+/// A pipeline's `--dry-run`: each step in run order as the run would build it (its command
+/// with inputs bound; an upstream output as `<jobs.S.outputs.O>`), and what it waits for.
+fn print_pipeline_plan(p: &sweep::pipeline::Pipeline, plan: &[(usize, sweep::Sweep)]) {
+    for (i, s) in plan {
         let (name, m) = &p.steps[*i];
-        let kind = m.get("type").and_then(|v| v.as_str()).unwrap_or("command");
-        let cmd = m
-            .get("command")
-            .and_then(|v| v.as_str())
-            .map(str::to_string)
-            .or_else(|| {
-                m.get("component")
-                    .or(m.get("trial"))
-                    .map(|c| format!("({})", sweep::value_text(c)))
-            });
+        let kind = if s.single { "command" } else { "sweep" };
+        let cmd = if s.single {
+            s.command_for(&Default::default())
+        } else {
+            s.trial.command.clone()
+        };
+        let after = sweep::pipeline::waits_for(p, *i);
+        let after = if after.is_empty() {
+            String::new()
+        } else {
+            format!("  (after {})", after.join(", "))
+        };
+        let from = m
+            .get("component")
+            .or(m.get("trial"))
+            .map(|c| format!("  [{}]", sweep::value_text(c)))
+            .unwrap_or_default();
         println!(
-            "{name}  {kind}  {}",
-            crate::redact::apply(&cmd.unwrap_or_default())
+            "{name}  {kind}{from}{after}\n  {}",
+            crate::redact::apply(cmd.trim())
         );
+        for n in &s.notes {
+            println!("  note: {n}");
+        }
     }
-    println!("{} step(s), in this order", order.len());
+    println!(
+        "{} step(s), in this order; independent steps run at the same time",
+        plan.len()
+    );
 }
 
 /// Each step's outcome (JSON, or a line a step, then the steps that did not run). True when

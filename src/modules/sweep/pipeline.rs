@@ -3,8 +3,9 @@
 //! (a step depends on the steps whose outputs its inputs bind with
 //! `${{parent.jobs.<step>.outputs.<name>}}`); `${{parent.inputs.X}}` takes the pipeline's
 //! inputs. A step's output is the folder `outputs/<name>` of its run (a sweep step: of its
-//! best trial, as Azure hands on the best child's outputs). Steps run one after another;
-//! Azure runs independent steps in parallel.
+//! best trial, as Azure hands on the best child's outputs). Independent steps run at the
+//! same time, as on Azure, within the job engine's worker and GPU limits; every step is
+//! built (and refused) before the first one starts.
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
@@ -134,9 +135,8 @@ fn bind(
     })
 }
 
-/// The steps in an order that runs every step after the steps it binds (file order among
-/// independent ones). A cycle or a binding to an unknown step is an error.
-pub fn order(p: &Pipeline) -> LabResult<Vec<usize>> {
+/// For each step, the steps whose outputs it binds. A binding to an unknown step is an error.
+fn deps(p: &Pipeline) -> LabResult<Vec<Vec<usize>>> {
     let o = Origin {
         source: &p.source,
         text: Some(&p.text),
@@ -155,10 +155,26 @@ pub fn order(p: &Pipeline) -> LabResult<Vec<usize>> {
                     format!("jobs.{name} binds the outputs of `{s}`, which is not a step"),
                 )
             })?;
-            d.push(i);
+            if !d.contains(&i) {
+                d.push(i);
+            }
         }
         deps.push(d);
     }
+    Ok(deps)
+}
+
+/// The names of the steps step `i` waits for (those whose outputs it binds).
+pub fn waits_for(p: &Pipeline, i: usize) -> Vec<String> {
+    deps(p)
+        .map(|d| d[i].iter().map(|j| p.steps[*j].0.clone()).collect())
+        .unwrap_or_default()
+}
+
+/// The steps in an order that runs every step after the steps it binds (file order among
+/// independent ones). A cycle or a binding to an unknown step is an error.
+pub fn order(p: &Pipeline) -> LabResult<Vec<usize>> {
+    let deps = deps(p)?;
     let mut done = vec![false; p.steps.len()];
     let mut out = Vec::new();
     while out.len() < p.steps.len() {
@@ -166,10 +182,13 @@ pub fn order(p: &Pipeline) -> LabResult<Vec<usize>> {
         let Some(i) = next else {
             let left: Vec<&str> = (0..p.steps.len())
                 .filter(|i| !done[*i])
-                .map(|i| names[i])
+                .map(|i| p.steps[i].0.as_str())
                 .collect();
             return Err(err(
-                &o,
+                &Origin {
+                    source: &p.source,
+                    text: Some(&p.text),
+                },
                 "jobs",
                 format!(
                     "the steps {} bind each other's outputs in a cycle",
@@ -179,6 +198,26 @@ pub fn order(p: &Pipeline) -> LabResult<Vec<usize>> {
         };
         done[i] = true;
         out.push(i);
+    }
+    Ok(out)
+}
+
+/// Every step in run order, built as the run builds it, with each upstream output standing
+/// in as `<jobs.S.outputs.O>` (its folder exists only once S ran): what a run would refuse,
+/// this refuses, before anything starts. `--dry-run` shows it.
+pub fn plan(p: &Pipeline) -> LabResult<Vec<(usize, Sweep)>> {
+    let mut outputs: BTreeMap<(String, String), String> = BTreeMap::new();
+    let mut out = Vec::new();
+    for i in order(p)? {
+        let s = step(p, i, &outputs)?;
+        let name = &p.steps[i].0;
+        for o in &s.outputs {
+            outputs.insert(
+                (name.clone(), o.clone()),
+                format!("<jobs.{name}.outputs.{o}>"),
+            );
+        }
+        out.push((i, s));
     }
     Ok(out)
 }
@@ -311,35 +350,102 @@ fn output_dir(r: &SweepResult, name: &str) -> LabResult<Option<String>> {
     ))
 }
 
-/// Runs the pipeline's steps in order; a step that does not complete stops the pipeline
-/// (Azure's default, `continue_on_step_failure: false`). Returns each step's result.
+/// Whether a step that ran lets the steps after it run: a command completed; a sweep had at
+/// least one trial complete.
+fn step_ok(s: &Sweep, r: &SweepResult) -> bool {
+    use crate::store::RunStatus::Completed;
+    r.count(Completed) > 0 && (!s.single || r.trials.iter().all(|t| t.status == Completed))
+}
+
+/// What one step's thread hands back.
+type Ended = (usize, Sweep, LabResult<SweepResult>);
+
+/// Runs the pipeline: every step is built first (see [`plan`]), then each step starts as
+/// soon as the steps it binds have completed, independent ones at the same time (each on
+/// its own thread, driving the one job engine). A step that does not complete stops the
+/// pipeline (Azure's default, `continue_on_step_failure: false`): no further step starts
+/// and the ones running finish. Returns each step that ran with its result, in run order.
 pub fn run(
     p: &Pipeline,
     opts: &RunOpts,
-    watcher: &mut dyn FnMut(&Sweep) -> Box<dyn Watcher>,
+    watcher: &(dyn Fn(&Sweep) -> Box<dyn Watcher + Send> + Sync),
     cancel: &CancellationToken,
 ) -> LabResult<Vec<(String, SweepResult)>> {
+    let order = plan(p)?.into_iter().map(|(i, _)| i).collect::<Vec<_>>();
+    let opts = &RunOpts {
+        shared_workers: true,
+        ..opts.clone()
+    };
+    let deps = deps(p)?;
+    let n = p.steps.len();
     let mut outputs: BTreeMap<(String, String), String> = BTreeMap::new();
-    let mut results = Vec::new();
-    for i in order(p)? {
-        let s = step(p, i, &outputs)?;
-        let name = p.steps[i].0.clone();
-        let mut w = watcher(&s);
-        let r = super::run::run(&s, opts, w.as_mut(), cancel)?;
-        for o in &s.outputs {
-            if let Some(d) = output_dir(&r, o)? {
-                outputs.insert((name.clone(), o.clone()), d);
+    let mut ended: Vec<Option<(Sweep, SweepResult)>> = (0..n).map(|_| None).collect();
+    let mut started = vec![false; n];
+    let mut stop = false;
+    let mut first_err: Option<LabError> = None;
+    std::thread::scope(|scope| {
+        let (tx, rx) = std::sync::mpsc::channel::<Ended>();
+        let mut running = 0usize;
+        loop {
+            for &i in &order {
+                if stop || first_err.is_some() || cancel.is_cancelled() {
+                    break;
+                }
+                let ready = deps[i]
+                    .iter()
+                    .all(|d| ended[*d].as_ref().is_some_and(|(s, r)| step_ok(s, r)));
+                if started[i] || !ready {
+                    continue;
+                }
+                started[i] = true;
+                let s = match step(p, i, &outputs) {
+                    Ok(s) => s,
+                    Err(e) => {
+                        first_err = Some(e);
+                        break;
+                    }
+                };
+                let mut w = watcher(&s);
+                let tx = tx.clone();
+                running += 1;
+                scope.spawn(move || {
+                    let r = super::run::run(&s, opts, w.as_mut(), cancel);
+                    let _ = tx.send((i, s, r));
+                });
+            }
+            if running == 0 {
+                break;
+            }
+            let Ok((i, s, r)) = rx.recv() else { break };
+            running -= 1;
+            match r {
+                Ok(r) => {
+                    for o in &s.outputs {
+                        match output_dir(&r, o) {
+                            Ok(Some(d)) => {
+                                outputs.insert((p.steps[i].0.clone(), o.clone()), d);
+                            }
+                            Ok(None) => {}
+                            Err(e) => first_err = first_err.take().or(Some(e)),
+                        }
+                    }
+                    stop |= !step_ok(&s, &r);
+                    ended[i] = Some((s, r));
+                }
+                Err(e) => {
+                    // Ctrl-C outranks a step's own error: the pipeline continues on a rerun.
+                    if e.is_cancelled() || first_err.is_none() {
+                        first_err = Some(e);
+                    }
+                }
             }
         }
-        let ok = r.count(crate::store::RunStatus::Completed) > 0
-            && (!s.single
-                || r.trials
-                    .iter()
-                    .all(|t| t.status == crate::store::RunStatus::Completed));
-        results.push((name, r));
-        if !ok {
-            break;
-        }
+    });
+    if let Some(e) = first_err {
+        return Err(e);
     }
-    Ok(results)
+    Ok(order
+        .into_iter()
+        .filter_map(|i| ended[i].take().map(|(_, r)| (p.steps[i].0.clone(), r)))
+        .collect())
 }

@@ -392,6 +392,7 @@ pub mod api {
             max_concurrent: None,
             quiet: o.quiet,
             key: None,
+            ..Default::default()
         };
         let mut w = m::run::Progress::new(&s, o.quiet);
         let token = crate::runtime::ctx().cancel.token();
@@ -529,6 +530,7 @@ pub mod api {
             max_concurrent: a.max_concurrent.map(|n| u64::from(n.get())),
             quiet: a.quiet,
             key: None,
+            ..Default::default()
         };
         let mut w = m::run::Progress::new(&s.0, o.quiet);
         let token = crate::runtime::ctx().cancel.token();

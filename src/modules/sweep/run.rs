@@ -33,6 +33,10 @@ pub struct RunOpts {
     /// Continue the sweep recorded under this key (`labhost resume`) rather than the one
     /// the document's identity names.
     pub key: Option<String>,
+    /// The job engine's workers are shared with other sweeps running at the same time (a
+    /// pipeline's steps): their number is left alone, and at most the sweep's concurrency of
+    /// its trials are queued or running at once.
+    pub shared_workers: bool,
 }
 
 /// One trial as the table shows it.
@@ -711,7 +715,9 @@ impl<'a> Driver<'a> {
             .or(s.doc.limits.as_ref().and_then(|l| l.max_concurrent_trials))
             .unwrap_or(planned.min(cpus))
             .max(1) as usize;
-        jobs::set_workers(concurrent)?;
+        if !opts.shared_workers {
+            jobs::set_workers(concurrent)?;
+        }
         let journal = run.journal()?;
         let started = Instant::now()
             - crate::util::secs_to_duration(
@@ -728,7 +734,7 @@ impl<'a> Driver<'a> {
             planned,
             concurrent,
             adaptive,
-            window: if adaptive {
+            window: if adaptive || opts.shared_workers {
                 concurrent
             } else {
                 concurrent * 2 + 64
@@ -1105,6 +1111,8 @@ pub fn result(
 pub struct Progress {
     bar: Option<indicatif::ProgressBar>,
     quiet: bool,
+    /// What the lines start with: `sweep`, or a pipeline step's name.
+    label: String,
     metric: String,
     last: Option<Instant>,
     said: String,
@@ -1119,22 +1127,36 @@ impl Progress {
             let b = indicatif::ProgressBar::new(s.planned());
             b.set_style(
                 indicatif::ProgressStyle::with_template(
-                    "sweep {bar:30.cyan/blue} {pos}/{len} trials · {msg} · {elapsed}",
+                    "{prefix} {bar:30.cyan/blue} {pos}/{len} trials · {msg} · {elapsed}",
                 )
                 .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar())
                 .progress_chars("=> "),
             );
+            b.set_prefix("sweep");
             b.enable_steady_tick(Duration::from_millis(200));
             b
         });
         Progress {
             bar,
             quiet,
+            label: "sweep".into(),
             metric: s.metric.clone(),
             last: None,
             said: String::new(),
             started: Instant::now(),
         }
+    }
+
+    /// A pipeline step's progress: its lines start with the step's name, and its bar (on a
+    /// terminal) is one of `bars`, so steps running at once each keep their own line.
+    pub fn step(s: &Sweep, quiet: bool, name: &str, bars: &indicatif::MultiProgress) -> Progress {
+        let mut p = Progress::new(s, quiet);
+        p.label = name.to_string();
+        p.bar = p.bar.take().map(|b| {
+            b.set_prefix(name.to_string());
+            bars.add(b)
+        });
+        p
     }
 }
 
@@ -1172,7 +1194,8 @@ impl Watcher for Progress {
             .is_some_and(|w| w.elapsed() < Duration::from_secs(1));
         if last || (key != self.said && !spell) {
             crate::runtime::ctx().sink.eprint(&format!(
-                "sweep: {done}/{planned} trials done, {msg} ({:.1}s)",
+                "{}: {done}/{planned} trials done, {msg} ({:.1}s)",
+                self.label,
                 self.started.elapsed().as_secs_f64()
             ));
             self.last = Some(Instant::now());
@@ -1184,7 +1207,7 @@ impl Watcher for Progress {
         if self.quiet {
             return;
         }
-        let line = format!("sweep: trial {trial} {reason}");
+        let line = format!("{}: trial {trial} {reason}", self.label);
         match &self.bar {
             Some(b) => b.println(line),
             None => crate::runtime::ctx().sink.eprint(&line),
