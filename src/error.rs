@@ -203,6 +203,10 @@ pub const KINDS: &[(&str, &str)] = &[
         "the code folder is too large to snapshot (LABHOST_SNAPSHOT_MAX_MB)",
     ),
     (
+        "sweep.input",
+        "a remote input (https, wasbs, abfss, azureml) that could not be read or downloaded",
+    ),
+    (
         "sweep.exhausted",
         "the search space has no more distinct points",
     ),

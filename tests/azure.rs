@@ -678,12 +678,14 @@ fn large_files_go_up_in_blocks_and_come_back_whole() {
             vec![("upload_status".to_string(), "completed".to_string())]
         );
         let listed = c.list(&http, "dir/").await.unwrap();
+        assert_eq!(listed.len(), 1);
         assert_eq!(
-            listed,
-            vec![labhost::modules::azure::blob::BlobItem {
-                name: "dir/big file.bin".into(),
-                size: data.len() as u64
-            }]
+            (listed[0].name.as_str(), listed[0].size),
+            ("dir/big file.bin", data.len() as u64)
+        );
+        assert!(
+            !listed[0].etag.is_empty(),
+            "List Blobs gives each blob's ETag"
         );
         let back = t.path().join("back.bin");
         assert_eq!(
@@ -770,4 +772,80 @@ fn job_files_go_to_azure_ml_as_azure_ai_ml_sends_them() {
     // Most files are sent exactly as the SDK sends them, not merely explained.
     let same = out.lines().filter(|l| l.ends_with("(same)")).count();
     assert!(same >= cases - 4, "{out}");
+}
+
+/// A job file's workspace inputs run here: a datastore folder, the same folder as a data
+/// asset `@latest`, and a datastore file are fetched through the workspace (its datastore
+/// key, Azurite) into the input cache and handed over as a folder and a file. A blob changed
+/// in the store gives the next run a new folder; the one an earlier job read is left as it was.
+#[test]
+#[ignore = "needs Azurite (tests/run-all.sh installs it)"]
+fn workspace_inputs_run_here_through_the_datastore_and_the_cache() {
+    let rig = Rig::full(false);
+    let az = rig._azurite.as_ref().unwrap().url.clone();
+    let c = fake::container(&az, fake::BLOB_CONTAINER);
+    let http = reqwest::Client::new();
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let put = |name: &str, body: &str| {
+        rt.block_on(c.put(&http, name, body.as_bytes().to_vec()))
+            .unwrap()
+    };
+    put("rows/a.csv", "1,2\n");
+    put("rows/sub/b.csv", "3,4\n");
+    put("single.txt", "hello\n");
+    let job = "type: command\ncommand: cat ${{inputs.folder}}/a.csv ${{inputs.folder}}/sub/b.csv ${{inputs.one}}; test ${{inputs.folder}} = ${{inputs.asset}} && echo same folder; echo ${{inputs.folder}}\ninputs:\n  folder:\n    type: uri_folder\n    path: azureml://datastores/workspaceblobstore/paths/rows/\n  asset:\n    type: uri_folder\n    path: azureml:labhost-rows@latest\n  one:\n    type: uri_file\n    path: azureml://datastores/workspaceblobstore/paths/single.txt\n";
+    let t = rig.cmd().file("job.yml", job);
+    let run = |t: &TestCmd| {
+        let (code, out, err) = t.spawn(["sweep", "job.yml", "--json", "--rerun"]).finish();
+        assert_eq!(code, Some(0), "{out}\n{err}");
+        let r = json(&out);
+        let id = r["trials"][0]["run_id"].to_string();
+        let (_, logs, _) = t.spawn(["logs", &id]).finish();
+        logs
+    };
+    let first = run(&t);
+    let lines: Vec<&str> = first.lines().collect();
+    assert_eq!(
+        &lines[..4],
+        ["1,2", "3,4", "hello", "same folder"],
+        "{first}"
+    );
+    let folder = std::path::PathBuf::from(lines[4]);
+    assert!(
+        folder.starts_with(t.path().join(".labhost/cache/inputs/folders")),
+        "{first}"
+    );
+    // One blob changes: the next run sees it in a new folder; the old view is unchanged.
+    put("rows/a.csv", "5,6\n");
+    let second = run(&t);
+    assert!(
+        second.starts_with("5,6\n3,4\nhello\nsame folder\n"),
+        "{second}"
+    );
+    let folder2 = std::path::PathBuf::from(second.lines().nth(4).unwrap());
+    assert_ne!(folder, folder2);
+    assert_eq!(
+        std::fs::read_to_string(folder.join("a.csv")).unwrap(),
+        "1,2\n"
+    );
+    // Each distinct content is kept once: a.csv twice, b.csv and single.txt once each.
+    let blobs = std::fs::read_dir(t.path().join(".labhost/cache/inputs/blobs"))
+        .unwrap()
+        .count();
+    assert_eq!(blobs, 4);
+    // Without a workspace configured, such an input is refused by the dry run as by the run,
+    // naming the input, before anything runs.
+    let bare = TestCmd::new().file("job.yml", job);
+    for args in [
+        vec!["sweep", "job.yml", "--dry-run"],
+        vec!["sweep", "job.yml"],
+    ] {
+        let (code, _, err) = bare.spawn(args).finish();
+        assert_eq!(code, Some(1), "{err}");
+        assert!(
+            err.contains("error[sweep.input]: ") && err.contains("input `asset`"),
+            "{err}"
+        );
+        assert!(err.contains("Azure ML workspace"), "{err}");
+    }
 }

@@ -436,6 +436,11 @@ async fn handle(st: Arc<Mutex<State>>, m: Method, u: Uri, h: HeaderMap, b: Bytes
             }
             register(&st, "components", name, ver, p)
         }
+        // A folder of rows in the workspace's blob store (tests of inputs run here).
+        ("GET", ["data", "labhost-rows", "versions", ver]) => ok(json!({
+            "id": format!("{ws}/data/labhost-rows/versions/{ver}"), "name": ver,
+            "properties": {"dataType": "uri_folder",
+                "dataUri": "azureml://datastores/workspaceblobstore/paths/rows/"}})),
         ("GET", [kind @ ("environments" | "data"), name, "versions"]) => {
             let known = matches!(
                 (*kind, *name),
@@ -446,6 +451,7 @@ async fn handle(st: Arc<Mutex<State>>, m: Method, u: Uri, h: HeaderMap, b: Bytes
                     | ("environments", "labhost-torch-gpu")
                     | ("data", "cifar-10-example")
                     | ("data", "labhost-images")
+                    | ("data", "labhost-rows")
             );
             if !known {
                 return ok(json!({"value": []}));

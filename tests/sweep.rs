@@ -60,6 +60,11 @@ fn every_azureml_example_parses() {
             .file("src/.keep", "")
             .file("train.yml", component)
             .file("predict.yml", component)
+            // A workspace to read `azureml:` inputs through (a dry run touches no network).
+            .file(
+                "settings.yml",
+                "variables:\n  subscription_id: s\n  resource_group: r\n  workspace_name: w\n",
+            )
             .args(["sweep", &name, "--dry-run"]);
         let o = t.run();
         if text.contains("type: pipeline") {
@@ -656,8 +661,14 @@ fn azures_pipeline_examples_run_their_steps_in_order_and_hand_outputs_on() {
     let train = "type: command\nname: train_model\ninputs:\n  data: {type: uri_file}\n  c_value: {type: number, default: 1.0}\n  kernel: {type: string, default: rbf}\n  coef0: {type: number, default: 0}\noutputs:\n  model_output: {type: mlflow_model}\n  test_data: {type: uri_folder}\ncode: ./train-src\ncommand: >-\n  sh train.sh ${{inputs.c_value}} ${{inputs.kernel}} ${{inputs.coef0}} ${{outputs.model_output}} ${{outputs.test_data}}\n";
     let train_sh = "f1=$(awk -v c=\"$1\" -v k0=\"$3\" 'BEGIN { print (c - 0.7)^2 + k0 / 10 }')\necho \"{\\\"name\\\": \\\"training_f1_score\\\", \\\"value\\\": $f1}\" >> \"$LABHOST_METRICS\"\necho \"C=$1 kernel=$2 coef0=$3\" > \"$4/model.txt\"\necho test > \"$5/test.csv\"\n";
     let predict = "type: command\ninputs:\n  model: {type: mlflow_model}\n  test_data: {type: uri_folder}\noutputs:\n  predict_result: {type: uri_folder}\ncommand: cat ${{inputs.model}}/model.txt ${{inputs.test_data}}/test.csv > ${{outputs.predict_result}}/p.txt && cat ${{outputs.predict_result}}/p.txt\n";
+    // Its wasbs:// input served from here (a plain web file is fetched the same way).
+    let srv = FileServer::start("5.1,3.5,setosa\n");
+    let pipe = example("pipeline-with-sweep.yml").replace(
+        "wasbs://tables@labhostsamples.blob.core.windows.net/flowers/iris.csv",
+        &format!("{}/data/iris%5Fv2.csv", srv.url),
+    );
     let t = TestCmd::new()
-        .file("p.yml", example("pipeline-with-sweep.yml"))
+        .file("p.yml", pipe)
         .file("train.yml", train)
         .file("train-src/train.sh", train_sh)
         .file("predict.yml", predict);
@@ -1077,4 +1088,202 @@ else:
             .any(|l| l.contains("distributed-rank-marker") && l.contains("python3")),
         "ranks left running:\n{ps}"
     );
+}
+
+/// A tiny web server for one file: `GET /data/iris%5Fv2.csv` answers the body with an ETag,
+/// or `304` to a matching `If-None-Match`; anything else is 404. Counts what it sent.
+struct FileServer {
+    url: String,
+    bodies: std::sync::Arc<std::sync::atomic::AtomicUsize>,
+    not_modified: std::sync::Arc<std::sync::atomic::AtomicUsize>,
+}
+
+impl FileServer {
+    fn start(body: &'static str) -> FileServer {
+        use std::io::{BufRead, BufReader, Write};
+        use std::sync::atomic::Ordering;
+        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let url = format!("http://{}", l.local_addr().unwrap());
+        let bodies = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        let not_modified = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        let (b, n) = (bodies.clone(), not_modified.clone());
+        std::thread::spawn(move || {
+            for s in l.incoming() {
+                let Ok(mut s) = s else { continue };
+                let mut r = BufReader::new(s.try_clone().unwrap());
+                let mut first = String::new();
+                let _ = r.read_line(&mut first);
+                let mut etag_match = false;
+                loop {
+                    let mut h = String::new();
+                    if r.read_line(&mut h).unwrap_or(0) == 0 || h.trim().is_empty() {
+                        break;
+                    }
+                    let h = h.to_ascii_lowercase();
+                    if h.starts_with("if-none-match:") && h.contains("\"v1\"") {
+                        etag_match = true;
+                    }
+                }
+                let reply = if !first.starts_with("GET /data/iris%5Fv2.csv ") {
+                    "HTTP/1.1 404 Not Found\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
+                        .to_string()
+                } else if etag_match {
+                    n.fetch_add(1, Ordering::SeqCst);
+                    "HTTP/1.1 304 Not Modified\r\nETag: \"v1\"\r\nConnection: close\r\n\r\n"
+                        .to_string()
+                } else {
+                    b.fetch_add(1, Ordering::SeqCst);
+                    format!("HTTP/1.1 200 OK\r\nETag: \"v1\"\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}", body.len())
+                };
+                let _ = s.write_all(reply.as_bytes());
+            }
+        });
+        FileServer {
+            url,
+            bodies,
+            not_modified,
+        }
+    }
+}
+
+/// An `https://`-style input (here plain http on loopback) is downloaded once into the input
+/// cache across two jobs and handed over as a file under its own name; a URI that answers
+/// 404 fails the job before anything is recorded, naming the input and where it is.
+#[test]
+fn a_web_input_is_downloaded_once_across_two_jobs_and_handed_over_as_a_file() {
+    use std::sync::atomic::Ordering;
+    let srv = FileServer::start("5.1,3.5,setosa\n");
+    let job = |name: &str, url: &str| {
+        format!("type: command\nname: {name}\ncommand: echo \"$(basename ${{{{inputs.rows}}}}) $(cat ${{{{inputs.rows}}}})\"\ninputs:\n  rows:\n    type: uri_file\n    path: {url}/data/iris%5Fv2.csv\n")
+    };
+    let t = TestCmd::new()
+        .file("one.yml", job("one", &srv.url))
+        .file("two.yml", job("two", &srv.url));
+    for f in ["one.yml", "two.yml"] {
+        let (code, out, err) = t.spawn(["sweep", f, "--json"]).finish();
+        assert_eq!(code, Some(0), "{out}\n{err}");
+        let r: serde_json::Value = serde_json::from_str(&out).unwrap();
+        let id = r["trials"][0]["run_id"].to_string();
+        let (_, logs, _) = t.spawn(["logs", &id]).finish();
+        assert_eq!(logs.trim(), "iris_v2.csv 5.1,3.5,setosa", "{f}");
+    }
+    assert_eq!(srv.bodies.load(Ordering::SeqCst), 1, "downloaded once");
+    assert_eq!(
+        srv.not_modified.load(Ordering::SeqCst),
+        1,
+        "revalidated once"
+    );
+    // The file the jobs read lives in the content-addressed cache, read-only.
+    let cached = glob::glob(&format!(
+        "{}/.labhost/cache/inputs/files/*/iris_v2.csv",
+        t.path().display()
+    ))
+    .unwrap()
+    .flatten()
+    .collect::<Vec<_>>();
+    assert_eq!(cached.len(), 1, "{cached:?}");
+    // A URI that is not there: refused before any run is recorded, the input named.
+    let bad = TestCmd::new().file("bad.yml", job("bad", &format!("{}/nope", srv.url)));
+    let (code, _, err) = bad.spawn(["sweep", "bad.yml"]).finish();
+    assert_eq!(code, Some(1), "{err}");
+    assert!(err.contains("error[sweep.input]"), "{err}");
+    assert!(err.contains("input `rows`") && err.contains("404"), "{err}");
+    assert!(
+        err.contains("bad.yml:5:3: input `rows`"),
+        "the error points at the input: {err}"
+    );
+    assert!(no_runs_recorded(bad.path()), "nothing recorded");
+}
+
+/// The same job file gets GPUs here without a local-only key: from `--gpus-per-trial`, or
+/// from the settings' `local_gpus` by the job's `compute:` (per process, times the
+/// distribution's processes); `--dry-run` shows the placement and what said it, and the
+/// trials really get the devices.
+#[test]
+fn gpus_come_from_the_command_line_or_the_settings_by_compute() {
+    let sweep = "type: sweep\ncompute: azureml:gpu-cluster\ntrial: {command: 'echo gpus=$CUDA_VISIBLE_DEVICES x=${{search_space.x}}'}\nsampling_algorithm: grid\nsearch_space: {x: {type: choice, values: [1, 2]}}\nobjective: {goal: minimize, primary_metric: l}\nlimits: {max_concurrent_trials: 2}\n";
+    let dist = "type: command\ncompute: gpu-cluster\ncommand: echo $RANK\ndistribution: {type: pytorch, process_count_per_instance: 2}\nresources: {instance_count: 2}\n";
+    let t = TestCmd::new()
+        .env("LABHOST_FAKE_GPUS", "4x24GiB")
+        .file("s.yml", sweep)
+        .file("d.yml", dist)
+        .file(
+            "settings.yml",
+            "variables:\n  local_gpus:\n    gpu-cluster: 1\n",
+        );
+    let placements = |out: &str| -> Vec<String> {
+        out.lines()
+            .take(2)
+            .map(|l| l.trim_start().split("  ").nth(2).unwrap_or("").to_string())
+            .collect()
+    };
+    let (code, out, err) = t.spawn(["sweep", "s.yml", "--dry-run"]).finish();
+    assert_eq!(code, Some(0), "{err}");
+    assert_eq!(placements(&out), ["gpu 0", "gpu 1"], "{out}");
+    assert!(
+        out.contains("GPUs per trial: 1 (")
+            && out.contains("settings.yml: local_gpus.gpu-cluster: 1 per process)"),
+        "{out}"
+    );
+    let (code, out, err) = t
+        .spawn(["sweep", "s.yml", "--dry-run", "--gpus-per-trial", "2"])
+        .finish();
+    assert_eq!(code, Some(0), "{err}");
+    assert_eq!(placements(&out), ["gpu 0,1", "gpu 2,3"], "{out}");
+    assert!(
+        out.contains("GPUs per trial: 2 (--gpus-per-trial 2)"),
+        "{out}"
+    );
+    // 2 instances × 2 processes, 1 GPU each.
+    let (code, out, err) = t.spawn(["sweep", "d.yml", "--dry-run"]).finish();
+    assert_eq!(code, Some(0), "{err}");
+    assert!(out.contains("gpu 0,1,2,3"), "{out}");
+    assert!(out.contains(": 1 per process × 4 processes)"), "{out}");
+    // The run: each trial leases its device (two at once: two different ones).
+    let (code, out, err) = t.spawn(["sweep", "s.yml", "--json"]).finish();
+    assert_eq!(code, Some(0), "{err}");
+    let r: serde_json::Value = serde_json::from_str(&out).unwrap();
+    let mut seen = Vec::new();
+    for tr in r["trials"].as_array().unwrap() {
+        let (_, log, _) = t.spawn(["logs", &tr["run_id"].to_string()]).finish();
+        let g = log
+            .trim()
+            .strip_prefix("gpus=")
+            .unwrap()
+            .split(' ')
+            .next()
+            .unwrap()
+            .to_string();
+        assert!(["0", "1", "2", "3"].contains(&g.as_str()), "{log}");
+        seen.push(g);
+    }
+    assert_eq!(seen.len(), 2);
+    // A pipeline's steps: by their own compute, else the pipeline's default_compute.
+    let pipe = "type: pipeline\nsettings: {default_compute: azureml:gpu-cluster}\njobs:\n  a: {type: command, command: echo a}\n  b: {type: command, command: echo b, compute: azureml:cpu-cluster}\n";
+    let t = t.file("p.yml", pipe);
+    let (code, out, err) = t.spawn(["sweep", "p.yml", "--dry-run"]).finish();
+    assert_eq!(code, Some(0), "{err}");
+    let a = out.split("\nb  ").next().unwrap();
+    assert!(a.contains("  GPUs per trial: 1 ("), "{out}");
+    assert!(
+        !out.split("\nb  ").nth(1).unwrap().contains("GPUs"),
+        "{out}"
+    );
+    // A bad entry is refused, naming it; --gpus-per-trial does not go with a pipeline.
+    let bad = TestCmd::new().file("s.yml", sweep).file(
+        "settings.yml",
+        "variables:\n  local_gpus:\n    gpu-cluster: two\n",
+    );
+    let (code, _, err) = bad.spawn(["sweep", "s.yml", "--dry-run"]).finish();
+    assert_eq!(code, Some(1), "{err}");
+    assert!(err.contains("local_gpus.gpu-cluster"), "{err}");
+    let p = TestCmd::new().file(
+        "p.yml",
+        "type: pipeline\njobs:\n  a: {type: command, command: echo a}\n",
+    );
+    let (code, _, err) = p
+        .spawn(["sweep", "p.yml", "--gpus-per-trial", "1"])
+        .finish();
+    assert_eq!(code, Some(2), "{err}");
+    assert!(err.contains("local_gpus"), "{err}");
 }

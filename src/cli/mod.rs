@@ -168,6 +168,7 @@ pub fn main() -> ExitCode {
         }
     };
     init_logging(&cli);
+    crate::modules::azure::inputs::lend();
     let ctx = Flags {
         color: use_color(cli.color),
         verbose: cli.verbose > 0,

@@ -23,6 +23,9 @@ pub struct SweepArgs {
     /// Seed for random, sobol and bayesian sampling (part of the sweep's identity)
     #[arg(long)]
     pub seed: Option<u64>,
+    /// GPUs each trial leases here (over the file's num_gpus and the settings' local_gpus)
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(0..=1024))]
+    pub gpus_per_trial: Option<u32>,
     /// Override a value of the YAML: `--set inputs.A=1 --set limits.max_total_trials=8`
     #[arg(long = "set", value_name = "KEY=VALUE", value_parser = crate::config::key_value_arg)]
     pub sets: Vec<(String, String)>,
@@ -97,6 +100,7 @@ pub fn submit(a: SubmitArgs, ctx: &super::Flags) -> CmdResult {
             dry_run: a.sweep.dry_run,
             max_concurrent: None,
             seed: None,
+            gpus_per_trial: None,
             sets: a.sweep.sets,
             rerun: a.sweep.rerun,
             json: false,
@@ -125,10 +129,16 @@ pub fn run(a: SweepArgs, ctx: &super::Flags) -> CmdResult {
                     .into(),
             ));
         }
+        if a.gpus_per_trial.is_some() {
+            return Err(Failure::Usage(
+                "--gpus-per-trial goes with a sweep or command job; a pipeline's steps get GPUs by their compute (settings.yml: local_gpus: {<compute>: <GPUs per process>})".into(),
+            ));
+        }
         return run_pipeline(&a, sweep::pipeline::from_file(f)?);
     }
     f.apply(&a.sets, a.seed)?;
-    let s = f.resolve()?;
+    let mut s = f.resolve()?;
+    s.gpus_per_trial = a.gpus_per_trial;
     for n in &s.notes {
         eprintln!("note: {n}");
     }
@@ -167,6 +177,9 @@ fn print_plan(s: &sweep::Sweep, max_concurrent: Option<u64>) {
             t.placement,
             crate::redact::apply(&t.command)
         );
+    }
+    if let Ok((n, Some(why))) = s.local_gpus() {
+        println!("GPUs per trial: {n} ({why})");
     }
     let conc = max_concurrent.or(s.doc.limits.as_ref().and_then(|l| l.max_concurrent_trials));
     println!(
@@ -313,6 +326,9 @@ fn print_pipeline_plan(p: &sweep::pipeline::Pipeline, plan: &[(usize, sweep::Swe
             "{name}  {kind}{from}{after}\n  {}",
             crate::redact::apply(cmd.trim())
         );
+        if let Ok((n, Some(why))) = s.local_gpus() {
+            println!("  GPUs per trial: {n} ({why})");
+        }
         for n in &s.notes {
             println!("  note: {n}");
         }

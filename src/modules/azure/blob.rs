@@ -27,6 +27,8 @@ pub enum Cred {
     /// A SAS query string (without `?`).
     Sas(String),
     Bearer(String),
+    /// No credential: a public container (anonymous read access).
+    Anonymous,
 }
 
 impl std::fmt::Debug for Cred {
@@ -35,6 +37,7 @@ impl std::fmt::Debug for Cred {
             Cred::SharedKey { .. } => "SharedKey(***)",
             Cred::Sas(_) => "Sas(***)",
             Cred::Bearer(_) => "Bearer(***)",
+            Cred::Anonymous => "Anonymous",
         })
     }
 }
@@ -51,6 +54,8 @@ pub struct Container {
 pub struct BlobItem {
     pub name: String,
     pub size: u64,
+    /// The blob's ETag (changes whenever its content does), as listed.
+    pub etag: String,
 }
 
 fn err(m: impl std::fmt::Display) -> LabError {
@@ -198,7 +203,7 @@ impl Container {
                 ));
             }
             Cred::Bearer(t) => headers.push(("Authorization".into(), format!("Bearer {t}"))),
-            Cred::Sas(_) => {}
+            Cred::Sas(_) | Cred::Anonymous => {}
         }
         let mut req = http.request(method.clone(), url.clone());
         for (k, v) in &headers {
@@ -462,6 +467,7 @@ pub fn parse_list(xml: &str) -> LabResult<(Vec<BlobItem>, Option<String>)> {
                     cur = Some(BlobItem {
                         name: String::new(),
                         size: 0,
+                        etag: String::new(),
                     });
                 }
                 path.push(n);
@@ -484,6 +490,11 @@ pub fn parse_list(xml: &str) -> LabResult<(Vec<BlobItem>, Option<String>)> {
                     ("Content-Length", "Properties") => {
                         if let Some(c) = cur.as_mut() {
                             c.size = text.trim().parse().unwrap_or(0);
+                        }
+                    }
+                    ("Etag", "Properties") => {
+                        if let Some(c) = cur.as_mut() {
+                            c.etag = text.trim().to_string();
                         }
                     }
                     ("Blob", _) => items.extend(cur.take()),
@@ -561,18 +572,20 @@ mod tests {
 
     #[test]
     fn list_blobs_xml_with_paging_and_escapes() {
-        let xml = r#"<?xml version="1.0" encoding="utf-8"?><EnumerationResults ServiceEndpoint="http://x/" ContainerName="c"><Prefix>out/</Prefix><Blobs><Blob><Name>out/a&amp;b.txt</Name><Properties><Content-Length>12</Content-Length></Properties></Blob><Blob><Name>out/m.pt</Name><Properties><Content-Length>3</Content-Length></Properties></Blob></Blobs><NextMarker>tok2</NextMarker></EnumerationResults>"#;
+        let xml = r#"<?xml version="1.0" encoding="utf-8"?><EnumerationResults ServiceEndpoint="http://x/" ContainerName="c"><Prefix>out/</Prefix><Blobs><Blob><Name>out/a&amp;b.txt</Name><Properties><Content-Length>12</Content-Length><Etag>0x8DC1</Etag></Properties></Blob><Blob><Name>out/m.pt</Name><Properties><Etag>"0x8DC2"</Etag><Content-Length>3</Content-Length></Properties></Blob></Blobs><NextMarker>tok2</NextMarker></EnumerationResults>"#;
         let (items, next) = parse_list(xml).unwrap();
         assert_eq!(
             items,
             vec![
                 BlobItem {
                     name: "out/a&b.txt".into(),
-                    size: 12
+                    size: 12,
+                    etag: "0x8DC1".into(),
                 },
                 BlobItem {
                     name: "out/m.pt".into(),
-                    size: 3
+                    size: 3,
+                    etag: "\"0x8DC2\"".into(),
                 }
             ]
         );

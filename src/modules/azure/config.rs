@@ -68,6 +68,9 @@ pub struct AzureConfig {
     /// Overrides the workspace's MLflow tracking URI (an `http(s)://` base).
     pub mlflow_url: String,
     pub studio_url: String,
+    /// Local runs: GPUs per process for a job whose `compute:` is the key (`gpu-cluster` or
+    /// `azureml:gpu-cluster`), so the same job file gets GPUs here without a local-only key.
+    pub local_gpus: std::collections::BTreeMap<String, u32>,
     /// The service principal's key; never serialized.
     #[serde(skip)]
     pub application_key: Option<String>,
@@ -105,6 +108,7 @@ pub fn schema() -> Map<String, Value> {
         "imds_url": "http://169.254.169.254/metadata/identity/oauth2/token",
         "discovery_url": "", "blob_url": "", "mlflow_url": "",
         "studio_url": "https://ml.azure.com",
+        "local_gpus": {},
     })
     .as_object()
     .cloned()
@@ -214,6 +218,7 @@ pub fn load(req: &Request) -> LabResult<AzureConfig> {
         blob_url: trim(s("blob_url")),
         mlflow_url: trim(s("mlflow_url")),
         studio_url: trim(s("studio_url")),
+        local_gpus: local_gpus(a.get("local_gpus"), settings_file.as_deref())?,
         application_key,
         sources: Sources {
             settings: settings_file,
@@ -224,7 +229,38 @@ pub fn load(req: &Request) -> LabResult<AzureConfig> {
     Ok(cfg)
 }
 
+/// `local_gpus: {compute: GPUs per process}`, each a whole number.
+fn local_gpus(
+    v: Option<&Value>,
+    file: Option<&std::path::Path>,
+) -> LabResult<std::collections::BTreeMap<String, u32>> {
+    let mut out = std::collections::BTreeMap::new();
+    for (k, n) in v.and_then(Value::as_object).into_iter().flatten() {
+        let Some(g) = n.as_u64().filter(|g| *g <= 1024) else {
+            let at = file.map_or("settings".into(), |f| f.display().to_string());
+            return Err(LabError::new(
+                "azure.config",
+                format!("{at}: local_gpus.{k}: {n} is not a whole number of GPUs per process"),
+            ));
+        };
+        out.insert(k.clone(), g as u32);
+    }
+    Ok(out)
+}
+
 impl AzureConfig {
+    /// GPUs per process `local_gpus` gives a job on `compute` (`azureml:` prefix or not).
+    pub fn local_gpus_for(&self, compute: &str) -> Option<(String, u32)> {
+        let bare = compute.strip_prefix("azureml:").unwrap_or(compute);
+        [
+            compute.to_string(),
+            bare.to_string(),
+            format!("azureml:{bare}"),
+        ]
+        .into_iter()
+        .find_map(|k| self.local_gpus.get(&k).map(|n| (k, *n)))
+    }
+
     /// Where a missing key would be set, for error messages.
     pub fn where_to_set(&self, key: &str) -> String {
         let files = match (&self.sources.settings, &self.sources.private) {

@@ -15,6 +15,7 @@ pub mod blob;
 pub mod body;
 pub mod client;
 pub mod config;
+pub mod inputs;
 pub mod jobs;
 pub mod pipeline;
 pub mod pyyaml;

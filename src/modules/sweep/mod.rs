@@ -295,14 +295,22 @@ pub struct Sweep {
     pub single: bool,
     /// What each child run is: a trial, or a fold of a cross-validation.
     pub child_kind: crate::store::RunKind,
+    /// The compute target the file names (a pipeline step's own, else the pipeline's
+    /// default): what the settings' `local_gpus` is keyed by.
+    pub compute: Option<String>,
+    /// GPUs per trial from the command line (`--gpus-per-trial`), over everything else.
+    pub gpus_per_trial: Option<u32>,
 }
 
 /// An input as the trial command sees it.
 #[derive(Debug, Clone, PartialEq)]
 pub struct InputValue {
     pub text: String,
-    /// A remote URI (`azureml:`, `wasbs://`, `https://`) that runs locally as written.
+    /// A remote URI (`azureml:`, `wasbs://`, `https://`): downloaded when the run starts
+    /// (see [`inputs`]).
     pub remote: bool,
+    /// The declared type (`uri_file`, `uri_folder`, `string`, …), where one is given.
+    pub kind: Option<String>,
 }
 
 /// Where an error points: a file and its text (positions found by key), or a script call.
@@ -312,7 +320,8 @@ pub struct Origin<'a> {
 }
 
 impl Origin<'_> {
-    fn at(&self, needle: &str) -> String {
+    /// `file:line:col` of the first `needle` in the text, else the source.
+    pub fn at(&self, needle: &str) -> String {
         match self.text {
             Some(t) if !needle.is_empty() => crate::modules::yaml::locate(t, self.source, needle),
             _ => self.source.to_string(),
@@ -322,6 +331,27 @@ impl Origin<'_> {
     fn err(&self, needle: &str, msg: impl std::fmt::Display) -> LabError {
         LabError::new("sweep.invalid", format!("{}: {msg}", self.at(needle)))
     }
+}
+
+/// What the Azure module, which sits above this one, lends local runs: remote inputs
+/// (`https://`, `wasbs://`, `abfss://`, `azureml:`) checked and fetched through its clients
+/// into the input cache, and GPUs per process for a `compute:` from its settings'
+/// `local_gpus`. Lent once when the process starts; unlent, remote inputs reach the command
+/// as written and no compute gets GPUs.
+pub struct Workspace {
+    pub check_inputs: fn(&Sweep) -> LabResult<()>,
+    pub localized: fn(&Sweep) -> LabResult<Option<Sweep>>,
+    pub gpus_per_process: GpusFor,
+}
+
+/// GPUs per process for a compute target, and where that is said.
+pub type GpusFor = fn(&str) -> LabResult<Option<(u32, String)>>;
+
+static WORKSPACE: std::sync::OnceLock<Workspace> = std::sync::OnceLock::new();
+
+/// Lends local runs the workspace's services (the first lender counts).
+pub fn lend(w: Workspace) {
+    let _ = WORKSPACE.set(w);
 }
 
 /// Reads a sweep or command job YAML (Azure's schema, unchanged). `sets` are `--set
@@ -762,6 +792,10 @@ pub fn resolve(doc: SweepDoc, o: &Origin<'_>, base: &Path) -> LabResult<Sweep> {
     let limits = limits_of(&doc, o)?;
     // Inputs: sweep inputs over the component's defaults.
     let mut inputs = BTreeMap::new();
+    let declared = |k: &str| {
+        let d = trial.inputs.get(k)?.get("type")?.as_str()?;
+        Some(d.to_string())
+    };
     for (k, decl) in &trial.inputs {
         if let Some(def) = decl.get("default") {
             inputs.insert(k.clone(), input_value(def, base));
@@ -770,10 +804,11 @@ pub fn resolve(doc: SweepDoc, o: &Origin<'_>, base: &Path) -> LabResult<Sweep> {
     for (k, v) in &doc.inputs {
         inputs.insert(k.clone(), input_value(v, base));
     }
-    for (k, v) in &inputs {
+    for (k, v) in inputs.iter_mut() {
+        v.kind = v.kind.take().or_else(|| declared(k));
         if v.remote {
             notes.push(format!(
-                "input `{k}` is remote ({}): passed as written, not downloaded",
+                "input `{k}` is remote ({}): downloaded when the run starts (once, into the input cache) and handed over as a local path",
                 v.text
             ));
         }
@@ -829,6 +864,7 @@ pub fn resolve(doc: SweepDoc, o: &Origin<'_>, base: &Path) -> LabResult<Sweep> {
         }
     }
     trial.snapshot = trial.snapshot.or(Some(true));
+    let compute = doc.compute.clone();
     Ok(Sweep {
         doc,
         source: o.source.to_string(),
@@ -849,6 +885,8 @@ pub fn resolve(doc: SweepDoc, o: &Origin<'_>, base: &Path) -> LabResult<Sweep> {
         notes,
         single,
         child_kind: crate::store::RunKind::Trial,
+        compute,
+        gpus_per_trial: None,
     }
     .with_policy())
 }
@@ -960,9 +998,14 @@ impl Sweep {
         }
     }
 
-    /// What running the sweep here needs besides a valid document — its `code:` folder —
-    /// checked the same way by `--dry-run` and the run, the error pointing at `code:`.
+    /// What running the sweep here needs besides a valid document — its `code:` folder, and
+    /// remote inputs it can read (see [`Workspace`]) — checked the same way by
+    /// `--dry-run` and the run, the error pointing at the key.
     pub fn check_local(&self) -> LabResult<()> {
+        if let Some(w) = WORKSPACE.get() {
+            (w.check_inputs)(self)?;
+        }
+        self.local_gpus()?;
         let Some(code) = self.trial.code.as_deref().filter(|c| !c.contains(':')) else {
             return Ok(());
         };
@@ -979,6 +1022,46 @@ impl Sweep {
             "code:",
             format!("the code folder {} does not exist", dir.display()),
         ))
+    }
+
+    /// GPUs each trial leases on this machine, and what said so: `--gpus-per-trial`, else
+    /// the file's local key `num_gpus`, else the settings' `local_gpus` entry for the job's
+    /// `compute:` (GPUs per process × the distribution's processes), else none.
+    pub fn local_gpus(&self) -> LabResult<(u32, Option<String>)> {
+        if let Some(n) = self.gpus_per_trial {
+            return Ok((n, Some(format!("--gpus-per-trial {n}"))));
+        }
+        if self.trial.num_gpus > 0 {
+            let n = self.trial.num_gpus;
+            return Ok((n, Some(format!("num_gpus: {n} in the file"))));
+        }
+        let lent = WORKSPACE.get().zip(self.compute.as_deref());
+        let Some((per, mut why)) = lent
+            .map(|(w, c)| (w.gpus_per_process)(c))
+            .transpose()?
+            .flatten()
+        else {
+            return Ok((0, None));
+        };
+        let procs = crate::modules::jobs::launch::Layout::of(
+            self.trial.distribution.as_ref(),
+            self.trial.resources.as_ref(),
+        )
+        .map_or(1, |l| l.ranks());
+        why.push_str(&format!(": {per} per process"));
+        if procs > 1 {
+            why.push_str(&format!(" × {procs} processes"));
+        }
+        Ok((per * procs, Some(why)))
+    }
+
+    /// The sweep with its remote inputs fetched and replaced by local paths (see
+    /// [`Workspace`]); `None` when nothing changes.
+    pub fn localized(&self) -> LabResult<Option<Sweep>> {
+        match WORKSPACE.get() {
+            Some(w) if self.inputs.values().any(|v| v.remote) => (w.localized)(self),
+            _ => Ok(None),
+        }
     }
 
     /// The sweep's identity: its resolved document and where it came from. Running the same
@@ -1095,7 +1178,7 @@ pub fn is_remote(p: &str) -> bool {
 }
 
 pub(super) fn input_value(v: &Value, base: &Path) -> InputValue {
-    match v {
+    let (text, remote) = match v {
         Value::Object(m) => {
             let p = m
                 .get("path")
@@ -1104,27 +1187,20 @@ pub(super) fn input_value(v: &Value, base: &Path) -> InputValue {
                 .map(value_text)
                 .unwrap_or_default();
             if is_remote(&p) {
-                InputValue {
-                    text: p,
-                    remote: true,
-                }
+                (p, true)
             } else if m.contains_key("path") {
                 let p = p.strip_prefix("file:").unwrap_or(&p);
-                InputValue {
-                    text: base.join(p).display().to_string(),
-                    remote: false,
-                }
+                (base.join(p).display().to_string(), false)
             } else {
-                InputValue {
-                    text: p,
-                    remote: false,
-                }
+                (p, false)
             }
         }
-        other => InputValue {
-            text: value_text(other),
-            remote: false,
-        },
+        other => (value_text(other), false),
+    };
+    InputValue {
+        text,
+        remote,
+        kind: v.get("type").and_then(Value::as_str).map(str::to_string),
     }
 }
 

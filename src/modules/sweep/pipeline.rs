@@ -26,6 +26,9 @@ pub struct Pipeline {
     /// type and mode.
     pub outputs: Map<String, Value>,
     pub steps: Vec<(String, Map<String, Value>)>,
+    /// `settings.default_compute` (or the pipeline's `compute:`): a step's compute target
+    /// when it names none.
+    pub default_compute: Option<String>,
 }
 
 fn err(o: &Origin<'_>, needle: &str, msg: impl std::fmt::Display) -> LabError {
@@ -55,7 +58,16 @@ pub fn from_file(f: super::JobFile) -> LabResult<Pipeline> {
         };
         steps.push((name, m));
     }
+    let default_compute = f
+        .doc
+        .settings
+        .as_ref()
+        .and_then(|s| s.get("default_compute"))
+        .and_then(Value::as_str)
+        .map(str::to_string)
+        .or(f.doc.compute.clone());
     Ok(Pipeline {
+        default_compute,
         inputs: f.doc.inputs.clone(),
         outputs: f.doc.outputs.clone(),
         source: f.source,
@@ -210,6 +222,8 @@ pub fn plan(p: &Pipeline) -> LabResult<Vec<(usize, Sweep)>> {
     let mut out = Vec::new();
     for i in order(p)? {
         let s = step(p, i, &outputs)?;
+        // What the run would refuse (a missing code folder, an input it cannot read).
+        s.check_local()?;
         let name = &p.steps[i].0;
         for o in &s.outputs {
             outputs.insert(
@@ -268,8 +282,12 @@ pub fn step(
         .and_then(|v| v.as_str())
         .unwrap_or("command")
         .to_string();
-    // The compute target names a cluster; steps run here.
-    m.remove("compute");
+    // The compute target names a cluster; steps run here, with the GPUs the settings'
+    // `local_gpus` gives it.
+    let compute = m
+        .remove("compute")
+        .and_then(|c| c.as_str().map(str::to_string))
+        .or(p.default_compute.clone());
     if let Some(Value::String(c)) = m.remove("component") {
         if kind != "command" {
             return Err(err(
@@ -329,6 +347,7 @@ pub fn step(
         )
     })?;
     s.source = format!("{}#{name}", p.source);
+    s.compute = compute;
     Ok(s)
 }
 
@@ -371,7 +390,13 @@ pub fn run(
     watcher: &(dyn Fn(&Sweep) -> Box<dyn Watcher + Send> + Sync),
     cancel: &CancellationToken,
 ) -> LabResult<Vec<(String, SweepResult)>> {
-    let order = plan(p)?.into_iter().map(|(i, _)| i).collect::<Vec<_>>();
+    let planned = plan(p)?;
+    // Every step's remote inputs are fetched before the first step starts: a bad URI fails
+    // the pipeline before it has run anything.
+    for (_, s) in &planned {
+        s.localized()?;
+    }
+    let order = planned.into_iter().map(|(i, _)| i).collect::<Vec<_>>();
     let opts = &RunOpts {
         shared_workers: true,
         ..opts.clone()

@@ -205,7 +205,7 @@ pub struct PlannedTrial {
 /// first free first, as the job host's ledger hands them out on an idle machine.
 pub fn dry_run(s: &Sweep, max_concurrent: Option<u64>) -> Vec<PlannedTrial> {
     let seed = seed_of(s).unwrap_or(0);
-    let gpus = s.trial.num_gpus as usize;
+    let gpus = s.local_gpus().map_or(s.trial.num_gpus, |g| g.0) as usize;
     let conc = max_concurrent
         .or(s.doc.limits.as_ref().and_then(|l| l.max_concurrent_trials))
         .unwrap_or(s.planned())
@@ -422,6 +422,14 @@ pub fn run(
     cancel: &CancellationToken,
 ) -> LabResult<SweepResult> {
     let key = opts.key.clone().unwrap_or_else(|| key_of(s));
+    // Remote inputs become local paths before anything is recorded (the identity keeps the
+    // URIs): a download that fails leaves no run behind.
+    let mut local = s.localized()?;
+    let (gpus, _) = s.local_gpus()?;
+    if gpus != s.trial.num_gpus {
+        local.get_or_insert_with(|| s.clone()).trial.num_gpus = gpus;
+    }
+    let s = local.as_ref().unwrap_or(s);
     if opts.rerun {
         crate::store::with_current(|st| st.retire_key(&key))?;
     }
