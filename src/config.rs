@@ -22,6 +22,7 @@ pub const VARS: &[(&str, &str)] = &[
     ("LABHOST_PRIVATE_SETTINGS", "the private settings file (else `labhost.private.yml` found upwards)"),
     ("LABHOST_AZURE_SETTINGS", "the Azure settings file (else `settings.yml` found upwards)"),
     ("LABHOST_SNAPSHOT_MAX_MB", "the largest code folder a sweep snapshots, in MB (default 2048)"),
+    ("LABHOST_MPIRUN", "the `mpirun` that runs `distribution: mpi` jobs (default: `mpirun` on PATH, if any; `off`: labhost's own launcher)"),
     ("LABHOST_JOB_ID", "set by labhost in a job's environment: the job's id (a script inside a job logs to it)"),
 ];
 
@@ -136,6 +137,27 @@ pub fn snapshot_max_mb() -> LabResult<Option<u64>> {
             )),
         })
         .transpose()
+}
+
+/// The `mpirun` for `distribution: mpi` jobs: `LABHOST_MPIRUN` (a path or a name on PATH),
+/// else `mpirun` on PATH; `None` when there is none or the variable is `off`.
+pub fn mpirun() -> Option<PathBuf> {
+    let want = var("LABHOST_MPIRUN");
+    let name = match want.as_deref() {
+        Some("off") => return None,
+        Some(p) => p.to_string(),
+        None => "mpirun".into(),
+    };
+    if name.contains('/') {
+        return Some(PathBuf::from(name));
+    }
+    std::env::split_paths(&std::env::var_os("PATH")?)
+        .map(|d| d.join(&name))
+        .find(|p| {
+            use std::os::unix::fs::PermissionsExt;
+            p.metadata()
+                .is_ok_and(|m| m.is_file() && m.permissions().mode() & 0o111 != 0)
+        })
 }
 
 pub fn kill_grace() -> Option<Duration> {

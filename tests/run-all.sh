@@ -80,6 +80,10 @@ if [ ! -x "$AZURE_SDK_VENV/bin/python" ] || ! "$AZURE_SDK_VENV/bin/python" -c 'i
 fi
 export LABHOST_TEST_AZURE_SDK_PYTHON="$AZURE_SDK_VENV/bin/python"
 
+# Open MPI: `distribution: mpi` jobs run under the real mpirun when it is installed.
+apt_install mpirun openmpi-bin
+export LABHOST_TEST_MPIRUN="$(command -v mpirun)"
+
 # Azurite (the Azure Storage emulator, from npm) for the azure module's blob uploads and
 # downloads; the azure tests start it themselves, in a temp folder, on a free port.
 apt_install npm npm
@@ -114,3 +118,6 @@ cargo test --locked --test integration report:: -- --ignored 2>&1
 
 log "cargo test: the azure module against the ARM fake, Azurite, an mlflow server and azure-ai-ml (tests/azure_sdk)"
 cargo test --locked --test integration azure:: -- --ignored 2>&1
+
+log "cargo test: distributed jobs under the real mpirun (Open MPI)"
+cargo test --locked --test integration sweep::an_mpi_distribution -- --ignored 2>&1

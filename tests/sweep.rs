@@ -1287,3 +1287,81 @@ fn gpus_come_from_the_command_line_or_the_settings_by_compute() {
     assert_eq!(code, Some(2), "{err}");
     assert!(err.contains("local_gpus"), "{err}");
 }
+
+/// An `mpi` distribution runs under the real `mpirun` when one is installed (as Azure ML
+/// launches it): 2 instances × 2 processes are one MPI world of 4 with Open MPI's own rank
+/// variables, one job to the engine; a rank that fails ends the world and fails the job, and
+/// no rank is left. `LABHOST_MPIRUN=off` runs the same ranks under labhost's own launcher.
+#[test]
+#[ignore = "needs Open MPI (tests/run-all.sh installs it)"]
+fn an_mpi_distribution_runs_under_mpirun_when_installed() {
+    let mpirun = std::env::var("LABHOST_TEST_MPIRUN").expect("LABHOST_TEST_MPIRUN");
+    let job = "command: sh ranks.sh ${{inputs.mode}} mpi-rank-marker\ncode: src\ninputs:\n  mode: ok\ndistribution:\n  type: mpi\n  process_count_per_instance: 2\nresources:\n  instance_count: 2\n";
+    let ranks = "r=$OMPI_COMM_WORLD_RANK\nif [ \"$1\" = fail ]; then [ \"$r\" = 3 ] && exit 1; sleep 120; fi\necho \"rank=$r size=$OMPI_COMM_WORLD_SIZE local_size=$OMPI_COMM_WORLD_LOCAL_SIZE\"\n";
+    let t = TestCmd::new()
+        .env("LABHOST_MPIRUN", &mpirun)
+        .file("job.yml", job)
+        .file("src/ranks.sh", ranks);
+    let (code, out, err) = t.spawn(["sweep", "job.yml", "--dry-run"]).finish();
+    assert_eq!(code, Some(0), "{err}");
+    assert!(
+        out.contains(&format!("exec '{mpirun}' -np 4 --oversubscribe")),
+        "{out}"
+    );
+    let sorted_log = |t: &TestCmd, args: &[&str]| {
+        let (code, out, err) = t.spawn(args).finish();
+        let r: serde_json::Value =
+            serde_json::from_str(&out).unwrap_or_else(|_| panic!("{out}{err}"));
+        let id = r["trials"][0]["run_id"].to_string();
+        let (_, log, _) = t.spawn(["logs", &id]).finish();
+        let mut lines: Vec<String> = log
+            .lines()
+            .filter(|l| l.starts_with("rank="))
+            .map(str::to_string)
+            .collect();
+        lines.sort();
+        (code, lines, r)
+    };
+    let want: Vec<String> = (0..4)
+        .map(|r| format!("rank={r} size=4 local_size=4"))
+        .collect();
+    let (code, lines, _) = sorted_log(&t, &["sweep", "job.yml", "--json"]);
+    assert_eq!(code, Some(0));
+    // mpirun puts all 4 ranks on this one host: a local world of 4.
+    assert_eq!(lines, want);
+    let started = std::time::Instant::now();
+    let (code, _, r) = sorted_log(
+        &t,
+        &[
+            "sweep",
+            "job.yml",
+            "--json",
+            "--rerun",
+            "--set",
+            "inputs.mode=fail",
+        ],
+    );
+    assert_ne!(code, Some(0));
+    assert_eq!(r["trials"][0]["status"], "failed", "{r}");
+    assert!(
+        started.elapsed() < std::time::Duration::from_secs(60),
+        "the world was not stopped"
+    );
+    let ps = std::process::Command::new("ps")
+        .args(["-eo", "args"])
+        .output()
+        .unwrap();
+    let ps = String::from_utf8_lossy(&ps.stdout);
+    assert!(
+        !ps.contains("mpi-rank-marker"),
+        "a rank was left running:\n{ps}"
+    );
+    // Labhost's own launcher: the same world, local size 2 per instance.
+    let own = t.env("LABHOST_MPIRUN", "off");
+    let (code, lines, _) = sorted_log(&own, &["sweep", "job.yml", "--json", "--rerun"]);
+    assert_eq!(code, Some(0));
+    let want: Vec<String> = (0..4)
+        .map(|r| format!("rank={r} size=4 local_size=2"))
+        .collect();
+    assert_eq!(lines, want);
+}

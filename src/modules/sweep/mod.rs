@@ -1147,10 +1147,24 @@ impl Sweep {
         else {
             return cmd;
         };
+        let q = |s: &str| format!("'{}'", s.replace('\'', "'\\''"));
+        // An MPI job under the real mpirun when one is installed (as Azure ML launches it):
+        // all ranks on this machine, one job to the engine; mpirun stops the world when a
+        // rank fails.
+        if let Some(mpirun) = (l.kind == "mpi").then(crate::config::mpirun).flatten() {
+            // SAFETY: geteuid has no preconditions.
+            let root = unsafe { libc::geteuid() } == 0;
+            return format!(
+                "exec {} -np {} --oversubscribe{} sh -c {}",
+                q(&mpirun.display().to_string()),
+                l.ranks(),
+                if root { " --allow-run-as-root" } else { "" },
+                q(&cmd)
+            );
+        }
         let exe = std::env::current_exe()
             .map(|p| p.display().to_string())
             .unwrap_or_else(|_| "labhost".into());
-        let q = |s: &str| format!("'{}'", s.replace('\'', "'\\''"));
         let args: Vec<String> = l.args().iter().map(|a| q(a)).collect();
         format!(
             "exec {} launch {} -- sh -c {}",
