@@ -1365,3 +1365,63 @@ fn an_mpi_distribution_runs_under_mpirun_when_installed() {
         .collect();
     assert_eq!(lines, want);
 }
+
+/// Running a sweep again says whether it is new or continues (and where it stands); failed
+/// trials get a hint, and `--retry-failed` runs exactly those again with the same
+/// parameters while the others keep their results.
+#[test]
+fn a_sweep_says_it_continues_and_retries_only_its_failed_trials() {
+    let yml = "type: sweep\ntrial:\n  command: echo ${{search_space.x}} >> ran.txt; if [ ${{search_space.x}} = 2 ] && [ ! -e ok.flag ]; then echo \"x=2 is not allowed\" >&2; exit 3; fi\nsampling_algorithm: grid\nsearch_space: {x: {type: choice, values: [1, 2, 3]}}\nobjective: {goal: minimize, primary_metric: l}\n";
+    let t = TestCmd::new().file("s.yml", yml);
+    let statuses = |out: &str| -> Vec<String> {
+        let r: serde_json::Value = serde_json::from_str(out).unwrap();
+        r["trials"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|t| t["status"].as_str().unwrap().to_string())
+            .collect()
+    };
+    let (_, out, err) = t.spawn(["sweep", "s.yml", "--json"]).finish();
+    assert_eq!(
+        statuses(&out),
+        ["completed", "failed", "completed"],
+        "{err}"
+    );
+    let id: serde_json::Value = serde_json::from_str(&out).unwrap();
+    let id = id["sweep_id"].as_i64().unwrap();
+    assert!(err.contains(&format!("new sweep {id}\n")), "{err}");
+    let hint = "1 trial(s) failed: `labhost sweep s.yml --retry-failed` runs them again (`--rerun` starts the sweep anew)";
+    assert!(err.contains(hint), "{err}");
+    // Again: nothing runs, and it says so.
+    let (_, out, err) = t.spawn(["sweep", "s.yml", "--json"]).finish();
+    assert_eq!(statuses(&out), ["completed", "failed", "completed"]);
+    assert!(
+        err.contains(&format!("continuing sweep {id} (3/3 done, 1 failed)")),
+        "{err}"
+    );
+    assert!(err.contains(hint), "{err}");
+    // The cause fixed: only the failed trial runs again.
+    std::fs::write(t.path().join("ok.flag"), "").unwrap();
+    let (code, out, err) = t
+        .spawn(["sweep", "s.yml", "--json", "--retry-failed"])
+        .finish();
+    assert_eq!(code, Some(0), "{err}");
+    assert_eq!(
+        statuses(&out),
+        ["completed", "completed", "completed"],
+        "{err}"
+    );
+    assert!(!err.contains("trial(s) failed"), "{err}");
+    let mut ran: Vec<String> = std::fs::read_to_string(t.path().join("ran.txt"))
+        .unwrap()
+        .lines()
+        .map(str::to_string)
+        .collect();
+    ran.sort();
+    assert_eq!(ran, ["1", "2", "2", "3"]);
+    let (code, _, err) = t
+        .spawn(["sweep", "s.yml", "--retry-failed", "--rerun"])
+        .finish();
+    assert_eq!(code, Some(2), "{err}");
+}

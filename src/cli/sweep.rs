@@ -32,6 +32,9 @@ pub struct SweepArgs {
     /// Start anew, even if this sweep ran (or was interrupted) before
     #[arg(long)]
     pub rerun: bool,
+    /// Run the trials that failed before again (same parameters); the others keep their results
+    #[arg(long, conflicts_with = "rerun")]
+    pub retry_failed: bool,
     /// Print the result as JSON on stdout
     #[arg(long)]
     pub json: bool,
@@ -101,6 +104,7 @@ pub fn submit(a: SubmitArgs, ctx: &super::Flags) -> CmdResult {
             max_concurrent: None,
             seed: None,
             gpus_per_trial: None,
+            retry_failed: false,
             sets: a.sweep.sets,
             rerun: a.sweep.rerun,
             json: false,
@@ -202,9 +206,10 @@ fn run_sweep(a: &SweepArgs, s: &sweep::Sweep) -> CmdResult {
         max_concurrent: a.max_concurrent,
         quiet: false,
         key: None,
+        retry_failed: a.retry_failed,
         ..Default::default()
     };
-    let mut w = srun::Progress::new(s, a.json);
+    let mut w = srun::Progress::new(s, a.json).announcing();
     let cancel = crate::runtime::ctx().cancel.token();
     match srun::run(s, &opts, &mut w, &cancel) {
         Ok(r) => {
@@ -234,6 +239,10 @@ fn print_result(r: &srun::SweepResult, s: &sweep::Sweep, json: bool) -> CmdResul
             serde_json::to_value(r).map_err(|e| LabError::new("internal", e.to_string()))?;
         v["best"] = serde_json::to_value(r.best_row()).unwrap_or_default();
         println!("{}", serde_json::to_string_pretty(&v).unwrap_or_default());
+        failed_hint(
+            r.count(RunStatus::Failed) + r.count(RunStatus::TimedOut),
+            &s.source,
+        );
         return Ok(());
     }
     println!("{}", r.table());
@@ -256,7 +265,21 @@ fn print_result(r: &srun::SweepResult, s: &sweep::Sweep, json: bool) -> CmdResul
     if let Some(p) = &r.report {
         println!("report: {p}");
     }
+    failed_hint(
+        r.count(RunStatus::Failed) + r.count(RunStatus::TimedOut),
+        &s.source,
+    );
     Ok(())
+}
+
+/// After a sweep with failed trials: how to run them again.
+fn failed_hint(failed: usize, source: &str) {
+    if failed > 0 {
+        let file = crate::util::shell_quote(source.split('#').next().unwrap_or(source));
+        eprintln!(
+            "{failed} trial(s) failed: `labhost sweep {file} --retry-failed` runs them again (`--rerun` starts the sweep anew)"
+        );
+    }
 }
 
 /// `type: pipeline`: every step built first, then each as soon as the steps it binds are
@@ -270,6 +293,7 @@ fn run_pipeline(a: &SweepArgs, p: sweep::pipeline::Pipeline) -> CmdResult {
     crate::runtime::install_ctrl_c(true);
     let opts = srun::RunOpts {
         rerun: a.rerun,
+        retry_failed: a.retry_failed,
         ..Default::default()
     };
     let cancel = crate::runtime::ctx().cancel.token();

@@ -73,6 +73,8 @@ struct RunArgs {
     max_concurrent: Option<std::num::NonZeroU32>,
     #[serde(default)]
     quiet: bool,
+    #[serde(default)]
+    retry_failed: bool,
 }
 
 fn dist(ctx: &NativeCallContext, raw: m::RawDist) -> RhaiResult<Map> {
@@ -335,6 +337,26 @@ pub mod api {
         Ok(SweepObj(std::sync::Arc::new(s)))
     }
 
+    /// The results of the sweep with run id `id` as the store has them — a sweep that ended
+    /// (in this script, an earlier one, or from `labhost sweep`) or one that still runs —
+    /// without running anything: the same object `run` returns (`best()`, `table()`,
+    /// `rows()`, `completed`, …).
+    ///
+    /// ```rhai
+    /// let s = sweep::new(#{trial: #{command: "echo '{\"name\": \"acc\", \"value\":' ${{search_space.x}} '}' >> $LABHOST_METRICS"},
+    ///     search_space: #{x: sweep::choice([0.2, 0.9])}, sampling_algorithm: "grid",
+    ///     objective: #{goal: "maximize", primary_metric: "acc"}});
+    /// let id = s.run(#{quiet: true}).id;
+    /// let r = sweep::get(id);
+    /// assert_eq([r.completed, r.best().params.x], [2, 0.9]);
+    /// assert_eq(r.rows().len(), 2);
+    /// ```
+    #[rhai_fn(return_raw, volatile)]
+    pub fn get(ctx: NativeCallContext, id: i64) -> Result<SweepResult, Box<EvalAltResult>> {
+        let r = m::run::get(id).or_rhai(&ctx)?;
+        Ok(ResultObj(std::sync::Arc::new(r)))
+    }
+
     /// Cross-validation with InnerEye's semantics: `splits` child runs (kind fold) of the
     /// trial (`#{command, code, environment_variables, num_gpus, …}`), fold `i` given
     /// `--cross_validation_split_index=i --number_of_cross_validation_splits=N` (and as the
@@ -506,7 +528,9 @@ pub mod api {
 
     /// Runs the sweep on the local job engine and waits for it (progress on stderr). Running
     /// the same sweep again continues it (nothing finished runs twice); `#{rerun: true}`
-    /// starts anew; `max_concurrent` overrides the limit; `quiet: true` shows nothing.
+    /// starts anew; `#{retry_failed: true}` runs the trials that failed again (same
+    /// parameters, new attempts); `max_concurrent` overrides the limit; `quiet: true` shows
+    /// nothing.
     ///
     /// ```rhai
     /// let s = sweep::new(#{
@@ -530,6 +554,7 @@ pub mod api {
             max_concurrent: a.max_concurrent.map(|n| u64::from(n.get())),
             quiet: a.quiet,
             key: None,
+            retry_failed: a.retry_failed,
             ..Default::default()
         };
         let mut w = m::run::Progress::new(&s.0, o.quiet);

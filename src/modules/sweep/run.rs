@@ -37,6 +37,9 @@ pub struct RunOpts {
     /// pipeline's steps): their number is left alone, and at most the sweep's concurrency of
     /// its trials are queued or running at once.
     pub shared_workers: bool,
+    /// Run the trials that failed before again (as new attempts, same parameters); the
+    /// others keep their results.
+    pub retry_failed: bool,
 }
 
 /// One trial as the table shows it.
@@ -168,6 +171,9 @@ pub trait Watcher {
     fn update(&mut self, c: Counts, planned: u64, best: Option<(u64, f64)>, last: bool);
     /// A trial was cancelled by the policy or a limit.
     fn cancelled(&mut self, _trial: u64, _reason: &str) {}
+    /// The sweep's record is open: a new sweep (`before` is `None`), or one that ran before,
+    /// with where its trials stood.
+    fn started(&mut self, _sweep_id: i64, _planned: u64, _before: Option<Counts>) {}
 }
 
 /// Shows nothing.
@@ -510,6 +516,11 @@ pub fn run(
             Some(&me),
         )
     })?;
+    let before = match created {
+        true => None,
+        false => Some(recorded_counts(parent.id)?),
+    };
+    watcher.started(parent.id, s.planned(), before);
     // The seed: the one recorded when the sweep first started (an unseeded sweep draws one).
     let seed = if created {
         fresh_seed
@@ -701,6 +712,7 @@ struct Driver<'a> {
     ids: BTreeMap<u64, i64>,
     done: HashSet<i64>,
     cancelled_by_us: HashSet<i64>,
+    retry_failed: bool,
     next: u64,
     stop_submitting: bool,
     /// The objective's values per run, as the progress shows them.
@@ -754,6 +766,7 @@ impl<'a> Driver<'a> {
             ids: BTreeMap::new(),
             done: HashSet::new(),
             cancelled_by_us: HashSet::new(),
+            retry_failed: opts.retry_failed,
             next: 0,
             stop_submitting: false,
             histories: BTreeMap::new(),
@@ -808,8 +821,11 @@ impl<'a> Driver<'a> {
         {
             let i = self.next;
             self.next += 1;
+            let retry = |r: &Run| {
+                self.retry_failed && matches!(r.status, RunStatus::Failed | RunStatus::TimedOut)
+            };
             let params = match self.journal.get(&i) {
-                Some((r, _)) if r.status.is_finished() => {
+                Some((r, _)) if r.status.is_finished() && !retry(r) => {
                     self.ids.insert(i, r.id);
                     self.done.insert(r.id);
                     tally(&mut self.counts, r.status);
@@ -825,7 +841,9 @@ impl<'a> Driver<'a> {
                     draw(s, self.run.seed, i, &obs)
                 }
             };
-            batch.push(self.run.trial_spec(i, &params));
+            let mut spec = self.run.trial_spec(i, &params);
+            spec.retry_failed = self.retry_failed;
+            batch.push(spec);
             batch_idx.push(i);
             // TPE draws each trial knowing the results so far: one at a time.
             if self.adaptive {
@@ -1125,6 +1143,7 @@ pub struct Progress {
     last: Option<Instant>,
     said: String,
     started: Instant,
+    announce: bool,
 }
 
 impl Progress {
@@ -1152,7 +1171,15 @@ impl Progress {
             last: None,
             said: String::new(),
             started: Instant::now(),
+            announce: !quiet,
         }
+    }
+
+    /// Says "new sweep N" / "continuing sweep N (…)" even when otherwise quiet (the CLI's
+    /// `--json`: the result on stdout, this on stderr).
+    pub fn announcing(mut self) -> Progress {
+        self.announce = true;
+        self
     }
 
     /// A pipeline step's progress: its lines start with the step's name, and its bar (on a
@@ -1169,6 +1196,27 @@ impl Progress {
 }
 
 impl Watcher for Progress {
+    fn started(&mut self, id: i64, planned: u64, before: Option<Counts>) {
+        if !self.announce {
+            return;
+        }
+        let step = match self.label.as_str() {
+            "sweep" => String::new(),
+            l => format!("{l}: "),
+        };
+        let msg = match before {
+            None => format!("{step}new sweep {id}"),
+            Some(c) => {
+                let mut m = format!("{step}continuing sweep {id} ({}/{planned} done", c.done);
+                if c.failed > 0 {
+                    m.push_str(&format!(", {} failed", c.failed));
+                }
+                m + ")"
+            }
+        };
+        crate::runtime::ctx().sink.eprint(&msg);
+    }
+
     fn update(&mut self, c: Counts, planned: u64, best: Option<(u64, f64)>, last: bool) {
         if self.quiet {
             return;
@@ -1325,6 +1373,80 @@ fn snapshot_plain(src: &Path, dst: &Path) -> LabResult<()> {
 
 /// Sweeps whose driving process died before they ended: `(run id, key, sweep)` rebuilt from
 /// the `sweep.yml` kept in each one's run folder, for `labhost resume`.
+/// Where the trials of sweep `id` stand in the store.
+fn recorded_counts(id: i64) -> LabResult<Counts> {
+    let mut c = Counts::default();
+    for r in crate::store::with_current(|st| st.list(None, Some(id), usize::MAX >> 1))? {
+        match r.status {
+            s if s.is_finished() => {
+                c.done += 1;
+                tally(&mut c, s);
+            }
+            _ => c.running += 1,
+        }
+    }
+    Ok(c)
+}
+
+/// The sweep a sweep run was started from: the `sweep.yml` kept in its run folder, with its
+/// source and kind of children as recorded.
+fn recorded(r: &Run) -> LabResult<Sweep> {
+    let file = Path::new(&r.run_dir).join("sweep.yml");
+    let text = crate::modules::fs::read(&file)?;
+    let src = file.display().to_string();
+    let doc = super::parse_doc(&text, &src)?;
+    let base = PathBuf::from(r.spec.cwd.clone().unwrap_or_else(|| ".".into()));
+    let mut s = super::resolve(
+        doc,
+        &super::Origin {
+            source: &src,
+            text: Some(&text),
+        },
+        &base,
+    )?;
+    let tags = crate::store::with_current(|st| st.tags(r.id))?;
+    if let Some((_, v)) = tags.iter().find(|(k, _)| k == "source") {
+        s.source = v.clone();
+    }
+    if crate::store::with_current(|st| st.list(None, Some(r.id), 1))?
+        .first()
+        .is_some_and(|c| c.kind == RunKind::Fold)
+    {
+        s.child_kind = RunKind::Fold;
+    }
+    Ok(s)
+}
+
+/// The results of sweep `id` as they stand in the store — a sweep that ended, or one that
+/// still runs — without running anything.
+pub fn get(id: i64) -> LabResult<SweepResult> {
+    let r = jobs::get(id)?;
+    if r.kind != RunKind::Sweep || !r.key.as_deref().is_some_and(|k| k.starts_with("sweep:")) {
+        return Err(LabError::new(
+            "invalid_argument",
+            format!("run {id} is a {} run, not a sweep", r.kind),
+        ));
+    }
+    let s = recorded(&r)?;
+    let seed = crate::store::with_current(|st| st.params(id))?
+        .into_iter()
+        .find(|(k, _)| k == "seed")
+        .and_then(|(_, v)| v.as_u64())
+        .unwrap_or(0);
+    let mut ids = BTreeMap::new();
+    for c in crate::store::with_current(|st| st.list(None, Some(id), usize::MAX >> 1))? {
+        let i = c.key.as_deref().and_then(|k| k.rsplit('/').next());
+        if let Some(i) = i.and_then(|x| x.parse::<u64>().ok()) {
+            ids.insert(i, c.id);
+        }
+    }
+    let page = Path::new(&r.run_dir).join("report.html");
+    Ok(SweepResult {
+        report: page.is_file().then(|| page.display().to_string()),
+        ..result(&s, &r, seed, &ids)?
+    })
+}
+
 pub fn orphaned_sweeps() -> LabResult<Vec<(i64, String, Sweep)>> {
     let state = crate::state::dir()?;
     let runs =
@@ -1344,29 +1466,7 @@ pub fn orphaned_sweeps() -> LabResult<Vec<(i64, String, Sweep)>> {
         {
             continue;
         }
-        let file = Path::new(&r.run_dir).join("sweep.yml");
-        let text = crate::modules::fs::read(&file)?;
-        let src = file.display().to_string();
-        let doc = super::parse_doc(&text, &src)?;
-        let base = PathBuf::from(r.spec.cwd.clone().unwrap_or_else(|| ".".into()));
-        let mut s = super::resolve(
-            doc,
-            &super::Origin {
-                source: &src,
-                text: Some(&text),
-            },
-            &base,
-        )?;
-        let tags = crate::store::with_current(|st| st.tags(r.id))?;
-        if let Some((_, v)) = tags.iter().find(|(k, _)| k == "source") {
-            s.source = v.clone();
-        }
-        if crate::store::with_current(|st| st.list(None, Some(r.id), 1))?
-            .first()
-            .is_some_and(|c| c.kind == RunKind::Fold)
-        {
-            s.child_kind = RunKind::Fold;
-        }
+        let s = recorded(&r)?;
         out.push((r.id, key, s));
     }
     Ok(out)
