@@ -521,7 +521,7 @@ print(ckpt.keys().len());
         .to_string();
     let rt = tokio::runtime::Runtime::new().unwrap();
     let names: Vec<String> = rt
-        .block_on(fake::container(&az, fake::BLOB_CONTAINER).list(&reqwest::Client::new(), &prefix))
+        .block_on(fake::container(&az, fake::BLOB_CONTAINER).list(&prefix))
         .unwrap()
         .into_iter()
         .map(|b| b.name.trim_start_matches(&prefix).to_string())
@@ -663,21 +663,23 @@ fn large_files_go_up_in_blocks_and_come_back_whole() {
     std::fs::write(&src, &data).unwrap();
     let rt = tokio::runtime::Runtime::new().unwrap();
     let c = fake::container(&az.url, "blocks");
-    let http = reqwest::Client::new();
+    fake::create_containers(&az.url, &["blocks"], false);
     rt.block_on(async {
-        c.create(&http).await.unwrap();
-        c.put_file_sized(&http, "dir/big file.bin", &src, 1 << 20, 1 << 20)
-            .await
-            .unwrap();
-        c.set_metadata(&http, "dir/big file.bin", &[("upload_status", "completed")])
-            .await
-            .unwrap();
-        let meta = c.metadata(&http, "dir/big file.bin").await.unwrap();
+        c.put_file_sized(
+            "dir/big file.bin",
+            &src,
+            1 << 20,
+            1 << 20,
+            &[("upload_status", "completed")],
+        )
+        .await
+        .unwrap();
+        let meta = c.metadata("dir/big file.bin").await.unwrap();
         assert_eq!(
             meta,
             vec![("upload_status".to_string(), "completed".to_string())]
         );
-        let listed = c.list(&http, "dir/").await.unwrap();
+        let listed = c.list("dir/").await.unwrap();
         assert_eq!(listed.len(), 1);
         assert_eq!(
             (listed[0].name.as_str(), listed[0].size),
@@ -689,19 +691,19 @@ fn large_files_go_up_in_blocks_and_come_back_whole() {
         );
         let back = t.path().join("back.bin");
         assert_eq!(
-            c.get_to(&http, "dir/big file.bin", &back).await.unwrap(),
+            c.get_to("dir/big file.bin", &back).await.unwrap(),
             data.len() as u64
         );
         assert_eq!(std::fs::read(&back).unwrap(), data);
         // A wrong key is refused by Azurite: the signature is what it checks.
-        let bad = labhost::modules::azure::blob::Container {
-            url: c.url.clone(),
-            cred: labhost::modules::azure::blob::Cred::SharedKey {
+        let bad = labhost::modules::azure::blob::Container::new(
+            c.url.clone(),
+            labhost::modules::azure::blob::Cred::SharedKey {
                 account: fake::AZURITE_ACCOUNT.into(),
                 key: b"not the key".to_vec(),
             },
-        };
-        let e = bad.list(&http, "dir/").await.unwrap_err();
+        );
+        let e = bad.list("dir/").await.unwrap_err();
         assert!(e.message.contains("403"), "{}", e.message);
     });
 }
@@ -784,16 +786,17 @@ fn workspace_inputs_run_here_through_the_datastore_and_the_cache() {
     let rig = Rig::full(false);
     let az = rig._azurite.as_ref().unwrap().url.clone();
     let c = fake::container(&az, fake::BLOB_CONTAINER);
-    let http = reqwest::Client::new();
     let rt = tokio::runtime::Runtime::new().unwrap();
-    let put = |name: &str, body: &str| {
-        rt.block_on(c.put(&http, name, body.as_bytes().to_vec()))
-            .unwrap()
-    };
+    let put = |name: &str, body: &str| rt.block_on(c.put(name, body.as_bytes().to_vec())).unwrap();
     put("rows/a.csv", "1,2\n");
     put("rows/sub/b.csv", "3,4\n");
     put("single.txt", "hello\n");
-    let job = "type: command\ncommand: cat ${{inputs.folder}}/a.csv ${{inputs.folder}}/sub/b.csv ${{inputs.one}}; test ${{inputs.folder}} = ${{inputs.asset}} && echo same folder; echo ${{inputs.folder}}\ninputs:\n  folder:\n    type: uri_folder\n    path: azureml://datastores/workspaceblobstore/paths/rows/\n  asset:\n    type: uri_folder\n    path: azureml:labhost-rows@latest\n  one:\n    type: uri_file\n    path: azureml://datastores/workspaceblobstore/paths/single.txt\n";
+    // A public container, read anonymously through its wasbs:// URI.
+    fake::create_containers(&az, &["open"], true);
+    let open = fake::container(&az, "open");
+    rt.block_on(open.put("flowers/iris.csv", b"5.1,setosa\n".to_vec()))
+        .unwrap();
+    let job = "type: command\ncommand: cat ${{inputs.folder}}/a.csv ${{inputs.folder}}/sub/b.csv ${{inputs.one}} ${{inputs.public}}/iris.csv; test ${{inputs.folder}} = ${{inputs.asset}} && echo same folder; echo ${{inputs.folder}}\ninputs:\n  folder:\n    type: uri_folder\n    path: azureml://datastores/workspaceblobstore/paths/rows/\n  asset:\n    type: uri_folder\n    path: azureml:labhost-rows@latest\n  one:\n    type: uri_file\n    path: azureml://datastores/workspaceblobstore/paths/single.txt\n  public:\n    type: uri_folder\n    path: wasbs://open@devstoreaccount1.blob.core.windows.net/flowers\n";
     let t = rig.cmd().file("job.yml", job);
     let run = |t: &TestCmd| {
         let (code, out, err) = t.spawn(["sweep", "job.yml", "--json", "--rerun"]).finish();
@@ -806,11 +809,11 @@ fn workspace_inputs_run_here_through_the_datastore_and_the_cache() {
     let first = run(&t);
     let lines: Vec<&str> = first.lines().collect();
     assert_eq!(
-        &lines[..4],
-        ["1,2", "3,4", "hello", "same folder"],
+        &lines[..5],
+        ["1,2", "3,4", "hello", "5.1,setosa", "same folder"],
         "{first}"
     );
-    let folder = std::path::PathBuf::from(lines[4]);
+    let folder = std::path::PathBuf::from(lines[5]);
     assert!(
         folder.starts_with(t.path().join(".labhost/cache/inputs/folders")),
         "{first}"
@@ -819,20 +822,20 @@ fn workspace_inputs_run_here_through_the_datastore_and_the_cache() {
     put("rows/a.csv", "5,6\n");
     let second = run(&t);
     assert!(
-        second.starts_with("5,6\n3,4\nhello\nsame folder\n"),
+        second.starts_with("5,6\n3,4\nhello\n5.1,setosa\nsame folder\n"),
         "{second}"
     );
-    let folder2 = std::path::PathBuf::from(second.lines().nth(4).unwrap());
+    let folder2 = std::path::PathBuf::from(second.lines().nth(5).unwrap());
     assert_ne!(folder, folder2);
     assert_eq!(
         std::fs::read_to_string(folder.join("a.csv")).unwrap(),
         "1,2\n"
     );
-    // Each distinct content is kept once: a.csv twice, b.csv and single.txt once each.
+    // Each distinct content is kept once: a.csv twice, b.csv, single.txt, iris.csv once each.
     let blobs = std::fs::read_dir(t.path().join(".labhost/cache/inputs/blobs"))
         .unwrap()
         .count();
-    assert_eq!(blobs, 4);
+    assert_eq!(blobs, 5);
     // Without a workspace configured, such an input is refused by the dry run as by the run,
     // naming the input, before anything runs.
     let bare = TestCmd::new().file("job.yml", job);

@@ -100,12 +100,7 @@ impl Fake {
             ..Default::default()
         }));
         if let Some(a) = &azurite {
-            rt.block_on(async {
-                let http = reqwest::Client::new();
-                for c in [BLOB_CONTAINER, ARTIFACT_CONTAINER] {
-                    container(a, c).create(&http).await.unwrap();
-                }
-            });
+            create_containers(a, &[BLOB_CONTAINER, ARTIFACT_CONTAINER], false);
         }
         let st = state.clone();
         let app = axum::Router::new().fallback(move |m: Method, u: Uri, h: HeaderMap, b: Bytes| {
@@ -153,15 +148,38 @@ impl Fake {
 
 pub fn container(azurite: &str, name: &str) -> labhost::modules::azure::blob::Container {
     use base64::Engine as _;
-    labhost::modules::azure::blob::Container {
-        url: format!("{azurite}/{name}"),
-        cred: labhost::modules::azure::blob::Cred::SharedKey {
+    labhost::modules::azure::blob::Container::new(
+        format!("{azurite}/{name}"),
+        labhost::modules::azure::blob::Cred::SharedKey {
             account: AZURITE_ACCOUNT.into(),
             key: base64::engine::general_purpose::STANDARD
                 .decode(AZURITE_KEY)
                 .unwrap(),
         },
-    }
+    )
+}
+
+/// Creates containers in Azurite with Microsoft's own storage client (azure-storage-blob,
+/// from the azure-ai-ml venv tests/run-all.sh makes): labhost itself never creates one.
+/// `public`: anyone may list and read it (`public_access="container"`).
+pub fn create_containers(azurite: &str, names: &[&str], public: bool) {
+    let py = std::env::var("LABHOST_TEST_AZURE_SDK_PYTHON")
+        .expect("LABHOST_TEST_AZURE_SDK_PYTHON (tests/run-all.sh installs azure-ai-ml)");
+    let conn = format!(
+        "DefaultEndpointsProtocol=http;AccountName={AZURITE_ACCOUNT};AccountKey={AZURITE_KEY};BlobEndpoint={azurite};"
+    );
+    let script = "import sys\nfrom azure.storage.blob import BlobServiceClient\nfrom azure.core.exceptions import ResourceExistsError\ns = BlobServiceClient.from_connection_string(sys.argv[1])\nfor n in sys.argv[3:]:\n    try:\n        s.create_container(n, public_access=sys.argv[2] or None)\n    except ResourceExistsError:\n        pass\n";
+    let access = if public { "container" } else { "" };
+    let out = std::process::Command::new(py)
+        .args(["-c", script, &conn, access])
+        .args(names)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "creating containers: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
 }
 
 fn arm_error(status: StatusCode, code: &str, msg: &str) -> Response {
@@ -406,7 +424,7 @@ async fn handle(st: Arc<Mutex<State>>, m: Method, u: Uri, h: HeaderMap, b: Bytes
                     .to_string()
                     + "/";
                 let items = container(a, BLOB_CONTAINER)
-                    .list(&reqwest::Client::new(), &prefix)
+                    .list(&prefix)
                     .await
                     .unwrap_or_default();
                 if items.is_empty() {
@@ -1130,19 +1148,14 @@ async fn complete(st: &Arc<Mutex<State>>, name: &str, v: &Value) {
                     ("checkpoints/last.ckpt", "last"),
                     ("checkpoints.txt", "not under checkpoints/"),
                 ] {
-                    art.put(
-                        &http,
-                        &format!("{base}/{f}"),
-                        format!("{body} {r}").into_bytes(),
-                    )
-                    .await
-                    .unwrap();
+                    art.put(&format!("{base}/{f}"), format!("{body} {r}").into_bytes())
+                        .await
+                        .unwrap();
                 }
             }
             if p["outputs"].get("model").is_some() {
                 container(a, BLOB_CONTAINER)
                     .put(
-                        &http,
                         &format!("azureml/{name}/model/model.txt"),
                         b"weights".to_vec(),
                     )

@@ -115,6 +115,10 @@ def serve(fake):
             self.send_response(status)
             self.send_header("Content-Type", "application/json")
             self.send_header("Content-Length", str(len(data)))
+            if self.path.startswith("/blob/") and status < 300:
+                # What the Blob service answers every write with.
+                self.send_header("ETag", '"0x8DC0000000000000"')
+                self.send_header("Last-Modified", "Sat, 05 Dec 2026 10:00:00 GMT")
             self.end_headers()
             if self.command != "HEAD":
                 self.wfile.write(data)

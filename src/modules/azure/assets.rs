@@ -333,10 +333,7 @@ impl Client {
             }
         };
         Ok(Datastore {
-            blob: Container {
-                url: format!("{base}/{container}"),
-                cred,
-            },
+            blob: Container::new(format!("{base}/{container}"), cred),
             name,
             account,
             container,
@@ -364,7 +361,7 @@ impl Client {
             ));
         };
         let indicator = format!("{prefix}/{first}");
-        if let Ok(m) = ds.blob.metadata(&self.http, &indicator).await {
+        if let Ok(m) = ds.blob.metadata(&indicator).await {
             if m.iter()
                 .any(|(k, v)| k == "upload_status" && v == "completed")
             {
@@ -374,15 +371,16 @@ impl Client {
         for w in snap.warnings() {
             tracing::warn!("{w}");
         }
-        for (p, rel) in &snap.files {
-            ds.blob
-                .put_file(&self.http, &format!("{prefix}/{rel}"), p)
-                .await?;
+        // Every file, then the first again with the metadata that says the upload is
+        // complete (what the SDK checks before uploading again).
+        for (p, rel) in snap.files.iter().skip(1) {
+            ds.blob.put_file(&format!("{prefix}/{rel}"), p).await?;
         }
+        let first_path = &snap.files[0].0;
         ds.blob
-            .set_metadata(
-                &self.http,
+            .put_file_with_metadata(
                 &indicator,
+                first_path,
                 &[
                     ("upload_status", "completed"),
                     ("name", meta_name),

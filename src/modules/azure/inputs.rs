@@ -420,10 +420,7 @@ impl Cache {
                 path,
             } => {
                 let base = account_url(&account, &suffix);
-                let c = Container {
-                    url: format!("{base}/{container}"),
-                    cred: Cred::Anonymous,
-                };
+                let c = Container::new(format!("{base}/{container}"), Cred::Anonymous);
                 match self.blobs(&c, &path, uri, folder).await {
                     // A container that lets anyone read blobs but not list them.
                     Err(e) if folder != Some(true) && e.kind != "sweep.input" => {
@@ -542,12 +539,15 @@ impl Cache {
         folder: Option<bool>,
     ) -> LabResult<PathBuf> {
         let p = path.trim_matches('/');
-        let listed = c.list(&self.http, p).await?;
-        let exact = listed.iter().find(|b| b.name == p && !p.is_empty());
-        let file_wanted = folder == Some(false) || (folder.is_none() && !path.ends_with('/'));
+        // A folder by its type or a trailing slash; else a blob of that name if there is one.
+        let maybe_file = folder != Some(true) && !p.is_empty() && !path.ends_with('/');
+        let exact = match maybe_file {
+            true => c.find(p).await?,
+            false => None,
+        };
         let mut rec = self.record(uri);
         let mut fresh = Record::default();
-        if let (Some(b), true) = (exact, file_wanted || folder.is_none()) {
+        if let Some(b) = &exact {
             let sha = self.blob_content(c, b, &rec).await?;
             fresh
                 .blobs
@@ -567,7 +567,7 @@ impl Cache {
             format!("{p}/")
         };
         let mut files = BTreeMap::new();
-        for b in listed.iter().filter(|b| b.name.starts_with(&under)) {
+        for b in c.list(&under).await? {
             let rel = &b.name[under.len()..];
             if rel.is_empty() || rel.ends_with('/') {
                 continue; // a folder marker
@@ -581,7 +581,7 @@ impl Cache {
                     format!("the blob `{}` cannot be a file in a folder", b.name),
                 ));
             }
-            let sha = self.blob_content(c, b, &rec).await?;
+            let sha = self.blob_content(c, &b, &rec).await?;
             rec.blobs.remove(&b.name);
             fresh
                 .blobs
@@ -606,7 +606,7 @@ impl Cache {
             }
         }
         let tmp = self.tmp();
-        c.get_to(&self.http, &b.name, &tmp).await?;
+        c.get_to(&b.name, &tmp).await?;
         self.keep(&tmp)
     }
 }

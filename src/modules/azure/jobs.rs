@@ -466,7 +466,7 @@ impl Client {
         dest: &Path,
     ) -> LabResult<Vec<PathBuf>> {
         let ds = self.datastore(Some(datastore)).await?;
-        let items = ds.blob.list(&self.http, prefix).await?;
+        let items = ds.blob.list(prefix).await?;
         let mut out = Vec::new();
         for it in items {
             let Some(rest) = it.name.strip_prefix(prefix) else {
@@ -477,7 +477,7 @@ impl Client {
                 continue;
             }
             let to = dest.join(rest);
-            ds.blob.get_to(&self.http, &it.name, &to).await?;
+            ds.blob.get_to(&it.name, &to).await?;
             out.push(to);
         }
         Ok(out)
@@ -517,7 +517,7 @@ impl Client {
             .file_name()
             .ok_or_else(|| LabError::new("azure.invalid", format!("'{path}' names no file")))?;
         let to = dest.join(name);
-        ds.blob.get_to(&self.http, &blob, &to).await.map_err(|e| {
+        ds.blob.get_to(&blob, &to).await.map_err(|e| {
             LabError::new(
                 e.kind.clone(),
                 format!(
