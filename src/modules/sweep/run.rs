@@ -187,13 +187,17 @@ pub fn key_of(s: &Sweep) -> String {
     format!("sweep:{}", s.identity())
 }
 
-/// The trial's parameters for `index`: from the journal, else drawn.
-fn draw(s: &Sweep, seed: u64, index: u64, obs: &[(Params, f64)]) -> Params {
+/// The trial's parameters for `index`: from the journal, else drawn. TPE knows the finished
+/// trials' results (`obs`) and the trials still running (`pending`).
+fn draw(s: &Sweep, seed: u64, index: u64, obs: &[(Params, f64)], pending: &[Params]) -> Params {
     match s.algorithm {
         Algorithm::Grid => s.space.grid_point(index),
         Algorithm::Random { sobol: false, .. } => s.space.random_point(seed, index),
         Algorithm::Random { sobol: true, .. } => s.space.sobol_point(seed, index),
-        Algorithm::Bayesian { .. } => s.space.tpe_point(seed, index, obs, !s.maximize),
+        Algorithm::Bayesian { .. } => {
+            s.space
+                .tpe_point_pending(seed, index, obs, pending, !s.maximize)
+        }
     }
 }
 
@@ -255,7 +259,7 @@ pub fn dry_run(s: &Sweep, max_concurrent: Option<u64>) -> Vec<PlannedTrial> {
 /// the first (random) trials can be known in advance; later ones are shown as drawn by TPE.
 pub fn plan(s: &Sweep, n: u64, seed: u64) -> Vec<(u64, Params)> {
     (0..n.min(s.planned()))
-        .map(|i| (i, draw(s, seed, i, &[])))
+        .map(|i| (i, draw(s, seed, i, &[], &[])))
         .collect()
 }
 
@@ -833,12 +837,16 @@ impl<'a> Driver<'a> {
                 }
                 Some((_, p)) => p.clone(),
                 None => {
-                    let obs = if self.adaptive {
-                        observations(s, self.run.parent.id, &self.done)?
+                    let (obs, pending) = if self.adaptive {
+                        let running: Vec<i64> = self.in_flight.keys().copied().collect();
+                        (
+                            observations(s, self.run.parent.id, &self.done)?,
+                            swept_params(s, &running)?,
+                        )
                     } else {
-                        Vec::new()
+                        (Vec::new(), Vec::new())
                     };
-                    draw(s, self.run.seed, i, &obs)
+                    draw(s, self.run.seed, i, &obs, &pending)
                 }
             };
             let mut spec = self.run.trial_spec(i, &params);
@@ -1063,6 +1071,21 @@ fn observations(s: &Sweep, parent: i64, done: &HashSet<i64>) -> LabResult<Vec<(P
             }
         }
         Ok(out)
+    })
+}
+
+/// The swept parameters of runs `ids` (trials still running, for TPE's constant liar).
+fn swept_params(s: &Sweep, ids: &[i64]) -> LabResult<Vec<Params>> {
+    crate::store::with_current(|st| {
+        ids.iter()
+            .map(|id| {
+                Ok(st
+                    .params(*id)?
+                    .into_iter()
+                    .filter(|(k, _)| s.space.0.iter().any(|(n, _)| n == k))
+                    .collect())
+            })
+            .collect()
     })
 }
 

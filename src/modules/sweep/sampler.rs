@@ -74,11 +74,31 @@ impl Space {
         obs: &[(P, f64)],
         minimize: bool,
     ) -> Params {
+        self.tpe_point_pending::<P>(seed, index, obs, &[], minimize)
+    }
+
+    /// [`Space::tpe_point`] knowing the trials still running (`pending`): each counts as a
+    /// trial with the worst value (Optuna's `constant_liar`), so it joins the bad group and
+    /// the next suggestion moves away from it — trials running at once are different ideas.
+    /// The random startup counts finished trials only.
+    pub fn tpe_point_pending<P: std::borrow::Borrow<Params>>(
+        &self,
+        seed: u64,
+        index: u64,
+        obs: &[(P, f64)],
+        pending: &[P],
+        minimize: bool,
+    ) -> Params {
         // Each observation as coordinates: a position in [0, 1] per numeric parameter, the
-        // index of the value per choice.
-        let coords: Vec<(Vec<f64>, f64)> = obs
+        // index of the value per choice; a pending trial's value is +inf (worst, minimised).
+        let lies: Vec<(&P, f64)> = pending.iter().map(|p| (p, f64::INFINITY)).collect();
+        let finished = obs
             .iter()
             .filter(|(_, v)| v.is_finite())
+            .map(|(p, v)| (p, if minimize { *v } else { -*v }));
+        let all: Vec<(&P, f64)> = finished.chain(lies).collect();
+        let coords: Vec<(Vec<f64>, f64)> = all
+            .iter()
             .filter_map(|(p, v)| {
                 let p = p.borrow();
                 let c: Option<Vec<f64>> = self
@@ -92,10 +112,10 @@ impl Space {
                         }
                     })
                     .collect();
-                c.map(|c| (c, if minimize { *v } else { -*v }))
+                c.map(|c| (c, *v))
             })
             .collect();
-        if coords.len() < TPE_STARTUP {
+        if coords.iter().filter(|c| c.1.is_finite()).count() < TPE_STARTUP {
             return self.random_point(seed, index);
         }
         let mut rng = rng_for(seed, index);
@@ -473,6 +493,59 @@ mod tests {
             / 10.0;
         let rnd: f64 = seeds.map(|s| best_on_quadratic(false, s, 60)).sum::<f64>() / 10.0;
         assert!(tpe < rnd * 0.5, "tpe {tpe:.3} vs random {rnd:.3}");
+    }
+
+    /// A trial still running counts as the worst result (constant liar): four trials
+    /// started at once, each suggested knowing the ones before it run, spread out where four
+    /// suggested blind crowd together; the same state gives the same suggestion; running
+    /// trials do not count towards the random startup.
+    #[test]
+    fn pending_trials_make_concurrent_suggestions_different_ideas() {
+        let s = space(vec![("x", Dist::Uniform(0.0, 10.0))]);
+        let x = |p: &Params| p["x"].as_f64().unwrap();
+        let spread = |ps: &[Params]| {
+            let mut d = 0.0;
+            for a in 0..ps.len() {
+                for b in a + 1..ps.len() {
+                    d += (x(&ps[a]) - x(&ps[b])).abs();
+                }
+            }
+            d
+        };
+        let (mut liar, mut blind, mut wider) = (0.0, 0.0, 0);
+        for seed in 0..10 {
+            // 20 results of f(x) = (x - 3)^2: TPE suggests near 3.
+            let obs: Vec<(Params, f64)> = (0..20)
+                .map(|i| {
+                    let p = s.random_point(seed, i);
+                    let v = (x(&p) - 3.0).powi(2);
+                    (p, v)
+                })
+                .collect();
+            let mut running: Vec<Params> = Vec::new();
+            let mut unaware: Vec<Params> = Vec::new();
+            for k in 0..4 {
+                let p = s.tpe_point_pending(seed, 20 + k, &obs, &running, true);
+                assert_eq!(p, s.tpe_point_pending(seed, 20 + k, &obs, &running, true));
+                running.push(p);
+                unaware.push(s.tpe_point(seed, 20 + k, &obs, true));
+            }
+            let (a, b) = (spread(&running), spread(&unaware));
+            liar += a;
+            blind += b;
+            wider += usize::from(a > b);
+        }
+        assert!(
+            liar > 1.3 * blind,
+            "spread with the liar {liar:.2}, blind {blind:.2}"
+        );
+        assert!(wider >= 7, "wider on {wider} of 10 seeds");
+        let few: Vec<(Params, f64)> = (0..5).map(|i| (s.random_point(1, i), i as f64)).collect();
+        let running: Vec<Params> = (5..15).map(|i| s.random_point(1, i)).collect();
+        assert_eq!(
+            s.tpe_point_pending(1, 15, &few, &running, true),
+            s.random_point(1, 15)
+        );
     }
 
     #[test]

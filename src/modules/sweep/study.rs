@@ -156,8 +156,11 @@ impl Study {
             }
             Sampler::Tpe => {
                 let obs: Vec<(&Params, f64)> = self.told.iter().map(|(_, p, v)| (p, *v)).collect();
+                // Asked and not told yet: running, each a constant liar (as Optuna's).
+                let pending: Vec<&Params> = self.pending.values().collect();
                 // Fewer results than TPE's startup trials: a random point (as Optuna).
-                self.space.tpe_point(self.seed, i, &obs, self.minimize)
+                self.space
+                    .tpe_point_pending(self.seed, i, &obs, &pending, self.minimize)
             }
         };
         self.asked += 1;
