@@ -279,6 +279,7 @@ fn a_job_runs_in_docker_with_its_run_folder_env_metrics_and_exit_code() {
         print(ok.metrics().loss.map(|m| m.value));
         print([bad.wait(), bad.exit_code]);
         print(slow.wait());
+        print(ok.run_dir);
         "#
         ),
     )
@@ -291,13 +292,21 @@ fn a_job_runs_in_docker_with_its_run_folder_env_metrics_and_exit_code() {
     assert_eq!(
         out,
         format!(
-            "completed\nin {} as {uid} 0.1\n\noops\n\ndone\n\n[0.5]\n[\"failed\", 3]\ntimed_out\n",
-            work.display()
+            "completed\nin {} as {uid} 0.1\n\noops\n\ndone\n\n[0.5]\n[\"failed\", 3]\ntimed_out\n{}\n",
+            work.display(),
+            out.lines().last().unwrap()
         )
     );
-    // Every job container was removed.
+    // Every job container of this state directory was removed.
+    let run_dir = out.lines().last().unwrap();
+    let state = std::path::Path::new(run_dir)
+        .parent()
+        .unwrap()
+        .parent()
+        .unwrap();
     let o = std::process::Command::new("docker")
-        .args(["ps", "-aq", "--filter", "name=labhost-job-"])
+        .args(["ps", "-aq", "--filter"])
+        .arg(format!("label=labhost.state={}", state.display()))
         .output()
         .unwrap();
     assert_eq!(String::from_utf8_lossy(&o.stdout).trim(), "");
@@ -348,5 +357,53 @@ fn docker_job_an_unmodified_mlflow_script_lands_its_metrics() {
     assert_eq!(
         out, "completed\n[1.0, 0.5, 0.3333333333333333]\n#{\"where\": \"container\"}\nhello\n",
         "{err}"
+    );
+}
+
+/// A distributed trial in a container: its ranks run in the one container (the image has
+/// no labhost) with Azure ML's variables, as one job; the first rank to fail ends the
+/// container with its code and the job fails with it.
+#[test]
+#[ignore = "needs a Docker engine (tests/run-all.sh starts one)"]
+fn a_distributed_trial_runs_its_ranks_in_its_container() {
+    let job = |mode: &str| {
+        format!(
+            "type: sweep\ntrial:\n  command: 'if [ {mode} = fail ] && [ $RANK = 2 ]; then exit 4; fi; [ {mode} = fail ] && sleep 60; echo rank=$RANK world=$WORLD_SIZE local=$LOCAL_RANK node=$NODE_RANK port=${{MASTER_PORT:+set}}'\n  environment: {{image: \"{IMAGE}\"}}\n  run_in: docker\n  distribution: {{type: pytorch, process_count_per_instance: 2}}\n  resources: {{instance_count: 2}}\nsampling_algorithm: grid\nsearch_space: {{k: {{type: choice, values: [1]}}}}\nobjective: {{goal: minimize, primary_metric: l}}\n"
+        )
+    };
+    let t = TestCmd::new()
+        .file("ok.yml", job("ok"))
+        .file("fail.yml", job("fail"));
+    let (code, out, err) = t.spawn(["sweep", "ok.yml", "--json"]).finish();
+    assert_eq!(code, Some(0), "{out}{err}");
+    let r: serde_json::Value = serde_json::from_str(&out).unwrap();
+    let id = r["trials"][0]["run_id"].to_string();
+    let (_, log, _) = t.spawn(["logs", &id]).finish();
+    let mut lines: Vec<&str> = log.lines().collect();
+    lines.sort();
+    assert_eq!(
+        lines,
+        [
+            "rank=0 world=4 local=0 node=0 port=set",
+            "rank=1 world=4 local=1 node=0 port=set",
+            "rank=2 world=4 local=0 node=1 port=set",
+            "rank=3 world=4 local=1 node=1 port=set",
+        ],
+        "{log}"
+    );
+    let started = std::time::Instant::now();
+    let (_, out, err) = t.spawn(["sweep", "fail.yml", "--json"]).finish();
+    let r: serde_json::Value = serde_json::from_str(&out).unwrap_or_else(|_| panic!("{out}{err}"));
+    assert_eq!(r["trials"][0]["status"], "failed", "{out}");
+    assert!(
+        r["trials"][0]["reason"]
+            .as_str()
+            .unwrap()
+            .starts_with("exit 4"),
+        "{out}"
+    );
+    assert!(
+        started.elapsed() < std::time::Duration::from_secs(40),
+        "the other ranks were not stopped"
     );
 }

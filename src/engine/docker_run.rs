@@ -11,8 +11,10 @@ use crate::store::{Metric, RunStatus};
 use super::metrics::MetricsTail;
 use super::supervisor::{AttemptEnd, DockerLaunch, Launch, METRICS_POLL};
 
-/// `run_in: "docker"`: the job's command in a container named `labhost-job-<id>` (one left by
-/// a host that died is removed first, so an attempt never runs beside a stale one), with the
+/// `run_in: "docker"`: the job's command in a container named `labhost-<state>-job-<id>`
+/// (`<state>` a hash of the state directory: two projects' job 2 are two containers; one
+/// left by a host of this state that died is removed first, so an attempt never runs beside
+/// a stale one), with the
 /// run folder and working directory mounted at their own paths, the job's env, its GPU lease
 /// passed as device requests by UUID, output into the run folder's logs, metrics tailed as
 /// for host jobs; timeout and cancel kill and remove the container.
@@ -27,7 +29,17 @@ pub(super) async fn run_docker(
 ) -> LabResult<AttemptEnd> {
     use crate::modules::docker;
     use std::io::Write;
-    let name = format!("labhost-job-{}", l.job_id);
+    let state = l
+        .run_dir
+        .parent()
+        .and_then(|runs| runs.parent())
+        .map(|p| p.display().to_string())
+        .unwrap_or_default();
+    let name = format!(
+        "labhost-{}-job-{}",
+        &crate::util::fnv(&state)[..8],
+        l.job_id
+    );
     let _ = docker::remove(&name).await;
     let metrics_path = l.run_dir.join("metrics.jsonl");
     let mut env = l.env.clone();
@@ -89,7 +101,11 @@ pub(super) async fn run_docker(
         volumes,
         network: d.network.clone(),
         extra_hosts,
-        labels: [("labhost.job".to_string(), l.job_id.to_string())].into(),
+        labels: [
+            ("labhost.job".to_string(), l.job_id.to_string()),
+            ("labhost.state".to_string(), state),
+        ]
+        .into(),
         git_commit: l.cwd.as_deref().and_then(crate::modules::git::head_commit),
         auto_remove: true,
         gpus,

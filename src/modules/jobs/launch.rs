@@ -133,6 +133,38 @@ impl Layout {
     }
 }
 
+impl Layout {
+    /// The ranks as one POSIX `sh` script, for a job that runs in a container (whose image
+    /// has no labhost): each rank `cmd` with its environment, in the background; the first
+    /// rank to fail ends the script with its code (the container's main process: the others
+    /// end with it), else 0 when all are done.
+    pub fn container_script(&self, cmd: &str) -> LabResult<String> {
+        let ports = free_ports(if self.kind == "tensorflow" {
+            self.ranks() as usize
+        } else {
+            1
+        })?;
+        let q = |s: &str| format!("'{}'", s.replace('\'', "'\\''"));
+        let envs = self.envs(&ports);
+        let n = envs.len();
+        let mut out = format!(
+            "d=/tmp/labhost-ranks.$$; rm -rf \"$d\"; mkdir -p \"$d\"; cmd={}\n",
+            q(cmd)
+        );
+        for (r, e) in envs.iter().enumerate() {
+            let vars: Vec<String> = e.iter().map(|(k, v)| format!("{k}={}", q(v))).collect();
+            out.push_str(&format!(
+                "( export {}; sh -c \"$cmd\"; echo $? > \"$d/{r}\" ) &\n",
+                vars.join(" ")
+            ));
+        }
+        out.push_str(&format!(
+            "while :; do n=0; for f in \"$d\"/*; do [ -e \"$f\" ] || continue; rc=$(cat \"$f\"); [ -n \"$rc\" ] || continue; if [ \"$rc\" != 0 ]; then echo \"labhost: rank ${{f##*/}} exited $rc\" >&2; exit \"$rc\"; fi; n=$((n+1)); done; [ \"$n\" = {n} ] && exit 0; sleep 0.1; done\n"
+        ));
+        Ok(out)
+    }
+}
+
 /// `n` free loopback ports (bound, read, released).
 fn free_ports(n: usize) -> LabResult<Vec<u16>> {
     let listeners: Vec<std::net::TcpListener> = (0..n)

@@ -1135,18 +1135,24 @@ impl Sweep {
         format!("mkdir -p {} && {out}", dirs.join(" "))
     }
 
-    /// A trial with a `distribution:` of more than one process runs as its ranks, under
-    /// labhost's launcher (`labhost launch`, one job to the engine); on the host only (an
-    /// image has no labhost in it).
+    /// A trial with a `distribution:` of more than one process runs as its ranks, one job to
+    /// the engine: under the real `mpirun` for `mpi` when installed, else labhost's launcher
+    /// (`labhost launch`); in a container (whose image has no labhost) under a shell script.
     fn launched(&self, cmd: String) -> String {
         let layout = crate::modules::jobs::launch::Layout::of(
             self.trial.distribution.as_ref(),
             self.trial.resources.as_ref(),
         );
-        let Some(l) = layout.filter(|_| self.trial.run_in != Some(crate::store::RunIn::Docker))
-        else {
+        let Some(l) = layout else {
             return cmd;
         };
+        // In a container: the ranks under a shell script (the image has no labhost).
+        if self.trial.run_in == Some(crate::store::RunIn::Docker) {
+            return match l.container_script(&cmd) {
+                Ok(script) => script,
+                Err(e) => format!("echo {} >&2; exit 1", crate::util::shell_quote(&e.message)),
+            };
+        }
         let q = |s: &str| format!("'{}'", s.replace('\'', "'\\''"));
         // An MPI job under the real mpirun when one is installed (as Azure ML launches it):
         // all ranks on this machine, one job to the engine; mpirun stops the world when a
