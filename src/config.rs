@@ -61,6 +61,16 @@ fn duration(name: &str) -> LabResult<Option<Duration>> {
 
 /// Validates every variable that has a format; the first bad one is the error.
 pub fn check() -> LabResult<()> {
+    if let Some(h) = var_path("LABHOST_HOME").filter(|h| h.to_str().is_none()) {
+        // Run folders are recorded as text: a path that is not text would be two places.
+        return Err(LabError::new(
+            "config.invalid",
+            format!(
+                "environment variable LABHOST_HOME: {} is not valid UTF-8 (labhost records its paths as text)",
+                h.to_string_lossy()
+            ),
+        ));
+    }
     duration("LABHOST_KILL_GRACE")?;
     duration("LABHOST_GPU_GRACE")?;
     workers()?;

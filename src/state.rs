@@ -48,6 +48,15 @@ pub fn dir() -> LabResult<PathBuf> {
         }
     }
     let d = locate(&key.1);
+    if d.to_str().is_none() {
+        return Err(crate::error::LabError::new(
+            "config.invalid",
+            format!(
+                "the state directory {} is not a valid UTF-8 path (labhost records its paths as text): set LABHOST_HOME",
+                d.to_string_lossy()
+            ),
+        ));
+    }
     std::fs::create_dir_all(&d).map_err(|e| io_err("state", "cannot create state dir", &d, &e))?;
     *last = Some((key, d.clone()));
     Ok(d)

@@ -172,3 +172,30 @@ fn settings_from_yaml_private_file_and_command_line() {
         .success()
         .stdout_is("#{\"cluster\": \"my-cluster\", \"epochs\": 4, \"lr\": 0.5}\n#{\"epochs\": 4}\n");
 }
+
+/// A state directory whose path is not text is refused up front (exit 2, naming the
+/// variable), instead of a database at one path and run folders at another.
+#[test]
+fn a_state_directory_that_is_not_utf8_is_refused_before_anything_is_written() {
+    use std::os::unix::ffi::OsStrExt;
+    let t = crate::util::TestCmd::new();
+    let home = std::ffi::OsStr::from_bytes(b"state-\xff");
+    let out = t
+        .command()
+        .args(["jobs"])
+        .env("LABHOST_HOME", t.path().join(home))
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{err}");
+    assert!(
+        err.contains("LABHOST_HOME") && err.contains("not valid UTF-8"),
+        "{err}"
+    );
+    let made: Vec<_> = std::fs::read_dir(t.path())
+        .unwrap()
+        .flatten()
+        .filter(|e| e.file_name().as_bytes().starts_with(b"state-"))
+        .collect();
+    assert!(made.is_empty(), "nothing is created");
+}
