@@ -118,6 +118,13 @@ fn kill_9_of_the_host_with_a_grandchild_running_then_resume_runs_it_exactly_once
             alive(gc),
             "{mode}: the grandchild died with its host already"
         );
+        // Until a labhost picks it up, status says the run has no host.
+        let (_, st, _) = t.spawn(["status"]).finish();
+        assert!(
+            st.contains(" gone)\n")
+                && st.contains("1 run(s) whose host is gone: `labhost resume` continues them"),
+            "{mode}: {st}"
+        );
         let (code, _, err) = t.spawn(["resume"]).finish();
         assert_eq!(code, Some(0), "{mode}: {err}");
         assert!(

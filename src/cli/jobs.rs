@@ -286,12 +286,33 @@ pub fn status(verbose: bool) -> CmdResult {
             }
         );
     }
+    let state = crate::state::dir()?;
+    // A run whose host died: nothing drives it until a labhost picks it up.
+    let gone = |r: &Run| {
+        r.host
+            .as_deref()
+            .filter(|h| !crate::engine::job_host_alive(&state, h))
+            .map(str::to_string)
+    };
+    let mut orphaned = 0;
     for st in [RunStatus::Running, RunStatus::Leased, RunStatus::Queued] {
         let runs = store.list(Some(st), None, 1000)?;
         println!("{st}: {}", runs.len());
-        for r in runs.iter().take(20) {
-            println!("  {}", row(r));
+        for (i, r) in runs.iter().enumerate() {
+            let host_gone = (st != RunStatus::Queued).then(|| gone(r)).flatten();
+            orphaned += usize::from(host_gone.is_some());
+            if i < 20 {
+                match host_gone {
+                    Some(h) => println!("  {}  (host {h} gone)", row(r)),
+                    None => println!("  {}", row(r)),
+                }
+            }
         }
+    }
+    if orphaned > 0 {
+        println!(
+            "{orphaned} run(s) whose host is gone: `labhost resume` continues them (any labhost that runs jobs picks them up)"
+        );
     }
     // The latest runs that did not complete, with why.
     let mut ended: Vec<Run> = Vec::new();
