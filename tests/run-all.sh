@@ -80,6 +80,27 @@ if [ ! -x "$AZURE_SDK_VENV/bin/python" ] || ! "$AZURE_SDK_VENV/bin/python" -c 'i
 fi
 export LABHOST_TEST_AZURE_SDK_PYTHON="$AZURE_SDK_VENV/bin/python"
 
+# torch, for the real torch.distributed (gloo, CPU) test of distributed launch: PyPI's wheel
+# brings its CUDA libraries (~5 GB installed, a few minutes the first time; PyTorch's CPU-only
+# index is not reachable from here), in its own venv under target/, made once. On a machine
+# without the room, that one test is skipped and this says so.
+TORCH_VERSION=2.15.0
+TORCH_VENV="$PWD/target/torch-venv-$TORCH_VERSION"
+if [ ! -x "$TORCH_VENV/bin/python" ] || ! "$TORCH_VENV/bin/python" -c 'import torch' >/dev/null 2>&1; then
+    free_gb=$(df -Pk "$PWD/target" 2>/dev/null | awk 'NR==2 {print int($4 / 1048576)}')
+    if [ "${free_gb:-0}" -ge 12 ]; then
+        log "installing torch $TORCH_VERSION into $TORCH_VENV"
+        rm -rf "$TORCH_VENV"
+        python3 -m venv "$TORCH_VENV" 2>/dev/null || { DEBIAN_FRONTEND=noninteractive apt-get install -y -qq python3-venv >/dev/null; python3 -m venv "$TORCH_VENV"; }
+        "$TORCH_VENV/bin/pip" install -q --no-cache-dir "torch==$TORCH_VERSION"
+    else
+        log "SKIPPING the torch.distributed test: ${free_gb:-?} GB free under target/, torch needs 12"
+    fi
+fi
+if [ -x "$TORCH_VENV/bin/python" ] && "$TORCH_VENV/bin/python" -c 'import torch' >/dev/null 2>&1; then
+    export LABHOST_TEST_TORCH_PYTHON="$TORCH_VENV/bin/python"
+fi
+
 # Open MPI: `distribution: mpi` jobs run under the real mpirun when it is installed.
 apt_install mpirun openmpi-bin
 export LABHOST_TEST_MPIRUN="$(command -v mpirun)"
@@ -121,3 +142,8 @@ cargo test --locked --test integration azure:: -- --ignored 2>&1
 
 log "cargo test: distributed jobs under the real mpirun (Open MPI)"
 cargo test --locked --test integration sweep::an_mpi_distribution -- --ignored 2>&1
+
+if [ -n "${LABHOST_TEST_TORCH_PYTHON:-}" ]; then
+    log "cargo test: a real torch.distributed (gloo) all-reduce over 2 x 2 ranks"
+    cargo test --locked --test integration sweep::torch_distributed -- --ignored 2>&1
+fi

@@ -1425,3 +1425,91 @@ fn a_sweep_says_it_continues_and_retries_only_its_failed_trials() {
         .finish();
     assert_eq!(code, Some(2), "{err}");
 }
+
+/// The real thing: a `pytorch` distribution of 2 × 2 ranks running `torch.distributed` with
+/// the gloo backend on CPU, initialised from the environment labhost gives each rank
+/// (`init_method="env://"`, as on Azure ML): an all-reduce of the ranks sums to 6 over a
+/// world of 4. A rank that exits 1 while the others wait in a collective stops them: the job
+/// fails with code 1 and no rank is left.
+#[test]
+#[ignore = "needs torch (tests/run-all.sh installs it)"]
+fn torch_distributed_gloo_all_reduce_over_2x2_ranks() {
+    let python = std::env::var("LABHOST_TEST_TORCH_PYTHON").expect("LABHOST_TEST_TORCH_PYTHON");
+    let train = r#"import os, sys, datetime
+import torch, torch.distributed as dist
+dist.init_process_group("gloo", init_method="env://", timeout=datetime.timedelta(seconds=120))
+r, n = dist.get_rank(), dist.get_world_size()
+assert r == int(os.environ["RANK"]) and n == int(os.environ["WORLD_SIZE"])
+if sys.argv[1] == "fail" and r == 3:
+    sys.exit(1)
+t = torch.tensor([float(r)])
+dist.all_reduce(t)
+if r == 0:
+    print(f"world={n} sum={t.item():.0f} local_world={os.environ['LOCAL_WORLD_SIZE']}")
+dist.destroy_process_group()
+"#;
+    let job = format!(
+        "command: {python} train.py ${{{{inputs.mode}}}} gloo-rank-marker\ncode: src\ninputs:\n  mode: ok\ndistribution:\n  type: pytorch\n  process_count_per_instance: 2\nresources:\n  instance_count: 2\n"
+    );
+    let t = TestCmd::new()
+        .file("job.yml", job)
+        .file("src/train.py", train);
+    let (code, out, err) = t.spawn(["sweep", "job.yml", "--json"]).finish();
+    assert_eq!(code, Some(0), "{out}{err}");
+    let r: serde_json::Value = serde_json::from_str(&out).unwrap();
+    let id = r["trials"][0]["run_id"].to_string();
+    let (_, log, _) = t.spawn(["logs", &id]).finish();
+    assert!(log.contains("world=4 sum=6 local_world=2\n"), "{log}");
+    let started = std::time::Instant::now();
+    let (code, out, err) = t
+        .spawn([
+            "sweep",
+            "job.yml",
+            "--json",
+            "--rerun",
+            "--set",
+            "inputs.mode=fail",
+        ])
+        .finish();
+    assert_ne!(code, Some(0), "{out}");
+    let r: serde_json::Value = serde_json::from_str(&out).unwrap_or_else(|_| panic!("{out}{err}"));
+    assert_eq!(r["trials"][0]["status"], "failed", "{out}");
+    assert!(
+        r["trials"][0]["reason"]
+            .as_str()
+            .unwrap()
+            .starts_with("exit 1: "),
+        "{out}"
+    );
+    // Rank 3 failed first (its peers then fail in the collective, or are stopped).
+    let id = r["trials"][0]["run_id"].as_i64().unwrap();
+    let (_, j, _) = t.spawn(["jobs", "--json"]).finish();
+    let jobs: serde_json::Value = serde_json::from_str(&j).unwrap();
+    let dir = jobs
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|x| x["id"] == id)
+        .unwrap()["run_dir"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let stderr = std::fs::read_to_string(std::path::Path::new(&dir).join("stderr.log")).unwrap();
+    assert!(
+        stderr.contains("labhost launch: rank 3 exited 1"),
+        "{stderr}"
+    );
+    assert!(
+        started.elapsed() < std::time::Duration::from_secs(90),
+        "the ranks waiting in the all-reduce were not stopped"
+    );
+    let ps = std::process::Command::new("ps")
+        .args(["-eo", "args"])
+        .output()
+        .unwrap();
+    let ps = String::from_utf8_lossy(&ps.stdout);
+    assert!(
+        !ps.contains("gloo-rank-marker"),
+        "ranks left running:\n{ps}"
+    );
+}
