@@ -399,7 +399,9 @@ fn bad_sweep_files_are_errors_with_locations() {
         // (file text, location, message fragment)
         ("type: sweep\ntrail:\n  command: x\n", ":2:1", "s.yml:2:1: unknown key `trail` (did you mean `trial`?)\n 2 | trail:\n   | ^^^^^"),
         ("type: sweeep\ntrial: {command: x}\n", ":1:", "must be sweep or command"),
-        (&good.replace("uniform,", "unifrom,"), ":5:3", "did you mean \"uniform\""),
+        (&good.replace("uniform,", "unifrom,"), ":5:7", "did you mean \"uniform\""),
+        // A mistyped type points at its own line, not the parameter's.
+        (&good.replace("  x: {type: uniform, min_value: 0, max_value: 1}", "  x:\n    type: choise\n    values: [1, 2]"), ":6:5", "did you mean \"choice\""),
         (&good.replace("max_value: 1", "max_valeu: 1"), ":5:", "max_valeu"),
         (&good.replace("min_value: 0, max_value: 1", "min_value: 2, max_value: 1"), ":5:3", "must be less than max_value"),
         (&good.replace("{type: uniform, min_value: 0, max_value: 1}", "{type: choice, values: []}"), ":5:3", "at least one value"),

@@ -331,6 +331,26 @@ impl Origin<'_> {
     fn err(&self, needle: &str, msg: impl std::fmt::Display) -> LabError {
         LabError::new("sweep.invalid", format!("{}: {msg}", self.at(needle)))
     }
+
+    /// An error at `key:` inside the block that starts at `anchor` (a search-space
+    /// parameter's `type:`), else at the anchor.
+    fn err_within(&self, anchor: &str, key: &str, msg: impl std::fmt::Display) -> LabError {
+        let pos = self.text.and_then(|t| {
+            let i = t.find(anchor)?;
+            let j = t[i..].find(&format!("{key}:"))?;
+            Some((t, i + j))
+        });
+        match pos {
+            Some((t, p)) => LabError::new(
+                "sweep.invalid",
+                format!(
+                    "{}: {msg}",
+                    crate::modules::yaml::locate_at(t, self.source, p)
+                ),
+            ),
+            None => self.err(anchor, msg),
+        }
+    }
 }
 
 /// What the Azure module, which sits above this one, lends local runs: remote inputs
@@ -966,9 +986,14 @@ pub fn parse_space(m: &Map<String, Value>, o: &Origin<'_>) -> LabResult<Space> {
                 format!("search_space.{name}: {}", words(&e.to_string())),
             )
         })?;
-        let d = raw
-            .to_dist()
-            .map_err(|e| o.err(&format!("{name}:"), format!("search_space.{name}: {e}")))?;
+        let d = raw.to_dist().map_err(|e| {
+            // A bad type points at its own line (where the did-you-mean applies).
+            let msg = format!("search_space.{name}: {e}");
+            match e.to_string().starts_with("`type`") {
+                true => o.err_within(&format!("{name}:"), "type", msg),
+                false => o.err(&format!("{name}:"), msg),
+            }
+        })?;
         space.push((name.clone(), d));
     }
     Ok(Space(space))

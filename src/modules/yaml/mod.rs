@@ -422,19 +422,22 @@ impl Resolver<'_> {
 /// how errors about values point into a file after parsing has dropped the positions.
 pub fn locate(text: &str, source: &str, needle: &str) -> String {
     match text.find(needle) {
-        Some(i) => {
-            let before = &text[..i];
-            let line = before.matches('\n').count() + 1;
-            let col = before
-                .rsplit('\n')
-                .next()
-                .map(|l| l.chars().count())
-                .unwrap_or(0)
-                + 1;
-            format!("{source}:{line}:{col}")
-        }
+        Some(i) => locate_at(text, source, i),
         None => source.to_string(),
     }
+}
+
+/// `source:line:col` of byte offset `at` in `text`.
+pub fn locate_at(text: &str, source: &str, at: usize) -> String {
+    let before = &text[..at.min(text.len())];
+    let line = before.matches('\n').count() + 1;
+    let col = before
+        .rsplit('\n')
+        .next()
+        .map(|l| l.chars().count())
+        .unwrap_or(0)
+        + 1;
+    format!("{source}:{line}:{col}")
 }
 
 /// `a.b.0.c` or `a.b[0].c`.
