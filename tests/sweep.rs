@@ -31,6 +31,34 @@ fn no_runs_recorded(dir: &std::path::Path) -> bool {
     std::fs::read_dir(dir.join(".labhost/runs")).map_or(true, |rd| rd.count() == 0)
 }
 
+/// Fails if a live process's command line holds `marker` (`ps`, not what the job wrote).
+fn assert_no_process(marker: &str) {
+    let ps = std::process::Command::new("ps")
+        .args(["-eo", "args"])
+        .output()
+        .unwrap();
+    let ps = String::from_utf8_lossy(&ps.stdout);
+    let left: Vec<&str> = ps
+        .lines()
+        .filter(|l| l.contains(marker) && !l.contains("ps -eo"))
+        .collect();
+    assert!(left.is_empty(), "left running: {left:#?}");
+}
+
+/// The run folder of run `id` (as `labhost jobs --json` gives it).
+fn run_dir_of(t: &TestCmd, id: i64) -> PathBuf {
+    let (_, j, _) = t.spawn(["jobs", "--json", "--limit", "1000"]).finish();
+    let jobs: serde_json::Value = serde_json::from_str(&j).unwrap();
+    let run = jobs
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|x| x["id"] == id)
+        .unwrap_or_else(|| panic!("no run {id}: {j}"))
+        .clone();
+    PathBuf::from(run["run_dir"].as_str().unwrap())
+}
+
 /// The parameters of every trial of a `labhost sweep --json` result, in trial order.
 fn trial_params(r: &serde_json::Value) -> Vec<serde_json::Value> {
     r["trials"]
@@ -988,19 +1016,7 @@ jobs:
     let (code, out, err) = t.spawn(["sweep", "p.yml", "--json"]).finish();
     assert_eq!(code, Some(0), "{err}");
     let r: serde_json::Value = serde_json::from_str(&out).unwrap();
-    let run_dir = |step: &str| {
-        let id = r[step]["trials"][0]["run_id"].as_i64().unwrap();
-        let (_, j, _) = t.spawn(["jobs", "--json", "--limit", "100"]).finish();
-        let jobs: serde_json::Value = serde_json::from_str(&j).unwrap();
-        let run = jobs
-            .as_array()
-            .unwrap()
-            .iter()
-            .find(|x| x["id"] == id)
-            .unwrap()
-            .clone();
-        std::path::PathBuf::from(run["run_dir"].as_str().unwrap())
-    };
+    let run_dir = |step: &str| run_dir_of(&t, r[step]["trials"][0]["run_id"].as_i64().unwrap());
     let a = run_dir("a");
     // ./outputs/world.txt written from the step's own working folder, inside its run.
     let cwd = std::fs::read_to_string(a.join("outputs/world.txt")).unwrap();
@@ -1080,16 +1096,7 @@ else:
             .starts_with("exit 1: labhost launch: rank 3 exited 1"),
         "{out}{err}"
     );
-    let ps = std::process::Command::new("ps")
-        .args(["-eo", "args"])
-        .output()
-        .unwrap();
-    let ps = String::from_utf8_lossy(&ps.stdout);
-    assert!(
-        !ps.lines()
-            .any(|l| l.contains("distributed-rank-marker") && l.contains("python3")),
-        "ranks left running:\n{ps}"
-    );
+    assert_no_process("distributed-rank-marker");
 }
 
 /// A tiny web server for one file: `GET /data/iris%5Fv2.csv` answers the body with an ETag,
@@ -1349,15 +1356,7 @@ fn an_mpi_distribution_runs_under_mpirun_when_installed() {
         started.elapsed() < std::time::Duration::from_secs(60),
         "the world was not stopped"
     );
-    let ps = std::process::Command::new("ps")
-        .args(["-eo", "args"])
-        .output()
-        .unwrap();
-    let ps = String::from_utf8_lossy(&ps.stdout);
-    assert!(
-        !ps.contains("mpi-rank-marker"),
-        "a rank was left running:\n{ps}"
-    );
+    assert_no_process("mpi-rank-marker");
     // Labhost's own launcher: the same world, local size 2 per instance.
     let own = t.env("LABHOST_MPIRUN", "off");
     let (code, lines, _) = sorted_log(&own, &["sweep", "job.yml", "--json", "--rerun"]);
@@ -1484,19 +1483,8 @@ dist.destroy_process_group()
         "{out}"
     );
     // Rank 3 failed first (its peers then fail in the collective, or are stopped).
-    let id = r["trials"][0]["run_id"].as_i64().unwrap();
-    let (_, j, _) = t.spawn(["jobs", "--json"]).finish();
-    let jobs: serde_json::Value = serde_json::from_str(&j).unwrap();
-    let dir = jobs
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|x| x["id"] == id)
-        .unwrap()["run_dir"]
-        .as_str()
-        .unwrap()
-        .to_string();
-    let stderr = std::fs::read_to_string(std::path::Path::new(&dir).join("stderr.log")).unwrap();
+    let dir = run_dir_of(&t, r["trials"][0]["run_id"].as_i64().unwrap());
+    let stderr = std::fs::read_to_string(dir.join("stderr.log")).unwrap();
     assert!(
         stderr.contains("labhost launch: rank 3 exited 1"),
         "{stderr}"
@@ -1505,13 +1493,5 @@ dist.destroy_process_group()
         started.elapsed() < std::time::Duration::from_secs(90),
         "the ranks waiting in the all-reduce were not stopped"
     );
-    let ps = std::process::Command::new("ps")
-        .args(["-eo", "args"])
-        .output()
-        .unwrap();
-    let ps = String::from_utf8_lossy(&ps.stdout);
-    assert!(
-        !ps.contains("gloo-rank-marker"),
-        "ranks left running:\n{ps}"
-    );
+    assert_no_process("gloo-rank-marker");
 }
