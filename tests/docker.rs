@@ -374,11 +374,8 @@ fn a_distributed_trial_runs_its_ranks_in_its_container() {
     let t = TestCmd::new()
         .file("ok.yml", job("ok"))
         .file("fail.yml", job("fail"));
-    let (code, out, err) = t.spawn(["sweep", "ok.yml", "--json"]).finish();
-    assert_eq!(code, Some(0), "{out}{err}");
-    let r: serde_json::Value = serde_json::from_str(&out).unwrap();
-    let id = r["trials"][0]["run_id"].to_string();
-    let (_, log, _) = t.spawn(["logs", &id]).finish();
+    let (code, _, log, err) = crate::util::sweep_json(&t, &["sweep", "ok.yml", "--json"]);
+    assert_eq!(code, Some(0), "{err}");
     let mut lines: Vec<&str> = log.lines().collect();
     lines.sort();
     assert_eq!(
@@ -391,19 +388,10 @@ fn a_distributed_trial_runs_its_ranks_in_its_container() {
         ],
         "{log}"
     );
-    let started = std::time::Instant::now();
-    let (_, out, err) = t.spawn(["sweep", "fail.yml", "--json"]).finish();
-    let r: serde_json::Value = serde_json::from_str(&out).unwrap_or_else(|_| panic!("{out}{err}"));
-    assert_eq!(r["trials"][0]["status"], "failed", "{out}");
-    assert!(
-        r["trials"][0]["reason"]
-            .as_str()
-            .unwrap()
-            .starts_with("exit 4"),
-        "{out}"
-    );
-    assert!(
-        started.elapsed() < std::time::Duration::from_secs(40),
-        "the other ranks were not stopped"
+    crate::util::sweep_fails_within(
+        &t,
+        &["sweep", "fail.yml", "--json"],
+        "exit 4",
+        std::time::Duration::from_secs(40),
     );
 }

@@ -399,3 +399,37 @@ pub fn count_files(dir: &str, ext: &str) -> usize {
         })
         .count()
 }
+
+/// `labhost ARGS` (a `sweep … --json`) in `t`: its exit code, the result as JSON, the logs
+/// (stdout) of its first trial, and its stderr.
+pub fn sweep_json(t: &TestCmd, args: &[&str]) -> (Option<i32>, serde_json::Value, String, String) {
+    let (code, out, err) = t.spawn(args).finish();
+    let r: serde_json::Value =
+        serde_json::from_str(&out).unwrap_or_else(|e| panic!("not JSON ({e}): {out}\n{err}"));
+    let id = r["trials"][0]["run_id"].to_string();
+    let (_, log, _) = t.spawn(["logs", &id]).finish();
+    (code, r, log, err)
+}
+
+/// `labhost ARGS` (a `sweep … --json` whose one trial must fail) in `t`, within `limit`:
+/// the trial failed with a reason starting with `reason`. Returns the result.
+pub fn sweep_fails_within(
+    t: &TestCmd,
+    args: &[&str],
+    reason: &str,
+    limit: std::time::Duration,
+) -> serde_json::Value {
+    let started = std::time::Instant::now();
+    let (_, out, err) = t.spawn(args).finish();
+    assert!(
+        started.elapsed() < limit,
+        "took {:?}: what should stop did not",
+        started.elapsed()
+    );
+    let r: serde_json::Value =
+        serde_json::from_str(&out).unwrap_or_else(|e| panic!("not JSON ({e}): {out}\n{err}"));
+    assert_eq!(r["trials"][0]["status"], "failed", "{out}");
+    let why = r["trials"][0]["reason"].as_str().unwrap_or("");
+    assert!(why.starts_with(reason), "{why}\n{err}");
+    r
+}
