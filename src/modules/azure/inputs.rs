@@ -545,7 +545,7 @@ impl Cache {
             true => c.find(p).await?,
             false => None,
         };
-        let mut rec = self.record(uri);
+        let rec = self.record(uri);
         let mut fresh = Record::default();
         if let Some(b) = &exact {
             let sha = self.blob_content(c, b, &rec).await?;
@@ -582,7 +582,6 @@ impl Cache {
                 ));
             }
             let sha = self.blob_content(c, &b, &rec).await?;
-            rec.blobs.remove(&b.name);
             fresh
                 .blobs
                 .insert(b.name.clone(), (b.etag.clone(), sha.clone()));
