@@ -1463,3 +1463,20 @@ dist.destroy_process_group()
     );
     assert_no_process("gloo-rank-marker");
 }
+
+/// `${{name}}` is the job's name, as Azure substitutes it: a command job's own name, each
+/// sweep trial's run name.
+#[test]
+fn the_name_binding_is_the_jobs_name() {
+    let t = TestCmd::new()
+        .file("c.yml", "type: command\nname: prep\ncommand: echo job=${{name}}\n")
+        .file("s.yml", "type: sweep\nname: lr-search\ntrial: {command: 'echo job=${{name}} x=${{search_space.x}}'}\nsampling_algorithm: grid\nsearch_space: {x: {type: choice, values: [1, 2]}}\nobjective: {goal: minimize, primary_metric: l}\n");
+    let (code, _, log, err) = crate::util::sweep_json(&t, &["sweep", "c.yml", "--json"]);
+    assert_eq!(code, Some(0), "{err}");
+    assert_eq!(log, "job=prep\n");
+    let (code, r, _, err) = crate::util::sweep_json(&t, &["sweep", "s.yml", "--json"]);
+    assert_eq!(code, Some(0), "{err}");
+    let id = r["trials"][1]["run_id"].to_string();
+    let (_, log, _) = t.spawn(["logs", &id]).finish();
+    assert_eq!(log, "job=lr-search_1 x=2\n");
+}

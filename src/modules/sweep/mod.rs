@@ -760,6 +760,8 @@ fn check_bindings(
             // (how Azure feeds a sweep step's parameters to its component).
             Some(("inputs", n)) => inputs.contains_key(n) || space.0.iter().any(|(x, _)| x == n),
             Some(("outputs", n)) => outputs.iter().any(|x| x == n),
+            // The job's own name (each trial's run name here).
+            None => b == "name",
             _ => false,
         };
         if !ok {
@@ -767,7 +769,10 @@ fn check_bindings(
                 Some(("search_space", n)) => format!("`{n}` is not in search_space"),
                 Some(("inputs", n)) => format!("`{n}` is not an input"),
                 Some(("outputs", n)) => format!("`{n}` is not an output"),
-                _ => "bindings are ${{search_space.X}}, ${{inputs.X}} and ${{outputs.X}}".into(),
+                _ => {
+                    "bindings are ${{search_space.X}}, ${{inputs.X}}, ${{outputs.X}} and ${{name}}"
+                        .into()
+                }
             };
             return Err(o.err(
                 &format!("${{{{{b}}}}}"),

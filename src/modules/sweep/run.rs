@@ -643,12 +643,18 @@ impl SweepRun<'_> {
             .and_then(|e| e.get("image"))
             .and_then(|v| v.as_str())
             .map(str::to_string);
+        let name = format!("{}_{i}", self.display);
+        // `${{name}}`: the job's name, as Azure substitutes it: a command job's own, a
+        // sweep trial's run.
+        let job_name = if s.single { self.display } else { &name };
         JobSpec {
-            command: Some(Command::Shell(s.command_for(p))),
+            command: Some(Command::Shell(
+                s.command_for(p).replace("${{name}}", job_name),
+            )),
             cwd: Some(self.cwd.display().to_string()),
             env,
             num_gpus: s.trial.num_gpus,
-            name: Some(format!("{}_{i}", self.display)),
+            name: Some(name),
             tags,
             params: p.iter().map(|(k, v)| (k.clone(), v.clone())).collect(),
             timeout: s.trial_timeout.map(Seconds),
