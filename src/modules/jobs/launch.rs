@@ -229,6 +229,7 @@ pub fn run(layout: &Layout, argv: &[String]) -> LabResult<i32> {
             .map(|(r, c)| async move { (r, c.wait().await) })
             .collect();
         let mut failed: Option<i32> = None;
+        let mut first_failed: Option<usize> = None;
         while let Some((r, status)) = waits.next().await {
             ended[r] = true;
             let code = status
@@ -238,6 +239,7 @@ pub fn run(layout: &Layout, argv: &[String]) -> LabResult<i32> {
             if code != 0 {
                 eprintln!("labhost launch: rank {r} exited {code}; stopping the other ranks");
                 failed = Some(code);
+                first_failed = Some(r);
                 break;
             }
         }
@@ -250,6 +252,13 @@ pub fn run(layout: &Layout, argv: &[String]) -> LabResult<i32> {
                 .filter(|(_, done)| !**done)
                 .map(|(c, _)| c.stop(process::grace()));
             futures_util::future::join_all(stops).await;
+            // Last, after whatever the other ranks said as they went: the job's cause (the
+            // failed trial's reason quotes the last stderr line).
+            if let Some(r) = first_failed {
+                eprintln!(
+                    "labhost launch: rank {r} exited {code} first; the other ranks were stopped"
+                );
+            }
             return Ok(code);
         }
         Ok(0)
