@@ -197,7 +197,7 @@ fn a_script_error_is_recorded_and_the_schedule_goes_on() {
 #[test]
 fn graceful_shutdown_stops_a_script_after_the_grace_period() {
     let t = TestCmd::new()
-        .file("long.rhai", "sh::run(\"sleep 30\");")
+        .file("long.rhai", "sh::run(\"sleep 37\");")
         .file(
             "s.yml",
             "- {name: long, schedule: '* * * * * *', script: long.rhai, overlap: skip}\n",
@@ -219,7 +219,7 @@ fn graceful_shutdown_stops_a_script_after_the_grace_period() {
     );
     assert_eq!(alive("long.rhai"), 0);
     assert_eq!(
-        alive("sleep 30"),
+        alive("sleep 37"),
         0,
         "the script's own children went with it"
     );

@@ -558,3 +558,23 @@ print(j.metrics().m.map(|p| [p.step, p.value]));
         .success()
         .stdout_is("completed\n[[1, 2.0], [2, 2.0], [3, 2.0]]\n");
 }
+
+/// Jobs start in the script's environment of the moment they start, though the job supervisor
+/// that starts them was started with the first job.
+#[test]
+fn a_job_sees_what_its_script_set_in_the_environment_after_the_first_job() {
+    TestCmd::new()
+        .script(
+            r#"
+            jobs::submit(#{command: "true"}).wait();
+            env::set("LABHOST_T_LATE", "late-value");
+            env::unset("HOME");
+            let j = jobs::submit(#{command: "echo ${LABHOST_T_LATE}:${HOME:-unset}"});
+            j.wait();
+            print(j.logs());
+            "#,
+        )
+        .run()
+        .success()
+        .stdout_is("late-value:unset\n\n");
+}

@@ -88,37 +88,122 @@ fn wait_until(what: &str, f: impl Fn() -> bool) {
     }
 }
 
+/// The parent of `pid`, from /proc.
+fn ppid(pid: i32) -> i32 {
+    let s = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+    s.rfind(')')
+        .and_then(|i| s[i + 2..].split_whitespace().nth(1)?.parse().ok())
+        .unwrap_or(0)
+}
+
+/// A job of two steps whose first is a grandchild (`sh -c` under the job's shell) that runs
+/// until `go` exists; each step and each attempt leaves a line, and a point in its metrics.
+/// A second attempt records whether the first one's grandchild was still alive when it
+/// started (it must not be: it also held the GPU).
+const TWO_STEPS: &str = r#"
+    jobs::submit(#{key: "train", num_gpus: 1, command:
+        "echo attempt >> attempts.txt; " +
+        "echo '{\"name\":\"loss\",\"value\":1,\"step\":1}' >> $LABHOST_METRICS; " +
+        // Alive means not a zombie (an orphan's zombie waits for init to reap it).
+        "if [ -f gc.pid ] && [ -r /proc/$(cat gc.pid)/stat ] && ! grep -q ') Z ' /proc/$(cat gc.pid)/stat; then echo overlap >> overlap.txt; fi; " +
+        "if [ ! -f gc.pid ]; then sh -c 'echo $$ > gc.pid; while [ ! -f go ]; do sleep 0.02; done; echo step1 >> steps.txt'; fi; " +
+        "echo '{\"name\":\"loss\",\"value\":2,\"step\":2}' >> $LABHOST_METRICS; " +
+        "echo step2 >> steps.txt"});
+    print("submitted");
+    time::sleep("1h");
+"#;
+
+fn job_json(t: &TestCmd) -> serde_json::Value {
+    let (_, json, _) = t.spawn(["jobs", "--json"]).finish();
+    let runs: Vec<serde_json::Value> = serde_json::from_str(&json).unwrap();
+    runs[0].clone()
+}
+
 #[test]
-fn kill_9_of_the_host_with_a_grandchild_running_then_resume_runs_it_exactly_once() {
+fn kill_9_of_the_host_leaves_its_job_to_its_supervisor_which_records_it_once() {
     for mode in MODES {
-        // The first attempt's work is a grandchild (a `sleep` under `sh -c` under the job's
-        // shell); a second attempt records whether the first one's grandchild was still alive
-        // when it started (it must not be: it also held the GPU).
         let t = cmd(mode)
             .env("LABHOST_FAKE_GPUS", "1x24GiB")
-            .file(
-                "main.rhai",
-                r#"
-            jobs::submit(#{key: "train", num_gpus: 1, command:
-                "echo attempt >> attempts.txt; " +
-                // Alive means not a zombie (an orphan's zombie waits for init to reap it).
-                "if [ -f gc.pid ] && [ -r /proc/$(cat gc.pid)/stat ] && ! grep -q ') Z ' /proc/$(cat gc.pid)/stat; then echo overlap >> overlap.txt; fi; " +
-                "if [ ! -f gc.pid ]; then sh -c 'echo $$ > gc.pid; exec sleep 300'; fi; " +
-                "echo done >> done.txt"});
-            print("submitted");
-            time::sleep("1h");
-            "#,
-            );
+            .file("main.rhai", TWO_STEPS);
         let (r, gc) = start_host(&t);
+        let leader = ppid(gc);
+        let supervisor = ppid(leader);
         r.signal(libc::SIGKILL);
         r.finish();
-        // The premise: the host is gone, its job's grandchild is not.
         std::thread::sleep(Duration::from_millis(100));
+        // The job runs on: its grandchild, its shell and the supervisor over them.
+        for (what, pid) in [
+            ("grandchild", gc),
+            ("job shell", leader),
+            ("supervisor", supervisor),
+        ] {
+            assert!(alive(pid), "{mode}: the job's {what} died with its host");
+        }
+        let cmdline = std::fs::read(format!("/proc/{supervisor}/cmdline")).unwrap();
         assert!(
-            alive(gc),
-            "{mode}: the grandchild died with its host already"
+            String::from_utf8_lossy(&cmdline).contains("__supervise"),
+            "{mode}: the job's shell is not under the job supervisor"
         );
-        // Until a labhost picks it up, status says the run has no host.
+        let (_, st, _) = t.spawn(["status"]).finish();
+        assert!(
+            st.contains("gone: its job supervisor runs it on and records its end)")
+                && st.contains("1 run(s) go on without their host")
+                && !st.contains("whose host is gone"),
+            "{mode}: {st}"
+        );
+        // The next labhost leaves it alone and waits for it; the work goes on to its end.
+        let resume = t.spawn(["resume"]);
+        std::thread::sleep(Duration::from_millis(300));
+        assert!(alive(gc), "{mode}: resume stopped the running job");
+        std::fs::write(t.path().join("go"), "").unwrap();
+        let (code, _, err) = resume.finish();
+        assert_eq!(code, Some(0), "{mode}: {err}");
+        assert!(
+            err.contains("run on under the job supervisor"),
+            "{mode}: {err}"
+        );
+        let read = |f: &str| std::fs::read_to_string(t.path().join(f)).unwrap_or_default();
+        assert_eq!(
+            read("attempts.txt"),
+            "attempt\n",
+            "{mode}: the job ran again"
+        );
+        assert_eq!(
+            read("steps.txt"),
+            "step1\nstep2\n",
+            "{mode}: each step once"
+        );
+        let job = job_json(&t);
+        assert_eq!(
+            (
+                job["status"].as_str(),
+                job["attempt"].as_i64(),
+                job["exit_code"].as_i64()
+            ),
+            (Some("completed"), Some(1), Some(0)),
+            "{mode}: {job}"
+        );
+        // Its metrics: each point once, the one written after the host died included.
+        assert_eq!(loss_points(&t), "[[1, 1.0], [2, 2.0]]\n", "{mode}");
+        wait_until("the supervisor exits", || !alive(supervisor));
+        assert_none_left(t.path(), mode);
+    }
+}
+
+#[test]
+fn kill_9_of_the_host_and_its_supervisor_requeues_and_resume_runs_it_exactly_once() {
+    for mode in MODES {
+        let t = cmd(mode)
+            .env("LABHOST_FAKE_GPUS", "1x24GiB")
+            .file("main.rhai", TWO_STEPS);
+        let (r, gc) = start_host(&t);
+        let supervisor = ppid(ppid(gc));
+        r.signal(libc::SIGKILL);
+        r.finish();
+        signal(supervisor, libc::SIGKILL);
+        wait_until("the supervisor is gone", || !alive(supervisor));
+        // The premise: the grandchild outlived both (only its leader had a death signal).
+        assert!(alive(gc), "{mode}: the grandchild died with its host");
         let (_, st, _) = t.spawn(["status"]).finish();
         assert!(
             st.contains(" gone)\n")
@@ -134,8 +219,8 @@ fn kill_9_of_the_host_with_a_grandchild_running_then_resume_runs_it_exactly_once
         let read = |f: &str| std::fs::read_to_string(t.path().join(f)).unwrap_or_default();
         assert_eq!(read("attempts.txt"), "attempt\nattempt\n", "{mode}");
         assert_eq!(
-            read("done.txt"),
-            "done\n",
+            read("steps.txt"),
+            "step2\n",
             "{mode}: exactly one attempt completed"
         );
         assert_eq!(
@@ -143,15 +228,33 @@ fn kill_9_of_the_host_with_a_grandchild_running_then_resume_runs_it_exactly_once
             "",
             "{mode}: the second attempt started beside the first one's processes"
         );
-        let (_, json, _) = t.spawn(["jobs", "--json"]).finish();
-        let runs: Vec<serde_json::Value> = serde_json::from_str(&json).unwrap();
+        let job = job_json(&t);
         assert_eq!(
-            (runs[0]["status"].as_str(), runs[0]["attempt"].as_i64()),
+            (job["status"].as_str(), job["attempt"].as_i64()),
             (Some("completed"), Some(2)),
             "{mode}"
         );
+        // The resumed run is judged on its own attempt's points.
+        assert_eq!(loss_points(&t), "[[1, 1.0], [2, 2.0]]\n", "{mode}");
         assert_none_left(t.path(), mode);
     }
+}
+
+/// The `loss` history of job 1, as a script reads it.
+fn loss_points(t: &TestCmd) -> String {
+    std::fs::write(
+        t.path().join("points.rhai"),
+        "print(jobs::get(1).metrics().loss.map(|m| [m.step, m.value]));",
+    )
+    .unwrap();
+    let (code, out, err) = t.spawn(["run", "points.rhai"]).finish();
+    assert_eq!(code, Some(0), "{err}");
+    out
+}
+
+fn signal(pid: i32, sig: libc::c_int) {
+    // SAFETY: kill with a plain pid of a process this test found under its own job.
+    unsafe { libc::kill(pid, sig) };
 }
 
 #[test]
@@ -416,4 +519,23 @@ fn sigterm_stops_sh_run_and_cron_fire_descendants_that_ignore_it() {
             || processes_of(&needle).is_empty(),
         );
     }
+}
+
+/// Subreaper mode finds a job's processes by their token, which a daemon that cleared its
+/// environment does not carry: whatever the job left re-parented to the job supervisor is
+/// stopped when the job ends (no other job runs to claim it).
+#[test]
+fn an_environment_less_setsid_daemon_goes_with_its_job_in_subreaper_mode() {
+    let t = cmd("subreaper").script(
+        r#"
+        let j = jobs::submit(#{command: "env -i setsid sh -c 'echo $$ > d.pid; exec /bin/sleep 300' & sleep 0.3; echo ok"});
+        print(j.wait());
+        "#,
+    );
+    let dir = t.path().to_path_buf();
+    let o = t.run();
+    o.success();
+    assert_eq!(o.stdout, "completed\n", "{}", o.stderr);
+    let daemon = read_pid(&dir.join("d.pid"));
+    wait_until("the daemon is gone", || !alive(daemon));
 }

@@ -577,11 +577,13 @@ fn labhost_resume_continues_a_sweep_whose_host_died() {
         before,
         "a trial ran again"
     );
-    // Every trial value appears in the ledger; killed attempts may appear twice, nothing else.
+    // Every trial ran exactly once: those running when the host died finished under its
+    // job supervisor, and resume waited for them instead of starting them again.
     let mut seen: Vec<&str> = before.lines().collect();
     seen.sort_unstable();
     seen.dedup();
     assert_eq!(seen.len(), 12, "{before}");
+    assert_eq!(before.lines().count(), 12, "a trial ran twice: {before}");
 }
 
 /// `code: .` with the state folder inside the project: the snapshot leaves the state folder

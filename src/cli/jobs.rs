@@ -252,10 +252,22 @@ pub fn resume(a: ResumeArgs) -> CmdResult {
         }
     }
     let store = open()?;
+    let state = crate::state::dir()?;
     let mut last = -1;
+    let mut said_carried = false;
     loop {
         host.poke();
-        let n = store.pending_for(&host.id)?;
+        // Runs of a dead host whose job supervisor lives on are waited for, not re-run.
+        let carried = crate::engine::carried_on(&state)?;
+        if !carried.is_empty() && !said_carried {
+            let ids: Vec<String> = carried.iter().map(|i| i.to_string()).collect();
+            eprintln!(
+                "job(s) {} run on under the job supervisor of their dead host: waiting for their ends",
+                ids.join(", ")
+            );
+            said_carried = true;
+        }
+        let n = store.pending_for(&host.id)? + carried.len() as i64;
         if n != last {
             eprintln!("{n} job(s) left");
             last = n;
@@ -294,20 +306,41 @@ pub fn status(verbose: bool) -> CmdResult {
             .filter(|h| !crate::engine::job_host_alive(&state, h))
             .map(str::to_string)
     };
-    let mut orphaned = 0;
+    let (mut orphaned, mut supervised) = (0, 0);
     for st in [RunStatus::Running, RunStatus::Leased, RunStatus::Queued] {
         let runs = store.list(Some(st), None, 1000)?;
         println!("{st}: {}", runs.len());
         for (i, r) in runs.iter().enumerate() {
             let host_gone = (st != RunStatus::Queued).then(|| gone(r)).flatten();
-            orphaned += usize::from(host_gone.is_some());
+            // Its job supervisor outlived the host: it runs on and records its end.
+            let job = !matches!(
+                r.kind,
+                crate::store::RunKind::Sweep
+                    | crate::store::RunKind::Cron
+                    | crate::store::RunKind::Remote
+            );
+            let lives_on = job
+                && host_gone
+                    .as_deref()
+                    .is_some_and(|h| crate::engine::supervisor_alive(&state, h));
+            supervised += usize::from(lives_on);
+            orphaned += usize::from(host_gone.is_some() && !lives_on);
             if i < 20 {
                 match host_gone {
+                    Some(h) if lives_on => println!(
+                        "  {}  (host {h} gone: its job supervisor runs it on and records its end)",
+                        row(r)
+                    ),
                     Some(h) => println!("  {}  (host {h} gone)", row(r)),
                     None => println!("  {}", row(r)),
                 }
             }
         }
+    }
+    if supervised > 0 {
+        println!(
+            "{supervised} run(s) go on without their host: their job supervisor records them (`labhost cancel` stops one)"
+        );
     }
     if orphaned > 0 {
         println!(

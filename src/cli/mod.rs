@@ -155,6 +155,11 @@ fn quiet_broken_pipe() {
 }
 
 pub fn main() -> ExitCode {
+    let args: Vec<std::ffi::OsString> = std::env::args_os().skip(1).collect();
+    if args.first().is_some_and(|a| a == crate::engine::shim::ARG) {
+        // A job host's supervisor (started by the host, not a command of users).
+        return crate::engine::shim::main(&args[1..]);
+    }
     quiet_broken_pipe();
     let cli = match Cli::try_parse() {
         Ok(c) => c,

@@ -31,6 +31,8 @@ pub struct JobHost {
     secret_env: Mutex<HashMap<i64, std::collections::BTreeMap<String, String>>>,
     /// Experiment names by id (they never change), for jobs' MLFLOW_EXPERIMENT_NAME.
     experiments: Mutex<HashMap<i64, String>>,
+    /// The job supervisor: the parent of this host's process jobs, which outlives it.
+    supervisor: Arc<super::shim::Handle>,
 }
 
 fn hosts_dir(state: &Path) -> PathBuf {
@@ -124,6 +126,7 @@ impl JobHost {
         contain::write_host_info(&mut f)
             .map_err(|e| crate::error::io_err("jobs", "cannot write", &p, &e))?;
         crate::runtime::on_hard_exit(contain::kill_all_now);
+        crate::runtime::on_hard_exit(kill_supervised);
         crate::store::with(state, |s| s.no_autocheckpoint())?;
         let orphans = recover_orphans(state, &id)?;
         contain::sweep_dead_groups();
@@ -147,7 +150,6 @@ impl JobHost {
         }
         Ok(JobHost {
             state: state.to_path_buf(),
-            id,
             _lock: f,
             workers: AtomicUsize::new(default_workers()),
             running: AtomicUsize::new(0),
@@ -156,6 +158,8 @@ impl JobHost {
             cancels: Mutex::new(HashMap::new()),
             secret_env: Mutex::new(HashMap::new()),
             experiments: Mutex::new(HashMap::new()),
+            supervisor: Arc::new(super::shim::Handle::new(&id, state)),
+            id,
         })
     }
 
@@ -314,19 +318,26 @@ impl JobHost {
                                     tracing::error!("job {id}: {}", e.message);
                                 }
                                 let stopping = me.stopping.load(Ordering::SeqCst);
-                                if stopping && status == RunStatus::Cancelled {
-                                    // Stopped because this host exits: back to the queue
-                                    // (unless a cancel was asked for, which it then is).
-                                    let r = me.store(|s| {
-                                        s.requeue(
-                                            &[(id, me.id.clone())],
-                                            "stopped: its host exited",
-                                        )
-                                    });
+                                let died =
+                                    matches!(&outcome, Err(e) if e.kind == super::shim::DIED);
+                                if died || (stopping && status == RunStatus::Cancelled) {
+                                    // Stopped because this host exits, or lost with its
+                                    // supervisor: back to the queue (unless a cancel was
+                                    // asked for, which it then is).
+                                    let why = if died {
+                                        "its job supervisor died"
+                                    } else {
+                                        "stopped: its host exited"
+                                    };
+                                    let r = me.store(|s| s.requeue(&[(id, me.id.clone())], why));
                                     if let Err(e) = r {
                                         tracing::error!("job {id}: {}", e.message);
                                     }
+                                    me.supervisor.recorded(id);
                                     announce_end();
+                                    if died && !stopping {
+                                        me.wake.notify_one();
+                                    }
                                     break;
                                 }
                                 let go_on = !stopping
@@ -342,6 +353,9 @@ impl JobHost {
                                         go_on.then_some(me.id.as_str()),
                                     )
                                 });
+                                if recorded.is_ok() {
+                                    me.supervisor.recorded(id);
+                                }
                                 announce_end();
                                 if matches!(&recorded, Ok((st, _)) if st.is_finished()) {
                                     // No retry left: the real secret values are not needed again.
@@ -435,8 +449,12 @@ impl JobHost {
             None => None,
         };
         super::mlflow::job_env(run, experiment.as_deref(), &mut launch.env);
-        // GPUs: a lease from the ledger, held until the process ends.
         let num_gpus = spec.num_gpus as usize;
+        if launch.docker.is_none() {
+            return self.supervised(run, launch, num_gpus, token).await;
+        }
+        // A container: run from here (the Docker daemon is its parent).
+        // GPUs: a lease from the ledger, held until the process ends.
         let lease = if num_gpus > 0 {
             let t = token.clone();
             let o = crate::modules::gpu::ledger::ReserveOpts {
@@ -449,8 +467,6 @@ impl JobHost {
             .await
             .map_err(|e| LabError::new("jobs.gpu", e.to_string()))??;
             launch.env.extend(lease.env());
-            // The job's processes hold the lease too: it ends when the last of them does, even
-            // if this host dies first.
             launch.keep_fds = lease.fds();
             Some(lease)
         } else {
@@ -464,13 +480,66 @@ impl JobHost {
             }
         };
         let mut metrics = |b: Vec<Metric>| {
-            if let Err(e) = self.store(|s| s.add_metrics(run.id, &b)) {
+            if let Err(e) = self.store(|s| s.add_file_metrics(run.id, &b)) {
                 tracing::error!("job {}: {}", run.id, e.message);
             }
         };
         let out = supervisor::run(&launch, &mut started, &mut metrics, token).await;
         drop(lease);
         out
+    }
+
+    /// Runs a process job through the job supervisor: records its start and metrics as they
+    /// come; a cancel is passed on and the job's end awaited.
+    async fn supervised(
+        &self,
+        run: &Run,
+        launch: supervisor::Launch,
+        num_gpus: usize,
+        token: CancellationToken,
+    ) -> LabResult<supervisor::AttemptEnd> {
+        use super::shim::News;
+        let mut news = self.supervisor.launch(launch, num_gpus)?;
+        let mut cancel_sent = false;
+        loop {
+            tokio::select! {
+                n = news.recv() => match n {
+                    Some(News::Started { started: st, .. }) => {
+                        if let Err(e) = self.store(|s| {
+                            s.set_running(run.id, st.pid, st.leader_start, st.cgroup.as_deref())
+                        }) {
+                            tracing::error!("job {}: {}", run.id, e.message);
+                        }
+                    }
+                    Some(News::Metrics { points, .. }) => {
+                        if let Err(e) = self.store(|s| s.add_file_metrics(run.id, &points)) {
+                            tracing::error!("job {}: {}", run.id, e.message);
+                        }
+                    }
+                    Some(News::Ended { end, .. }) => {
+                        return end.map_err(|(kind, message)| LabError::new(kind, message));
+                    }
+                    Some(News::Log { .. }) => {}
+                    None => {
+                        return Err(LabError::new(
+                            super::shim::DIED,
+                            format!("job {}: its job supervisor died", run.id),
+                        ))
+                    }
+                },
+                _ = token.cancelled(), if !cancel_sent => {
+                    cancel_sent = true;
+                    self.supervisor.cancel(run.id);
+                }
+            }
+        }
+    }
+}
+
+/// A second Ctrl-C: the supervisor SIGKILLs this host's jobs and exits with it.
+fn kill_supervised() {
+    if let Some(h) = HOST.get() {
+        h.supervisor.kill_all();
     }
 }
 
@@ -482,8 +551,12 @@ fn hostname() -> String {
 /// token carriers), then puts those runs back in the queue; a run whose cancel was asked
 /// for is cancelled instead. Returns the ids re-queued.
 pub fn recover_orphans(state: &Path, me: &str) -> LabResult<Vec<i64>> {
+    // A host whose job supervisor lives is alive for its running jobs (the supervisor
+    // records them), not for its queued ones (it starts nothing new).
     let orphans = crate::store::with(state, |s| {
-        s.orphans(&|h| h == me || job_host_alive(state, h))
+        s.orphans(&|h| h == me || job_host_alive(state, h), &|h| {
+            h == me || job_host_alive(state, h) || super::shim::supervisor_alive(state, h)
+        })
     })?;
     let mut back = Vec::new();
     for r in orphans {
@@ -510,6 +583,27 @@ pub fn recover_orphans(state: &Path, me: &str) -> LabResult<Vec<i64>> {
     Ok(back)
 }
 
+/// Runs whose host died while its job supervisor lives on: it records their ends (no
+/// labhost needs to re-run them; `labhost resume` waits for them).
+pub fn carried_on(state: &Path) -> LabResult<Vec<i64>> {
+    let mut out = Vec::new();
+    for st in [RunStatus::Running, RunStatus::Leased] {
+        let runs = crate::store::with(state, |s| s.list(Some(st), None, i64::MAX as usize))?;
+        for r in runs {
+            use crate::store::RunKind;
+            if matches!(r.kind, RunKind::Sweep | RunKind::Cron | RunKind::Remote) {
+                continue;
+            }
+            let Some(h) = r.host.as_deref() else { continue };
+            if !job_host_alive(state, h) && super::shim::supervisor_alive(state, h) {
+                out.push(r.id);
+            }
+        }
+    }
+    out.sort_unstable();
+    Ok(out)
+}
+
 /// How a host ends: let its jobs finish, or stop them and put them back in the queue.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum AtExit {
@@ -526,6 +620,7 @@ pub fn at_exit(how: AtExit) -> Vec<i64> {
         return Vec::new();
     };
     let stopped = h.finish(how);
+    h.supervisor.close();
     contain::release_slots();
     if let Err(e) = crate::store::with(&h.state, |s| s.checkpoint_truncate()) {
         tracing::debug!("final checkpoint: {}", e.message);

@@ -97,6 +97,10 @@ pub(super) struct MetricsTail {
     skipping: bool,
     /// The path was refused: said once, not read again.
     refused: bool,
+    /// The file the attempt started with and where its lines began: [`MetricsTail::rewind`]
+    /// reads the attempt's points again from there.
+    origin: Option<File>,
+    start: u64,
 }
 
 impl MetricsTail {
@@ -111,6 +115,7 @@ impl MetricsTail {
             .as_ref()
             .and_then(|f| f.metadata().ok())
             .map_or(0, |m| m.len());
+        let origin = file.as_ref().and_then(|f| f.try_clone().ok());
         MetricsTail {
             path,
             file,
@@ -118,7 +123,19 @@ impl MetricsTail {
             line_no: 0,
             skipping: false,
             refused: false,
+            origin,
+            start: offset,
         }
+    }
+
+    /// Reads the attempt's lines again from their start at the next pump (their receiver
+    /// changed: the job supervisor records them itself once its host is gone).
+    pub(super) fn rewind(&mut self) {
+        self.file = self.origin.as_ref().and_then(|f| f.try_clone().ok());
+        self.offset = self.start;
+        self.line_no = 0;
+        self.skipping = false;
+        self.refused = false;
     }
 
     /// Whether the path still names the file we read; if the job put another regular file
@@ -248,6 +265,8 @@ pub fn read_metrics(path: &Path, offset: &mut u64, line_no: &mut u64) -> Vec<Met
         line_no: *line_no,
         skipping: false,
         refused: false,
+        origin: None,
+        start: *offset,
     };
     let out = t.read();
     *offset = t.offset;
@@ -334,6 +353,21 @@ mod tests {
         }
         assert_eq!(got.len(), 1, "{got:?}");
         assert_eq!(got[0].name, "ok");
+    }
+
+    #[test]
+    fn a_rewound_tail_reads_the_attempts_lines_again_and_only_them() {
+        let d = tempfile::tempdir().unwrap();
+        let p = d.path().join("metrics.jsonl");
+        std::fs::write(&p, "{\"name\":\"a\",\"value\":1,\"step\":1}\n").unwrap();
+        let mut t = MetricsTail::new(p.clone());
+        append(&p, b"{\"name\":\"a\",\"value\":2,\"step\":1}\n");
+        assert_eq!(pump(&mut t).len(), 1);
+        append(&p, b"{\"name\":\"a\",\"value\":3,\"step\":2}\n");
+        t.rewind();
+        let got: Vec<f64> = pump(&mut t).iter().map(|m| m.value).collect();
+        assert_eq!(got, vec![2.0, 3.0]);
+        assert!(pump(&mut t).is_empty());
     }
 
     #[test]

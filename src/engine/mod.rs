@@ -1,6 +1,7 @@
-//! The local executor: the job host of this process (claims, workers, GPU leases, orphan
-//! re-queue), the supervisor that runs one attempt (process group, logs, metrics, timeout,
-//! cancel), and the vfork-style spawn under it. No presentation here: progress bars and
+//! The local executor: the job host of this process (claims, workers, orphan re-queue), the
+//! job supervisor process that is the parent of its jobs and outlives it (`shim`: GPU leases,
+//! records the ends when the host died), the code that runs one attempt (`supervisor`:
+//! process group, logs, metrics, timeout, cancel), and the vfork-style spawn under it. No presentation here: progress bars and
 //! tables live with the callers.
 //!
 //! Modules reach it through the items re-exported here, never through its submodules.
@@ -8,11 +9,13 @@ mod docker_run;
 pub mod job_host;
 mod metrics;
 pub mod mlflow;
+pub mod shim;
 pub mod supervisor;
 mod workdir;
 
 pub use job_host::{
-    at_exit, ended_count, get as job_host, job_host_alive, recover_orphans, wait_for_end, AtExit,
-    JobHost,
+    at_exit, carried_on, ended_count, get as job_host, job_host_alive, recover_orphans,
+    wait_for_end, AtExit, JobHost,
 };
+pub use shim::supervisor_alive;
 pub use supervisor::{launch_for, Launch};

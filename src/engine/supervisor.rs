@@ -30,13 +30,14 @@ pub const METRICS_POLL: Duration = Duration::from_millis(200);
 /// ends sooner has start and end recorded in one transaction.
 pub const START_RECORD: Duration = Duration::from_millis(20);
 
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
 pub struct Launch {
     pub job_id: i64,
     /// The host running it and the attempt number (they name its containment).
     pub host: String,
     pub attempt: i64,
     /// Fds the process keeps (its GPU lease's locks: held while any process of it lives).
+    #[serde(skip)]
     pub keep_fds: Vec<std::os::fd::RawFd>,
     pub command: Command,
     pub cwd: Option<PathBuf>,
@@ -47,7 +48,13 @@ pub struct Launch {
     pub run_dir: PathBuf,
     pub timeout: Option<Duration>,
     /// `run_in: "docker"`: the container's settings.
+    #[serde(skip)]
     pub docker: Option<DockerLaunch>,
+    /// The environment the job's own is laid over: the host's of the moment when the job
+    /// supervisor starts it (a script may have changed the host's since the supervisor
+    /// started); `None`: this process's.
+    #[serde(default)]
+    pub base_env: Option<Vec<(String, String)>>,
     /// Values masked as `***` in `stdout.log` and `stderr.log` (the secrets of its
     /// environment and every secret this process registered). With none, the job writes its
     /// logs directly; with some, through pipes copied into the logs masked.
@@ -62,7 +69,7 @@ pub struct DockerLaunch {
     pub network: Option<String>,
 }
 
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct AttemptEnd {
     /// `completed`, `failed`, `timed_out` or `cancelled`.
     pub status: RunStatus,
@@ -71,6 +78,32 @@ pub struct AttemptEnd {
     /// The start when `started` was not called (the process ended within `START_RECORD`):
     /// the caller records the start together with the end.
     pub start: Option<Started>,
+}
+
+/// Where an attempt's news go while it runs: its start and its metrics.
+pub trait Report: Send {
+    fn started(&mut self, st: &Started);
+    fn metrics(&mut self, batch: Vec<Metric>);
+    /// Asked before each read of the metrics file: `true` reads the attempt's points again
+    /// from their start (their receiver changed: the job supervisor lost its host).
+    fn replay(&mut self) -> bool {
+        false
+    }
+}
+
+/// A [`Report`] made of two callbacks.
+struct Callbacks<'a> {
+    started: &'a mut (dyn FnMut(&Started) + Send),
+    metrics: &'a mut (dyn FnMut(Vec<Metric>) + Send),
+}
+
+impl Report for Callbacks<'_> {
+    fn started(&mut self, st: &Started) {
+        (self.started)(st)
+    }
+    fn metrics(&mut self, batch: Vec<Metric>) {
+        (self.metrics)(batch)
+    }
 }
 
 /// Runs the process to its end. `started(pid)` is called once it has run for `START_RECORD`
@@ -82,33 +115,54 @@ pub async fn run(
     metrics: &mut (dyn FnMut(Vec<Metric>) + Send),
     cancel: CancellationToken,
 ) -> LabResult<AttemptEnd> {
-    let log = |name: &str| {
-        let p = l.run_dir.join(name);
-        std::fs::OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(&p)
-            .map_err(|e| crate::error::io_err("jobs", "cannot open", &p, &e))
-    };
-    let (out, err) = (log("stdout.log")?, log("stderr.log")?);
+    if let Some(d) = &l.docker {
+        let (out, err) = (open_log(l, "stdout.log")?, open_log(l, "stderr.log")?);
+        if let Some(src) = &l.cwd_from {
+            super::workdir::prepare(src, &l.run_dir)?;
+        }
+        return super::docker_run::run_docker(l, d, out, err, started, metrics, cancel).await;
+    }
+    let mut tail = metrics_tail(l);
+    let mut report = Callbacks { started, metrics };
+    run_process(l, &mut tail, &mut report, cancel).await
+}
+
+/// The tail of the attempt's metrics file (made before the job can write to it).
+pub(super) fn metrics_tail(l: &Launch) -> MetricsTail {
+    MetricsTail::new(l.run_dir.join("metrics.jsonl"))
+}
+
+fn open_log(l: &Launch, name: &str) -> LabResult<std::fs::File> {
+    let p = l.run_dir.join(name);
+    std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(&p)
+        .map_err(|e| crate::error::io_err("jobs", "cannot open", &p, &e))
+}
+
+/// Runs a process job (not `run_in: docker`) to its end, its news to `report`, its metrics
+/// read through `tail` (the caller's: it may read them again after the end).
+pub(super) async fn run_process(
+    l: &Launch,
+    tail: &mut MetricsTail,
+    report: &mut dyn Report,
+    cancel: CancellationToken,
+) -> LabResult<AttemptEnd> {
+    let (out, err) = (open_log(l, "stdout.log")?, open_log(l, "stderr.log")?);
     if let Some(src) = &l.cwd_from {
         super::workdir::prepare(src, &l.run_dir)?;
-    }
-    if let Some(d) = &l.docker {
-        return super::docker_run::run_docker(l, d, out, err, started, metrics, cancel).await;
     }
     let logs = JobLogs::new(out, err, &l.secrets)?;
     let metrics_path = l.run_dir.join("metrics.jsonl");
     let attempt = Attempt::new(&l.host, l.job_id, l.attempt)?;
-    // The metrics file is made and opened before the job can write to it.
-    let mut tail = MetricsTail::new(metrics_path.clone());
     let child = start(l, &attempt, &logs, &metrics_path)?;
     // The child has its copies of the log fds: ours close here (a pipe's reader sees EOF
     // once every process of the job has closed its end).
     let JobLogs { out, err, copies } = logs;
     drop((out, err));
     let outcome = match child {
-        Ok(child) => watch(l, child, &attempt, started, &mut tail, metrics, cancel).await?,
+        Ok(child) => watch(l, child, &attempt, report, tail, cancel).await?,
         Err(not_started) => not_started,
     };
     drop(attempt);
@@ -116,8 +170,17 @@ pub async fn run(
     for c in copies {
         let _ = tokio::time::timeout(Duration::from_secs(5), c).await;
     }
-    tail.pump(metrics);
+    pump(tail, report);
     Ok(outcome)
+}
+
+/// Hands the metrics written since the last read to `report` (all of the attempt's again
+/// when it asks for a replay).
+pub(super) fn pump(tail: &mut MetricsTail, report: &mut dyn Report) {
+    if report.replay() {
+        tail.rewind();
+    }
+    tail.pump(&mut |b| report.metrics(b));
 }
 
 /// Starts the job's leader in its containment, stdout and stderr on `logs`. `Ok(Err(end))`:
@@ -165,7 +228,18 @@ fn start(
     let cannot_start = |e: std::io::Error| {
         LabError::new("jobs.spawn", format!("cannot start job {}: {e}", l.job_id))
     };
-    let program = match process::Program::new(&argv, env, l.cwd.as_deref()) {
+    let program = match &l.base_env {
+        Some(base) => {
+            let base: Vec<(OsString, OsString)> =
+                base.iter().map(|(k, v)| (k.into(), v.into())).collect();
+            let extra: Vec<(OsString, OsString)> = env
+                .map(|(k, v)| (k.to_os_string(), v.to_os_string()))
+                .collect();
+            process::Program::over_env(&argv, &base, extra, l.cwd.as_deref())
+        }
+        None => process::Program::new(&argv, env, l.cwd.as_deref()),
+    };
+    let program = match program {
         Ok(p) => p,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Err(not_found())),
         Err(e) => return Err(cannot_start(e)),
@@ -211,9 +285,8 @@ async fn watch(
     l: &Launch,
     mut child: process::Child,
     attempt: &Attempt,
-    started: &mut (dyn FnMut(&Started) + Send),
+    report: &mut dyn Report,
     tail: &mut MetricsTail,
-    metrics: &mut (dyn FnMut(Vec<Metric>) + Send),
     cancel: CancellationToken,
 ) -> LabResult<AttemptEnd> {
     let pgid = child.pid;
@@ -249,9 +322,9 @@ async fn watch(
             _ = tick.tick() => {
                 if let Some(mut st) = start.take() {
                     st.leader_start = process::start_time(pgid);
-                    started(&st);
+                    report.started(&st);
                 }
-                tail.pump(metrics);
+                pump(tail, report);
             }
             _ = until_deadline => {
                 stop_all(attempt, &mut child, grace).await;
@@ -368,6 +441,7 @@ pub fn launch_for(run: &crate::store::Run) -> LabResult<Launch> {
         run_dir: PathBuf::from(&run.run_dir),
         timeout: spec.timeout.and_then(crate::util::secs_to_duration),
         secrets: Vec::new(),
+        base_env: None,
         docker: (spec.run_in == crate::store::RunIn::Docker).then(|| DockerLaunch {
             image: spec.image.clone(),
             mounts: spec.mounts.clone(),

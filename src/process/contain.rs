@@ -301,6 +301,51 @@ pub fn reap_adopted() {
     });
 }
 
+/// Subreaper mode: the live processes re-parented to this process that are not children it
+/// started — orphans of its jobs, whatever environment they carry (a daemon that cleared
+/// its environment has no token). Empty in cgroup mode (cgroups hold them).
+pub fn strays() -> Vec<i32> {
+    if MODE.get() != Some(&Mode::Subreaper) {
+        return Vec::new();
+    }
+    with_own_children(|own| {
+        adopted_children()
+            .into_iter()
+            .filter(|p| !own.contains(p) && stat(*p).is_some_and(|s| s.0 != 'Z'))
+            .collect()
+    })
+}
+
+/// Stops strays (see [`strays`]) while `idle()` says no job of this process runs (so every
+/// one of them is an ended job's): SIGTERM to each and the group it leads, SIGKILL after
+/// `grace`, until none is left. Their own children, re-parented here as they die, follow.
+pub async fn stop_strays(grace: Duration, idle: &(dyn Fn() -> bool + Sync)) {
+    let start = Instant::now();
+    let mut termed: HashSet<i32> = HashSet::new();
+    loop {
+        reap_adopted();
+        if !idle() {
+            return;
+        }
+        let left = strays();
+        if left.is_empty() || start.elapsed() > grace + Duration::from_secs(10) {
+            return;
+        }
+        let kill = start.elapsed() >= grace;
+        for p in left {
+            if kill || termed.insert(p) {
+                let sig = if kill { libc::SIGKILL } else { libc::SIGTERM };
+                signal_pid(p, sig);
+                // SAFETY: getpgid takes a plain pid and only reads.
+                if unsafe { libc::getpgid(p) } == p {
+                    signal_group(p, sig);
+                }
+            }
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+}
+
 /// The attempts running in this process: `(pgid, cgroup, token)` by token, for
 /// [`kill_all_now`].
 static LIVE: std::sync::Mutex<Vec<(i32, Option<PathBuf>, String)>> =

@@ -31,7 +31,8 @@ pub struct Program {
     envp: Vec<CString>,
     cwd: Option<CString>,
     /// Sent to the child when the thread that started it ends: SIGKILL, or SIGTERM for a
-    /// child that is labhost itself ([`Program::labhost`]).
+    /// child that is labhost itself ([`Program::labhost`]); 0 for the job supervisor
+    /// ([`Program::supervisor`]), which outlives its host in a session of its own.
     death_signal: libc::c_int,
 }
 
@@ -123,14 +124,22 @@ impl Program {
         K: AsRef<OsStr>,
         V: AsRef<OsStr>,
     {
-        let Some(prog) = argv.first() else {
-            return Err(io::Error::new(io::ErrorKind::InvalidInput, "empty command"));
-        };
         let mut vars: std::collections::BTreeMap<OsString, OsString> =
             std::env::vars_os().collect();
         for (k, v) in env {
             vars.insert(k.as_ref().to_os_string(), v.as_ref().to_os_string());
         }
+        Program::from_vars(argv, vars, cwd)
+    }
+
+    fn from_vars(
+        argv: &[OsString],
+        vars: std::collections::BTreeMap<OsString, OsString>,
+        cwd: Option<&Path>,
+    ) -> io::Result<Program> {
+        let Some(prog) = argv.first() else {
+            return Err(io::Error::new(io::ErrorKind::InvalidInput, "empty command"));
+        };
         let path_var = vars.get(OsStr::new("PATH")).map(|p| p.as_os_str());
         let path = resolve(prog, path_var, cwd)?;
         let envp = vars
@@ -151,6 +160,29 @@ impl Program {
             cwd: cwd.map(|c| cstr(c.as_os_str())).transpose()?,
             death_signal: libc::SIGKILL,
         })
+    }
+
+    /// The job supervisor: this labhost binary with `args`, in a session of its own (no
+    /// terminal's Ctrl-C or hang-up reaches it) and without a death signal — it outlives a
+    /// host killed with -9, keeps that host's jobs running and records their ends.
+    pub fn supervisor(args: &[OsString], env: &[(OsString, OsString)]) -> io::Result<Program> {
+        let mut p = Program::labhost(args, env.iter().map(|(k, v)| (k, v)), None)?;
+        p.death_signal = 0;
+        Ok(p)
+    }
+
+    /// The same program with `base` as the environment its `env` was laid over (the job
+    /// supervisor starts jobs in its host's environment of the moment, not its own).
+    pub fn over_env(
+        argv: &[OsString],
+        base: &[(OsString, OsString)],
+        env: Vec<(OsString, OsString)>,
+        cwd: Option<&Path>,
+    ) -> io::Result<Program> {
+        let mut vars: std::collections::BTreeMap<OsString, OsString> =
+            base.iter().cloned().collect();
+        vars.extend(env);
+        Program::from_vars(argv, vars, cwd)
     }
 
     /// This labhost binary with `args` (a cron fire's `labhost run`). Its death signal is
@@ -221,15 +253,22 @@ extern "C" fn child_main(arg: *mut libc::c_void) -> libc::c_int {
                 libc::sigaction(sig, &dfl, std::ptr::null_mut());
             }
         }
-        // Dies with the host (its spawning thread); the host may already be gone.
-        if libc::prctl(libc::PR_SET_PDEATHSIG, a.death_signal) != 0 {
-            fail(3);
-        }
-        if libc::getppid() != a.parent {
-            libc::_exit(128 + a.death_signal);
-        }
-        if libc::setpgid(0, 0) != 0 {
-            fail(3);
+        if a.death_signal == 0 {
+            // The job supervisor: a session of its own, no death signal.
+            if libc::setsid() < 0 {
+                fail(3);
+            }
+        } else {
+            // Dies with the host (its spawning thread); the host may already be gone.
+            if libc::prctl(libc::PR_SET_PDEATHSIG, a.death_signal) != 0 {
+                fail(3);
+            }
+            if libc::getppid() != a.parent {
+                libc::_exit(128 + a.death_signal);
+            }
+            if libc::setpgid(0, 0) != 0 {
+                fail(3);
+            }
         }
         // Into the job's cgroup before anything runs: nothing it starts can be outside.
         if a.procs_fd >= 0 && libc::write(a.procs_fd, b"0".as_ptr().cast(), 1) != 1 {

@@ -77,11 +77,63 @@ impl Store {
             .map(|(st, _)| st)
     }
 
+    /// Records the end of attempt `attempt` of run `id` (as `finish`, with its start when that
+    /// was not recorded) for the job supervisor that ran it after its host `host` died: only a
+    /// run still at that attempt, leased or running by `host`, changes. Returns the new status,
+    /// or `None` when it had been recorded already (or the run moved on).
+    #[allow(clippy::too_many_arguments)]
+    pub fn finish_attempt(
+        &mut self,
+        id: i64,
+        attempt: i64,
+        host: &str,
+        start: Option<&Started>,
+        status: RunStatus,
+        exit_code: Option<i64>,
+        error: Option<&str>,
+    ) -> LabResult<Option<RunStatus>> {
+        let tx = self.write()?;
+        let held: Option<i64> = one(
+            &tx,
+            "SELECT id FROM runs WHERE id = ?1 AND attempt = ?2 AND host = ?3 AND status IN ('leased', 'running')",
+            params![id, attempt, host],
+            |r| r.get(0),
+        )
+        .optional()
+        .map_err(db_err)?;
+        if held.is_none() {
+            return Ok(None);
+        }
+        if let Some(st) = start {
+            running_tx(&tx, id, st)?;
+        }
+        let st = finish_tx(&tx, id, status, exit_code, error)?;
+        tx.commit().map_err(db_err)?;
+        Ok(Some(st))
+    }
+
+    /// Forgets the points attempt `attempt` of run `id` wrote to its metrics file (its job
+    /// supervisor reads them again: some it sent to its dead host may be lost).
+    pub fn forget_attempt_metrics(&mut self, id: i64, attempt: i64) -> LabResult<()> {
+        let tx = self.write()?;
+        exec(
+            &tx,
+            "DELETE FROM metrics WHERE run_id = ?1 AND attempt = ?2 AND from_file = 1",
+            params![id, attempt],
+        )
+        .map_err(db_err)?;
+        tx.commit().map_err(db_err)
+    }
+
     /// Leased or running runs whose host is not alive (`alive(host)` false): their processes
     /// may still run (the host died, its jobs' children did not), so the caller stops them
     /// before it gives the runs back with [`Store::requeue`]. Queued runs whose owner is dead
-    /// become anyone's here.
-    pub fn orphans(&mut self, alive: &dyn Fn(&str) -> bool) -> LabResult<Vec<Run>> {
+    /// (`owner_alive(owner)` false) become anyone's here.
+    pub fn orphans(
+        &mut self,
+        owner_alive: &dyn Fn(&str) -> bool,
+        alive: &dyn Fn(&str) -> bool,
+    ) -> LabResult<Vec<Run>> {
         let tx = self.write()?;
         let owners: Vec<String> = all(
             &tx,
@@ -91,7 +143,7 @@ impl Store {
         )
         .map_err(db_err)?;
         for o in owners {
-            if !alive(&o) {
+            if !owner_alive(&o) {
                 exec(
                     &tx,
                     "UPDATE runs SET owner = NULL WHERE owner = ?1 AND status = 'queued'",
@@ -356,7 +408,9 @@ mod tests {
         s.claim_next("dead-host").unwrap();
         s.set_running(b.id, 1, Some(7), Some("/cg/x")).unwrap();
         assert_eq!(s.get(b.id).unwrap().leader_start, Some(7));
-        let orphans = s.orphans(&|h| h != "dead-host").unwrap();
+        let orphans = s
+            .orphans(&|h| h != "dead-host", &|h| h != "dead-host")
+            .unwrap();
         assert_eq!(orphans.iter().map(|r| r.id).collect::<Vec<_>>(), vec![b.id]);
         assert_eq!(
             s.requeue(&[(b.id, "dead-host".into())], "host dead-host died")
@@ -383,7 +437,10 @@ mod tests {
             .unwrap();
         assert!(s.claim_next("h2").unwrap().is_none(), "h2 took h1's job");
         // h1 died: its queued job becomes anyone's.
-        assert!(s.orphans(&|h| h != "h1").unwrap().is_empty());
+        assert!(s
+            .orphans(&|h| h != "h1", &|h| h != "h1")
+            .unwrap()
+            .is_empty());
         assert_eq!(s.claim_next("h2").unwrap().unwrap().id, a.id);
         // A re-submission with the key adopts an unfinished job.
         let (b, _) = s

@@ -302,6 +302,18 @@ impl Store {
     }
 
     /// Runs of `host` that were asked to stop (`cancel` while leased or running).
+    /// The jobs `host` holds (leased or running; records of sweeps, cron and remote runs are
+    /// not jobs).
+    pub fn held_by(&self, host: &str) -> LabResult<Vec<i64>> {
+        all(
+            &self.conn,
+            "SELECT id FROM runs WHERE host = ?1 AND status IN ('leased', 'running') AND kind NOT IN ('sweep', 'cron', 'remote') ORDER BY id",
+            [host],
+            |r| r.get(0),
+        )
+        .map_err(db_err)
+    }
+
     pub fn cancel_requests(&self, host: &str) -> LabResult<Vec<i64>> {
         all(
             &self.conn,

@@ -137,4 +137,9 @@ CREATE TABLE documents (
 ALTER TABLE metrics ADD COLUMN attempt INTEGER NOT NULL DEFAULT 0;
 UPDATE metrics SET attempt = COALESCE((SELECT attempt FROM runs WHERE runs.id = metrics.run_id), 0);
 "#,
+    // v8: which points came from the job's metrics file: the job supervisor that outlived its
+    // host reads an attempt's file again and replaces exactly those.
+    r#"
+ALTER TABLE metrics ADD COLUMN from_file INTEGER NOT NULL DEFAULT 0;
+"#,
 ];

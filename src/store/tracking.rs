@@ -39,6 +39,13 @@ impl Store {
         self.log_batch(id, ms, &[], &[]).map(|_| ())
     }
 
+    /// `add_metrics` for points read from the job's metrics file (`LABHOST_METRICS`).
+    pub fn add_file_metrics(&mut self, id: i64, ms: &[Metric]) -> LabResult<()> {
+        let tx = self.write()?;
+        insert_metrics(&tx, id, ms, true)?;
+        tx.commit().map_err(db_err)
+    }
+
     /// Metric history of a run in step order (one name, or all).
     pub fn metrics(&self, id: i64, name: Option<&str>) -> LabResult<Vec<Metric>> {
         all(&self.conn, "SELECT name, value, step, ts FROM metrics WHERE run_id = ?1 AND (?2 IS NULL OR name = ?2) AND attempt = (SELECT attempt FROM runs WHERE id = ?1) ORDER BY name, step, ts", params![id, name], |r| {
@@ -214,25 +221,7 @@ impl Store {
             )
             .map_err(db_err)?;
         }
-        if !ms.is_empty() {
-            // Points belong to the attempt that is running now.
-            let attempt: i64 = one(&tx, "SELECT attempt FROM runs WHERE id = ?1", [id], |r| {
-                r.get(0)
-            })
-            .map_err(db_err)?;
-            let mut st = tx
-                .prepare_cached("INSERT INTO metrics (run_id, name, value, step, ts, attempt) VALUES (?1, ?2, ?3, ?4, ?5, ?6)")
-                .map_err(db_err)?;
-            for m in ms {
-                let ts = if m.ts > 0.0 {
-                    m.ts
-                } else {
-                    crate::clock::unix()
-                };
-                st.execute(params![id, m.name, m.value, m.step, ts, attempt])
-                    .map_err(db_err)?;
-            }
-        }
+        insert_metrics(&tx, id, ms, false)?;
         tx.commit().map_err(db_err)?;
         Ok(Ok(()))
     }
@@ -331,6 +320,36 @@ impl Store {
 /// stored value `old` (JSON: a sweep stores its parameters typed): the same text, or the
 /// same number (`0.39` and `"0.39"`, `1` and `"1.0"`), or the same boolean (`true` and
 /// Python's `"True"`). A trial script that logs its own arguments is not changing them.
+/// Inserts points of run `id`'s current attempt.
+fn insert_metrics(
+    tx: &rusqlite::Transaction<'_>,
+    id: i64,
+    ms: &[Metric],
+    from_file: bool,
+) -> LabResult<()> {
+    if ms.is_empty() {
+        return Ok(());
+    }
+    // Points belong to the attempt that is running now.
+    let attempt: i64 = one(tx, "SELECT attempt FROM runs WHERE id = ?1", [id], |r| {
+        r.get(0)
+    })
+    .map_err(db_err)?;
+    let mut st = tx
+        .prepare_cached("INSERT INTO metrics (run_id, name, value, step, ts, attempt, from_file) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)")
+        .map_err(db_err)?;
+    for m in ms {
+        let ts = if m.ts > 0.0 {
+            m.ts
+        } else {
+            crate::clock::unix()
+        };
+        st.execute(params![id, m.name, m.value, m.step, ts, attempt, from_file])
+            .map_err(db_err)?;
+    }
+    Ok(())
+}
+
 fn same_param(old: &str, new: &str) -> bool {
     match serde_json::from_str::<Value>(old) {
         Ok(Value::String(s)) => s == new,

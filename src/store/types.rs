@@ -325,7 +325,7 @@ pub struct Run {
 }
 
 /// The start of an attempt, as the store records it.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Started {
     /// The leader's pid, which is also the process group id.
     pub pid: i64,
