@@ -14,6 +14,7 @@ pub const VARS: &[(&str, &str)] = &[
     ("LABHOST_LOG", "a tracing filter for labhost's own logs (e.g. `labhost=debug`)"),
     ("LABHOST_WORKERS", "how many jobs one labhost runs at once (default: the number of CPUs)"),
     ("LABHOST_KILL_GRACE", "the time between SIGTERM and SIGKILL when labhost stops a process group (a duration; default 3s)"),
+    ("LABHOST_BUSY_TIMEOUT", "how long a write waits for another process's lock on the state database before it fails (a duration; default 30s)"),
     ("LABHOST_GPU_GRACE", "how long a released GPU is kept from the next job (a duration; default 0s)"),
     ("LABHOST_FAKE_GPUS", "stand-in GPUs instead of NVML, e.g. `4x24GiB`"),
     ("LABHOST_CONTAINMENT", "`subreaper` forces containment without cgroups"),
@@ -72,6 +73,7 @@ pub fn check() -> LabResult<()> {
         ));
     }
     duration("LABHOST_KILL_GRACE")?;
+    duration("LABHOST_BUSY_TIMEOUT")?;
     duration("LABHOST_GPU_GRACE")?;
     workers()?;
     snapshot_max_mb()?;
@@ -172,6 +174,10 @@ pub fn mpirun() -> Option<PathBuf> {
 
 pub fn kill_grace() -> Option<Duration> {
     duration("LABHOST_KILL_GRACE").ok().flatten()
+}
+
+pub fn busy_timeout() -> Option<Duration> {
+    duration("LABHOST_BUSY_TIMEOUT").ok().flatten()
 }
 
 pub fn gpu_grace() -> Option<Duration> {

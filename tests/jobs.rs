@@ -578,3 +578,69 @@ fn a_job_sees_what_its_script_set_in_the_environment_after_the_first_job() {
         .success()
         .stdout_is("late-value:unset\n\n");
 }
+
+/// Another process holds the state database's write lock past the busy timeout: the host
+/// tries again a few times, then stops taking work, says why once and exits non-zero. The
+/// ends it could not record are not lost: a job that finished is never run again.
+#[test]
+fn a_lock_held_past_the_busy_timeout_stops_the_host_and_loses_no_finished_job() {
+    let t = TestCmd::new()
+        .env("LABHOST_BUSY_TIMEOUT", "300ms")
+        .file(
+            "main.rhai",
+            r#"
+            let specs = [];
+            for i in 0..12 { specs.push(#{command: `sleep 0.2; echo ${i} >> done.txt`, key: `k${i}`}); }
+            let s = jobs::pool(specs, #{max_workers: 2, quiet: true});
+            print([s.completed, s.failed]);
+            "#,
+        )
+        .file(
+            "hold.py",
+            "import sqlite3, sys, time\n\
+             c = sqlite3.connect(sys.argv[1], isolation_level=None)\n\
+             c.execute('BEGIN EXCLUSIVE')\n\
+             print('locked', flush=True)\n\
+             time.sleep(float(sys.argv[2]))\n\
+             c.execute('COMMIT')\n",
+        );
+    let host = t.spawn(["run", "main.rhai"]);
+    let done = t.path().join("done.txt");
+    let lines = |p: &std::path::Path| {
+        std::fs::read_to_string(p)
+            .unwrap_or_default()
+            .lines()
+            .count()
+    };
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    while lines(&done) < 2 {
+        assert!(std::time::Instant::now() < deadline, "no job ran");
+        std::thread::sleep(std::time::Duration::from_millis(10));
+    }
+    let mut holder = std::process::Command::new("python3")
+        .arg(t.path().join("hold.py"))
+        .arg(t.path().join(".labhost/labhost.db"))
+        .arg("10")
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .expect("python3");
+    let (code, _, err) = host.finish();
+    assert_eq!(code, Some(1), "{err}");
+    assert!(err.contains("error[jobs.store]"), "{err}");
+    assert_eq!(
+        err.matches("this labhost starts no new job").count(),
+        1,
+        "said once: {err}"
+    );
+    assert!(holder.wait().unwrap().success());
+    // The lock is gone: running the script again finishes the rest, and runs nothing twice.
+    let (code, out, err) = t.spawn(["run", "main.rhai"]).finish();
+    assert_eq!((code, out.as_str()), (Some(0), "[12, 0]\n"), "{err}");
+    let mut ran: Vec<i64> = std::fs::read_to_string(&done)
+        .unwrap()
+        .lines()
+        .map(|l| l.parse().unwrap())
+        .collect();
+    ran.sort_unstable();
+    assert_eq!(ran, (0..12).collect::<Vec<i64>>(), "each job exactly once");
+}

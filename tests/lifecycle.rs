@@ -201,7 +201,19 @@ fn kill_9_of_the_host_and_its_supervisor_requeues_and_resume_runs_it_exactly_onc
         r.signal(libc::SIGKILL);
         r.finish();
         signal(supervisor, libc::SIGKILL);
-        wait_until("the supervisor is gone", || !alive(supervisor));
+        // Every thread of it, not only the main one (the others hold its files until they
+        // exit).
+        wait_until("the supervisor is gone", || {
+            std::fs::read_dir(format!("/proc/{supervisor}/task"))
+                .map(|d| {
+                    d.flatten().all(|t| {
+                        std::fs::read_to_string(t.path().join("stat"))
+                            .map(|s| s.rfind(')').is_none_or(|i| s[i + 2..].starts_with('Z')))
+                            .unwrap_or(true)
+                    })
+                })
+                .unwrap_or(true)
+        });
         // The premise: the grandchild outlived both (only its leader had a death signal).
         assert!(alive(gc), "{mode}: the grandchild died with its host");
         let (_, st, _) = t.spawn(["status"]).finish();

@@ -1481,3 +1481,114 @@ fn the_name_binding_is_the_jobs_name() {
     let (_, log, _) = t.spawn(["logs", &id]).finish();
     assert_eq!(log, "job=lr-search_1 x=2\n");
 }
+
+/// A tmpfs mounted at `dir` (root only), unmounted when dropped.
+struct Tmpfs(std::path::PathBuf);
+
+impl Tmpfs {
+    fn mount(dir: &std::path::Path, size: &str) -> Option<Tmpfs> {
+        std::fs::create_dir_all(dir).unwrap();
+        let ok = std::process::Command::new("mount")
+            .args(["-t", "tmpfs", "-o", &format!("size={size}"), "tmpfs"])
+            .arg(dir)
+            .stderr(std::process::Stdio::null())
+            .status()
+            .is_ok_and(|s| s.success());
+        ok.then(|| Tmpfs(dir.to_path_buf()))
+    }
+
+    fn resize(&self, size: &str) {
+        let st = std::process::Command::new("mount")
+            .args(["-o", &format!("remount,size={size}")])
+            .arg(&self.0)
+            .status()
+            .unwrap();
+        assert!(st.success());
+    }
+}
+
+impl Drop for Tmpfs {
+    fn drop(&mut self) {
+        let _ = std::process::Command::new("umount")
+            .arg("-l")
+            .arg(&self.0)
+            .status();
+    }
+}
+
+/// The state directory's disk fills mid-sweep: the sweep ends at once, non-zero, with one
+/// clear error (it used to warn four times a second, forever). Once there is room again,
+/// continuing it runs only the trials that never finished, and each completed trial has its
+/// own points once.
+#[test]
+fn a_full_disk_ends_a_sweep_at_once_and_continuing_runs_only_what_never_finished() {
+    let t = TestCmd::new();
+    let Some(disk) = Tmpfs::mount(&t.path().join("state"), "16m") else {
+        eprintln!("skipped: cannot mount a tmpfs here (not root)");
+        return;
+    };
+    let yml = "type: sweep\ntrial:\n  command: echo ${{search_space.x}} >> ledger.txt; for i in 1 2 3 4 5; do echo \"{\\\"name\\\":\\\"loss\\\",\\\"value\\\":$i,\\\"step\\\":$i}\" >> $LABHOST_METRICS; done\nsampling_algorithm: {type: random, seed: 1}\nsearch_space:\n  x: {type: randint, upper: 1000000000}\nobjective: {goal: minimize, primary_metric: loss}\nlimits: {max_total_trials: 400, max_concurrent_trials: 4}\n";
+    let t = t.file("s.yml", yml).env("LABHOST_HOME", "state/.labhost");
+    let sweep = t.spawn(["-q", "sweep", "s.yml"]);
+    // Some trials in, the disk fills up (another process's file, as in life).
+    let ledger_lines = || {
+        std::fs::read_to_string(t.path().join("ledger.txt"))
+            .unwrap_or_default()
+            .lines()
+            .count()
+    };
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
+    while ledger_lines() < 20 {
+        assert!(std::time::Instant::now() < deadline, "no trial ran");
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    let filler = t.path().join("state/filler");
+    {
+        use std::io::Write;
+        let mut f = std::fs::File::create(&filler).unwrap();
+        while f.write_all(&[0u8; 4096]).is_ok() {}
+    }
+    let filled = std::time::Instant::now();
+    let (code, _, err) = sweep.finish();
+    assert_eq!(code, Some(1), "{err}");
+    assert!(
+        filled.elapsed() < Duration::from_secs(30),
+        "took {:?}",
+        filled.elapsed()
+    );
+    assert!(
+        err.contains("No space left on device") || err.contains("full"),
+        "{err}"
+    );
+    assert!(err.lines().count() <= 4, "one clear error: {err}");
+    std::fs::remove_file(&filler).unwrap();
+    disk.resize("64m");
+    let (code, _, err) = t.spawn(["-q", "sweep", "s.yml"]).finish();
+    assert_eq!(code, Some(0), "{err}");
+    assert!(err.contains("continuing sweep 1"), "{err}");
+    let ledger = std::fs::read_to_string(t.path().join("ledger.txt")).unwrap();
+    let mut values: Vec<&str> = ledger.lines().collect();
+    let n = values.len();
+    values.sort_unstable();
+    values.dedup();
+    assert_eq!(
+        (n, values.len()),
+        (400, 400),
+        "every trial ran exactly once"
+    );
+    let counts = std::process::Command::new("python3")
+        .arg("-c")
+        .arg(
+            "import sqlite3, sys\n\
+             c = sqlite3.connect(sys.argv[1])\n\
+             print(c.execute(\"SELECT COUNT(*) FROM (SELECT m.run_id, COUNT(*) n FROM metrics m JOIN runs r ON r.id = m.run_id WHERE r.status = 'completed' GROUP BY m.run_id HAVING n != 5)\").fetchone()[0])",
+        )
+        .arg(t.path().join("state/.labhost/labhost.db"))
+        .output()
+        .unwrap();
+    assert_eq!(
+        String::from_utf8_lossy(&counts.stdout),
+        "0\n",
+        "a completed trial without exactly its 5 points"
+    );
+}

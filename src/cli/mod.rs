@@ -182,7 +182,12 @@ pub fn main() -> ExitCode {
         return ExitCode::from(error::report(error::Failure::Usage(e.message), ctx.color));
     }
     let code = match dispatch(cli.command, &ctx) {
-        Ok(()) => crate::error::exit::OK,
+        // A write the state database refused fails the command, even when a script caught
+        // the error.
+        Ok(()) => match crate::engine::store_failure() {
+            Some(e) => error::report(e.into(), ctx.color),
+            None => crate::error::exit::OK,
+        },
         Err(f) => error::report(f, ctx.color),
     };
     ExitCode::from(code)

@@ -33,6 +33,8 @@ pub struct JobHost {
     experiments: Mutex<HashMap<i64, String>>,
     /// The job supervisor: the parent of this host's process jobs, which outlives it.
     supervisor: Arc<super::shim::Handle>,
+    /// Ends the store refused (see [`JobHost::keep`]).
+    kept: Mutex<Vec<KeptEnd>>,
 }
 
 fn hosts_dir(state: &Path) -> PathBuf {
@@ -55,6 +57,51 @@ pub fn job_host_alive(state: &Path, id: &str) -> bool {
 }
 
 static HOST: OnceLock<Arc<JobHost>> = OnceLock::new();
+
+/// The error kind of a failure of the state database.
+const STORE_ERROR: &str = "jobs.store";
+
+/// How often a write the database refused is tried again (after 0.1, 0.3, 0.9 s).
+const STORE_RETRIES: usize = 3;
+
+/// The write this process's host could not make: from then on it takes no new job, and the
+/// command ends non-zero (the scripts' waits and sweeps end with this error).
+static STORE_FAILURE: Mutex<Option<LabError>> = Mutex::new(None);
+
+/// Why this process's job host stopped taking work, if it did.
+pub fn store_failure() -> Option<LabError> {
+    STORE_FAILURE
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .clone()
+}
+
+fn fail_store(what: &str, e: &LabError) {
+    let mut f = STORE_FAILURE.lock().unwrap_or_else(|e| e.into_inner());
+    if f.is_none() {
+        tracing::error!(
+            "{what}: {}: this labhost starts no new job; what finished is kept",
+            e.message
+        );
+        *f = Some(LabError::new(
+            STORE_ERROR,
+            format!("{what}: {} (no new job was started after it)", e.message),
+        ));
+    }
+}
+
+/// An attempt's end the store refused.
+struct KeptEnd {
+    id: i64,
+    attempt: i64,
+    run_dir: PathBuf,
+    end: supervisor::AttemptEnd,
+}
+
+/// Where an end the store refused is left for the next labhost.
+fn end_marker(run_dir: &Path, attempt: i64) -> PathBuf {
+    run_dir.join(format!("end-{attempt}.json"))
+}
 
 /// Counts the jobs this process has finished; `wait` sleeps on it instead of polling.
 static ENDED: (Mutex<u64>, std::sync::Condvar) = (Mutex::new(0), std::sync::Condvar::new());
@@ -159,6 +206,7 @@ impl JobHost {
             secret_env: Mutex::new(HashMap::new()),
             experiments: Mutex::new(HashMap::new()),
             supervisor: Arc::new(super::shim::Handle::new(&id, state)),
+            kept: Mutex::new(Vec::new()),
             id,
         })
     }
@@ -277,8 +325,9 @@ impl JobHost {
                 last_cancel_check = std::time::Instant::now();
                 self.look_for_cancels();
             }
-            // Another host may die while running jobs this one waits for: look every second.
-            if last_orphan_check.elapsed() >= Duration::from_secs(1) {
+            // Another host may die while running jobs this one waits for: look every second
+            // (not once the store refused a write: each look would wait on it again).
+            if last_orphan_check.elapsed() >= Duration::from_secs(1) && store_failure().is_none() {
                 last_orphan_check = std::time::Instant::now();
                 contain::reap_adopted();
                 let (state, id) = (self.state.clone(), self.id.clone());
@@ -287,99 +336,32 @@ impl JobHost {
                         tracing::info!("re-queued job(s) {ids:?}: their host died")
                     }
                     Ok(Ok(_)) => {}
-                    Ok(Err(e)) => tracing::warn!("job host: {}", e.message),
+                    Ok(Err(e)) => {
+                        // Said once: the same failure comes back every second.
+                        static SAID: std::sync::atomic::AtomicBool =
+                            std::sync::atomic::AtomicBool::new(false);
+                        if !SAID.swap(true, Ordering::SeqCst) {
+                            tracing::warn!(
+                                "job host: looking for jobs of dead hosts: {}",
+                                e.message
+                            )
+                        }
+                    }
                     Err(e) => tracing::warn!("job host: {e}"),
                 }
             }
             let stopping = self.stopping.load(Ordering::SeqCst);
             if !stopping
+                && store_failure().is_none()
                 && self.running.load(Ordering::SeqCst) < self.workers.load(Ordering::SeqCst)
             {
-                match self.store(|s| s.claim_next(&self.id)) {
-                    Ok(Some(run)) => {
-                        self.running.fetch_add(1, Ordering::SeqCst);
-                        let me = self.clone();
-                        tokio::spawn(async move {
-                            // A worker: runs its job, then claims the next itself while its
-                            // slot is still within `workers` (no round trip to the scheduler).
-                            let mut run = run;
-                            loop {
-                                let id = run.id;
-                                let outcome = me.execute(&run).await;
-                                let (status, code, error, start) = match &outcome {
-                                    Ok(o) => {
-                                        (o.status, o.exit_code, o.error.clone(), o.start.clone())
-                                    }
-                                    Err(e) => {
-                                        (RunStatus::Failed, None, Some(e.message.clone()), None)
-                                    }
-                                };
-                                if let Err(e) = &outcome {
-                                    tracing::error!("job {id}: {}", e.message);
-                                }
-                                let stopping = me.stopping.load(Ordering::SeqCst);
-                                let died =
-                                    matches!(&outcome, Err(e) if e.kind == super::shim::DIED);
-                                if died || (stopping && status == RunStatus::Cancelled) {
-                                    // Stopped because this host exits, or lost with its
-                                    // supervisor: back to the queue (unless a cancel was
-                                    // asked for, which it then is).
-                                    let why = if died {
-                                        "its job supervisor died"
-                                    } else {
-                                        "stopped: its host exited"
-                                    };
-                                    let r = me.store(|s| s.requeue(&[(id, me.id.clone())], why));
-                                    if let Err(e) = r {
-                                        tracing::error!("job {id}: {}", e.message);
-                                    }
-                                    me.supervisor.recorded(id);
-                                    announce_end();
-                                    if died && !stopping {
-                                        me.wake.notify_one();
-                                    }
-                                    break;
-                                }
-                                let go_on = !stopping
-                                    && me.running.load(Ordering::SeqCst)
-                                        <= me.workers.load(Ordering::SeqCst);
-                                let recorded = me.store(|s| {
-                                    s.finish_and_claim(
-                                        id,
-                                        start.as_ref(),
-                                        status,
-                                        code,
-                                        error.as_deref(),
-                                        go_on.then_some(me.id.as_str()),
-                                    )
-                                });
-                                if recorded.is_ok() {
-                                    me.supervisor.recorded(id);
-                                }
-                                announce_end();
-                                if matches!(&recorded, Ok((st, _)) if st.is_finished()) {
-                                    // No retry left: the real secret values are not needed again.
-                                    me.secret_env
-                                        .lock()
-                                        .unwrap_or_else(|e| e.into_inner())
-                                        .remove(&id);
-                                }
-                                match recorded.map(|(_, next)| next) {
-                                    Ok(Some(n)) => run = n,
-                                    Ok(None) => break,
-                                    Err(e) => {
-                                        tracing::error!("job {id}: {}", e.message);
-                                        break;
-                                    }
-                                }
-                            }
-                            me.running.fetch_sub(1, Ordering::SeqCst);
-                            me.wake.notify_one();
-                        });
-                        continue;
-                    }
-                    Ok(None) => {}
-                    Err(e) => tracing::warn!("job host: {}", e.message),
+                if let Ok(Some(run)) = self
+                    .write("claiming a job", |s| s.claim_next(&self.id))
+                    .await
+                {
+                    self.running.fetch_add(1, Ordering::SeqCst);
+                    tokio::spawn(self.clone().work(run));
+                    continue;
                 }
             }
             // Woken by submits and job ends; the tick covers retries coming due and other hosts.
@@ -387,6 +369,199 @@ impl JobHost {
                 _ = self.wake.notified() => {}
                 _ = tokio::time::sleep(Duration::from_millis(250)) => {}
             }
+        }
+    }
+
+    /// A worker: runs its job, then claims the next itself while its slot is still within
+    /// `workers` (no round trip to the scheduler).
+    async fn work(self: Arc<Self>, mut run: Run) {
+        loop {
+            let outcome = self.execute(&run).await;
+            match self.record(&run, outcome).await {
+                Some(next) => run = next,
+                None => break,
+            }
+        }
+        self.running.fetch_sub(1, Ordering::SeqCst);
+        self.wake.notify_one();
+    }
+
+    /// Records how a job's attempt ended (back to the queue when it was stopped because this
+    /// host exits or lost with its supervisor) and claims the next job. An end the store
+    /// refuses is kept (see [`JobHost::keep`]).
+    async fn record(&self, run: &Run, outcome: LabResult<supervisor::AttemptEnd>) -> Option<Run> {
+        let id = run.id;
+        let died = matches!(&outcome, Err(e) if e.kind == super::shim::DIED);
+        let end = outcome.unwrap_or_else(|e| {
+            tracing::error!("job {id}: {}", e.message);
+            supervisor::AttemptEnd {
+                status: RunStatus::Failed,
+                exit_code: None,
+                error: Some(e.message),
+                start: None,
+            }
+        });
+        let what = format!("job {id}");
+        let stopping = self.stopping.load(Ordering::SeqCst);
+        if died || (stopping && end.status == RunStatus::Cancelled) {
+            // Back to the queue, unless a cancel was asked for (it then is cancelled).
+            let why = if died {
+                "its job supervisor died"
+            } else {
+                "stopped: its host exited"
+            };
+            let _ = self
+                .write(&what, |s| s.requeue(&[(id, self.id.clone())], why))
+                .await;
+            self.supervisor.recorded(id);
+            announce_end();
+            if died && !stopping {
+                self.wake.notify_one();
+            }
+            return None;
+        }
+        let go_on = !stopping
+            && store_failure().is_none()
+            && self.running.load(Ordering::SeqCst) <= self.workers.load(Ordering::SeqCst);
+        let recorded = self
+            .write(&what, |s| {
+                s.finish_and_claim(
+                    id,
+                    end.start.as_ref(),
+                    end.status,
+                    end.exit_code,
+                    end.error.as_deref(),
+                    go_on.then_some(self.id.as_str()),
+                )
+            })
+            .await;
+        announce_end();
+        match recorded {
+            Ok((st, next)) => {
+                self.supervisor.recorded(id);
+                if st.is_finished() {
+                    // No retry left: the real secret values are not needed again.
+                    self.secret_env
+                        .lock()
+                        .unwrap_or_else(|e| e.into_inner())
+                        .remove(&id);
+                }
+                next
+            }
+            Err(_) => {
+                self.keep(run, end);
+                None
+            }
+        }
+    }
+
+    /// Runs `f` on the store; a failure of the database itself (a lock held past the busy
+    /// timeout, a full disk) is tried again with back-off a few times, then stops this host
+    /// taking work (said once: [`store_failure`]) and is returned.
+    async fn write<T>(
+        &self,
+        what: &str,
+        mut f: impl FnMut(&mut Store) -> LabResult<T>,
+    ) -> LabResult<T> {
+        let mut delay = Duration::from_millis(100);
+        // Once one write failed for good, the next ones are tried once.
+        let retries = if store_failure().is_some() {
+            0
+        } else {
+            STORE_RETRIES
+        };
+        for _ in 0..retries {
+            match self.store(&mut f) {
+                Err(e) if e.kind == STORE_ERROR => {
+                    tokio::time::sleep(delay).await;
+                    delay *= 3;
+                }
+                other => return other,
+            }
+        }
+        let r = self.store(&mut f);
+        if let Err(e) = &r {
+            if e.kind == STORE_ERROR {
+                fail_store(what, e);
+            }
+        }
+        r
+    }
+
+    /// Keeps an end the store refused: recorded as soon as it can be, else written into the
+    /// run folder when this host exits (`end-<attempt>.json`), where the next labhost finds
+    /// it — a job that finished is never run again.
+    fn keep(&self, run: &Run, end: supervisor::AttemptEnd) {
+        self.kept
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .push(KeptEnd {
+                id: run.id,
+                attempt: run.attempt,
+                run_dir: PathBuf::from(&run.run_dir),
+                end,
+            });
+    }
+
+    /// Records the ends kept so far, if the store takes them now.
+    fn record_kept(&self) {
+        let mut kept = self.kept.lock().unwrap_or_else(|e| e.into_inner());
+        if kept.is_empty() {
+            return;
+        }
+        let mut refused = false;
+        kept.retain(|k| {
+            if refused {
+                return true;
+            }
+            let e = &k.end;
+            let r = self.store(|s| {
+                s.finish_attempt(
+                    k.id,
+                    k.attempt,
+                    &self.id,
+                    e.start.as_ref(),
+                    e.status,
+                    e.exit_code,
+                    e.error.as_deref(),
+                )
+            });
+            refused = r.is_err();
+            refused
+        });
+    }
+
+    /// Writes the ends still kept into their run folders (this host exits).
+    fn leave_kept(&self) {
+        self.record_kept();
+        let kept = std::mem::take(&mut *self.kept.lock().unwrap_or_else(|e| e.into_inner()));
+        if kept.is_empty() {
+            return;
+        }
+        let mut ids = Vec::new();
+        for k in &kept {
+            let p = end_marker(&k.run_dir, k.attempt);
+            let body = serde_json::to_vec(&k.end).unwrap_or_default();
+            let tmp = p.with_extension("json.tmp");
+            let written = std::fs::write(&tmp, &body).and_then(|_| std::fs::rename(&tmp, &p));
+            if written.is_err() {
+                let _ = std::fs::remove_file(&tmp);
+            }
+            match written {
+                Ok(()) => ids.push(k.id.to_string()),
+                Err(e) => eprintln!(
+                    "job {}: its end ({}) could be written neither to the state database nor to {} ({e}); its job supervisor keeps it and records it once the store takes writes again",
+                    k.id,
+                    k.end.status,
+                    p.display()
+                ),
+            }
+        }
+        if !ids.is_empty() {
+            eprintln!(
+                "the ends of job(s) {} could not be recorded: kept in their run folders (end-<attempt>.json), the next labhost records them",
+                ids.join(", ")
+            );
         }
     }
 
@@ -504,17 +679,16 @@ impl JobHost {
         loop {
             tokio::select! {
                 n = news.recv() => match n {
+                    // A refused write stops this host taking work (said once, by `write`).
                     Some(News::Started { started: st, .. }) => {
-                        if let Err(e) = self.store(|s| {
+                        let _ = self.write(&format!("job {}", run.id), |s| {
                             s.set_running(run.id, st.pid, st.leader_start, st.cgroup.as_deref())
-                        }) {
-                            tracing::error!("job {}: {}", run.id, e.message);
-                        }
+                        }).await;
                     }
                     Some(News::Metrics { points, .. }) => {
-                        if let Err(e) = self.store(|s| s.add_file_metrics(run.id, &points)) {
-                            tracing::error!("job {}: {}", run.id, e.message);
-                        }
+                        let _ = self
+                            .write(&format!("job {}", run.id), |s| s.add_file_metrics(run.id, &points))
+                            .await;
                     }
                     Some(News::Ended { end, .. }) => {
                         return end.map_err(|(kind, message)| LabError::new(kind, message));
@@ -561,6 +735,9 @@ pub fn recover_orphans(state: &Path, me: &str) -> LabResult<Vec<i64>> {
     let mut back = Vec::new();
     for r in orphans {
         let host = r.host.clone().unwrap_or_default();
+        if record_left_end(state, &r, &host)? {
+            continue;
+        }
         let found = contain::stop_orphan(&contain::Orphan {
             host: &host,
             job: r.id,
@@ -604,6 +781,38 @@ pub fn carried_on(state: &Path) -> LabResult<Vec<i64>> {
     Ok(out)
 }
 
+/// The end a dead host left in the run folder because the store refused it (see
+/// [`JobHost::keep`]): recorded now, so a job that finished is not run again. Returns whether
+/// there was one.
+fn record_left_end(state: &Path, r: &Run, host: &str) -> LabResult<bool> {
+    let p = end_marker(Path::new(&r.run_dir), r.attempt);
+    let Ok(body) = std::fs::read(&p) else {
+        return Ok(false);
+    };
+    let Ok(end) = serde_json::from_slice::<supervisor::AttemptEnd>(&body) else {
+        tracing::warn!("{}: not an attempt's end: ignored", p.display());
+        return Ok(false);
+    };
+    crate::store::with(state, |s| {
+        s.finish_attempt(
+            r.id,
+            r.attempt,
+            host,
+            end.start.as_ref(),
+            end.status,
+            end.exit_code,
+            end.error.as_deref(),
+        )
+    })?;
+    tracing::info!(
+        "job {}: recorded the end its host {host} left in {}",
+        r.id,
+        p.display()
+    );
+    let _ = std::fs::remove_file(&p);
+    Ok(true)
+}
+
 /// How a host ends: let its jobs finish, or stop them and put them back in the queue.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum AtExit {
@@ -621,6 +830,7 @@ pub fn at_exit(how: AtExit) -> Vec<i64> {
     };
     let stopped = h.finish(how);
     h.supervisor.close();
+    h.leave_kept();
     contain::release_slots();
     if let Err(e) = crate::store::with(&h.state, |s| s.checkpoint_truncate()) {
         tracing::debug!("final checkpoint: {}", e.message);
@@ -646,8 +856,8 @@ impl JobHost {
                     );
                     said = true;
                 }
-                if cancel.is_cancelled() {
-                    // Ctrl-C while waiting: stop them.
+                if cancel.is_cancelled() || store_failure().is_some() {
+                    // Ctrl-C while waiting, or the store refuses writes: stop them.
                     break;
                 }
                 wait_for_end(seen, Duration::from_millis(100));

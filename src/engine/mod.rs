@@ -15,7 +15,7 @@ mod workdir;
 
 pub use job_host::{
     at_exit, carried_on, ended_count, get as job_host, job_host_alive, recover_orphans,
-    wait_for_end, AtExit, JobHost,
+    store_failure, wait_for_end, AtExit, JobHost,
 };
 pub use shim::supervisor_alive;
 pub use supervisor::{launch_for, Launch};

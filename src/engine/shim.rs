@@ -39,6 +39,14 @@ use super::supervisor::{self, AttemptEnd, Launch, Report};
 use crate::error::{LabError, LabResult};
 use crate::store::{Metric, Started, Store};
 
+/// Writes a line to stderr (the supervisor's log file), ignoring a failure: `eprintln!` would
+/// panic on a full disk, and this process must outlive exactly that.
+macro_rules! say {
+    ($($t:tt)*) => {{
+        let _ = writeln!(std::io::stderr(), $($t)*);
+    }};
+}
+
 /// The hidden first argument that makes labhost a job supervisor.
 pub const ARG: &str = "__supervise";
 
@@ -217,7 +225,14 @@ impl Handle {
             .lock()
             .unwrap_or_else(|e| e.into_inner())
             .shutdown(std::net::Shutdown::Write);
-        let deadline = std::time::Instant::now() + Duration::from_secs(5);
+        // After a refused write the supervisor may wait on the store itself (it records what
+        // this host could not): it is not waited for.
+        let wait = if super::job_host::store_failure().is_some() {
+            Duration::ZERO
+        } else {
+            Duration::from_secs(5)
+        };
+        let deadline = std::time::Instant::now() + wait;
         let running =
             |pid: i32| crate::process::stat(pid).is_some_and(|(state, _, _)| state != 'Z');
         while running(c.pid) && std::time::Instant::now() < deadline {
@@ -388,7 +403,7 @@ fn send(conn: &Conn, order: &Order) -> std::io::Result<()> {
 /// is gone and its last job ended.
 pub fn main(args: &[OsString]) -> ExitCode {
     let (Some(host), Some(state)) = (args.first().and_then(|h| h.to_str()), args.get(1)) else {
-        eprintln!("usage: labhost {ARG} <host> <state dir> (started by a job host)");
+        say!("usage: labhost {ARG} <host> <state dir> (started by a job host)");
         return ExitCode::from(crate::error::exit::USAGE);
     };
     let state = PathBuf::from(state);
@@ -407,11 +422,11 @@ pub fn main(args: &[OsString]) -> ExitCode {
     {
         Ok(f) if f.try_lock().is_ok() => f,
         Ok(_) => {
-            eprintln!("{}: held by another supervisor", lock_file.display());
+            say!("{}: held by another supervisor", lock_file.display());
             return ExitCode::from(1);
         }
         Err(e) => {
-            eprintln!("{}: {e}", lock_file.display());
+            say!("{}: {e}", lock_file.display());
             return ExitCode::from(1);
         }
     };
@@ -425,7 +440,7 @@ pub fn main(args: &[OsString]) -> ExitCode {
     {
         Ok(rt) => rt,
         Err(e) => {
-            eprintln!("cannot start a runtime: {e}");
+            say!("cannot start a runtime: {e}");
             return ExitCode::from(1);
         }
     };
@@ -509,7 +524,7 @@ impl Drop for ForwardLine {
                 .is_ok()
             });
         if !sent {
-            eprintln!("{} {line}", self.level);
+            say!("{} {line}", self.level);
         }
     }
 }
@@ -524,6 +539,8 @@ struct Shared {
     store: Mutex<Option<Store>>,
     running: Mutex<HashMap<i64, CancellationToken>>,
     unacked: Mutex<HashMap<i64, Done>>,
+    /// Ends the store refused while alone (tried again every tick).
+    unrecorded: Mutex<Vec<Done>>,
 }
 
 /// An ended attempt whose end the host has not acknowledged yet.
@@ -576,18 +593,20 @@ impl Shared {
             .drain()
             .map(|(_, d)| d)
             .collect();
+        // Every run handed over: running, or ended (recorded now or kept until it can be).
+        let mut mine: Vec<i64> = pending.iter().map(|d| d.report.id).collect();
+        mine.extend(
+            self.running
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .keys()
+                .copied(),
+        );
         for d in pending {
             self.record_end(d);
         }
         // Runs the host claimed but never handed over: back to the queue at once (nothing
         // of them runs), not when this process exits.
-        let mine: Vec<i64> = self
-            .running
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .keys()
-            .copied()
-            .collect();
         let host = self.host.clone();
         self.with_store("job supervisor", |s| {
             let lost: Vec<(i64, String)> = s
@@ -601,7 +620,11 @@ impl Shared {
     }
 
     /// Records an attempt's points (again, from its start) and its end, as its host would.
+    /// What the store refuses (a full disk, a lock) is kept and tried again every tick until
+    /// it is recorded: other labhosts see this process alive meanwhile and run none of it again.
     fn record_end(&self, mut d: Done) {
+        self.ensure_store();
+        d.report.failed = false;
         supervisor::pump(&mut d.tail, &mut d.report);
         let (status, code, error, start) = match &d.end {
             Ok(o) => (o.status, o.exit_code, o.error.clone(), o.start.clone()),
@@ -613,17 +636,48 @@ impl Shared {
             ),
         };
         let (id, attempt) = (d.report.id, d.report.attempt);
-        self.with_store(&format!("job {id}"), |s| {
-            s.finish_attempt(
-                id,
-                attempt,
-                &self.host,
-                start.as_ref(),
-                status,
-                code,
-                error.as_deref(),
-            )
-        });
+        let recorded = !d.report.failed
+            && self
+                .with_store(&format!("job {id}"), |s| {
+                    s.finish_attempt(
+                        id,
+                        attempt,
+                        &self.host,
+                        start.as_ref(),
+                        status,
+                        code,
+                        error.as_deref(),
+                    )
+                })
+                .is_some();
+        if !recorded {
+            // Its points are read again from their start next time.
+            d.report.replayed = false;
+            self.unrecorded
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .push(d);
+        }
+    }
+
+    /// Opens the store if it is not open (it may have failed to open when the host died).
+    fn ensure_store(&self) {
+        let mut s = self.store.lock().unwrap_or_else(|e| e.into_inner());
+        if s.is_none() {
+            match Store::open(&self.state) {
+                Ok(st) => *s = Some(st),
+                Err(e) => tracing::debug!("job supervisor: {}", e.message),
+            }
+        }
+    }
+
+    /// Tries again to record the ends the store refused.
+    fn record_refused(&self) {
+        let refused =
+            std::mem::take(&mut *self.unrecorded.lock().unwrap_or_else(|e| e.into_inner()));
+        for d in refused {
+            self.record_end(d);
+        }
     }
 
     /// An attempt ended: its host records it, or this process when the host is gone.
@@ -652,6 +706,8 @@ struct JobReport {
     attempt: i64,
     start: Option<Started>,
     replayed: bool,
+    /// A write of its news to the store failed (its points are read again from the start).
+    failed: bool,
 }
 
 impl Report for JobReport {
@@ -673,8 +729,10 @@ impl Report for JobReport {
     fn metrics(&mut self, points: Vec<Metric>) {
         if self.shared.is_alone() {
             let id = self.id;
-            self.shared
+            let r = self
+                .shared
                 .with_store(&format!("job {id}"), |s| s.add_file_metrics(id, &points));
+            self.failed |= r.is_none();
         } else {
             let _ = self.shared.out.send(News::Metrics {
                 job: self.id,
@@ -690,13 +748,14 @@ impl Report for JobReport {
         self.replayed = true;
         let (id, attempt) = (self.id, self.attempt);
         let start = self.start.clone();
-        self.shared.with_store(&format!("job {id}"), |s| {
+        let r = self.shared.with_store(&format!("job {id}"), |s| {
             s.forget_attempt_metrics(id, attempt)?;
             match &start {
                 Some(st) => s.set_running(id, st.pid, st.leader_start, st.cgroup.as_deref()),
                 None => Ok(()),
             }
         });
+        self.failed |= r.is_none();
         true
     }
 }
@@ -712,6 +771,7 @@ async fn serve(host: String, state: PathBuf, sock: UnixStream) {
         store: Mutex::new(None),
         running: Mutex::new(HashMap::new()),
         unacked: Mutex::new(HashMap::new()),
+        unrecorded: Mutex::new(Vec::new()),
     });
     let Ok(write_half) = sock.try_clone() else {
         return;
@@ -749,7 +809,7 @@ async fn serve(host: String, state: PathBuf, sock: UnixStream) {
                         break;
                     }
                 }
-                Err(e) => eprintln!("unreadable order: {e}"),
+                Err(e) => say!("unreadable order: {e}"),
             }
         }
     });
@@ -773,8 +833,10 @@ async fn serve(host: String, state: PathBuf, sock: UnixStream) {
                 if !shared.is_alone() {
                     continue;
                 }
+                shared.record_refused();
                 look_for_cancels(&shared);
-                if shared.is_idle() {
+                let refused = !shared.unrecorded.lock().unwrap_or_else(|e| e.into_inner()).is_empty();
+                if shared.is_idle() && !refused {
                     break;
                 }
             }
@@ -844,6 +906,7 @@ async fn run_job(shared: Arc<Shared>, mut l: Launch, num_gpus: usize, token: Can
         attempt: l.attempt,
         start: None,
         replayed: false,
+        failed: false,
     };
     let mut tail = supervisor::metrics_tail(&l);
     let end = async {

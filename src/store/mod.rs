@@ -31,8 +31,11 @@ pub use runs::ensure_run_dir;
 use schema::MIGRATIONS;
 pub use types::{Experiment, Metric, NewRun, Run, RunIn, RunKind, RunStatus, Started, StoredSpec};
 
-/// How long a statement waits for another process's lock before failing.
-const BUSY_TIMEOUT: Duration = Duration::from_secs(30);
+/// How long a statement waits for another process's lock before failing
+/// (`LABHOST_BUSY_TIMEOUT`, else 30 s).
+fn busy_timeout() -> Duration {
+    crate::config::busy_timeout().unwrap_or(Duration::from_secs(30))
+}
 
 pub struct Store {
     conn: Connection,
@@ -140,7 +143,7 @@ impl Store {
             _ => Other(db_err(e)),
         };
         let mut conn = Connection::open(state.join("labhost.db")).map_err(db_err)?;
-        conn.busy_timeout(BUSY_TIMEOUT).map_err(db_err)?;
+        conn.busy_timeout(busy_timeout()).map_err(db_err)?;
         conn.set_prepared_statement_cache_capacity(64);
         conn.pragma_update(None, "journal_mode", "WAL")
             .map_err(db_err)?;
@@ -197,7 +200,7 @@ impl Store {
                 r.get::<_, i64>(0)
             })
             .map_err(db_err);
-        busy.and(self.conn.busy_timeout(BUSY_TIMEOUT))
+        busy.and(self.conn.busy_timeout(busy_timeout()))
             .map_err(db_err)?;
         match r? {
             0 => Ok(()),

@@ -215,6 +215,10 @@ pub fn wait(id: i64, cancel: &CancellationToken) -> LabResult<Run> {
         if cancel.is_cancelled() {
             return Err(LabError::cancelled());
         }
+        // This process's host takes no more work: nothing it runs will be recorded.
+        if let Some(e) = crate::engine::store_failure() {
+            return Err(e);
+        }
         crate::engine::wait_for_end(seen, Duration::from_millis(100));
     }
 }

@@ -155,6 +155,9 @@ pub fn run(
             if cancel.is_cancelled() {
                 return Err(LabError::cancelled());
             }
+            if let Some(e) = crate::engine::store_failure() {
+                return Err(e);
+            }
             // At most one look per TALLY_EVERY, however fast jobs end.
             let next = last.get() + TALLY_EVERY;
             crate::engine::wait_for_end(seen, Duration::from_millis(200));

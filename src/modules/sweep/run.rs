@@ -1005,6 +1005,10 @@ fn drive(
         if cancel.is_cancelled() {
             return Err(LabError::cancelled());
         }
+        // The job host takes no more work: the trials' ends would not be recorded.
+        if let Some(e) = crate::engine::store_failure() {
+            return Err(e);
+        }
         d.stop_at_deadline(watcher)?;
         if d.fill_slots()? {
             continue;
