@@ -15,6 +15,7 @@ pub const VARS: &[(&str, &str)] = &[
     ("LABHOST_WORKERS", "how many jobs one labhost runs at once (default: the number of CPUs)"),
     ("LABHOST_KILL_GRACE", "the time between SIGTERM and SIGKILL when labhost stops a process group (a duration; default 3s)"),
     ("LABHOST_BUSY_TIMEOUT", "how long a write waits for another process's lock on the state database before it fails (a duration; default 30s)"),
+    ("LABHOST_LOG_LIMIT", "the most a job's stdout.log or stderr.log keeps when its spec sets no `log_limit` (a size like `100MiB`; default: unlimited)"),
     ("LABHOST_GPU_GRACE", "how long a released GPU is kept from the next job (a duration; default 0s)"),
     ("LABHOST_FAKE_GPUS", "stand-in GPUs instead of NVML, e.g. `4x24GiB`"),
     ("LABHOST_CONTAINMENT", "`subreaper` forces containment without cgroups"),
@@ -74,6 +75,7 @@ pub fn check() -> LabResult<()> {
     }
     duration("LABHOST_KILL_GRACE")?;
     duration("LABHOST_BUSY_TIMEOUT")?;
+    log_limit()?;
     duration("LABHOST_GPU_GRACE")?;
     workers()?;
     snapshot_max_mb()?;
@@ -174,6 +176,20 @@ pub fn mpirun() -> Option<PathBuf> {
 
 pub fn kill_grace() -> Option<Duration> {
     duration("LABHOST_KILL_GRACE").ok().flatten()
+}
+
+/// `LABHOST_LOG_LIMIT`: the default cap of a job's logs, in bytes.
+pub fn log_limit() -> LabResult<Option<u64>> {
+    var("LABHOST_LOG_LIMIT")
+        .map(|v| {
+            crate::util::parse_bytes(&v).map_err(|e| {
+                LabError::new(
+                    "config.invalid",
+                    format!("environment variable LABHOST_LOG_LIMIT: {}", e.message),
+                )
+            })
+        })
+        .transpose()
 }
 
 pub fn busy_timeout() -> Option<Duration> {

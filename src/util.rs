@@ -307,6 +307,37 @@ impl<'de> serde::Deserialize<'de> for Seconds {
     }
 }
 
+/// A size: a number of bytes, or text like `"10MiB"` ([`parse_bytes`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ByteSize(pub u64);
+
+impl<'de> serde::Deserialize<'de> for ByteSize {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        use serde::de::Error;
+        struct V;
+        impl serde::de::Visitor<'_> for V {
+            type Value = ByteSize;
+            fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+                f.write_str("a size like \"10MiB\" or a number of bytes")
+            }
+            fn visit_i64<E: Error>(self, v: i64) -> Result<ByteSize, E> {
+                u64::try_from(v)
+                    .map(ByteSize)
+                    .map_err(|_| E::custom(format!("a size cannot be negative, got {v}")))
+            }
+            fn visit_u64<E: Error>(self, v: u64) -> Result<ByteSize, E> {
+                Ok(ByteSize(v))
+            }
+            fn visit_str<E: Error>(self, v: &str) -> Result<ByteSize, E> {
+                parse_bytes(v)
+                    .map(ByteSize)
+                    .map_err(|e| E::custom(e.message))
+            }
+        }
+        d.deserialize_any(V)
+    }
+}
+
 /// A value written as text: a string as it is, a number or boolean as Rhai prints it (env
 /// values, tags, command arguments).
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]

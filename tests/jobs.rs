@@ -644,3 +644,31 @@ fn a_lock_held_past_the_busy_timeout_stops_the_host_and_loses_no_finished_job() 
     ran.sort_unstable();
     assert_eq!(ran, (0..12).collect::<Vec<i64>>(), "each job exactly once");
 }
+
+/// `LABHOST_LOG_LIMIT` bounds every job's logs (a trial that writes without end once filled
+/// the disk): both files keep the latest output, the part before is in `.1`, nothing more.
+#[test]
+fn a_log_limit_keeps_each_log_within_it_and_the_latest_output() {
+    let t = TestCmd::new().env("LABHOST_LOG_LIMIT", "64KiB").script(
+        r#"
+        let j = jobs::submit(#{command: "seq 2000000; seq 1000000 >&2; echo last-out; echo last-err >&2"});
+        print(j.wait());
+        "#,
+    );
+    let dir = t.path().to_path_buf();
+    let o = t.run();
+    o.success();
+    assert_eq!(o.stdout, "completed\n", "{}", o.stderr);
+    let run = dir.join(".labhost/runs/1");
+    for (name, last) in [("stdout.log", "last-out\n"), ("stderr.log", "last-err\n")] {
+        let now = std::fs::read_to_string(run.join(name)).unwrap();
+        let before = std::fs::metadata(run.join(format!("{name}.1")))
+            .unwrap()
+            .len();
+        assert!(now.starts_with(&format!(
+            "[labhost] log_limit 64.0KiB: the output before this line is in {name}.1"
+        )));
+        assert!(now.ends_with(last), "{name}: {}", &now[now.len() - 40..]);
+        assert!(now.len() <= 32 * 1024 && before <= 32 * 1024, "{name}");
+    }
+}

@@ -7,6 +7,7 @@
 //! Modules reach it through the items re-exported here, never through its submodules.
 mod docker_run;
 pub mod job_host;
+mod joblog;
 mod metrics;
 pub mod mlflow;
 pub mod shim;

@@ -59,6 +59,9 @@ pub struct Launch {
     /// environment and every secret this process registered). With none, the job writes its
     /// logs directly; with some, through pipes copied into the logs masked.
     pub secrets: Vec<String>,
+    /// The most each log keeps (bytes; see `joblog`); `None`: unlimited.
+    #[serde(default)]
+    pub log_limit: Option<u64>,
 }
 
 #[derive(Debug, Clone, Default)]
@@ -153,7 +156,7 @@ pub(super) async fn run_process(
     if let Some(src) = &l.cwd_from {
         super::workdir::prepare(src, &l.run_dir)?;
     }
-    let logs = JobLogs::new(out, err, &l.secrets)?;
+    let logs = JobLogs::new(l, out, err)?;
     let metrics_path = l.run_dir.join("metrics.jsonl");
     let attempt = Attempt::new(&l.host, l.job_id, l.attempt)?;
     let child = start(l, &attempt, &logs, &metrics_path)?;
@@ -371,8 +374,10 @@ struct JobLogs {
 }
 
 impl JobLogs {
-    fn new(out: std::fs::File, err: std::fs::File, secrets: &[String]) -> LabResult<JobLogs> {
-        if crate::redact::StreamRedactor::new(secrets).is_empty() {
+    /// Straight into the files, or through pipes when secrets are masked or the logs capped.
+    fn new(l: &Launch, out: std::fs::File, err: std::fs::File) -> LabResult<JobLogs> {
+        let masked = !crate::redact::StreamRedactor::new(&l.secrets).is_empty();
+        if !masked && l.log_limit.is_none() {
             return Ok(JobLogs {
                 out: out.into(),
                 err: err.into(),
@@ -383,20 +388,34 @@ impl JobLogs {
             process::pipe()
                 .map_err(|e| LabError::new("jobs.spawn", format!("cannot make a pipe: {e}")))
         };
+        let sink = |f: std::fs::File, name: &str| -> LabResult<Box<dyn std::io::Write + Send>> {
+            Ok(match l.log_limit {
+                Some(limit) => {
+                    let p = l.run_dir.join(name);
+                    drop(f);
+                    Box::new(
+                        super::joblog::CappedLog::open(p.clone(), limit)
+                            .map_err(|e| crate::error::io_err("jobs", "cannot open", &p, &e))?,
+                    )
+                }
+                None => Box::new(f),
+            })
+        };
         let ((out_r, out_w), (err_r, err_w)) = (pipe()?, pipe()?);
+        let (out_sink, err_sink) = (sink(out, "stdout.log")?, sink(err, "stderr.log")?);
         Ok(JobLogs {
             out: out_w,
             err: err_w,
             copies: vec![
                 tokio::spawn(process::copy_masked(
                     out_r,
-                    vec![Box::new(out)],
-                    secrets.to_vec(),
+                    vec![out_sink],
+                    l.secrets.clone(),
                 )),
                 tokio::spawn(process::copy_masked(
                     err_r,
-                    vec![Box::new(err)],
-                    secrets.to_vec(),
+                    vec![err_sink],
+                    l.secrets.clone(),
                 )),
             ],
         })
@@ -441,6 +460,9 @@ pub fn launch_for(run: &crate::store::Run) -> LabResult<Launch> {
         run_dir: PathBuf::from(&run.run_dir),
         timeout: spec.timeout.and_then(crate::util::secs_to_duration),
         secrets: Vec::new(),
+        log_limit: spec
+            .log_limit
+            .or_else(|| crate::config::log_limit().ok().flatten()),
         base_env: None,
         docker: (spec.run_in == crate::store::RunIn::Docker).then(|| DockerLaunch {
             image: spec.image.clone(),

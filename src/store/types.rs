@@ -222,6 +222,10 @@ pub struct StoredSpec {
     /// folder's `wd/`, files hard-linked) whose `outputs/` and `logs/` are the run folder's.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub own_cwd: bool,
+    /// The most each of `stdout.log` and `stderr.log` keeps, in bytes (the latest output;
+    /// see `engine::joblog`); `None`: unlimited.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub log_limit: Option<u64>,
 }
 
 fn is_host(r: &RunIn) -> bool {

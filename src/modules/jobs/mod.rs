@@ -17,7 +17,7 @@ use tokio_util::sync::CancellationToken;
 use crate::command::Command;
 use crate::error::{LabError, LabResult};
 use crate::store::{NewRun, Run, RunIn, RunKind, RunStatus, StoredSpec};
-use crate::util::{Seconds, Text};
+use crate::util::{ByteSize, Seconds, Text};
 
 /// A job as scripts describe it. Unknown keys are errors.
 #[derive(Debug, Clone, Deserialize, Default)]
@@ -56,6 +56,9 @@ pub struct JobSpec {
     pub mounts: Vec<String>,
     /// Network mode for `run_in: "docker"` (e.g. `none`, `host`; default: the engine's).
     pub network: Option<String>,
+    /// The most each of its logs keeps (`"100MiB"` or bytes): older output is dropped, with a
+    /// line saying so (default: `LABHOST_LOG_LIMIT`, else unlimited).
+    pub log_limit: Option<ByteSize>,
     /// nussl's `blocking`: the job must end before anything submitted after it starts
     /// (`submit` returns only when it has finished; `pool` waits for it before going on).
     #[serde(default)]
@@ -99,6 +102,9 @@ pub fn to_new_run(s: &JobSpec) -> LabResult<NewRun> {
     }
     if s.timeout.is_some_and(|t| t.0.is_zero()) {
         return bad("timeout must be more than 0 seconds".into());
+    }
+    if s.log_limit.is_some_and(|b| b.0 < 1024) {
+        return bad("log_limit must be at least 1KiB".into());
     }
     let mut mounts = Vec::new();
     for m in &s.mounts {
@@ -144,6 +150,7 @@ pub fn to_new_run(s: &JobSpec) -> LabResult<NewRun> {
         mounts,
         network: s.network.clone(),
         own_cwd: s.own_cwd,
+        log_limit: s.log_limit.map(|b| b.0),
     };
     Ok(NewRun {
         parent_id: s.parent,

@@ -76,7 +76,10 @@ pub mod api {
     /// (idempotency: a job with this key that exists is returned, not run again), `parent`,
     /// `blocking`, `run_in` (`"host"`, or `"docker"` with `image`, `mounts`, `network`: the
     /// command runs in a container with the run folder and working directory mounted at their
-    /// own paths), `experiment` (its run's experiment, by name).
+    /// own paths), `experiment` (its run's experiment, by name), `log_limit` (`"100MiB"` or
+    /// bytes: the most each of `stdout.log` and `stderr.log` keeps — the latest output; a
+    /// full file becomes `stdout.log.1` and the new one starts with a line saying so; default
+    /// `LABHOST_LOG_LIMIT`, else unlimited).
     /// The job sees `LABHOST_JOB_ID`, `LABHOST_RUN_DIR` and `LABHOST_METRICS` (append JSON lines
     /// `{"name": "loss", "value": 0.3, "step": 1}` to report metrics), and an MLflow client in
     /// it logs into its run (`MLFLOW_TRACKING_URI`, `MLFLOW_RUN_ID`, `MLFLOW_EXPERIMENT_ID`).
@@ -89,6 +92,11 @@ pub mod api {
     /// let t = jobs::submit(#{command: "echo $MLFLOW_EXPERIMENT_NAME", experiment: "iris"});
     /// assert_eq(t.wait(), "completed");
     /// assert_eq(t.logs(), "iris\n");
+    /// let chatty = jobs::submit(#{command: "seq 100000", log_limit: "4KiB"});
+    /// chatty.wait();
+    /// let log = chatty.logs();
+    /// assert(log.starts_with("[labhost] log_limit 4.0KiB"));
+    /// assert(log.ends_with("99999\n100000\n") && log.len() <= 2048);
     /// ```
     #[rhai_fn(return_raw, volatile)]
     pub fn submit(ctx: NativeCallContext, spec: Map) -> Result<JobHandle, Box<EvalAltResult>> {
