@@ -655,11 +655,10 @@ fn a_log_limit_keeps_each_log_within_it_and_the_latest_output() {
         print(j.wait());
         "#,
     );
-    let dir = t.path().to_path_buf();
     let o = t.run();
     o.success();
     assert_eq!(o.stdout, "completed\n", "{}", o.stderr);
-    let run = dir.join(".labhost/runs/1");
+    let run = o.dir.join(".labhost/runs/1");
     for (name, last) in [("stdout.log", "last-out\n"), ("stderr.log", "last-err\n")] {
         let now = std::fs::read_to_string(run.join(name)).unwrap();
         let before = std::fs::metadata(run.join(format!("{name}.1")))

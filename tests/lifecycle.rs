@@ -544,10 +544,9 @@ fn an_environment_less_setsid_daemon_goes_with_its_job_in_subreaper_mode() {
         print(j.wait());
         "#,
     );
-    let dir = t.path().to_path_buf();
     let o = t.run();
     o.success();
     assert_eq!(o.stdout, "completed\n", "{}", o.stderr);
-    let daemon = read_pid(&dir.join("d.pid"));
+    let daemon = read_pid(&o.dir.join("d.pid"));
     wait_until("the daemon is gone", || !alive(daemon));
 }

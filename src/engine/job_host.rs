@@ -43,8 +43,12 @@ fn hosts_dir(state: &Path) -> PathBuf {
 
 /// True while the host that wrote `<state>/hosts/<id>.lock` holds its lock.
 pub fn job_host_alive(state: &Path, id: &str) -> bool {
-    let p = hosts_dir(state).join(format!("{id}.lock"));
-    match File::open(&p) {
+    lock_held(&hosts_dir(state).join(format!("{id}.lock")))
+}
+
+/// True while some process holds an exclusive lock on the file at `p`.
+pub(super) fn lock_held(p: &Path) -> bool {
+    match File::open(p) {
         Ok(f) => match f.try_lock_shared() {
             Ok(()) => {
                 let _ = f.unlock();

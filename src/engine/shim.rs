@@ -100,16 +100,7 @@ fn lock_path(state: &Path, host: &str) -> PathBuf {
 
 /// True while the supervisor of `host` lives (it holds its lock file).
 pub fn supervisor_alive(state: &Path, host: &str) -> bool {
-    match File::open(lock_path(state, host)) {
-        Ok(f) => match f.try_lock_shared() {
-            Ok(()) => {
-                let _ = f.unlock();
-                false
-            }
-            Err(_) => true,
-        },
-        Err(_) => false,
-    }
+    super::job_host::lock_held(&lock_path(state, host))
 }
 
 // ---------------------------------------------------------------------------------------
