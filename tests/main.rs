@@ -20,3 +20,4 @@ mod projects;
 mod repl;
 mod report;
 mod sweep;
+mod ui;

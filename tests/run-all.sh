@@ -141,6 +141,9 @@ cargo test --locked --test integration mlflow:: -- --ignored 2>&1
 log "cargo test: the HTML report in headless Chromium (screenshot: target/test-artifacts/report.png)"
 cargo test --locked --test integration report:: -- --ignored 2>&1
 
+log "cargo test: the dashboard (labhost ui) in headless Chromium (screenshots: target/test-artifacts/dashboard-*.png)"
+cargo test --locked --test integration ui:: -- --ignored 2>&1
+
 log "cargo test: the azure module against the ARM fake, Azurite, an mlflow server and azure-ai-ml (tests/azure_sdk)"
 cargo test --locked --test integration azure:: -- --ignored 2>&1
 

@@ -101,6 +101,9 @@ pub enum Verb {
     /// The run store as an MLflow tracking server
     #[command(subcommand)]
     Track(track::TrackVerb),
+    /// The dashboard in the browser: runs, a run's metrics and logs live (the MLflow
+    /// endpoint of `track serve` on the same address); prints its URL
+    Ui(track::ServeArgs),
     /// A report of a sweep, cross-validation, run or experiment: one self-contained HTML file
     /// (sortable table, best trial, curves, parallel coordinates, early-termination reasons,
     /// aggregation across folds), or --format md|json|csv
@@ -213,6 +216,7 @@ fn dispatch(cmd: Verb, ctx: &Flags) -> CmdResult {
         Verb::Cron(a) => cron::run(a),
         Verb::Runs(a) => track::runs(a),
         Verb::Track(c) => track::run(c),
+        Verb::Ui(a) => track::serve(a),
         Verb::Report(a) => track::report(a),
         Verb::Launch(a) => launch::run(a),
         Verb::Completions { shell } => {

@@ -72,25 +72,29 @@ pub enum TrackVerb {
         /// Run ids (a sweep's trials come with it)
         runs: Vec<i64>,
     },
-    /// Serve the state directory's runs over MLflow's REST API (any MLflow client or tool)
-    Serve {
-        /// Port (default 5000, MLflow's)
-        #[arg(long, default_value_t = 5000)]
-        port: u16,
-        /// Address to listen on (default 127.0.0.1: this machine only). Any other address
-        /// lets other machines in and needs a token
-        #[arg(long, default_value = "127.0.0.1")]
-        host: std::net::IpAddr,
-        /// Require this bearer token from clients (MLFLOW_TRACKING_TOKEN on their side).
-        /// Without it, a random token is made (kept in <state>/track-serve.token, readable
-        /// by you only, and reused next time) and its `export` line printed once
-        #[arg(long, env = crate::config::TRACK_TOKEN_VAR, conflicts_with = "no_token")]
-        token: Option<String>,
-        /// Serve without a token (loopback only): any local user's process may read and
-        /// write your runs
-        #[arg(long)]
-        no_token: bool,
-    },
+    /// Serve the state directory's runs over MLflow's REST API (any MLflow client or tool),
+    /// with the dashboard at `/`
+    Serve(ServeArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct ServeArgs {
+    /// Port (default 5000, MLflow's)
+    #[arg(long, default_value_t = 5000)]
+    port: u16,
+    /// Address to listen on (default 127.0.0.1: this machine only). Any other address
+    /// lets other machines in and needs a token
+    #[arg(long, default_value = "127.0.0.1")]
+    host: std::net::IpAddr,
+    /// Require this bearer token from clients (MLFLOW_TRACKING_TOKEN on their side).
+    /// Without it, a random token is made (kept in <state>/track-serve.token, readable
+    /// by you only, and reused next time) and its `export` line printed once
+    #[arg(long, env = crate::config::TRACK_TOKEN_VAR, conflicts_with = "no_token")]
+    token: Option<String>,
+    /// Serve without a token (loopback only): any local user's process may read and
+    /// write your runs
+    #[arg(long)]
+    no_token: bool,
 }
 
 pub fn runs(a: RunsArgs) -> CmdResult {
@@ -133,40 +137,52 @@ pub fn run(c: TrackVerb) -> CmdResult {
             );
             Ok(())
         }
-        TrackVerb::Serve {
-            port,
-            host,
-            token,
-            no_token,
-        } => {
-            if no_token && !host.is_loopback() {
-                return Err(Failure::Usage(format!(
-                    "--host {host} lets other machines in: it needs a token (drop --no-token)"
-                )));
-            }
-            crate::runtime::install_ctrl_c(true);
-            let state = crate::state::dir()?;
-            let token = match (token, no_token) {
-                (_, true) => None,
-                (Some(t), _) => Some(t),
-                (None, false) => Some(serve_token(&state)?),
-            };
-            let addr = std::net::SocketAddr::new(host, port);
-            eprintln!(
-                "serving {} on http://{addr} (MLFLOW_TRACKING_URI); Ctrl-C stops",
-                state.display()
-            );
-            let h = crate::runtime::ctx();
-            let token_ctl = h.cancel.token();
-            let r = h.rt.block_on(async move {
-                tokio::select! {
-                    r = crate::engine::mlflow::serve(addr, state, token) => r,
-                    _ = token_ctl.cancelled() => Ok(()),
-                }
-            });
-            r.map_err(Failure::from)
-        }
+        TrackVerb::Serve(a) => serve(a),
     }
+}
+
+/// `labhost ui` and `labhost track serve`: the MLflow endpoint with the dashboard at `/`.
+pub fn serve(a: ServeArgs) -> CmdResult {
+    let ServeArgs {
+        port,
+        host,
+        token,
+        no_token,
+    } = a;
+    if no_token && !host.is_loopback() {
+        return Err(Failure::Usage(format!(
+            "--host {host} lets other machines in: it needs a token (drop --no-token)"
+        )));
+    }
+    crate::runtime::install_ctrl_c(true);
+    let state = crate::state::dir()?;
+    let token = match (token, no_token) {
+        (_, true) => None,
+        (Some(t), _) => Some(t),
+        (None, false) => Some(serve_token(&state)?),
+    };
+    let addr = std::net::SocketAddr::new(host, port);
+    eprintln!(
+        "serving {} on http://{addr} (MLFLOW_TRACKING_URI); Ctrl-C stops",
+        state.display()
+    );
+    // The token goes in the address once; the browser keeps it in a cookie.
+    println!(
+        "dashboard: http://{addr}/{}",
+        token
+            .as_deref()
+            .map(|t| format!("?token={t}"))
+            .unwrap_or_default()
+    );
+    let h = crate::runtime::ctx();
+    let token_ctl = h.cancel.token();
+    let r = h.rt.block_on(async move {
+        tokio::select! {
+            r = crate::engine::mlflow::serve(addr, state, token) => r,
+            _ = token_ctl.cancelled() => Ok(()),
+        }
+    });
+    r.map_err(Failure::from)
 }
 
 /// The token of `labhost track serve` when none is given: the one kept in

@@ -32,6 +32,7 @@ mod experiments;
 mod models;
 mod registry;
 mod runs;
+mod ui;
 use artifacts::*;
 use axum::body::Bytes;
 use experiments::*;
@@ -200,6 +201,10 @@ pub async fn serve(addr: SocketAddr, state: PathBuf, token: Option<String>) -> L
 fn router(ctx: EndpointState) -> Router {
     let api = "/api/2.0/mlflow";
     Router::new()
+        .route("/", get(ui::runs))
+        .route("/runs/{id}", get(ui::run))
+        .route("/runs/{id}/events", get(ui::events))
+        .route("/runs/{id}/cancel", post(ui::cancel))
         .route("/health", get(|| async { "OK" }))
         .route("/version", get(|| async { "3.17.2" }))
         .route(&format!("{api}/experiments/get"), get(experiments_get))
@@ -401,7 +406,7 @@ async fn guard(
 ) -> Response {
     let (method, path) = (req.method().clone(), req.uri().path().to_string());
     let t0 = std::time::Instant::now();
-    let r = match admit(&ctx, peer, &headers) {
+    let r = match admit(&ctx, peer, &headers, req.uri().query()) {
         Some(refused) => refused.into_response(),
         None => next.run(req).await,
     };
@@ -414,7 +419,12 @@ async fn guard(
 }
 
 /// Why a request is refused before it is handled, if it is.
-fn admit(ctx: &EndpointState, peer: SocketAddr, headers: &HeaderMap) -> Option<ApiError> {
+fn admit(
+    ctx: &EndpointState,
+    peer: SocketAddr,
+    headers: &HeaderMap,
+    query: Option<&str>,
+) -> Option<ApiError> {
     if ctx.loopback_only && !peer.ip().is_loopback() {
         return Some(ApiError(
             StatusCode::FORBIDDEN,
@@ -427,7 +437,18 @@ fn admit(ctx: &EndpointState, peer: SocketAddr, headers: &HeaderMap) -> Option<A
             .get("authorization")
             .and_then(|v| v.to_str().ok())
             .and_then(|v| v.strip_prefix("Bearer "))
-            .is_some_and(|v| v == t);
+            .is_some_and(|v| v == t)
+            // A browser on the dashboard: the token it brought once, then its cookie.
+            || query.is_some_and(|q| {
+                q.split('&')
+                    .any(|kv| kv.strip_prefix("token=").is_some_and(|v| v == t))
+            })
+            || headers
+                .get_all("cookie")
+                .iter()
+                .filter_map(|v| v.to_str().ok())
+                .flat_map(|v| v.split(';'))
+                .any(|c| c.trim().strip_prefix(ui::COOKIE).and_then(|c| c.strip_prefix('=')) == Some(t.as_str()));
         if !ok {
             return Some(ApiError(
                 StatusCode::UNAUTHORIZED,

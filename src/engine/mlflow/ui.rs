@@ -1,0 +1,557 @@
+//! The dashboard (first slice): pages over the state directory, served at `/` of the tracking
+//! server (`labhost ui`, `labhost track serve`). Server-rendered HTML with a few lines of
+//! inline script; nothing is loaded from anywhere else.
+//!
+//! - `/` — every run: id, kind, status, name, start, duration, the latest value of the
+//!   metrics and the params on the page; MLflow's filter grammar (the parser of `labhost
+//!   runs`), sort by a column (`order_by` as MLflow writes it), pages of 100.
+//! - `/runs/<id>` — one run: status and timing, its command and environment (secrets masked),
+//!   params, tags, latest metrics, parent and children, the end of `stdout.log` and
+//!   `stderr.log`; live: an event stream (`/runs/<id>/events`) pushes its status, metrics
+//!   and new log lines as they are recorded (the server looks every 200 ms; the page never
+//!   polls). A cancel button (a POST, with the token) stops it.
+//!
+//! Access is the endpoint's: loopback clients, and the token when one is set — a browser
+//! brings it once as `?token=…`, which is kept in a same-site cookie.
+use std::collections::BTreeSet;
+use std::convert::Infallible;
+use std::time::Duration;
+
+use axum::extract::{Path as UrlPath, Query, State};
+use axum::http::{header, HeaderValue, StatusCode};
+use axum::response::sse::{Event, KeepAlive, Sse};
+use axum::response::{Html, IntoResponse, Redirect, Response};
+use serde::Deserialize;
+
+use super::EndpointState;
+use crate::store::search::{parse_order, Filter};
+use crate::store::{Run, RunStatus, Store};
+
+/// The cookie a browser keeps the token in.
+pub(super) const COOKIE: &str = "labhost_token";
+
+const PAGE: usize = 100;
+/// How much of a log the run page shows at first.
+const LOG_TAIL: u64 = 32 * 1024;
+
+#[derive(Debug, Default, Deserialize)]
+pub(super) struct ListQuery {
+    #[serde(default)]
+    filter: String,
+    #[serde(default)]
+    order_by: String,
+    #[serde(default)]
+    page: usize,
+    token: Option<String>,
+}
+
+fn esc(s: &str) -> String {
+    s.replace('&', "&amp;")
+        .replace('<', "&lt;")
+        .replace('>', "&gt;")
+        .replace('"', "&quot;")
+        .replace('\'', "&#39;")
+}
+
+fn url_enc(s: &str) -> String {
+    let mut o = String::new();
+    for b in s.bytes() {
+        match b {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => {
+                o.push(b as char)
+            }
+            _ => o.push_str(&format!("%{b:02X}")),
+        }
+    }
+    o
+}
+
+const STYLE: &str = "body{font:14px system-ui,sans-serif;margin:1.5em;color:#222}\
+table{border-collapse:collapse}td,th{padding:3px 8px;border-bottom:1px solid #ddd;text-align:left;white-space:nowrap}\
+th a{color:inherit}.completed{color:#1a7f37}.failed,.timed_out{color:#cf222e}.cancelled{color:#8250df}\
+.running,.leased{color:#0969da}.queued{color:#6e7781}pre{background:#f6f8fa;padding:8px;max-height:24em;overflow:auto}\
+input[type=text]{width:40em}.err{color:#cf222e}nav a{margin-right:1em}";
+
+fn page(title: &str, body: &str) -> String {
+    format!(
+        "<!doctype html><html><head><meta charset=utf-8><title>{} · labhost</title><link rel=icon href=\"data:,\">\
+         <style>{STYLE}</style></head><body><nav><a href=\"/\">runs</a></nav>{body}</body></html>",
+        esc(title)
+    )
+}
+
+/// The token a browser brought in the address: kept in a cookie, and the address without it.
+fn keep_token(token: Option<&str>, to: String) -> Option<Response> {
+    let t = token?;
+    let mut r = Redirect::to(&to).into_response();
+    let cookie = format!("{COOKIE}={t}; Path=/; HttpOnly; SameSite=Strict");
+    if let Ok(v) = HeaderValue::from_str(&cookie) {
+        r.headers_mut().insert(header::SET_COOKIE, v);
+    }
+    Some(r)
+}
+
+fn fail(status: StatusCode, msg: &str) -> Response {
+    (
+        status,
+        Html(page("error", &format!("<p class=err>{}</p>", esc(msg)))),
+    )
+        .into_response()
+}
+
+fn when(t: Option<f64>) -> String {
+    t.and_then(|t| chrono::DateTime::from_timestamp(t as i64, 0))
+        .map(|d| {
+            d.with_timezone(&chrono::Local)
+                .format("%Y-%m-%d %H:%M:%S")
+                .to_string()
+        })
+        .unwrap_or_default()
+}
+
+fn took(r: &Run) -> String {
+    match (r.started, r.ended) {
+        (Some(a), Some(b)) => format!("{:.1}s", (b - a).max(0.0)),
+        (Some(a), None) => format!("{:.1}s…", (crate::clock::unix() - a).max(0.0)),
+        _ => String::new(),
+    }
+}
+
+fn num(v: f64) -> String {
+    if v.is_finite() && v.fract() == 0.0 && v.abs() < 1e15 {
+        format!("{v:.0}")
+    } else {
+        format!("{v:.6}")
+            .trim_end_matches('0')
+            .trim_end_matches('.')
+            .to_string()
+    }
+}
+
+/// `GET /`: the runs table.
+pub(super) async fn runs(State(ctx): State<EndpointState>, Query(q): Query<ListQuery>) -> Response {
+    let back = format!(
+        "/?filter={}&order_by={}",
+        url_enc(&q.filter),
+        url_enc(&q.order_by)
+    );
+    if let Some(r) = keep_token(q.token.as_deref(), back) {
+        return r;
+    }
+    let filter = match Filter::parse(&q.filter) {
+        Ok(f) => f,
+        Err(e) => return fail(StatusCode::BAD_REQUEST, &format!("filter: {}", e.message)),
+    };
+    let order = match parse_order(
+        &(!q.order_by.is_empty())
+            .then(|| q.order_by.clone())
+            .into_iter()
+            .collect::<Vec<_>>(),
+    ) {
+        Ok(o) => o,
+        Err(e) => return fail(StatusCode::BAD_REQUEST, &format!("order_by: {}", e.message)),
+    };
+    let state = ctx.state.clone();
+    let offset = q.page * PAGE;
+    let found = tokio::task::spawn_blocking(move || {
+        Store::open(&state).and_then(|s| s.search_runs(&[], &filter, &order, offset, PAGE))
+    })
+    .await;
+    let (found, next) = match found {
+        Ok(Ok(f)) => f,
+        Ok(Err(e)) => return fail(StatusCode::INTERNAL_SERVER_ERROR, &e.message),
+        Err(e) => return fail(StatusCode::INTERNAL_SERVER_ERROR, &e.to_string()),
+    };
+    let metric_cols: BTreeSet<&String> = found.iter().flat_map(|f| f.metrics.keys()).collect();
+    let param_cols: BTreeSet<&String> = found.iter().flat_map(|f| f.params.keys()).collect();
+    let sort_link = |key: &str, label: &str| {
+        let desc = q.order_by == format!("{key} ASC") || q.order_by == key;
+        let o = if desc {
+            format!("{key} DESC")
+        } else {
+            format!("{key} ASC")
+        };
+        format!(
+            "<th><a href=\"/?filter={}&amp;order_by={}\">{}</a></th>",
+            url_enc(&q.filter),
+            url_enc(&o),
+            esc(label)
+        )
+    };
+    let mut h = String::from("<h1>Runs</h1><form method=get action=\"/\">");
+    h.push_str(&format!(
+        "<input type=text name=filter id=filter placeholder=\"metrics.acc &gt; 0.9 and params.lr = '0.1'\" value=\"{}\">\
+         <input type=hidden name=order_by value=\"{}\"> <button>filter</button></form>",
+        esc(&q.filter),
+        esc(&q.order_by)
+    ));
+    h.push_str("<table id=runs><thead><tr><th>id</th><th>kind</th>");
+    h.push_str(&sort_link("attributes.status", "status"));
+    h.push_str(&sort_link("attributes.run_name", "name"));
+    h.push_str(&sort_link("attributes.start_time", "started"));
+    h.push_str("<th>took</th>");
+    for m in &metric_cols {
+        h.push_str(&sort_link(&format!("metrics.`{m}`"), m));
+    }
+    for p in &param_cols {
+        h.push_str(&sort_link(&format!("params.`{p}`"), p));
+    }
+    h.push_str("</tr></thead><tbody>");
+    for f in &found {
+        let r = &f.run;
+        h.push_str(&format!(
+            "<tr><td><a href=\"/runs/{id}\">{id}</a></td><td>{kind}</td><td class={st}>{st}</td><td>{name}</td><td>{start}</td><td>{took}</td>",
+            id = r.id,
+            kind = esc(&format!("{:?}", r.kind).to_lowercase()),
+            st = r.status,
+            name = esc(&r.name),
+            start = when(r.started),
+            took = took(r),
+        ));
+        for m in &metric_cols {
+            h.push_str(&format!(
+                "<td>{}</td>",
+                f.metrics.get(*m).map(|v| num(*v)).unwrap_or_default()
+            ));
+        }
+        for p in &param_cols {
+            h.push_str(&format!(
+                "<td>{}</td>",
+                esc(f.params.get(*p).map(String::as_str).unwrap_or(""))
+            ));
+        }
+        h.push_str("</tr>");
+    }
+    h.push_str("</tbody></table><p>");
+    let link = |p: usize, label: &str| {
+        format!(
+            "<a href=\"/?filter={}&amp;order_by={}&amp;page={p}\">{label}</a> ",
+            url_enc(&q.filter),
+            url_enc(&q.order_by)
+        )
+    };
+    if q.page > 0 {
+        h.push_str(&link(q.page - 1, "← newer"));
+    }
+    if next.is_some() {
+        h.push_str(&link(q.page + 1, "older →"));
+    }
+    h.push_str(&format!("{} run(s) on this page</p>", found.len()));
+    Html(page("runs", &h)).into_response()
+}
+
+#[derive(Debug, Default, Deserialize)]
+pub(super) struct RunQuery {
+    token: Option<String>,
+}
+
+/// The last `max` bytes of a run's log, from a line start, and the file's length.
+fn log_tail(run_dir: &str, name: &str, max: u64) -> (String, u64) {
+    use std::io::{Read, Seek, SeekFrom};
+    let p = std::path::Path::new(run_dir).join(name);
+    let Ok(mut f) = std::fs::File::open(&p) else {
+        return (String::new(), 0);
+    };
+    let len = f.metadata().map(|m| m.len()).unwrap_or(0);
+    let from = len.saturating_sub(max);
+    let mut buf = Vec::new();
+    if f.seek(SeekFrom::Start(from)).is_ok() {
+        let _ = f.take(max).read_to_end(&mut buf);
+    }
+    let mut text = String::from_utf8_lossy(&buf).to_string();
+    if from > 0 {
+        if let Some(i) = text.find('\n') {
+            text = text[i + 1..].to_string();
+        }
+    }
+    (text, from + buf.len() as u64)
+}
+
+/// `GET /runs/<id>`: one run.
+pub(super) async fn run(
+    State(ctx): State<EndpointState>,
+    UrlPath(id): UrlPath<i64>,
+    Query(q): Query<RunQuery>,
+) -> Response {
+    if let Some(r) = keep_token(q.token.as_deref(), format!("/runs/{id}")) {
+        return r;
+    }
+    let state = ctx.state.clone();
+    let got = tokio::task::spawn_blocking(move || {
+        let s = Store::open(&state)?;
+        let run = s.get(id)?;
+        let params = s.params(id)?;
+        let tags = s.tags(id)?;
+        let metrics = s.latest_metrics(id)?;
+        let children = s.list(None, Some(id), 1000)?;
+        Ok::<_, crate::error::LabError>((run, params, tags, metrics, children))
+    })
+    .await;
+    let (r, params, tags, metrics, children) = match got {
+        Ok(Ok(x)) => x,
+        Ok(Err(e)) if e.kind == "jobs.not_found" || e.message.contains("no run") => {
+            return fail(StatusCode::NOT_FOUND, &e.message)
+        }
+        Ok(Err(e)) => return fail(StatusCode::INTERNAL_SERVER_ERROR, &e.message),
+        Err(e) => return fail(StatusCode::INTERNAL_SERVER_ERROR, &e.to_string()),
+    };
+    let mut h = format!(
+        "<h1>Run {id} <span id=status class={st}>{st}</span></h1><p>{kind} <b>{name}</b> · started {start} · took <span id=took>{took}</span>",
+        id = r.id,
+        st = r.status,
+        kind = esc(&format!("{:?}", r.kind).to_lowercase()),
+        name = esc(&r.name),
+        start = when(r.started),
+        took = took(&r),
+    );
+    if let Some(p) = r.parent_id {
+        h.push_str(&format!(" · parent <a href=\"/runs/{p}\">{p}</a>"));
+    }
+    if let Some(why) = r.reason() {
+        h.push_str(&format!(" · <span class=err>{}</span>", esc(why)));
+    }
+    h.push_str("</p>");
+    if !r.status.is_finished() {
+        h.push_str(&format!(
+            "<form method=post action=\"/runs/{id}/cancel\"><button id=cancel>cancel</button></form>"
+        ));
+    }
+    let spec = r.spec.masked();
+    h.push_str(&format!(
+        "<h2>Command</h2><pre id=command>{}</pre>",
+        esc(&spec.command.display())
+    ));
+    if !spec.env.is_empty() {
+        h.push_str("<h2>Environment</h2><table>");
+        for (k, v) in &spec.env {
+            h.push_str(&format!("<tr><td>{}</td><td>{}</td></tr>", esc(k), esc(v)));
+        }
+        h.push_str("</table>");
+    }
+    h.push_str(
+        "<h2>Metrics</h2><table id=metrics><tr><th>name</th><th>value</th><th>step</th></tr>",
+    );
+    for m in &metrics {
+        h.push_str(&format!(
+            "<tr data-name=\"{n}\"><td>{n}</td><td class=v>{v}</td><td class=s>{s}</td></tr>",
+            n = esc(&m.name),
+            v = num(m.value),
+            s = m.step
+        ));
+    }
+    h.push_str("</table>");
+    let params: Vec<(String, String)> = params
+        .into_iter()
+        .map(|(k, v)| match v {
+            serde_json::Value::String(s) => (k, s),
+            other => (k, other.to_string()),
+        })
+        .collect();
+    for (title, rows) in [("Params", &params), ("Tags", &tags)] {
+        if rows.is_empty() {
+            continue;
+        }
+        h.push_str(&format!("<h2>{title}</h2><table>"));
+        for (k, v) in rows.iter() {
+            h.push_str(&format!("<tr><td>{}</td><td>{}</td></tr>", esc(k), esc(v)));
+        }
+        h.push_str("</table>");
+    }
+    if !children.is_empty() {
+        h.push_str("<h2>Children</h2><table>");
+        for c in &children {
+            h.push_str(&format!(
+                "<tr><td><a href=\"/runs/{id}\">{id}</a></td><td class={st}>{st}</td><td>{}</td></tr>",
+                esc(&c.name),
+                id = c.id,
+                st = c.status
+            ));
+        }
+        h.push_str("</table>");
+    }
+    let (out, out_at) = log_tail(&r.run_dir, "stdout.log", LOG_TAIL);
+    let (err, err_at) = log_tail(&r.run_dir, "stderr.log", LOG_TAIL);
+    h.push_str(&format!(
+        "<h2>stdout</h2><pre id=stdout>{}</pre><h2>stderr</h2><pre id=stderr>{}</pre>",
+        esc(&out),
+        esc(&err)
+    ));
+    h.push_str(&format!(
+        "<script>\
+const es = new EventSource('/runs/{id}/events?out={out_at}&err={err_at}');\
+es.addEventListener('status', e => {{ const d = JSON.parse(e.data); const s = document.getElementById('status'); s.textContent = d.status; s.className = d.status; document.getElementById('took').textContent = d.took; if (d.finished) {{ const c = document.getElementById('cancel'); if (c) c.remove(); }} }});\
+es.addEventListener('metrics', e => {{ const t = document.getElementById('metrics'); for (const m of JSON.parse(e.data)) {{ let row = [...t.rows].find(r => r.dataset.name === m.name); if (!row) {{ row = t.insertRow(); row.dataset.name = m.name; row.insertCell().textContent = m.name; row.insertCell().className = 'v'; row.insertCell().className = 's'; }} row.cells[1].textContent = m.value; row.cells[2].textContent = m.step; }} }});\
+es.addEventListener('log', e => {{ const d = JSON.parse(e.data); const p = document.getElementById(d.stream); const end = p.scrollTop + p.clientHeight >= p.scrollHeight - 4; p.append(d.text); if (end) p.scrollTop = p.scrollHeight; }});\
+es.addEventListener('end', () => es.close());\
+</script>"
+    ));
+    Html(page(&format!("run {id}"), &h)).into_response()
+}
+
+#[derive(Debug, Deserialize)]
+pub(super) struct EventsQuery {
+    #[serde(default)]
+    out: u64,
+    #[serde(default)]
+    err: u64,
+}
+
+/// New bytes of a log from `at` (at most 64 KiB at once), and where the next read starts.
+fn log_since(run_dir: &str, name: &str, at: u64) -> Option<(String, u64)> {
+    use std::os::unix::fs::FileExt;
+    let f = std::fs::File::open(std::path::Path::new(run_dir).join(name)).ok()?;
+    let len = f.metadata().ok()?.len();
+    // A rotated log (log_limit) starts again from 0.
+    let at = if len < at { 0 } else { at };
+    if len == at {
+        return None;
+    }
+    let mut buf = vec![0u8; ((len - at) as usize).min(64 << 10)];
+    let n = f.read_at(&mut buf, at).ok()?;
+    buf.truncate(n);
+    Some((String::from_utf8_lossy(&buf).to_string(), at + n as u64))
+}
+
+/// `GET /runs/<id>/events`: server-sent events of the run as they are recorded: `status`,
+/// `metrics` (the latest point of each metric that changed), `log` (new output), `end`.
+pub(super) async fn events(
+    State(ctx): State<EndpointState>,
+    UrlPath(id): UrlPath<i64>,
+    Query(q): Query<EventsQuery>,
+) -> Response {
+    let state = ctx.state.clone();
+    let stream = futures_util::stream::unfold(
+        Watch {
+            state,
+            id,
+            out: q.out,
+            err: q.err,
+            status: None,
+            metrics: Default::default(),
+            done: false,
+            pending: Vec::new(),
+        },
+        |mut w| async move {
+            loop {
+                if let Some(e) = w.pending.pop() {
+                    return Some((Ok::<_, Infallible>(e), w));
+                }
+                if w.done {
+                    return None;
+                }
+                w = tokio::task::spawn_blocking(move || {
+                    w.look();
+                    w
+                })
+                .await
+                .ok()?;
+                if w.pending.is_empty() && !w.done {
+                    tokio::time::sleep(Duration::from_millis(200)).await;
+                }
+                w.pending.reverse();
+            }
+        },
+    );
+    Sse::new(stream)
+        .keep_alive(KeepAlive::default())
+        .into_response()
+}
+
+/// What an event stream has sent of a run.
+struct Watch {
+    state: std::path::PathBuf,
+    id: i64,
+    out: u64,
+    err: u64,
+    status: Option<(RunStatus, String)>,
+    metrics: std::collections::HashMap<String, (f64, i64, f64)>,
+    done: bool,
+    pending: Vec<Event>,
+}
+
+impl Watch {
+    fn look(&mut self) {
+        let Ok(s) = Store::open(&self.state) else {
+            self.done = true;
+            return;
+        };
+        let Ok(r) = s.get(self.id) else {
+            self.done = true;
+            return;
+        };
+        let json = |v: serde_json::Value| v.to_string();
+        let changed: Vec<serde_json::Value> = s
+            .latest_metrics(self.id)
+            .unwrap_or_default()
+            .into_iter()
+            .filter(|m| {
+                let now = (m.value, m.step, m.ts);
+                let old = self.metrics.insert(m.name.clone(), now);
+                old.is_none_or(|o| o.0.to_bits() != now.0.to_bits() || o.1 != now.1 || o.2 != now.2)
+            })
+            .map(|m| serde_json::json!({"name": m.name, "value": num(m.value), "step": m.step}))
+            .collect();
+        if !changed.is_empty() {
+            self.pending
+                .push(Event::default().event("metrics").data(json(changed.into())));
+        }
+        for (stream, name) in [("stdout", "stdout.log"), ("stderr", "stderr.log")] {
+            let at = if stream == "stdout" {
+                self.out
+            } else {
+                self.err
+            };
+            if let Some((text, next)) = log_since(&r.run_dir, name, at) {
+                self.pending.push(
+                    Event::default()
+                        .event("log")
+                        .data(json(serde_json::json!({"stream": stream, "text": text}))),
+                );
+                if stream == "stdout" {
+                    self.out = next;
+                } else {
+                    self.err = next;
+                }
+            }
+        }
+        let now = (r.status, took(&r));
+        if self.status.as_ref() != Some(&now) {
+            self.pending.push(Event::default().event("status").data(json(
+                serde_json::json!({"status": r.status, "took": now.1, "finished": r.status.is_finished()}),
+            )));
+            self.status = Some(now);
+        }
+        if r.status.is_finished() {
+            self.pending.push(Event::default().event("end").data("{}"));
+            self.done = true;
+        }
+    }
+}
+
+/// `POST /runs/<id>/cancel`: cancels the run (a sweep: its trials too), then back to its page.
+pub(super) async fn cancel(
+    State(ctx): State<EndpointState>,
+    UrlPath(id): UrlPath<i64>,
+) -> Response {
+    let state = ctx.state.clone();
+    let r = tokio::task::spawn_blocking(move || {
+        let mut s = Store::open(&state)?;
+        let mut ids = vec![id];
+        ids.extend(
+            s.list(None, Some(id), 100_000)?
+                .into_iter()
+                .filter(|c| !c.status.is_finished())
+                .map(|c| c.id),
+        );
+        for i in ids {
+            s.cancel(i, "cancelled from the dashboard")?;
+        }
+        Ok::<_, crate::error::LabError>(())
+    })
+    .await;
+    match r {
+        Ok(Ok(())) => Redirect::to(&format!("/runs/{id}")).into_response(),
+        Ok(Err(e)) => fail(StatusCode::BAD_REQUEST, &e.message),
+        Err(e) => fail(StatusCode::INTERNAL_SERVER_ERROR, &e.to_string()),
+    }
+}

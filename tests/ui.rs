@@ -1,0 +1,78 @@
+//! The dashboard (`labhost ui`) in a real browser: headless Chromium over the DevTools
+//! protocol (tests/browser/check_dashboard.py).
+use crate::util::{free_port, TestCmd};
+
+#[test]
+#[ignore = "needs chromium (tests/run-all.sh)"]
+fn the_dashboard_shows_a_running_job_live_and_filters_runs() {
+    let chromium = std::env::var("LABHOST_TEST_CHROMIUM").expect("LABHOST_TEST_CHROMIUM");
+    let python = std::env::var("LABHOST_TEST_MLFLOW_PYTHON").expect("LABHOST_TEST_MLFLOW_PYTHON");
+    let t = TestCmd::new().file(
+        "m.rhai",
+        r#"
+        jobs::submit(#{name: "other", command: "true", params: #{lr: 0.2}}).wait();
+        let j = jobs::submit(#{name: "train", params: #{lr: 0.1}, command:
+            "sleep 1; for i in $(seq 1 40); do echo \"{\\\"name\\\":\\\"loss\\\",\\\"value\\\":$i,\\\"step\\\":$i}\" >> $LABHOST_METRICS; echo line $i; sleep 0.1; done"});
+        print(j.id);
+        print(j.wait());
+        "#,
+    );
+    let port = free_port();
+    let mut ui = t.spawn(["ui", "--port", &port.to_string()]);
+    // (A new token's `export` line comes first.)
+    let url = loop {
+        let l = ui.line();
+        if l.starts_with("dashboard: ") || l.is_empty() {
+            break l;
+        }
+    };
+    let base = format!("http://127.0.0.1:{port}");
+    let token = url
+        .split_once("?token=")
+        .map(|(_, t)| t.trim().to_string())
+        .expect("the dashboard's address with its token");
+    let mut job = t.spawn(["run", "m.rhai"]);
+    let id = job.line();
+    let artifacts =
+        std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("target/test-artifacts");
+    std::fs::create_dir_all(&artifacts).unwrap();
+    // The browser brings the token once; the page keeps it (a cookie) from then on.
+    let o = std::process::Command::new(python)
+        .arg(
+            std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+                .join("tests/browser/check_dashboard.py"),
+        )
+        .arg(&chromium)
+        .arg(&base)
+        .arg(format!("{}?token={token}", id.trim()))
+        .arg(
+            t.path()
+                .join(format!(".labhost/runs/{}/metrics.jsonl", id.trim())),
+        )
+        .arg(&artifacts)
+        .output()
+        .unwrap();
+    let out = String::from_utf8_lossy(&o.stdout).to_string();
+    assert!(
+        o.status.success(),
+        "{out}\n{}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    assert_eq!(job.line().trim(), "completed");
+    job.finish();
+    ui.signal(libc::SIGINT);
+    ui.finish();
+    let get = |k: &str| {
+        out.lines()
+            .find_map(|l| l.strip_prefix(&format!("{k} ")))
+            .unwrap_or_else(|| panic!("{k} missing: {out}"))
+            .to_string()
+    };
+    // Within 1 s of the job's file, always (the page is pushed to, never reloaded).
+    assert_eq!(get("lag").parse::<i64>().unwrap().max(0), 0, "{out}");
+    assert_eq!(get("last"), "40", "{out}");
+    assert_eq!(get("stdout_has_last_line"), "True", "{out}");
+    assert_eq!(get("rows"), "2 1", "the filter box filters: {out}");
+    assert_eq!(get("errors"), "0 []", "{out}");
+    assert_eq!(get("outside"), "[]", "{out}");
+}
