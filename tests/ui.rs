@@ -76,3 +76,76 @@ fn the_dashboard_shows_a_running_job_live_and_filters_runs() {
     assert_eq!(get("errors"), "0 []", "{out}");
     assert_eq!(get("outside"), "[]", "{out}");
 }
+
+/// A plain HTTP/1.0 request to the dashboard: (status line, body).
+fn http(port: u16, method: &str, path: &str, token: &str) -> (String, String) {
+    use std::io::{Read, Write};
+    let mut s = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
+    write!(
+        s,
+        "{method} {path} HTTP/1.0\r\nHost: 127.0.0.1\r\nCookie: labhost_token={token}\r\nContent-Length: 0\r\n\r\n"
+    )
+    .unwrap();
+    let mut r = String::new();
+    s.read_to_string(&mut r).unwrap();
+    let (head, body) = r.split_once("\r\n\r\n").unwrap_or((&r, ""));
+    (
+        head.lines().next().unwrap_or("").to_string(),
+        body.to_string(),
+    )
+}
+
+/// A sweep's page: its trials with their params and metrics and how many ended how; a
+/// running job's cancel button cancels it; without the token nothing is shown.
+#[test]
+fn a_sweeps_page_lists_its_trials_and_the_cancel_button_cancels() {
+    let t = TestCmd::new().file(
+        "s.yml",
+        "type: sweep\ntrial:\n  command: echo \"{\\\"name\\\":\\\"acc\\\",\\\"value\\\":${{search_space.x}},\\\"step\\\":1}\" >> $LABHOST_METRICS\nsearch_space:\n  x: {type: choice, values: [0.25, 0.75]}\nsampling_algorithm: grid\nobjective: {goal: maximize, primary_metric: acc}\n",
+    );
+    let (code, _, err) = t.spawn(["-q", "sweep", "s.yml"]).finish();
+    assert_eq!(code, Some(0), "{err}");
+    let port = free_port();
+    let ui = t.spawn(["ui", "--port", &port.to_string(), "--token", "s3cret"]);
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the dashboard never listened"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    let (st, _) = http(port, "GET", "/runs/1", "wrong");
+    assert!(st.contains(" 401 "), "{st}");
+    let (st, page) = http(port, "GET", "/runs/1", "s3cret");
+    assert!(st.contains(" 200 "), "{st}");
+    assert!(
+        page.contains("<p id=progress>2 completed of 2</p>"),
+        "{page}"
+    );
+    for v in ["0.25", "0.75"] {
+        assert!(
+            page.contains(&format!("<td>{v}</td>")),
+            "trial {v} missing: {page}"
+        );
+    }
+    // A running job, cancelled from its page.
+    std::fs::write(
+        t.path().join("job.rhai"),
+        "let j = jobs::submit(#{command: \"sleep 30\"}); print(j.id); print(j.wait());",
+    )
+    .unwrap();
+    let mut job = t.spawn(["run", "job.rhai"]);
+    let id = job.line();
+    let (st, _) = http(
+        port,
+        "POST",
+        &format!("/runs/{}/cancel", id.trim()),
+        "s3cret",
+    );
+    assert!(st.contains(" 303 "), "{st}");
+    assert_eq!(job.line(), "cancelled");
+    job.finish();
+    ui.signal(libc::SIGINT);
+    ui.finish();
+}

@@ -283,7 +283,13 @@ pub(super) async fn run(
         let params = s.params(id)?;
         let tags = s.tags(id)?;
         let metrics = s.latest_metrics(id)?;
-        let children = s.list(None, Some(id), 1000)?;
+        let mut children = Vec::new();
+        for c in s.list(None, Some(id), 10_000)? {
+            let p = s.params(c.id)?;
+            let m = s.latest_metrics(c.id)?;
+            children.push((c, p, m));
+        }
+        children.reverse();
         Ok::<_, crate::error::LabError>((run, params, tags, metrics, children))
     })
     .await;
@@ -358,16 +364,7 @@ pub(super) async fn run(
         h.push_str("</table>");
     }
     if !children.is_empty() {
-        h.push_str("<h2>Children</h2><table>");
-        for c in &children {
-            h.push_str(&format!(
-                "<tr><td><a href=\"/runs/{id}\">{id}</a></td><td class={st}>{st}</td><td>{}</td></tr>",
-                esc(&c.name),
-                id = c.id,
-                st = c.status
-            ));
-        }
-        h.push_str("</table>");
+        children_table(&mut h, &children);
     }
     let (out, out_at) = log_tail(&r.run_dir, "stdout.log", LOG_TAIL);
     let (err, err_at) = log_tail(&r.run_dir, "stderr.log", LOG_TAIL);
@@ -382,10 +379,82 @@ const es = new EventSource('/runs/{id}/events?out={out_at}&err={err_at}');\
 es.addEventListener('status', e => {{ const d = JSON.parse(e.data); const s = document.getElementById('status'); s.textContent = d.status; s.className = d.status; document.getElementById('took').textContent = d.took; if (d.finished) {{ const c = document.getElementById('cancel'); if (c) c.remove(); }} }});\
 es.addEventListener('metrics', e => {{ const t = document.getElementById('metrics'); for (const m of JSON.parse(e.data)) {{ let row = [...t.rows].find(r => r.dataset.name === m.name); if (!row) {{ row = t.insertRow(); row.dataset.name = m.name; row.insertCell().textContent = m.name; row.insertCell().className = 'v'; row.insertCell().className = 's'; }} row.cells[1].textContent = m.value; row.cells[2].textContent = m.step; }} }});\
 es.addEventListener('log', e => {{ const d = JSON.parse(e.data); const p = document.getElementById(d.stream); const end = p.scrollTop + p.clientHeight >= p.scrollHeight - 4; p.append(d.text); if (end) p.scrollTop = p.scrollHeight; }});\
+es.addEventListener('progress', e => {{ const d = JSON.parse(e.data); const p = document.getElementById('progress'); if (p) p.textContent = d.progress; const t = document.getElementById('children'); if (!t) return; for (const c of d.children) {{ const row = [...t.tBodies[0].rows].find(r => r.cells[0].textContent == c.id); if (row) {{ row.cells[1].textContent = c.status; row.cells[1].className = c.status; }} }} }});\
 es.addEventListener('end', () => es.close());\
 </script>"
     ));
     Html(page(&format!("run {id}"), &h)).into_response()
+}
+
+/// A child run with its params and latest metrics.
+type Child = (
+    Run,
+    Vec<(String, serde_json::Value)>,
+    Vec<crate::store::Metric>,
+);
+
+/// A run's children (a sweep's trials, a cross-validation's folds): how many ended how, and
+/// a row each with its params and latest metrics.
+fn children_table(h: &mut String, children: &[Child]) {
+    let runs: Vec<&Run> = children.iter().map(|c| &c.0).collect();
+    h.push_str(&format!(
+        "<h2>Children</h2><p id=progress>{}</p>",
+        esc(&progress(&runs))
+    ));
+    let pcols: BTreeSet<&String> = children
+        .iter()
+        .flat_map(|c| c.1.iter().map(|p| &p.0))
+        .collect();
+    let mcols: BTreeSet<&String> = children
+        .iter()
+        .flat_map(|c| c.2.iter().map(|m| &m.name))
+        .collect();
+    h.push_str("<table id=children><thead><tr><th>id</th><th>status</th><th>name</th>");
+    for c in pcols.iter().chain(mcols.iter()) {
+        h.push_str(&format!("<th>{}</th>", esc(c)));
+    }
+    h.push_str("<th>why</th></tr></thead><tbody>");
+    for (c, params, metrics) in children {
+        h.push_str(&format!(
+            "<tr><td><a href=\"/runs/{id}\">{id}</a></td><td class={st}>{st}</td><td>{}</td>",
+            esc(&c.name),
+            id = c.id,
+            st = c.status
+        ));
+        for p in &pcols {
+            let v = params.iter().find(|x| &&x.0 == p).map(|x| match &x.1 {
+                serde_json::Value::String(s) => s.clone(),
+                other => other.to_string(),
+            });
+            h.push_str(&format!("<td>{}</td>", esc(&v.unwrap_or_default())));
+        }
+        for m in &mcols {
+            let v = metrics.iter().find(|x| &&x.name == m).map(|x| num(x.value));
+            h.push_str(&format!("<td>{}</td>", v.unwrap_or_default()));
+        }
+        h.push_str(&format!(
+            "<td>{}</td></tr>",
+            esc(c
+                .reason()
+                .filter(|_| c.status != RunStatus::Completed)
+                .unwrap_or(""))
+        ));
+    }
+    h.push_str("</tbody></table>");
+}
+
+/// `12 completed, 2 running, 1 failed of 20`.
+fn progress(runs: &[&Run]) -> String {
+    let mut counts: Vec<(RunStatus, usize)> = Vec::new();
+    for r in runs {
+        match counts.iter_mut().find(|c| c.0 == r.status) {
+            Some(c) => c.1 += 1,
+            None => counts.push((r.status, 1)),
+        }
+    }
+    counts.sort_by_key(|c| c.0);
+    let parts: Vec<String> = counts.iter().map(|(s, n)| format!("{n} {s}")).collect();
+    format!("{} of {}", parts.join(", "), runs.len())
 }
 
 #[derive(Debug, Deserialize)]
@@ -428,6 +497,7 @@ pub(super) async fn events(
             err: q.err,
             status: None,
             metrics: Default::default(),
+            progress: None,
             done: false,
             pending: Vec::new(),
         },
@@ -465,6 +535,8 @@ struct Watch {
     err: u64,
     status: Option<(RunStatus, String)>,
     metrics: std::collections::HashMap<String, (f64, i64, f64)>,
+    /// The children's progress line last sent.
+    progress: Option<String>,
     done: bool,
     pending: Vec<Event>,
 }
@@ -511,6 +583,24 @@ impl Watch {
                     self.out = next;
                 } else {
                     self.err = next;
+                }
+            }
+        }
+        if let Ok(children) = s.list(None, Some(self.id), 100_000) {
+            if !children.is_empty() {
+                let refs: Vec<&Run> = children.iter().collect();
+                let p = progress(&refs);
+                if self.progress.as_deref() != Some(p.as_str()) {
+                    let rows: Vec<serde_json::Value> = children
+                        .iter()
+                        .map(|c| serde_json::json!({"id": c.id, "status": c.status}))
+                        .collect();
+                    self.pending.push(
+                        Event::default()
+                            .event("progress")
+                            .data(json(serde_json::json!({"progress": p, "children": rows}))),
+                    );
+                    self.progress = Some(p);
                 }
             }
         }
