@@ -395,3 +395,23 @@ fn a_distributed_trial_runs_its_ranks_in_its_container() {
         std::time::Duration::from_secs(40),
     );
 }
+
+/// `log_limit` bounds a container job's logs as a process job's.
+#[test]
+#[ignore = "needs a Docker engine (tests/run-all.sh starts one)"]
+fn a_docker_jobs_logs_keep_within_its_log_limit() {
+    let t = TestCmd::new().script(&format!(
+        r#"
+        let j = jobs::submit(#{{run_in: "docker", image: "{IMAGE}", network: "none", log_limit: "8KiB",
+            command: "i=0; while [ $i -lt 3000 ]; do echo line $i; i=$((i+1)); done"}});
+        print(j.wait());
+        let log = j.logs();
+        print(log.starts_with("[labhost] log_limit 8.0KiB"));
+        print(log.ends_with("line 2999\n"));
+        print(log.len() <= 4096);
+        "#
+    ));
+    let o = t.run();
+    o.success();
+    assert_eq!(o.stdout, "completed\ntrue\ntrue\ntrue\n", "{}", o.stderr);
+}

@@ -21,8 +21,8 @@ use super::supervisor::{AttemptEnd, DockerLaunch, Launch, METRICS_POLL};
 pub(super) async fn run_docker(
     l: &Launch,
     d: &DockerLaunch,
-    mut out: std::fs::File,
-    mut err: std::fs::File,
+    mut out: Box<dyn std::io::Write + Send>,
+    mut err: Box<dyn std::io::Write + Send>,
     started: &mut (dyn FnMut(&crate::store::Started) + Send),
     metrics: &mut (dyn FnMut(Vec<Metric>) + Send),
     cancel: CancellationToken,

@@ -120,6 +120,10 @@ pub async fn run(
 ) -> LabResult<AttemptEnd> {
     if let Some(d) = &l.docker {
         let (out, err) = (open_log(l, "stdout.log")?, open_log(l, "stderr.log")?);
+        let (out, err) = (
+            log_sink(l, out, "stdout.log")?,
+            log_sink(l, err, "stderr.log")?,
+        );
         if let Some(src) = &l.cwd_from {
             super::workdir::prepare(src, &l.run_dir)?;
         }
@@ -133,6 +137,21 @@ pub async fn run(
 /// The tail of the attempt's metrics file (made before the job can write to it).
 pub(super) fn metrics_tail(l: &Launch) -> MetricsTail {
     MetricsTail::new(l.run_dir.join("metrics.jsonl"))
+}
+
+/// Where a job's output goes: the log file itself, or within its `log_limit`.
+fn log_sink(l: &Launch, f: std::fs::File, name: &str) -> LabResult<Box<dyn std::io::Write + Send>> {
+    Ok(match l.log_limit {
+        Some(limit) => {
+            let p = l.run_dir.join(name);
+            drop(f);
+            Box::new(
+                super::joblog::CappedLog::open(p.clone(), limit)
+                    .map_err(|e| crate::error::io_err("jobs", "cannot open", &p, &e))?,
+            )
+        }
+        None => Box::new(f),
+    })
 }
 
 fn open_log(l: &Launch, name: &str) -> LabResult<std::fs::File> {
@@ -388,21 +407,11 @@ impl JobLogs {
             process::pipe()
                 .map_err(|e| LabError::new("jobs.spawn", format!("cannot make a pipe: {e}")))
         };
-        let sink = |f: std::fs::File, name: &str| -> LabResult<Box<dyn std::io::Write + Send>> {
-            Ok(match l.log_limit {
-                Some(limit) => {
-                    let p = l.run_dir.join(name);
-                    drop(f);
-                    Box::new(
-                        super::joblog::CappedLog::open(p.clone(), limit)
-                            .map_err(|e| crate::error::io_err("jobs", "cannot open", &p, &e))?,
-                    )
-                }
-                None => Box::new(f),
-            })
-        };
         let ((out_r, out_w), (err_r, err_w)) = (pipe()?, pipe()?);
-        let (out_sink, err_sink) = (sink(out, "stdout.log")?, sink(err, "stderr.log")?);
+        let (out_sink, err_sink) = (
+            log_sink(l, out, "stdout.log")?,
+            log_sink(l, err, "stderr.log")?,
+        );
         Ok(JobLogs {
             out: out_w,
             err: err_w,
