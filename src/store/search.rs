@@ -519,12 +519,24 @@ impl Store {
             run_row,
         )
         .map_err(db_err)?;
+        let shown = |r: &Run| {
+            (experiments.is_empty() || experiments.contains(&r.experiment_id.unwrap_or(0)))
+                && filter.view.shows(r.deleted)
+        };
+        if filter.clauses.is_empty() && order.is_empty() {
+            // Newest first, nothing to match or sort by: only the page's runs are read in full
+            // (a dashboard's first page of 100,000 runs reads 100).
+            let mut shown_runs = runs.into_iter().filter(|r| shown(r));
+            let mut page = Vec::new();
+            for r in shown_runs.by_ref().skip(offset).take(limit) {
+                page.push(self.found(r)?);
+            }
+            let next = shown_runs.next().is_some().then_some(offset + page.len());
+            return Ok((page, next));
+        }
         let mut found = Vec::new();
         for r in runs {
-            if !experiments.is_empty() && !experiments.contains(&r.experiment_id.unwrap_or(0)) {
-                continue;
-            }
-            if !filter.view.shows(r.deleted) {
+            if !shown(&r) {
                 continue;
             }
             let mut f = self.found(r)?;
