@@ -5,46 +5,15 @@ METRICS_FILE SHOTS_DIR
 Prints: console errors, requests to anywhere but BASE_URL, the run page's live lag (how many
 steps the page's `loss` was behind the job's metrics file, sampled every 50 ms while the job
 runs) and its last step, then the runs table's rows before and after typing a filter."""
-import base64, json, os, subprocess, sys, tempfile, time, urllib.request
+import json, os, sys, time
 
-import websocket  # websocket-client
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from cdp import Browser
 
 chromium, base, run_id, metrics_file, shots = sys.argv[1:6]
-profile = tempfile.mkdtemp()
-proc = subprocess.Popen(
-    [chromium, "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-     "--disable-background-networking", "--disable-component-update", "--disable-sync",
-     "--user-data-dir=" + profile, "--remote-debugging-port=0", "about:blank"],
-    stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+b = Browser(chromium)
+call, js = b.call, b.js
 try:
-    port_file = os.path.join(profile, "DevToolsActivePort")
-    for _ in range(200):
-        if os.path.exists(port_file) and open(port_file).read().strip():
-            break
-        time.sleep(0.05)
-    port = open(port_file).read().split()[0]
-    targets = json.load(urllib.request.urlopen(f"http://127.0.0.1:{port}/json"))
-    ws = websocket.create_connection(next(t for t in targets if t["type"] == "page")["webSocketDebuggerUrl"])
-    n = [0]
-    events = []
-
-    def call(method, **params):
-        n[0] += 1
-        ws.send(json.dumps({"id": n[0], "method": method, "params": params}))
-        while True:
-            m = json.loads(ws.recv())
-            if m.get("id") == n[0]:
-                if "error" in m:
-                    raise RuntimeError(m["error"])
-                return m.get("result", {})
-            events.append(m)
-
-    def js(expr):
-        r = call("Runtime.evaluate", expression=expr, returnByValue=True)
-        if "exceptionDetails" in r:
-            raise RuntimeError(r["exceptionDetails"])
-        return r["result"].get("value")
-
     def load(url):
         call("Page.navigate", url=url)
         for _ in range(200):
@@ -53,8 +22,7 @@ try:
             time.sleep(0.05)
 
     def shot(name):
-        data = call("Page.captureScreenshot", format="png", captureBeyondViewport=True)["data"]
-        open(os.path.join(shots, name), "wb").write(base64.b64decode(data))
+        b.screenshot(os.path.join(shots, name))
 
     def file_step():
         try:
@@ -95,14 +63,11 @@ try:
     after = js("document.querySelectorAll('#runs tbody tr').length")
     shot("dashboard-runs.png")
     print("rows", before, after)
-    call("Runtime.evaluate", expression="0")  # drain events
-    errors = [e for e in events if e.get("method") == "Runtime.exceptionThrown"
-              or (e.get("method") == "Log.entryAdded" and e["params"]["entry"]["level"] == "error")
-              or (e.get("method") == "Runtime.consoleAPICalled" and e["params"]["type"] == "error")]
-    outside = sorted({e["params"]["request"]["url"] for e in events
+    errors = b.errors()
+    outside = sorted({e["params"]["request"]["url"] for e in b.events
                       if e.get("method") == "Network.requestWillBeSent"
                       and not e["params"]["request"]["url"].startswith(base)})
     print("errors", len(errors), [json.dumps(e)[:300] for e in errors])
     print("outside", outside)
 finally:
-    proc.kill()
+    b.close()

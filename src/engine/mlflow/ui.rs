@@ -53,19 +53,6 @@ fn esc(s: &str) -> String {
         .replace('\'', "&#39;")
 }
 
-fn url_enc(s: &str) -> String {
-    let mut o = String::new();
-    for b in s.bytes() {
-        match b {
-            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => {
-                o.push(b as char)
-            }
-            _ => o.push_str(&format!("%{b:02X}")),
-        }
-    }
-    o
-}
-
 const STYLE: &str = "body{font:14px system-ui,sans-serif;margin:1.5em;color:#222}\
 table{border-collapse:collapse}td,th{padding:3px 8px;border-bottom:1px solid #ddd;text-align:left;white-space:nowrap}\
 th a{color:inherit}.completed{color:#1a7f37}.failed,.timed_out{color:#cf222e}.cancelled{color:#8250df}\
@@ -132,8 +119,8 @@ fn num(v: f64) -> String {
 pub(super) async fn runs(State(ctx): State<EndpointState>, Query(q): Query<ListQuery>) -> Response {
     let back = format!(
         "/?filter={}&order_by={}",
-        url_enc(&q.filter),
-        url_enc(&q.order_by)
+        crate::util::percent_encode(&q.filter),
+        crate::util::percent_encode(&q.order_by)
     );
     if let Some(r) = keep_token(q.token.as_deref(), back) {
         return r;
@@ -173,8 +160,8 @@ pub(super) async fn runs(State(ctx): State<EndpointState>, Query(q): Query<ListQ
         };
         format!(
             "<th><a href=\"/?filter={}&amp;order_by={}\">{}</a></th>",
-            url_enc(&q.filter),
-            url_enc(&o),
+            crate::util::percent_encode(&q.filter),
+            crate::util::percent_encode(&o),
             esc(label)
         )
     };
@@ -226,8 +213,8 @@ pub(super) async fn runs(State(ctx): State<EndpointState>, Query(q): Query<ListQ
     let link = |p: usize, label: &str| {
         format!(
             "<a href=\"/?filter={}&amp;order_by={}&amp;page={p}\">{label}</a> ",
-            url_enc(&q.filter),
-            url_enc(&q.order_by)
+            crate::util::percent_encode(&q.filter),
+            crate::util::percent_encode(&q.order_by)
         )
     };
     if q.page > 0 {

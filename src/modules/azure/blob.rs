@@ -69,19 +69,7 @@ fn err(m: impl std::fmt::Display) -> LabError {
     LabError::new("azure.blob", crate::redact::apply(&m.to_string()))
 }
 
-/// Percent-encodes everything but RFC 3986's unreserved characters.
-pub fn percent_encode(s: &str) -> String {
-    let mut out = String::new();
-    for b in s.bytes() {
-        match b {
-            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => {
-                out.push(b as char)
-            }
-            _ => out.push_str(&format!("%{b:02X}")),
-        }
-    }
-    out
-}
+pub use crate::util::percent_encode;
 
 /// Percent-encodes a blob name for a URL path (each `/`-separated segment).
 pub fn encode_path(name: &str) -> String {
