@@ -634,23 +634,11 @@ impl JobHost {
         }
         // A container: run from here (the Docker daemon is its parent).
         // GPUs: a lease from the ledger, held until the process ends.
-        let lease = if num_gpus > 0 {
-            let t = token.clone();
-            let o = crate::modules::gpu::ledger::ReserveOpts {
-                holder: Some(format!("job {}", run.id)),
-                ..Default::default()
-            };
-            let lease = tokio::task::spawn_blocking(move || {
-                crate::modules::gpu::ledger::Ledger::open()?.reserve(num_gpus, &o, &t)
-            })
-            .await
-            .map_err(|e| LabError::new("jobs.gpu", e.to_string()))??;
+        let lease = supervisor::lease_gpus(run.id, num_gpus, &token).await?;
+        if let Some(lease) = &lease {
             launch.env.extend(lease.env());
             launch.keep_fds = lease.fds();
-            Some(lease)
-        } else {
-            None
-        };
+        }
         let mut started = |st: &Started| {
             if let Err(e) =
                 self.store(|s| s.set_running(run.id, st.pid, st.leader_start, st.cgroup.as_deref()))

@@ -444,6 +444,30 @@ async fn stop_all(attempt: &Attempt, child: &mut process::Child, grace: Duration
     let _ = child.wait().await;
 }
 
+/// The GPUs of job `id` (`n` of them) from the ledger, waiting for them unless `token` is
+/// cancelled; `None` without GPUs. The lease ends when the job's last process does (its
+/// fds are kept by the job).
+pub(super) async fn lease_gpus(
+    id: i64,
+    n: usize,
+    token: &CancellationToken,
+) -> LabResult<Option<crate::modules::gpu::ledger::Lease>> {
+    if n == 0 {
+        return Ok(None);
+    }
+    let t = token.clone();
+    let o = crate::modules::gpu::ledger::ReserveOpts {
+        holder: Some(format!("job {id}")),
+        ..Default::default()
+    };
+    tokio::task::spawn_blocking(move || {
+        crate::modules::gpu::ledger::Ledger::open()?.reserve(n, &o, &t)
+    })
+    .await
+    .map_err(|e| LabError::new("jobs.gpu", e.to_string()))?
+    .map(Some)
+}
+
 /// The launch description of a stored run (command, env, cwd, timeout from its spec).
 pub fn launch_for(run: &crate::store::Run) -> LabResult<Launch> {
     let spec = &run.spec;

@@ -513,7 +513,7 @@ async fn run_job(shared: Arc<Shared>, mut l: Launch, num_gpus: usize, token: Can
     };
     let mut tail = supervisor::metrics_tail(&l);
     let end = async {
-        let lease = lease_gpus(id, num_gpus, &token).await?;
+        let lease = supervisor::lease_gpus(id, num_gpus, &token).await?;
         if let Some(lease) = &lease {
             l.env.extend(lease.env());
             // The job's processes hold the lease too: it ends when the last of them does.
@@ -534,25 +534,4 @@ async fn run_job(shared: Arc<Shared>, mut l: Launch, num_gpus: usize, token: Can
     let s = shared.clone();
     crate::process::contain::stop_strays(crate::process::grace(), &move || s.is_idle()).await;
     shared.ended(Done { report, tail, end });
-}
-
-async fn lease_gpus(
-    id: i64,
-    n: usize,
-    token: &CancellationToken,
-) -> LabResult<Option<crate::modules::gpu::ledger::Lease>> {
-    if n == 0 {
-        return Ok(None);
-    }
-    let t = token.clone();
-    let o = crate::modules::gpu::ledger::ReserveOpts {
-        holder: Some(format!("job {id}")),
-        ..Default::default()
-    };
-    tokio::task::spawn_blocking(move || {
-        crate::modules::gpu::ledger::Ledger::open()?.reserve(n, &o, &t)
-    })
-    .await
-    .map_err(|e| LabError::new("jobs.gpu", e.to_string()))?
-    .map(Some)
 }
