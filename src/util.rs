@@ -518,3 +518,100 @@ pub fn percent_encode(s: &str) -> String {
     }
     out
 }
+
+/// Downsampling for charts: M4 (Jugel et al., "M4: A Visualization-Oriented Time Series
+/// Data Aggregation", VLDB 2014). The points, in order, are cut into equal buckets and each
+/// keeps its first, last, lowest and highest point, so a line drawn through what is kept has
+/// the full line's extremes in every bucket — no spike is lost, which averaging or plain LTTB
+/// cannot promise.
+///
+/// The indices M4 keeps of `values` (in order) to draw them with at most `max` points
+/// (`max / 4` buckets, each giving its first, min, max and last). All of them when they
+/// fit. NaN is neither a minimum nor a maximum.
+pub fn m4(values: &[f64], max: usize) -> Vec<usize> {
+    let n = values.len();
+    if n <= max.max(4) {
+        return (0..n).collect();
+    }
+    let buckets = (max / 4).max(1);
+    let mut keep = Vec::with_capacity(buckets * 4);
+    for b in 0..buckets {
+        let (lo, hi) = (b * n / buckets, (b + 1) * n / buckets);
+        if lo >= hi {
+            continue;
+        }
+        let (mut min, mut max) = (lo, lo);
+        for i in lo..hi {
+            let v = values[i];
+            if v.is_nan() {
+                continue;
+            }
+            if values[min].is_nan() || v < values[min] {
+                min = i;
+            }
+            if values[max].is_nan() || v > values[max] {
+                max = i;
+            }
+        }
+        let mut four = [lo, min, max, hi - 1];
+        four.sort_unstable();
+        for i in four {
+            if keep.last() != Some(&i) {
+                keep.push(i);
+            }
+        }
+    }
+    keep
+}
+
+#[cfg(test)]
+mod m4_tests {
+    use super::m4;
+
+    #[test]
+    fn short_series_are_kept_whole() {
+        assert_eq!(m4(&[3.0, 1.0, 2.0], 100), vec![0, 1, 2]);
+    }
+
+    #[test]
+    fn every_buckets_first_last_min_and_max_survive() {
+        // 1,000,000 points of a slow wave with one spike up and one down: 4,000 points kept,
+        // in order, and both spikes and the ends among them.
+        let mut v: Vec<f64> = (0..1_000_000)
+            .map(|i| (i as f64 / 50_000.0).sin())
+            .collect();
+        v[123_457] = 50.0;
+        v[876_543] = -50.0;
+        let keep = m4(&v, 4000);
+        // (A monotonic bucket gives 2 points, its first and last being its extremes.)
+        assert!((2000..=4000).contains(&keep.len()), "{}", keep.len());
+        assert!(keep.windows(2).all(|w| w[0] < w[1]));
+        for i in [0, 123_457, 876_543, 999_999] {
+            assert!(keep.contains(&i), "{i} lost");
+        }
+        // Per bucket, the kept extremes are the bucket's extremes.
+        let n = v.len();
+        for b in 0..1000 {
+            let (lo, hi) = (b * n / 1000, (b + 1) * n / 1000);
+            let kept: Vec<f64> = keep
+                .iter()
+                .filter(|&&i| i >= lo && i < hi)
+                .map(|&i| v[i])
+                .collect();
+            let all = &v[lo..hi];
+            let max = all.iter().copied().fold(f64::MIN, f64::max);
+            let min = all.iter().copied().fold(f64::MAX, f64::min);
+            assert_eq!(kept.iter().copied().fold(f64::MIN, f64::max), max);
+            assert_eq!(kept.iter().copied().fold(f64::MAX, f64::min), min);
+        }
+    }
+
+    #[test]
+    fn nan_is_never_an_extreme() {
+        let mut v = vec![f64::NAN; 100];
+        v[50] = 1.0;
+        v[60] = -1.0;
+        let keep = m4(&v, 4);
+        assert!(keep.contains(&50) && keep.contains(&60), "{keep:?}");
+    }
+}

@@ -110,7 +110,15 @@ fn the_html_report_works_in_a_real_browser() {
         after.trim_start_matches("after "),
         before.trim_start_matches("before ")
     );
-    assert_eq!(lines.next(), Some("curves 6 parallel 6"), "{out}");
+    // Every trial's curve, every trial in the parallel coordinates (x, a choice, on a
+    // categorical axis; the objective on a linear one), drawn on canvases (uPlot's and ours).
+    let charts = lines.next().unwrap();
+    assert!(
+        charts.starts_with("curves 6 parallel 6 axes x:category,acc:linear canvases "),
+        "{out}"
+    );
+    let canvases: usize = charts.rsplit(' ').next().unwrap().parse().unwrap();
+    assert!(canvases >= 3, "{out}");
     assert!(
         std::fs::metadata(&shot).unwrap().len() > 10_000,
         "screenshot {}",

@@ -23,6 +23,7 @@ apt_install() {
 command -v cargo >/dev/null 2>&1 || { echo "cargo is required (Rust stable)" >&2; exit 1; }
 apt_install cc gcc            # C compiler for bundled C dependencies
 apt_install git git
+apt_install curl curl          # build.rs fetches the dashboard's charting library (uPlot) once
 apt_install python3 python3     # the nussl-shaped project fixture runs Python scripts
 
 # A private Docker engine for the docker tests: its own data root and socket, no bridge

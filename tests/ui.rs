@@ -42,6 +42,7 @@ fn the_dashboard_shows_a_running_job_live_and_filters_runs() {
             std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
                 .join("tests/browser/check_dashboard.py"),
         )
+        .arg("run")
         .arg(&chromium)
         .arg(&base)
         .arg(format!("{}?token={token}", id.trim()))
@@ -60,8 +61,6 @@ fn the_dashboard_shows_a_running_job_live_and_filters_runs() {
     );
     assert_eq!(job.line().trim(), "completed");
     job.finish();
-    ui.signal(libc::SIGINT);
-    ui.finish();
     let get = |k: &str| {
         out.lines()
             .find_map(|l| l.strip_prefix(&format!("{k} ")))
@@ -72,9 +71,96 @@ fn the_dashboard_shows_a_running_job_live_and_filters_runs() {
     assert_eq!(get("lag").parse::<i64>().unwrap().max(0), 0, "{out}");
     assert_eq!(get("last"), "40", "{out}");
     assert_eq!(get("stdout_has_last_line"), "True", "{out}");
+    // The chart of `loss` holds all 40 points; its log-y switch made the axis logarithmic.
+    assert_eq!(get("log_y"), "1 40", "{out}");
     assert_eq!(get("rows"), "2 1", "the filter box filters: {out}");
     assert_eq!(get("errors"), "0 []", "{out}");
     assert_eq!(get("outside"), "[]", "{out}");
+
+    // A running sweep: the command prints its live page; the page follows it without a
+    // reload, shows its log-uniform parameter on a log axis, and cancels it.
+    std::fs::write(t.path().join("s.yml"), SWEEP).unwrap();
+    let mut sweep = t.spawn(["sweep", "s.yml"]);
+    let live = loop {
+        let l = sweep.err_line();
+        assert!(!l.is_empty(), "the sweep never printed its live page");
+        if let Some(u) = l.strip_prefix("live: ") {
+            break u.to_string();
+        }
+    };
+    assert!(live.starts_with(&format!("{base}/runs/")), "{live}");
+    let o = std::process::Command::new(std::env::var("LABHOST_TEST_MLFLOW_PYTHON").unwrap())
+        .arg(
+            std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+                .join("tests/browser/check_dashboard.py"),
+        )
+        .arg("sweep")
+        .arg(&chromium)
+        .arg(&base)
+        .arg(format!("{live}?token={token}"))
+        .arg(&artifacts)
+        .output()
+        .unwrap();
+    let out = String::from_utf8_lossy(&o.stdout).to_string();
+    assert!(
+        o.status.success(),
+        "{out}\n{}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    let (code, _, err) = sweep.finish();
+    ui.signal(libc::SIGINT);
+    ui.finish();
+    assert_eq!(
+        get_in(&out, "axes"),
+        "batch:category,lr:log,loss:linear",
+        "{out}"
+    );
+    let trials: Vec<i64> = get_in(&out, "trials")
+        .split(' ')
+        .map(|v| v.parse().unwrap())
+        .collect();
+    assert!(
+        trials[1] >= trials[0] + 2,
+        "the objective chart did not follow the trials: {out}"
+    );
+    assert!(get_in(&out, "progress").contains("completed"), "{out}");
+    assert_eq!(get_in(&out, "status"), "cancelled", "{out}\n{err}");
+    assert_ne!(code, Some(0), "a cancelled sweep: {err}");
+    let (_, runs, _) = t.spawn(["runs", "--json"]).finish();
+    let v: serde_json::Value = serde_json::from_str(&runs).unwrap();
+    let trials_run = v
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|r| r["kind"] == "trial" && r["status"] == "completed")
+        .count();
+    assert!(
+        trials_run < 12,
+        "cancelling stopped the sweep: {trials_run} trials completed"
+    );
+    assert_eq!(get_in(&out, "errors"), "0 []", "{out}");
+    assert_eq!(get_in(&out, "outside"), "[]", "{out}");
+}
+
+/// A sweep of 12 trials, 2 at a time, each reporting `loss` 3 times in ~1.2 s; `lr` is
+/// log-uniform, `batch` a choice.
+const SWEEP: &str = r#"type: sweep
+trial:
+  command: >-
+    for i in 1 2 3; do awk -v lr=${{search_space.lr}} -v i=$i 'BEGIN { printf "{\"name\": \"loss\", \"value\": %g, \"step\": %d}\n", lr * 1000 / i, i }' >> $LABHOST_METRICS; sleep 0.4; done
+sampling_algorithm: random
+search_space:
+  lr: {type: loguniform, min_value: -9, max_value: -2}
+  batch: {type: choice, values: [16, 32]}
+objective: {goal: minimize, primary_metric: loss}
+limits: {max_total_trials: 12, max_concurrent_trials: 2}
+"#;
+
+fn get_in(out: &str, k: &str) -> String {
+    out.lines()
+        .find_map(|l| l.strip_prefix(&format!("{k} ")))
+        .unwrap_or_else(|| panic!("{k} missing: {out}"))
+        .to_string()
 }
 
 /// A plain HTTP/1.0 request to the dashboard: (status line, body).

@@ -182,6 +182,8 @@ impl Out {
 pub struct Running {
     pub child: std::process::Child,
     out: std::io::BufReader<std::process::ChildStdout>,
+    /// Stderr, once a line of it was asked for.
+    err: Option<std::io::BufReader<std::process::ChildStderr>>,
 }
 
 impl TestCmd {
@@ -200,7 +202,11 @@ impl TestCmd {
             .spawn()
             .expect("spawn labhost");
         let out = std::io::BufReader::new(child.stdout.take().unwrap());
-        Running { child, out }
+        Running {
+            child,
+            out,
+            err: None,
+        }
     }
 }
 
@@ -209,6 +215,18 @@ impl Running {
     pub fn line(&mut self) -> String {
         let mut s = String::new();
         std::io::BufRead::read_line(&mut self.out, &mut s).unwrap();
+        s.trim_end_matches('\n').to_string()
+    }
+
+    /// The next line of stderr, without its newline ("" at its end).
+    pub fn err_line(&mut self) -> String {
+        if self.err.is_none() {
+            self.err = self.child.stderr.take().map(std::io::BufReader::new);
+        }
+        let mut s = String::new();
+        if let Some(e) = self.err.as_mut() {
+            let _ = std::io::BufRead::read_line(e, &mut s);
+        }
         s.trim_end_matches('\n').to_string()
     }
 
@@ -230,12 +248,13 @@ impl Running {
     pub fn finish(mut self) -> (Option<i32>, String, String) {
         let mut rest = String::new();
         std::io::Read::read_to_string(&mut self.out, &mut rest).unwrap();
+        let mut err_rest = String::new();
+        if let Some(e) = self.err.as_mut() {
+            let _ = std::io::Read::read_to_string(e, &mut err_rest);
+        }
         let o = self.child.wait_with_output().unwrap();
-        (
-            o.status.code(),
-            rest,
-            String::from_utf8_lossy(&o.stderr).into_owned(),
-        )
+        err_rest.push_str(&String::from_utf8_lossy(&o.stderr));
+        (o.status.code(), rest, err_rest)
     }
 }
 

@@ -47,7 +47,7 @@ pub fn job_host_alive(state: &Path, id: &str) -> bool {
 }
 
 /// True while some process holds an exclusive lock on the file at `p`.
-pub(super) fn lock_held(p: &Path) -> bool {
+pub(in crate::engine) fn lock_held(p: &Path) -> bool {
     match File::open(p) {
         Ok(f) => match f.try_lock_shared() {
             Ok(()) => {

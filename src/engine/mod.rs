@@ -18,5 +18,7 @@ pub use job_host::{
     at_exit, carried_on, ended_count, get as job_host, job_host_alive, recover_orphans,
     store_failure, wait_for_end, AtExit, JobHost,
 };
+pub use mlflow::dashboard_url;
+pub use mlflow::ui::assets::inline_head as chart_scripts;
 pub use shim::supervisor_alive;
 pub use supervisor::{launch_for, Launch};

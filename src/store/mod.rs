@@ -15,6 +15,7 @@
 //! Times are [`crate::clock::unix`] seconds.
 pub mod mlflow;
 pub mod queue;
+pub mod report;
 pub mod runs;
 pub mod schema;
 pub mod search;

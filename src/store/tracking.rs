@@ -226,6 +226,45 @@ impl Store {
         Ok(Ok(()))
     }
 
+    /// The points of a run's current attempt recorded after row `after`, oldest first, at
+    /// most `limit`, each with its row id: what a live page appends. It walks the table's
+    /// rows from `after` (not the run's index), so it costs what was added since, however
+    /// long the run's history.
+    pub fn metrics_since(
+        &self,
+        id: i64,
+        after: i64,
+        limit: usize,
+    ) -> LabResult<Vec<(i64, Metric)>> {
+        all(
+            &self.conn,
+            "SELECT rowid, name, value, step, ts FROM metrics WHERE rowid > ?2 AND +run_id = ?1
+                 AND attempt = (SELECT attempt FROM runs WHERE id = ?1) ORDER BY rowid LIMIT ?3",
+            params![id, after, limit as i64],
+            |r| {
+                Ok((
+                    r.get(0)?,
+                    Metric {
+                        name: r.get(1)?,
+                        value: r.get::<_, Option<f64>>(2)?.unwrap_or(f64::NAN),
+                        step: r.get(3)?,
+                        ts: r.get(4)?,
+                    },
+                ))
+            },
+        )
+        .map_err(db_err)
+    }
+
+    /// The newest metric row's id (0 when there is none): where a live page's appends start.
+    pub fn metrics_high_water(&self) -> LabResult<i64> {
+        self.conn
+            .query_row("SELECT coalesce(max(rowid), 0) FROM metrics", [], |r| {
+                r.get(0)
+            })
+            .map_err(db_err)
+    }
+
     /// The latest value of every metric of a run (highest step, then newest).
     pub fn latest_metrics(&self, id: i64) -> LabResult<Vec<Metric>> {
         all(

@@ -30,7 +30,10 @@ try:
     for t in ["mousePressed", "mouseReleased"]:
         call("Input.dispatchMouseEvent", type=t, x=box[0], y=box[1], button="left", clickCount=1)
     print("after", js(values))
-    print("curves", js("document.querySelectorAll('#curves polyline').length"), "parallel", js("document.querySelectorAll('#parallel polyline').length"))
+    print("curves", js("document.querySelector('#lh-curves .lh-chart').dataset.series"),
+          "parallel", js("document.querySelector('#lh-parallel .lh-parallel').dataset.shown"),
+          "axes", js("[...document.querySelectorAll('#lh-parallel .lh-axis')].map(a => a.dataset.name + ':' + a.dataset.scale).join(',')"),
+          "canvases", js("document.querySelectorAll('#charts canvas').length"))
     b.screenshot(shot)
 finally:
     b.close()

@@ -32,7 +32,7 @@ mod experiments;
 mod models;
 mod registry;
 mod runs;
-mod ui;
+pub mod ui;
 use artifacts::*;
 use axum::body::Bytes;
 use experiments::*;
@@ -180,6 +180,41 @@ pub fn start(state: &Path) -> LabResult<()> {
     Ok(())
 }
 
+/// Where a dashboard serving `state` says it is: `<state>/dashboard`, locked while it serves.
+fn dashboard_file(state: &Path) -> PathBuf {
+    state.join("dashboard")
+}
+
+/// Says that a dashboard serves `state` at `url` (without its token), for as long as the
+/// returned file is kept open. `None` when another one already says so (the first stays).
+fn announce_dashboard(state: &Path, url: &str) -> Option<std::fs::File> {
+    use std::io::Write;
+    let p = dashboard_file(state);
+    std::fs::create_dir_all(state).ok()?;
+    let mut f = std::fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(&p)
+        .ok()?;
+    f.try_lock().ok()?;
+    f.set_len(0).ok()?;
+    f.write_all(url.as_bytes()).ok()?;
+    Some(f)
+}
+
+/// The address of the dashboard serving `state`, while one does: what sweeps print as
+/// their live page (`<url>/runs/<id>`).
+pub fn dashboard_url(state: &Path) -> Option<String> {
+    let p = dashboard_file(state);
+    if !super::job_host::lock_held(&p) {
+        return None;
+    }
+    let url = std::fs::read_to_string(p).ok()?;
+    let url = url.trim();
+    (!url.is_empty()).then(|| url.to_string())
+}
+
 /// Serves the endpoint on `addr` until the process ends (`labhost track serve`); `token`:
 /// required from clients when given. Clients on other machines are refused unless `addr`
 /// is not a loopback address (the caller requires a token then).
@@ -187,6 +222,10 @@ pub async fn serve(addr: SocketAddr, state: PathBuf, token: Option<String>) -> L
     let l = tokio::net::TcpListener::bind(addr)
         .await
         .map_err(|e| LabError::new("track.serve", format!("cannot listen on {addr}: {e}")))?;
+    let _announced = l
+        .local_addr()
+        .ok()
+        .and_then(|a| announce_dashboard(&state, &format!("http://{a}")));
     let ctx = EndpointState {
         state,
         token,
@@ -204,6 +243,9 @@ fn router(ctx: EndpointState) -> Router {
         .route("/", get(ui::runs))
         .route("/runs/{id}", get(ui::run))
         .route("/runs/{id}/events", get(ui::events))
+        .route("/runs/{id}/series", get(ui::series::series))
+        .route("/runs/{id}/report.json", get(ui::report))
+        .route("/static/{name}", get(ui::assets::serve))
         .route("/runs/{id}/cancel", post(ui::cancel))
         .route("/health", get(|| async { "OK" }))
         .route("/version", get(|| async { "3.17.2" }))

@@ -560,6 +560,7 @@ pub fn run(
     };
     let result = drive(trials, opts, watcher, cancel);
     let status = match &result {
+        Ok(r) if r.status == RunStatus::Cancelled => RunStatus::Cancelled,
         Ok(r) if r.trials.is_empty() || r.count(RunStatus::Completed) > 0 || r.best.is_some() => {
             RunStatus::Completed
         }
@@ -731,6 +732,10 @@ struct Driver<'a> {
     cursor: i64,
     counts: Counts,
     last_look: Instant,
+    /// When the sweep's own record was last looked at for a cancel request.
+    request_look: Instant,
+    /// Why the sweep was asked to stop (`labhost cancel`, the dashboard), once it was.
+    cancelled: Option<String>,
 }
 
 impl<'a> Driver<'a> {
@@ -783,6 +788,8 @@ impl<'a> Driver<'a> {
             cursor: crate::store::with_current(|st| st.last_event_id())?,
             counts: Counts::default(),
             last_look: Instant::now() - Duration::from_secs(1),
+            request_look: Instant::now(),
+            cancelled: None,
             run,
         })
     }
@@ -794,6 +801,26 @@ impl<'a> Driver<'a> {
         if let Some(i) = self.in_flight.get(&id) {
             watcher.cancelled(*i, why);
         }
+        Ok(())
+    }
+
+    /// A cancel of the sweep itself (`labhost cancel <sweep>`, the dashboard's button), looked
+    /// for every 200 ms: no more trials, and those not ended are cancelled with its reason.
+    fn stop_on_request(&mut self, watcher: &mut dyn Watcher) -> LabResult<()> {
+        if self.cancelled.is_some() || self.request_look.elapsed() < Duration::from_millis(200) {
+            return Ok(());
+        }
+        self.request_look = Instant::now();
+        let me = crate::store::with_current(|st| st.get(self.run.parent.id))?;
+        let Some(why) = me.cancel_reason.filter(|_| !me.status.is_finished()) else {
+            return Ok(());
+        };
+        self.stop_submitting = true;
+        let ids: Vec<i64> = self.in_flight.keys().rev().copied().collect();
+        for id in ids {
+            self.cancel(id, &why, watcher)?;
+        }
+        self.cancelled = Some(why);
         Ok(())
     }
 
@@ -984,7 +1011,10 @@ impl<'a> Driver<'a> {
 
     /// The sweep's result, shown to the watcher one last time.
     fn finish(mut self, watcher: &mut dyn Watcher) -> LabResult<SweepResult> {
-        let r = result(self.run.s, self.run.parent, self.run.seed, &self.ids)?;
+        let mut r = result(self.run.s, self.run.parent, self.run.seed, &self.ids)?;
+        if self.cancelled.is_some() {
+            r.status = RunStatus::Cancelled;
+        }
         let best = r.best_row().map(|t| (t.trial, t.best.unwrap_or(f64::NAN)));
         self.counts.done = self.done.len();
         self.counts.running = 0;
@@ -1010,6 +1040,7 @@ fn drive(
             return Err(e);
         }
         d.stop_at_deadline(watcher)?;
+        d.stop_on_request(watcher)?;
         if d.fill_slots()? {
             continue;
         }
@@ -1248,6 +1279,14 @@ impl Watcher for Progress {
             }
         };
         crate::runtime::ctx().sink.eprint(&msg);
+        if let Some(url) = crate::state::dir()
+            .ok()
+            .and_then(|d| crate::engine::dashboard_url(&d))
+        {
+            crate::runtime::ctx()
+                .sink
+                .eprint(&format!("live: {url}/runs/{id}"));
+        }
     }
 
     fn update(&mut self, c: Counts, planned: u64, best: Option<(u64, f64)>, last: bool) {

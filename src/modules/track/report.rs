@@ -1,218 +1,18 @@
 //! `labhost report`: one self-contained HTML file (no network at view time: inline CSS, JS
-//! and data, SVG drawn in the page) for a sweep, a cross-validation, a run or an experiment —
+//! and data; charts drawn by the dashboard's components, uPlot and `charts.js`, inlined) for a sweep, a cross-validation, a run or an experiment —
 //! a sortable trial table, the best trial, metric curves per trial, parallel coordinates of
 //! parameters against the objective, early-termination decisions with their reasons, and the
 //! aggregation across folds; or the same data as Markdown, JSON or CSV.
-use std::collections::BTreeMap;
-
-use serde::Serialize;
 use serde_json::{json, Value};
 
-use crate::error::{LabError, LabResult};
+use crate::error::LabResult;
+pub use crate::store::report::{Report, Row};
 use crate::store::with_current;
-use crate::store::{Run, RunKind, RunStatus};
-
-/// One row of the report.
-#[derive(Debug, Clone, Serialize)]
-pub struct Row {
-    pub run_id: i64,
-    pub name: String,
-    pub kind: String,
-    pub status: String,
-    pub params: BTreeMap<String, Value>,
-    /// Latest value of each metric.
-    pub metrics: BTreeMap<String, f64>,
-    /// Best report of the objective (by the goal), when there is one.
-    pub best: Option<f64>,
-    pub reports: usize,
-    pub duration: Option<f64>,
-    /// Why it was cancelled or failed.
-    pub reason: Option<String>,
-    /// The objective's history: `[step, value]`.
-    pub curve: Vec<(i64, f64)>,
-}
-
-/// What a report shows.
-#[derive(Debug, Clone, Serialize)]
-pub struct Report {
-    pub title: String,
-    /// `sweep`, `cross-validation`, `run` or `experiment`.
-    pub what: String,
-    pub objective: Option<String>,
-    pub goal: String,
-    pub rows: Vec<Row>,
-    /// Index into `rows` of the best.
-    pub best: Option<usize>,
-    /// Per metric across rows: mean, std (sample), min, max (a cross-validation's folds).
-    pub aggregate: BTreeMap<String, [f64; 4]>,
-    pub parameters: Vec<String>,
-}
-
-fn row(
-    s: &crate::store::Store,
-    r: &Run,
-    objective: Option<&str>,
-    maximize: bool,
-) -> LabResult<Row> {
-    let f = s.found(r.clone())?;
-    let params: BTreeMap<String, Value> = s.params(r.id)?.into_iter().collect();
-    let curve: Vec<(i64, f64)> = match objective {
-        Some(o) => s
-            .metrics(r.id, Some(o))?
-            .into_iter()
-            .map(|m| (m.step, m.value))
-            .collect(),
-        None => Vec::new(),
-    };
-    let best = curve
-        .iter()
-        .map(|c| c.1)
-        .filter(|v| !v.is_nan())
-        .reduce(|a, b| {
-            if (maximize && b > a) || (!maximize && b < a) {
-                b
-            } else {
-                a
-            }
-        });
-    Ok(Row {
-        run_id: r.id,
-        name: r.name.clone(),
-        kind: r.kind.as_str().into(),
-        status: r.status.as_str().into(),
-        params,
-        metrics: f.metrics,
-        best,
-        reports: curve.len(),
-        duration: r.started.zip(r.ended).map(|(a, b)| b - a),
-        reason: r.cancel_reason.clone().or_else(|| {
-            (r.status != RunStatus::Completed)
-                .then(|| r.error.clone())
-                .flatten()
-        }),
-        curve,
-    })
-}
 
 /// The report of run `id` (a sweep or cross-validation: its children; else the run itself)
-/// or of experiment `name`.
+/// or of experiment `name`: see [`crate::store::report::build`].
 pub fn build(target: &str) -> LabResult<Report> {
-    with_current(|s| {
-        let (title, what, runs, objective, maximize) = if let Ok(id) = target.parse::<i64>() {
-            let r = s
-                .get(id)
-                .map_err(|_| LabError::new("track.not_found", format!("no run with id {id}")))?;
-            let p: BTreeMap<String, Value> = s.params(id)?.into_iter().collect();
-            let objective = p
-                .get("primary_metric")
-                .and_then(|v| v.as_str())
-                .filter(|x| !x.is_empty())
-                .map(str::to_string);
-            let maximize = p.get("goal").and_then(|v| v.as_str()) == Some("maximize");
-            let mut kids = s.list(None, Some(id), usize::MAX >> 1)?;
-            kids.reverse();
-            if kids.is_empty() {
-                (
-                    format!("run {id} {}", r.name),
-                    "run".to_string(),
-                    vec![r],
-                    objective,
-                    maximize,
-                )
-            } else {
-                let what = if kids.iter().any(|k| k.kind == RunKind::Fold) {
-                    "cross-validation"
-                } else {
-                    "sweep"
-                };
-                (
-                    format!("{what} {id} {}", r.name),
-                    what.to_string(),
-                    kids,
-                    objective,
-                    maximize,
-                )
-            }
-        } else {
-            let e = s.experiment_by_name(target)?.ok_or_else(|| {
-                LabError::new(
-                    "track.not_found",
-                    format!("no run id or experiment named '{target}'"),
-                )
-            })?;
-            let (page, _) = s.search_runs(
-                &[e.id],
-                &crate::store::search::Filter::default(),
-                &[],
-                0,
-                usize::MAX >> 1,
-            )?;
-            let mut runs: Vec<Run> = page
-                .into_iter()
-                .map(|f| f.run)
-                .filter(|r| r.parent_id.is_none())
-                .collect();
-            runs.reverse();
-            (
-                format!("experiment {target}"),
-                "experiment".to_string(),
-                runs,
-                None,
-                false,
-            )
-        };
-        let rows = runs
-            .iter()
-            .map(|r| row(s, r, objective.as_deref(), maximize))
-            .collect::<LabResult<Vec<_>>>()?;
-        let best = rows
-            .iter()
-            .enumerate()
-            .filter_map(|(i, r)| r.best.map(|b| (i, b)))
-            .reduce(|a, b| {
-                if (maximize && b.1 > a.1) || (!maximize && b.1 < a.1) {
-                    b
-                } else {
-                    a
-                }
-            })
-            .map(|x| x.0);
-        let mut parameters: Vec<String> =
-            rows.iter().flat_map(|r| r.params.keys().cloned()).collect();
-        parameters.sort();
-        parameters.dedup();
-        let mut aggregate = BTreeMap::new();
-        if what == "cross-validation" {
-            let mut by: BTreeMap<String, Vec<f64>> = BTreeMap::new();
-            for r in &rows {
-                for (k, v) in &r.metrics {
-                    by.entry(k.clone()).or_default().push(*v);
-                }
-            }
-            for (k, xs) in by {
-                let n = xs.len() as f64;
-                let mean = xs.iter().sum::<f64>() / n;
-                let std = if xs.len() > 1 {
-                    (xs.iter().map(|x| (x - mean).powi(2)).sum::<f64>() / (n - 1.0)).sqrt()
-                } else {
-                    0.0
-                };
-                let min = xs.iter().copied().fold(f64::INFINITY, f64::min);
-                let max = xs.iter().copied().fold(f64::NEG_INFINITY, f64::max);
-                aggregate.insert(k, [mean, std, min, max]);
-            }
-        }
-        Ok(Report {
-            title,
-            what,
-            objective,
-            goal: if maximize { "maximize" } else { "minimize" }.into(),
-            rows,
-            best,
-            aggregate,
-            parameters,
-        })
-    })
+    with_current(|s| crate::store::report::build(s, target))
 }
 
 fn cell(v: &Value) -> String {
@@ -343,7 +143,9 @@ pub fn html(r: &Report) -> String {
         .unwrap_or_default()
         .replace("</", "<\\/");
     let title = r.title.replace('&', "&amp;").replace('<', "&lt;");
-    PAGE.replace("{{TITLE}}", &title).replace("{{DATA}}", &data)
+    PAGE.replace("{{TITLE}}", &title)
+        .replace("{{DATA}}", &data)
+        .replace("{{HEAD}}", &crate::engine::chart_scripts())
 }
 
 const PAGE: &str = r##"<!doctype html>
@@ -356,13 +158,13 @@ h1{font-size:20px;margin:0 0 4px} h2{font-size:16px;margin:24px 0 8px}
 table{border-collapse:collapse;margin-top:8px} th,td{border:1px solid #ccd;padding:3px 8px;text-align:left;white-space:nowrap}
 th{background:#f2f4f8;cursor:pointer;user-select:none} th.sorted-asc::after{content:" ▲"} th.sorted-desc::after{content:" ▼"}
 tr.best-row td{background:#eef8ee} tr.cancelled td{color:#777} td.reason{white-space:normal;max-width:520px}
-svg{background:#fbfbfd;border:1px solid #dde} .legend{font-size:12px;color:#555}
-</style></head><body>
+.legend{font-size:12px;color:#555} h3{font-size:14px;margin:16px 0 4px}
+</style>
+{{HEAD}}</head><body>
 <h1 id="title"></h1><div id="sub" class="legend"></div>
 <h2>Best</h2><div id="best" class="best"></div>
 <h2>Trials</h2><table id="trials"><thead></thead><tbody></tbody></table>
-<h2>Objective per report</h2><svg id="curves" width="760" height="320"></svg>
-<h2>Parallel coordinates</h2><svg id="parallel" width="760" height="320"></svg>
+<h2>Charts</h2><div id="charts"></div>
 <h2>Early termination</h2><ul id="decisions"></ul>
 <div id="aggregate-block"><h2>Across folds</h2><table id="aggregate"><thead></thead><tbody></tbody></table></div>
 <script>
@@ -403,36 +205,7 @@ function sortBy(c) {
   render();
 }
 render();
-const NS = "http://www.w3.org/2000/svg";
-const sv = (t, a) => { const e = document.createElementNS(NS, t); for (const k in a) e.setAttribute(k, a[k]); return e; };
-const hue = i => "hsl(" + ((i * 137) % 360) + ",60%,45%)";
-(function curves() {
-  const svg = document.getElementById("curves"), W = 760, H = 320, P = 40;
-  const pts = R.rows.flatMap(r => r.curve); if (!pts.length) { svg.appendChild(sv("text", {x: 20, y: 30})).textContent = "no reports of the objective"; return; }
-  const n = Math.max(...R.rows.map(r => r.curve.length)), ys = pts.map(p => p[1]);
-  const y0 = Math.min(...ys), y1 = Math.max(...ys), sy = v => H - P - (y1 === y0 ? 0.5 : (v - y0) / (y1 - y0)) * (H - 2 * P), sx = k => P + (n <= 1 ? 0 : k / (n - 1)) * (W - 2 * P);
-  svg.appendChild(sv("line", {x1: P, y1: H - P, x2: W - P, y2: H - P, stroke: "#99a"}));
-  svg.appendChild(sv("text", {x: 4, y: P, "font-size": 11})).textContent = fmt(y1);
-  svg.appendChild(sv("text", {x: 4, y: H - P, "font-size": 11})).textContent = fmt(y0);
-  R.rows.forEach((r, i) => { if (!r.curve.length) return;
-    const pl = sv("polyline", {fill: "none", stroke: hue(i), "stroke-width": i === R.best ? 3 : 1.5, points: r.curve.map((p, k) => sx(k) + "," + sy(p[1])).join(" ")});
-    pl.appendChild(sv("title", {})).textContent = "run " + r.run_id; svg.appendChild(pl); });
-})();
-(function parallel() {
-  const svg = document.getElementById("parallel"), W = 760, H = 320, P = 40;
-  const axes = R.parameters.concat(R.objective ? ["best " + R.objective] : []);
-  if (axes.length < 2) { svg.appendChild(sv("text", {x: 20, y: 30})).textContent = "fewer than two axes"; return; }
-  const val = (r, a) => a.startsWith("best ") && R.objective && a === "best " + R.objective ? r.best : r.params[a];
-  const scales = axes.map(a => { const vs = R.rows.map(r => val(r, a)).filter(v => v !== null && v !== undefined);
-    const nums = vs.every(v => typeof v === "number");
-    if (nums) { const lo = Math.min(...vs), hi = Math.max(...vs); return v => hi === lo ? 0.5 : (v - lo) / (hi - lo); }
-    const cats = [...new Set(vs.map(String))].sort(); return v => cats.length < 2 ? 0.5 : cats.indexOf(String(v)) / (cats.length - 1); });
-  const x = i => P + i * (W - 2 * P) / (axes.length - 1), y = t => H - P - t * (H - 2 * P);
-  axes.forEach((a, i) => { svg.appendChild(sv("line", {x1: x(i), y1: P, x2: x(i), y2: H - P, stroke: "#99a"})); svg.appendChild(sv("text", {x: x(i) - 20, y: H - P + 16, "font-size": 11})).textContent = a; });
-  R.rows.forEach((r, k) => { const ps = []; axes.forEach((a, i) => { const v = val(r, a); if (v !== null && v !== undefined) ps.push(x(i) + "," + y(scales[i](v))); });
-    const pl = sv("polyline", {fill: "none", stroke: hue(k), "stroke-opacity": r.status === "cancelled" ? 0.35 : 0.9, "stroke-width": k === R.best ? 3 : 1.2, points: ps.join(" ")});
-    pl.appendChild(sv("title", {})).textContent = "run " + r.run_id; svg.appendChild(pl); });
-})();
+window.lhSweep = LH.sweep(document.getElementById("charts"), R);
 (function decisions() {
   const ul = document.getElementById("decisions"), rs = R.rows.filter(r => r.reason);
   if (!rs.length) ul.appendChild(el("li", {}, "none: every run ran to its end"));

@@ -24,13 +24,21 @@ use axum::response::{Html, IntoResponse, Redirect, Response};
 use serde::Deserialize;
 
 use super::EndpointState;
+
+pub mod assets;
+pub(super) mod series;
 use crate::store::search::{parse_order, Filter};
-use crate::store::{Run, RunStatus, Store};
+use crate::store::{Run, RunKind, RunStatus, Store};
 
 /// The cookie a browser keeps the token in.
 pub(super) const COOKIE: &str = "labhost_token";
 
 const PAGE: usize = 100;
+/// The run page's script (`run.js`).
+const RUN_JS: &str = include_str!("run.js");
+/// The most metric points one event carries (the rest follow in the next).
+const POINTS_PER_EVENT: usize = 20_000;
+
 /// How much of a log the run page shows at first.
 const LOG_TAIL: u64 = 32 * 1024;
 
@@ -60,9 +68,14 @@ th a{color:inherit}.completed{color:#1a7f37}.failed,.timed_out{color:#cf222e}.ca
 input[type=text]{width:40em}.err{color:#cf222e}nav a{margin-right:1em}";
 
 fn page(title: &str, body: &str) -> String {
+    page_with(title, "", body)
+}
+
+/// A page whose `<head>` also holds `head` (the charts' scripts: [`assets::HEAD`]).
+fn page_with(title: &str, head: &str, body: &str) -> String {
     format!(
         "<!doctype html><html><head><meta charset=utf-8><title>{} · labhost</title><link rel=icon href=\"data:,\">\
-         <style>{STYLE}</style></head><body><nav><a href=\"/\">runs</a></nav>{body}</body></html>",
+         <style>{STYLE}</style>{head}</head><body><nav><a href=\"/\">runs</a></nav>{body}</body></html>",
         esc(title)
     )
 }
@@ -321,6 +334,7 @@ pub(super) async fn run(
         }
         h.push_str("</table>");
     }
+    h.push_str("<h2>Charts</h2><div id=charts></div>");
     h.push_str(
         "<h2>Metrics</h2><table id=metrics><tr><th>name</th><th>value</th><th>step</th></tr>",
     );
@@ -350,7 +364,8 @@ pub(super) async fn run(
         }
         h.push_str("</table>");
     }
-    if !children.is_empty() {
+    if !children.is_empty() || r.kind == RunKind::Sweep {
+        h.push_str("<h2>Sweep</h2><div id=sweep></div>");
         children_table(&mut h, &children);
     }
     let (out, out_at) = log_tail(&r.run_dir, "stdout.log", LOG_TAIL);
@@ -361,16 +376,9 @@ pub(super) async fn run(
         esc(&err)
     ));
     h.push_str(&format!(
-        "<script>\
-const es = new EventSource('/runs/{id}/events?out={out_at}&err={err_at}');\
-es.addEventListener('status', e => {{ const d = JSON.parse(e.data); const s = document.getElementById('status'); s.textContent = d.status; s.className = d.status; document.getElementById('took').textContent = d.took; if (d.finished) {{ const c = document.getElementById('cancel'); if (c) c.remove(); }} }});\
-es.addEventListener('metrics', e => {{ const t = document.getElementById('metrics'); for (const m of JSON.parse(e.data)) {{ let row = [...t.rows].find(r => r.dataset.name === m.name); if (!row) {{ row = t.insertRow(); row.dataset.name = m.name; row.insertCell().textContent = m.name; row.insertCell().className = 'v'; row.insertCell().className = 's'; }} row.cells[1].textContent = m.value; row.cells[2].textContent = m.step; }} }});\
-es.addEventListener('log', e => {{ const d = JSON.parse(e.data); const p = document.getElementById(d.stream); const end = p.scrollTop + p.clientHeight >= p.scrollHeight - 4; p.append(d.text); if (end) p.scrollTop = p.scrollHeight; }});\
-es.addEventListener('progress', e => {{ const d = JSON.parse(e.data); const p = document.getElementById('progress'); if (p) p.textContent = d.progress; const t = document.getElementById('children'); if (!t) return; for (const c of d.children) {{ const row = [...t.tBodies[0].rows].find(r => r.cells[0].textContent == c.id); if (row) {{ row.cells[1].textContent = c.status; row.cells[1].className = c.status; }} }} }});\
-es.addEventListener('end', () => es.close());\
-</script>"
+        "<script>const RUN = {id}, LOGS = {{out: {out_at}, err: {err_at}}};</script><script>{RUN_JS}</script>"
     ));
-    Html(page(&format!("run {id}"), &h)).into_response()
+    Html(page_with(&format!("run {id}"), assets::HEAD, &h)).into_response()
 }
 
 /// A child run with its params and latest metrics.
@@ -450,6 +458,8 @@ pub(super) struct EventsQuery {
     out: u64,
     #[serde(default)]
     err: u64,
+    /// Metric points after this row (`upto` of `/runs/<id>/series`); default: from now.
+    after: Option<i64>,
 }
 
 /// New bytes of a log from `at` (at most 64 KiB at once), and where the next read starts.
@@ -482,8 +492,8 @@ pub(super) async fn events(
             id,
             out: q.out,
             err: q.err,
+            after: q.after,
             status: None,
-            metrics: Default::default(),
             progress: None,
             done: false,
             pending: Vec::new(),
@@ -521,7 +531,8 @@ struct Watch {
     out: u64,
     err: u64,
     status: Option<(RunStatus, String)>,
-    metrics: std::collections::HashMap<String, (f64, i64, f64)>,
+    /// The last metric row sent (`None`: none yet, start from the newest).
+    after: Option<i64>,
     /// The children's progress line last sent.
     progress: Option<String>,
     done: bool,
@@ -539,21 +550,7 @@ impl Watch {
             return;
         };
         let json = |v: serde_json::Value| v.to_string();
-        let changed: Vec<serde_json::Value> = s
-            .latest_metrics(self.id)
-            .unwrap_or_default()
-            .into_iter()
-            .filter(|m| {
-                let now = (m.value, m.step, m.ts);
-                let old = self.metrics.insert(m.name.clone(), now);
-                old.is_none_or(|o| o.0.to_bits() != now.0.to_bits() || o.1 != now.1 || o.2 != now.2)
-            })
-            .map(|m| serde_json::json!({"name": m.name, "value": num(m.value), "step": m.step}))
-            .collect();
-        if !changed.is_empty() {
-            self.pending
-                .push(Event::default().event("metrics").data(json(changed.into())));
-        }
+        self.points(&s);
         for (stream, name) in [("stdout", "stdout.log"), ("stderr", "stderr.log")] {
             let at = if stream == "stdout" {
                 self.out
@@ -580,7 +577,9 @@ impl Watch {
                 if self.progress.as_deref() != Some(p.as_str()) {
                     let rows: Vec<serde_json::Value> = children
                         .iter()
-                        .map(|c| serde_json::json!({"id": c.id, "status": c.status}))
+                        .map(
+                            |c| serde_json::json!({"id": c.id, "status": c.status, "name": c.name}),
+                        )
                         .collect();
                     self.pending.push(
                         Event::default()
@@ -602,6 +601,64 @@ impl Watch {
             self.pending.push(Event::default().event("end").data("{}"));
             self.done = true;
         }
+    }
+}
+
+impl Watch {
+    /// A `points` event of the metric points recorded since the last: `{"name": [[step,
+    /// value, ts], …]}`.
+    fn points(&mut self, s: &Store) {
+        let after = match self.after {
+            Some(a) => a,
+            None => match s.metrics_high_water() {
+                Ok(a) => a,
+                Err(_) => return,
+            },
+        };
+        let Ok(new) = s.metrics_since(self.id, after, POINTS_PER_EVENT) else {
+            return;
+        };
+        self.after = Some(new.last().map_or(after, |p| p.0));
+        if new.is_empty() {
+            return;
+        }
+        let mut by: serde_json::Map<String, serde_json::Value> = serde_json::Map::new();
+        for (_, m) in new {
+            let p = serde_json::json!([m.step, m.value, m.ts]);
+            match by.get_mut(&m.name) {
+                Some(serde_json::Value::Array(a)) => a.push(p),
+                _ => {
+                    by.insert(m.name, serde_json::Value::Array(vec![p]));
+                }
+            }
+        }
+        self.pending.push(
+            Event::default()
+                .event("points")
+                .data(serde_json::Value::Object(by).to_string()),
+        );
+    }
+}
+
+/// `GET /runs/<id>/report.json`: what `labhost report <id>` shows, as JSON — a sweep's or
+/// cross-validation's trials with the objective, the best and each parameter's scale.
+pub(super) async fn report(
+    State(ctx): State<EndpointState>,
+    UrlPath(id): UrlPath<i64>,
+) -> Response {
+    let state = ctx.state.clone();
+    let got = tokio::task::spawn_blocking(move || {
+        let s = Store::open(&state)?;
+        crate::store::report::build(&s, &id.to_string())
+    })
+    .await;
+    match got {
+        Ok(Ok(r)) => axum::Json(r).into_response(),
+        Ok(Err(e)) if e.kind == "track.not_found" => {
+            (StatusCode::NOT_FOUND, e.message).into_response()
+        }
+        Ok(Err(e)) => (StatusCode::INTERNAL_SERVER_ERROR, e.message).into_response(),
+        Err(e) => (StatusCode::INTERNAL_SERVER_ERROR, e.to_string()).into_response(),
     }
 }
 
