@@ -235,3 +235,141 @@ fn a_sweeps_page_lists_its_trials_and_the_cancel_button_cancels() {
     ui.signal(libc::SIGINT);
     ui.finish();
 }
+
+/// What the charts are drawn from: a metric of 200,000 points comes downsampled (M4) with
+/// its spikes; a sweep's report JSON carries each parameter's scale; the charting library is
+/// served with its licence; `labhost cancel <sweep>` stops a running sweep.
+#[test]
+fn charts_get_downsampled_series_and_scales_and_a_cancelled_sweep_stops() {
+    let t = TestCmd::new().file(
+        "m.rhai",
+        r#"
+        // 200,000 points of a flat line with one spike up at step 123457 and one down at 7.
+        let j = jobs::submit(#{name: "long", command:
+            "awk 'BEGIN { for (i = 0; i < 200000; i++) { v = (i == 123457) ? 99 : ((i == 7) ? -99 : 1); printf \"{\\\"name\\\": \\\"loss\\\", \\\"value\\\": %d, \\\"step\\\": %d}\\n\", v, i } }' >> $LABHOST_METRICS"});
+        print(j.id);
+        print(j.wait());
+        "#,
+    );
+    let mut job = t.spawn(["run", "m.rhai"]);
+    let id = job.line();
+    assert_eq!(job.line(), "completed");
+    job.finish();
+    let port = free_port();
+    let ui = t.spawn(["ui", "--port", &port.to_string(), "--token", "s3cret"]);
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the dashboard never listened"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    let (st, body) = http(
+        port,
+        "GET",
+        &format!("/runs/{id}/series?points=400"),
+        "s3cret",
+    );
+    assert!(st.contains(" 200 "), "{st}");
+    let v: serde_json::Value = serde_json::from_str(&body).unwrap();
+    let s = &v["series"][0];
+    assert_eq!(s["name"], "loss");
+    assert_eq!(s["total"], 200_000);
+    let steps: Vec<i64> = s["step"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|x| x.as_i64().unwrap())
+        .collect();
+    let values: Vec<f64> = s["value"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|x| x.as_f64().unwrap())
+        .collect();
+    assert!(steps.len() <= 400 && steps.len() >= 200, "{}", steps.len());
+    assert!(steps.windows(2).all(|w| w[0] < w[1]), "in step order");
+    assert!(
+        steps.contains(&123_457) && steps.contains(&7),
+        "the spikes are kept"
+    );
+    assert_eq!(values.iter().copied().fold(f64::MIN, f64::max), 99.0);
+    assert_eq!(values.iter().copied().fold(f64::MAX, f64::min), -99.0);
+    assert_eq!(
+        (steps[0], *steps.last().unwrap()),
+        (0, 199_999),
+        "both ends"
+    );
+    assert!(v["upto"].as_i64().unwrap() >= 200_000, "{}", v["upto"]);
+    let (st, lic) = http(port, "GET", "/static/uPlot.LICENSE.txt", "s3cret");
+    assert!(st.contains(" 200 ") && lic.contains("MIT License"), "{st}");
+    let (st, js) = http(port, "GET", "/static/uPlot.iife.min.js", "s3cret");
+    assert!(
+        st.contains(" 200 ") && js.contains("uPlot") && js.len() > 20_000,
+        "{st}"
+    );
+    let (st, _) = http(port, "GET", "/static/../Cargo.toml", "s3cret");
+    assert!(!st.contains(" 200 "), "{st}");
+
+    // A sweep asked to stop from outside ends `cancelled`, its running trials cancelled,
+    // no trial started after.
+    std::fs::write(
+        t.path().join("s.yml"),
+        "type: sweep\ntrial:\n  command: sleep 0.5; echo \"{\\\"name\\\":\\\"loss\\\",\\\"value\\\":${{search_space.lr}}}\" >> $LABHOST_METRICS\nsampling_algorithm: random\nsearch_space:\n  lr: {type: loguniform, min_value: -9, max_value: -2}\n  opt: {type: choice, values: [sgd, adam]}\nobjective: {goal: minimize, primary_metric: loss}\nlimits: {max_total_trials: 40, max_concurrent_trials: 2}\n",
+    )
+    .unwrap();
+    let mut sweep = t.spawn(["sweep", "s.yml"]);
+    let live = loop {
+        let l = sweep.err_line();
+        assert!(!l.is_empty(), "the sweep never printed its live page");
+        if let Some(u) = l.strip_prefix("live: ") {
+            break u.to_string();
+        }
+    };
+    let sid = live.rsplit('/').next().unwrap().to_string();
+    assert_eq!(live, format!("http://127.0.0.1:{port}/runs/{sid}"));
+    std::thread::sleep(std::time::Duration::from_millis(1500));
+    let (code, out, err) = t.spawn(["cancel", &sid]).finish();
+    assert_eq!(code, Some(0), "{out}{err}");
+    assert_eq!(out.trim(), format!("{sid}: cancelled"), "{err}");
+    let (code, _, err) = sweep.finish();
+    assert_ne!(code, Some(0), "{err}");
+    let (st, body) = http(port, "GET", &format!("/runs/{sid}/report.json"), "s3cret");
+    assert!(st.contains(" 200 "), "{st}");
+    let r: serde_json::Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(r["scales"]["lr"], "log");
+    assert_eq!(r["scales"]["opt"], "category");
+    let rows = r["rows"].as_array().unwrap();
+    let completed = rows.iter().filter(|r| r["status"] == "completed").count();
+    assert!(
+        (1..20).contains(&completed),
+        "{} trials, {completed} completed",
+        rows.len()
+    );
+    assert!(
+        rows.iter()
+            .all(|r| r["status"] == "completed" || r["status"] == "cancelled"),
+        "{body}"
+    );
+    assert!(
+        rows.iter()
+            .filter(|r| r["status"] == "cancelled")
+            .all(|r| r["reason"]
+                .as_str()
+                .unwrap_or("")
+                .contains("labhost cancel")),
+        "{body}"
+    );
+    ui.signal(libc::SIGINT);
+    ui.finish();
+    // No trial process is left.
+    let ps = std::process::Command::new("ps")
+        .args(["-eo", "args"])
+        .output()
+        .unwrap();
+    assert!(
+        !String::from_utf8_lossy(&ps.stdout).contains("sleep 0.5; echo"),
+        "a trial runs on"
+    );
+}
