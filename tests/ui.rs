@@ -74,6 +74,8 @@ fn the_dashboard_shows_a_running_job_live_and_filters_runs() {
     // The chart of `loss` holds all 40 points; its log-y switch made the axis logarithmic.
     assert_eq!(get("log_y"), "1 40", "{out}");
     assert_eq!(get("rows"), "2 1", "the filter box filters: {out}");
+    // The two runs compared: `lr` differs (marked); `loss`'s chart (only one run has it).
+    assert_eq!(get("compare"), "diff 1", "{out}");
     assert_eq!(get("errors"), "0 []", "{out}");
     assert_eq!(get("outside"), "[]", "{out}");
 
@@ -215,6 +217,27 @@ fn a_sweeps_page_lists_its_trials_and_the_cancel_button_cancels() {
             "trial {v} missing: {page}"
         );
     }
+    // Two trials compared: `x` differs and is marked, `acc` too; bad lists are refused.
+    let (st, page) = http(port, "GET", "/compare?runs=2,3", "s3cret");
+    assert!(st.contains(" 200 "), "{st}");
+    assert!(
+        page.contains("<tr class=\"diff\" data-key=\"params.x\">"),
+        "{page}"
+    );
+    assert!(
+        page.contains("<tr class=\"diff\" data-key=\"metrics.acc\">"),
+        "{page}"
+    );
+    for bad in [
+        "/compare?runs=2",
+        "/compare?runs=2,x",
+        "/compare?runs=2,%0A",
+    ] {
+        let (st, _) = http(port, "GET", bad, "s3cret");
+        assert!(st.contains(" 400 "), "{bad}: {st}");
+    }
+    let (st, _) = http(port, "GET", "/compare?runs=2,999", "s3cret");
+    assert!(st.contains(" 404 "), "{st}");
     // A running job, cancelled from its page.
     std::fs::write(
         t.path().join("job.rhai"),

@@ -80,6 +80,21 @@ try:
         after = js("document.querySelectorAll('#runs tbody tr').length")
         shot("dashboard-runs.png")
         print("rows", before, after)
+        # Compare: tick both runs of the first page, press the button.
+        load(f"{base}/")
+        js("document.querySelectorAll('#runs .pick').forEach(c => { c.checked = true; c.dispatchEvent(new Event('change', {bubbles: true})); })")
+        js("document.getElementById('compare-selected').click()")
+        for _ in range(100):
+            time.sleep(0.05)
+            if "/compare" in js("location.href") and js("document.readyState") == "complete":
+                break
+        for _ in range(60):
+            if js("document.querySelectorAll('#charts .lh-chart').length") > 0:
+                break
+            time.sleep(0.05)
+        print("compare", js("document.querySelector('#compare tr[data-key=\"params.lr\"]').className"),
+              js("document.querySelector('#charts .lh-chart[data-name=loss]') ? document.querySelector('#charts .lh-chart[data-name=loss]').dataset.series : 'none'"))
+        shot("dashboard-compare.png")
     else:
         for d in ["Runtime", "Log", "Page", "Network"]:
             call(d + ".enable")

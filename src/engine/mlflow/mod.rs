@@ -244,6 +244,7 @@ fn router(ctx: EndpointState) -> Router {
         .route("/runs/{id}", get(ui::run))
         .route("/runs/{id}/events", get(ui::events))
         .route("/runs/{id}/series", get(ui::series::series))
+        .route("/compare", get(ui::compare::compare))
         .route("/runs/{id}/report.json", get(ui::report))
         .route("/static/{name}", get(ui::assets::serve))
         .route("/runs/{id}/cancel", post(ui::cancel))

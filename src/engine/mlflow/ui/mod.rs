@@ -26,6 +26,7 @@ use serde::Deserialize;
 use super::EndpointState;
 
 pub mod assets;
+pub(super) mod compare;
 pub(super) mod series;
 use crate::store::search::{parse_order, Filter};
 use crate::store::{Run, RunKind, RunStatus, Store};
@@ -65,7 +66,8 @@ const STYLE: &str = "body{font:14px system-ui,sans-serif;margin:1.5em;color:#222
 table{border-collapse:collapse}td,th{padding:3px 8px;border-bottom:1px solid #ddd;text-align:left;white-space:nowrap}\
 th a{color:inherit}.completed{color:#1a7f37}.failed,.timed_out{color:#cf222e}.cancelled{color:#8250df}\
 .running,.leased{color:#0969da}.queued{color:#6e7781}pre{background:#f6f8fa;padding:8px;max-height:24em;overflow:auto}\
-input[type=text]{width:40em}.err{color:#cf222e}nav a{margin-right:1em}";
+input[type=text]{width:40em}.err{color:#cf222e}nav a{margin-right:1em}\
+tr.diff td{background:#fff8c5}.legend{font-size:12px;color:#555}";
 
 fn page(title: &str, body: &str) -> String {
     page_with(title, "", body)
@@ -185,7 +187,10 @@ pub(super) async fn runs(State(ctx): State<EndpointState>, Query(q): Query<ListQ
         esc(&q.filter),
         esc(&q.order_by)
     ));
-    h.push_str("<table id=runs><thead><tr><th>id</th><th>kind</th>");
+    h.push_str(
+        "<p><button id=compare-selected type=button disabled>compare selected</button></p>\
+         <table id=runs><thead><tr><th></th><th>id</th><th>kind</th>",
+    );
     h.push_str(&sort_link("attributes.status", "status"));
     h.push_str(&sort_link("attributes.run_name", "name"));
     h.push_str(&sort_link("attributes.start_time", "started"));
@@ -200,7 +205,7 @@ pub(super) async fn runs(State(ctx): State<EndpointState>, Query(q): Query<ListQ
     for f in &found {
         let r = &f.run;
         h.push_str(&format!(
-            "<tr><td><a href=\"/runs/{id}\">{id}</a></td><td>{kind}</td><td class={st}>{st}</td><td>{name}</td><td>{start}</td><td>{took}</td>",
+            "<tr><td><input type=checkbox class=pick value={id}></td><td><a href=\"/runs/{id}\">{id}</a></td><td>{kind}</td><td class={st}>{st}</td><td>{name}</td><td>{start}</td><td>{took}</td>",
             id = r.id,
             kind = esc(&format!("{:?}", r.kind).to_lowercase()),
             st = r.status,
@@ -237,6 +242,14 @@ pub(super) async fn runs(State(ctx): State<EndpointState>, Query(q): Query<ListQ
         h.push_str(&link(q.page + 1, "older →"));
     }
     h.push_str(&format!("{} run(s) on this page</p>", found.len()));
+    h.push_str(
+        "<script>\
+const btn = document.getElementById('compare-selected');\
+const picked = () => [...document.querySelectorAll('#runs .pick:checked')].map(c => c.value);\
+document.getElementById('runs').addEventListener('change', () => { btn.disabled = picked().length < 2; });\
+btn.addEventListener('click', () => { location.href = '/compare?runs=' + picked().join(','); });\
+</script>",
+    );
     Html(page("runs", &h)).into_response()
 }
 
