@@ -12,7 +12,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 cargo build --release --quiet
 BIN="$PWD/target/release/labhost"
-VENV=$(ls -d "$PWD"/target/mlflow-venv-* 2>/dev/null | tail -1)
+VENV=$(ls -d "$PWD"/target/mlflow-venv-* 2>/dev/null | tail -1 || true)
 PY="${LABHOST_TEST_MLFLOW_PYTHON:-$VENV/bin/python}"
 MLFLOW="${LABHOST_TEST_MLFLOW_SERVER:-$VENV/bin/mlflow}"
 work=$(mktemp -d)
