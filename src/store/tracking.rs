@@ -226,21 +226,22 @@ impl Store {
         Ok(Ok(()))
     }
 
-    /// The points of a run's current attempt recorded after row `after`, oldest first, at
-    /// most `limit`, each with its row id: what a live page appends. It walks the table's
-    /// rows from `after` (not the run's index), so it costs what was added since, however
-    /// long the run's history.
+    /// The points of a run's current attempt in rows `after < rowid <= upto` (`upto`: a
+    /// [`Self::metrics_high_water`] read before), oldest first, at most `limit`, each with
+    /// its row id: what a live page appends. It walks the table's rows from `after` (not the
+    /// run's index), so it costs what every run added since, however long the run's history.
     pub fn metrics_since(
         &self,
         id: i64,
         after: i64,
+        upto: i64,
         limit: usize,
     ) -> LabResult<Vec<(i64, Metric)>> {
         all(
             &self.conn,
-            "SELECT rowid, name, value, step, ts FROM metrics WHERE rowid > ?2 AND +run_id = ?1
-                 AND attempt = (SELECT attempt FROM runs WHERE id = ?1) ORDER BY rowid LIMIT ?3",
-            params![id, after, limit as i64],
+            "SELECT rowid, name, value, step, ts FROM metrics WHERE rowid > ?2 AND rowid <= ?3 AND +run_id = ?1
+                 AND attempt = (SELECT attempt FROM runs WHERE id = ?1) ORDER BY rowid LIMIT ?4",
+            params![id, after, upto, limit as i64],
             |r| {
                 Ok((
                     r.get(0)?,

@@ -502,6 +502,7 @@ pub(super) async fn events(
     let stream = futures_util::stream::unfold(
         Watch {
             state,
+            store: None,
             id,
             out: q.out,
             err: q.err,
@@ -540,6 +541,7 @@ pub(super) async fn events(
 /// What an event stream has sent of a run.
 struct Watch {
     state: std::path::PathBuf,
+    store: Option<Store>,
     id: i64,
     out: u64,
     err: u64,
@@ -554,16 +556,25 @@ struct Watch {
 
 impl Watch {
     fn look(&mut self) {
-        let Ok(s) = Store::open(&self.state) else {
+        // One connection for the stream's life, not one a look.
+        if self.store.is_none() {
+            self.store = Store::open(&self.state).ok();
+        }
+        let Some(s) = self.store.take() else {
             self.done = true;
             return;
         };
+        self.look_with(&s);
+        self.store = Some(s);
+    }
+
+    fn look_with(&mut self, s: &Store) {
         let Ok(r) = s.get(self.id) else {
             self.done = true;
             return;
         };
         let json = |v: serde_json::Value| v.to_string();
-        self.points(&s);
+        self.points(s);
         for (stream, name) in [("stdout", "stdout.log"), ("stderr", "stderr.log")] {
             let at = if stream == "stdout" {
                 self.out
@@ -621,17 +632,19 @@ impl Watch {
     /// A `points` event of the metric points recorded since the last: `{"name": [[step,
     /// value, ts], …]}`.
     fn points(&mut self, s: &Store) {
-        let after = match self.after {
-            Some(a) => a,
-            None => match s.metrics_high_water() {
-                Ok(a) => a,
-                Err(_) => return,
-            },
-        };
-        let Ok(new) = s.metrics_since(self.id, after, POINTS_PER_EVENT) else {
+        // Up to the newest row now: rows of other runs are walked once, not every look.
+        let Ok(upto) = s.metrics_high_water() else {
             return;
         };
-        self.after = Some(new.last().map_or(after, |p| p.0));
+        let after = self.after.unwrap_or(upto);
+        let Ok(new) = s.metrics_since(self.id, after, upto, POINTS_PER_EVENT) else {
+            return;
+        };
+        self.after = Some(if new.len() == POINTS_PER_EVENT {
+            new.last().map_or(upto, |p| p.0)
+        } else {
+            upto
+        });
         if new.is_empty() {
             return;
         }
