@@ -396,3 +396,91 @@ fn charts_get_downsampled_series_and_scales_and_a_cancelled_sweep_stops() {
         "a trial runs on"
     );
 }
+
+/// The queue page: the GPUs with who holds them (the ledger) and the running and queued
+/// jobs; its event stream sends the page's content again when it changes.
+#[test]
+fn the_queue_page_shows_gpu_holders_and_jobs_and_follows_them() {
+    let t = TestCmd::new().env("LABHOST_FAKE_GPUS", "2x24GiB").file(
+        "job.rhai",
+        r#"jobs::workers(1);
+        let a = jobs::submit(#{name: "holder", num_gpus: 1, command: "sleep 30"});
+        let b = jobs::submit(#{name: "waiting", command: "true"});
+        print(a.id); print(b.id);
+        print(a.wait());"#,
+    );
+    let port = free_port();
+    let ui = t.spawn(["ui", "--port", &port.to_string(), "--token", "s3cret"]);
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the dashboard never listened"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    // Before: both GPUs free, nothing running.
+    let (st, page) = http(port, "GET", "/queue", "s3cret");
+    assert!(st.contains(" 200 "), "{st}");
+    assert_eq!(
+        page.matches("<td class=held>free</td>").count(),
+        2,
+        "{page}"
+    );
+    assert!(page.contains("<span id=running-count>0</span>"), "{page}");
+    // The event stream, opened now, sends what changes.
+    use std::io::{BufRead, Write};
+    let mut es = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
+    es.set_read_timeout(Some(std::time::Duration::from_secs(20)))
+        .unwrap();
+    write!(
+        es,
+        "GET /queue/events HTTP/1.0\r\nHost: x\r\nCookie: labhost_token=s3cret\r\n\r\n"
+    )
+    .unwrap();
+    let mut events = std::io::BufReader::new(es);
+    let mut job = t.spawn(["run", "job.rhai"]);
+    let a = job.line();
+    let b = job.line();
+    assert!(
+        a.parse::<i64>().is_ok() && b.parse::<i64>().is_ok(),
+        "{a} {b}"
+    );
+    let mut seen = String::new();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(15);
+    while !(seen.contains(&format!("job {a}</a> (pid")) && seen.contains("running-count>1<")) {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the stream never showed the job: {seen}"
+        );
+        let mut l = String::new();
+        events.read_line(&mut l).unwrap();
+        if let Some(d) = l.strip_prefix("data: ") {
+            seen = serde_json::from_str::<String>(d.trim()).unwrap();
+        }
+    }
+    // The page, loaded now: one GPU held by the job, it runs, the other waits (one worker).
+    let (_, page) = http(port, "GET", "/queue", "s3cret");
+    assert!(
+        page.contains(&format!("<a href=\"/runs/{a}\">job {a}</a> (pid")),
+        "{page}"
+    );
+    assert_eq!(
+        page.matches("<td class=held>free</td>").count(),
+        1,
+        "{page}"
+    );
+    assert!(page.contains("<span id=queued-count>1</span>"), "{page}");
+    assert!(
+        page.contains(&format!(
+            "<a href=\"/runs/{b}\">{b}</a></td><td>job</td><td>waiting</td>"
+        )),
+        "{page}"
+    );
+    let (st, _) = http(port, "POST", &format!("/runs/{a}/cancel"), "s3cret");
+    assert!(st.contains(" 303 "), "{st}");
+    assert_eq!(job.line(), "cancelled");
+    job.finish();
+    ui.signal(libc::SIGINT);
+    ui.finish();
+}

@@ -245,6 +245,8 @@ fn router(ctx: EndpointState) -> Router {
         .route("/runs/{id}/events", get(ui::events))
         .route("/runs/{id}/series", get(ui::series::series))
         .route("/compare", get(ui::compare::compare))
+        .route("/queue", get(ui::queue::queue))
+        .route("/queue/events", get(ui::queue::events))
         .route("/runs/{id}/report.json", get(ui::report))
         .route("/static/{name}", get(ui::assets::serve))
         .route("/runs/{id}/cancel", post(ui::cancel))
