@@ -484,3 +484,62 @@ fn the_queue_page_shows_gpu_holders_and_jobs_and_follows_them() {
     ui.signal(libc::SIGINT);
     ui.finish();
 }
+
+/// The cron page: each entry of the schedules this state directory ran, its last fire (by
+/// hand here), its run and outcome; nothing serves it, so no next fire.
+#[test]
+fn the_cron_page_shows_entries_with_their_last_fire_and_outcome() {
+    let t = TestCmd::new()
+        .file("ok.rhai", "print(\"fine\");")
+        .file("bad.rhai", "throw \"boom\";")
+        .file(
+            "s.yml",
+            "- {name: nightly, schedule: '0 3 * * *', timezone: Europe/Berlin, script: ok.rhai}\n- {name: broken, schedule: '@yearly', script: bad.rhai}\n",
+        );
+    let port = free_port();
+    let ui = t.spawn(["ui", "--port", &port.to_string(), "--token", "s3cret"]);
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the dashboard never listened"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    let (st, page) = http(port, "GET", "/cron", "s3cret");
+    assert!(st.contains(" 200 "), "{st}");
+    assert!(page.contains("<p id=none>no schedule has run"), "{page}");
+    let (code, _, err) = t.spawn(["cron", "s.yml", "--once", "nightly"]).finish();
+    assert_eq!(code, Some(0), "{err}");
+    let (code, _, _) = t.spawn(["cron", "s.yml", "--once", "broken"]).finish();
+    assert_ne!(code, Some(0));
+    let (_, page) = http(port, "GET", "/cron", "s3cret");
+    assert!(
+        page.contains("not served: no labhost cron runs it now"),
+        "{page}"
+    );
+    let row = |entry: &str| {
+        let from = page
+            .find(&format!("<tr data-entry=\"{entry}\">"))
+            .unwrap_or_else(|| panic!("{entry} missing: {page}"));
+        page[from..from + page[from..].find("</tr>").unwrap()].to_string()
+    };
+    let nightly = row("nightly");
+    assert!(
+        nightly.contains("<td>0 3 * * *</td><td>Europe/Berlin</td>"),
+        "{nightly}"
+    );
+    assert!(
+        nightly.contains(" (by hand)</td><td><a href=\"/runs/"),
+        "{nightly}"
+    );
+    assert!(
+        nightly.contains("<td class=\"completed\">completed</td><td>-</td>"),
+        "{nightly}"
+    );
+    let broken = row("broken");
+    assert!(broken.contains("<td class=\"failed\">failed"), "{broken}");
+    assert!(broken.contains("boom"), "{broken}");
+    ui.signal(libc::SIGINT);
+    ui.finish();
+}

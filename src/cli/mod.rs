@@ -177,6 +177,7 @@ pub fn main() -> ExitCode {
     };
     init_logging(&cli);
     crate::modules::azure::inputs::lend();
+    crate::modules::cron::lend();
     let ctx = Flags {
         color: use_color(cli.color),
         verbose: cli.verbose > 0,

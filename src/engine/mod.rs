@@ -20,5 +20,6 @@ pub use job_host::{
 };
 pub use mlflow::dashboard_url;
 pub use mlflow::ui::assets::inline_head as chart_scripts;
+pub use mlflow::ui::cron::lend as lend_cron_status;
 pub use shim::supervisor_alive;
 pub use supervisor::{launch_for, Launch};

@@ -246,6 +246,7 @@ fn router(ctx: EndpointState) -> Router {
         .route("/runs/{id}/series", get(ui::series::series))
         .route("/compare", get(ui::compare::compare))
         .route("/queue", get(ui::queue::queue))
+        .route("/cron", get(ui::cron::cron))
         .route("/queue/events", get(ui::queue::events))
         .route("/runs/{id}/report.json", get(ui::report))
         .route("/static/{name}", get(ui::assets::serve))

@@ -596,6 +596,54 @@ pub fn close_orphans() -> LabResult<Vec<i64>> {
 /// What a fire task returns: the entry's index, the fire's time and how it ended.
 type FireTask = (usize, DateTime<Utc>, LabResult<Ended>);
 
+/// Every entry of every schedule this state directory has run, as `labhost cron status
+/// --json` prints it (and the dashboard's cron page shows it): file, entry, schedule,
+/// timezone, who serves it, the last fire and its run and outcome, the next fire.
+pub fn status_rows() -> LabResult<Vec<serde_json::Value>> {
+    let mut rows = Vec::new();
+    for s in &all_saved()? {
+        let served = s.served();
+        for (name, e) in &s.entries {
+            rows.push(status_row(s, served, name, e));
+        }
+    }
+    Ok(rows)
+}
+
+/// One entry's status: its last fire, scheduled or by hand (whichever came later), the
+/// run's outcome, and its next fire if a `labhost cron` serves the schedule.
+fn status_row(s: &Saved, served: bool, name: &str, e: &SavedEntry) -> serde_json::Value {
+    let zone = super::Zone::parse(Some(&e.timezone)).unwrap_or(super::Zone::Local);
+    let next = super::Schedule::parse(&e.schedule, zone)
+        .ok()
+        .and_then(|sc| sc.next_after(chrono::Utc::now()))
+        .filter(|_| served);
+    let manual_last = e.last_manual.is_some() && e.last_manual > e.last_fire;
+    let (last, last_run) = if manual_last {
+        (e.last_manual, e.last_manual_run)
+    } else {
+        (e.last_fire, e.last_run)
+    };
+    let outcome = last_run
+        .and_then(|id| crate::modules::jobs::get(id).ok())
+        .map(|r| match (&r.cancel_reason, &r.error) {
+            (Some(c), _) => format!("{} ({c})", r.status.as_str()),
+            (_, Some(err)) => format!("{} ({err})", r.status.as_str()),
+            _ => r.status.as_str().to_string(),
+        })
+        .unwrap_or_else(|| "-".into());
+    serde_json::json!({
+        "file": s.source, "entry": name, "schedule": e.schedule, "timezone": e.timezone,
+        "served_by": if served { s.served_by } else { None },
+        "last": last.map(|t| zone.show(t)), "last_manual": manual_last, "last_run": last_run,
+        "outcome": outcome,
+        "last_fire": e.last_fire.map(|t| zone.show(t)), "last_scheduled_run": e.last_run,
+        "last_manual_fire": e.last_manual.map(|t| zone.show(t)),
+        "last_manual_run": e.last_manual_run,
+        "next": next.map(|t| zone.show(t)),
+    })
+}
+
 /// The running `labhost cron`: its schedule, the fires running (and queued) and the state
 /// file. [`serve`] drives it: start, then hand each due fire to [`Daemon::handle`] and each
 /// ended one to [`Daemon::fire_ended`], then [`Daemon::shutdown`].

@@ -22,6 +22,12 @@ use serde::{Deserialize, Serialize};
 
 use crate::error::{LabError, LabResult};
 
+/// What this module lends the dashboard's cron page (see
+/// [`crate::engine::lend_cron_status`]): the rows of `labhost cron status`.
+pub fn lend() {
+    crate::engine::lend_cron_status(daemon::status_rows);
+}
+
 /// `catch_up: all` runs at most this many missed fires per entry (the most recent ones).
 pub const MAX_CATCH_UP: usize = 100;
 

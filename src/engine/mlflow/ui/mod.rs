@@ -27,6 +27,7 @@ use super::EndpointState;
 
 pub mod assets;
 pub(super) mod compare;
+pub mod cron;
 pub(super) mod queue;
 pub(super) mod series;
 use crate::store::search::{parse_order, Filter};
@@ -78,7 +79,7 @@ fn page(title: &str, body: &str) -> String {
 fn page_with(title: &str, head: &str, body: &str) -> String {
     format!(
         "<!doctype html><html><head><meta charset=utf-8><title>{} · labhost</title><link rel=icon href=\"data:,\">\
-         <style>{STYLE}</style>{head}</head><body><nav><a href=\"/\">runs</a><a href=\"/queue\">queue and GPUs</a></nav>{body}</body></html>",
+         <style>{STYLE}</style>{head}</head><body><nav><a href=\"/\">runs</a><a href=\"/queue\">queue and GPUs</a><a href=\"/cron\">cron</a></nav>{body}</body></html>",
         esc(title)
     )
 }
