@@ -543,3 +543,51 @@ fn the_cron_page_shows_entries_with_their_last_fire_and_outcome() {
     ui.signal(libc::SIGINT);
     ui.finish();
 }
+
+/// A run of Azure ML links to its page in the studio (its `azureml.studio_url` tag); a tag
+/// that is not an https address is not made a link.
+#[test]
+fn an_azure_runs_page_links_to_the_studio() {
+    let t = TestCmd::new()
+        .file(
+            "a.rhai",
+            "track::set_tag(\"azureml.studio_url\", \"https://ml.azure.com/runs/job-7?wsid=/subscriptions/s&tid=t\");",
+        )
+        .file(
+            "b.rhai",
+            "track::set_tag(\"azureml.studio_url\", \"javascript:alert(1)\");",
+        );
+    for f in ["a.rhai", "b.rhai"] {
+        let (code, _, err) = t.spawn(["run", f]).finish();
+        assert_eq!(code, Some(0), "{err}");
+    }
+    let (_, runs, _) = t.spawn(["runs", "--json"]).finish();
+    let v: serde_json::Value = serde_json::from_str(&runs).unwrap();
+    let ids: Vec<i64> = v
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r["id"].as_i64().unwrap())
+        .collect();
+    assert_eq!(ids.len(), 2, "{runs}");
+    let port = free_port();
+    let ui = t.spawn(["ui", "--port", &port.to_string(), "--token", "s3cret"]);
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the dashboard never listened"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    let (a, b) = (ids.iter().min().unwrap(), ids.iter().max().unwrap());
+    let (_, page) = http(port, "GET", &format!("/runs/{a}"), "s3cret");
+    assert!(
+        page.contains("<a id=studio href=\"https://ml.azure.com/runs/job-7?wsid=/subscriptions/s&amp;tid=t\" rel=\"noopener noreferrer\" target=_blank>open in Azure ML studio</a>"),
+        "{page}"
+    );
+    let (_, page) = http(port, "GET", &format!("/runs/{b}"), "s3cret");
+    assert!(!page.contains("id=studio"), "{page}");
+    ui.signal(libc::SIGINT);
+    ui.finish();
+}

@@ -211,9 +211,25 @@ window.LH = (function () {
 
   // A sweep's charts from a report (`labhost report`'s JSON): the objective per trial with
   // the best so far, every trial's objective curve, parallel coordinates.
-  function sweep(root, R) {
+  function sweep(root, R, opts) {
     root.textContent = "";
     const charts = {};
+    const agg = Object.keys(R.aggregate || {});
+    if ((opts || {}).aggregate && agg.length) {
+      // A cross-validation: each metric across the folds.
+      root.appendChild(el("h3", {}, "Across " + R.rows.length + " folds"));
+      const t = el("table", {id: "lh-aggregate"});
+      const hr = el("tr");
+      for (const c of ["metric", "mean ± std", "min", "max"]) hr.appendChild(el("th", {}, c));
+      t.appendChild(hr);
+      for (const k of agg) {
+        const [mean, std, min, max] = R.aggregate[k];
+        const tr = el("tr", {"data-metric": k});
+        for (const c of [k, fmt(mean) + " ± " + fmt(std), fmt(min), fmt(max)]) tr.appendChild(el("td", {}, c));
+        t.appendChild(tr);
+      }
+      root.appendChild(t);
+    }
     if (R.objective) {
       const h = el("h3", {}, R.objective + " per trial (" + R.goal + ") and the best so far");
       const div = el("div", {id: "lh-objective"});

@@ -328,6 +328,16 @@ pub(super) async fn run(
     if let Some(p) = r.parent_id {
         h.push_str(&format!(" · parent <a href=\"/runs/{p}\">{p}</a>"));
     }
+    // A run of Azure ML (`azure::submit`, imported runs): its page in the studio.
+    if let Some((_, url)) = tags
+        .iter()
+        .find(|(k, v)| k == "azureml.studio_url" && v.starts_with("https://"))
+    {
+        h.push_str(&format!(
+            " · <a id=studio href=\"{}\" rel=\"noopener noreferrer\" target=_blank>open in Azure ML studio</a>",
+            esc(url)
+        ));
+    }
     if let Some(why) = r.reason() {
         h.push_str(&format!(" · <span class=err>{}</span>", esc(why)));
     }

@@ -27,7 +27,7 @@
     sweepAt = Date.now();
     try {
       const R = await (await fetch("/runs/" + RUN + "/report.json")).json();
-      window.lhSweep = LH.sweep(sweepBox, R);
+      window.lhSweep = LH.sweep(sweepBox, R, {aggregate: true});
       sweepBox.dataset.trials = String(R.rows.length);
     } catch (e) {
       sweepBox.textContent = "sweep charts: " + e;
