@@ -193,16 +193,7 @@ fn a_sweeps_page_lists_its_trials_and_the_cancel_button_cancels() {
     );
     let (code, _, err) = t.spawn(["-q", "sweep", "s.yml"]).finish();
     assert_eq!(code, Some(0), "{err}");
-    let port = free_port();
-    let ui = t.spawn(["ui", "--port", &port.to_string(), "--token", "s3cret"]);
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
-    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
-        assert!(
-            std::time::Instant::now() < deadline,
-            "the dashboard never listened"
-        );
-        std::thread::sleep(std::time::Duration::from_millis(20));
-    }
+    let (ui, port) = dashboard(&t);
     let (st, _) = http(port, "GET", "/runs/1", "wrong");
     assert!(st.contains(" 401 "), "{st}");
     let (st, page) = http(port, "GET", "/runs/1", "s3cret");
@@ -278,16 +269,7 @@ fn charts_get_downsampled_series_and_scales_and_a_cancelled_sweep_stops() {
     let id = job.line();
     assert_eq!(job.line(), "completed");
     job.finish();
-    let port = free_port();
-    let ui = t.spawn(["ui", "--port", &port.to_string(), "--token", "s3cret"]);
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
-    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
-        assert!(
-            std::time::Instant::now() < deadline,
-            "the dashboard never listened"
-        );
-        std::thread::sleep(std::time::Duration::from_millis(20));
-    }
+    let (ui, port) = dashboard(&t);
     let (st, body) = http(
         port,
         "GET",
@@ -409,16 +391,7 @@ fn the_queue_page_shows_gpu_holders_and_jobs_and_follows_them() {
         print(a.id); print(b.id);
         print(a.wait());"#,
     );
-    let port = free_port();
-    let ui = t.spawn(["ui", "--port", &port.to_string(), "--token", "s3cret"]);
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
-    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
-        assert!(
-            std::time::Instant::now() < deadline,
-            "the dashboard never listened"
-        );
-        std::thread::sleep(std::time::Duration::from_millis(20));
-    }
+    let (ui, port) = dashboard(&t);
     // Before: both GPUs free, nothing running.
     let (st, page) = http(port, "GET", "/queue", "s3cret");
     assert!(st.contains(" 200 "), "{st}");
@@ -496,16 +469,7 @@ fn the_cron_page_shows_entries_with_their_last_fire_and_outcome() {
             "s.yml",
             "- {name: nightly, schedule: '0 3 * * *', timezone: Europe/Berlin, script: ok.rhai}\n- {name: broken, schedule: '@yearly', script: bad.rhai}\n",
         );
-    let port = free_port();
-    let ui = t.spawn(["ui", "--port", &port.to_string(), "--token", "s3cret"]);
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
-    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
-        assert!(
-            std::time::Instant::now() < deadline,
-            "the dashboard never listened"
-        );
-        std::thread::sleep(std::time::Duration::from_millis(20));
-    }
+    let (ui, port) = dashboard(&t);
     let (st, page) = http(port, "GET", "/cron", "s3cret");
     assert!(st.contains(" 200 "), "{st}");
     assert!(page.contains("<p id=none>no schedule has run"), "{page}");
@@ -570,16 +534,7 @@ fn an_azure_runs_page_links_to_the_studio() {
         .map(|r| r["id"].as_i64().unwrap())
         .collect();
     assert_eq!(ids.len(), 2, "{runs}");
-    let port = free_port();
-    let ui = t.spawn(["ui", "--port", &port.to_string(), "--token", "s3cret"]);
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
-    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
-        assert!(
-            std::time::Instant::now() < deadline,
-            "the dashboard never listened"
-        );
-        std::thread::sleep(std::time::Duration::from_millis(20));
-    }
+    let (ui, port) = dashboard(&t);
     let (a, b) = (ids.iter().min().unwrap(), ids.iter().max().unwrap());
     let (_, page) = http(port, "GET", &format!("/runs/{a}"), "s3cret");
     assert!(
@@ -590,4 +545,19 @@ fn an_azure_runs_page_links_to_the_studio() {
     assert!(!page.contains("id=studio"), "{page}");
     ui.signal(libc::SIGINT);
     ui.finish();
+}
+
+/// `labhost ui` with the token `s3cret`, once it listens: the process and its port.
+fn dashboard(t: &TestCmd) -> (crate::util::Running, u16) {
+    let port = free_port();
+    let ui = t.spawn(["ui", "--port", &port.to_string(), "--token", "s3cret"]);
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the dashboard never listened"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    (ui, port)
 }
