@@ -690,9 +690,17 @@ pub(super) async fn report(
         crate::store::report::build(&s, &id.to_string())
     })
     .await;
+    json_reply(got)
+}
+
+/// A JSON answer from a store read on a blocking thread: the value, 404 when the run is not
+/// there, else 500 with the error.
+pub(super) fn json_reply<T: serde::Serialize>(
+    got: Result<crate::error::LabResult<T>, tokio::task::JoinError>,
+) -> Response {
     match got {
-        Ok(Ok(r)) => axum::Json(r).into_response(),
-        Ok(Err(e)) if e.kind == "track.not_found" => {
+        Ok(Ok(v)) => axum::Json(v).into_response(),
+        Ok(Err(e)) if e.kind == "track.not_found" || e.message.contains("no run") => {
             (StatusCode::NOT_FOUND, e.message).into_response()
         }
         Ok(Err(e)) => (StatusCode::INTERNAL_SERVER_ERROR, e.message).into_response(),

@@ -7,8 +7,7 @@
 //! has the same extremes as the full line in every bucket — no spike is lost, which
 //! averaging or plain LTTB cannot promise.
 use axum::extract::{Path as UrlPath, Query, State};
-use axum::http::StatusCode;
-use axum::response::{IntoResponse, Json, Response};
+use axum::response::Response;
 use serde::Deserialize;
 use serde_json::json;
 
@@ -63,12 +62,5 @@ pub(in super::super) async fn series(
         Ok::<_, crate::error::LabError>(json!({"upto": upto, "series": out}))
     })
     .await;
-    match got {
-        Ok(Ok(v)) => Json(v).into_response(),
-        Ok(Err(e)) if e.message.contains("no run") => {
-            (StatusCode::NOT_FOUND, e.message).into_response()
-        }
-        Ok(Err(e)) => (StatusCode::INTERNAL_SERVER_ERROR, e.message).into_response(),
-        Err(e) => (StatusCode::INTERNAL_SERVER_ERROR, e.to_string()).into_response(),
-    }
+    super::json_reply(got)
 }
