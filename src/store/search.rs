@@ -3,7 +3,9 @@
 //! special characters; `tags.mlflow.parentRunId` also parses); metrics and numeric attributes
 //! compare with `= != < <= > >=`, params, tags and string attributes with `= != LIKE ILIKE`;
 //! `attributes.run_id IN (…)` / `NOT IN (…)`; strings in single (or double) quotes.
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+
+use rusqlite::params;
 
 use super::{all, db_err, runs::run_row, runs::RUN_COLS, Run, RunStatus, Store};
 use crate::error::{LabError, LabResult};
@@ -365,6 +367,14 @@ pub struct Found {
     pub datasets: Vec<(String, String, String)>,
 }
 
+/// Some of a run's metrics, params and tags: what a search matches and sorts by.
+#[derive(Debug, Default)]
+struct Known {
+    metrics: BTreeMap<String, f64>,
+    params: BTreeMap<String, String>,
+    tags: BTreeMap<String, String>,
+}
+
 fn status_word(s: RunStatus) -> &'static str {
     match s {
         RunStatus::Queued | RunStatus::Leased => "SCHEDULED",
@@ -472,6 +482,21 @@ impl Filter {
     }
 }
 
+/// A param as text: params are kept as JSON; a string is its text, anything else its JSON.
+fn json_text(v: &serde_json::Value) -> String {
+    v.as_str()
+        .map(str::to_string)
+        .unwrap_or_else(|| v.to_string())
+}
+
+/// A param row's stored text as [`json_text`] shows it.
+fn param_text(stored: String) -> String {
+    match serde_json::from_str::<serde_json::Value>(&stored) {
+        Ok(v) => json_text(&v),
+        Err(_) => stored,
+    }
+}
+
 impl Store {
     /// A run with its latest metrics, params (as text) and tags.
     pub fn found(&self, r: Run) -> LabResult<Found> {
@@ -483,14 +508,7 @@ impl Store {
         let params = self
             .params(r.id)?
             .into_iter()
-            .map(|(k, v)| {
-                (
-                    k,
-                    v.as_str()
-                        .map(str::to_string)
-                        .unwrap_or_else(|| v.to_string()),
-                )
-            })
+            .map(|(k, v)| (k, json_text(&v)))
             .collect();
         let tags = self.tags(r.id)?.into_iter().collect();
         Ok(Found {
@@ -512,6 +530,50 @@ impl Store {
         offset: usize,
         limit: usize,
     ) -> LabResult<(Vec<Found>, Option<usize>)> {
+        let shown = |r: &Run| {
+            (experiments.is_empty() || experiments.contains(&r.experiment_id.unwrap_or(0)))
+                && filter.view.shows(r.deleted)
+        };
+        if filter.clauses.is_empty() && order.is_empty() {
+            // Newest first, nothing to match or sort by: SQLite pages (a dashboard's first
+            // page of 100,000 runs reads 101 rows).
+            let lifecycle = match filter.view {
+                View::ActiveOnly => format!("lifecycle != '{}'", super::mlflow::DELETED),
+                View::DeletedOnly => format!("lifecycle = '{}'", super::mlflow::DELETED),
+                View::All => "1".to_string(),
+            };
+            let in_experiments = if experiments.is_empty() {
+                "1".to_string()
+            } else {
+                let ids: Vec<String> = experiments.iter().map(i64::to_string).collect();
+                format!("coalesce(experiment_id, 0) IN ({})", ids.join(","))
+            };
+            let mut runs: Vec<Run> = all(
+                &self.conn,
+                &format!(
+                    "SELECT {RUN_COLS} FROM runs WHERE {lifecycle} AND {in_experiments}
+                     ORDER BY id DESC LIMIT ?1 OFFSET ?2"
+                ),
+                // One more than the page says whether there is a next; -1 is no limit.
+                params![
+                    i64::try_from(limit)
+                        .ok()
+                        .and_then(|l| l.checked_add(1))
+                        .unwrap_or(-1),
+                    i64::try_from(offset).unwrap_or(i64::MAX)
+                ],
+                run_row,
+            )
+            .map_err(db_err)?;
+            let more = runs.len() > limit;
+            runs.truncate(limit);
+            let page = runs
+                .into_iter()
+                .map(|r| self.found(r))
+                .collect::<LabResult<Vec<Found>>>()?;
+            let next = more.then_some(offset + page.len());
+            return Ok((page, next));
+        }
         let runs: Vec<Run> = all(
             &self.conn,
             &format!("SELECT {RUN_COLS} FROM runs ORDER BY id DESC"),
@@ -519,27 +581,21 @@ impl Store {
             run_row,
         )
         .map_err(db_err)?;
-        let shown = |r: &Run| {
-            (experiments.is_empty() || experiments.contains(&r.experiment_id.unwrap_or(0)))
-                && filter.view.shows(r.deleted)
-        };
-        if filter.clauses.is_empty() && order.is_empty() {
-            // Newest first, nothing to match or sort by: only the page's runs are read in full
-            // (a dashboard's first page of 100,000 runs reads 100).
-            let mut shown_runs = runs.into_iter().filter(|r| shown(r));
-            let mut page = Vec::new();
-            for r in shown_runs.by_ref().skip(offset).take(limit) {
-                page.push(self.found(r)?);
-            }
-            let next = shown_runs.next().is_some().then_some(offset + page.len());
-            return Ok((page, next));
-        }
+        // Matching and sorting read only the keys the filter and order name, loaded for all
+        // runs at once (a query per key, not three per run); the page's runs are then read
+        // in full.
+        let runs: Vec<Run> = runs.into_iter().filter(|r| shown(r)).collect();
+        let mut known = self.keys_of_runs(&runs, filter, order)?;
         let mut found = Vec::new();
         for r in runs {
-            if !shown(&r) {
-                continue;
-            }
-            let mut f = self.found(r)?;
+            let k = known.remove(&r.id).unwrap_or_default();
+            let mut f = Found {
+                run: r,
+                metrics: k.metrics,
+                params: k.params,
+                tags: k.tags,
+                datasets: Vec::new(),
+            };
             if filter.needs_datasets() {
                 f.datasets = self.dataset_keys(f.run.id)?;
             }
@@ -568,9 +624,99 @@ impl Store {
             b.run.id.cmp(&a.run.id)
         });
         let total = found.len();
-        let page: Vec<Found> = found.into_iter().skip(offset).take(limit).collect();
+        let page = found
+            .into_iter()
+            .skip(offset)
+            .take(limit)
+            .map(|f| self.found(f.run))
+            .collect::<LabResult<Vec<Found>>>()?;
         let next = (offset + page.len() < total).then_some(offset + page.len());
         Ok((page, next))
+    }
+
+    /// For each of `runs`, the metrics (latest value of the run's current attempt), params
+    /// and tags that `filter` and `order` name — nothing else.
+    fn keys_of_runs(
+        &self,
+        runs: &[Run],
+        filter: &Filter,
+        order: &[Order],
+    ) -> LabResult<HashMap<i64, Known>> {
+        let named = filter
+            .clauses
+            .iter()
+            .map(|c| (c.kind, &c.key))
+            .chain(order.iter().map(|o| (o.kind, &o.key)));
+        let mut keys: BTreeSet<(u8, &String)> = BTreeSet::new();
+        for (kind, key) in named {
+            match kind {
+                Kind::Metric => keys.insert((0, key)),
+                Kind::Param => keys.insert((1, key)),
+                Kind::Tag => keys.insert((2, key)),
+                Kind::Attr | Kind::Dataset => false,
+            };
+        }
+        let attempt: HashMap<i64, i64> = runs.iter().map(|r| (r.id, r.attempt)).collect();
+        let mut out: HashMap<i64, Known> = HashMap::new();
+        for (which, key) in keys {
+            if which == 0 {
+                // The latest point per run: highest step, then newest, then last written.
+                let mut best: HashMap<i64, (i64, f64, i64, f64)> = HashMap::new();
+                let rows = all(
+                    &self.conn,
+                    "SELECT run_id, step, ts, rowid, value, attempt FROM metrics WHERE name = ?1",
+                    [key],
+                    |r| {
+                        Ok((
+                            r.get::<_, i64>(0)?,
+                            (
+                                r.get::<_, i64>(1)?,
+                                r.get::<_, f64>(2)?,
+                                r.get::<_, i64>(3)?,
+                                r.get::<_, Option<f64>>(4)?.unwrap_or(f64::NAN),
+                            ),
+                            r.get::<_, i64>(5)?,
+                        ))
+                    },
+                )
+                .map_err(db_err)?;
+                for (run, p, at) in rows {
+                    if attempt.get(&run) != Some(&at) {
+                        continue;
+                    }
+                    let newer = best.get(&run).is_none_or(|b| {
+                        (p.0, p.1, p.2)
+                            .partial_cmp(&(b.0, b.1, b.2))
+                            .is_some_and(|o| o.is_gt())
+                    });
+                    if newer {
+                        best.insert(run, p);
+                    }
+                }
+                for (run, p) in best {
+                    out.entry(run).or_default().metrics.insert(key.clone(), p.3);
+                }
+                continue;
+            }
+            let sql = if which == 1 {
+                "SELECT run_id, value FROM params WHERE key = ?1"
+            } else {
+                "SELECT run_id, value FROM tags WHERE key = ?1"
+            };
+            let rows = all(&self.conn, sql, [key], |r| {
+                Ok((r.get::<_, i64>(0)?, r.get::<_, String>(1)?))
+            })
+            .map_err(db_err)?;
+            for (run, v) in rows {
+                let f = out.entry(run).or_default();
+                if which == 1 {
+                    f.params.insert(key.clone(), param_text(v));
+                } else {
+                    f.tags.insert(key.clone(), v);
+                }
+            }
+        }
+        Ok(out)
     }
 
     /// Experiments in `view` matching MLflow's experiment filter (`name`, `experiment_id`,

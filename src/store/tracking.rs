@@ -58,12 +58,15 @@ impl Store {
             }).map_err(db_err)
     }
 
-    /// One metric's history of a run as `(value, step, ts)` in step order: what
-    /// `metrics/get-history` serves (no name copied per point; the index answers it).
+    /// One metric's history of a run as `(value, step, ts)` in step order, then time order
+    /// within a step: what `metrics/get-history` serves (no name copied per point).
+    ///
+    /// The index gives step order; the few ties are ordered here, because asking SQLite for
+    /// `ORDER BY step, ts` makes it sort every point (0.9 s instead of 0.35 s at 1M points).
     pub fn metric_points(&self, id: i64, name: &str) -> LabResult<Vec<(f64, i64, f64)>> {
-        all(
+        let mut pts: Vec<(f64, i64, f64)> = all(
             &self.conn,
-            "SELECT value, step, ts FROM metrics WHERE run_id = ?1 AND name = ?2 AND attempt = (SELECT attempt FROM runs WHERE id = ?1) ORDER BY step, ts",
+            "SELECT value, step, ts FROM metrics WHERE run_id = ?1 AND name = ?2 AND attempt = (SELECT attempt FROM runs WHERE id = ?1) ORDER BY step",
             params![id, name],
             |r| {
                 Ok((
@@ -73,7 +76,10 @@ impl Store {
                 ))
             },
         )
-        .map_err(db_err)
+        .map_err(db_err)?;
+        // Stable, and linear on input that is already in order.
+        pts.sort_by(|a, b| a.1.cmp(&b.1).then(a.2.total_cmp(&b.2)));
+        Ok(pts)
     }
 
     /// The history of metric `name` of every child of `parent`, in one query: child id →
@@ -267,25 +273,62 @@ impl Store {
     }
 
     /// The latest value of every metric of a run (highest step, then newest).
+    ///
+    /// Index seeks only: a name is found by seeking past the one before, and its latest
+    /// point from the top of its steps, so a run with a metric of a million points answers
+    /// as fast as one with five.
     pub fn latest_metrics(&self, id: i64) -> LabResult<Vec<Metric>> {
-        all(
-            &self.conn,
-            "SELECT name, value, step, ts FROM metrics m WHERE run_id = ?1 AND rowid = (
-                 SELECT rowid FROM metrics WHERE run_id = ?1 AND name = m.name
-                     AND attempt = (SELECT attempt FROM runs WHERE id = ?1)
-                 ORDER BY step DESC, ts DESC, rowid DESC LIMIT 1)
-             ORDER BY name",
-            [id],
-            |r| {
-                Ok(Metric {
-                    name: r.get(0)?,
-                    value: r.get::<_, Option<f64>>(1)?.unwrap_or(f64::NAN),
-                    step: r.get(2)?,
-                    ts: r.get(3)?,
+        let attempt: Option<i64> = self
+            .conn
+            .query_row("SELECT attempt FROM runs WHERE id = ?1", [id], |r| r.get(0))
+            .optional()
+            .map_err(db_err)?;
+        let Some(attempt) = attempt else {
+            return Ok(Vec::new());
+        };
+        let mut next_name = self
+            .conn
+            .prepare_cached(
+                "SELECT name FROM metrics WHERE run_id = ?1 AND name > ?2 ORDER BY name LIMIT 1",
+            )
+            .map_err(db_err)?;
+        let mut latest = self
+            .conn
+            .prepare_cached(
+                "SELECT value, step, ts FROM metrics WHERE run_id = ?1 AND name = ?2 AND attempt = ?3
+                     AND step = (SELECT step FROM metrics WHERE run_id = ?1 AND name = ?2 AND attempt = ?3
+                                 ORDER BY step DESC LIMIT 1)
+                 ORDER BY ts DESC, rowid DESC LIMIT 1",
+            )
+            .map_err(db_err)?;
+        let mut out = Vec::new();
+        let mut after = String::new();
+        while let Some(name) = next_name
+            .query_row(params![id, after], |r| r.get::<_, String>(0))
+            .optional()
+            .map_err(db_err)?
+        {
+            let got = latest
+                .query_row(params![id, name, attempt], |r| {
+                    Ok((
+                        r.get::<_, Option<f64>>(0)?.unwrap_or(f64::NAN),
+                        r.get(1)?,
+                        r.get(2)?,
+                    ))
                 })
-            },
-        )
-        .map_err(db_err)
+                .optional()
+                .map_err(db_err)?;
+            if let Some((value, step, ts)) = got {
+                out.push(Metric {
+                    name: name.clone(),
+                    value,
+                    step,
+                    ts,
+                });
+            }
+            after = name;
+        }
+        Ok(out)
     }
 
     /// The id of experiment `name`, created if missing.
@@ -463,6 +506,77 @@ mod tests {
             s.tags(trial.id).unwrap(),
             vec![("fold".to_string(), "0".to_string())]
         );
+    }
+
+    #[test]
+    fn the_latest_point_and_searches_by_it_take_the_current_attempt() {
+        use crate::store::search::{parse_order, Filter};
+        let t = tempfile::tempdir().unwrap();
+        let mut s = Store::open(t.path()).unwrap();
+        let (a, _) = s.create(&job("a")).unwrap();
+        let (b, _) = s.create(&job("b")).unwrap();
+        let at = |name: &str, value: f64, step: i64, ts: f64| Metric {
+            name: name.into(),
+            value,
+            step,
+            ts,
+        };
+        // Highest step wins, then the newest at that step; the order written does not matter.
+        s.add_metrics(
+            a.id,
+            &[
+                at("loss", 1.0, 3, 6.0),
+                at("loss", 2.0, 3, 5.0),
+                at("loss", 3.0, 2, 9.0),
+                at("acc", 0.5, 1, 1.0),
+            ],
+        )
+        .unwrap();
+        let latest: Vec<(String, f64)> = s
+            .latest_metrics(a.id)
+            .unwrap()
+            .into_iter()
+            .map(|m| (m.name, m.value))
+            .collect();
+        assert_eq!(latest, vec![("acc".into(), 0.5), ("loss".into(), 1.0)]);
+        // b's first attempt reported loss 0.1; its second reports 5.0: only that one counts.
+        s.add_metrics(b.id, &[at("loss", 0.1, 9, 1.0), at("old", 1.0, 1, 1.0)])
+            .unwrap();
+        s.conn
+            .execute("UPDATE runs SET attempt = 1 WHERE id = ?1", [b.id])
+            .unwrap();
+        s.add_metrics(b.id, &[at("loss", 5.0, 1, 2.0)]).unwrap();
+        let latest = s.latest_metrics(b.id).unwrap();
+        assert_eq!(latest.len(), 1, "{latest:?}");
+        assert_eq!((latest[0].name.as_str(), latest[0].value), ("loss", 5.0));
+        assert!(s.latest_metrics(999).unwrap().is_empty());
+        // A search sorts and filters by the same values.
+        let order = parse_order(&["metrics.loss ASC".to_string()]).unwrap();
+        let (found, next) = s
+            .search_runs(&[], &Filter::parse("").unwrap(), &order, 0, 10)
+            .unwrap();
+        let ids: Vec<i64> = found.iter().map(|f| f.run.id).collect();
+        assert_eq!((ids, next), (vec![a.id, b.id], None));
+        let (found, _) = s
+            .search_runs(&[], &Filter::parse("metrics.loss > 2").unwrap(), &[], 0, 10)
+            .unwrap();
+        assert_eq!(found.len(), 1);
+        assert_eq!(found[0].run.id, b.id);
+        // The page's runs come back whole: every metric, not only the one sorted by.
+        let (found, _) = s
+            .search_runs(&[], &Filter::parse("metrics.loss < 2").unwrap(), &[], 0, 10)
+            .unwrap();
+        assert_eq!(found[0].metrics.len(), 2, "{:?}", found[0].metrics);
+        // Unsorted pages, newest first, with the offset of the next.
+        let all = Filter::parse("").unwrap();
+        let (p1, n1) = s.search_runs(&[], &all, &[], 0, 1).unwrap();
+        let (p2, n2) = s.search_runs(&[], &all, &[], 1, 1).unwrap();
+        assert_eq!(
+            (p1[0].run.id, n1, p2[0].run.id, n2),
+            (b.id, Some(1), a.id, None)
+        );
+        let (p, n) = s.search_runs(&[], &all, &[], 0, usize::MAX).unwrap();
+        assert_eq!((p.len(), n), (2, None));
     }
 
     #[test]
