@@ -182,14 +182,25 @@ impl Root {
     /// Reads the file `rel`.
     pub fn read(&self, rel: &str) -> io::Result<Vec<u8>> {
         use std::io::Read;
-        let fd = self.open_at(rel, libc::O_RDONLY, 0)?;
-        let mut f = std::fs::File::from(fd);
-        if f.metadata()?.is_dir() {
-            return Err(io::Error::from_raw_os_error(libc::EISDIR));
-        }
+        let mut f = self.file(rel)?;
         let mut v = Vec::new();
         f.read_to_end(&mut v)?;
         Ok(v)
+    }
+
+    /// Opens the file `rel` for reading (a folder is refused with `EISDIR`).
+    pub fn file(&self, rel: &str) -> io::Result<std::fs::File> {
+        let f = std::fs::File::from(self.open_at(rel, libc::O_RDONLY, 0)?);
+        if f.metadata()?.is_dir() {
+            return Err(io::Error::from_raw_os_error(libc::EISDIR));
+        }
+        Ok(f)
+    }
+
+    /// Whether `rel` is a folder beneath the root (false when missing or a file).
+    pub fn is_dir(&self, rel: &str) -> bool {
+        self.open_at(rel, libc::O_RDONLY | libc::O_DIRECTORY, 0)
+            .is_ok()
     }
 
     /// Writes the file `rel` (its folders made beneath the root as needed), replacing it.

@@ -519,6 +519,14 @@ pub fn percent_encode(s: &str) -> String {
     out
 }
 
+/// A relative path for a URL: each `/`-separated component percent-encoded, the `/` kept.
+pub fn percent_encode_path(p: &str) -> String {
+    p.split('/')
+        .map(percent_encode)
+        .collect::<Vec<_>>()
+        .join("/")
+}
+
 /// Downsampling for charts: M4 (Jugel et al., "M4: A Visualization-Oriented Time Series
 /// Data Aggregation", VLDB 2014). The points, in order, are cut into equal buckets and each
 /// keeps its first, last, lowest and highest point, so a line drawn through what is kept has

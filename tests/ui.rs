@@ -12,7 +12,7 @@ fn the_dashboard_shows_a_running_job_live_and_filters_runs() {
         r#"
         jobs::submit(#{name: "other", command: "true", params: #{lr: 0.2}}).wait();
         let j = jobs::submit(#{name: "train", params: #{lr: 0.1}, command:
-            "sleep 1; for i in $(seq 1 40); do echo \"{\\\"name\\\":\\\"loss\\\",\\\"value\\\":$i,\\\"step\\\":$i}\" >> $LABHOST_METRICS; echo line $i; sleep 0.1; done"});
+            "printf 'epoch,loss\\n1,0.5\\n2,0.25\\n' > $LABHOST_RUN_DIR/outputs/scores.csv; echo '<svg xmlns=\"http://www.w3.org/2000/svg\" width=\"12\" height=\"8\"><rect width=\"12\" height=\"8\" fill=\"red\"/></svg>' > $LABHOST_RUN_DIR/outputs/plot.svg; sleep 1; for i in $(seq 1 40); do echo \"{\\\"name\\\":\\\"loss\\\",\\\"value\\\":$i,\\\"step\\\":$i}\" >> $LABHOST_METRICS; echo line $i; sleep 0.1; done"});
         print(j.id);
         print(j.wait());
         "#,
@@ -76,6 +76,8 @@ fn the_dashboard_shows_a_running_job_live_and_filters_runs() {
     assert_eq!(get("rows"), "2 1", "the filter box filters: {out}");
     // The two runs compared: `lr` differs (marked); `loss`'s chart (only one run has it).
     assert_eq!(get("compare"), "diff 1", "{out}");
+    // Its outputs: the CSV as a table (header + 2 rows), the SVG drawn (12 px wide).
+    assert_eq!(get("files"), "3 12", "{out}");
     assert_eq!(get("errors"), "0 []", "{out}");
     assert_eq!(get("outside"), "[]", "{out}");
 
@@ -167,6 +169,12 @@ fn get_in(out: &str, k: &str) -> String {
 
 /// A plain HTTP/1.0 request to the dashboard: (status line, body).
 fn http(port: u16, method: &str, path: &str, token: &str) -> (String, String) {
+    let (head, body) = http_head(port, method, path, token);
+    (head.lines().next().unwrap_or("").to_string(), body)
+}
+
+/// A plain HTTP/1.0 request to the dashboard: (status line and headers, body).
+fn http_head(port: u16, method: &str, path: &str, token: &str) -> (String, String) {
     use std::io::{Read, Write};
     let mut s = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
     write!(
@@ -174,13 +182,11 @@ fn http(port: u16, method: &str, path: &str, token: &str) -> (String, String) {
         "{method} {path} HTTP/1.0\r\nHost: 127.0.0.1\r\nCookie: labhost_token={token}\r\nContent-Length: 0\r\n\r\n"
     )
     .unwrap();
-    let mut r = String::new();
-    s.read_to_string(&mut r).unwrap();
+    let mut r = Vec::new();
+    s.read_to_end(&mut r).unwrap();
+    let r = String::from_utf8_lossy(&r).to_string();
     let (head, body) = r.split_once("\r\n\r\n").unwrap_or((&r, ""));
-    (
-        head.lines().next().unwrap_or("").to_string(),
-        body.to_string(),
-    )
+    (head.to_string(), body.to_string())
 }
 
 /// A sweep's page: its trials with their params and metrics and how many ended how; a
@@ -543,6 +549,146 @@ fn an_azure_runs_page_links_to_the_studio() {
     );
     let (_, page) = http(port, "GET", &format!("/runs/{b}"), "s3cret");
     assert!(!page.contains("id=studio"), "{page}");
+    ui.signal(libc::SIGINT);
+    ui.finish();
+}
+
+/// A run's outputs and artifacts in the browser: folders listed, each kind of file previewed
+/// (CSV as a table, JSON pretty-printed, text, images, HTML sandboxed), raw files served so
+/// that they cannot run script as the dashboard, and nothing outside the run's folders
+/// reachable (`..`, a symlink planted by the job, other folders of the run).
+#[test]
+fn a_runs_files_are_browsed_and_previewed_beneath_its_folders() {
+    let t = TestCmd::new().file(
+        "f.rhai",
+        r#"
+        let j = jobs::submit(#{name: "files", command: `set -e; o=$LABHOST_RUN_DIR/outputs
+            mkdir -p $o/plots/deep
+            printf 'epoch,loss,note\n1,0.5,"a, quoted"\n2,0.25,plain\n' > $o/scores.csv
+            printf '{"best":{"lr":0.01,"acc":[0.9,0.95]}}' > $o/best.json
+            printf 'not: [valid' > $o/bad.json
+            printf '<h1>hi</h1><script>parent.document.title="owned"</script>' > $o/plots/report.html
+            printf '\211PNG\r\n\032\n\000\000' > $o/plots/curve.png
+            printf 'a\000b\377' > $o/model.bin
+            echo deep > $o/plots/deep/x.txt
+            ln -s /etc/hostname $o/leak`});
+        print(j.id);
+        print(j.wait());
+        "#,
+    );
+    let (code, out, err) = t.spawn(["run", "f.rhai"]).finish();
+    assert_eq!(code, Some(0), "{err}");
+    assert!(out.contains("completed"), "{out}{err}");
+    let id = out.lines().next().unwrap().trim().to_string();
+    let (ui, port) = dashboard(&t);
+    let get = |p: &str| http(port, "GET", &format!("/runs/{id}/{p}"), "s3cret");
+    // The run page lists the top of outputs/, folders first.
+    let (_, page) = http(port, "GET", &format!("/runs/{id}"), "s3cret");
+    let files = page.split("<h2>Files</h2>").nth(1).expect(&page);
+    let plots = files.find("plots/</a>").expect(files);
+    let csv = files.find(">scores.csv</a>").expect(files);
+    assert!(plots < csv, "{files}");
+    assert!(
+        files.contains(&format!("href=\"/runs/{id}/files/outputs/scores.csv\"")),
+        "{files}"
+    );
+    // A folder two levels down, with crumbs back up.
+    let (st, dir) = get("files/outputs/plots");
+    assert!(st.contains(" 200 "), "{st}");
+    assert!(
+        dir.contains(">deep/</a>") && dir.contains(">report.html</a>"),
+        "{dir}"
+    );
+    assert!(
+        dir.contains(&format!("<a href=\"/runs/{id}/files/outputs\">outputs</a>")),
+        "{dir}"
+    );
+    // CSV as a table, quotes understood.
+    let (_, p) = get("files/outputs/scores.csv");
+    assert!(
+        p.contains("<tr><th>epoch</th><th>loss</th><th>note</th></tr>"),
+        "{p}"
+    );
+    assert!(p.contains("<td>a, quoted</td>"), "{p}");
+    // JSON pretty-printed; bad JSON says where it breaks and still shows the text.
+    let (_, p) = get("files/outputs/best.json");
+    assert!(
+        p.contains("&quot;best&quot;: {\n    &quot;lr&quot;: 0.01,"),
+        "{p}"
+    );
+    let (_, p) = get("files/outputs/bad.json");
+    assert!(
+        p.contains("not valid JSON: ") && p.contains(" at line 1 column "),
+        "{p}"
+    );
+    assert!(p.contains("<pre id=preview>not: [valid</pre>"), "{p}");
+    // Images and HTML are shown from the raw file; HTML in a sandboxed frame.
+    let (_, p) = get("files/outputs/plots/curve.png");
+    assert!(
+        p.contains(&format!(
+            "<img id=preview src=\"/runs/{id}/raw/outputs/plots/curve.png\""
+        )),
+        "{p}"
+    );
+    let (_, p) = get("files/outputs/plots/report.html");
+    assert!(p.contains("<iframe id=preview sandbox "), "{p}");
+    let (_, p) = get("files/outputs/model.bin");
+    assert!(p.contains("A binary file"), "{p}");
+    // Raw: the bytes, typed, and sandboxed whatever they are.
+    let (head, body) = http_head(
+        port,
+        "GET",
+        &format!("/runs/{id}/raw/outputs/plots/report.html"),
+        "s3cret",
+    );
+    assert!(head.contains(" 200 "), "{head}");
+    let head_lc = head.to_ascii_lowercase();
+    assert!(
+        head_lc.contains("content-security-policy: sandbox"),
+        "{head}"
+    );
+    assert!(
+        head_lc.contains("x-content-type-options: nosniff"),
+        "{head}"
+    );
+    assert!(head_lc.contains("content-type: text/html"), "{head}");
+    assert!(body.contains("<script>parent.document.title"), "{body}");
+    let (head, _) = http_head(
+        port,
+        "GET",
+        &format!("/runs/{id}/raw/outputs/plots/curve.png"),
+        "s3cret",
+    );
+    assert!(
+        head.to_ascii_lowercase()
+            .contains("content-type: image/png"),
+        "{head}"
+    );
+    // Nothing outside: the job's symlink, `..` (raw or encoded), other folders of the run.
+    let (st, body) = get("files/outputs/leak");
+    assert!(st.contains(" 400 "), "{st} {body}");
+    assert!(body.contains("leads out"), "{body}");
+    let (st, _) = get("raw/outputs/leak");
+    assert!(st.contains(" 400 "), "{st}");
+    for bad in [
+        "raw/outputs/%2E%2E/stdout.log",
+        "files/outputs/plots/%2e%2e/%2e%2e/spec.json",
+        "raw/logs/x",
+        "files/wd",
+    ] {
+        let (st, _) = get(bad);
+        assert!(st.contains(" 400 "), "{bad}: {st}");
+    }
+    let (st, _) = get("files/outputs/nope.txt");
+    assert!(st.contains(" 404 "), "{st}");
+    // Without the token: nothing.
+    let (st, _) = http(
+        port,
+        "GET",
+        &format!("/runs/{id}/raw/outputs/scores.csv"),
+        "wrong",
+    );
+    assert!(st.contains(" 401 "), "{st}");
     ui.signal(libc::SIGINT);
     ui.finish();
 }

@@ -5,7 +5,8 @@ Usage: check_dashboard.py run CHROMIUM BASE_URL RUN_ID METRICS_FILE SHOTS_DIR
 Prints: the run page's live lag (how many steps the page's `loss` — its chart and its table —
 was behind the job's metrics file, 1 s after each look at the file) and its last step,
 whether the log-y switch made the chart's y axis logarithmic, then the runs table's rows
-before and after typing a filter; console errors and requests to anywhere but BASE_URL.
+before and after typing a filter, the compare page, the run's files (a CSV's table rows, an
+image's width); console errors and requests to anywhere but BASE_URL.
 
 Usage: check_dashboard.py sweep CHROMIUM BASE_URL PAGE SHOTS_DIR
 (PAGE: a running sweep's page.) Prints: the parallel coordinates' axes and their scales, the
@@ -26,8 +27,10 @@ call, js = b.call, b.js
 try:
     def load(url):
         call("Page.navigate", url=url)
+        # Until the new page is there: the old one also reads "complete" at first.
         for _ in range(200):
-            if js("document.readyState") == "complete" and js("location.href") != "about:blank":
+            href = js("location.href")
+            if js("document.readyState") == "complete" and href != "about:blank" and href.split("?")[0] == url.split("?")[0]:
                 break
             time.sleep(0.05)
 
@@ -95,6 +98,17 @@ try:
         print("compare", js("document.querySelector('#compare tr[data-key=\"params.lr\"]').className"),
               js("document.querySelector('#charts .lh-chart[data-name=loss]') ? document.querySelector('#charts .lh-chart[data-name=loss]').dataset.series : 'none'"))
         shot("dashboard-compare.png")
+        # The run's files: a CSV previewed as a table, an image drawn.
+        load(f"{base}/runs/{run_id.split('?')[0]}/files/outputs/scores.csv")
+        rows = js("document.querySelectorAll('#preview tr').length")
+        shot("dashboard-file-csv.png")
+        load(f"{base}/runs/{run_id.split('?')[0]}/files/outputs/plot.svg")
+        for _ in range(60):
+            if js("(() => { const i = document.getElementById('preview'); return !i || i.complete; })()"):
+                break
+            time.sleep(0.05)
+        print("files", rows, js("(() => { const i = document.getElementById('preview'); return i ? i.naturalWidth : document.body.innerText.slice(0, 300); })()"))
+        shot("dashboard-file-image.png")
     else:
         for d in ["Runtime", "Log", "Page", "Network"]:
             call(d + ".enable")

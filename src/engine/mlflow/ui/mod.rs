@@ -9,7 +9,8 @@
 //!   params, tags, latest metrics, parent and children, the end of `stdout.log` and
 //!   `stderr.log`; live: an event stream (`/runs/<id>/events`) pushes its status, metrics
 //!   and new log lines as they are recorded (the server looks every 200 ms; the page never
-//!   polls). A cancel button (a POST, with the token) stops it.
+//!   polls). A cancel button (a POST, with the token) stops it. Its `outputs/` and
+//!   `artifacts/` are browsed and previewed under `/runs/<id>/files/…` ([`files`]).
 //!
 //! Access is the endpoint's: loopback clients, and the token when one is set — a browser
 //! brings it once as `?token=…`, which is kept in a same-site cookie.
@@ -28,6 +29,7 @@ use super::EndpointState;
 pub mod assets;
 pub(super) mod compare;
 pub mod cron;
+pub(super) mod files;
 pub(super) mod queue;
 pub(super) mod series;
 use crate::store::search::{parse_order, Filter};
@@ -393,6 +395,7 @@ pub(super) async fn run(
         h.push_str("<h2>Sweep</h2><div id=sweep></div>");
         children_table(&mut h, &children);
     }
+    h.push_str(&files::section(r.id, &r.run_dir));
     let (out, out_at) = log_tail(&r.run_dir, "stdout.log", LOG_TAIL);
     let (err, err_at) = log_tail(&r.run_dir, "stderr.log", LOG_TAIL);
     h.push_str(&format!(
