@@ -1011,6 +1011,12 @@ impl<'a> Driver<'a> {
 
     /// The sweep's result, shown to the watcher one last time.
     fn finish(mut self, watcher: &mut dyn Watcher) -> LabResult<SweepResult> {
+        // A cancel that came between two looks (they are 200 ms apart) and whose trial
+        // cancels ended the sweep before the driver looked: still a cancelled sweep.
+        if self.cancelled.is_none() {
+            let me = crate::store::with_current(|st| st.get(self.run.parent.id))?;
+            self.cancelled = me.cancel_reason.filter(|_| !me.status.is_finished());
+        }
         let mut r = result(self.run.s, self.run.parent, self.run.seed, &self.ids)?;
         if self.cancelled.is_some() {
             r.status = RunStatus::Cancelled;
