@@ -336,6 +336,18 @@ impl Store {
             ), params![status, parent, limit as i64], run_row).map_err(db_err)
     }
 
+    /// `(id, status, name)` of each child of `parent`, newest first: what a page that
+    /// follows a sweep looks at several times a second (no spec is read).
+    pub fn children_states(&self, parent: i64) -> LabResult<Vec<(i64, RunStatus, String)>> {
+        all(
+            &self.conn,
+            "SELECT id, status, name FROM runs WHERE parent_id = ?1 ORDER BY id DESC",
+            [parent],
+            |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
+        )
+        .map_err(db_err)
+    }
+
     /// `(status, detail)` of every transition of a run, in order.
     pub fn events(&self, id: i64) -> LabResult<Vec<(String, String)>> {
         all(

@@ -422,7 +422,7 @@ fn children_table(h: &mut String, children: &[Child]) {
     let runs: Vec<&Run> = children.iter().map(|c| &c.0).collect();
     h.push_str(&format!(
         "<h2>Children</h2><p id=progress>{}</p>",
-        esc(&progress(&runs))
+        esc(&progress(runs.iter().map(|r| r.status)))
     ));
     let pcols: BTreeSet<&String> = children
         .iter()
@@ -467,17 +467,19 @@ fn children_table(h: &mut String, children: &[Child]) {
 }
 
 /// `12 completed, 2 running, 1 failed of 20`.
-fn progress(runs: &[&Run]) -> String {
+fn progress(statuses: impl Iterator<Item = RunStatus>) -> String {
     let mut counts: Vec<(RunStatus, usize)> = Vec::new();
-    for r in runs {
-        match counts.iter_mut().find(|c| c.0 == r.status) {
+    let mut total = 0;
+    for st in statuses {
+        total += 1;
+        match counts.iter_mut().find(|c| c.0 == st) {
             Some(c) => c.1 += 1,
-            None => counts.push((r.status, 1)),
+            None => counts.push((st, 1)),
         }
     }
     counts.sort_by_key(|c| c.0);
     let parts: Vec<String> = counts.iter().map(|(s, n)| format!("{n} {s}")).collect();
-    format!("{} of {}", parts.join(", "), runs.len())
+    format!("{} of {total}", parts.join(", "))
 }
 
 #[derive(Debug, Deserialize)]
@@ -609,16 +611,15 @@ impl Watch {
                 }
             }
         }
-        if let Ok(children) = s.list(None, Some(self.id), 100_000) {
+        if let Ok(children) = s.children_states(self.id) {
             if !children.is_empty() {
-                let refs: Vec<&Run> = children.iter().collect();
-                let p = progress(&refs);
+                let p = progress(children.iter().map(|c| c.1));
                 if self.progress.as_deref() != Some(p.as_str()) {
                     let rows: Vec<serde_json::Value> = children
                         .iter()
-                        .map(
-                            |c| serde_json::json!({"id": c.id, "status": c.status, "name": c.name}),
-                        )
+                        .map(|(id, status, name)| {
+                            serde_json::json!({"id": id, "status": status, "name": name})
+                        })
                         .collect();
                     self.pending.push(
                         Event::default()
