@@ -693,6 +693,44 @@ fn a_runs_files_are_browsed_and_previewed_beneath_its_folders() {
     ui.finish();
 }
 
+/// A sweep's page shows where each trial ran: the GPUs it was given (as its
+/// CUDA_VISIBLE_DEVICES), kept with the trial after it ended.
+#[test]
+fn a_sweeps_page_shows_each_trials_gpus() {
+    let yml = "type: sweep\ntrial: {command: 'echo $CUDA_VISIBLE_DEVICES; sleep 0.5', num_gpus: 2}\nsampling_algorithm: grid\nsearch_space: {x: {type: choice, values: [1, 2]}}\nobjective: {goal: minimize, primary_metric: l}\nlimits: {max_concurrent_trials: 2}\n";
+    let t = TestCmd::new()
+        .env("LABHOST_FAKE_GPUS", "4x24GiB")
+        .file("s.yml", yml);
+    let (code, out, err) = t.spawn(["-q", "sweep", "s.yml", "--json"]).finish();
+    assert_eq!(code, Some(0), "{err}");
+    let r: serde_json::Value = serde_json::from_str(&out).unwrap();
+    let sweep = r["sweep_id"].as_i64().expect(&out);
+    // What each trial printed is what the page says it had.
+    let mut had = Vec::new();
+    for tr in r["trials"].as_array().unwrap() {
+        let id = tr["run_id"].to_string();
+        let (_, log, _) = t.spawn(["logs", &id]).finish();
+        had.push((id, log.trim().to_string()));
+    }
+    let (ui, port) = dashboard(&t);
+    let (_, page) = http(port, "GET", &format!("/runs/{sweep}"), "s3cret");
+    assert!(page.contains("<th>GPUs</th>"), "{page}");
+    let mut shown: Vec<String> = Vec::new();
+    for (id, log) in &had {
+        assert_eq!(log.split(',').count(), 2, "{log}");
+        let row = page
+            .split("<tr>")
+            .find(|r| r.contains(&format!("<a href=\"/runs/{id}\">")))
+            .expect(&page);
+        assert!(row.contains(&format!("<td class=gpus>{log}</td>")), "{row}");
+        shown.push(log.clone());
+    }
+    // Two trials at once on 4 GPUs: different GPUs.
+    assert_ne!(shown[0], shown[1], "{shown:?}");
+    ui.signal(libc::SIGINT);
+    ui.finish();
+}
+
 /// `labhost ui` with the token `s3cret`, once it listens: the process and its port.
 fn dashboard(t: &TestCmd) -> (crate::util::Running, u16) {
     let port = free_port();

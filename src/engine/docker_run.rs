@@ -118,6 +118,7 @@ pub(super) async fn run_docker(
         at: crate::clock::unix(),
         leader_start: None,
         cgroup: None,
+        gpus: crate::store::Started::gpus_of(&l.env),
     });
     let mut emit = |s: crate::runtime::Stream, line: &str| {
         let f = match s {

@@ -640,9 +640,7 @@ impl JobHost {
             launch.keep_fds = lease.fds();
         }
         let mut started = |st: &Started| {
-            if let Err(e) =
-                self.store(|s| s.set_running(run.id, st.pid, st.leader_start, st.cgroup.as_deref()))
-            {
+            if let Err(e) = self.store(|s| s.set_running(run.id, st)) {
                 tracing::error!("job {}: {}", run.id, e.message);
             }
         };
@@ -674,7 +672,7 @@ impl JobHost {
                     // A refused write stops this host taking work (said once, by `write`).
                     Some(News::Started { started: st, .. }) => {
                         let _ = self.write(&format!("job {}", run.id), |s| {
-                            s.set_running(run.id, st.pid, st.leader_start, st.cgroup.as_deref())
+                            s.set_running(run.id, &st)
                         }).await;
                     }
                     Some(News::Metrics { points, .. }) => {

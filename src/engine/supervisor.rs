@@ -320,6 +320,7 @@ async fn watch(
         at: crate::clock::unix(),
         leader_start: None,
         cgroup: attempt.cgroup.as_ref().map(|c| c.display().to_string()),
+        gpus: Started::gpus_of(&l.env),
     });
     let grace = process::grace();
     let deadline = l.timeout.map(|t| tokio::time::Instant::now() + t);
@@ -532,9 +533,7 @@ mod tests {
             let shared = std::sync::Mutex::new(store);
             let lock = || shared.lock().unwrap_or_else(|e| e.into_inner());
             let mut started = |st: &Started| {
-                if let Err(e) =
-                    lock().set_running(job.id, st.pid, st.leader_start, st.cgroup.as_deref())
-                {
+                if let Err(e) = lock().set_running(job.id, st) {
                     tracing::error!("job {}: {}", job.id, e.message);
                 }
             };

@@ -46,19 +46,12 @@ impl Store {
     /// for a moment (a job that ends sooner has it recorded with its end): a crash in between
     /// re-queues a leased run exactly as a running one. A run cancelled in the meantime stays
     /// cancelled.
-    pub fn set_running(
-        &mut self,
-        id: i64,
-        pid: i64,
-        leader_start: Option<i64>,
-        cgroup: Option<&str>,
-    ) -> LabResult<()> {
+    /// The start is taken as now.
+    pub fn set_running(&mut self, id: i64, st: &Started) -> LabResult<()> {
         let tx = self.write()?;
         let st = Started {
-            pid,
             at: crate::clock::unix(),
-            leader_start,
-            cgroup: cgroup.map(str::to_string),
+            ..st.clone()
         };
         running_tx(&tx, id, &st)?;
         tx.commit().map_err(db_err)
@@ -284,6 +277,16 @@ fn running_tx(tx: &rusqlite::Transaction<'_>, id: i64, st: &Started) -> LabResul
             params![id, st.at, st.pid.to_string()],
         )
         .map_err(db_err)?;
+        if let Some((indices, uuids)) = &st.gpus {
+            for (k, v) in [("labhost.gpus", indices), ("labhost.gpu_uuids", uuids)] {
+                exec(
+                    tx,
+                    "INSERT OR REPLACE INTO tags (run_id, key, value) VALUES (?1, ?2, ?3)",
+                    params![id, k, v],
+                )
+                .map_err(db_err)?;
+            }
+        }
     }
     Ok(())
 }
@@ -406,7 +409,17 @@ mod tests {
         );
         let (b, _) = s.create(&job("b")).unwrap();
         s.claim_next("dead-host").unwrap();
-        s.set_running(b.id, 1, Some(7), Some("/cg/x")).unwrap();
+        s.set_running(
+            b.id,
+            &Started {
+                pid: 1,
+                at: 0.0,
+                leader_start: Some(7),
+                cgroup: Some("/cg/x".into()),
+                gpus: None,
+            },
+        )
+        .unwrap();
         assert_eq!(s.get(b.id).unwrap().leader_start, Some(7));
         let orphans = s
             .orphans(&|h| h != "dead-host", &|h| h != "dead-host")

@@ -481,6 +481,16 @@ fn create_tx(tx: &rusqlite::Transaction<'_>, state: &Path, n: &NewRun) -> LabRes
 #[cfg(test)]
 mod tests {
     use super::super::test_support::job;
+
+    fn started(pid: i64) -> Started {
+        Started {
+            pid,
+            at: 0.0,
+            leader_start: None,
+            cgroup: None,
+            gpus: None,
+        }
+    }
     use super::super::*;
     use serde_json::json;
     use std::path::PathBuf;
@@ -519,7 +529,7 @@ mod tests {
         );
         let c = s.claim_next("h1").unwrap().unwrap();
         assert_eq!((c.id, c.attempt, c.status), (a.id, 1, RunStatus::Leased));
-        s.set_running(a.id, 4242, None, None).unwrap();
+        s.set_running(a.id, &started(4242)).unwrap();
         assert_eq!(
             s.finish(a.id, RunStatus::Completed, Some(0), None).unwrap(),
             RunStatus::Completed
@@ -551,7 +561,7 @@ mod tests {
         // A running run is only asked: it is cancelled once its host has stopped it.
         let (c, _) = s.create(&job("c")).unwrap();
         s.claim_next("h").unwrap();
-        s.set_running(c.id, 42, None, None).unwrap();
+        s.set_running(c.id, &started(42)).unwrap();
         assert_eq!(s.cancel(c.id, "stop it").unwrap(), RunStatus::Running);
         assert!(s.get(c.id).unwrap().cancel_requested());
         assert_eq!(s.cancel_requests("h").unwrap(), vec![c.id]);

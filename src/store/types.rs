@@ -336,6 +336,22 @@ pub struct Started {
     pub at: f64,
     pub leader_start: Option<i64>,
     pub cgroup: Option<String>,
+    /// The GPUs leased to it: `(CUDA_VISIBLE_DEVICES, their UUIDs)`, as the job was given
+    /// them; kept as the tags `labhost.gpus` and `labhost.gpu_uuids` (the sweep page's GPU
+    /// placement).
+    #[serde(default)]
+    pub gpus: Option<(String, String)>,
+}
+
+impl Started {
+    /// The GPUs a launch environment names (none when it has no `LABHOST_GPU_UUIDS`).
+    pub fn gpus_of(env: &std::collections::BTreeMap<String, String>) -> Option<(String, String)> {
+        let uuids = env.get("LABHOST_GPU_UUIDS")?;
+        Some((
+            env.get("CUDA_VISIBLE_DEVICES").cloned().unwrap_or_default(),
+            uuids.clone(),
+        ))
+    }
 }
 
 impl Run {

@@ -318,9 +318,8 @@ impl Report for JobReport {
         self.start = Some(st.clone());
         if self.shared.is_alone() {
             let id = self.id;
-            self.shared.with_store(&format!("job {id}"), |s| {
-                s.set_running(id, st.pid, st.leader_start, st.cgroup.as_deref())
-            });
+            self.shared
+                .with_store(&format!("job {id}"), |s| s.set_running(id, st));
         } else {
             let _ = self.shared.out.send(News::Started {
                 job: self.id,
@@ -354,7 +353,7 @@ impl Report for JobReport {
         let r = self.shared.with_store(&format!("job {id}"), |s| {
             s.forget_attempt_metrics(id, attempt)?;
             match &start {
-                Some(st) => s.set_running(id, st.pid, st.leader_start, st.cgroup.as_deref()),
+                Some(st) => s.set_running(id, st),
                 None => Ok(()),
             }
         });

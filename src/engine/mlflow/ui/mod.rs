@@ -304,7 +304,8 @@ pub(super) async fn run(
         for c in s.list(None, Some(id), 10_000)? {
             let p = s.params(c.id)?;
             let m = s.latest_metrics(c.id)?;
-            children.push((c, p, m));
+            let gpus = s.tags(c.id)?.into_iter().find(|t| t.0 == "labhost.gpus");
+            children.push((c, p, m, gpus.map(|t| t.1)));
         }
         children.reverse();
         Ok::<_, crate::error::LabError>((run, params, tags, metrics, children))
@@ -409,11 +410,12 @@ pub(super) async fn run(
     Html(page_with(&format!("run {id}"), assets::HEAD, &h)).into_response()
 }
 
-/// A child run with its params and latest metrics.
+/// A child run with its params, latest metrics and the GPUs it was given.
 type Child = (
     Run,
     Vec<(String, serde_json::Value)>,
     Vec<crate::store::Metric>,
+    Option<String>,
 );
 
 /// A run's children (a sweep's trials, a cross-validation's folds): how many ended how, and
@@ -432,18 +434,29 @@ fn children_table(h: &mut String, children: &[Child]) {
         .iter()
         .flat_map(|c| c.2.iter().map(|m| &m.name))
         .collect();
+    // GPU placement, when any child was given GPUs (CUDA_VISIBLE_DEVICES as it got them).
+    let gpu_col = children.iter().any(|c| c.3.is_some());
     h.push_str("<table id=children><thead><tr><th>id</th><th>status</th><th>name</th>");
+    if gpu_col {
+        h.push_str("<th>GPUs</th>");
+    }
     for c in pcols.iter().chain(mcols.iter()) {
         h.push_str(&format!("<th>{}</th>", esc(c)));
     }
     h.push_str("<th>why</th></tr></thead><tbody>");
-    for (c, params, metrics) in children {
+    for (c, params, metrics, gpus) in children {
         h.push_str(&format!(
             "<tr><td><a href=\"/runs/{id}\">{id}</a></td><td class={st}>{st}</td><td>{}</td>",
             esc(&c.name),
             id = c.id,
             st = c.status
         ));
+        if gpu_col {
+            h.push_str(&format!(
+                "<td class=gpus>{}</td>",
+                esc(gpus.as_deref().unwrap_or(""))
+            ));
+        }
         for p in &pcols {
             let v = params.iter().find(|x| &&x.0 == p).map(|x| match &x.1 {
                 serde_json::Value::String(s) => s.clone(),
