@@ -74,6 +74,7 @@ fn the_dashboard_shows_a_running_job_live_and_filters_runs() {
     // The chart of `loss` holds all 40 points; its log-y switch made the axis logarithmic.
     assert_eq!(get("log_y"), "1 40", "{out}");
     assert_eq!(get("rows"), "2 1", "the filter box filters: {out}");
+    assert_eq!(get("columns"), "params.lr", "the column chooser: {out}");
     // The two runs compared: `lr` differs (marked); `loss`'s chart (only one run has it).
     assert_eq!(get("compare"), "diff 1", "{out}");
     // Its outputs: the CSV as a table (header + 2 rows), the SVG drawn (12 px wide).
@@ -727,6 +728,85 @@ fn a_sweeps_page_shows_each_trials_gpus() {
     }
     // Two trials at once on 4 GPUs: different GPUs.
     assert_ne!(shown[0], shown[1], "{shown:?}");
+    ui.signal(libc::SIGINT);
+    ui.finish();
+}
+
+/// The runs table shows the columns chosen (metrics, params, tags); by default every metric
+/// and param of the page; sorting and paging keep the choice.
+#[test]
+fn the_runs_table_shows_the_columns_chosen() {
+    let t = TestCmd::new().file(
+        "r.rhai",
+        r#"
+        for lr in [0.1, 0.2] {
+            jobs::submit(#{command: `echo '{"name": "loss", "value": ${lr}}' >> $LABHOST_METRICS`, params: #{lr: lr}}).wait();
+        }
+        track::set_tag("team", "vision");
+        "#,
+    );
+    let (code, _, err) = t.spawn(["run", "r.rhai"]).finish();
+    assert_eq!(code, Some(0), "{err}");
+    let (ui, port) = dashboard(&t);
+    let head = |page: &str| -> Vec<String> {
+        let thead = page
+            .split("<thead>")
+            .nth(1)
+            .unwrap()
+            .split("</thead>")
+            .next()
+            .unwrap();
+        thead
+            .split("<th>")
+            .skip(1)
+            .map(|c| {
+                let c = c.split("</th>").next().unwrap();
+                c.rsplit_once("\">")
+                    .map_or(c, |x| x.1)
+                    .trim_end_matches("</a>")
+                    .to_string()
+            })
+            .collect()
+    };
+    let (_, page) = http(port, "GET", "/", "s3cret");
+    let cols = head(&page);
+    assert_eq!(
+        cols[cols.len() - 2..],
+        ["metrics.loss", "params.lr"],
+        "{cols:?}"
+    );
+    // The tag is offered, not shown.
+    assert!(
+        page.contains("<input type=checkbox class=col value=\"tags.team\">"),
+        "{page}"
+    );
+    let (st, page) = http(
+        port,
+        "GET",
+        "/?columns=tags.team,params.lr&order_by=params.%60lr%60%20DESC",
+        "s3cret",
+    );
+    assert!(st.contains(" 200 "), "{st}");
+    let cols = head(&page);
+    assert_eq!(
+        cols[cols.len() - 2..],
+        ["tags.team", "params.lr"],
+        "{cols:?}"
+    );
+    assert!(!cols.contains(&"metrics.loss".to_string()), "{cols:?}");
+    assert!(page.contains("<td>vision</td>"), "{page}");
+    // Sort links keep the choice; the rows are in lr order, newest lr first.
+    assert!(
+        page.contains("&amp;columns=tags.team%2Cparams.lr\">params.lr</a>"),
+        "{page}"
+    );
+    let a = page.find("<td>0.2</td>").expect(&page);
+    let b = page.find("<td>0.1</td>").expect(&page);
+    assert!(a < b, "sorted by lr descending");
+    // Nonsense in the list is left out, not an error.
+    let (st, page) = http(port, "GET", "/?columns=bogus,metrics.loss", "s3cret");
+    assert!(st.contains(" 200 "), "{st}");
+    assert_eq!(head(&page).last().unwrap(), "metrics.loss");
     ui.signal(libc::SIGINT);
     ui.finish();
 }

@@ -83,6 +83,15 @@ try:
         after = js("document.querySelectorAll('#runs tbody tr').length")
         shot("dashboard-runs.png")
         print("rows", before, after)
+        # The column chooser: only params.lr.
+        load(f"{base}/")
+        js("document.querySelectorAll('#columns .col').forEach(c => { c.checked = c.value === 'params.lr'; })")
+        js("document.getElementById('show-columns').click()")
+        for _ in range(100):
+            time.sleep(0.05)
+            if "columns=" in js("location.href") and js("document.readyState") == "complete":
+                break
+        print("columns", js("[...document.querySelectorAll('#runs thead th')].slice(7).map(t => t.textContent).join(',')"))
         # Compare: tick both runs of the first page, press the button.
         load(f"{base}/")
         js("document.querySelectorAll('#runs .pick').forEach(c => { c.checked = true; c.dispatchEvent(new Event('change', {bubbles: true})); })")

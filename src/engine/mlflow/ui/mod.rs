@@ -4,7 +4,8 @@
 //!
 //! - `/` — every run: id, kind, status, name, start, duration, the latest value of the
 //!   metrics and the params on the page; MLflow's filter grammar (the parser of `labhost
-//!   runs`), sort by a column (`order_by` as MLflow writes it), pages of 100.
+//!   runs`), sort by a column (`order_by` as MLflow writes it), pages of 100; the columns
+//!   are chosen from the page's metrics, params and tags (`columns=metrics.a,tags.b`).
 //! - `/runs/<id>` — one run: status and timing, its command and environment (secrets masked),
 //!   params, tags, latest metrics, parent and children, the end of `stdout.log` and
 //!   `stderr.log`; live: an event stream (`/runs/<id>/events`) pushes its status, metrics
@@ -55,7 +56,56 @@ pub(super) struct ListQuery {
     order_by: String,
     #[serde(default)]
     page: usize,
+    /// The columns shown, comma-separated: `metrics.<k>`, `params.<k>`, `tags.<k>`; default:
+    /// every metric and param of the page's runs.
+    columns: Option<String>,
     token: Option<String>,
+}
+
+/// One chosen column of the runs table.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
+enum Col {
+    Metric(String),
+    Param(String),
+    Tag(String),
+}
+
+impl Col {
+    fn parse(s: &str) -> Option<Col> {
+        let (kind, key) = s.split_once('.')?;
+        let key = key.to_string();
+        match kind {
+            "metrics" => Some(Col::Metric(key)),
+            "params" => Some(Col::Param(key)),
+            "tags" => Some(Col::Tag(key)),
+            _ => None,
+        }
+    }
+
+    fn id(&self) -> String {
+        match self {
+            Col::Metric(k) => format!("metrics.{k}"),
+            Col::Param(k) => format!("params.{k}"),
+            Col::Tag(k) => format!("tags.{k}"),
+        }
+    }
+
+    /// How `order_by` names it.
+    fn order_key(&self) -> String {
+        match self {
+            Col::Metric(k) => format!("metrics.`{k}`"),
+            Col::Param(k) => format!("params.`{k}`"),
+            Col::Tag(k) => format!("tags.`{k}`"),
+        }
+    }
+
+    fn cell(&self, f: &crate::store::search::Found) -> String {
+        match self {
+            Col::Metric(k) => f.metrics.get(k).map(|v| num(*v)).unwrap_or_default(),
+            Col::Param(k) => esc(f.params.get(k).map(String::as_str).unwrap_or("")),
+            Col::Tag(k) => esc(f.tags.get(k).map(String::as_str).unwrap_or("")),
+        }
+    }
 }
 
 fn esc(s: &str) -> String {
@@ -168,8 +218,31 @@ pub(super) async fn runs(State(ctx): State<EndpointState>, Query(q): Query<ListQ
         Ok(Err(e)) => return fail(StatusCode::INTERNAL_SERVER_ERROR, &e.message),
         Err(e) => return fail(StatusCode::INTERNAL_SERVER_ERROR, &e.to_string()),
     };
-    let metric_cols: BTreeSet<&String> = found.iter().flat_map(|f| f.metrics.keys()).collect();
-    let param_cols: BTreeSet<&String> = found.iter().flat_map(|f| f.params.keys()).collect();
+    // What could be shown: the keys of the page's runs (tags but MLflow's own).
+    let mut offered: BTreeSet<Col> = BTreeSet::new();
+    for f in &found {
+        offered.extend(f.metrics.keys().map(|k| Col::Metric(k.clone())));
+        offered.extend(f.params.keys().map(|k| Col::Param(k.clone())));
+        offered.extend(
+            f.tags
+                .keys()
+                .filter(|k| !k.starts_with("mlflow."))
+                .map(|k| Col::Tag(k.clone())),
+        );
+    }
+    let cols: Vec<Col> = match &q.columns {
+        Some(c) => c.split(',').filter_map(Col::parse).collect(),
+        None => offered
+            .iter()
+            .filter(|c| !matches!(c, Col::Tag(_)))
+            .cloned()
+            .collect(),
+    };
+    let columns_arg = q
+        .columns
+        .as_ref()
+        .map(|c| format!("&amp;columns={}", crate::util::percent_encode(c)))
+        .unwrap_or_default();
     let sort_link = |key: &str, label: &str| {
         let desc = q.order_by == format!("{key} ASC") || q.order_by == key;
         let o = if desc {
@@ -178,7 +251,7 @@ pub(super) async fn runs(State(ctx): State<EndpointState>, Query(q): Query<ListQ
             format!("{key} ASC")
         };
         format!(
-            "<th><a href=\"/?filter={}&amp;order_by={}\">{}</a></th>",
+            "<th><a href=\"/?filter={}&amp;order_by={}{columns_arg}\">{}</a></th>",
             crate::util::percent_encode(&q.filter),
             crate::util::percent_encode(&o),
             esc(label)
@@ -187,10 +260,29 @@ pub(super) async fn runs(State(ctx): State<EndpointState>, Query(q): Query<ListQ
     let mut h = String::from("<h1>Runs</h1><form method=get action=\"/\">");
     h.push_str(&format!(
         "<input type=text name=filter id=filter placeholder=\"metrics.acc &gt; 0.9 and params.lr = '0.1'\" value=\"{}\">\
-         <input type=hidden name=order_by value=\"{}\"> <button>filter</button></form>",
+         <input type=hidden name=order_by value=\"{}\">{}<button>filter</button></form>",
         esc(&q.filter),
-        esc(&q.order_by)
+        esc(&q.order_by),
+        q.columns
+            .as_ref()
+            .map(|c| format!("<input type=hidden name=columns value=\"{}\">", esc(c)))
+            .unwrap_or_default()
     ));
+    // The column chooser: every key of the page's runs, and whatever was chosen before.
+    h.push_str("<details id=columns><summary>columns</summary><p>");
+    let chosen: BTreeSet<&Col> = cols.iter().collect();
+    for c in offered
+        .iter()
+        .chain(cols.iter())
+        .collect::<BTreeSet<&Col>>()
+    {
+        h.push_str(&format!(
+            "<label><input type=checkbox class=col value=\"{v}\"{on}> {v}</label> ",
+            v = esc(&c.id()),
+            on = if chosen.contains(c) { " checked" } else { "" }
+        ));
+    }
+    h.push_str("<button id=show-columns type=button>show</button></p></details>");
     h.push_str(
         "<p><button id=compare-selected type=button disabled>compare selected</button></p>\
          <table id=runs><thead><tr><th></th><th>id</th><th>kind</th>",
@@ -199,11 +291,8 @@ pub(super) async fn runs(State(ctx): State<EndpointState>, Query(q): Query<ListQ
     h.push_str(&sort_link("attributes.run_name", "name"));
     h.push_str(&sort_link("attributes.start_time", "started"));
     h.push_str("<th>took</th>");
-    for m in &metric_cols {
-        h.push_str(&sort_link(&format!("metrics.`{m}`"), m));
-    }
-    for p in &param_cols {
-        h.push_str(&sort_link(&format!("params.`{p}`"), p));
+    for c in &cols {
+        h.push_str(&sort_link(&c.order_key(), &c.id()));
     }
     h.push_str("</tr></thead><tbody>");
     for f in &found {
@@ -217,24 +306,15 @@ pub(super) async fn runs(State(ctx): State<EndpointState>, Query(q): Query<ListQ
             start = when(r.started),
             took = took(r),
         ));
-        for m in &metric_cols {
-            h.push_str(&format!(
-                "<td>{}</td>",
-                f.metrics.get(*m).map(|v| num(*v)).unwrap_or_default()
-            ));
-        }
-        for p in &param_cols {
-            h.push_str(&format!(
-                "<td>{}</td>",
-                esc(f.params.get(*p).map(String::as_str).unwrap_or(""))
-            ));
+        for c in &cols {
+            h.push_str(&format!("<td>{}</td>", c.cell(f)));
         }
         h.push_str("</tr>");
     }
     h.push_str("</tbody></table><p>");
     let link = |p: usize, label: &str| {
         format!(
-            "<a href=\"/?filter={}&amp;order_by={}&amp;page={p}\">{label}</a> ",
+            "<a href=\"/?filter={}&amp;order_by={}&amp;page={p}{columns_arg}\">{label}</a> ",
             crate::util::percent_encode(&q.filter),
             crate::util::percent_encode(&q.order_by)
         )
@@ -252,6 +332,12 @@ const btn = document.getElementById('compare-selected');\
 const picked = () => [...document.querySelectorAll('#runs .pick:checked')].map(c => c.value);\
 document.getElementById('runs').addEventListener('change', () => { btn.disabled = picked().length < 2; });\
 btn.addEventListener('click', () => { location.href = '/compare?runs=' + picked().join(','); });\
+document.getElementById('show-columns').addEventListener('click', () => {\
+  const u = new URL(location.href);\
+  u.searchParams.set('columns', [...document.querySelectorAll('#columns .col:checked')].map(c => c.value).join(','));\
+  u.searchParams.delete('page');\
+  location.href = u.toString();\
+});\
 </script>",
     );
     Html(page("runs", &h)).into_response()
