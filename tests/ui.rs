@@ -129,6 +129,11 @@ fn the_dashboard_shows_a_running_job_live_and_filters_runs() {
         "the objective chart did not follow the trials: {out}"
     );
     assert!(get_in(&out, "progress").contains("completed"), "{out}");
+    // What the limits leave, as trials end (live, never reloaded).
+    let lim = get_in(&out, "limits");
+    let left: u64 = lim.split(" of 12 trials left").next().unwrap().parse().expect(&lim);
+    assert!(left <= 10, "{out}");
+    assert!(lim.contains(" of the 1h timeout left"), "{out}");
     assert_eq!(get_in(&out, "status"), "cancelled", "{out}\n{err}");
     assert_ne!(code, Some(0), "a cancelled sweep: {err}");
     let (_, runs, _) = t.spawn(["runs", "--json"]).finish();
@@ -158,7 +163,7 @@ search_space:
   lr: {type: loguniform, min_value: -9, max_value: -2}
   batch: {type: choice, values: [16, 32]}
 objective: {goal: minimize, primary_metric: loss}
-limits: {max_total_trials: 12, max_concurrent_trials: 2}
+limits: {max_total_trials: 12, max_concurrent_trials: 2, timeout: 3600}
 "#;
 
 fn get_in(out: &str, k: &str) -> String {
@@ -698,7 +703,7 @@ fn a_runs_files_are_browsed_and_previewed_beneath_its_folders() {
 /// CUDA_VISIBLE_DEVICES), kept with the trial after it ended.
 #[test]
 fn a_sweeps_page_shows_each_trials_gpus() {
-    let yml = "type: sweep\ntrial: {command: 'echo $CUDA_VISIBLE_DEVICES; sleep 0.5', num_gpus: 2}\nsampling_algorithm: grid\nsearch_space: {x: {type: choice, values: [1, 2]}}\nobjective: {goal: minimize, primary_metric: l}\nlimits: {max_concurrent_trials: 2}\n";
+    let yml = "type: sweep\ntrial: {command: 'echo $CUDA_VISIBLE_DEVICES; sleep 0.5', num_gpus: 2}\nsampling_algorithm: grid\nsearch_space: {x: {type: choice, values: [1, 2]}}\nobjective: {goal: minimize, primary_metric: l}\nlimits: {max_concurrent_trials: 2, max_total_trials: 2}\n";
     let t = TestCmd::new()
         .env("LABHOST_FAKE_GPUS", "4x24GiB")
         .file("s.yml", yml);
@@ -716,6 +721,10 @@ fn a_sweeps_page_shows_each_trials_gpus() {
     let (ui, port) = dashboard(&t);
     let (_, page) = http(port, "GET", &format!("/runs/{sweep}"), "s3cret");
     assert!(page.contains("<th>GPUs</th>"), "{page}");
+    assert!(
+        page.contains("<p id=limits>0 of 2 trials left</p>"),
+        "{page}"
+    );
     let mut shown: Vec<String> = Vec::new();
     for (id, log) in &had {
         assert_eq!(log.split(',').count(), 2, "{log}");

@@ -134,6 +134,7 @@ try:
             time.sleep(0.1)
         print("trials", first, js(trials))
         print("progress", js("document.getElementById('progress').textContent"))
+        print("limits", js("document.getElementById('limits').textContent"))
         shot("dashboard-sweep.png")
         js("document.getElementById('cancel').click()")
         deadline = time.time() + 15

@@ -394,10 +394,11 @@ pub(super) async fn run(
             children.push((c, p, m, gpus.map(|t| t.1)));
         }
         children.reverse();
-        Ok::<_, crate::error::LabError>((run, params, tags, metrics, children))
+        let budget = max_total(&s, id);
+        Ok::<_, crate::error::LabError>((run, params, tags, metrics, children, budget))
     })
     .await;
-    let (r, params, tags, metrics, children) = match got {
+    let (r, params, tags, metrics, children, sweep_budget) = match got {
         Ok(Ok(x)) => x,
         Ok(Err(e)) if e.kind == "jobs.not_found" || e.message.contains("no run") => {
             return fail(StatusCode::NOT_FOUND, &e.message)
@@ -479,7 +480,11 @@ pub(super) async fn run(
         h.push_str("</table>");
     }
     if !children.is_empty() || r.kind == RunKind::Sweep {
-        h.push_str("<h2>Sweep</h2><div id=sweep></div>");
+        let finished = children.iter().filter(|c| c.0.status.is_finished()).count();
+        h.push_str(&format!(
+            "<h2>Sweep</h2><p id=limits>{}</p><div id=sweep></div>",
+            esc(&limits(&r, sweep_budget, finished, crate::clock::unix()))
+        ));
         children_table(&mut h, &children);
     }
     h.push_str(&files::section(r.id, &r.run_dir));
@@ -581,6 +586,40 @@ fn progress(statuses: impl Iterator<Item = RunStatus>) -> String {
     format!("{} of {total}", parts.join(", "))
 }
 
+/// A sweep's trial budget: its `_aml_system_max_total_jobs` tag (as Azure ML keeps it).
+fn max_total(s: &Store, id: i64) -> Option<u64> {
+    s.tags(id)
+        .ok()?
+        .into_iter()
+        .find(|t| t.0 == "_aml_system_max_total_jobs")
+        .and_then(|t| t.1.parse().ok())
+}
+
+/// What the limits leave of a sweep: `7 of 10 trials left · 9m 12s of the 10m timeout
+/// left` (empty without limits; no time once it ended).
+fn limits(r: &Run, max_total: Option<u64>, finished: usize, now: f64) -> String {
+    let mut parts = Vec::new();
+    if let Some(m) = max_total {
+        parts.push(format!(
+            "{} of {m} trials left",
+            m.saturating_sub(finished as u64)
+        ));
+    }
+    if let (Some(t), Some(start), false) = (r.spec.timeout, r.started, r.status.is_finished()) {
+        let left = (start + t - now).max(0.0) as u64;
+        let hms = match left {
+            l if l >= 3600 => format!("{}h {:02}m", l / 3600, l % 3600 / 60),
+            l if l >= 60 => format!("{}m {:02}s", l / 60, l % 60),
+            l => format!("{l}s"),
+        };
+        let total = crate::util::secs_to_duration(t)
+            .map(crate::util::fmt_duration)
+            .unwrap_or_default();
+        parts.push(format!("{hms} of the {total} timeout left"));
+    }
+    parts.join(" · ")
+}
+
 #[derive(Debug, Deserialize)]
 pub(super) struct EventsQuery {
     #[serde(default)]
@@ -625,6 +664,7 @@ pub(super) async fn events(
             after: q.after,
             status: None,
             progress: None,
+            max_total: None,
             done: false,
             pending: Vec::new(),
         },
@@ -664,8 +704,10 @@ struct Watch {
     status: Option<(RunStatus, String)>,
     /// The last metric row sent (`None`: none yet, start from the newest).
     after: Option<i64>,
-    /// The children's progress line last sent.
+    /// The children's progress line last sent (with the limits line).
     progress: Option<String>,
+    /// The sweep's trial budget (`_aml_system_max_total_jobs`), read at the first look.
+    max_total: Option<Option<u64>>,
     done: bool,
     pending: Vec<Event>,
 }
@@ -712,20 +754,23 @@ impl Watch {
         }
         if let Ok(children) = s.children_states(self.id) {
             if !children.is_empty() {
+                let max_total = *self.max_total.get_or_insert_with(|| max_total(s, self.id));
                 let p = progress(children.iter().map(|c| c.1));
-                if self.progress.as_deref() != Some(p.as_str()) {
+                let finished = children.iter().filter(|c| c.1.is_finished()).count();
+                let lim = limits(&r, max_total, finished, crate::clock::unix());
+                let seen = format!("{p}\n{lim}");
+                if self.progress.as_deref() != Some(seen.as_str()) {
                     let rows: Vec<serde_json::Value> = children
                         .iter()
                         .map(|(id, status, name)| {
                             serde_json::json!({"id": id, "status": status, "name": name})
                         })
                         .collect();
-                    self.pending.push(
-                        Event::default()
-                            .event("progress")
-                            .data(json(serde_json::json!({"progress": p, "children": rows}))),
-                    );
-                    self.progress = Some(p);
+                    self.pending
+                        .push(Event::default().event("progress").data(json(
+                            serde_json::json!({"progress": p, "limits": lim, "children": rows}),
+                        )));
+                    self.progress = Some(seen);
                 }
             }
         }
@@ -836,5 +881,34 @@ pub(super) async fn cancel(
         Ok(Ok(())) => Redirect::to(&format!("/runs/{id}")).into_response(),
         Ok(Err(e)) => fail(StatusCode::BAD_REQUEST, &e.message),
         Err(e) => fail(StatusCode::INTERNAL_SERVER_ERROR, &e.to_string()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_sweeps_limits_say_what_is_left() {
+        let t = tempfile::tempdir().unwrap();
+        let mut s = Store::open(t.path()).unwrap();
+        let (mut r, _) = s.create(&crate::store::test_support::job("sweep")).unwrap();
+        r.spec.timeout = Some(600.0);
+        r.started = Some(1000.0);
+        r.status = RunStatus::Running;
+        assert_eq!(
+            limits(&r, Some(10), 3, 1000.0 + 48.0),
+            "7 of 10 trials left · 9m 12s of the 10m timeout left"
+        );
+        assert_eq!(limits(&r, None, 3, 5000.0), "0s of the 10m timeout left");
+        r.spec.timeout = Some(7200.0);
+        assert_eq!(
+            limits(&r, Some(2), 5, 1000.0),
+            "0 of 2 trials left · 2h 00m of the 2h timeout left"
+        );
+        r.status = RunStatus::Completed;
+        assert_eq!(limits(&r, Some(2), 2, 1000.0), "0 of 2 trials left");
+        r.spec.timeout = None;
+        assert_eq!(limits(&r, None, 2, 1000.0), "");
     }
 }

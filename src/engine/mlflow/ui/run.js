@@ -74,6 +74,8 @@
   es.addEventListener("progress", e => {
     const d = JSON.parse(e.data), p = document.getElementById("progress");
     if (p) p.textContent = d.progress;
+    const l = document.getElementById("limits");
+    if (l) l.textContent = d.limits;
     const t = document.getElementById("children");
     if (t) for (const c of d.children) {
       let row = [...t.tBodies[0].rows].find(r => r.cells[0].textContent == c.id);
