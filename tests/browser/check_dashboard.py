@@ -34,6 +34,13 @@ try:
                 break
             time.sleep(0.05)
 
+    def arrive(part):
+        """Waits until the page navigated to (a URL holding `part`) has loaded."""
+        for _ in range(100):
+            time.sleep(0.05)
+            if part in js("location.href") and js("document.readyState") == "complete":
+                break
+
     def shot(name):
         b.screenshot(os.path.join(shots, name))
 
@@ -76,10 +83,7 @@ try:
         js("document.getElementById('filter').value = \"params.lr = '0.2'\"")
         js("document.querySelector('form').submit()")
         time.sleep(0.3)
-        for _ in range(100):
-            if js("document.readyState") == "complete" and "filter=" in js("location.href"):
-                break
-            time.sleep(0.05)
+        arrive("filter=")
         after = js("document.querySelectorAll('#runs tbody tr').length")
         shot("dashboard-runs.png")
         print("rows", before, after)
@@ -87,19 +91,13 @@ try:
         load(f"{base}/")
         js("document.querySelectorAll('#columns .col').forEach(c => { c.checked = c.value === 'params.lr'; })")
         js("document.getElementById('show-columns').click()")
-        for _ in range(100):
-            time.sleep(0.05)
-            if "columns=" in js("location.href") and js("document.readyState") == "complete":
-                break
+        arrive("columns=")
         print("columns", js("[...document.querySelectorAll('#runs thead th')].slice(7).map(t => t.textContent).join(',')"))
         # Compare: tick both runs of the first page, press the button.
         load(f"{base}/")
         js("document.querySelectorAll('#runs .pick').forEach(c => { c.checked = true; c.dispatchEvent(new Event('change', {bubbles: true})); })")
         js("document.getElementById('compare-selected').click()")
-        for _ in range(100):
-            time.sleep(0.05)
-            if "/compare" in js("location.href") and js("document.readyState") == "complete":
-                break
+        arrive("/compare")
         for _ in range(60):
             if js("document.querySelectorAll('#charts .lh-chart').length") > 0:
                 break
