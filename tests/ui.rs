@@ -131,7 +131,12 @@ fn the_dashboard_shows_a_running_job_live_and_filters_runs() {
     assert!(get_in(&out, "progress").contains("completed"), "{out}");
     // What the limits leave, as trials end (live, never reloaded).
     let lim = get_in(&out, "limits");
-    let left: u64 = lim.split(" of 12 trials left").next().unwrap().parse().expect(&lim);
+    let left: u64 = lim
+        .split(" of 12 trials left")
+        .next()
+        .unwrap()
+        .parse()
+        .expect(&lim);
     assert!(left <= 10, "{out}");
     assert!(lim.contains(" of the 1h timeout left"), "{out}");
     assert_eq!(get_in(&out, "status"), "cancelled", "{out}\n{err}");
@@ -816,6 +821,61 @@ fn the_runs_table_shows_the_columns_chosen() {
     let (st, page) = http(port, "GET", "/?columns=bogus,metrics.loss", "s3cret");
     assert!(st.contains(" 200 "), "{st}");
     assert_eq!(head(&page).last().unwrap(), "metrics.loss");
+    ui.signal(libc::SIGINT);
+    ui.finish();
+}
+
+/// The experiments page lists each experiment with its runs; an experiment's runs table
+/// holds its runs only, and its links keep it.
+#[test]
+fn experiments_list_their_runs() {
+    let t = TestCmd::new().file(
+        "e.rhai",
+        r#"
+        jobs::submit(#{command: "true", experiment: "cats", name: "c1"}).wait();
+        jobs::submit(#{command: "true", experiment: "cats", name: "c2"}).wait();
+        jobs::submit(#{command: "true", experiment: "dogs", name: "d1"}).wait();
+        "#,
+    );
+    let (code, _, err) = t.spawn(["run", "e.rhai"]).finish();
+    assert_eq!(code, Some(0), "{err}");
+    let (ui, port) = dashboard(&t);
+    let (st, page) = http(port, "GET", "/experiments", "s3cret");
+    assert!(st.contains(" 200 "), "{st}");
+    let row = |name: &str| -> Vec<String> {
+        let r = page
+            .split("<tr>")
+            .find(|r| r.contains(&format!(">{name}</a>")))
+            .unwrap_or_else(|| panic!("{name}: {page}"));
+        r.split("<td>")
+            .skip(1)
+            .map(|c| c.split("</td>").next().unwrap().to_string())
+            .collect()
+    };
+    let cats = row("cats");
+    assert_eq!((cats[2].as_str(), cats[3].as_str()), ("2", "0"), "{cats:?}");
+    assert_eq!(row("dogs")[2], "1");
+    let id = cats[1].clone();
+    let (_, runs) = http(port, "GET", &format!("/?experiment={id}"), "s3cret");
+    assert!(
+        runs.contains("<h1>Runs of <span id=experiment>cats</span></h1>"),
+        "{runs}"
+    );
+    assert!(
+        runs.contains("<td>c1</td>") && runs.contains("<td>c2</td>"),
+        "{runs}"
+    );
+    assert!(!runs.contains("<td>d1</td>"), "{runs}");
+    assert!(
+        runs.contains(&format!("&amp;experiment={id}\">status</a>")),
+        "{runs}"
+    );
+    assert!(
+        runs.contains(&format!("<input type=hidden name=experiment value={id}>")),
+        "{runs}"
+    );
+    let (st, _) = http(port, "GET", "/?experiment=999", "s3cret");
+    assert!(st.contains(" 404 "), "{st}");
     ui.signal(libc::SIGINT);
     ui.finish();
 }

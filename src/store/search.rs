@@ -367,6 +367,9 @@ pub struct Found {
     pub datasets: Vec<(String, String, String)>,
 }
 
+/// An experiment's active runs, how many of them run now, and the newest start.
+pub type ExperimentStats = (i64, i64, Option<f64>);
+
 /// Some of a run's metrics, params and tags: what a search matches and sorts by.
 #[derive(Debug, Default)]
 struct Known {
@@ -717,6 +720,23 @@ impl Store {
             }
         }
         Ok(out)
+    }
+
+    /// Per experiment (runs without one count as experiment 0, "Default"): its active runs,
+    /// how many of them run now, and the newest start.
+    pub fn experiment_stats(&self) -> LabResult<HashMap<i64, ExperimentStats>> {
+        let rows = all(
+            &self.conn,
+            &format!(
+                "SELECT coalesce(experiment_id, 0), count(*), sum(status = 'running'), max(coalesce(started, created))
+                 FROM runs WHERE lifecycle != '{}' GROUP BY 1",
+                super::mlflow::DELETED
+            ),
+            [],
+            |r| Ok((r.get::<_, i64>(0)?, (r.get(1)?, r.get(2)?, r.get(3)?))),
+        )
+        .map_err(db_err)?;
+        Ok(rows.into_iter().collect())
     }
 
     /// Experiments in `view` matching MLflow's experiment filter (`name`, `experiment_id`,

@@ -105,6 +105,8 @@ try:
         print("compare", js("document.querySelector('#compare tr[data-key=\"params.lr\"]').className"),
               js("document.querySelector('#charts .lh-chart[data-name=loss]') ? document.querySelector('#charts .lh-chart[data-name=loss]').dataset.series : 'none'"))
         shot("dashboard-compare.png")
+        load(f"{base}/experiments")
+        shot("dashboard-experiments.png")
         # The run's files: a CSV previewed as a table, an image drawn.
         load(f"{base}/runs/{run_id.split('?')[0]}/files/outputs/scores.csv")
         rows = js("document.querySelectorAll('#preview tr').length")

@@ -241,6 +241,7 @@ fn router(ctx: EndpointState) -> Router {
     let api = "/api/2.0/mlflow";
     Router::new()
         .route("/", get(ui::runs))
+        .route("/experiments", get(ui::experiments))
         .route("/runs/{id}", get(ui::run))
         .route("/runs/{id}/events", get(ui::events))
         .route("/runs/{id}/series", get(ui::series::series))

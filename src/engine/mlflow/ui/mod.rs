@@ -2,10 +2,12 @@
 //! server (`labhost ui`, `labhost track serve`). Server-rendered HTML with a few lines of
 //! inline script; nothing is loaded from anywhere else.
 //!
-//! - `/` — every run: id, kind, status, name, start, duration, the latest value of the
-//!   metrics and the params on the page; MLflow's filter grammar (the parser of `labhost
-//!   runs`), sort by a column (`order_by` as MLflow writes it), pages of 100; the columns
-//!   are chosen from the page's metrics, params and tags (`columns=metrics.a,tags.b`).
+//! - `/experiments` — each experiment, its runs, how many run now, the last start.
+//! - `/` — every run (or those of `experiment=<id>`): id, kind, status, name, start,
+//!   duration, the latest value of the metrics and the params on the page; MLflow's filter
+//!   grammar (the parser of `labhost runs`), sort by a column (`order_by` as MLflow writes
+//!   it), pages of 100; the columns are chosen from the page's metrics, params and tags
+//!   (`columns=metrics.a,tags.b`).
 //! - `/runs/<id>` — one run: status and timing, its command and environment (secrets masked),
 //!   params, tags, latest metrics, parent and children, the end of `stdout.log` and
 //!   `stderr.log`; live: an event stream (`/runs/<id>/events`) pushes its status, metrics
@@ -59,6 +61,8 @@ pub(super) struct ListQuery {
     /// The columns shown, comma-separated: `metrics.<k>`, `params.<k>`, `tags.<k>`; default:
     /// every metric and param of the page's runs.
     columns: Option<String>,
+    /// Only the runs of this experiment (its id).
+    experiment: Option<i64>,
     token: Option<String>,
 }
 
@@ -131,7 +135,7 @@ fn page(title: &str, body: &str) -> String {
 fn page_with(title: &str, head: &str, body: &str) -> String {
     format!(
         "<!doctype html><html><head><meta charset=utf-8><title>{} · labhost</title><link rel=icon href=\"data:,\">\
-         <style>{STYLE}</style>{head}</head><body><nav><a href=\"/\">runs</a><a href=\"/queue\">queue and GPUs</a><a href=\"/cron\">cron</a></nav>{body}</body></html>",
+         <style>{STYLE}</style>{head}</head><body><nav><a href=\"/experiments\">experiments</a><a href=\"/\">runs</a><a href=\"/queue\">queue and GPUs</a><a href=\"/cron\">cron</a></nav>{body}</body></html>",
         esc(title)
     )
 }
@@ -209,12 +213,26 @@ pub(super) async fn runs(State(ctx): State<EndpointState>, Query(q): Query<ListQ
     };
     let state = ctx.state.clone();
     let offset = q.page * PAGE;
+    let experiment = q.experiment;
     let found = tokio::task::spawn_blocking(move || {
-        Store::open(&state).and_then(|s| s.search_runs(&[], &filter, &order, offset, PAGE))
+        let s = Store::open(&state)?;
+        let exp = match experiment {
+            Some(e) => Some(s.experiment(e)?.name),
+            None => None,
+        };
+        let got = s.search_runs(
+            &experiment.into_iter().collect::<Vec<_>>(),
+            &filter,
+            &order,
+            offset,
+            PAGE,
+        )?;
+        Ok::<_, crate::error::LabError>((got, exp))
     })
     .await;
-    let (found, next) = match found {
+    let ((found, next), exp_name) = match found {
         Ok(Ok(f)) => f,
+        Ok(Err(e)) if e.kind == "jobs.not_found" => return fail(StatusCode::NOT_FOUND, &e.message),
         Ok(Err(e)) => return fail(StatusCode::INTERNAL_SERVER_ERROR, &e.message),
         Err(e) => return fail(StatusCode::INTERNAL_SERVER_ERROR, &e.to_string()),
     };
@@ -238,11 +256,16 @@ pub(super) async fn runs(State(ctx): State<EndpointState>, Query(q): Query<ListQ
             .cloned()
             .collect(),
     };
+    // What the table's links keep besides filter and order: the columns and the experiment.
     let columns_arg = q
         .columns
         .as_ref()
         .map(|c| format!("&amp;columns={}", crate::util::percent_encode(c)))
-        .unwrap_or_default();
+        .unwrap_or_default()
+        + q.experiment
+            .map(|e| format!("&amp;experiment={e}"))
+            .unwrap_or_default()
+            .as_str();
     let sort_link = |key: &str, label: &str| {
         let desc = q.order_by == format!("{key} ASC") || q.order_by == key;
         let o = if desc {
@@ -257,15 +280,25 @@ pub(super) async fn runs(State(ctx): State<EndpointState>, Query(q): Query<ListQ
             esc(label)
         )
     };
-    let mut h = String::from("<h1>Runs</h1><form method=get action=\"/\">");
+    let mut h = match &exp_name {
+        Some(n) => format!(
+            "<h1>Runs of <span id=experiment>{}</span></h1><p><a href=\"/experiments\">all experiments</a> · <a href=\"/\">all runs</a></p>",
+            esc(n)
+        ),
+        None => "<h1>Runs</h1>".to_string(),
+    };
+    h.push_str("<form method=get action=\"/\">");
     h.push_str(&format!(
         "<input type=text name=filter id=filter placeholder=\"metrics.acc &gt; 0.9 and params.lr = '0.1'\" value=\"{}\">\
-         <input type=hidden name=order_by value=\"{}\">{}<button>filter</button></form>",
+         <input type=hidden name=order_by value=\"{}\">{}{}<button>filter</button></form>",
         esc(&q.filter),
         esc(&q.order_by),
         q.columns
             .as_ref()
             .map(|c| format!("<input type=hidden name=columns value=\"{}\">", esc(c)))
+            .unwrap_or_default(),
+        q.experiment
+            .map(|e| format!("<input type=hidden name=experiment value={e}>"))
             .unwrap_or_default()
     ));
     // The column chooser: every key of the page's runs, and whatever was chosen before.
@@ -341,6 +374,38 @@ document.getElementById('show-columns').addEventListener('click', () => {\
 </script>",
     );
     Html(page("runs", &h)).into_response()
+}
+
+/// `GET /experiments`: every active experiment with how many runs it has, how many run now
+/// and when the last started; each links to its runs.
+pub(super) async fn experiments(State(ctx): State<EndpointState>) -> Response {
+    let state = ctx.state.clone();
+    let got = tokio::task::spawn_blocking(move || {
+        let s = Store::open(&state)?;
+        let exps = s.search_experiments("", crate::store::search::View::ActiveOnly, &[])?;
+        let stats = s.experiment_stats()?;
+        Ok::<_, crate::error::LabError>((exps, stats))
+    })
+    .await;
+    let (exps, stats) = match got {
+        Ok(Ok(x)) => x,
+        Ok(Err(e)) => return fail(StatusCode::INTERNAL_SERVER_ERROR, &e.message),
+        Err(e) => return fail(StatusCode::INTERNAL_SERVER_ERROR, &e.to_string()),
+    };
+    let mut h = String::from(
+        "<h1>Experiments</h1><table id=experiments><thead><tr><th>name</th><th>id</th><th>runs</th><th>running</th><th>last run</th></tr></thead><tbody>",
+    );
+    for (e, _) in &exps {
+        let (n, running, last) = stats.get(&e.id).copied().unwrap_or((0, 0, None));
+        h.push_str(&format!(
+            "<tr><td><a href=\"/?experiment={id}\">{name}</a></td><td>{id}</td><td>{n}</td><td>{running}</td><td>{last}</td></tr>",
+            id = e.id,
+            name = esc(&e.name),
+            last = when(last),
+        ));
+    }
+    h.push_str("</tbody></table>");
+    Html(page("experiments", &h)).into_response()
 }
 
 #[derive(Debug, Default, Deserialize)]
