@@ -107,6 +107,11 @@ try:
         shot("dashboard-compare.png")
         load(f"{base}/experiments")
         shot("dashboard-experiments.png")
+        load(f"{base}/queue")
+        time.sleep(0.6)  # its first event
+        shot("dashboard-queue.png")
+        load(f"{base}/cron")
+        shot("dashboard-cron.png")
         # The run's files: a CSV previewed as a table, an image drawn.
         load(f"{base}/runs/{run_id.split('?')[0]}/files/outputs/scores.csv")
         rows = js("document.querySelectorAll('#preview tr').length")
