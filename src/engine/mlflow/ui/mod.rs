@@ -66,48 +66,51 @@ pub(super) struct ListQuery {
     token: Option<String>,
 }
 
-/// One chosen column of the runs table.
+/// One chosen column of the runs table: `kind` is `metrics`, `params` or `tags` (as the
+/// filter grammar names them), `key` the name within it.
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
-enum Col {
-    Metric(String),
-    Param(String),
-    Tag(String),
+struct Col {
+    kind: &'static str,
+    key: String,
 }
 
 impl Col {
-    fn parse(s: &str) -> Option<Col> {
-        let (kind, key) = s.split_once('.')?;
-        let key = key.to_string();
-        match kind {
-            "metrics" => Some(Col::Metric(key)),
-            "params" => Some(Col::Param(key)),
-            "tags" => Some(Col::Tag(key)),
-            _ => None,
+    fn new(kind: &'static str, key: &str) -> Col {
+        Col {
+            kind,
+            key: key.to_string(),
         }
     }
 
+    fn parse(s: &str) -> Option<Col> {
+        let (kind, key) = s.split_once('.')?;
+        let kind = ["metrics", "params", "tags"]
+            .into_iter()
+            .find(|k| *k == kind)?;
+        Some(Col::new(kind, key))
+    }
+
     fn id(&self) -> String {
-        match self {
-            Col::Metric(k) => format!("metrics.{k}"),
-            Col::Param(k) => format!("params.{k}"),
-            Col::Tag(k) => format!("tags.{k}"),
-        }
+        format!("{}.{}", self.kind, self.key)
     }
 
     /// How `order_by` names it.
     fn order_key(&self) -> String {
-        match self {
-            Col::Metric(k) => format!("metrics.`{k}`"),
-            Col::Param(k) => format!("params.`{k}`"),
-            Col::Tag(k) => format!("tags.`{k}`"),
-        }
+        format!("{}.`{}`", self.kind, self.key)
     }
 
     fn cell(&self, f: &crate::store::search::Found) -> String {
-        match self {
-            Col::Metric(k) => f.metrics.get(k).map(|v| num(*v)).unwrap_or_default(),
-            Col::Param(k) => esc(f.params.get(k).map(String::as_str).unwrap_or("")),
-            Col::Tag(k) => esc(f.tags.get(k).map(String::as_str).unwrap_or("")),
+        let text = |m: &std::collections::BTreeMap<String, String>| {
+            esc(m.get(&self.key).map(String::as_str).unwrap_or(""))
+        };
+        match self.kind {
+            "metrics" => f
+                .metrics
+                .get(&self.key)
+                .map(|v| num(*v))
+                .unwrap_or_default(),
+            "params" => text(&f.params),
+            _ => text(&f.tags),
         }
     }
 }
@@ -239,25 +242,25 @@ pub(super) async fn runs(State(ctx): State<EndpointState>, Query(q): Query<ListQ
     // What could be shown: the keys of the page's runs (tags but MLflow's own).
     let mut offered: BTreeSet<Col> = BTreeSet::new();
     for f in &found {
-        offered.extend(f.metrics.keys().map(|k| Col::Metric(k.clone())));
-        offered.extend(f.params.keys().map(|k| Col::Param(k.clone())));
+        offered.extend(f.metrics.keys().map(|k| Col::new("metrics", k)));
+        offered.extend(f.params.keys().map(|k| Col::new("params", k)));
         offered.extend(
             f.tags
                 .keys()
                 .filter(|k| !k.starts_with("mlflow."))
-                .map(|k| Col::Tag(k.clone())),
+                .map(|k| Col::new("tags", k)),
         );
     }
     let cols: Vec<Col> = match &q.columns {
         Some(c) => c.split(',').filter_map(Col::parse).collect(),
         None => offered
             .iter()
-            .filter(|c| !matches!(c, Col::Tag(_)))
+            .filter(|c| c.kind != "tags")
             .cloned()
             .collect(),
     };
     // What the table's links keep besides filter and order: the columns and the experiment.
-    let columns_arg = q
+    let kept = q
         .columns
         .as_ref()
         .map(|c| format!("&amp;columns={}", crate::util::percent_encode(c)))
@@ -274,7 +277,7 @@ pub(super) async fn runs(State(ctx): State<EndpointState>, Query(q): Query<ListQ
             format!("{key} ASC")
         };
         format!(
-            "<th><a href=\"/?filter={}&amp;order_by={}{columns_arg}\">{}</a></th>",
+            "<th><a href=\"/?filter={}&amp;order_by={}{kept}\">{}</a></th>",
             crate::util::percent_encode(&q.filter),
             crate::util::percent_encode(&o),
             esc(label)
@@ -347,7 +350,7 @@ pub(super) async fn runs(State(ctx): State<EndpointState>, Query(q): Query<ListQ
     h.push_str("</tbody></table><p>");
     let link = |p: usize, label: &str| {
         format!(
-            "<a href=\"/?filter={}&amp;order_by={}&amp;page={p}{columns_arg}\">{label}</a> ",
+            "<a href=\"/?filter={}&amp;order_by={}&amp;page={p}{kept}\">{label}</a> ",
             crate::util::percent_encode(&q.filter),
             crate::util::percent_encode(&q.order_by)
         )
