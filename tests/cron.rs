@@ -246,7 +246,9 @@ fn missed_fires_are_caught_up_after_a_restart() {
         .file("s.yml", "- {name: last, schedule: '* * * * * *', script: x.rhai, catch_up: last}\n- {name: all, schedule: '* * * * * *', script: x.rhai, catch_up: all}\n- {name: none, schedule: '* * * * * *', script: x.rhai, catch_up: none}\n");
     serve_for(&t, "s.yml", 1.5, &[]);
     std::thread::sleep(Duration::from_secs(3));
-    let err = serve_for(&t, "s.yml", 0.5, &[]);
+    // Caught-up fires of an entry run one after another: 2.5 s leaves a loaded two-core
+    // box time to start and run all of them before the stop (0.5 s did not).
+    let err = serve_for(&t, "s.yml", 2.5, &[]);
     let js = jobs(&t);
     // Caught-up fires run (completed, one after another), not skipped as overlaps.
     let caught = |name: &str| {
