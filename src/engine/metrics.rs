@@ -180,7 +180,16 @@ impl MetricsTail {
         let Some(f) = &self.file else {
             return Vec::new();
         };
-        let mut buf = vec![0u8; MAX_READ];
+        // Sized by what the file holds past the offset: most looks find nothing new, and a
+        // zeroed MAX_READ buffer per look was most of a short job's cost.
+        let avail = match f.metadata() {
+            Ok(m) => m.len().saturating_sub(self.offset).min(MAX_READ as u64) as usize,
+            Err(_) => return Vec::new(),
+        };
+        if avail == 0 {
+            return Vec::new();
+        }
+        let mut buf = vec![0u8; avail];
         let n = match f.read_at(&mut buf, self.offset) {
             Ok(n) => n,
             Err(_) => return Vec::new(),
