@@ -1,8 +1,9 @@
 //! Samplers, deterministic given a seed and a trial index: grid (declaration order, the last
 //! parameter fastest), random (each trial its own generator seeded from `(seed, index)`, so
 //! trial 7 has the same values however many trials ran before it), Sobol (Owen-scrambled,
-//! seeded; `sobol_burley`) and TPE (Optuna's univariate Tree-structured Parzen Estimator over
-//! the same distributions; random for the first [`TPE_STARTUP`] trials).
+//! seeded; `sobol_burley`) and TPE (the Tree-structured Parzen Estimator of Optuna 5's
+//! `TPESampler(multivariate=True)`: whole trials as kernels; random for the first
+//! [`TPE_STARTUP`] trials).
 use serde_json::{Map, Value};
 
 use super::space::{normal_cdf, Dist};
@@ -63,8 +64,8 @@ impl Space {
 
     /// TPE suggestion for trial `index` given finished trials' `(params, value)` in trial
     /// order; `minimize` says which way is better. Fewer than [`TPE_STARTUP`] observations: a
-    /// random point. As Optuna's `TPESampler` (univariate bandwidths, product mixture): the
-    /// good trials (the best `min(ceil(n/10), 25)`) and the rest each make a mixture whose
+    /// random point. As Optuna 5's `TPESampler(multivariate=True)`: the good trials (the best
+    /// [`gamma`] of them) and the rest each make a mixture ([`Mixture`]) whose
     /// components are whole trials (one kernel per parameter) plus a prior; 24 candidates are
     /// drawn from the good mixture and the one with the highest `log l(x) - log g(x)` wins.
     pub fn tpe_point<P: std::borrow::Borrow<Params>>(
@@ -89,47 +90,66 @@ impl Space {
         pending: &[P],
         minimize: bool,
     ) -> Params {
-        // Each observation as coordinates: a position in [0, 1] per numeric parameter, the
-        // index of the value per choice; a pending trial's value is +inf (worst, minimised).
-        let lies: Vec<(&P, f64)> = pending.iter().map(|p| (p, f64::INFINITY)).collect();
-        let finished = obs
+        let finished: Vec<(Vec<f64>, f64)> = obs
+            .iter()
+            .filter_map(|(p, v)| Some((self.coords(p.borrow())?, *v)))
+            .collect();
+        let running: Vec<Vec<f64>> = pending
+            .iter()
+            .filter_map(|p| self.coords(p.borrow()))
+            .collect();
+        self.tpe_point_at(seed, index, &finished, &running, minimize)
+    }
+
+    /// Where a trial lies, as TPE models it: a position in `[0, 1]` per numeric parameter
+    /// ([`Dist::position`]), the index of the value per choice; `None` when a parameter is
+    /// missing or not one of its choices.
+    pub fn coords(&self, p: &Params) -> Option<Vec<f64>> {
+        self.0
+            .iter()
+            .map(|(n, d)| {
+                let x = p.get(n)?;
+                match d {
+                    Dist::Choice(vs) => vs.iter().position(|c| c == x).map(|i| i as f64),
+                    _ => d.position(x),
+                }
+            })
+            .collect()
+    }
+
+    /// [`Space::tpe_point_pending`] from coordinates ([`Space::coords`]) the caller keeps:
+    /// a study asks thousands of times over the same results, and converting each of them
+    /// on every ask was most of the cost. `finished` holds the values as told (a value that
+    /// is not finite is left out); each of `running` counts as the worst result.
+    pub fn tpe_point_at(
+        &self,
+        seed: u64,
+        index: u64,
+        finished: &[(Vec<f64>, f64)],
+        running: &[Vec<f64>],
+        minimize: bool,
+    ) -> Params {
+        let coords: Vec<(&[f64], f64)> = finished
             .iter()
             .filter(|(_, v)| v.is_finite())
-            .map(|(p, v)| (p, if minimize { *v } else { -*v }));
-        let all: Vec<(&P, f64)> = finished.chain(lies).collect();
-        let coords: Vec<(Vec<f64>, f64)> = all
-            .iter()
-            .filter_map(|(p, v)| {
-                let p = p.borrow();
-                let c: Option<Vec<f64>> = self
-                    .0
-                    .iter()
-                    .map(|(n, d)| {
-                        let x = p.get(n)?;
-                        match d {
-                            Dist::Choice(vs) => vs.iter().position(|c| c == x).map(|i| i as f64),
-                            _ => d.position(x),
-                        }
-                    })
-                    .collect();
-                c.map(|c| (c, *v))
-            })
+            .map(|(c, v)| (c.as_slice(), if minimize { *v } else { -*v }))
+            .chain(running.iter().map(|c| (c.as_slice(), f64::INFINITY)))
             .collect();
-        if coords.iter().filter(|c| c.1.is_finite()).count() < TPE_STARTUP {
+        let n_finished = coords.iter().filter(|c| c.1.is_finite()).count();
+        if n_finished < TPE_STARTUP {
             return self.random_point(seed, index);
         }
         let mut rng = rng_for(seed, index);
         let mut order: Vec<usize> = (0..coords.len()).collect();
         order.sort_by(|a, b| coords[*a].1.total_cmp(&coords[*b].1).then(a.cmp(b)));
-        let n_below = ((coords.len() as f64 * 0.1).ceil() as usize).clamp(1, 25);
+        // As Optuna: the good group's size counts finished trials (the running ones are bad).
+        let n_below = gamma(n_finished);
         let mut below: Vec<usize> = order[..n_below].to_vec();
         let mut above: Vec<usize> = order[n_below..].to_vec();
         // Trial order (older first), as Optuna weighs them.
         below.sort_unstable();
         above.sort_unstable();
-        let pts = |idx: &[usize]| -> Vec<&[f64]> {
-            idx.iter().map(|i| coords[*i].0.as_slice()).collect()
-        };
+        let pts = |idx: &[usize]| -> Vec<&[f64]> { idx.iter().map(|i| coords[*i].0).collect() };
         let l = Mixture::new(&self.0, &pts(&below));
         let g = Mixture::new(&self.0, &pts(&above));
         let mut best = (f64::NEG_INFINITY, Vec::new());
@@ -180,6 +200,64 @@ fn pick(weights: &[f64], u: f64) -> usize {
     weights.len() - 1
 }
 
+/// How many of `n` trials make the good group (Optuna's `default_gamma`): the best tenth,
+/// rounded up, at least 1 and at most 25.
+fn gamma(n: usize) -> usize {
+    n.div_ceil(10).clamp(1, 25)
+}
+
+/// The weights of `n` observations in trial order (Optuna's `default_weights`): 1 each up to
+/// 25; beyond, the newest 25 keep 1 and the older ones ramp linearly from `1/n` up to 1.
+fn default_weights(n: usize) -> Vec<f64> {
+    if n < 25 {
+        return vec![1.0; n];
+    }
+    let ramp = n - 25;
+    let step = if ramp > 1 {
+        (1.0 - 1.0 / n as f64) / (ramp - 1) as f64
+    } else {
+        0.0
+    };
+    (0..n)
+        .map(|i| {
+            if i < ramp {
+                1.0 / n as f64 + step * i as f64
+            } else {
+                1.0
+            }
+        })
+        .collect()
+}
+
+/// The kernel widths of observations at `mus` in `[0, 1]` (Optuna 5's rule): the larger gap
+/// to a neighbour (the other points and the ends 0 and 1), except that the lowest and the
+/// highest point take their inner gap (`consider_endpoints=False`); clipped to
+/// `[1 / min(100, n + 2), 1]` (magic clip, the prior counted as a kernel). The prior's own
+/// width is 1.
+fn bandwidths(mus: &[f64]) -> Vec<f64> {
+    let n = mus.len();
+    let mut sorted: Vec<(f64, usize)> = mus.iter().copied().zip(0..).collect();
+    sorted.sort_by(|a, b| a.0.total_cmp(&b.0));
+    let m = sorted.len();
+    let ends: Vec<f64> = std::iter::once(0.0)
+        .chain(sorted.iter().map(|x| x.0))
+        .chain(std::iter::once(1.0))
+        .collect();
+    let min_bw = 1.0 / 100f64.min(n as f64 + 2.0);
+    let mut sig = vec![0.0; n];
+    for j in 0..m {
+        let s = if m >= 2 && j == 0 {
+            ends[2] - ends[1]
+        } else if m >= 2 && j == m - 1 {
+            ends[m] - ends[m - 1]
+        } else {
+            (ends[j + 1] - ends[j]).max(ends[j + 2] - ends[j + 1])
+        };
+        sig[sorted[j].1] = s.clamp(min_bw, 1.0);
+    }
+    sig
+}
+
 /// One parameter's kernel in one mixture component.
 enum Kernel {
     /// A Gaussian truncated to `[0, 1]`: mean, sd, log of 1 / (sd · √(2π) · mass inside).
@@ -207,22 +285,7 @@ struct Mixture {
 impl Mixture {
     fn new(space: &[(String, Dist)], pts: &[&[f64]]) -> Mixture {
         let n = pts.len();
-        let mut w: Vec<f64> = if n < 25 {
-            vec![1.0; n]
-        } else {
-            let ramp = n - 25;
-            (0..n)
-                .map(|i| {
-                    if i < ramp {
-                        1.0 / n as f64
-                            + (1.0 - 1.0 / n as f64) * i as f64
-                                / ramp.max(2).saturating_sub(1) as f64
-                    } else {
-                        1.0
-                    }
-                })
-                .collect()
-        };
+        let mut w = default_weights(n);
         w.push(1.0);
         let sum: f64 = w.iter().sum();
         let w: Vec<f64> = w.iter().map(|x| x / sum).collect();
@@ -255,30 +318,8 @@ impl Mixture {
                     });
                 }
                 _ => {
-                    // Bandwidth: the larger gap to a neighbour among the points, the prior's
-                    // mean and the ends; the first and last use their inner gap; clipped to
-                    // [1 / min(100, n + 2), 1].
-                    let mut sorted: Vec<(f64, usize)> =
-                        pts.iter().enumerate().map(|(i, p)| (p[d], i)).collect();
-                    sorted.push((0.5, n));
-                    sorted.sort_by(|a, b| a.0.total_cmp(&b.0));
-                    let m = sorted.len();
-                    let ends: Vec<f64> = std::iter::once(0.0)
-                        .chain(sorted.iter().map(|x| x.0))
-                        .chain(std::iter::once(1.0))
-                        .collect();
-                    let min_bw = 1.0 / 100f64.min(n as f64 + 2.0);
-                    let mut sig = vec![0.0; n + 1];
-                    for j in 0..m {
-                        let mut s = (ends[j + 1] - ends[j]).max(ends[j + 2] - ends[j + 1]);
-                        if m >= 2 && j == 0 {
-                            s = ends[2] - ends[1];
-                        } else if m >= 2 && j == m - 1 {
-                            s = ends[m] - ends[m - 1];
-                        }
-                        sig[sorted[j].1] = s.clamp(min_bw, 1.0);
-                    }
-                    sig[n] = 1.0;
+                    let mut sig = bandwidths(&pts.iter().map(|p| p[d]).collect::<Vec<_>>());
+                    sig.push(1.0);
                     for (i, c) in comps.iter_mut().enumerate() {
                         let mu = if i == n { 0.5 } else { pts[i][d] };
                         let s = sig[i];
@@ -546,6 +587,76 @@ mod tests {
             s.tpe_point_pending(1, 15, &few, &running, true),
             s.random_point(1, 15)
         );
+    }
+
+    /// The Parzen estimator's pieces against Optuna 5.1's `_ParzenEstimator` and
+    /// `default_gamma`/`default_weights` (values printed by Optuna itself; the bandwidths
+    /// also worked by hand in the comments).
+    #[test]
+    fn parzen_pieces_match_optuna() {
+        let close = |a: f64, b: f64| (a - b).abs() < 1e-6;
+        assert_eq!(
+            [1, 9, 10, 11, 30, 250, 251, 1000].map(gamma),
+            [1, 1, 1, 2, 3, 25, 25, 25]
+        );
+        assert_eq!(default_weights(3), vec![1.0; 3]);
+        // 27: a ramp of two (1/27, 1) before the newest 25.
+        let w = default_weights(27);
+        assert_eq!(w.len(), 27);
+        assert!(close(w[0], 1.0 / 27.0) && w[1..].iter().all(|x| *x == 1.0));
+        let w = default_weights(30);
+        for (a, b) in w[..5].iter().zip([
+            1.0 / 30.0,
+            0.275,
+            0.5166666666666667,
+            0.7583333333333333,
+            1.0,
+        ]) {
+            assert!(close(*a, b), "{w:?}");
+        }
+        // Ends 0 and 1 around 0.05, 0.2, 0.9: the lowest takes its inner gap 0.15, raised to
+        // the clip 1/min(100, 3 + 2) = 0.2; 0.2 the larger gap 0.7; the highest its inner 0.7.
+        assert_eq!(bandwidths(&[0.05, 0.2, 0.9]), vec![0.2, 0.7, 0.7]);
+        let b = bandwidths(&[0.3, 0.35, 0.4, 0.45, 0.6, 0.62, 0.64, 0.66, 0.7, 0.72]);
+        let optuna = [1.0 / 12.0, 1.0 / 12.0, 1.0 / 12.0, 0.15, 0.15];
+        for (a, o) in b.iter().zip(optuna.iter().chain([1.0 / 12.0; 5].iter())) {
+            assert!(close(*a, *o), "{b:?}");
+        }
+        // Densities: three points plus the prior (N(0.5, 1)), each truncated to [0, 1].
+        let x = space(vec![("x", Dist::Uniform(0.0, 1.0))]);
+        let m = Mixture::new(&x.0, &[&[0.05], &[0.2], &[0.9]]);
+        assert_eq!(m.w, vec![0.25; 4]);
+        for (at, optuna) in [
+            (0.1, 0.4055028714954967),
+            (0.5, -0.1523077369324648),
+            (0.95, -0.34080550846773183),
+        ] {
+            let got = m.log_pdf(&[at]);
+            assert!(
+                close(got, optuna),
+                "log pdf at {at}: {got}, Optuna {optuna}"
+            );
+        }
+        // A choice of three seen as a, c, c: each kernel 1 + 1/4 spread (5/7 at its value,
+        // 1/7 elsewhere), the prior uniform; p(c) = (1/7 + 5/7 + 5/7 + 1/3) / 4 = 10/21.
+        let c = space(vec![(
+            "c",
+            Dist::Choice(vec![json!("a"), json!("b"), json!("c")]),
+        )]);
+        let m = Mixture::new(&c.0, &[&[0.0], &[2.0], &[2.0]]);
+        assert!(close(m.log_pdf(&[2.0]), (10.0f64 / 21.0).ln()));
+        assert!(close(
+            m.log_pdf(&[1.0]),
+            (0.25f64 * (3.0 / 7.0 + 1.0 / 3.0)).ln()
+        ));
+        // Whole trials as components: (0.2, b) and (0.7, a) at (0.4, b).
+        let j = space(vec![
+            ("x", Dist::Uniform(0.0, 1.0)),
+            ("c", Dist::Choice(vec![json!("a"), json!("b")])),
+        ]);
+        let m = Mixture::new(&j.0, &[&[0.2, 1.0], &[0.7, 0.0]]);
+        let got = m.log_pdf(&[0.4, 1.0]);
+        assert!(close(got, -0.5644570703696559), "{got}");
     }
 
     #[test]

@@ -23,6 +23,8 @@ pub struct Study {
     asked: u64,
     /// Told trials: `(number, params, value)`.
     pub told: Vec<(u64, Params, f64)>,
+    /// The told trials where TPE models them ([`Space::coords`]), with their values.
+    told_at: Vec<(Vec<f64>, f64)>,
     pending: std::collections::BTreeMap<u64, Params>,
     /// The study's run in the store (named studies).
     pub run_id: Option<i64>,
@@ -61,6 +63,7 @@ impl Study {
             minimize,
             asked: 0,
             told: Vec::new(),
+            told_at: Vec::new(),
             pending: Default::default(),
             run_id: None,
         })
@@ -138,6 +141,10 @@ impl Study {
             self.seed = seed;
         }
         self.asked = kids.iter().map(|k| k.0 + 1).max().unwrap_or(0);
+        self.told_at = kids
+            .iter()
+            .filter_map(|(_, p, v)| Some((self.space.coords(p)?, *v)))
+            .collect();
         self.told = kids;
         Ok(self)
     }
@@ -155,12 +162,15 @@ impl Study {
                 self.space.grid_point(i)
             }
             Sampler::Tpe => {
-                let obs: Vec<(&Params, f64)> = self.told.iter().map(|(_, p, v)| (p, *v)).collect();
                 // Asked and not told yet: running, each a constant liar (as Optuna's).
-                let pending: Vec<&Params> = self.pending.values().collect();
+                let pending: Vec<Vec<f64>> = self
+                    .pending
+                    .values()
+                    .filter_map(|p| self.space.coords(p))
+                    .collect();
                 // Fewer results than TPE's startup trials: a random point (as Optuna).
                 self.space
-                    .tpe_point_pending(self.seed, i, &obs, &pending, self.minimize)
+                    .tpe_point_at(self.seed, i, &self.told_at, &pending, self.minimize)
             }
         };
         self.asked += 1;
@@ -193,6 +203,9 @@ impl Study {
             crate::store::with_current(|st| {
                 st.record_finished(&n, RunStatus::Completed, std::slice::from_ref(&m))
             })?;
+        }
+        if let Some(c) = self.space.coords(&p) {
+            self.told_at.push((c, value));
         }
         self.told.push((number, p, value));
         Ok(())
