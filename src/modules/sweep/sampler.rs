@@ -258,14 +258,21 @@ fn bandwidths(mus: &[f64]) -> Vec<f64> {
     sig
 }
 
-/// One parameter's kernel in one mixture component.
-enum Kernel {
-    /// A Gaussian truncated to `[0, 1]`: mean, sd, log of 1 / (sd · √(2π) · mass inside).
-    Num(f64, f64, f64),
-    /// A choice kernel peaked at the observed index: its log-probability there and elsewhere,
-    /// and both probabilities (for sampling). `usize::MAX`: the uniform prior.
+/// One parameter's kernels in every component of a mixture, side by side (a mixture of
+/// thousands of trials is evaluated a column at a time).
+enum Column {
+    /// Gaussians truncated to `[0, 1]`, the prior's last: means, sds, 1 / sd, and the log of
+    /// 1 / (sd · √(2π) · mass inside).
+    Num {
+        mu: Vec<f64>,
+        sd: Vec<f64>,
+        inv_sd: Vec<f64>,
+        ln: Vec<f64>,
+    },
+    /// Choice kernels peaked at the observed indices `at` (the prior, uniform, is not among
+    /// them): the log-probability at the peak and elsewhere, and the probability at the peak.
     Cat {
-        at: usize,
+        at: Vec<usize>,
         k: usize,
         lp_hit: f64,
         lp_miss: f64,
@@ -279,7 +286,7 @@ enum Kernel {
 struct Mixture {
     log_w: Vec<f64>,
     w: Vec<f64>,
-    comps: Vec<Vec<Kernel>>,
+    cols: Vec<Column>,
 }
 
 impl Mixture {
@@ -289,81 +296,79 @@ impl Mixture {
         w.push(1.0);
         let sum: f64 = w.iter().sum();
         let w: Vec<f64> = w.iter().map(|x| x / sum).collect();
-        let mut comps: Vec<Vec<Kernel>> =
-            (0..=n).map(|_| Vec::with_capacity(space.len())).collect();
-        for (d, (_, dist)) in space.iter().enumerate() {
-            match dist {
+        let cols = space
+            .iter()
+            .enumerate()
+            .map(|(d, (_, dist))| match dist {
                 Dist::Choice(vs) => {
                     // Optuna: prior weight spread over the choices, plus 1 at the observed one.
                     let k = vs.len();
                     let base = 1.0 / (n as f64 + 1.0);
                     let total = base * k as f64 + 1.0;
                     let (hit, miss) = ((base + 1.0) / total, base / total);
-                    for (i, p) in pts.iter().enumerate() {
-                        comps[i].push(Kernel::Cat {
-                            at: (p[d] as usize).min(k - 1),
-                            k,
-                            lp_hit: hit.ln(),
-                            lp_miss: miss.ln(),
-                            p_hit: hit,
-                        });
-                    }
-                    let u = 1.0 / k as f64;
-                    comps[n].push(Kernel::Cat {
-                        at: usize::MAX,
+                    Column::Cat {
+                        at: pts.iter().map(|p| (p[d] as usize).min(k - 1)).collect(),
                         k,
-                        lp_hit: u.ln(),
-                        lp_miss: u.ln(),
-                        p_hit: u,
-                    });
+                        lp_hit: hit.ln(),
+                        lp_miss: miss.ln(),
+                        p_hit: hit,
+                    }
                 }
                 _ => {
-                    let mut sig = bandwidths(&pts.iter().map(|p| p[d]).collect::<Vec<_>>());
-                    sig.push(1.0);
-                    for (i, c) in comps.iter_mut().enumerate() {
-                        let mu = if i == n { 0.5 } else { pts[i][d] };
-                        let s = sig[i];
-                        // The mass inside [0, 1]; 1 to 1e-9 when both ends are 6 sd away.
-                        let z = if mu - 6.0 * s > 0.0 && mu + 6.0 * s < 1.0 {
-                            1.0
-                        } else {
-                            (normal_cdf((1.0 - mu) / s) - normal_cdf(-mu / s)).max(1e-12)
-                        };
-                        c.push(Kernel::Num(
-                            mu,
-                            s,
-                            -(s * z * (2.0 * std::f64::consts::PI).sqrt()).ln(),
-                        ));
+                    let mut sd = bandwidths(&pts.iter().map(|p| p[d]).collect::<Vec<_>>());
+                    sd.push(1.0);
+                    let mu: Vec<f64> = pts.iter().map(|p| p[d]).chain([0.5]).collect();
+                    let ln = mu
+                        .iter()
+                        .zip(&sd)
+                        .map(|(&mu, &s)| {
+                            // The mass inside [0, 1]; 1 to 1e-9 when both ends are 6 sd away.
+                            let z = if mu - 6.0 * s > 0.0 && mu + 6.0 * s < 1.0 {
+                                1.0
+                            } else {
+                                (normal_cdf((1.0 - mu) / s) - normal_cdf(-mu / s)).max(1e-12)
+                            };
+                            -(s * z * (2.0 * std::f64::consts::PI).sqrt()).ln()
+                        })
+                        .collect();
+                    Column::Num {
+                        inv_sd: sd.iter().map(|s| 1.0 / s).collect(),
+                        mu,
+                        sd,
+                        ln,
                     }
                 }
-            }
-        }
+            })
+            .collect();
         Mixture {
             log_w: w.iter().map(|x| x.ln()).collect(),
             w,
-            comps,
+            cols,
         }
     }
 
     fn sample(&self, rng: &mut fastrand::Rng) -> Vec<f64> {
         let i = pick(&self.w, rng.f64());
-        self.comps[i]
+        self.cols
             .iter()
-            .map(|k| match k {
-                Kernel::Cat { at, k, p_hit, .. } => {
-                    let u = rng.f64();
-                    if *at == usize::MAX {
-                        ((u * *k as f64) as usize).min(k - 1) as f64
-                    } else if u < *p_hit {
-                        *at as f64
-                    } else {
-                        // One of the other k - 1, evenly.
-                        let j =
-                            (((u - p_hit) / (1.0 - p_hit) * (*k - 1) as f64) as usize).min(k - 2);
-                        (if j >= *at { j + 1 } else { j }) as f64
+            .map(|col| match col {
+                Column::Cat {
+                    at, k, p_hit: p, ..
+                } => {
+                    let (u, k) = (rng.f64(), *k);
+                    match at.get(i) {
+                        // The prior: uniform.
+                        None => ((u * k as f64) as usize).min(k - 1) as f64,
+                        Some(&at) if u < *p => at as f64,
+                        Some(&at) => {
+                            // One of the other k - 1, evenly.
+                            let j = (((u - p) / (1.0 - p) * (k - 1) as f64) as usize).min(k - 2);
+                            (if j >= at { j + 1 } else { j }) as f64
+                        }
                     }
                 }
-                Kernel::Num(mu, s, _) => {
+                Column::Num { mu, sd, .. } => {
+                    let (mu, s) = (mu[i], sd[i]);
                     for _ in 0..64 {
                         let (u1, u2) = (rng.f64().max(1e-300), rng.f64());
                         let z = (-2.0 * u1.ln()).sqrt() * (2.0 * std::f64::consts::PI * u2).cos();
@@ -378,43 +383,45 @@ impl Mixture {
             .collect()
     }
 
-    /// log Σ_i w_i Π_d k_id(x_d), by a streaming log-sum-exp.
+    /// log Σ_i w_i Π_d k_id(x_d): the components' log-terms a column at a time, then a
+    /// log-sum-exp that skips the terms below e^-40 of the largest.
     fn log_pdf(&self, x: &[f64]) -> f64 {
-        let (mut m, mut acc) = (f64::NEG_INFINITY, 0.0);
-        for (c, lw) in self.comps.iter().zip(&self.log_w) {
-            let mut t = *lw;
-            for (k, xd) in c.iter().zip(x) {
-                t += match k {
-                    Kernel::Cat {
-                        at,
-                        lp_hit,
-                        lp_miss,
-                        ..
-                    } => {
-                        if *xd as usize == *at {
-                            *lp_hit
-                        } else {
-                            *lp_miss
-                        }
+        let mut t = self.log_w.clone();
+        for (col, &xd) in self.cols.iter().zip(x) {
+            match col {
+                Column::Num { mu, inv_sd, ln, .. } => {
+                    for (((t, mu), inv), ln) in t.iter_mut().zip(mu).zip(inv_sd).zip(ln) {
+                        let z = (xd - mu) * inv;
+                        *t += ln - 0.5 * z * z;
                     }
-                    Kernel::Num(mu, s, ln) => {
-                        let z = (xd - mu) / s;
-                        ln - 0.5 * z * z
+                }
+                Column::Cat {
+                    at,
+                    k,
+                    lp_hit,
+                    lp_miss,
+                    ..
+                } => {
+                    let xi = xd as usize;
+                    for (t, at) in t.iter_mut().zip(at) {
+                        *t += if *at == xi { *lp_hit } else { *lp_miss };
                     }
-                };
-            }
-            if t > m {
-                acc = acc * (m - t).exp() + 1.0;
-                m = t;
-            } else if t - m > -40.0 {
-                acc += (t - m).exp();
+                    if let Some(prior) = t.get_mut(at.len()) {
+                        *prior -= (*k as f64).ln();
+                    }
+                }
             }
         }
-        if m.is_finite() {
-            m + acc.ln()
-        } else {
-            m
+        let m = t.iter().copied().fold(f64::NEG_INFINITY, f64::max);
+        if !m.is_finite() {
+            return m;
         }
+        let acc: f64 = t
+            .iter()
+            .filter(|v| **v - m > -40.0)
+            .map(|v| (v - m).exp())
+            .sum();
+        m + acc.ln()
     }
 }
 
