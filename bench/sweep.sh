@@ -2,7 +2,7 @@
 # Sweep benchmarks, release build, one run, printing ratios:
 #  1. 1,000 TPE suggestions over 4 parameters (ask/tell on a quadratic): labhost sweep::study
 #     vs Optuna's TPESampler (pip optuna in a venv under target/) — goal <= 0.5 s and faster
-#     than Optuna;
+#     than Optuna; 1b. the same to BIG (10,000) suggestions, the time at each mark;
 #  2. a 1,000-trial random sweep of `true`, 2 at once: labhost sweep vs `xargs -P2` — goal
 #     <= 1.3x.
 set -euo pipefail
@@ -48,6 +48,53 @@ echo "== 1. $N TPE suggestions over 4 parameters (ask/tell, whole process)"
 t0=$(now); "$BIN" -q run "$work/tpe.rhai" "$N"; t1=$(now); lh=$(secs "$t0" "$t1")
 t0=$(now); "$VENV/bin/python" "$work/tpe.py" "$N"; t1=$(now); op=$(secs "$t0" "$t1")
 echo "labhost ${lh}s  optuna ${op}s  optuna/labhost = $(ratio "$op" "$lh")x  (goal: labhost <= 0.5 s and faster)"
+
+# Scale: BIG suggestions, the time so far printed at 1k, 2k, 5k and 10k (Optuna's run is cut
+# after OPTUNA_MAX_S seconds: it prints how far it got).
+BIG=${BIG:-10000}
+OPTUNA_MAX_S=${OPTUNA_MAX_S:-1800}
+cat > "$work/scale.rhai" <<'RHAI'
+let n = parse_int(ARGS[0]);
+let st = sweep::study(#{x: sweep::uniform(-5, 5), y: sweep::uniform(-5, 5), z: sweep::quniform(-5, 5, 0.1),
+                        k: sweep::choice([0, 1, 2, 3])}, #{sampler: "tpe", goal: "minimize", seed: 1});
+let t0 = timestamp();
+for i in 0..n {
+    let t = st.ask();
+    let p = t.params;
+    st.tell(t, (p.x - 1.0) ** 2 + (p.y + 2.0) ** 2 + p.z ** 2 + (p.k - 2) ** 2);
+    if [1000, 2000, 5000, 10000, 20000].contains(i + 1) { print(`${i + 1} ${t0.elapsed}`); }
+}
+RHAI
+cat > "$work/scale.py" <<'PY'
+import sys, time, optuna
+optuna.logging.set_verbosity(optuna.logging.WARNING)
+n = int(sys.argv[1])
+st = optuna.create_study(sampler=optuna.samplers.TPESampler(seed=1), direction="minimize")
+t0 = time.perf_counter()
+for i in range(n):
+    t = st.ask()
+    x = t.suggest_float("x", -5, 5); y = t.suggest_float("y", -5, 5)
+    z = t.suggest_float("z", -5, 5, step=0.1); k = t.suggest_categorical("k", [0, 1, 2, 3])
+    st.tell(t, (x - 1) ** 2 + (y + 2) ** 2 + z ** 2 + (k - 2) ** 2)
+    if i + 1 in (1000, 2000, 5000, 10000, 20000):
+        print(i + 1, time.perf_counter() - t0, flush=True)
+PY
+echo "== 1b. $BIG TPE suggestions: seconds so far, and per suggestion over each stretch"
+"$BIN" -q run "$work/scale.rhai" "$BIG" > "$work/scale.lh"
+timeout "$OPTUNA_MAX_S" "$VENV/bin/python" "$work/scale.py" "$BIG" > "$work/scale.op" || true
+python3 - "$work/scale.lh" "$work/scale.op" <<'PY'
+import sys
+def marks(p):
+    return {int(a): float(b) for a, b in (l.split() for l in open(p) if l.strip())}
+lh, op = marks(sys.argv[1]), marks(sys.argv[2])
+prev = (0, 0.0, 0.0)
+for n in sorted(lh):
+    per = lambda d, t0, t1: f"{(t1 - t0) / (n - prev[0]) * 1000:6.2f} ms" if t1 is not None else "     -   "
+    o = op.get(n)
+    print(f"{n:>6} suggestions: labhost {lh[n]:7.1f} s ({per(n, prev[1], lh[n])} each since the last mark)"
+          + (f"  optuna {o:7.1f} s ({per(n, prev[2], o)} each)  optuna/labhost {o / lh[n]:5.1f}x" if o is not None else "  optuna: not reached"))
+    prev = (n, lh[n], o if o is not None else prev[2])
+PY
 
 cat > "$work/sweep.yml" <<YML
 type: sweep
