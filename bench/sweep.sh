@@ -89,10 +89,10 @@ def marks(p):
 lh, op = marks(sys.argv[1]), marks(sys.argv[2])
 prev = (0, 0.0, 0.0)
 for n in sorted(lh):
-    per = lambda d, t0, t1: f"{(t1 - t0) / (n - prev[0]) * 1000:6.2f} ms" if t1 is not None else "     -   "
+    per = lambda t0, t1: f"{(t1 - t0) / (n - prev[0]) * 1000:6.2f} ms" if t1 is not None else "     -   "
     o = op.get(n)
-    print(f"{n:>6} suggestions: labhost {lh[n]:7.1f} s ({per(n, prev[1], lh[n])} each since the last mark)"
-          + (f"  optuna {o:7.1f} s ({per(n, prev[2], o)} each)  optuna/labhost {o / lh[n]:5.1f}x" if o is not None else "  optuna: not reached"))
+    print(f"{n:>6} suggestions: labhost {lh[n]:7.1f} s ({per(prev[1], lh[n])} each since the last mark)"
+          + (f"  optuna {o:7.1f} s ({per(prev[2], o)} each)  optuna/labhost {o / lh[n]:5.1f}x" if o is not None else "  optuna: not reached"))
     prev = (n, lh[n], o if o is not None else prev[2])
 PY
 
