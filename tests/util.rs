@@ -304,12 +304,24 @@ impl Drop for Background {
     }
 }
 
+/// A loopback port free now and never handed out before in this test process: tests run in
+/// parallel, and two of them given the same just-freed port would start two servers on it —
+/// one fails to bind while the other answers its readiness probe, then goes away with its
+/// test (CI saw "Connection refused" from a server that had "started").
 pub fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
+    static GIVEN: std::sync::Mutex<Vec<u16>> = std::sync::Mutex::new(Vec::new());
+    let mut given = GIVEN.lock().unwrap_or_else(|p| p.into_inner());
+    loop {
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        if !given.contains(&port) {
+            given.push(port);
+            return port;
+        }
+    }
 }
 
 /// Starts `cmd` (given its temp folder and port) in a fresh temp folder and waits until the
@@ -331,21 +343,47 @@ pub fn background(
         .process_group(0)
         .spawn()
         .unwrap_or_else(|e| panic!("cannot start {what}: {e}"));
-    let bg = Background {
+    let mut bg = Background {
         child,
         url: format!("http://127.0.0.1:{port}"),
         _dir: dir,
     };
     let until = std::time::Instant::now() + timeout;
-    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+    // Ready when the port accepts and the process that answers is still ours.
+    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() || bg.exited() {
         assert!(
-            std::time::Instant::now() < until,
+            std::time::Instant::now() < until && !bg.exited(),
             "{what} did not start:\n{}",
-            std::fs::read_to_string(bg._dir.path().join("server.log")).unwrap_or_default()
+            bg.log()
         );
         std::thread::sleep(std::time::Duration::from_millis(100));
     }
     bg
+}
+
+impl Background {
+    /// Whether the server process has gone (it could not bind, or it crashed).
+    pub fn exited(&mut self) -> bool {
+        !matches!(self.child.try_wait(), Ok(None))
+    }
+
+    /// What the server printed so far.
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(self._dir.path().join("server.log")).unwrap_or_default()
+    }
+}
+
+/// The status line and body of `GET path` on a loopback server, or None when it does not
+/// answer (plain HTTP/1.0, enough for a readiness probe).
+fn http_get(port: u16, path: &str) -> Option<String> {
+    use std::io::{Read, Write};
+    let mut s = std::net::TcpStream::connect(("127.0.0.1", port)).ok()?;
+    s.set_read_timeout(Some(std::time::Duration::from_secs(5)))
+        .ok()?;
+    write!(s, "GET {path} HTTP/1.0\r\nHost: 127.0.0.1\r\n\r\n").ok()?;
+    let mut out = String::new();
+    s.read_to_string(&mut out).ok()?;
+    Some(out)
 }
 
 /// A real `mlflow server` (sqlite store, artifacts proxied) in a fresh temp folder.
@@ -353,7 +391,7 @@ pub struct MlflowServer;
 
 impl MlflowServer {
     pub fn start(mlflow: &str) -> Background {
-        let bg = background(
+        let mut bg = background(
             "mlflow server",
             std::time::Duration::from_secs(60),
             |dir, port| {
@@ -374,8 +412,21 @@ impl MlflowServer {
                 c
             },
         );
-        // The port opens before the app has loaded.
-        std::thread::sleep(std::time::Duration::from_secs(1));
+        // The port opens before the app has loaded: ready when /health says OK.
+        let port: u16 = bg.url.rsplit(':').next().unwrap().parse().unwrap();
+        let until = std::time::Instant::now() + std::time::Duration::from_secs(60);
+        loop {
+            let health = http_get(port, "/health").unwrap_or_default();
+            if health.starts_with("HTTP/1.1 200") || health.starts_with("HTTP/1.0 200") {
+                break;
+            }
+            assert!(
+                std::time::Instant::now() < until && !bg.exited(),
+                "mlflow server did not become healthy ({health}):\n{}",
+                bg.log()
+            );
+            std::thread::sleep(std::time::Duration::from_millis(100));
+        }
         bg
     }
 }
