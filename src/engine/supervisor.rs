@@ -163,6 +163,10 @@ fn open_log(l: &Launch, name: &str) -> LabResult<std::fs::File> {
         .map_err(|e| crate::error::io_err("jobs", "cannot open", &p, &e))
 }
 
+/// The error kind of a start whose cgroup was removed under it (ENOENT/ENODEV from
+/// clone3 into it, or from the child's write to its `cgroup.procs`).
+const CGROUP_GONE: &str = "jobs.cgroup_gone";
+
 /// Runs a process job (not `run_in: docker`) to its end, its news to `report`, its metrics
 /// read through `tail` (the caller's: it may read them again after the end).
 pub(super) async fn run_process(
@@ -177,8 +181,15 @@ pub(super) async fn run_process(
     }
     let logs = JobLogs::new(l, out, err)?;
     let metrics_path = l.run_dir.join("metrics.jsonl");
-    let attempt = Attempt::new(&l.host, l.job_id, l.attempt)?;
-    let child = start(l, &attempt, &logs, &metrics_path)?;
+    let mut attempt = Attempt::new(&l.host, l.job_id, l.attempt)?;
+    let mut child = start(l, &attempt, &logs, &metrics_path);
+    if matches!(&child, Err(e) if e.kind == CGROUP_GONE) {
+        // Its group was removed under it (it is not reused): once more in a fresh one.
+        drop(attempt);
+        attempt = Attempt::new(&l.host, l.job_id, l.attempt)?;
+        child = start(l, &attempt, &logs, &metrics_path);
+    }
+    let child = child?;
     // The child has its copies of the log fds: ours close here (a pipe's reader sees EOF
     // once every process of the job has closed its end).
     let JobLogs { out, err, copies } = logs;
@@ -284,9 +295,13 @@ fn start(
                 l.cwd.as_deref().unwrap_or(Path::new(".")).display()
             ),
         )),
-        Err(process::SpawnError::Exec(e)) => Err(cannot_start(e)),
+        Err(process::SpawnError::Exec(e) | process::SpawnError::Fork(e)) => Err(cannot_start(e)),
         Err(process::SpawnError::Contain(e)) => Err(LabError::new(
-            "jobs.containment",
+            if matches!(e.raw_os_error(), Some(libc::ENOENT) | Some(libc::ENODEV)) {
+                CGROUP_GONE
+            } else {
+                "jobs.containment"
+            },
             format!(
                 "job {}: cannot join its cgroup {}: {e}",
                 l.job_id,

@@ -173,7 +173,9 @@ fn take_slot(base: &Path, host: &str) -> LabResult<Slot> {
         return Ok(s);
     }
     let n = NEXT_SLOT.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
-    let dir = base.join(format!("{}s{n}", host_prefix(host)));
+    // Named for the host and for this process, which owns it: a host's job supervisor
+    // outlives its host and goes on starting the attempts it was sent.
+    let dir = base.join(format!("{}s{n}-{}", host_prefix(host), std::process::id()));
     match std::fs::create_dir(&dir) {
         Ok(()) => {}
         Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {}
@@ -199,10 +201,26 @@ pub fn release_slots() {
     }
 }
 
-/// Removes the empty cgroups that hosts which are gone left under this process's base (a
-/// host killed with -9 cannot remove its own). A group is a dead host's when the pid in its
-/// host id (`<hostname>-<pid>-<nanos>-…`) no longer runs; a populated group is left to the
-/// orphan recovery of the host's state directory.
+/// The process that made a slot cgroup, from its name `<hostname>-<pid>-<nanos>-s<n>-<owner>`
+/// (the host's job supervisor, or the host itself when it runs jobs in-process); a name
+/// without an owner (made by an older labhost) is owned by its host, `<pid>`.
+fn slot_owner(name: &str) -> Option<i32> {
+    let parts: Vec<&str> = name.split('-').collect();
+    match parts.as_slice() {
+        [.., _, slot, owner] if slot.starts_with('s') && !owner.starts_with('s') => {
+            owner.parse().ok()
+        }
+        [.., pid, _, slot] if slot.starts_with('s') => pid.parse().ok(),
+        _ => None,
+    }
+}
+
+/// Removes the empty cgroups that processes which are gone left under this process's base
+/// (a host killed with -9 cannot remove its own). A group is dead when the process that made
+/// it no longer runs — not merely its host: the host's job supervisor lives on after it and
+/// starts the attempts it was sent in its groups (removing one under it made its next
+/// clone3 fail, and the trial was reported as "command not found"). A populated group is
+/// left to the orphan recovery of the host's state directory.
 pub fn sweep_dead_groups() {
     let Mode::Cgroup { base } = mode() else {
         return;
@@ -212,13 +230,7 @@ pub fn sweep_dead_groups() {
     };
     for e in dir.flatten() {
         let name = e.file_name().to_string_lossy().to_string();
-        // `<hostname>-<pid>-<nanos>-s<n>`: the pid is third from the end.
-        let pid = name
-            .split('-')
-            .rev()
-            .nth(2)
-            .and_then(|p| p.parse::<i32>().ok());
-        let Some(pid) = pid else {
+        let Some(pid) = slot_owner(&name) else {
             continue;
         };
         if pid as u32 == std::process::id() || Path::new(&format!("/proc/{pid}")).exists() {
@@ -523,9 +535,11 @@ impl Attempt {
         if let (Some(dir), Some(procs), Some(dir_fd)) =
             (self.cgroup.take(), self.procs.take(), self.dir_fd.take())
         {
-            if populated(&dir) {
-                // Something survived SIGKILL (uninterruptible): the group is not reused.
-                return;
+            match std::fs::read_to_string(dir.join("cgroup.events")) {
+                Ok(ev) if !ev.lines().any(|l| l == "populated 1") => {}
+                // Something survived SIGKILL (uninterruptible), or the group is gone: it is
+                // not reused (a removed group would fail every later start in it).
+                _ => return,
             }
             SLOTS
                 .lock()
@@ -675,6 +689,66 @@ pub fn stop_orphan(o: &Orphan<'_>) -> usize {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_slot_is_owned_by_the_process_that_made_it() {
+        assert_eq!(slot_owner("box-1234-99887766-s3-5678"), Some(5678));
+        // Made by an older labhost: its host's pid.
+        assert_eq!(slot_owner("box-1234-99887766-s3"), Some(1234));
+        assert_eq!(slot_owner("my-box-1234-99887766-s12-42"), Some(42));
+        assert_eq!(slot_owner("labhost.slice"), None);
+    }
+
+    /// A host that died leaves its job supervisor starting attempts in the host's slot
+    /// groups: the next host's sweep of dead groups leaves them alone while the process that
+    /// made them lives, and a group removed under an attempt is never handed out again.
+    #[test]
+    fn slot_groups_outlive_their_host_not_their_maker() {
+        if !matches!(mode(), Mode::Cgroup { .. }) {
+            eprintln!(
+                "skipped: no writable cgroup v2 here ({})",
+                mode().describe()
+            );
+            return;
+        }
+        // A host id whose pid cannot run (above any pid_max).
+        let host = "unit-2147483000-1";
+        let a = Attempt::new(host, 1, 1).unwrap();
+        let dir = a.cgroup.clone().unwrap();
+        drop(a);
+        sweep_dead_groups();
+        assert!(
+            dir.is_dir(),
+            "{} removed while its maker runs",
+            dir.display()
+        );
+
+        let slots = |d: &Path| {
+            SLOTS
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .iter()
+                .any(|s| s.dir == d)
+        };
+        // Take slots until this group comes back, then remove it under its attempt.
+        let mut held = Vec::new();
+        let a = loop {
+            assert!(
+                held.len() < 64,
+                "{} never came back from the pool",
+                dir.display()
+            );
+            let a = Attempt::new(host, 2, 1).unwrap();
+            if a.cgroup.as_deref() == Some(dir.as_path()) {
+                break a;
+            }
+            held.push(a);
+        };
+        std::fs::remove_dir(&dir).unwrap();
+        drop(a);
+        assert!(!slots(&dir), "a removed group went back to the pool");
+        drop(held);
+    }
 
     #[test]
     fn stat_reads_fields_past_a_command_with_spaces() {

@@ -603,13 +603,27 @@ impl Io<'_> {
     }
 }
 
-/// Why a start failed: `Cwd` (the working directory), the program itself (`Exec`), or
-/// joining the job's cgroup (`Contain`).
+/// Why a start failed: `Cwd` (the working directory), the program itself (`Exec`), joining
+/// the job's cgroup (`Contain`), or making or watching the process at all (`Fork`: clone,
+/// pidfd — never a fault of the program's, so never reported as a missing command).
 #[derive(Debug)]
 pub enum SpawnError {
     Cwd(io::Error),
     Exec(io::Error),
     Contain(io::Error),
+    Fork(io::Error),
+}
+
+impl SpawnError {
+    /// The OS error, whichever step failed.
+    pub fn into_io(self) -> io::Error {
+        match self {
+            SpawnError::Cwd(e)
+            | SpawnError::Exec(e)
+            | SpawnError::Contain(e)
+            | SpawnError::Fork(e) => e,
+        }
+    }
 }
 
 /// Starts `p` with stdin/stdout/stderr on `fds`. Must run inside a tokio runtime (the exit is
@@ -709,7 +723,7 @@ fn clone_child(args: &ChildArgs, cgroup_dir: RawFd) -> Result<libc::pid_t, Spawn
             let stack = s.as_ref().expect("made above");
             Ok::<_, io::Error>((stack.top(), stack.region()))
         })
-        .map_err(SpawnError::Exec)?;
+        .map_err(SpawnError::Fork)?;
     let into_cgroup = cgroup_dir >= 0 && !NO_CLONE3.load(Ordering::Relaxed);
     // SAFETY: the stack outlives the child's use of it (CLONE_VFORK suspends this thread until
     // the child execs or exits); every signal, glibc's own included, is blocked around clone
@@ -727,7 +741,9 @@ fn clone_child(args: &ChildArgs, cgroup_dir: RawFd) -> Result<libc::pid_t, Spawn
         );
         let mut result = None;
         if into_cgroup {
-            result = clone_into_cgroup(args, cgroup_dir, region);
+            // Its errors are the cgroup's (gone: ENOENT/ENODEV; not a leaf: EBUSY).
+            result =
+                clone_into_cgroup(args, cgroup_dir, region).map(|r| r.map_err(SpawnError::Contain));
         }
         let result = result.unwrap_or_else(|| {
             let pid = libc::clone(
@@ -737,7 +753,7 @@ fn clone_child(args: &ChildArgs, cgroup_dir: RawFd) -> Result<libc::pid_t, Spawn
                 args as *const ChildArgs as *mut libc::c_void,
             );
             if pid < 0 {
-                Err(io::Error::last_os_error())
+                Err(SpawnError::Fork(io::Error::last_os_error()))
             } else {
                 Ok(pid)
             }
@@ -749,7 +765,7 @@ fn clone_child(args: &ChildArgs, cgroup_dir: RawFd) -> Result<libc::pid_t, Spawn
             std::ptr::null_mut::<u64>(),
             8usize,
         );
-        result.map_err(SpawnError::Exec)
+        result
     }
 }
 
@@ -840,13 +856,13 @@ fn watch_exit(pid: libc::pid_t) -> Result<Child, SpawnError> {
             let _ = sigchld();
             return Ok(child);
         }
-        return Err(SpawnError::Exec(e));
+        return Err(SpawnError::Fork(e));
     }
     // SAFETY: fd is a fresh pidfd we own.
     let owned = unsafe { OwnedFd::from_raw_fd(fd as RawFd) };
     // SAFETY: the AsyncFd owns the fd, so it stays open for as long as it is registered.
     child.pidfd =
-        Some(unsafe { AsyncFd::register(owned) }.map_err(|e| SpawnError::Exec(e.into()))?);
+        Some(unsafe { AsyncFd::register(owned) }.map_err(|e| SpawnError::Fork(e.into()))?);
     Ok(child)
 }
 

@@ -171,16 +171,8 @@ impl Handle {
         let program = crate::process::Program::supervisor(&args, &env)
             .map_err(|e| err("labhost binary", e))?;
         let io = crate::process::Io::stdio([theirs.as_raw_fd(), null.as_raw_fd(), log.as_raw_fd()]);
-        let mut child = crate::process::spawn(&program, &io).map_err(|e| {
-            err(
-                "spawn",
-                match e {
-                    crate::process::SpawnError::Cwd(e)
-                    | crate::process::SpawnError::Exec(e)
-                    | crate::process::SpawnError::Contain(e) => e,
-                },
-            )
-        })?;
+        let mut child =
+            crate::process::spawn(&program, &io).map_err(|e| err("spawn", e.into_io()))?;
         drop(theirs);
         let pid = child.pid;
         // Reaped when it exits (it outlives this process only if this one dies first).

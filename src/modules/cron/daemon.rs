@@ -371,11 +371,7 @@ async fn run_script(
             &p,
             &process::Io::stdio([null.as_raw_fd(), logs.out.as_raw_fd(), logs.err.as_raw_fd()]),
         )
-        .map_err(|e| match e {
-            process::SpawnError::Cwd(e)
-            | process::SpawnError::Exec(e)
-            | process::SpawnError::Contain(e) => e,
-        })
+        .map_err(process::SpawnError::into_io)
     });
     let copies = logs.close();
     let mut child = match started {

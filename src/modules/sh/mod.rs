@@ -54,17 +54,20 @@ fn argv(cmd: &Command) -> LabResult<Vec<OsString>> {
 
 fn start_error(cmd: &Command, cwd: Option<&Path>, e: SpawnError) -> LabError {
     let prog = cmd.program();
-    let (SpawnError::Exec(e) | SpawnError::Contain(e)) = e else {
-        let SpawnError::Cwd(e) = e else {
-            unreachable!()
-        };
-        return LabError::new(
-            "sh.invalid_cwd",
-            format!(
-                "working directory '{}': {e}",
-                cwd.unwrap_or(Path::new(".")).display()
-            ),
-        );
+    let e = match e {
+        SpawnError::Cwd(e) => {
+            return LabError::new(
+                "sh.invalid_cwd",
+                format!(
+                    "working directory '{}': {e}",
+                    cwd.unwrap_or(Path::new(".")).display()
+                ),
+            )
+        }
+        SpawnError::Fork(e) | SpawnError::Contain(e) => {
+            return LabError::new("sh.spawn", format!("cannot start '{prog}': {e}"))
+        }
+        SpawnError::Exec(e) => e,
     };
     match e.kind() {
         std::io::ErrorKind::NotFound => {
