@@ -723,12 +723,13 @@ impl Store {
     }
 
     /// Per experiment (runs without one count as experiment 0, "Default"): its active runs,
-    /// how many of them run now, and the newest start.
+    /// how many of them run now (a claimed run is `leased` until its start is recorded, which
+    /// a short job's is only with its end: it runs too), and the newest start.
     pub fn experiment_stats(&self) -> LabResult<HashMap<i64, ExperimentStats>> {
         let rows = all(
             &self.conn,
             &format!(
-                "SELECT coalesce(experiment_id, 0), count(*), sum(status = 'running'), max(coalesce(started, created))
+                "SELECT coalesce(experiment_id, 0), count(*), sum(status IN ('leased', 'running')), max(coalesce(started, created))
                  FROM runs WHERE lifecycle != '{}' GROUP BY 1",
                 super::mlflow::DELETED
             ),
@@ -1012,6 +1013,22 @@ mod tests {
             let e = Filter::parse(bad).unwrap_err();
             assert!(e.message.contains(why), "{bad}: {}", e.message);
         }
+    }
+
+    #[test]
+    fn a_claimed_run_counts_as_running_in_its_experiments_stats() {
+        use super::super::test_support::job;
+        let t = tempfile::tempdir().unwrap();
+        let mut s = Store::open(t.path()).unwrap();
+        s.create(&job("a")).unwrap();
+        s.create(&job("b")).unwrap();
+        let running = |s: &Store| s.experiment_stats().unwrap()[&0].1;
+        assert_eq!(running(&s), 0);
+        let a = s.claim_next("h").unwrap().unwrap();
+        assert_eq!(s.get(a.id).unwrap().status, RunStatus::Leased);
+        assert_eq!(running(&s), 1, "a leased run is running");
+        s.finish(a.id, RunStatus::Completed, Some(0), None).unwrap();
+        assert_eq!(running(&s), 0);
     }
 
     #[test]
