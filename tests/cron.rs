@@ -29,26 +29,31 @@ fn max_alive_while(needle: &str, run: impl FnOnce()) -> usize {
 
 /// Processes alive now whose command line contains `needle`.
 fn alive(needle: &str) -> usize {
-    let mut n = 0;
+    matching(needle).len()
+}
+
+/// `pid (state, ppid): command line` of each process whose command line contains `needle`
+/// (zombies have an empty one; the cron host's names the schedule, not the script).
+fn matching(needle: &str) -> Vec<String> {
+    let mut found = Vec::new();
     for e in std::fs::read_dir("/proc").unwrap().flatten() {
-        if !e
-            .file_name()
-            .to_string_lossy()
-            .chars()
-            .all(|c| c.is_ascii_digit())
-        {
+        let name = e.file_name().to_string_lossy().to_string();
+        if !name.chars().all(|c| c.is_ascii_digit()) {
             continue;
         }
         let Ok(cmd) = std::fs::read(e.path().join("cmdline")) else {
             continue;
         };
         let cmd = String::from_utf8_lossy(&cmd).replace('\0', " ");
-        // Zombies have an empty cmdline; the cron host's names the schedule, not the script.
         if cmd.contains(needle) {
-            n += 1;
+            let stat = std::fs::read_to_string(e.path().join("stat")).unwrap_or_default();
+            let after = stat.rsplit_once(") ").map_or("", |x| x.1);
+            let mut f = after.split(' ');
+            let (state, ppid) = (f.next().unwrap_or("?"), f.next().unwrap_or("?"));
+            found.push(format!("{name} ({state}, ppid {ppid}): {cmd}"));
         }
     }
-    n
+    found
 }
 
 fn jobs(t: &TestCmd) -> Vec<Value> {
@@ -349,7 +354,12 @@ fn kill_9_of_the_cron_host_leaves_nothing_running() {
     let _ = r.finish();
     let until = Instant::now() + Duration::from_secs(10);
     while alive("hold.rhai") + alive("sleep 45") > 0 {
-        assert!(Instant::now() < until, "a fire outlived its cron host");
+        assert!(
+            Instant::now() < until,
+            "a fire outlived its cron host: {:?} {:?}",
+            matching("hold.rhai"),
+            matching("sleep 45")
+        );
         std::thread::sleep(Duration::from_millis(50));
     }
     let before: Vec<Value> = jobs(&t);

@@ -137,14 +137,16 @@ impl Handle {
         *slot = Some(conn.clone());
         let me = self.clone();
         let c = conn.clone();
-        std::thread::Builder::new()
-            .name("labhost-supervisor".into())
-            .spawn(move || me.read(c, reader))
-            .map_err(|e| LabError::new("jobs", format!("cannot start a thread: {e}")))?;
+        // Read on the runtime: the news of a job's end wakes its worker with no relay thread.
+        tokio::spawn(async move {
+            me.read(&c, reader).await;
+            // Blocking (it waits for what the lost jobs left to be gone).
+            let _ = tokio::task::spawn_blocking(move || me.lost(&c)).await;
+        });
         Ok(conn)
     }
 
-    fn start(&self) -> LabResult<(Arc<Conn>, UnixStream)> {
+    fn start(&self) -> LabResult<(Arc<Conn>, tokio::net::UnixStream)> {
         let err = |what: &str, e: std::io::Error| {
             LabError::new(
                 "jobs.spawn",
@@ -179,7 +181,12 @@ impl Handle {
         tokio::spawn(async move {
             let _ = child.wait().await;
         });
-        let reader = ours.try_clone().map_err(|e| err("socket", e))?;
+        // Non-blocking for the runtime's reader (and so for `send`, which shares the file).
+        let reader = ours
+            .set_nonblocking(true)
+            .and_then(|()| ours.try_clone())
+            .and_then(tokio::net::UnixStream::from_std)
+            .map_err(|e| err("socket", e))?;
         Ok((
             Arc::new(Conn {
                 pid,
@@ -193,10 +200,10 @@ impl Handle {
     /// The supervisor's news, handed to the jobs that wait for them, until it closes the
     /// socket: then it died (this host still lives), and what its jobs left is stopped before
     /// their runs go back to the queue.
-    fn read(&self, conn: Arc<Conn>, stream: UnixStream) {
-        let r = std::io::BufReader::new(stream);
-        for line in r.lines() {
-            let Ok(line) = line else { break };
+    async fn read(&self, conn: &Conn, stream: tokio::net::UnixStream) {
+        use tokio::io::AsyncBufReadExt;
+        let mut lines = tokio::io::BufReader::new(stream).lines();
+        while let Ok(Some(line)) = lines.next_line().await {
             let news: News = match serde_json::from_str(&line) {
                 Ok(n) => n,
                 Err(e) => {
@@ -232,9 +239,13 @@ impl Handle {
                 w.remove(&job);
             }
         }
-        // The supervisor is gone: no new one starts until its jobs' leftovers are stopped.
+    }
+
+    /// The supervisor closed the socket: it died (this host still lives). No new one starts
+    /// until what its jobs left is stopped; then their runs go back to the queue.
+    fn lost(&self, conn: &Arc<Conn>) {
         let mut slot = self.conn.lock().unwrap_or_else(|e| e.into_inner());
-        if slot.as_ref().is_some_and(|c| Arc::ptr_eq(c, &conn)) {
+        if slot.as_ref().is_some_and(|c| Arc::ptr_eq(c, conn)) {
             *slot = None;
         }
         let lost: Vec<(i64, Waiter)> = conn
@@ -268,9 +279,28 @@ impl Handle {
     }
 }
 
+/// Writes `order` whole (the socket is non-blocking: a full buffer is waited out).
 fn send(conn: &Conn, order: &Order) -> std::io::Result<()> {
     let mut line = serde_json::to_vec(order).map_err(std::io::Error::other)?;
     line.push(b'\n');
     let mut w = conn.writer.lock().unwrap_or_else(|e| e.into_inner());
-    w.write_all(&line)
+    let mut rest = &line[..];
+    while !rest.is_empty() {
+        match w.write(rest) {
+            Ok(0) => return Err(std::io::ErrorKind::WriteZero.into()),
+            Ok(n) => rest = &rest[n..],
+            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {
+                let mut p = libc::pollfd {
+                    fd: w.as_raw_fd(),
+                    events: libc::POLLOUT,
+                    revents: 0,
+                };
+                // SAFETY: one valid pollfd for the duration of the call.
+                unsafe { libc::poll(&mut p, 1, 1000) };
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(())
 }

@@ -375,53 +375,47 @@ async fn serve(host: String, state: PathBuf, sock: UnixStream) {
         unacked: Mutex::new(HashMap::new()),
         unrecorded: Mutex::new(Vec::new()),
     });
-    let Ok(write_half) = sock.try_clone() else {
-        return;
+    // The socket is read and written on this runtime (no relay threads: each was a wake-up
+    // more on the way from a job's end to the next job's start).
+    let sock = match sock
+        .set_nonblocking(true)
+        .and_then(|()| tokio::net::UnixStream::from_std(sock))
+    {
+        Ok(s) => s,
+        Err(e) => {
+            say!("cannot watch the host's socket: {e}");
+            return;
+        }
     };
-    // News go out on a thread of their own (a blocking socket). A write fails when the host
-    // is gone; going alone waits for the end of its orders (a launch it sent before it died
-    // still runs, and is not put back in the queue).
-    let (wtx, wrx) = std::sync::mpsc::channel::<Vec<u8>>();
-    let writer = std::thread::spawn(move || {
-        let mut w = write_half;
-        for line in wrx {
-            if w.write_all(&line).is_err() {
+    let (read_half, mut write_half) = sock.into_split();
+    // A write fails when the host is gone; going alone waits for the end of its orders (a
+    // launch it sent before it died still runs, and is not put back in the queue).
+    let writer = tokio::spawn(async move {
+        use tokio::io::AsyncWriteExt;
+        let mut line = Vec::new();
+        while let Some(n) = rx.recv().await {
+            line.clear();
+            if serde_json::to_writer(&mut line, &n).is_err() {
+                continue;
+            }
+            line.push(b'\n');
+            if write_half.write_all(&line).await.is_err() {
                 CONNECTED.store(false, Ordering::SeqCst);
                 break;
             }
         }
     });
-    tokio::spawn(async move {
-        while let Some(n) = rx.recv().await {
-            let mut line = serde_json::to_vec(&n).unwrap_or_default();
-            line.push(b'\n');
-            if wtx.send(line).is_err() {
-                break;
-            }
-        }
-    });
-    // Orders come on a thread too, into the runtime.
-    let (otx, mut orx) = mpsc::unbounded_channel::<Order>();
-    std::thread::spawn(move || {
-        for line in std::io::BufReader::new(sock).lines() {
-            let Ok(line) = line else { break };
-            match serde_json::from_str::<Order>(&line) {
-                Ok(o) => {
-                    if otx.send(o).is_err() {
-                        break;
-                    }
-                }
-                Err(e) => say!("unreadable order: {e}"),
-            }
-        }
-    });
+    let mut orders = tokio::io::AsyncBufReadExt::lines(tokio::io::BufReader::new(read_half));
     let mut tick = tokio::time::interval(Duration::from_millis(250));
     let mut host_gone = false;
     loop {
         tokio::select! {
-            o = orx.recv(), if !host_gone => match o {
-                Some(o) => take(&shared, o),
-                None => {
+            o = orders.next_line(), if !host_gone => match o {
+                Ok(Some(line)) => match serde_json::from_str::<Order>(&line) {
+                    Ok(o) => take(&shared, o),
+                    Err(e) => say!("unreadable order: {e}"),
+                },
+                Ok(None) | Err(_) => {
                     host_gone = true;
                     let acked = shared.unacked.lock().unwrap_or_else(|e| e.into_inner()).is_empty();
                     if shared.is_idle() && acked {
@@ -449,7 +443,7 @@ async fn serve(host: String, state: PathBuf, sock: UnixStream) {
     if shared.is_alone() {
         shared.with_store("job supervisor", |s| s.checkpoint_truncate());
     }
-    drop(writer);
+    writer.abort();
 }
 
 /// Alone, this process stops the jobs whose cancel `labhost cancel` asked for.
