@@ -259,16 +259,22 @@ pub(super) async fn runs(State(ctx): State<EndpointState>, Query(q): Query<ListQ
             .cloned()
             .collect(),
     };
-    // What the table's links keep besides filter and order: the columns and the experiment.
-    let kept = q
+    // What the table's links and its filter form keep besides filter and order: the columns
+    // and the experiment (one list for both).
+    let keep: Vec<(&str, String)> = q
         .columns
-        .as_ref()
-        .map(|c| format!("&amp;columns={}", crate::util::percent_encode(c)))
-        .unwrap_or_default()
-        + q.experiment
-            .map(|e| format!("&amp;experiment={e}"))
-            .unwrap_or_default()
-            .as_str();
+        .iter()
+        .map(|c| ("columns", c.clone()))
+        .chain(q.experiment.map(|e| ("experiment", e.to_string())))
+        .collect();
+    let kept: String = keep
+        .iter()
+        .map(|(k, v)| format!("&amp;{k}={}", crate::util::percent_encode(v)))
+        .collect();
+    let kept_inputs: String = keep
+        .iter()
+        .map(|(k, v)| format!("<input type=hidden name={k} value=\"{}\">", esc(v)))
+        .collect();
     let sort_link = |key: &str, label: &str| {
         let desc = q.order_by == format!("{key} ASC") || q.order_by == key;
         let o = if desc {
@@ -293,16 +299,9 @@ pub(super) async fn runs(State(ctx): State<EndpointState>, Query(q): Query<ListQ
     h.push_str("<form method=get action=\"/\">");
     h.push_str(&format!(
         "<input type=text name=filter id=filter placeholder=\"metrics.acc &gt; 0.9 and params.lr = '0.1'\" value=\"{}\">\
-         <input type=hidden name=order_by value=\"{}\">{}{}<button>filter</button></form>",
+         <input type=hidden name=order_by value=\"{}\">{kept_inputs}<button>filter</button></form>",
         esc(&q.filter),
         esc(&q.order_by),
-        q.columns
-            .as_ref()
-            .map(|c| format!("<input type=hidden name=columns value=\"{}\">", esc(c)))
-            .unwrap_or_default(),
-        q.experiment
-            .map(|e| format!("<input type=hidden name=experiment value={e}>"))
-            .unwrap_or_default()
     ));
     // The column chooser: every key of the page's runs, and whatever was chosen before.
     h.push_str("<details id=columns><summary>columns</summary><p>");
