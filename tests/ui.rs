@@ -871,7 +871,9 @@ fn experiments_list_their_runs() {
         "{runs}"
     );
     assert!(
-        runs.contains(&format!("<input type=hidden name=experiment value=\"{id}\">")),
+        runs.contains(&format!(
+            "<input type=hidden name=experiment value=\"{id}\">"
+        )),
         "{runs}"
     );
     let (st, _) = http(port, "GET", "/?experiment=999", "s3cret");

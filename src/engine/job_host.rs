@@ -439,10 +439,15 @@ impl JobHost {
                 )
             })
             .await;
+        if recorded.is_ok() {
+            // Acknowledged before anyone waiting for the end is woken: a script that then
+            // exits closes the supervisor's socket, and an end it never acknowledged is
+            // recorded by the supervisor again (its points read again, deleted first).
+            self.supervisor.recorded(id);
+        }
         announce_end();
         match recorded {
             Ok((st, next)) => {
-                self.supervisor.recorded(id);
                 if st.is_finished() {
                     // No retry left: the real secret values are not needed again.
                     self.secret_env

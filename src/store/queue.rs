@@ -86,15 +86,7 @@ impl Store {
         error: Option<&str>,
     ) -> LabResult<Option<RunStatus>> {
         let tx = self.write()?;
-        let held: Option<i64> = one(
-            &tx,
-            "SELECT id FROM runs WHERE id = ?1 AND attempt = ?2 AND host = ?3 AND status IN ('leased', 'running')",
-            params![id, attempt, host],
-            |r| r.get(0),
-        )
-        .optional()
-        .map_err(db_err)?;
-        if held.is_none() {
+        if !held_tx(&tx, id, attempt, host)? {
             return Ok(None);
         }
         if let Some(st) = start {
@@ -103,6 +95,12 @@ impl Store {
         let st = finish_tx(&tx, id, status, exit_code, error)?;
         tx.commit().map_err(db_err)?;
         Ok(Some(st))
+    }
+
+    /// Whether attempt `attempt` of run `id` is still `host`'s and unfinished (its end is not
+    /// recorded yet).
+    pub fn attempt_held(&self, id: i64, attempt: i64, host: &str) -> LabResult<bool> {
+        held_tx(&self.conn, id, attempt, host)
     }
 
     /// Forgets the points attempt `attempt` of run `id` wrote to its metrics file (its job
@@ -261,6 +259,18 @@ fn claim_tx(tx: &rusqlite::Transaction<'_>, host: &str) -> LabResult<Option<Run>
     .map_err(db_err)?;
     event(tx, run.id, RunStatus::Leased, host)?;
     Ok(Some(get_tx(tx, run.id)?))
+}
+
+fn held_tx(c: &rusqlite::Connection, id: i64, attempt: i64, host: &str) -> LabResult<bool> {
+    Ok(one(
+        c,
+        "SELECT id FROM runs WHERE id = ?1 AND attempt = ?2 AND host = ?3 AND status IN ('leased', 'running')",
+        params![id, attempt, host],
+        |r| r.get::<_, i64>(0),
+    )
+    .optional()
+    .map_err(db_err)?
+    .is_some())
 }
 
 fn running_tx(tx: &rusqlite::Transaction<'_>, id: i64, st: &Started) -> LabResult<()> {

@@ -1,7 +1,7 @@
 //! What runs report and are grouped by: params, tags, metric histories (of one run, or of all
 //! the children of a parent in one query, as early-termination policies compare trials), and
 //! experiments (name → id, as MLflow has them).
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 
 use rusqlite::{params, OptionalExtension};
 use serde_json::Value;
@@ -150,6 +150,44 @@ impl Store {
             },
         )
         .map_err(db_err)
+    }
+
+    /// The params of every child of `parent` at once (a sweep's page of 10,000 trials asked
+    /// run by run).
+    pub fn children_params(&self, parent: i64) -> LabResult<HashMap<i64, Vec<(String, Value)>>> {
+        let rows = all(
+            &self.conn,
+            "SELECT p.run_id, p.key, p.value FROM runs r JOIN params p ON p.run_id = r.id
+             WHERE r.parent_id = ?1 ORDER BY p.run_id, p.key",
+            [parent],
+            |r| {
+                let v: String = r.get(2)?;
+                Ok((
+                    r.get::<_, i64>(0)?,
+                    r.get::<_, String>(1)?,
+                    serde_json::from_str(&v).unwrap_or(Value::String(v)),
+                ))
+            },
+        )
+        .map_err(db_err)?;
+        let mut out: HashMap<i64, Vec<(String, Value)>> = HashMap::new();
+        for (id, k, v) in rows {
+            out.entry(id).or_default().push((k, v));
+        }
+        Ok(out)
+    }
+
+    /// Tag `key` of every child of `parent` that has it.
+    pub fn children_tag(&self, parent: i64, key: &str) -> LabResult<HashMap<i64, String>> {
+        let rows = all(
+            &self.conn,
+            "SELECT t.run_id, t.value FROM runs r JOIN tags t ON t.run_id = r.id AND t.key = ?2
+             WHERE r.parent_id = ?1",
+            params![parent, key],
+            |r| Ok((r.get(0)?, r.get(1)?)),
+        )
+        .map_err(db_err)?;
+        Ok(rows.into_iter().collect())
     }
 
     pub fn tags(&self, id: i64) -> LabResult<Vec<(String, String)>> {
@@ -458,6 +496,44 @@ mod tests {
             step,
             ts: 0.0,
         }
+    }
+
+    #[test]
+    fn childrens_params_and_a_tag_come_at_once_per_child() {
+        let t = tempfile::tempdir().unwrap();
+        let mut s = Store::open(t.path()).unwrap();
+        let (sweep, _) = s.create(&job("sweep")).unwrap();
+        let child = |s: &mut Store, name: &str, lr: f64, gpus: Option<&str>| {
+            s.create(&NewRun {
+                parent_id: Some(sweep.id),
+                params: vec![
+                    ("lr".into(), serde_json::json!(lr)),
+                    ("act".into(), serde_json::json!("relu")),
+                ],
+                tags: gpus
+                    .map(|g| vec![("labhost.gpus".to_string(), g.to_string())])
+                    .unwrap_or_default(),
+                ..job(name)
+            })
+            .unwrap()
+            .0
+        };
+        let a = child(&mut s, "a", 0.1, Some("0,1"));
+        let b = child(&mut s, "b", 0.01, None);
+        let other = s.create(&job("other")).unwrap().0;
+        s.create(&NewRun {
+            parent_id: Some(other.id),
+            params: vec![("lr".into(), serde_json::json!(9))],
+            ..job("elsewhere")
+        })
+        .unwrap();
+        let p = s.children_params(sweep.id).unwrap();
+        assert_eq!(p.len(), 2, "{p:?}");
+        assert_eq!(p[&a.id], s.params(a.id).unwrap());
+        assert_eq!(p[&b.id], s.params(b.id).unwrap());
+        let g = s.children_tag(sweep.id, "labhost.gpus").unwrap();
+        assert_eq!(g.get(&a.id).map(String::as_str), Some("0,1"));
+        assert!(!g.contains_key(&b.id));
     }
 
     #[test]

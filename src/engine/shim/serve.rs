@@ -227,6 +227,15 @@ impl Shared {
     /// it is recorded: other labhosts see this process alive meanwhile and run none of it again.
     fn record_end(&self, mut d: Done) {
         self.ensure_store();
+        let (id, attempt) = (d.report.id, d.report.attempt);
+        // Recorded by the host, which exited before its acknowledgement came: nothing to do
+        // (reading its points again would delete and re-insert what the host wrote).
+        let recorded = self.with_store(&format!("job {id}"), |s| {
+            s.attempt_held(id, attempt, &self.host)
+        });
+        if recorded == Some(false) {
+            return;
+        }
         d.report.failed = false;
         supervisor::pump(&mut d.tail, &mut d.report);
         let (status, code, error, start) = match &d.end {
@@ -238,7 +247,6 @@ impl Shared {
                 None,
             ),
         };
-        let (id, attempt) = (d.report.id, d.report.attempt);
         let recorded = !d.report.failed
             && self
                 .with_store(&format!("job {id}"), |s| {

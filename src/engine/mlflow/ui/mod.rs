@@ -454,11 +454,17 @@ pub(super) async fn run(
         let tags = s.tags(id)?;
         let metrics = s.latest_metrics(id)?;
         let mut children = Vec::new();
-        for c in s.list(None, Some(id), 10_000)? {
-            let p = s.params(c.id)?;
+        let list = s.list(None, Some(id), 10_000)?;
+        let (mut params_of, mut gpus_of) = if list.is_empty() {
+            Default::default()
+        } else {
+            (s.children_params(id)?, s.children_tag(id, "labhost.gpus")?)
+        };
+        for c in list {
+            let p = params_of.remove(&c.id).unwrap_or_default();
             let m = s.latest_metrics(c.id)?;
-            let gpus = s.tags(c.id)?.into_iter().find(|t| t.0 == "labhost.gpus");
-            children.push((c, p, m, gpus.map(|t| t.1)));
+            let gpus = gpus_of.remove(&c.id);
+            children.push((c, p, m, gpus));
         }
         children.reverse();
         let budget = max_total(&s, id);
