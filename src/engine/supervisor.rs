@@ -163,10 +163,6 @@ fn open_log(l: &Launch, name: &str) -> LabResult<std::fs::File> {
         .map_err(|e| crate::error::io_err("jobs", "cannot open", &p, &e))
 }
 
-/// The error kind of a start whose cgroup was removed under it (ENOENT/ENODEV from
-/// clone3 into it, or from the child's write to its `cgroup.procs`).
-const CGROUP_GONE: &str = "jobs.cgroup_gone";
-
 /// Runs a process job (not `run_in: docker`) to its end, its news to `report`, its metrics
 /// read through `tail` (the caller's: it may read them again after the end).
 pub(super) async fn run_process(
@@ -183,7 +179,8 @@ pub(super) async fn run_process(
     let metrics_path = l.run_dir.join("metrics.jsonl");
     let mut attempt = Attempt::new(&l.host, l.job_id, l.attempt)?;
     let mut child = start(l, &attempt, &logs, &metrics_path);
-    if matches!(&child, Err(e) if e.kind == CGROUP_GONE) {
+    let group_gone = |a: &Attempt| a.cgroup.as_ref().is_some_and(|d| !d.exists());
+    if matches!(&child, Err(e) if e.kind == "jobs.containment") && group_gone(&attempt) {
         // Its group was removed under it (it is not reused): once more in a fresh one.
         drop(attempt);
         attempt = Attempt::new(&l.host, l.job_id, l.attempt)?;
@@ -297,11 +294,7 @@ fn start(
         )),
         Err(process::SpawnError::Exec(e) | process::SpawnError::Fork(e)) => Err(cannot_start(e)),
         Err(process::SpawnError::Contain(e)) => Err(LabError::new(
-            if matches!(e.raw_os_error(), Some(libc::ENOENT) | Some(libc::ENODEV)) {
-                CGROUP_GONE
-            } else {
-                "jobs.containment"
-            },
+            "jobs.containment",
             format!(
                 "job {}: cannot join its cgroup {}: {e}",
                 l.job_id,
@@ -608,6 +601,33 @@ mod tests {
             .unwrap();
         let got = read_metrics(&p, &mut off, &mut n);
         assert_eq!((got.len(), got[0].value, got[0].step), (1, 0.25, 2));
+    }
+
+    /// A slot group removed while it waited in the pool (a dead host's sweep did that to
+    /// its living supervisor): the job starts in a fresh group, not "cannot join its cgroup".
+    #[test]
+    fn a_job_whose_group_was_removed_starts_in_a_fresh_one() {
+        let t = tempfile::tempdir().unwrap();
+        let host = format!("test-host-{}-9", std::process::id());
+        let a = contain::Attempt::new(&host, 1, 1).unwrap();
+        let Some(dir) = a.cgroup.clone() else {
+            eprintln!("skipped: no writable cgroup v2 here");
+            return;
+        };
+        drop(a);
+        std::fs::remove_dir(&dir).unwrap();
+        let mut s = Store::open(t.path()).unwrap();
+        let (j, _) = s
+            .create(&NewRun {
+                spec: spec(json!({"command": ["true"]})),
+                ..Default::default()
+            })
+            .unwrap();
+        rt().block_on(drain(t.path(), &host, CancellationToken::new()))
+            .unwrap();
+        let r = s.get(j.id).unwrap();
+        assert_eq!((r.status, r.error), (RunStatus::Completed, None));
+        assert_ne!(r.cgroup.as_deref(), Some(dir.to_str().unwrap()));
     }
 
     #[test]
