@@ -535,11 +535,10 @@ impl Attempt {
         if let (Some(dir), Some(procs), Some(dir_fd)) =
             (self.cgroup.take(), self.procs.take(), self.dir_fd.take())
         {
-            match std::fs::read_to_string(dir.join("cgroup.events")) {
-                Ok(ev) if !ev.lines().any(|l| l == "populated 1") => {}
+            if events_populated(&dir) != Some(false) {
                 // Something survived SIGKILL (uninterruptible), or the group is gone: it is
                 // not reused (a removed group would fail every later start in it).
-                _ => return,
+                return;
             }
             SLOTS
                 .lock()
@@ -567,9 +566,15 @@ fn read_pids(p: &Path) -> Vec<i32> {
 
 /// `populated 1` in the cgroup's `cgroup.events` (a missing group is empty).
 fn populated(dir: &Path) -> bool {
+    events_populated(dir).unwrap_or(false)
+}
+
+/// Whether the cgroup's `cgroup.events` says `populated 1`; `None` when it cannot be read
+/// (the group is gone).
+fn events_populated(dir: &Path) -> Option<bool> {
     std::fs::read_to_string(dir.join("cgroup.events"))
+        .ok()
         .map(|s| s.lines().any(|l| l == "populated 1"))
-        .unwrap_or(false)
 }
 
 /// What a host writes into its lock file: how to find its jobs' processes after it died.
