@@ -315,9 +315,10 @@ impl Mixture {
                     }
                 }
                 _ => {
-                    let mut sd = bandwidths(&pts.iter().map(|p| p[d]).collect::<Vec<_>>());
-                    sd.push(1.0);
+                    // The observed points, then the prior's mean.
                     let mu: Vec<f64> = pts.iter().map(|p| p[d]).chain([0.5]).collect();
+                    let mut sd = bandwidths(&mu[..n]);
+                    sd.push(1.0);
                     let ln = mu
                         .iter()
                         .zip(&sd)
