@@ -259,22 +259,26 @@ impl JobHost {
         for chunk in news.chunks(128) {
             created.extend(self.store(|s| s.insert_many(chunk))?);
         }
-        for (r, fresh) in &created {
-            if *fresh {
-                crate::store::ensure_run_dir(r)?;
-            }
-        }
         let mut out = Vec::with_capacity(created.len());
+        let mut fresh = Vec::new();
         for ((run, created), env) in created.into_iter().zip(envs) {
             if let Some(env) = env {
                 if created || !run.status.is_finished() {
                     secrets.insert(run.id, env);
                 }
             }
+            if created {
+                fresh.push(out.len());
+            }
             out.push(run);
         }
+        // The jobs may start now (their secrets are in place): the host makes a folder it
+        // finds missing, so the first jobs run while the rest of the folders are made.
         drop(secrets);
         self.poke();
+        for i in fresh {
+            crate::store::ensure_run_dir(&out[i])?;
+        }
         Ok(out)
     }
 

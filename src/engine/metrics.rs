@@ -1,11 +1,12 @@
 //! The metrics channel: a job appends JSON lines `{"name", "value", "step"}` to
 //! `LABHOST_METRICS`; the supervisor reads whole new lines while it runs and hands them on.
 //!
-//! The file is labhost's: made (or taken over) before the job starts, opened `O_NOFOLLOW`,
-//! checked to be a regular file, and read through that descriptor with bounded, never
-//! blocking reads. A job that replaces the path is followed only to a new regular file at
-//! the same place; a FIFO, device, directory or symlink there is refused with one warning
-//! and nothing is read through it. Lines over [`MAX_LINE`] bytes and names over MLflow's 250
+//! The path is labhost's: cleared of anything but a regular file before the job starts; the
+//! job's first append makes the file (a job that reports nothing costs no inode). The file is
+//! opened `O_NOFOLLOW`, checked to be a regular file, and read through that descriptor with
+//! bounded, never blocking reads. A job that makes or replaces the path is followed only to
+//! a regular file at the same place; a FIFO, device, directory or symlink there is refused
+//! with one warning and nothing is read through it. Lines over [`MAX_LINE`] bytes and names over MLflow's 250
 //! characters are skipped, and warnings quote at most [`QUOTE`] characters of a bad line.
 //! A new attempt starts reading where the file ends, so a retry never reads its previous
 //! attempt's points again.
@@ -42,8 +43,8 @@ fn open_regular(path: &Path) -> Result<File, String> {
     Ok(f)
 }
 
-/// Makes the metrics file of an attempt (a regular file, empty if new): anything else at the
-/// path — a symlink, FIFO or folder a previous attempt left — is removed first.
+/// Readies the metrics path of an attempt: anything but a regular file at it — a symlink,
+/// FIFO or folder a previous attempt left — is removed.
 fn prepare(path: &Path) -> std::io::Result<()> {
     if let Ok(m) = std::fs::symlink_metadata(path) {
         if !m.file_type().is_file() {
@@ -54,12 +55,7 @@ fn prepare(path: &Path) -> std::io::Result<()> {
             }
         }
     }
-    std::fs::OpenOptions::new()
-        .append(true)
-        .create(true)
-        .custom_flags(libc::O_NOFOLLOW | libc::O_CLOEXEC)
-        .open(path)
-        .map(drop)
+    Ok(())
 }
 
 /// A line quoted in a warning: at most [`QUOTE`] characters.
@@ -104,11 +100,12 @@ pub(super) struct MetricsTail {
 }
 
 impl MetricsTail {
-    /// The tail of the attempt's metrics file, made if missing; it starts at the file's end
-    /// (what earlier attempts wrote is theirs).
+    /// The tail of the attempt's metrics file, which the job makes with its first append; it
+    /// starts at the end of a file earlier attempts left (what they wrote is theirs), or at
+    /// the start of the file the job makes.
     pub(super) fn new(path: PathBuf) -> Self {
         if let Err(e) = prepare(&path) {
-            tracing::warn!("{}: cannot make the metrics file: {e}", path.display());
+            tracing::warn!("{}: cannot clear the metrics path: {e}", path.display());
         }
         let file = open_regular(&path).ok();
         let offset = file
@@ -295,8 +292,10 @@ mod tests {
 
     fn append(p: &Path, s: &[u8]) {
         use std::io::Write;
+        // As a job's `>>`: the first append makes the file.
         std::fs::OpenOptions::new()
             .append(true)
+            .create(true)
             .open(p)
             .unwrap()
             .write_all(s)
@@ -329,15 +328,14 @@ mod tests {
         let d = tempfile::tempdir().unwrap();
         let p = d.path().join("metrics.jsonl");
         let mut t = MetricsTail::new(p.clone());
-        std::fs::remove_file(&p).unwrap();
         let c = std::ffi::CString::new(p.as_os_str().as_encoded_bytes()).unwrap();
         // SAFETY: a valid NUL-terminated path.
         assert_eq!(unsafe { libc::mkfifo(c.as_ptr(), 0o600) }, 0);
         // Would block forever if opened for reading without O_NONBLOCK.
         assert!(pump(&mut t).is_empty());
-        // The next attempt replaces it with a regular file.
+        // The next attempt clears the path; its job's append makes a regular file there.
         let mut t2 = MetricsTail::new(p.clone());
-        assert!(std::fs::symlink_metadata(&p).unwrap().is_file());
+        assert!(std::fs::symlink_metadata(&p).is_err());
         append(&p, b"{\"name\":\"a\",\"value\":1,\"step\":1}\n");
         assert_eq!(pump(&mut t2).len(), 1);
     }
@@ -376,6 +374,24 @@ mod tests {
         t.rewind();
         let got: Vec<f64> = pump(&mut t).iter().map(|m| m.value).collect();
         assert_eq!(got, vec![2.0, 3.0]);
+        assert!(pump(&mut t).is_empty());
+    }
+
+    #[test]
+    fn the_file_is_the_jobs_to_make_and_read_from_its_start() {
+        let d = tempfile::tempdir().unwrap();
+        let p = d.path().join("metrics.jsonl");
+        let mut t = MetricsTail::new(p.clone());
+        // A job that reports nothing leaves no file.
+        assert!(pump(&mut t).is_empty());
+        assert!(!p.exists());
+        append(&p, b"{\"name\":\"a\",\"value\":1,\"step\":1}\n");
+        append(&p, b"{\"name\":\"a\",\"value\":2,\"step\":2}\n");
+        let got: Vec<f64> = pump(&mut t).iter().map(|m| m.value).collect();
+        assert_eq!(got, vec![1.0, 2.0]);
+        // Rewound (its receiver changed), the attempt's points come again from the start.
+        t.rewind();
+        assert_eq!(pump(&mut t).len(), 2);
         assert!(pump(&mut t).is_empty());
     }
 

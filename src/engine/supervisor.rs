@@ -134,7 +134,7 @@ pub async fn run(
     run_process(l, &mut tail, &mut report, cancel).await
 }
 
-/// The tail of the attempt's metrics file (made before the job can write to it).
+/// The tail of the attempt's metrics file (the job's first append makes it).
 pub(super) fn metrics_tail(l: &Launch) -> MetricsTail {
     MetricsTail::new(l.run_dir.join("metrics.jsonl"))
 }
