@@ -5,6 +5,8 @@
 #     than Optuna; 1b. the same to BIG (10,000) suggestions, the time at each mark;
 #  2. a 1,000-trial random sweep of `true`, 2 at once: labhost sweep vs `xargs -P2` — goal
 #     <= 1.3x.
+#  3. a 1,000-trial sweep of a trial that reports its metric, 2 at once: TPE draws vs random
+#     draws (what drawing from the results costs a trial).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 cargo build --release --quiet
@@ -109,3 +111,25 @@ export LABHOST_HOME="$work/state"
 t0=$(now); "$BIN" -q sweep "$work/sweep.yml" >/dev/null; t1=$(now); lh=$(secs "$t0" "$t1")
 t0=$(now); seq "$N" | xargs -P2 -n1 true; t1=$(now); xa=$(secs "$t0" "$t1")
 echo "labhost ${lh}s  xargs -P2 ${xa}s  labhost/xargs = $(ratio "$lh" "$xa")x  (goal <= 1.3x)"
+# 3. The same N trials drawn by TPE (each draw knows every result so far, one at a time), each
+# reporting its metric, against the same trial drawn at random: what learning costs a trial.
+cat > "$work/trial.sh" <<'SH'
+#!/bin/sh
+echo "{\"name\": \"acc\", \"value\": $1}" >> "$LABHOST_METRICS"
+SH
+for algo in random bayesian; do
+    cat > "$work/$algo.yml" <<YML
+type: sweep
+trial: {command: "sh $work/trial.sh \${{search_space.x}}"}
+sampling_algorithm: {type: $algo, seed: 1}
+search_space: {x: {type: uniform, min_value: 0, max_value: 1}, y: {type: uniform, min_value: 0, max_value: 1}}
+objective: {goal: maximize, primary_metric: acc}
+limits: {max_total_trials: $N, max_concurrent_trials: 2}
+YML
+done
+echo "== 3. $N-trial sweep of a trial reporting its metric, 2 at once: TPE vs random draws"
+export LABHOST_HOME="$work/state-random"
+t0=$(now); "$BIN" -q sweep "$work/random.yml" >/dev/null; t1=$(now); rnd=$(secs "$t0" "$t1")
+export LABHOST_HOME="$work/state-tpe"
+t0=$(now); "$BIN" -q sweep "$work/bayesian.yml" >/dev/null; t1=$(now); tpe=$(secs "$t0" "$t1")
+echo "tpe ${tpe}s  random ${rnd}s  tpe/random = $(ratio "$tpe" "$rnd")x"
