@@ -92,9 +92,9 @@ impl Policy {
 }
 
 /// The primary metric's reports of one trial, in order, and whether it still runs.
-#[derive(Debug, Clone, Default)]
-pub struct Trial {
-    pub reports: Vec<f64>,
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Trial<'a> {
+    pub reports: &'a [f64],
     pub running: bool,
 }
 
@@ -120,7 +120,7 @@ impl Evaluator {
     /// whenever any trial reported since the last call, because what the others had at
     /// interval k grows as they catch up (a trial that runs ahead of the others is judged
     /// once they get there, not only when it got there first).
-    pub fn decide(&mut self, trials: &BTreeMap<i64, Trial>) -> Vec<(i64, String)> {
+    pub fn decide(&mut self, trials: &BTreeMap<i64, Trial<'_>>) -> Vec<(i64, String)> {
         let total: usize = trials.values().map(|t| t.reports.len()).sum();
         if self.seen.get(&-1) == Some(&total) {
             return Vec::new();
@@ -161,7 +161,7 @@ impl Evaluator {
     }
 
     /// The verdict on trial `id` at interval `k`: `Some(reason)` to cancel it.
-    fn judge(&self, id: i64, k: usize, trials: &BTreeMap<i64, Trial>) -> Option<String> {
+    fn judge(&self, id: i64, k: usize, trials: &BTreeMap<i64, Trial<'_>>) -> Option<String> {
         let me = &trials[&id];
         let mine = self.best_of(&me.reports[..k]);
         let p = &self.policy;
@@ -288,13 +288,13 @@ mod tests {
         }
     }
 
-    fn trials(v: &[(i64, &[f64], bool)]) -> BTreeMap<i64, Trial> {
+    fn trials<'a>(v: &[(i64, &'a [f64], bool)]) -> BTreeMap<i64, Trial<'a>> {
         v.iter()
             .map(|(i, r, running)| {
                 (
                     *i,
                     Trial {
-                        reports: r.to_vec(),
+                        reports: r,
                         running: *running,
                     },
                 )

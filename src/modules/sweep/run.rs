@@ -724,6 +724,8 @@ struct Driver<'a> {
     done: HashSet<i64>,
     /// TPE: the done trials whose results it has not read yet.
     untold: Vec<i64>,
+    /// Early termination: the done trials whose last reports it has not read yet.
+    unjudged: Vec<i64>,
     /// TPE: what it knows of the done trials, read once each: their run ids in order and,
     /// at the same places, `(coordinates, best value)`.
     told_ids: Vec<i64>,
@@ -787,6 +789,7 @@ impl<'a> Driver<'a> {
             ids: BTreeMap::new(),
             done: HashSet::new(),
             untold: Vec::new(),
+            unjudged: Vec::new(),
             told_ids: Vec::new(),
             told: Vec::new(),
             cancelled_by_us: HashSet::new(),
@@ -940,8 +943,14 @@ impl<'a> Driver<'a> {
 
     /// Which trials ended: the transitions recorded since the last look.
     fn mark_done(&mut self, id: i64) {
-        if self.done.insert(id) && self.adaptive {
+        if !self.done.insert(id) {
+            return;
+        }
+        if self.adaptive {
             self.untold.push(id);
+        }
+        if self.evaluator.is_some() {
+            self.unjudged.push(id);
         }
     }
 
@@ -998,20 +1007,40 @@ impl<'a> Driver<'a> {
     }
 
     /// The early-termination policy's look at the running trials' reports: the ones it
-    /// stops are cancelled with its reason.
+    /// stops are cancelled with its reason. Only the reports that can have changed are read:
+    /// the running trials', and once more those of each trial that ended since the last look
+    /// (reading every trial's at each look made a long sweep's driver read all its points
+    /// ten times a second).
     fn judge(&mut self, watcher: &mut dyn Watcher) -> LabResult<()> {
-        if self.evaluator.is_none() || self.in_flight.is_empty() {
+        if self.evaluator.is_none() || (self.in_flight.is_empty() && self.unjudged.is_empty()) {
             return Ok(());
         }
-        let (s, parent) = (self.run.s, self.run.parent);
-        let m = crate::store::with_current(|st| st.children_metrics(parent.id, &s.metric))?;
-        let trials: BTreeMap<i64, PolicyTrial> = m
+        let s = self.run.s;
+        let mut ids: Vec<i64> = self.in_flight.keys().copied().collect();
+        ids.append(&mut self.unjudged);
+        let read = crate::store::with_current(|st| {
+            ids.iter()
+                .map(|&id| {
+                    let pts = st.metric_points(id, &s.metric)?;
+                    Ok((id, pts.into_iter().map(|p| p.0).collect::<Vec<f64>>()))
+                })
+                .collect::<LabResult<Vec<_>>>()
+        })?;
+        for (id, reports) in read {
+            if reports.is_empty() {
+                self.histories.remove(&id);
+            } else {
+                self.histories.insert(id, reports);
+            }
+        }
+        let trials: BTreeMap<i64, PolicyTrial> = self
+            .histories
             .iter()
-            .map(|(id, pts)| {
+            .map(|(id, reports)| {
                 (
                     *id,
                     PolicyTrial {
-                        reports: pts.iter().map(|p| p.value).collect(),
+                        reports,
                         running: self.in_flight.contains_key(id)
                             && !self.cancelled_by_us.contains(id),
                     },
@@ -1025,10 +1054,6 @@ impl<'a> Driver<'a> {
         for (id, why) in stops {
             self.cancel(id, &why, watcher)?;
         }
-        self.histories = m
-            .into_iter()
-            .map(|(k, v)| (k, v.into_iter().map(|p| p.value).collect()))
-            .collect();
         Ok(())
     }
 
