@@ -72,6 +72,11 @@ const STORE_RETRIES: usize = 3;
 /// command ends non-zero (the scripts' waits and sweeps end with this error).
 static STORE_FAILURE: Mutex<Option<LabError>> = Mutex::new(None);
 
+/// Held by whoever checkpoints in this process: SQLite refuses a checkpoint while another
+/// runs, busy handler or not, and the exit's truncating checkpoint must not meet the
+/// checkpointer thread's (it left the WAL at 10 MB when they met).
+static CHECKPOINTING: Mutex<()> = Mutex::new(());
+
 /// Why this process's job host stopped taking work, if it did.
 pub fn store_failure() -> Option<LabError> {
     STORE_FAILURE
@@ -187,6 +192,7 @@ impl JobHost {
             .name("labhost-ckpt".into())
             .spawn(move || loop {
                 std::thread::sleep(Duration::from_millis(250));
+                let _one = CHECKPOINTING.lock().unwrap_or_else(|e| e.into_inner());
                 if let Err(e) = ckpt.checkpoint() {
                     tracing::debug!("checkpoint: {}", e.message);
                 }
@@ -831,6 +837,7 @@ pub fn at_exit(how: AtExit) -> Vec<i64> {
     h.supervisor.close();
     h.leave_kept();
     contain::release_slots();
+    let _one = CHECKPOINTING.lock().unwrap_or_else(|e| e.into_inner());
     if let Err(e) = crate::store::with(&h.state, |s| s.checkpoint_truncate()) {
         tracing::debug!("final checkpoint: {}", e.message);
     }
