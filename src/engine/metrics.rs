@@ -6,8 +6,9 @@
 //! opened `O_NOFOLLOW`, checked to be a regular file, and read through that descriptor with
 //! bounded, never blocking reads. A job that makes or replaces the path is followed only to
 //! a regular file at the same place; a FIFO, device, directory or symlink there is refused
-//! with one warning and nothing is read through it. Lines over [`MAX_LINE`] bytes and names over MLflow's 250
-//! characters are skipped, and warnings quote at most [`QUOTE`] characters of a bad line.
+//! with one warning and nothing is read through it. Lines over [`MAX_LINE`] bytes and names
+//! over MLflow's 250 characters are skipped, and warnings quote at most [`QUOTE`] characters
+//! of a bad line.
 //! A new attempt starts reading where the file ends, so a retry never reads its previous
 //! attempt's points again.
 use std::fs::File;
