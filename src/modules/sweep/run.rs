@@ -941,7 +941,7 @@ impl<'a> Driver<'a> {
         }
     }
 
-    /// Which trials ended: the transitions recorded since the last look.
+    /// Trial `id` ended: TPE and the early-termination policy each read its result once.
     fn mark_done(&mut self, id: i64) {
         if !self.done.insert(id) {
             return;
@@ -994,6 +994,7 @@ impl<'a> Driver<'a> {
             .tpe_point_at(self.run.seed, index, &self.told, &pending, !s.maximize))
     }
 
+    /// Which trials ended: the transitions recorded since the last look.
     fn collect_ended(&mut self) -> LabResult<()> {
         let events = crate::store::with_current(|st| st.events_since(self.cursor))?;
         for (ev, run, status) in events {
