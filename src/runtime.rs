@@ -142,9 +142,13 @@ pub fn install_sink(sink: Sink) -> bool {
 /// `hard_exit`, a second one exits the process at once. `hard_exit: false` (the REPL) only
 /// cancels, so the prompt comes back.
 ///
-/// With `hard_exit`, SIGTERM (`kill`, systemd, `labhost cron` stopping a fire) is handled the
-/// same way, so what the script started — commands, jobs, containers — is stopped before the
-/// process ends instead of being orphaned. Without it (the REPL) SIGTERM keeps its default.
+/// With `hard_exit`, SIGTERM (`kill`, systemd, `labhost cron` stopping a fire) cancels as
+/// the first Ctrl-C does, so what the script started — commands, jobs, containers — is
+/// stopped before the process ends instead of being orphaned. A second SIGTERM does not
+/// exit at once: a parent-death signal comes once for each thread of a dying parent (a
+/// `labhost cron` killed with -9 sends its fire two or more), and exiting on the second left
+/// the grandchildren of the fire's `sh::run` behind. Without `hard_exit` (the REPL) SIGTERM
+/// keeps its default.
 pub fn install_ctrl_c(hard_exit: bool) {
     let h = ctx();
     let _guard = h.rt.enter();
@@ -156,10 +160,11 @@ pub fn install_ctrl_c(hard_exit: bool) {
         let Ok(mut sig) = tokio::signal::unix::signal(kind) else {
             continue;
         };
+        let escalates = hard_exit && kind == tokio::signal::unix::SignalKind::interrupt();
         h.rt.spawn(async move {
             while sig.recv().await.is_some() {
                 let c = &ctx().cancel;
-                if hard_exit && c.is_cancelled() {
+                if escalates && c.is_cancelled() {
                     run_hard_exit_hooks();
                     std::process::exit(i32::from(crate::error::exit::INTERRUPTED));
                 }

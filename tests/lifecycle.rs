@@ -387,6 +387,61 @@ fn a_script_that_ends_waits_for_its_jobs_and_an_interrupted_one_puts_them_back()
     }
 }
 
+/// A script running a job and a shell command whose own fork ignores SIGTERM, and the pid of
+/// that fork (a grandchild of labhost: no death signal reaches it).
+fn start_host_with_a_fork(t: &TestCmd) -> (crate::util::Running, i32, i32) {
+    let (r, gc) = start_host(t);
+    let fork = read_pid(&t.path().join("fork.pid"));
+    (r, gc, fork)
+}
+
+const JOB_AND_FORK: &str = r#"
+    jobs::submit(#{key: "long", command: "sh -c 'echo $$ > gc.pid; exec sleep 300'"});
+    print("submitted");
+    sh::run("trap '' TERM; sh -c 'echo $$ > fork.pid; exec sleep 301'; :");
+    "#;
+
+/// A second SIGTERM stops a script as the first does (a parent-death signal comes once per
+/// thread of a dying parent: a `labhost cron` killed with -9 sends its fire two): the job is
+/// stopped and queued again, and the shell command's fork, which ignores SIGTERM, is killed
+/// after the grace. A second Ctrl-C exits at once and still leaves no fork behind.
+#[test]
+fn a_second_sigterm_stops_a_script_as_the_first_and_a_second_ctrl_c_leaves_no_fork() {
+    let t = cmd("auto").file("main.rhai", JOB_AND_FORK);
+    let (r, gc, fork) = start_host_with_a_fork(&t);
+    r.signal(libc::SIGTERM);
+    std::thread::sleep(Duration::from_millis(100));
+    r.signal(libc::SIGTERM);
+    let (code, _, err) = r.finish();
+    assert_eq!(code, Some(130), "{err}");
+    assert!(
+        err.contains("stopped job(s) 1 and put them back in the queue"),
+        "{err}"
+    );
+    assert!(!alive(gc), "the job's process outlived its host");
+    assert!(!alive(fork), "the command's fork outlived its host");
+    let (_, json, _) = t.spawn(["jobs", "--json"]).finish();
+    let runs: Vec<serde_json::Value> = serde_json::from_str(&json).unwrap();
+    assert_eq!(runs[0]["status"], "queued", "{json}");
+
+    let t = cmd("auto").file("main.rhai", JOB_AND_FORK);
+    let (r, gc, fork) = start_host_with_a_fork(&t);
+    r.signal(libc::SIGINT);
+    std::thread::sleep(Duration::from_millis(100));
+    r.signal(libc::SIGINT);
+    let (code, _, err) = r.finish();
+    assert_eq!(code, Some(130), "{err}");
+    let gone = |pid: i32| {
+        let until = Instant::now() + Duration::from_secs(5);
+        while alive(pid) && Instant::now() < until {
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        !alive(pid)
+    };
+    assert!(gone(gc), "the job's process outlived a hard exit");
+    assert!(gone(fork), "the command's fork outlived a hard exit");
+}
+
 #[test]
 fn labhost_cancel_waits_until_the_job_is_gone_even_when_its_host_died() {
     let t = cmd("auto").file(

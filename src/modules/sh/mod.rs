@@ -92,6 +92,38 @@ fn io_error(e: std::io::Error) -> LabError {
     LabError::new("sh.spawn", format!("cannot make a pipe: {e}"))
 }
 
+/// The process groups of the commands running now. A hard exit (a second Ctrl-C) kills them
+/// whole: the death signal reaches only each command's first process, not what a shell
+/// forked.
+static RUNNING: std::sync::Mutex<Vec<i32>> = std::sync::Mutex::new(Vec::new());
+
+/// A command's group, listed in [`RUNNING`] while its `run` lasts.
+struct Listed(i32);
+
+impl Listed {
+    fn new(pgid: i32) -> Self {
+        static HOOK: std::sync::Once = std::sync::Once::new();
+        HOOK.call_once(|| crate::runtime::on_hard_exit(kill_running));
+        RUNNING.lock().unwrap_or_else(|e| e.into_inner()).push(pgid);
+        Listed(pgid)
+    }
+}
+
+impl Drop for Listed {
+    fn drop(&mut self) {
+        RUNNING
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .retain(|p| *p != self.0);
+    }
+}
+
+fn kill_running() {
+    for &pgid in RUNNING.lock().unwrap_or_else(|e| e.into_inner()).iter() {
+        process::signal_group(pgid, libc::SIGKILL);
+    }
+}
+
 /// Starts `cmd` through the process module with stdout and stderr (and stdin when given)
 /// on pipes.
 fn start(cmd: &Command, opts: &RunOpts) -> LabResult<Started> {
@@ -177,6 +209,7 @@ pub async fn run(
         stdout,
         stderr,
     } = start(cmd, opts)?;
+    let _listed = Listed::new(child.pid);
     if let (Some(text), Some(mut w)) = (opts.stdin.clone(), stdin) {
         tokio::spawn(async move {
             let _ = w.write_all(text.as_bytes()).await;
