@@ -362,44 +362,58 @@ fn a_script_that_ends_waits_for_its_jobs_and_an_interrupted_one_puts_them_back()
         assert!(o.dir.join("one.txt").exists() && o.dir.join("two.txt").exists());
 
         // Interrupted: the running job is stopped (all of it) and queued again.
-        let t = cmd(mode).file(
-            "main.rhai",
-            r#"
-            jobs::submit(#{key: "long", command: "sh -c 'echo $$ > gc.pid; exec sleep 300'"});
-            print("submitted");
-            time::sleep("1h");
-            "#,
-        );
+        let t = a_long_job_then(mode, r#"time::sleep("1h");"#);
         let (r, gc) = start_host(&t);
         r.signal(libc::SIGINT);
         let (code, _, err) = r.finish();
         assert_eq!(code, Some(130), "{mode}: {err}");
-        assert!(
-            err.contains(
-                "stopped job(s) 1 and put them back in the queue: `labhost resume` runs them"
-            ),
-            "{mode}: {err}"
-        );
-        assert!(!alive(gc), "{mode}: the job's process outlived its host");
-        let (_, json, _) = t.spawn(["jobs", "--json"]).finish();
-        let runs: Vec<serde_json::Value> = serde_json::from_str(&json).unwrap();
-        assert_eq!(runs[0]["status"], "queued", "{mode}: {json}");
+        assert_put_back(&t, &err, gc);
     }
 }
 
-/// A script running a job and a shell command whose own fork ignores SIGTERM, and the pid of
-/// that fork (a grandchild of labhost: no death signal reaches it).
-fn start_host_with_a_fork(t: &TestCmd) -> (crate::util::Running, i32, i32) {
-    let (r, gc) = start_host(t);
-    let fork = read_pid(&t.path().join("fork.pid"));
-    (r, gc, fork)
+/// A script that submits a job (its process writes `gc.pid`), prints `submitted`, then runs
+/// `then`.
+fn a_long_job_then(mode: &str, then: &str) -> TestCmd {
+    cmd(mode).file(
+        "main.rhai",
+        format!(
+            r#"
+            jobs::submit(#{{key: "long", command: "sh -c 'echo $$ > gc.pid; exec sleep 300'"}});
+            print("submitted");
+            {then}
+            "#
+        ),
+    )
 }
 
-const JOB_AND_FORK: &str = r#"
-    jobs::submit(#{key: "long", command: "sh -c 'echo $$ > gc.pid; exec sleep 300'"});
-    print("submitted");
-    sh::run("trap '' TERM; sh -c 'echo $$ > fork.pid; exec sleep 301'; :");
-    "#;
+/// The interrupted host stopped its job (process `gc`), said so, and queued it again.
+fn assert_put_back(t: &TestCmd, err: &str, gc: i32) {
+    assert!(
+        err.contains("stopped job(s) 1 and put them back in the queue: `labhost resume` runs them"),
+        "{err}"
+    );
+    assert!(!alive(gc), "the job's process outlived its host");
+    let (_, json, _) = t.spawn(["jobs", "--json"]).finish();
+    let runs: Vec<serde_json::Value> = serde_json::from_str(&json).unwrap();
+    assert_eq!(runs[0]["status"], "queued", "{json}");
+}
+
+/// Runs a job and a shell command whose own fork ignores SIGTERM (a grandchild of labhost:
+/// no death signal reaches it), sends `sig` twice 100 ms apart, and returns the script's exit
+/// code and stderr, the pids of the job's process and of the fork, and the test folder.
+fn stop_twice(sig: i32) -> (Option<i32>, String, i32, i32, TestCmd) {
+    let t = a_long_job_then(
+        "auto",
+        r#"sh::run("trap '' TERM; sh -c 'echo $$ > fork.pid; exec sleep 301'; :");"#,
+    );
+    let (r, gc) = start_host(&t);
+    let fork = read_pid(&t.path().join("fork.pid"));
+    r.signal(sig);
+    std::thread::sleep(Duration::from_millis(100));
+    r.signal(sig);
+    let (code, _, err) = r.finish();
+    (code, err, gc, fork, t)
+}
 
 /// A second SIGTERM stops a script as the first does (a parent-death signal comes once per
 /// thread of a dying parent: a `labhost cron` killed with -9 sends its fire two): the job is
@@ -407,29 +421,12 @@ const JOB_AND_FORK: &str = r#"
 /// after the grace. A second Ctrl-C exits at once and still leaves no fork behind.
 #[test]
 fn a_second_sigterm_stops_a_script_as_the_first_and_a_second_ctrl_c_leaves_no_fork() {
-    let t = cmd("auto").file("main.rhai", JOB_AND_FORK);
-    let (r, gc, fork) = start_host_with_a_fork(&t);
-    r.signal(libc::SIGTERM);
-    std::thread::sleep(Duration::from_millis(100));
-    r.signal(libc::SIGTERM);
-    let (code, _, err) = r.finish();
+    let (code, err, gc, fork, t) = stop_twice(libc::SIGTERM);
     assert_eq!(code, Some(130), "{err}");
-    assert!(
-        err.contains("stopped job(s) 1 and put them back in the queue"),
-        "{err}"
-    );
-    assert!(!alive(gc), "the job's process outlived its host");
+    assert_put_back(&t, &err, gc);
     assert!(!alive(fork), "the command's fork outlived its host");
-    let (_, json, _) = t.spawn(["jobs", "--json"]).finish();
-    let runs: Vec<serde_json::Value> = serde_json::from_str(&json).unwrap();
-    assert_eq!(runs[0]["status"], "queued", "{json}");
 
-    let t = cmd("auto").file("main.rhai", JOB_AND_FORK);
-    let (r, gc, fork) = start_host_with_a_fork(&t);
-    r.signal(libc::SIGINT);
-    std::thread::sleep(Duration::from_millis(100));
-    r.signal(libc::SIGINT);
-    let (code, _, err) = r.finish();
+    let (code, err, gc, fork, _t) = stop_twice(libc::SIGINT);
     assert_eq!(code, Some(130), "{err}");
     let gone = |pid: i32| {
         let until = Instant::now() + Duration::from_secs(5);
