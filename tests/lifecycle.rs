@@ -428,15 +428,10 @@ fn a_second_sigterm_stops_a_script_as_the_first_and_a_second_ctrl_c_leaves_no_fo
 
     let (code, err, gc, fork, _t) = stop_twice(libc::SIGINT);
     assert_eq!(code, Some(130), "{err}");
-    let gone = |pid: i32| {
-        let until = Instant::now() + Duration::from_secs(5);
-        while alive(pid) && Instant::now() < until {
-            std::thread::sleep(Duration::from_millis(20));
-        }
-        !alive(pid)
-    };
-    assert!(gone(gc), "the job's process outlived a hard exit");
-    assert!(gone(fork), "the command's fork outlived a hard exit");
+    wait_until("the job's process is gone after a hard exit", || !alive(gc));
+    wait_until("the command's fork is gone after a hard exit", || {
+        !alive(fork)
+    });
 }
 
 #[test]
