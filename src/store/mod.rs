@@ -217,6 +217,20 @@ impl Store {
     }
 
     /// A write transaction that takes the lock at once (no upgrade deadlocks).
+    /// Runs `f` in one read transaction (within the one already open, if any): a consistent
+    /// view, and SQLite takes and drops its locks once instead of at each statement (a
+    /// sweep's report of 1,000 trials made 16,000 `fcntl` calls, 0.2 s, read statement by
+    /// statement).
+    pub fn snapshot<T>(&self, f: impl FnOnce(&Store) -> LabResult<T>) -> LabResult<T> {
+        if !self.conn.is_autocommit() {
+            return f(self);
+        }
+        let tx = self.conn.unchecked_transaction().map_err(db_err)?;
+        let out = f(self)?;
+        tx.commit().map_err(db_err)?;
+        Ok(out)
+    }
+
     fn write(&mut self) -> LabResult<rusqlite::Transaction<'_>> {
         self.conn
             .transaction_with_behavior(TransactionBehavior::Immediate)

@@ -74,9 +74,19 @@ pub fn scales(generator_config: &str) -> BTreeMap<String, String> {
         .collect()
 }
 
-fn row(s: &Store, r: &Run, objective: Option<&str>, maximize: bool) -> LabResult<Row> {
-    let f = s.found(r.clone())?;
-    let params: BTreeMap<String, Value> = s.params(r.id)?.into_iter().collect();
+/// The row of run `r`, whose params are given (read for all the rows at once).
+fn row(
+    s: &Store,
+    r: &Run,
+    params: BTreeMap<String, Value>,
+    objective: Option<&str>,
+    maximize: bool,
+) -> LabResult<Row> {
+    let metrics = s
+        .latest_metrics_of(r.id, r.attempt)?
+        .into_iter()
+        .map(|m| (m.name, m.value))
+        .collect();
     let full: Vec<(i64, f64)> = match objective {
         Some(o) => s
             .metrics(r.id, Some(o))?
@@ -107,7 +117,7 @@ fn row(s: &Store, r: &Run, objective: Option<&str>, maximize: bool) -> LabResult
         kind: r.kind.as_str().into(),
         status: r.status.as_str().into(),
         params,
-        metrics: f.metrics,
+        metrics,
         best,
         reports: full.len(),
         duration: r.started.zip(r.ended).map(|(a, b)| b - a),
@@ -123,6 +133,10 @@ fn row(s: &Store, r: &Run, objective: Option<&str>, maximize: bool) -> LabResult
 /// The report of run `id` (a sweep or cross-validation: its children; else the run itself)
 /// or of experiment `name`.
 pub fn build(s: &Store, target: &str) -> LabResult<Report> {
+    s.snapshot(|s| build_in(s, target))
+}
+
+fn build_in(s: &Store, target: &str) -> LabResult<Report> {
     {
         let mut scales = BTreeMap::new();
         let (title, what, runs, objective, maximize) = if let Ok(id) = target.parse::<i64>() {
@@ -195,9 +209,26 @@ pub fn build(s: &Store, target: &str) -> LabResult<Report> {
                 false,
             )
         };
+        // A sweep's or cross-validation's params in one query, not one per trial.
+        let mut children_params = match target.parse::<i64>() {
+            Ok(id) if what != "run" => Some(s.children_params(id)?),
+            _ => None,
+        };
         let rows = runs
             .iter()
-            .map(|r| row(s, r, objective.as_deref(), maximize))
+            .map(|r| {
+                let params = match children_params.as_mut() {
+                    Some(known) => known.remove(&r.id).unwrap_or_default(),
+                    None => s.params(r.id)?,
+                };
+                row(
+                    s,
+                    r,
+                    params.into_iter().collect(),
+                    objective.as_deref(),
+                    maximize,
+                )
+            })
             .collect::<LabResult<Vec<_>>>()?;
         let best = rows
             .iter()

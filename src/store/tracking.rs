@@ -316,14 +316,23 @@ impl Store {
     /// point from the top of its steps, so a run with a metric of a million points answers
     /// as fast as one with five.
     pub fn latest_metrics(&self, id: i64) -> LabResult<Vec<Metric>> {
-        let attempt: Option<i64> = self
-            .conn
-            .query_row("SELECT attempt FROM runs WHERE id = ?1", [id], |r| r.get(0))
-            .optional()
-            .map_err(db_err)?;
-        let Some(attempt) = attempt else {
-            return Ok(Vec::new());
-        };
+        let attempt: Option<i64> = one(
+            &self.conn,
+            "SELECT attempt FROM runs WHERE id = ?1",
+            [id],
+            |r| r.get(0),
+        )
+        .optional()
+        .map_err(db_err)?;
+        match attempt {
+            Some(attempt) => self.latest_metrics_of(id, attempt),
+            None => Ok(Vec::new()),
+        }
+    }
+
+    /// The latest value of each metric of attempt `attempt` of run `id` (the run's current
+    /// one, which its caller has read).
+    pub fn latest_metrics_of(&self, id: i64, attempt: i64) -> LabResult<Vec<Metric>> {
         let mut next_name = self
             .conn
             .prepare_cached(

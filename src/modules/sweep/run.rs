@@ -6,7 +6,7 @@
 //! `trial_timeout` enforced. The same sweep run again (same document, same source) continues:
 //! trials already drawn keep their numbers and parameters, finished ones are not run again,
 //! TPE is rebuilt from the journaled results.
-use std::collections::{BTreeMap, HashSet};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
@@ -1195,61 +1195,76 @@ pub fn result(
     seed: u64,
     ids: &BTreeMap<u64, i64>,
 ) -> LabResult<SweepResult> {
+    // One read transaction, and each table read once for all the trials, not trial by trial.
     crate::store::with_current(|st| {
-        let m = st.children_metrics(parent.id, &s.metric)?;
-        let mut trials = Vec::new();
-        for (&i, &id) in ids {
-            let r = st.get(id)?;
-            let p: Params = st
-                .params(id)?
+        st.snapshot(|st| {
+            let m = st.children_metrics(parent.id, &s.metric)?;
+            let mut params = st.children_params(parent.id)?;
+            let mut runs: HashMap<i64, Run> = st
+                .list(None, Some(parent.id), usize::MAX >> 1)?
                 .into_iter()
-                .filter(|(k, _)| s.space.0.iter().any(|(n, _)| n == k))
+                .map(|r| (r.id, r))
                 .collect();
-            let vals: Vec<f64> = m
-                .get(&id)
-                .map(|v| v.iter().map(|p| p.value).collect())
-                .unwrap_or_default();
-            let reason = r.cancel_reason.clone().or_else(|| {
-                (r.status != RunStatus::Completed)
-                    .then(|| r.error.clone())
-                    .flatten()
-                    .map(|e| match last_stderr_line(&r.run_dir) {
-                        // A failed trial says why in its own words, not only "exit 1".
-                        Some(l) if r.status == RunStatus::Failed => format!("{e}: {l}"),
-                        _ => e,
-                    })
-            });
-            trials.push(TrialRow {
-                trial: i,
-                run_id: id,
-                params: p,
-                status: r.status,
-                last: vals.last().copied(),
-                best: best_of(s.maximize, &vals),
-                reports: vals.len(),
-                duration: r.started.zip(r.ended).map(|(a, b)| b - a),
-                reason,
-            });
-        }
-        let mut best: Option<usize> = None;
-        for (k, t) in trials.iter().enumerate() {
-            if let Some(v) = t.best {
-                if best.is_none_or(|b| better(s.maximize, v, trials[b].best.unwrap_or(f64::NAN))) {
-                    best = Some(k);
+            let mut trials = Vec::new();
+            for (&i, &id) in ids {
+                let r = match runs.remove(&id) {
+                    Some(r) => r,
+                    None => st.get(id)?,
+                };
+                let p: Params = params
+                    .remove(&id)
+                    .unwrap_or_default()
+                    .into_iter()
+                    .filter(|(k, _)| s.space.0.iter().any(|(n, _)| n == k))
+                    .collect();
+                let vals: Vec<f64> = m
+                    .get(&id)
+                    .map(|v| v.iter().map(|p| p.value).collect())
+                    .unwrap_or_default();
+                let reason = r.cancel_reason.clone().or_else(|| {
+                    (r.status != RunStatus::Completed)
+                        .then(|| r.error.clone())
+                        .flatten()
+                        .map(|e| match last_stderr_line(&r.run_dir) {
+                            // A failed trial says why in its own words, not only "exit 1".
+                            Some(l) if r.status == RunStatus::Failed => format!("{e}: {l}"),
+                            _ => e,
+                        })
+                });
+                trials.push(TrialRow {
+                    trial: i,
+                    run_id: id,
+                    params: p,
+                    status: r.status,
+                    last: vals.last().copied(),
+                    best: best_of(s.maximize, &vals),
+                    reports: vals.len(),
+                    duration: r.started.zip(r.ended).map(|(a, b)| b - a),
+                    reason,
+                });
+            }
+            let mut best: Option<usize> = None;
+            for (k, t) in trials.iter().enumerate() {
+                if let Some(v) = t.best {
+                    if best
+                        .is_none_or(|b| better(s.maximize, v, trials[b].best.unwrap_or(f64::NAN)))
+                    {
+                        best = Some(k);
+                    }
                 }
             }
-        }
-        Ok(SweepResult {
-            sweep_id: parent.id,
-            status: st.get(parent.id)?.status,
-            metric: s.metric.clone(),
-            goal: if s.maximize { "maximize" } else { "minimize" }.into(),
-            seed: (s.algorithm != Algorithm::Grid).then_some(seed),
-            best_child_run_id: best.map(|b| trials[b].run_id),
-            best,
-            trials,
-            run_dir: parent.run_dir.clone(),
-            report: None,
+            Ok(SweepResult {
+                sweep_id: parent.id,
+                status: st.get(parent.id)?.status,
+                metric: s.metric.clone(),
+                goal: if s.maximize { "maximize" } else { "minimize" }.into(),
+                seed: (s.algorithm != Algorithm::Grid).then_some(seed),
+                best_child_run_id: best.map(|b| trials[b].run_id),
+                best,
+                trials,
+                run_dir: parent.run_dir.clone(),
+                report: None,
+            })
         })
     })
 }
