@@ -74,12 +74,13 @@ pub fn scales(generator_config: &str) -> BTreeMap<String, String> {
         .collect()
 }
 
-/// The row of run `r`, whose params are given (read for all the rows at once).
+/// The row of run `r`, whose params and objective history (`(step, value)`) are given (read
+/// for all the rows at once).
 fn row(
     s: &Store,
     r: &Run,
     params: BTreeMap<String, Value>,
-    objective: Option<&str>,
+    full: Vec<(i64, f64)>,
     maximize: bool,
 ) -> LabResult<Row> {
     let metrics = s
@@ -87,14 +88,6 @@ fn row(
         .into_iter()
         .map(|m| (m.name, m.value))
         .collect();
-    let full: Vec<(i64, f64)> = match objective {
-        Some(o) => s
-            .metrics(r.id, Some(o))?
-            .into_iter()
-            .map(|m| (m.step, m.value))
-            .collect(),
-        None => Vec::new(),
-    };
     let best = full
         .iter()
         .map(|c| c.1)
@@ -209,25 +202,36 @@ fn build_in(s: &Store, target: &str) -> LabResult<Report> {
                 false,
             )
         };
-        // A sweep's or cross-validation's params in one query, not one per trial.
-        let mut children_params = match target.parse::<i64>() {
-            Ok(id) if what != "run" => Some(s.children_params(id)?),
+        // A sweep's or cross-validation's params and objective history in one query each,
+        // not one per trial.
+        let mut children = match target.parse::<i64>() {
+            Ok(id) if what != "run" => Some((
+                s.children_params(id)?,
+                match objective.as_deref() {
+                    Some(o) => s.children_metrics(id, o)?,
+                    None => BTreeMap::new(),
+                },
+            )),
             _ => None,
         };
         let rows = runs
             .iter()
             .map(|r| {
-                let params = match children_params.as_mut() {
-                    Some(known) => known.remove(&r.id).unwrap_or_default(),
-                    None => s.params(r.id)?,
+                let (params, points) = match children.as_mut() {
+                    Some((params, points)) => (
+                        params.remove(&r.id).unwrap_or_default(),
+                        points.remove(&r.id).unwrap_or_default(),
+                    ),
+                    None => (
+                        s.params(r.id)?,
+                        match objective.as_deref() {
+                            Some(o) => s.metrics(r.id, Some(o))?,
+                            None => Vec::new(),
+                        },
+                    ),
                 };
-                row(
-                    s,
-                    r,
-                    params.into_iter().collect(),
-                    objective.as_deref(),
-                    maximize,
-                )
+                let full = points.into_iter().map(|m| (m.step, m.value)).collect();
+                row(s, r, params.into_iter().collect(), full, maximize)
             })
             .collect::<LabResult<Vec<_>>>()?;
         let best = rows
