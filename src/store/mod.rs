@@ -216,7 +216,6 @@ impl Store {
         one(&self.conn, "PRAGMA user_version", [], |r| r.get(0)).map_err(db_err)
     }
 
-    /// A write transaction that takes the lock at once (no upgrade deadlocks).
     /// Runs `f` in one read transaction (within the one already open, if any): a consistent
     /// view, and SQLite takes and drops its locks once instead of at each statement (a
     /// sweep's report of 1,000 trials made 16,000 `fcntl` calls, 0.2 s, read statement by
@@ -231,6 +230,7 @@ impl Store {
         Ok(out)
     }
 
+    /// A write transaction that takes the lock at once (no upgrade deadlocks).
     fn write(&mut self) -> LabResult<rusqlite::Transaction<'_>> {
         self.conn
             .transaction_with_behavior(TransactionBehavior::Immediate)

@@ -1211,9 +1211,11 @@ pub fn result(
                     Some(r) => r,
                     None => st.get(id)?,
                 };
-                let p: Params = params
-                    .remove(&id)
-                    .unwrap_or_default()
+                let p = match params.remove(&id) {
+                    Some(p) => p,
+                    None => st.params(id)?,
+                };
+                let p: Params = p
                     .into_iter()
                     .filter(|(k, _)| s.space.0.iter().any(|(n, _)| n == k))
                     .collect();
