@@ -331,8 +331,14 @@ impl Store {
         parent: Option<i64>,
         limit: usize,
     ) -> LabResult<Vec<Run>> {
+        // `parent_id = ?2` as its own statement: SQLite cannot use the parent index for
+        // `(?2 IS NULL OR parent_id = ?2)`, and scanned every run to list a sweep's trials.
+        let which = match parent {
+            Some(_) => "parent_id = ?2",
+            None => "?2 IS NULL",
+        };
         all(&self.conn, &format!(
-                "SELECT {RUN_COLS} FROM runs WHERE (?1 IS NULL OR status = ?1) AND (?2 IS NULL OR parent_id = ?2) ORDER BY id DESC LIMIT ?3"
+                "SELECT {RUN_COLS} FROM runs WHERE {which} AND (?1 IS NULL OR status = ?1) ORDER BY id DESC LIMIT ?3"
             ), params![status, parent, limit as i64], run_row).map_err(db_err)
     }
 
