@@ -132,6 +132,8 @@ pub fn build(s: &Store, target: &str) -> LabResult<Report> {
 fn build_in(s: &Store, target: &str) -> LabResult<Report> {
     {
         let mut scales = BTreeMap::new();
+        // The run whose children the rows are (a sweep or a cross-validation).
+        let mut parent = None;
         let (title, what, runs, objective, maximize) = if let Ok(id) = target.parse::<i64>() {
             let r = s
                 .get(id)
@@ -161,6 +163,7 @@ fn build_in(s: &Store, target: &str) -> LabResult<Report> {
                     maximize,
                 )
             } else {
+                parent = Some(id);
                 let what = if kids.iter().any(|k| k.kind == RunKind::Fold) {
                     "cross-validation"
                 } else {
@@ -204,15 +207,15 @@ fn build_in(s: &Store, target: &str) -> LabResult<Report> {
         };
         // A sweep's or cross-validation's params and objective history in one query each,
         // not one per trial.
-        let mut children = match target.parse::<i64>() {
-            Ok(id) if what != "run" => Some((
+        let mut children = match parent {
+            Some(id) => Some((
                 s.children_params(id)?,
                 match objective.as_deref() {
                     Some(o) => s.children_metrics(id, o)?,
                     None => BTreeMap::new(),
                 },
             )),
-            _ => None,
+            None => None,
         };
         let rows = runs
             .iter()
