@@ -679,24 +679,30 @@ impl SweepRun<'_> {
     /// Trials recorded before (a resumed sweep), by index, with their swept parameters.
     fn journal(&self) -> LabResult<BTreeMap<u64, (Run, Params)>> {
         let mut journal = BTreeMap::new();
+        // One read transaction, the params of all trials in one query (a resumed sweep of
+        // 10,000 trials read them trial by trial).
         crate::store::with_current(|st| {
-            for r in st.list(None, Some(self.parent.id), usize::MAX >> 1)? {
-                let Some(i) = r
-                    .key
-                    .as_deref()
-                    .and_then(|k| k.rsplit('/').next())
-                    .and_then(|x| x.parse::<u64>().ok())
-                else {
-                    continue;
-                };
-                let p: Params = st
-                    .params(r.id)?
-                    .into_iter()
-                    .filter(|(k, _)| self.s.space.0.iter().any(|(n, _)| n == k))
-                    .collect();
-                journal.insert(i, (r, p));
-            }
-            Ok(())
+            st.snapshot(|st| {
+                let mut params = st.children_params(self.parent.id)?;
+                for r in st.list(None, Some(self.parent.id), usize::MAX >> 1)? {
+                    let Some(i) = r
+                        .key
+                        .as_deref()
+                        .and_then(|k| k.rsplit('/').next())
+                        .and_then(|x| x.parse::<u64>().ok())
+                    else {
+                        continue;
+                    };
+                    let p: Params = params
+                        .remove(&r.id)
+                        .unwrap_or_default()
+                        .into_iter()
+                        .filter(|(k, _)| self.s.space.0.iter().any(|(n, _)| n == k))
+                        .collect();
+                    journal.insert(i, (r, p));
+                }
+                Ok(())
+            })
         })?;
         Ok(journal)
     }
@@ -1211,11 +1217,10 @@ pub fn result(
                     Some(r) => r,
                     None => st.get(id)?,
                 };
-                let p = match params.remove(&id) {
-                    Some(p) => p,
-                    None => st.params(id)?,
-                };
-                let p: Params = p
+                // Every trial is a child of the sweep's record (the journal lists them so).
+                let p: Params = params
+                    .remove(&id)
+                    .unwrap_or_default()
                     .into_iter()
                     .filter(|(k, _)| s.space.0.iter().any(|(n, _)| n == k))
                     .collect();
