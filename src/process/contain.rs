@@ -19,9 +19,10 @@
 use std::collections::HashSet;
 use std::fs::File;
 use std::io::{Read, Write};
-use std::os::fd::{AsRawFd, OwnedFd, RawFd};
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
 use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::OnceLock;
 
 use super::group::{
@@ -373,6 +374,7 @@ pub fn kill_all_now() {
             procs: None,
             dir_fd: None,
             cgroup,
+            seen_empty: AtomicBool::new(false),
         };
         a.kill_now(pgid);
     }
@@ -387,6 +389,9 @@ pub struct Attempt {
     /// The cgroup's directory, for `clone3(CLONE_INTO_CGROUP)`.
     dir_fd: Option<OwnedFd>,
     pub cgroup: Option<PathBuf>,
+    /// [`Attempt::any_left`] read the cgroup empty: it stays so (nothing is left to fork
+    /// into it), and [`Attempt::cleanup`] does not read it again.
+    seen_empty: AtomicBool,
 }
 
 fn cg_err(what: &str, p: &Path, e: std::io::Error) -> LabError {
@@ -403,6 +408,7 @@ impl Attempt {
                 procs: None,
                 dir_fd: None,
                 cgroup: None,
+                seen_empty: AtomicBool::new(false),
             }),
             Mode::Cgroup { base } => {
                 let slot = take_slot(base, host)?;
@@ -411,6 +417,7 @@ impl Attempt {
                     procs: Some(slot.procs),
                     dir_fd: Some(slot.dir_fd),
                     cgroup: Some(slot.dir),
+                    seen_empty: AtomicBool::new(false),
                 })
             }
         }
@@ -453,7 +460,13 @@ impl Attempt {
     /// Is any process of the attempt left besides a (reaped or zombie) leader `pgid`?
     pub fn any_left(&self, pgid: i32) -> bool {
         match &self.cgroup {
-            Some(dir) => populated(dir),
+            Some(dir) => {
+                let left = events_populated(dir, self.dir_fd.as_ref()).unwrap_or(false);
+                if !left {
+                    self.seen_empty.store(true, Ordering::SeqCst);
+                }
+                left
+            }
             None => {
                 reap_adopted();
                 group_alive(pgid) || !self.members().is_empty()
@@ -535,7 +548,9 @@ impl Attempt {
         if let (Some(dir), Some(procs), Some(dir_fd)) =
             (self.cgroup.take(), self.procs.take(), self.dir_fd.take())
         {
-            if events_populated(&dir) != Some(false) {
+            let empty = self.seen_empty.load(Ordering::SeqCst)
+                || events_populated(&dir, Some(&dir_fd)) == Some(false);
+            if !empty {
                 // Something survived SIGKILL (uninterruptible), or the group is gone: it is
                 // not reused (a removed group would fail every later start in it).
                 return;
@@ -566,15 +581,35 @@ fn read_pids(p: &Path) -> Vec<i32> {
 
 /// `populated 1` in the cgroup's `cgroup.events` (a missing group is empty).
 fn populated(dir: &Path) -> bool {
-    events_populated(dir).unwrap_or(false)
+    events_populated(dir, None).unwrap_or(false)
 }
 
 /// Whether the cgroup's `cgroup.events` says `populated 1`; `None` when it cannot be read
-/// (the group is gone).
-fn events_populated(dir: &Path) -> Option<bool> {
-    std::fs::read_to_string(dir.join("cgroup.events"))
-        .ok()
-        .map(|s| s.lines().any(|l| l == "populated 1"))
+/// (the group is gone). Opened beneath the group's open directory `dir_fd` when there is
+/// one, and read at once (a few dozen bytes): an attempt's end reads it on the way to the
+/// next start.
+fn events_populated(dir: &Path, dir_fd: Option<&OwnedFd>) -> Option<bool> {
+    let mut f = match dir_fd {
+        Some(d) => {
+            // SAFETY: `d` is an open directory and the name a NUL-terminated literal.
+            let fd = unsafe {
+                libc::openat(
+                    d.as_raw_fd(),
+                    c"cgroup.events".as_ptr(),
+                    libc::O_RDONLY | libc::O_CLOEXEC,
+                )
+            };
+            if fd < 0 {
+                return None;
+            }
+            // SAFETY: `fd` was just opened here and nothing else owns it.
+            unsafe { File::from_raw_fd(fd) }
+        }
+        None => File::open(dir.join("cgroup.events")).ok()?,
+    };
+    let mut buf = [0u8; 256];
+    let n = f.read(&mut buf).ok()?;
+    Some(buf[..n].split(|b| *b == b'\n').any(|l| l == b"populated 1"))
 }
 
 /// What a host writes into its lock file: how to find its jobs' processes after it died.
@@ -780,6 +815,7 @@ mod tests {
             procs: None,
             dir_fd: None,
             cgroup: None,
+            seen_empty: AtomicBool::new(false),
         };
         a.kill_now(0);
         a.signal(0, libc::SIGTERM);
