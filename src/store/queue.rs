@@ -2,7 +2,7 @@
 //! and back-off, and the runs of hosts that died.
 use rusqlite::{params, OptionalExtension};
 
-use super::runs::{get_tx, run_row, RUN_COLS};
+use super::runs::{run_row, RUN_COLS};
 use super::{all, db_err, event, exec, one, Run, RunStatus, Started, Store};
 use crate::error::LabResult;
 
@@ -249,7 +249,7 @@ fn claim_tx(tx: &rusqlite::Transaction<'_>, host: &str) -> LabResult<Option<Run>
     )
     .optional()
     .map_err(db_err)?;
-    let Some(run) = next else {
+    let Some(mut run) = next else {
         return Ok(None);
     };
     exec(tx,
@@ -258,7 +258,13 @@ fn claim_tx(tx: &rusqlite::Transaction<'_>, host: &str) -> LabResult<Option<Run>
     )
     .map_err(db_err)?;
     event(tx, run.id, RunStatus::Leased, host)?;
-    Ok(Some(get_tx(tx, run.id)?))
+    // The row as the update left it, without reading it (and its spec) again.
+    run.status = RunStatus::Leased;
+    run.host = Some(host.to_string());
+    run.attempt += 1;
+    (run.pid, run.exit_code, run.error) = (None, None, None);
+    (run.leader_start, run.cgroup) = (None, None);
+    Ok(Some(run))
 }
 
 fn held_tx(c: &rusqlite::Connection, id: i64, attempt: i64, host: &str) -> LabResult<bool> {
@@ -412,6 +418,9 @@ mod tests {
         sql(&s, "UPDATE runs SET not_before = 0");
         let again = s.claim_next("h").unwrap().unwrap();
         assert_eq!(again.attempt, 2);
+        // What a claim returns is the row as recorded (the first attempt's exit code gone).
+        assert_eq!((again.exit_code, again.status), (None, RunStatus::Leased));
+        assert_eq!(again, s.get(a.id).unwrap());
         assert_eq!(
             s.finish(a.id, RunStatus::Failed, Some(2), None).unwrap(),
             RunStatus::Failed,
