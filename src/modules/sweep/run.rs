@@ -693,12 +693,7 @@ impl SweepRun<'_> {
                     else {
                         continue;
                     };
-                    let p: Params = params
-                        .remove(&r.id)
-                        .unwrap_or_default()
-                        .into_iter()
-                        .filter(|(k, _)| self.s.space.0.iter().any(|(n, _)| n == k))
-                        .collect();
+                    let p = self.s.space.swept(params.remove(&r.id).unwrap_or_default());
                     journal.insert(i, (r, p));
                 }
                 Ok(())
@@ -1183,13 +1178,7 @@ fn best_of(maximize: bool, xs: &[f64]) -> Option<f64> {
 fn swept_params(s: &Sweep, ids: &[i64]) -> LabResult<Vec<Params>> {
     crate::store::with_current(|st| {
         ids.iter()
-            .map(|id| {
-                Ok(st
-                    .params(*id)?
-                    .into_iter()
-                    .filter(|(k, _)| s.space.0.iter().any(|(n, _)| n == k))
-                    .collect())
-            })
+            .map(|id| Ok(s.space.swept(st.params(*id)?)))
             .collect()
     })
 }
@@ -1218,12 +1207,7 @@ pub fn result(
                     None => st.get(id)?,
                 };
                 // Every trial is a child of the sweep's record (the journal lists them so).
-                let p: Params = params
-                    .remove(&id)
-                    .unwrap_or_default()
-                    .into_iter()
-                    .filter(|(k, _)| s.space.0.iter().any(|(n, _)| n == k))
-                    .collect();
+                let p = s.space.swept(params.remove(&id).unwrap_or_default());
                 let vals: Vec<f64> = m
                     .get(&id)
                     .map(|v| v.iter().map(|p| p.value).collect())

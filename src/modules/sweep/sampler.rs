@@ -179,6 +179,14 @@ impl Space {
         self.named(vals)
     }
 
+    /// Of a run's recorded params, the swept ones (the names this space declares).
+    pub fn swept(&self, recorded: Vec<(String, Value)>) -> Params {
+        recorded
+            .into_iter()
+            .filter(|(k, _)| self.0.iter().any(|(n, _)| n == k))
+            .collect()
+    }
+
     fn named(&self, vals: Vec<Value>) -> Params {
         self.0
             .iter()
