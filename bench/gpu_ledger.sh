@@ -19,9 +19,7 @@ let n = parse_int(ARGS[0]);
 for i in 0..n { let l = gpu::reserve(1, #{timeout: "300s"}); l.release(); }
 RHAI
 
-# Bash's own clock: starting a python3 to read one took 0.2 s on the CI box, which every
-# timing carried (it made xargs' 0.83 s read 1.09 s, and flattered every ratio).
-now() { echo "$EPOCHREALTIME"; }
+. bench/timing.sh
 rate() { python3 -c "print(f'{$1 / ($3 - $2):,.0f}')"; }
 
 t0=$(now); "$BIN" run "$work/cycle.rhai" "$N"; t1=$(now)

@@ -13,9 +13,7 @@ N=${N:-1000}
 BIG=${BIG:-10000}
 work=$(mktemp -d)
 trap 'rm -rf "$work"' EXIT
-# Bash's own clock: starting a python3 to read one took 0.2 s on the CI box, which every
-# timing carried (it made xargs' 0.83 s read 1.09 s, and flattered every ratio).
-now() { echo "$EPOCHREALTIME"; }
+. bench/timing.sh
 secs() { python3 -c "print(f'{$2 - $1:.2f}')"; }
 
 cat > "$work/pool.rhai" <<'RHAI'
@@ -57,7 +55,6 @@ for r in $(seq "$ROUNDS"); do
     fi
 done
 unset TS_SOCKET
-median() { printf '%s\n' "$@" | sort -g | awk '{a[NR]=$1} END {print a[int((NR+1)/2)]}'; }
 lh=$(median "${lhs[@]}"); xa=$(median "${xas[@]}")
 ts="n/a"; [ ${#tss[@]} -gt 0 ] && ts=$(median "${tss[@]}")
 echo "$N x true, 2 workers, median of $ROUNDS: labhost ${lh}s, xargs -P2 ${xa}s, task-spooler ${ts}s"

@@ -14,9 +14,7 @@ BIN="$PWD/target/release/labhost"
 N=${N:-1000}
 work=$(mktemp -d)
 trap 'rm -rf "$work"' EXIT
-# Bash's own clock: starting a python3 to read one took 0.2 s on the CI box, which every
-# timing carried (it made xargs' 0.83 s read 1.09 s, and flattered every ratio).
-now() { echo "$EPOCHREALTIME"; }
+. bench/timing.sh
 secs() { python3 -c "print(f'{$2 - $1:.3f}')"; }
 ratio() { python3 -c "print(f'{$1 / $2:.2f}')"; }
 
@@ -129,7 +127,6 @@ for r in $(seq "$ROUNDS"); do
     t0=$(now); seq "$N" | xargs -P2 -n1 true; t1=$(now); xas+=("$(secs "$t0" "$t1")")
 done
 [ -n "$shm" ] && rm -rf "$shm"
-median() { printf '%s\n' "$@" | sort -g | awk '{a[NR]=$1} END {print a[int((NR+1)/2)]}'; }
 lh=$(median "${lhs[@]}"); xa=$(median "${xas[@]}")
 echo "labhost ${lh}s  xargs -P2 ${xa}s  labhost/xargs = $(ratio "$lh" "$xa")x  (goal <= 1.3x; state on $(df --output=fstype "$work" | tail -1))"
 echo "  rounds: labhost ${lhs[*]} | xargs ${xas[*]}"
