@@ -671,3 +671,178 @@ fn a_log_limit_keeps_each_log_within_it_and_the_latest_output() {
         assert!(now.len() <= 32 * 1024 && before <= 32 * 1024, "{name}");
     }
 }
+
+/// After a short job, a worker hands its slot's next job to the job supervisor while the
+/// current one runs, to start the moment it ends: that job waits its turn (one worker never
+/// runs two jobs at once), and a cancel before its turn means it never starts at all.
+#[test]
+fn the_job_handed_over_next_in_a_slot_waits_its_turn_and_a_cancel_keeps_it_from_starting() {
+    let t = TestCmd::new();
+    let cwd = format!("{:?}", t.path().display().to_string());
+    let t = t.file(
+        "main.rhai",
+        r#"
+        jobs::workers(1);
+        let a = jobs::submit(#{command: "true"});
+        let b = jobs::submit(#{command: "echo b-start $(date +%s%N) >> spans; sleep 1; echo b-end $(date +%s%N) >> spans", cwd: CWD});
+        let c = jobs::submit(#{command: "touch c-ran", cwd: CWD});
+        let d = jobs::submit(#{command: "echo d-start $(date +%s%N) >> spans", cwd: CWD});
+        while b.status() != "running" { time::sleep(0.01); }
+        print(c.status());
+        c.cancel();
+        print([a.wait(), b.wait(), c.wait(), d.wait()]);
+        print([c.info().attempt, d.info().attempt]);
+        "#
+        .replace("CWD", &cwd),
+    );
+    let (code, out, err) = t.spawn(["run", "main.rhai"]).finish();
+    assert_eq!(
+        (code, out.as_str()),
+        (
+            Some(0),
+            "leased\n[\"completed\", \"completed\", \"cancelled\", \"completed\"]\n[1, 1]\n"
+        ),
+        "{err}"
+    );
+    assert!(!t.path().join("c-ran").exists(), "the cancelled job ran");
+    let spans = std::fs::read_to_string(t.path().join("spans")).unwrap();
+    let at = |what: &str| -> u128 {
+        let l = spans.lines().find(|l| l.starts_with(what)).unwrap();
+        l.split(' ').nth(1).unwrap().parse().unwrap()
+    };
+    assert!(
+        at("b-start") < at("b-end") && at("b-end") < at("d-start"),
+        "d started before b ended, on one worker:\n{spans}"
+    );
+}
+
+/// One worker, a chain of short jobs, each handed over while the one before runs: no two of
+/// them ever overlap, each runs once, in the order of the queue.
+#[test]
+fn a_chain_of_short_jobs_on_one_worker_never_overlaps_and_keeps_queue_order() {
+    let t = TestCmd::new();
+    let cwd = format!("{:?}", t.path().display().to_string());
+    let t = t.file(
+        "main.rhai",
+        r#"
+        let specs = [];
+        for i in 0..40 {
+            specs.push(#{command: `echo start ${i} >> spans; sleep 0.0${i % 3}; echo end ${i} >> spans`, cwd: CWD});
+        }
+        let s = jobs::pool(specs, #{max_workers: 1, quiet: true});
+        print(`${s.completed} of ${s.total}`);
+        "#
+        .replace("CWD", &cwd),
+    );
+    let (code, out, err) = t.spawn(["run", "main.rhai"]).finish();
+    assert_eq!((code, out.as_str()), (Some(0), "40 of 40\n"), "{err}");
+    let spans = std::fs::read_to_string(t.path().join("spans")).unwrap();
+    let want: String = (0..40).map(|i| format!("start {i}\nend {i}\n")).collect();
+    assert_eq!(spans, want);
+    let (_, json, _) = t.spawn(["jobs", "--json", "--limit", "100"]).finish();
+    let runs: Vec<serde_json::Value> = serde_json::from_str(&json).unwrap();
+    assert!(runs.iter().all(|r| r["attempt"] == 1), "{json}");
+}
+
+/// A lower `jobs::workers` takes back the job handed over to start next in a slot: it goes
+/// back to the queue before it starts (its attempt not counted), and runs only once a single
+/// slot is left.
+#[test]
+fn fewer_workers_take_back_the_job_waiting_next_in_a_slot() {
+    let t = TestCmd::new();
+    let cwd = format!("{:?}", t.path().display().to_string());
+    let t = t.file(
+        "main.rhai",
+        r#"
+        jobs::workers(2);
+        let a = jobs::submit(#{command: "true"});
+        let b = jobs::submit(#{command: "sleep 1.5; echo b-end $(date +%s%N) >> spans", cwd: CWD});
+        let x = jobs::submit(#{command: "sleep 1.5; echo x-end $(date +%s%N) >> spans", cwd: CWD});
+        let c = jobs::submit(#{command: "echo c-start $(date +%s%N) >> spans", cwd: CWD});
+        while c.status() != "leased" { time::sleep(0.01); }
+        jobs::workers(1);
+        while c.status() == "leased" { time::sleep(0.01); }
+        print(c.status());
+        print([a.wait(), b.wait(), x.wait(), c.wait()]);
+        print(c.info().attempt);
+        "#
+        .replace("CWD", &cwd),
+    );
+    let (code, out, err) = t.spawn(["run", "main.rhai"]).finish();
+    assert_eq!(
+        (code, out.as_str()),
+        (
+            Some(0),
+            "queued\n[\"completed\", \"completed\", \"completed\", \"completed\"]\n1\n"
+        ),
+        "{err}"
+    );
+    let spans = std::fs::read_to_string(t.path().join("spans")).unwrap();
+    let at = |what: &str| -> u128 {
+        let l = spans.lines().find(|l| l.starts_with(what)).unwrap();
+        l.split(' ').nth(1).unwrap().parse().unwrap()
+    };
+    assert!(
+        at("c-start") > at("b-end") && at("c-start") > at("x-end"),
+        "c started while two jobs ran, with one worker:\n{spans}"
+    );
+}
+
+/// Ctrl-C while a job waits next in its slot: the running job is stopped and put back, the
+/// waiting one never starts and goes back to the queue as it was (its attempt not counted);
+/// `labhost resume` then runs both, once each.
+#[test]
+fn ctrl_c_puts_back_the_job_waiting_next_in_a_slot_without_starting_it() {
+    let t = TestCmd::new();
+    let cwd = format!("{:?}", t.path().display().to_string());
+    let t = t.file(
+        "main.rhai",
+        r#"
+        jobs::workers(1);
+        let a = jobs::submit(#{command: "true"});
+        let b = jobs::submit(#{command: "echo b >> ran; [ $(grep -c b ran) -gt 1 ] || sleep 30", cwd: CWD});
+        let c = jobs::submit(#{command: "echo c >> ran", cwd: CWD});
+        while b.status() != "running" || c.status() != "leased" { time::sleep(0.01); }
+        print(`${b.id} ${c.id}`);
+        b.wait();
+        "#
+        .replace("CWD", &cwd),
+    );
+    let mut run = t.spawn(["run", "main.rhai"]);
+    let ids = run.line();
+    let (b, c) = ids.split_once(' ').unwrap();
+    run.signal(libc::SIGINT);
+    let (_, _, err) = run.finish();
+    assert!(
+        err.contains(&format!(
+            "stopped job(s) {b} and put them back in the queue, beside 1 other queued job(s)"
+        )),
+        "{err}"
+    );
+    assert_eq!(
+        std::fs::read_to_string(t.path().join("ran")).unwrap(),
+        "b\n"
+    );
+    // (status, attempt) of a job, as `labhost jobs --json` says.
+    let state = |id: &str| {
+        let (_, json, _) = t.spawn(["jobs", "--json"]).finish();
+        let runs: Vec<serde_json::Value> = serde_json::from_str(&json).unwrap();
+        let r = runs
+            .iter()
+            .find(|r| r["id"] == id.parse::<i64>().unwrap())
+            .unwrap();
+        (
+            r["status"].as_str().unwrap().to_string(),
+            r["attempt"].as_i64().unwrap(),
+        )
+    };
+    assert_eq!(state(c), ("queued".to_string(), 0));
+    assert_eq!(state(b).0, "queued");
+    let (code, _, err) = t.spawn(["resume"]).finish();
+    assert_eq!(code, Some(0), "{err}");
+    let ran = std::fs::read_to_string(t.path().join("ran")).unwrap();
+    let mut lines: Vec<&str> = ran.lines().collect();
+    lines.sort_unstable();
+    assert_eq!(lines, ["b", "b", "c"]);
+    assert_eq!(state(c), ("completed".to_string(), 1));
+}

@@ -27,6 +27,10 @@ pub struct JobHost {
     stopping: std::sync::atomic::AtomicBool,
     wake: Notify,
     cancels: Mutex<HashMap<i64, CancellationToken>>,
+    /// Jobs handed to the supervisor to start when their slot's current job ends.
+    ahead: Mutex<std::collections::HashSet<i64>>,
+    /// Of those, the ones taken back (fewer workers): cancelled before they start, re-queued.
+    unleased: Mutex<std::collections::HashSet<i64>>,
     /// Real env values of jobs whose stored spec has secrets masked, by run id.
     secret_env: Mutex<HashMap<i64, std::collections::BTreeMap<String, String>>>,
     /// Experiment names by id (they never change), for jobs' MLFLOW_EXPERIMENT_NAME.
@@ -213,6 +217,8 @@ impl JobHost {
             stopping: std::sync::atomic::AtomicBool::new(false),
             wake: Notify::new(),
             cancels: Mutex::new(HashMap::new()),
+            ahead: Mutex::new(Default::default()),
+            unleased: Mutex::new(Default::default()),
             secret_env: Mutex::new(HashMap::new()),
             experiments: Mutex::new(HashMap::new()),
             supervisor: Arc::new(super::shim::Handle::new(&id, state)),
@@ -226,9 +232,37 @@ impl JobHost {
         crate::store::with(&self.state, f)
     }
 
+    /// Runs up to `n` jobs at once from now; fewer than before takes back the jobs handed
+    /// over to start next in a slot (they go back to the queue).
     pub fn set_workers(&self, n: usize) {
-        self.workers.store(n.max(1), Ordering::SeqCst);
+        let n = n.max(1);
+        if n < self.workers.swap(n, Ordering::SeqCst) {
+            let ahead: Vec<i64> = {
+                let ahead = self.ahead.lock().unwrap_or_else(|e| e.into_inner());
+                ahead.iter().copied().collect()
+            };
+            for id in ahead {
+                self.take_back(id);
+            }
+        }
         self.wake.notify_one();
+    }
+
+    /// Takes back job `id`, handed over to start next in its slot: cancelled before it
+    /// starts, it goes back to the queue with its attempt not counted (see `record`).
+    fn take_back(&self, id: i64) {
+        self.unleased
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .insert(id);
+        self.kill(id);
+    }
+
+    /// A worker may take on another job (see [`JobHost::record`]).
+    fn goes_on(&self) -> bool {
+        !self.stopping.load(Ordering::SeqCst)
+            && store_failure().is_none()
+            && self.running.load(Ordering::SeqCst) <= self.workers.load(Ordering::SeqCst)
     }
 
     /// Records a run (masked spec) and keeps its real env in memory; the lock spans both so
@@ -387,24 +421,107 @@ impl JobHost {
     }
 
     /// A worker: runs its job, then claims the next itself while its slot is still within
-    /// `workers` (no round trip to the scheduler).
-    async fn work(self: Arc<Self>, mut run: Run) {
+    /// `workers` (no round trip to the scheduler). After a job that ran shorter than
+    /// [`AHEAD_BELOW`], the next is claimed and handed to the supervisor while the current one
+    /// runs: it starts there the moment the current one ends.
+    async fn work(self: Arc<Self>, run: Run) {
+        let mut cur = Slotted { run, handed: None };
+        let mut ahead: Option<Slotted> = None;
+        let mut short = false;
         loop {
-            let outcome = self.execute(&run).await;
-            match self.record(&run, outcome).await {
-                Some(next) => run = next,
-                None => break,
-            }
+            let began = std::time::Instant::now();
+            let outcome = self.execute(&mut cur, &mut ahead, short).await;
+            short = began.elapsed() < AHEAD_BELOW;
+            let claim_ahead = ahead.is_none() || short;
+            let claimed = self.record(&cur.run, outcome, claim_ahead).await;
+            cur = match (ahead.take(), claimed) {
+                (Some(a), claimed) => {
+                    if let Some(n) = claimed {
+                        ahead = self.hand_ahead(n, a.run.id).await;
+                    }
+                    a
+                }
+                (None, Some(n)) => Slotted {
+                    run: n,
+                    handed: None,
+                },
+                (None, None) => break,
+            };
         }
         self.running.fetch_sub(1, Ordering::SeqCst);
         self.wake.notify_one();
     }
 
+    /// Hands `run` to the supervisor, to start when job `after` ends (at once without); a
+    /// container's launch comes back (it runs from this process).
+    fn hand(&self, run: &Run, after: Option<i64>) -> LabResult<Handing> {
+        let launch = self.prepare(run)?;
+        if launch.docker.is_some() {
+            return Ok(Handing::Container(Box::new(launch)));
+        }
+        let token = CancellationToken::new();
+        let id = run.id;
+        self.cancels
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .insert(id, token.clone());
+        match self
+            .supervisor
+            .launch(launch, run.spec.num_gpus as usize, after)
+        {
+            Ok(news) => Ok(Handing::Supervised(Handed { news, token })),
+            Err(e) => {
+                self.cancels
+                    .lock()
+                    .unwrap_or_else(|e| e.into_inner())
+                    .remove(&id);
+                Err(e)
+            }
+        }
+    }
+
+    /// A job claimed to run next in a slot, handed over to start when job `after` ends. One
+    /// that cannot be (a container, or a launch that fails: it is claimed again in its turn)
+    /// goes back to the queue.
+    async fn hand_ahead(&self, run: Run, after: i64) -> Option<Slotted> {
+        if let Ok(Handing::Supervised(h)) = self.hand(&run, Some(after)) {
+            self.ahead
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .insert(run.id);
+            // Fewer workers or an exit since the claim (`set_workers` and `finish` take back
+            // only what they find handed over): taken back at once.
+            if !self.goes_on() {
+                self.take_back(run.id);
+            }
+            return Some(Slotted {
+                run,
+                handed: Some(h),
+            });
+        }
+        let why = "not started: claimed again in its turn";
+        let _ = self
+            .write("a job", |s| s.unclaim(run.id, &self.id, why))
+            .await;
+        None
+    }
+
     /// Records how a job's attempt ended (back to the queue when it was stopped because this
     /// host exits or lost with its supervisor) and claims the next job. An end the store
     /// refuses is kept (see [`JobHost::keep`]).
-    async fn record(&self, run: &Run, outcome: LabResult<supervisor::AttemptEnd>) -> Option<Run> {
+    /// With `claim` false, the next job is not claimed (one is already waiting in the slot).
+    async fn record(
+        &self,
+        run: &Run,
+        outcome: LabResult<supervisor::AttemptEnd>,
+        claim: bool,
+    ) -> Option<Run> {
         let id = run.id;
+        let unleased = self
+            .unleased
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .remove(&id);
         let died = matches!(&outcome, Err(e) if e.kind == super::shim::DIED);
         let end = outcome.unwrap_or_else(|e| {
             tracing::error!("job {id}: {}", e.message);
@@ -417,15 +534,24 @@ impl JobHost {
         });
         let what = format!("job {id}");
         let stopping = self.stopping.load(Ordering::SeqCst);
-        if died || (stopping && end.status == RunStatus::Cancelled) {
+        if died || ((stopping || unleased) && end.status == RunStatus::Cancelled) {
             // Back to the queue, unless a cancel was asked for (it then is cancelled).
             let why = if died {
                 "its job supervisor died"
-            } else {
+            } else if stopping {
                 "stopped: its host exited"
+            } else {
+                "not started: its host runs fewer jobs at once now"
             };
+            // One that waited next in its slot and never started gets its attempt back.
+            let never_started = !died && end.start.is_none() && end.exit_code.is_none();
             let _ = self
-                .write(&what, |s| s.requeue(&[(id, self.id.clone())], why))
+                .write(&what, |s| {
+                    if never_started && s.unclaim(id, &self.id, why)? {
+                        return Ok(());
+                    }
+                    s.requeue(&[(id, self.id.clone())], why).map(drop)
+                })
                 .await;
             self.supervisor.recorded(id);
             announce_end();
@@ -434,9 +560,7 @@ impl JobHost {
             }
             return None;
         }
-        let go_on = !stopping
-            && store_failure().is_none()
-            && self.running.load(Ordering::SeqCst) <= self.workers.load(Ordering::SeqCst);
+        let go_on = claim && self.goes_on();
         let recorded = self
             .write(&what, |s| {
                 s.finish_and_claim(
@@ -584,14 +708,37 @@ impl JobHost {
         }
     }
 
-    /// Runs one claimed job to its end; the caller records the outcome.
-    async fn execute(&self, run: &Run) -> LabResult<supervisor::AttemptEnd> {
-        let token = CancellationToken::new();
-        self.cancels
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .insert(run.id, token.clone());
-        let result = self.execute_inner(run, token).await;
+    /// Runs the slot's current job to its end; the caller records the outcome. After a
+    /// `short` job, with none waiting in the slot, the next is claimed and handed over first.
+    async fn execute(
+        &self,
+        cur: &mut Slotted,
+        ahead: &mut Option<Slotted>,
+        short: bool,
+    ) -> LabResult<supervisor::AttemptEnd> {
+        let run = &cur.run;
+        let handed = match cur.handed.take() {
+            Some(h) => {
+                self.ahead
+                    .lock()
+                    .unwrap_or_else(|e| e.into_inner())
+                    .remove(&run.id);
+                h
+            }
+            None => match self.hand(run, None)? {
+                Handing::Supervised(h) => h,
+                Handing::Container(launch) => return self.in_container(run, *launch).await,
+            },
+        };
+        if short && ahead.is_none() && self.goes_on() {
+            if let Ok(Some(n)) = self
+                .write("claiming a job", |s| s.claim_next(&self.id))
+                .await
+            {
+                *ahead = self.hand_ahead(n, run.id).await;
+            }
+        }
+        let result = self.supervised(run, handed, ahead).await;
         self.cancels
             .lock()
             .unwrap_or_else(|e| e.into_inner())
@@ -599,17 +746,14 @@ impl JobHost {
         result
     }
 
-    async fn execute_inner(
-        &self,
-        run: &Run,
-        token: CancellationToken,
-    ) -> LabResult<supervisor::AttemptEnd> {
+    /// The launch of a claimed job: its command, real environment, masks and MLflow
+    /// variables.
+    fn prepare(&self, run: &Run) -> LabResult<supervisor::Launch> {
         // Made by the submitter; a submitter that died right after its commit left none.
         if !Path::new(&run.run_dir).join("stderr.log").exists() {
             crate::store::ensure_run_dir(run)?;
         }
         let mut launch = supervisor::launch_for(run)?;
-        let spec = &run.spec;
         if let Some(real) = self
             .secret_env
             .lock()
@@ -643,68 +787,100 @@ impl JobHost {
             None => None,
         };
         super::mlflow::job_env(run, experiment.as_deref(), &mut launch.env);
-        let num_gpus = spec.num_gpus as usize;
-        if launch.docker.is_none() {
-            return self.supervised(run, launch, num_gpus, token).await;
-        }
-        // A container: run from here (the Docker daemon is its parent).
-        // GPUs: a lease from the ledger, held until the process ends.
-        let lease = supervisor::lease_gpus(run.id, num_gpus, &token).await?;
-        if let Some(lease) = &lease {
-            launch.env.extend(lease.env());
-            launch.keep_fds = lease.fds();
-        }
-        let mut started = |st: &Started| {
-            if let Err(e) = self.store(|s| s.set_running(run.id, st)) {
-                tracing::error!("job {}: {}", run.id, e.message);
+        Ok(launch)
+    }
+
+    /// Runs a container job from here (the Docker daemon is its parent), with its GPUs
+    /// leased from the ledger until the process ends.
+    async fn in_container(
+        &self,
+        run: &Run,
+        mut launch: supervisor::Launch,
+    ) -> LabResult<supervisor::AttemptEnd> {
+        let token = CancellationToken::new();
+        self.cancels
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .insert(run.id, token.clone());
+        let out = async {
+            let lease = supervisor::lease_gpus(run.id, run.spec.num_gpus as usize, &token).await?;
+            if let Some(lease) = &lease {
+                launch.env.extend(lease.env());
+                launch.keep_fds = lease.fds();
             }
-        };
-        let mut metrics = |b: Vec<Metric>| {
-            if let Err(e) = self.store(|s| s.add_file_metrics(run.id, &b)) {
-                tracing::error!("job {}: {}", run.id, e.message);
-            }
-        };
-        let out = supervisor::run(&launch, &mut started, &mut metrics, token).await;
-        drop(lease);
+            let mut started = |st: &Started| {
+                if let Err(e) = self.store(|s| s.set_running(run.id, st)) {
+                    tracing::error!("job {}: {}", run.id, e.message);
+                }
+            };
+            let mut metrics = |b: Vec<Metric>| {
+                if let Err(e) = self.store(|s| s.add_file_metrics(run.id, &b)) {
+                    tracing::error!("job {}: {}", run.id, e.message);
+                }
+            };
+            let out = supervisor::run(&launch, &mut started, &mut metrics, token.clone()).await;
+            drop(lease);
+            out
+        }
+        .await;
+        self.cancels
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .remove(&run.id);
         out
     }
 
-    /// Runs a process job through the job supervisor: records its start and metrics as they
-    /// come; a cancel is passed on and the job's end awaited.
+    /// Follows a process job in the supervisor's hands: records its start and metrics as
+    /// they come; a cancel is passed on and the job's end awaited. The job waiting next in
+    /// the slot (`ahead`) is followed too: its cancel is passed on, so it never starts, and
+    /// its end (it was cancelled) recorded at once, not when its turn comes.
     async fn supervised(
         &self,
         run: &Run,
-        launch: supervisor::Launch,
-        num_gpus: usize,
-        token: CancellationToken,
+        handed: Handed,
+        ahead: &mut Option<Slotted>,
     ) -> LabResult<supervisor::AttemptEnd> {
-        use super::shim::News;
-        let mut news = self.supervisor.launch(launch, num_gpus)?;
-        let mut cancel_sent = false;
+        let Handed { mut news, token } = handed;
+        let (mut cancel_sent, mut next_cancel_sent, mut next_lost) = (false, false, false);
         loop {
+            let next = ahead
+                .as_mut()
+                .and_then(|a| Some((a.run.id, a.handed.as_mut()?)));
+            let (next_id, next_news, next_token) = match next {
+                Some((id, h)) => (id, Some(&mut h.news), h.token.clone()),
+                None => (0, None, CancellationToken::new()),
+            };
+            let open = next_news.is_some() && !next_lost;
+            let next_news = async {
+                match next_news {
+                    Some(n) => n.recv().await,
+                    None => std::future::pending().await,
+                }
+            };
+            // Biased: a cancel of the job waiting next goes out before one of the current job
+            // (whose end would start it).
             tokio::select! {
-                n = news.recv() => match n {
-                    // A refused write stops this host taking work (said once, by `write`).
-                    Some(News::Started { started: st, .. }) => {
-                        let _ = self.write(&format!("job {}", run.id), |s| {
-                            s.set_running(run.id, &st)
-                        }).await;
+                biased;
+                _ = next_token.cancelled(), if open && !next_cancel_sent => {
+                    next_cancel_sent = true;
+                    self.supervisor.cancel(next_id);
+                }
+                n = news.recv() => {
+                    if let Some(end) = self.follow(run.id, n).await {
+                        return end;
                     }
-                    Some(News::Metrics { points, .. }) => {
-                        let _ = self
-                            .write(&format!("job {}", run.id), |s| s.add_file_metrics(run.id, &points))
-                            .await;
+                }
+                n = next_news, if open => match self.follow(next_id, n).await {
+                    Some(Ok(end)) => {
+                        let a = ahead.take().expect("followed above");
+                        self.ahead.lock().unwrap_or_else(|e| e.into_inner()).remove(&next_id);
+                        self.cancels.lock().unwrap_or_else(|e| e.into_inner()).remove(&next_id);
+                        // Recorded with no claim: the slot goes on with the current job.
+                        let _ = self.record(&a.run, Ok(end), false).await;
                     }
-                    Some(News::Ended { end, .. }) => {
-                        return end.map_err(|(kind, message)| LabError::new(kind, message));
-                    }
-                    Some(News::Log { .. }) => {}
-                    None => {
-                        return Err(LabError::new(
-                            super::shim::DIED,
-                            format!("job {}: its job supervisor died", run.id),
-                        ))
-                    }
+                    // The supervisor died: the current job's news say so too.
+                    Some(Err(_)) => next_lost = true,
+                    None => {}
                 },
                 _ = token.cancelled(), if !cancel_sent => {
                     cancel_sent = true;
@@ -713,7 +889,61 @@ impl JobHost {
             }
         }
     }
+
+    /// What a news of job `id` means: a start or points are recorded (`None`); an end, or
+    /// the supervisor's death (its channel closed), is returned.
+    async fn follow(
+        &self,
+        id: i64,
+        news: Option<super::shim::News>,
+    ) -> Option<LabResult<supervisor::AttemptEnd>> {
+        use super::shim::News;
+        let what = format!("job {id}");
+        match news {
+            // A refused write stops this host taking work (said once, by `write`).
+            Some(News::Started { started: st, .. }) => {
+                let _ = self.write(&what, |s| s.set_running(id, &st)).await;
+                None
+            }
+            Some(News::Metrics { points, .. }) => {
+                let _ = self.write(&what, |s| s.add_file_metrics(id, &points)).await;
+                None
+            }
+            Some(News::Ended { end, .. }) => {
+                Some(end.map_err(|(kind, message)| LabError::new(kind, message)))
+            }
+            Some(News::Log { .. }) => None,
+            None => Some(Err(LabError::new(
+                super::shim::DIED,
+                format!("job {id}: its job supervisor died"),
+            ))),
+        }
+    }
 }
+
+/// A job that runs in a worker's slot: handed to the supervisor, or (`None`) launched when
+/// its turn comes.
+struct Slotted {
+    run: Run,
+    handed: Option<Handed>,
+}
+
+/// A job handed to the supervisor, or the launch of a container (it runs from the host).
+enum Handing {
+    Supervised(Handed),
+    Container(Box<supervisor::Launch>),
+}
+
+/// A job in the supervisor's hands: its news, and its cancel token (in `cancels`).
+struct Handed {
+    news: tokio::sync::mpsc::UnboundedReceiver<super::shim::News>,
+    token: CancellationToken,
+}
+
+/// A worker claims its slot's next job while the current one runs only after a job that ran
+/// shorter than this: a chain of short jobs loses no time between them, while a long job
+/// keeps at most one job waiting behind it that another slot or host could have run.
+const AHEAD_BELOW: Duration = Duration::from_secs(1);
 
 /// A second Ctrl-C: the supervisor SIGKILLs this host's jobs and exits with it.
 fn kill_supervised() {
@@ -872,10 +1102,19 @@ impl JobHost {
         self.stopping.store(true, Ordering::SeqCst);
         let ids: Vec<i64> = {
             let c = self.cancels.lock().unwrap_or_else(|e| e.into_inner());
+            // The jobs waiting next in a slot first: each is taken back before the job it
+            // waits for ends (which would start it). They never started: put back, not
+            // stopped.
+            let ahead = self.ahead.lock().unwrap_or_else(|e| e.into_inner());
+            for (id, t) in c.iter() {
+                if ahead.contains(id) {
+                    t.cancel();
+                }
+            }
             for t in c.values() {
                 t.cancel();
             }
-            let mut ids: Vec<i64> = c.keys().copied().collect();
+            let mut ids: Vec<i64> = c.keys().filter(|i| !ahead.contains(i)).copied().collect();
             ids.sort_unstable();
             ids
         };

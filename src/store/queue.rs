@@ -199,6 +199,44 @@ impl Store {
         Ok(out)
     }
 
+    /// Gives back run `id`, leased by `host` but never started (it waited next in a slot): it
+    /// is queued again as before its claim, its attempt not counted (a cancel asked for
+    /// meanwhile cancels it). False when it is not leased by `host` (it started after all).
+    pub fn unclaim(&mut self, id: i64, host: &str, why: &str) -> LabResult<bool> {
+        let tx = self.write()?;
+        let cancel: Option<Option<String>> = one(
+            &tx,
+            "SELECT cancel_reason FROM runs WHERE id = ?1 AND host = ?2 AND status = 'leased' AND pid IS NULL",
+            params![id, host],
+            |r| r.get(0),
+        )
+        .optional()
+        .map_err(db_err)?;
+        match cancel {
+            None => return Ok(false),
+            Some(Some(reason)) => {
+                exec(
+                    &tx,
+                    "UPDATE runs SET status = 'cancelled', ended = ?1 WHERE id = ?2",
+                    params![crate::clock::unix(), id],
+                )
+                .map_err(db_err)?;
+                event(&tx, id, RunStatus::Cancelled, &reason)?;
+            }
+            Some(None) => {
+                exec(
+                    &tx,
+                    "UPDATE runs SET status = 'queued', attempt = attempt - 1 WHERE id = ?1",
+                    [id],
+                )
+                .map_err(db_err)?;
+                event(&tx, id, RunStatus::Queued, why)?;
+            }
+        }
+        tx.commit().map_err(db_err)?;
+        Ok(true)
+    }
+
     /// Unfinished runs that `host` runs or may run: queued ones it owns or nobody owns, and
     /// those it holds.
     pub fn pending_for(&self, host: &str) -> LabResult<i64> {

@@ -30,12 +30,14 @@ impl Handle {
         }
     }
 
-    /// Hands `launch` to the supervisor; its news come on the returned channel, which closes
-    /// without an `Ended` if the supervisor dies. Must run inside the runtime.
+    /// Hands `launch` to the supervisor, to start at once or, with `after`, when that job
+    /// ends; its news come on the returned channel, which closes without an `Ended` if the
+    /// supervisor dies. Must run inside the runtime.
     pub fn launch(
         self: &Arc<Self>,
         mut launch: Launch,
         num_gpus: usize,
+        after: Option<i64>,
     ) -> LabResult<mpsc::UnboundedReceiver<News>> {
         let conn = self.connect()?;
         let (tx, rx) = mpsc::unbounded_channel();
@@ -62,6 +64,7 @@ impl Handle {
             &Order::Launch {
                 launch: Box::new(launch),
                 num_gpus,
+                after,
             },
         ) {
             conn.waiters

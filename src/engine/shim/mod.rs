@@ -7,6 +7,8 @@
 //!   attempt (`supervisor::run_process`: containment, logs, timeout, metrics file). It sends
 //!   back the start, the metrics and the end; the host records them (an end together with
 //!   its next claim) and acknowledges the end.
+//! - A worker hands over its next attempt while the current one runs (`after`): it starts
+//!   the moment the current one ends, with no round trip to the host in between.
 //! - It lives in a session of its own with no death signal, and holds
 //!   `<state>/hosts/<host>.supervisor` locked while it lives: other labhosts treat its host's
 //!   running runs as alive (`supervisor_alive`), leave them alone and wait for their ends.
@@ -58,10 +60,13 @@ pub const DIED: &str = "jobs.supervisor_died";
 #[derive(Debug, Serialize, Deserialize)]
 #[serde(tag = "op", rename_all = "snake_case")]
 enum Order {
-    /// Run this attempt (with `num_gpus` GPUs leased from the ledger first).
+    /// Run this attempt (with `num_gpus` GPUs leased from the ledger first); with `after`,
+    /// the moment that job ends (in its slot), or at once if it is not running.
     Launch {
         launch: Box<Launch>,
         num_gpus: usize,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        after: Option<i64>,
     },
     /// Stop it (a cancel, or the host exiting): its end says `cancelled`.
     Cancel { job: i64 },

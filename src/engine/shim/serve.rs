@@ -141,9 +141,19 @@ struct Shared {
     alone: AtomicBool,
     store: Mutex<Option<Store>>,
     running: Mutex<HashMap<i64, CancellationToken>>,
+    /// Attempts handed over to start when a running job ends, by that job (locked after
+    /// `running`, never before).
+    next: Mutex<HashMap<i64, Next>>,
     unacked: Mutex<HashMap<i64, Done>>,
     /// Ends the store refused while alone (tried again every tick).
     unrecorded: Mutex<Vec<Done>>,
+}
+
+/// An attempt that starts when the job before it in its slot ends.
+struct Next {
+    launch: Launch,
+    num_gpus: usize,
+    token: CancellationToken,
 }
 
 /// An ended attempt whose end the host has not acknowledged yet.
@@ -196,15 +206,15 @@ impl Shared {
             .drain()
             .map(|(_, d)| d)
             .collect();
-        // Every run handed over: running, or ended (recorded now or kept until it can be).
+        // Every run handed over: running, next in a slot, or ended (recorded now or kept
+        // until it can be).
         let mut mine: Vec<i64> = pending.iter().map(|d| d.report.id).collect();
-        mine.extend(
-            self.running
-                .lock()
-                .unwrap_or_else(|e| e.into_inner())
-                .keys()
-                .copied(),
-        );
+        {
+            let running = self.running.lock().unwrap_or_else(|e| e.into_inner());
+            mine.extend(running.keys().copied());
+            let next = self.next.lock().unwrap_or_else(|e| e.into_inner());
+            mine.extend(next.values().map(|n| n.launch.job_id));
+        }
         for d in pending {
             self.record_end(d);
         }
@@ -380,6 +390,7 @@ async fn serve(host: String, state: PathBuf, sock: UnixStream) {
         alone: AtomicBool::new(false),
         store: Mutex::new(None),
         running: Mutex::new(HashMap::new()),
+        next: Mutex::new(HashMap::new()),
         unacked: Mutex::new(HashMap::new()),
         unrecorded: Mutex::new(Vec::new()),
     });
@@ -469,24 +480,43 @@ fn look_for_cancels(shared: &Shared) {
 
 fn take(shared: &Arc<Shared>, order: Order) {
     match order {
-        Order::Launch { launch, num_gpus } => {
-            let token = CancellationToken::new();
-            shared
-                .running
-                .lock()
-                .unwrap_or_else(|e| e.into_inner())
-                .insert(launch.job_id, token.clone());
-            tokio::spawn(run_job(shared.clone(), *launch, num_gpus, token));
+        Order::Launch {
+            launch,
+            num_gpus,
+            after,
+        } => {
+            let n = Next {
+                launch: *launch,
+                num_gpus,
+                token: CancellationToken::new(),
+            };
+            let mut running = shared.running.lock().unwrap_or_else(|e| e.into_inner());
+            match after.filter(|a| running.contains_key(a)) {
+                Some(a) => {
+                    let mut next = shared.next.lock().unwrap_or_else(|e| e.into_inner());
+                    next.insert(a, n);
+                }
+                None => start(shared, &mut running, n),
+            }
         }
         Order::Cancel { job } => {
-            if let Some(t) = shared
-                .running
-                .lock()
-                .unwrap_or_else(|e| e.into_inner())
-                .get(&job)
-            {
+            let running = shared.running.lock().unwrap_or_else(|e| e.into_inner());
+            if let Some(t) = running.get(&job) {
                 t.cancel();
+                return;
             }
+            // Not started yet: it never will be, and ends `cancelled` at once.
+            let mut next = shared.next.lock().unwrap_or_else(|e| e.into_inner());
+            let Some(after) = next
+                .iter()
+                .find(|(_, n)| n.launch.job_id == job)
+                .map(|x| *x.0)
+            else {
+                return;
+            };
+            let n = next.remove(&after).expect("found above");
+            drop((next, running));
+            shared.ended(never_started(shared, &n.launch));
         }
         Order::Recorded { job } => {
             shared
@@ -499,6 +529,33 @@ fn take(shared: &Arc<Shared>, order: Order) {
             crate::process::contain::kill_all_now();
             std::process::exit(137);
         }
+    }
+}
+
+/// Runs `n` now (the caller holds `running`).
+fn start(shared: &Arc<Shared>, running: &mut HashMap<i64, CancellationToken>, n: Next) {
+    running.insert(n.launch.job_id, n.token.clone());
+    tokio::spawn(run_job(shared.clone(), n.launch, n.num_gpus, n.token));
+}
+
+/// The end of an attempt cancelled before it started: nothing of it ran.
+fn never_started(shared: &Arc<Shared>, l: &Launch) -> Done {
+    Done {
+        report: JobReport {
+            shared: shared.clone(),
+            id: l.job_id,
+            attempt: l.attempt,
+            start: None,
+            replayed: false,
+            failed: false,
+        },
+        tail: supervisor::metrics_tail(l),
+        end: Ok(AttemptEnd {
+            status: crate::store::RunStatus::Cancelled,
+            exit_code: None,
+            error: None,
+            start: None,
+        }),
     }
 }
 
@@ -534,5 +591,17 @@ async fn run_job(shared: Arc<Shared>, mut l: Launch, num_gpus: usize, token: Can
     // mode: a daemon that cleared its environment carries no token): it ends with it.
     let s = shared.clone();
     crate::process::contain::stop_strays(crate::process::grace(), &move || s.is_idle()).await;
+    // The slot's next attempt starts before this end is even sent.
+    {
+        let mut running = shared.running.lock().unwrap_or_else(|e| e.into_inner());
+        let next = shared
+            .next
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .remove(&id);
+        if let Some(n) = next {
+            start(&shared, &mut running, n);
+        }
+    }
     shared.ended(Done { report, tail, end });
 }
