@@ -672,15 +672,25 @@ fn a_log_limit_keeps_each_log_within_it_and_the_latest_output() {
     }
 }
 
+/// A test folder with `main.rhai`: `script` with `CWD` replaced by the folder (quoted).
+fn with_main(script: &str) -> TestCmd {
+    let t = TestCmd::new();
+    let cwd = format!("{:?}", t.path().display().to_string());
+    t.file("main.rhai", script.replace("CWD", &cwd))
+}
+
+/// The time (ns) on the line of `spans` that begins with `what`.
+fn span_at(spans: &str, what: &str) -> u128 {
+    let l = spans.lines().find(|l| l.starts_with(what)).unwrap();
+    l.split(' ').nth(1).unwrap().parse().unwrap()
+}
+
 /// After a short job, a worker hands its slot's next job to the job supervisor while the
 /// current one runs, to start the moment it ends: that job waits its turn (one worker never
 /// runs two jobs at once), and a cancel before its turn means it never starts at all.
 #[test]
 fn the_job_handed_over_next_in_a_slot_waits_its_turn_and_a_cancel_keeps_it_from_starting() {
-    let t = TestCmd::new();
-    let cwd = format!("{:?}", t.path().display().to_string());
-    let t = t.file(
-        "main.rhai",
+    let t = with_main(
         r#"
         jobs::workers(1);
         let a = jobs::submit(#{command: "true"});
@@ -692,8 +702,7 @@ fn the_job_handed_over_next_in_a_slot_waits_its_turn_and_a_cancel_keeps_it_from_
         c.cancel();
         print([a.wait(), b.wait(), c.wait(), d.wait()]);
         print([c.info().attempt, d.info().attempt]);
-        "#
-        .replace("CWD", &cwd),
+        "#,
     );
     let (code, out, err) = t.spawn(["run", "main.rhai"]).finish();
     assert_eq!(
@@ -706,10 +715,7 @@ fn the_job_handed_over_next_in_a_slot_waits_its_turn_and_a_cancel_keeps_it_from_
     );
     assert!(!t.path().join("c-ran").exists(), "the cancelled job ran");
     let spans = std::fs::read_to_string(t.path().join("spans")).unwrap();
-    let at = |what: &str| -> u128 {
-        let l = spans.lines().find(|l| l.starts_with(what)).unwrap();
-        l.split(' ').nth(1).unwrap().parse().unwrap()
-    };
+    let at = |what: &str| span_at(&spans, what);
     assert!(
         at("b-start") < at("b-end") && at("b-end") < at("d-start"),
         "d started before b ended, on one worker:\n{spans}"
@@ -720,10 +726,7 @@ fn the_job_handed_over_next_in_a_slot_waits_its_turn_and_a_cancel_keeps_it_from_
 /// them ever overlap, each runs once, in the order of the queue.
 #[test]
 fn a_chain_of_short_jobs_on_one_worker_never_overlaps_and_keeps_queue_order() {
-    let t = TestCmd::new();
-    let cwd = format!("{:?}", t.path().display().to_string());
-    let t = t.file(
-        "main.rhai",
+    let t = with_main(
         r#"
         let specs = [];
         for i in 0..40 {
@@ -731,8 +734,7 @@ fn a_chain_of_short_jobs_on_one_worker_never_overlaps_and_keeps_queue_order() {
         }
         let s = jobs::pool(specs, #{max_workers: 1, quiet: true});
         print(`${s.completed} of ${s.total}`);
-        "#
-        .replace("CWD", &cwd),
+        "#,
     );
     let (code, out, err) = t.spawn(["run", "main.rhai"]).finish();
     assert_eq!((code, out.as_str()), (Some(0), "40 of 40\n"), "{err}");
@@ -749,10 +751,7 @@ fn a_chain_of_short_jobs_on_one_worker_never_overlaps_and_keeps_queue_order() {
 /// slot is left.
 #[test]
 fn fewer_workers_take_back_the_job_waiting_next_in_a_slot() {
-    let t = TestCmd::new();
-    let cwd = format!("{:?}", t.path().display().to_string());
-    let t = t.file(
-        "main.rhai",
+    let t = with_main(
         r#"
         jobs::workers(2);
         let a = jobs::submit(#{command: "true"});
@@ -765,8 +764,7 @@ fn fewer_workers_take_back_the_job_waiting_next_in_a_slot() {
         print(c.status());
         print([a.wait(), b.wait(), x.wait(), c.wait()]);
         print(c.info().attempt);
-        "#
-        .replace("CWD", &cwd),
+        "#,
     );
     let (code, out, err) = t.spawn(["run", "main.rhai"]).finish();
     assert_eq!(
@@ -778,10 +776,7 @@ fn fewer_workers_take_back_the_job_waiting_next_in_a_slot() {
         "{err}"
     );
     let spans = std::fs::read_to_string(t.path().join("spans")).unwrap();
-    let at = |what: &str| -> u128 {
-        let l = spans.lines().find(|l| l.starts_with(what)).unwrap();
-        l.split(' ').nth(1).unwrap().parse().unwrap()
-    };
+    let at = |what: &str| span_at(&spans, what);
     assert!(
         at("c-start") > at("b-end") && at("c-start") > at("x-end"),
         "c started while two jobs ran, with one worker:\n{spans}"
@@ -793,10 +788,7 @@ fn fewer_workers_take_back_the_job_waiting_next_in_a_slot() {
 /// `labhost resume` then runs both, once each.
 #[test]
 fn ctrl_c_puts_back_the_job_waiting_next_in_a_slot_without_starting_it() {
-    let t = TestCmd::new();
-    let cwd = format!("{:?}", t.path().display().to_string());
-    let t = t.file(
-        "main.rhai",
+    let t = with_main(
         r#"
         jobs::workers(1);
         let a = jobs::submit(#{command: "true"});
@@ -805,8 +797,7 @@ fn ctrl_c_puts_back_the_job_waiting_next_in_a_slot_without_starting_it() {
         while b.status() != "running" || c.status() != "leased" { time::sleep(0.01); }
         print(`${b.id} ${c.id}`);
         b.wait();
-        "#
-        .replace("CWD", &cwd),
+        "#,
     );
     let mut run = t.spawn(["run", "main.rhai"]);
     let ids = run.line();

@@ -175,15 +175,7 @@ impl Store {
             .map_err(db_err)?;
             match cancel {
                 None => {}
-                Some(Some(reason)) => {
-                    exec(
-                        &tx,
-                        "UPDATE runs SET status = 'cancelled', ended = ?1 WHERE id = ?2",
-                        params![crate::clock::unix(), id],
-                    )
-                    .map_err(db_err)?;
-                    event(&tx, *id, RunStatus::Cancelled, &reason)?;
-                }
+                Some(Some(reason)) => cancelled_tx(&tx, *id, &reason)?,
                 Some(None) => {
                     exec(&tx,
                         "UPDATE runs SET status = 'queued', pid = NULL, not_before = 0, owner = NULL WHERE id = ?1",
@@ -214,15 +206,7 @@ impl Store {
         .map_err(db_err)?;
         match cancel {
             None => return Ok(false),
-            Some(Some(reason)) => {
-                exec(
-                    &tx,
-                    "UPDATE runs SET status = 'cancelled', ended = ?1 WHERE id = ?2",
-                    params![crate::clock::unix(), id],
-                )
-                .map_err(db_err)?;
-                event(&tx, id, RunStatus::Cancelled, &reason)?;
-            }
+            Some(Some(reason)) => cancelled_tx(&tx, id, &reason)?,
             Some(None) => {
                 exec(
                     &tx,
@@ -249,6 +233,17 @@ impl Store {
         )
         .map_err(db_err)
     }
+}
+
+/// Run `id`, given back while its cancel was asked for (`reason`): cancelled now.
+fn cancelled_tx(tx: &rusqlite::Transaction<'_>, id: i64, reason: &str) -> LabResult<()> {
+    exec(
+        tx,
+        "UPDATE runs SET status = 'cancelled', ended = ?1 WHERE id = ?2",
+        params![crate::clock::unix(), id],
+    )
+    .map_err(db_err)?;
+    event(tx, id, RunStatus::Cancelled, reason)
 }
 
 fn claim_tx(tx: &rusqlite::Transaction<'_>, host: &str) -> LabResult<Option<Run>> {
