@@ -331,6 +331,20 @@ struct JobReport {
     failed: bool,
 }
 
+impl JobReport {
+    /// The news of attempt `l`, nothing reported yet.
+    fn new(shared: &Arc<Shared>, l: &Launch) -> JobReport {
+        JobReport {
+            shared: shared.clone(),
+            id: l.job_id,
+            attempt: l.attempt,
+            start: None,
+            replayed: false,
+            failed: false,
+        }
+    }
+}
+
 impl Report for JobReport {
     fn started(&mut self, st: &Started) {
         self.start = Some(st.clone());
@@ -541,14 +555,7 @@ fn start(shared: &Arc<Shared>, running: &mut HashMap<i64, CancellationToken>, n:
 /// The end of an attempt cancelled before it started: nothing of it ran.
 fn never_started(shared: &Arc<Shared>, l: &Launch) -> Done {
     Done {
-        report: JobReport {
-            shared: shared.clone(),
-            id: l.job_id,
-            attempt: l.attempt,
-            start: None,
-            replayed: false,
-            failed: false,
-        },
+        report: JobReport::new(shared, l),
         tail: supervisor::metrics_tail(l),
         end: Ok(AttemptEnd {
             status: crate::store::RunStatus::Cancelled,
@@ -561,14 +568,7 @@ fn never_started(shared: &Arc<Shared>, l: &Launch) -> Done {
 
 async fn run_job(shared: Arc<Shared>, mut l: Launch, num_gpus: usize, token: CancellationToken) {
     let id = l.job_id;
-    let mut report = JobReport {
-        shared: shared.clone(),
-        id,
-        attempt: l.attempt,
-        start: None,
-        replayed: false,
-        failed: false,
-    };
+    let mut report = JobReport::new(&shared, &l);
     let mut tail = supervisor::metrics_tail(&l);
     let end = async {
         let lease = supervisor::lease_gpus(id, num_gpus, &token).await?;
