@@ -786,6 +786,42 @@ fn fewer_workers_take_back_the_job_waiting_next_in_a_slot() {
 /// Ctrl-C while a job waits next in its slot: the running job is stopped and put back, the
 /// waiting one never starts and goes back to the queue as it was (its attempt not counted);
 /// `labhost resume` then runs both, once each.
+/// A job stopped by Ctrl-C and run again by `labhost resume` still has its retry: the
+/// stopped attempt was not a failure.
+#[test]
+fn a_job_stopped_by_ctrl_c_keeps_its_retries() {
+    let t = with_main(
+        r#"
+        // First run: stopped while it sleeps; second: fails; third: completes.
+        let a = jobs::submit(#{retries: 1, backoff: 0, cwd: CWD, command:
+            "echo x >> ran; n=$(grep -c x ran); [ $n -eq 2 ] && exit 3; [ $n -ge 3 ] && exit 0; sleep 30"});
+        while a.status() != "running" { time::sleep(0.01); }
+        print(a.id);
+        a.wait();
+        "#,
+    );
+    let mut run = t.spawn(["run", "main.rhai"]);
+    let id = run.line();
+    run.signal(libc::SIGINT);
+    let (_, _, err) = run.finish();
+    assert!(err.contains(&format!("stopped job(s) {id}")), "{err}");
+    let (code, _, err) = t.spawn(["resume"]).finish();
+    assert_eq!(code, Some(0), "{err}");
+    let (_, json, _) = t.spawn(["jobs", "--json"]).finish();
+    let runs: Vec<serde_json::Value> = serde_json::from_str(&json).unwrap();
+    let id: i64 = id.parse().unwrap();
+    let r = runs.iter().find(|r| r["id"] == id).unwrap();
+    assert_eq!(
+        (r["status"].as_str(), r["attempt"].as_i64()),
+        (Some("completed"), Some(3)),
+        "{r}"
+    );
+    assert_eq!(
+        std::fs::read_to_string(t.path().join("ran")).unwrap(),
+        "x\nx\nx\n"
+    );
+}
+
 #[test]
 fn ctrl_c_puts_back_the_job_waiting_next_in_a_slot_without_starting_it() {
     let t = with_main(

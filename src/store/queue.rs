@@ -347,24 +347,26 @@ fn finish_tx(
     exit_code: Option<i64>,
     error: Option<&str>,
 ) -> LabResult<RunStatus> {
-    let (attempt, max_retries, backoff): (i64, i64, f64) = one(
+    // Retries count failures (since the run was last submitted), not attempts: an attempt
+    // stopped by its host's exit or death and run again is not a retry.
+    let (retries, max_retries, backoff): (i64, i64, f64) = one(
         tx,
-        "SELECT attempt, max_retries, backoff FROM runs WHERE id = ?1",
+        "SELECT retries, max_retries, backoff FROM runs WHERE id = ?1",
         [id],
         |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
     )
     .map_err(db_err)?;
-    let retry = matches!(status, RunStatus::Failed | RunStatus::TimedOut) && attempt <= max_retries;
+    let retry = matches!(status, RunStatus::Failed | RunStatus::TimedOut) && retries < max_retries;
     let new_status = if retry { RunStatus::Queued } else { status };
     let now = crate::clock::unix();
     let not_before = if retry {
-        now + backoff * 2f64.powi((attempt - 1).max(0) as i32)
+        now + backoff * 2f64.powi(retries as i32)
     } else {
         0.0
     };
     exec(tx,
-        "UPDATE runs SET status = ?1, exit_code = ?2, error = ?3, ended = ?4, not_before = ?5 WHERE id = ?6",
-        params![new_status, exit_code, error.map(crate::redact::apply), now, not_before, id],
+        "UPDATE runs SET status = ?1, exit_code = ?2, error = ?3, ended = ?4, not_before = ?5, retries = retries + ?6 WHERE id = ?7",
+        params![new_status, exit_code, error.map(crate::redact::apply), now, not_before, i64::from(retry), id],
     )
     .map_err(db_err)?;
     let detail = match (exit_code, error) {
@@ -378,7 +380,7 @@ fn finish_tx(
             tx,
             id,
             RunStatus::Queued,
-            &format!("retry {} of {max_retries}", attempt),
+            &format!("retry {} of {max_retries}", retries + 1),
         )?;
     }
     Ok(new_status)
@@ -486,6 +488,55 @@ mod tests {
         assert_eq!(
             (b2.id, b2.attempt, b2.run_dir.clone()),
             (b.id, 2, b.run_dir.clone())
+        );
+    }
+
+    /// `max_retries` counts failures: an attempt stopped by its host's exit or death and put
+    /// back is not a retry; a run submitted again after it failed has its retries anew.
+    #[test]
+    fn a_stopped_attempt_is_not_a_retry_and_a_resubmission_retries_anew() {
+        let t = tempfile::tempdir().unwrap();
+        let mut s = Store::open(t.path()).unwrap();
+        let n = NewRun {
+            max_retries: 1,
+            key: Some("k".into()),
+            ..job("a")
+        };
+        let (a, _) = s.create(&n).unwrap();
+        // Stopped twice (claimed, put back by its host), then it fails: retried.
+        for _ in 0..2 {
+            s.claim_next("h").unwrap().unwrap();
+            assert_eq!(
+                s.requeue(&[(a.id, "h".into())], "host exited").unwrap(),
+                vec![a.id]
+            );
+        }
+        assert_eq!(s.claim_next("h").unwrap().unwrap().attempt, 3);
+        assert_eq!(
+            s.finish(a.id, RunStatus::Failed, Some(1), None).unwrap(),
+            RunStatus::Queued,
+            "its one retry"
+        );
+        let details: Vec<String> = s.events(a.id).unwrap().into_iter().map(|e| e.1).collect();
+        assert!(details.iter().any(|d| d == "retry 1 of 1"), "{details:?}");
+        assert_eq!(s.claim_next("h").unwrap().unwrap().attempt, 4);
+        assert_eq!(
+            s.finish(a.id, RunStatus::TimedOut, None, None).unwrap(),
+            RunStatus::TimedOut,
+            "no retries left"
+        );
+        // Submitted again (`retry_failed`): one retry again, after a failure.
+        let (again, requeued) = s
+            .create(&NewRun {
+                retry_failed: true,
+                ..n
+            })
+            .unwrap();
+        assert!(requeued && again.id == a.id);
+        s.claim_next("h").unwrap().unwrap();
+        assert_eq!(
+            s.finish(a.id, RunStatus::Failed, Some(1), None).unwrap(),
+            RunStatus::Queued
         );
     }
 

@@ -403,7 +403,7 @@ fn create_tx(tx: &rusqlite::Transaction<'_>, state: &Path, n: &NewRun) -> LabRes
             if n.retry_failed && r.status.is_unsuccessful() {
                 exec(
                     tx,
-                    "UPDATE runs SET status = 'queued', owner = ?1, pid = NULL, exit_code = NULL, error = NULL, cancel_reason = NULL, ended = NULL, not_before = 0 WHERE id = ?2",
+                    "UPDATE runs SET status = 'queued', owner = ?1, pid = NULL, exit_code = NULL, error = NULL, cancel_reason = NULL, ended = NULL, not_before = 0, retries = 0 WHERE id = ?2",
                     params![n.owner, r.id],
                 )
                 .map_err(db_err)?;

@@ -142,4 +142,12 @@ UPDATE metrics SET attempt = COALESCE((SELECT attempt FROM runs WHERE runs.id = 
     r#"
 ALTER TABLE metrics ADD COLUMN from_file INTEGER NOT NULL DEFAULT 0;
 "#,
+    // v9: the retries a run was given after it failed, since it was last submitted: an
+    // attempt stopped by its host's exit or death was counted as one (by `attempt`). Runs
+    // recorded before count the retries their events name.
+    r#"
+ALTER TABLE runs ADD COLUMN retries INTEGER NOT NULL DEFAULT 0;
+UPDATE runs SET retries = (SELECT COUNT(*) FROM events e
+    WHERE e.run_id = runs.id AND e.status = 'queued' AND e.detail LIKE 'retry %');
+"#,
 ];
