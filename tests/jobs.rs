@@ -812,8 +812,12 @@ fn a_job_stopped_by_ctrl_c_keeps_its_retries() {
     let id: i64 = id.parse().unwrap();
     let r = runs.iter().find(|r| r["id"] == id).unwrap();
     assert_eq!(
-        (r["status"].as_str(), r["attempt"].as_i64()),
-        (Some("completed"), Some(3)),
+        (
+            r["status"].as_str(),
+            r["attempt"].as_i64(),
+            r["retries"].as_i64()
+        ),
+        (Some("completed"), Some(3), Some(1)),
         "{r}"
     );
     assert_eq!(

@@ -519,7 +519,8 @@ mod tests {
         );
         let details: Vec<String> = s.events(a.id).unwrap().into_iter().map(|e| e.1).collect();
         assert!(details.iter().any(|d| d == "retry 1 of 1"), "{details:?}");
-        assert_eq!(s.claim_next("h").unwrap().unwrap().attempt, 4);
+        let again = s.claim_next("h").unwrap().unwrap();
+        assert_eq!((again.attempt, again.retries), (4, 1));
         assert_eq!(
             s.finish(a.id, RunStatus::TimedOut, None, None).unwrap(),
             RunStatus::TimedOut,
@@ -532,7 +533,7 @@ mod tests {
                 ..n
             })
             .unwrap();
-        assert!(requeued && again.id == a.id);
+        assert!(requeued && again.id == a.id && again.retries == 0);
         s.claim_next("h").unwrap().unwrap();
         assert_eq!(
             s.finish(a.id, RunStatus::Failed, Some(1), None).unwrap(),

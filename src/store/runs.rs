@@ -7,7 +7,7 @@ use rusqlite::{params, OptionalExtension};
 use super::{all, db_err, event, exec, one, NewRun, Run, RunStatus, Store};
 use crate::error::{LabError, LabResult};
 
-pub(super) const RUN_COLS: &str = "id, parent_id, kind, name, key, spec, status, priority, attempt, max_retries, host, pid, exit_code, error, cancel_reason, run_dir, created, started, ended, experiment_id, leader_start, cgroup, lifecycle";
+pub(super) const RUN_COLS: &str = "id, parent_id, kind, name, key, spec, status, priority, attempt, max_retries, host, pid, exit_code, error, cancel_reason, run_dir, created, started, ended, experiment_id, leader_start, cgroup, lifecycle, retries";
 
 pub(super) fn run_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<Run> {
     let spec: String = r.get(5)?;
@@ -35,6 +35,7 @@ pub(super) fn run_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<Run> {
         leader_start: r.get(20)?,
         cgroup: r.get(21)?,
         deleted: r.get::<_, String>(22)? == super::mlflow::DELETED,
+        retries: r.get(23)?,
     })
 }
 

@@ -326,6 +326,9 @@ pub struct Run {
     pub cgroup: Option<String>,
     /// Deleted by an MLflow client (`runs/delete`): hidden from searches until restored.
     pub deleted: bool,
+    /// The retries it was given after failing, since it was last submitted (of
+    /// `max_retries`); an attempt stopped and run again is not one.
+    pub retries: i64,
 }
 
 /// The start of an attempt, as the store records it.
